@@ -1,0 +1,220 @@
+// Package guest starts a node's process inside the node's namespaces: its
+// network namespace, a UTS namespace with the node's hostname, a mount
+// namespace where /etc/hosts and /etc/resolv.conf are the run's own files,
+// and (unless the node runs as root) a nested user namespace that maps the
+// caller's uid and gid back, so the program sees its usual identity.
+//
+// All of it happens on one locked OS thread that joins or unshares the
+// namespaces and then forks the process, which inherits them. The same
+// thread waits for the process (PR_SET_PDEATHSIG fires when the forking
+// thread exits) and then dies with its goroutine, never unlocked, so the
+// namespaces never leak into other goroutines.
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spec is what to start and where.
+type Spec struct {
+	NetNS    *os.File          // the node's network namespace
+	Hostname string            // set in a fresh UTS namespace
+	Mounts   map[string]string // target path -> source file, bind-mounted read-only
+	Argv     []string          // the command and its arguments
+	Env      []string          // the complete environment
+	Dir      string            // working directory ("" keeps the current one)
+	Root     bool              // run as uid 0 of the run's user namespace
+	UID, GID int               // the caller's ids, seen inside unless Root
+
+	Stdin          *os.File
+	Stdout, Stderr *os.File
+	Setpgid        bool // put the process in a process group of its own
+}
+
+// Process is a started node process.
+type Process struct {
+	Pid  int
+	done chan struct{}
+	err  error
+	st   *os.ProcessState
+}
+
+// ErrNotFound wraps errors of commands that do not exist (exit code 127).
+var ErrNotFound = errors.New("command not found")
+
+// Start starts the process described by s and returns once it runs (or
+// failed to start). Wait reports its end.
+func Start(s Spec) (*Process, error) {
+	if len(s.Argv) == 0 {
+		return nil, errors.New("no command given")
+	}
+	path, err := lookPath(s.Argv[0], s.Env, s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately never unlocked: this thread's namespaces are the node's.
+		cmd, err := prepare(s, path)
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
+			started <- err
+			return
+		}
+		p.Pid = cmd.Process.Pid
+		started <- nil
+		p.err = cmd.Wait()
+		p.st = cmd.ProcessState
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Wait waits for the process to end and returns its state.
+func (p *Process) Wait() *os.ProcessState {
+	<-p.done
+	return p.st
+}
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitCode turns a process state into a shell-style exit code: the exit
+// status, or 128+N when the process was killed by signal N.
+func ExitCode(st *os.ProcessState) int {
+	if st == nil {
+		return 125
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return st.ExitCode()
+}
+
+// prepare joins and unshares the namespaces on the current (locked) thread
+// and builds the command.
+func prepare(s Spec, path string) (*exec.Cmd, error) {
+	if err := unix.Setns(int(s.NetNS.Fd()), unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("enter node network namespace: %w", err)
+	}
+	if err := unix.Unshare(unix.CLONE_NEWUTS | unix.CLONE_NEWNS); err != nil {
+		return nil, fmt.Errorf("unshare UTS and mount namespaces: %w", err)
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return nil, fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+		}
+	}
+	for target, source := range s.Mounts {
+		if err := bindReadOnly(source, target); err != nil {
+			return nil, err
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   s.Argv,
+		Env:    s.Env,
+		Dir:    s.Dir,
+		Stdin:  s.Stdin,
+		Stdout: s.Stdout,
+		Stderr: s.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Pdeathsig: syscall.SIGKILL,
+			Setpgid:   s.Setpgid,
+		},
+	}
+	if !s.Root {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: s.UID, HostID: 0, Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: s.GID, HostID: 0, Size: 1}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), NoSetGroups: true}
+	}
+	return cmd, nil
+}
+
+// bindReadOnly bind-mounts the file source onto target in the current
+// thread's mount namespace, read-only. The mount is private, so it never
+// propagates to the namespace it was copied from.
+func bindReadOnly(source, target string) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("bind-mount %s onto %s: %w", source, target, err)
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
+		// Keep going read-write: some mounts (nosuid host /etc) refuse a flag change.
+		_ = err
+	}
+	return nil
+}
+
+// lookPath finds argv0 like a shell would, with the PATH of env.
+func lookPath(argv0 string, env []string, dir string) (string, error) {
+	if strings.Contains(argv0, "/") {
+		p := argv0
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		if err := executable(p); err != nil {
+			return "", fmt.Errorf("%s: %w", argv0, err)
+		}
+		return argv0, nil
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	var denied error
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, argv0)
+		err := executable(p)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, os.ErrPermission) && denied == nil {
+			denied = fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	if denied != nil {
+		return "", denied
+	}
+	return "", fmt.Errorf("%s: %w in PATH", argv0, ErrNotFound)
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return ErrNotFound
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("is a directory: %w", os.ErrPermission)
+	}
+	if fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("not executable: %w", os.ErrPermission)
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+// Package nsfd creates network namespaces held by file descriptors and runs
+// code inside them on a locked OS thread.
+//
+// Namespaces are never bind-mounted: a namespace lives as long as some fd or
+// process holds it, so everything a run creates disappears with its
+// processes, even after SIGKILL.
+package nsfd
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// NewNet creates a network namespace and returns an fd that holds it.
+//
+// The namespace is created by a throwaway OS thread: the thread unshares,
+// opens its own namespace file and then exits together with its goroutine
+// (it is never unlocked), so no other goroutine ever runs in it.
+func NewNet() (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("unshare network namespace: %w", err)}
+			return
+		}
+		path := "/proc/thread-self/ns/net"
+		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("open %s: %w", path, err)}
+			return
+		}
+		ch <- result{f: f}
+	}()
+	r := <-ch
+	return r.f, r.err
+}
+
+// Open opens the namespace file at path (for example /proc/PID/ns/net).
+func Open(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Do runs fn on a locked OS thread that has joined the network namespace
+// held by ns. The thread returns to its original namespace afterwards; if
+// that fails, the thread is left locked and dies with its goroutine, so the
+// foreign namespace never leaks into other goroutines.
+// Goroutines that fn starts do not inherit the namespace.
+func Do(ns *os.File, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.OpenFile("/proc/thread-self/ns/net", os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open current network namespace: %w", err)
+			return // thread dies locked
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("return to original network namespace: %w (after: %v)", err, ferr)
+			return // thread dies locked
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// WriteSysctl writes value to the sysctl file under /proc/sys (for example
+// "net/ipv4/ip_forward") as seen from the network namespace ns. Files under
+// /proc/sys/net belong to the namespace of the thread that opens them.
+func WriteSysctl(ns *os.File, key, value string) error {
+	return Do(ns, func() error {
+		path := "/proc/sys/" + key
+		if err := os.WriteFile(path, []byte(value), 0); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,220 @@
+// Package runstate keeps the on-disk state of a user's runs: one folder per
+// live run under the user's runtime folder, locked by the run's supervisor
+// for as long as it lives, so that what a killed run left behind is found
+// (its lock is free) and removed by the next run or by `nsrun gc`.
+package runstate
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// RuntimeDir returns the user's nsrun folder, creating it (mode 0700):
+// $XDG_RUNTIME_DIR/nsrun-runs, else /run/user/UID/nsrun-runs, else
+// $TMPDIR/nsrun-UID. A folder owned by someone else, or a symlink, is
+// refused.
+func RuntimeDir() (string, error) {
+	uid := os.Getuid()
+	var base string
+	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(uid)} {
+		if cand != "" && ownedDir(cand, uid) == nil {
+			base = filepath.Join(cand, "nsrun-runs")
+			break
+		}
+	}
+	if base == "" {
+		base = filepath.Join(os.TempDir(), "nsrun-"+strconv.Itoa(uid))
+	}
+	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create runtime folder %s: %w", base, err)
+	}
+	if err := ownedDir(base, uid); err != nil {
+		return "", fmt.Errorf("runtime folder %s: %w; remove it or set XDG_RUNTIME_DIR", base, err)
+	}
+	return base, nil
+}
+
+func ownedDir(path string, uid int) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok {
+		return errors.New("not a directory")
+	}
+	if int(st.Uid) != uid {
+		return fmt.Errorf("owned by uid %d, not %d", st.Uid, uid)
+	}
+	return nil
+}
+
+// NewID returns a fresh run id: 8 hex characters.
+func NewID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// RunsDir is the folder holding one folder per run.
+func RunsDir(runtimeDir string) string { return filepath.Join(runtimeDir, "runs") }
+
+// Run is the state folder of one live run, locked while the run lives.
+type Run struct {
+	ID   string
+	Dir  string
+	lock *os.File
+}
+
+// Info describes a run for `nsrun ls` and for commands that reach into a run.
+type Info struct {
+	ID    string     `json:"id"`
+	File  string     `json:"file,omitempty"`
+	Pid   int        `json:"pid"` // the supervisor's pid, in the caller's pid namespace when known
+	Nodes []NodeInfo `json:"nodes"`
+}
+
+// NodeInfo describes one node of a run.
+type NodeInfo struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	Pid  int    `json:"pid,omitempty"`
+}
+
+// Create makes and locks the state folder dir of run id. The lock is held
+// until Remove (or the process's death).
+func Create(dir, id string) (*Run, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create run folder %s: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("create run lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+	}
+	return &Run{ID: id, Dir: dir, lock: lock}, nil
+}
+
+// WriteFile writes a file of the run's state folder.
+func (r *Run) WriteFile(name string, data []byte) (string, error) {
+	p := filepath.Join(r.Dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", p, err)
+	}
+	return p, nil
+}
+
+// WriteInfo records info as info.json for `nsrun ls`.
+func (r *Run) WriteInfo(info Info) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(r.Dir, ".info.json")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write run info: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(r.Dir, "info.json"))
+}
+
+// Remove deletes the state folder and releases the lock.
+func (r *Run) Remove() error {
+	err := os.RemoveAll(r.Dir)
+	r.lock.Close()
+	return err
+}
+
+// List returns the live runs under runtimeDir. Folders of dead runs are
+// skipped (see GC).
+func List(runtimeDir string) ([]Info, error) {
+	ents, err := os.ReadDir(RunsDir(runtimeDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range ents {
+		dir := filepath.Join(RunsDir(runtimeDir), e.Name())
+		if !locked(dir) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "info.json"))
+		if err != nil {
+			continue // still starting
+		}
+		var info Info
+		if json.Unmarshal(b, &info) == nil {
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// GC removes the folders of runs whose supervisor is gone and returns their
+// ids.
+func GC(runtimeDir string) ([]string, error) {
+	ents, err := os.ReadDir(RunsDir(runtimeDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", RunsDir(runtimeDir), err)
+	}
+	var removed []string
+	for _, e := range ents {
+		dir := filepath.Join(RunsDir(runtimeDir), e.Name())
+		if !e.IsDir() || locked(dir) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return removed, fmt.Errorf("remove stale run %s: %w", dir, err)
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
+}
+
+// locked reports whether a live supervisor holds dir's lock. A folder whose
+// lock file does not exist yet is being created and counts as locked.
+func locked(dir string) bool {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist) && recent(dir)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return true
+	}
+	return false
+}
+
+// recent reports whether dir was created in the last few seconds: a run that
+// has made its folder but not yet its lock.
+func recent(dir string) bool {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil {
+		return false
+	}
+	var now unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &now)
+	return now.Sec-st.Ctim.Sec < 10
+}

@@ -205,10 +205,8 @@ func lookPath(argv0 string, env []string, dir string) (string, error) {
 func executable(p string) error {
 	fi, err := os.Stat(p)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return ErrNotFound
-		}
-		return err
+		// Like a shell: a PATH entry we cannot search is no match.
+		return ErrNotFound
 	}
 	if fi.IsDir() {
 		return fmt.Errorf("is a directory: %w", os.ErrPermission)

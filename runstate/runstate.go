@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -91,23 +92,30 @@ type NodeInfo struct {
 }
 
 // Create makes and locks the state folder dir of run id. The lock is held
-// until Remove (or the process's death).
+// until Remove (or the process's death). The folder is built under a
+// hidden name and renamed into place once locked, so GC never sees it
+// unlocked.
 func Create(dir, id string) (*Run, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create run folder %s: %w", dir, err)
+	tmp := filepath.Join(filepath.Dir(dir), ".new-"+filepath.Base(dir))
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("create run folder %s: %w", tmp, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	lock, err := os.OpenFile(filepath.Join(tmp, "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX) // GC may hold LOCK_SH for an instant
+		if err == nil {
+			err = os.Rename(tmp, dir)
+		}
+		if err != nil {
+			lock.Close()
+		}
+	}
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("create run lock: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("lock run folder %s: %w", dir, err)
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("create run folder %s: %w", dir, err)
 	}
 	return &Run{ID: id, Dir: dir, lock: lock}, nil
 }
@@ -154,7 +162,7 @@ func List(runtimeDir string) ([]Info, error) {
 	var out []Info
 	for _, e := range ents {
 		dir := filepath.Join(RunsDir(runtimeDir), e.Name())
-		if !locked(dir) {
+		if strings.HasPrefix(e.Name(), ".") || !locked(dir) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, "info.json"))
@@ -182,7 +190,7 @@ func GC(runtimeDir string) ([]string, error) {
 	var removed []string
 	for _, e := range ents {
 		dir := filepath.Join(RunsDir(runtimeDir), e.Name())
-		if !e.IsDir() || locked(dir) {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") && recent(dir) || locked(dir) {
 			continue
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -193,12 +201,11 @@ func GC(runtimeDir string) ([]string, error) {
 	return removed, nil
 }
 
-// locked reports whether a live supervisor holds dir's lock. A folder whose
-// lock file does not exist yet is being created and counts as locked.
+// locked reports whether a live supervisor holds dir's lock.
 func locked(dir string) bool {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return errors.Is(err, os.ErrNotExist) && recent(dir)
+		return false
 	}
 	defer f.Close()
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
@@ -207,8 +214,8 @@ func locked(dir string) bool {
 	return false
 }
 
-// recent reports whether dir was created in the last few seconds: a run that
-// has made its folder but not yet its lock.
+// recent reports whether dir was created in the last few seconds: a run
+// still building its folder under the hidden name.
 func recent(dir string) bool {
 	var st unix.Stat_t
 	if unix.Stat(dir, &st) != nil {

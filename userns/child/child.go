@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nsrun/nsrun/userns"
 	"github.com/nsrun/nsrun/userns/messages"
 )
@@ -32,6 +34,9 @@ func Open() (messages.Config, *Conn, error) {
 		return cfg, nil, fmt.Errorf("protocol pipes missing: %s is started by nsrun only", userns.SupervisorArg0)
 	}
 	defer cfgPipe.Close()
+	// Inherited without close-on-exec; node commands must not inherit them.
+	unix.CloseOnExec(3)
+	unix.CloseOnExec(4)
 	if err := json.NewDecoder(cfgPipe).Decode(&cfg); err != nil {
 		return cfg, nil, fmt.Errorf("read run configuration: %w", err)
 	}

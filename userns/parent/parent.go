@@ -54,7 +54,7 @@ func Run(cfg messages.Config, mode Mode) (int, error) {
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
 	}
 	if mode == Isolated {
-		attr.Cloneflags |= syscall.CLONE_NEWUSER
+		attr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
 		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 	}

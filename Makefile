@@ -1,0 +1,50 @@
+# nsrun — see README.md.
+GO       ?= go
+BIN      ?= bin
+PREFIX   ?= /usr/local
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+SHELL    := /bin/bash
+
+.PHONY: all build demo test unit e2e lint bench install uninstall clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun ./cmd/nsrun
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun-helper ./cmd/nsrun-helper
+
+# Build, then run a command as a host on a network of its own: no root.
+demo: build
+	$(BIN)/nsrun --ip 172.18.0.7 --hostname demo -- sh -c \
+	  'echo "I am $$(hostname) ($$(id -un)), my network:"; ip -br addr; ip route'
+
+# Unit tests (no root) and end-to-end tests (real namespaces; see README).
+test: lint unit e2e
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
+
+e2e:
+	$(GO) test -count=1 -v -timeout 20m ./test/
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; \
+	  elif [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then "$$($(GO) env GOPATH)/bin/staticcheck" ./...; \
+	  else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest); skipped"; fi
+
+bench: build
+	bench/run.sh
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/nsrun $(DESTDIR)$(PREFIX)/bin/nsrun
+	install -m 0755 $(BIN)/nsrun-helper $(DESTDIR)$(PREFIX)/bin/nsrun-helper
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/nsrun $(DESTDIR)$(PREFIX)/bin/nsrun-helper
+
+clean:
+	rm -rf $(BIN) e2e.log

@@ -1,0 +1,240 @@
+// Package test holds nsrun's end-to-end tests. They build the real binaries
+// and run them as an unprivileged user, exactly as a user would: the test
+// process itself may be root (to verify with ip/nft and to run
+// nsrun-helper install), but nsrun always runs as the user named by
+// NSRUN_TEST_USER, or as the caller when that is not root.
+//
+// A test that cannot get what it needs (root, a test user, unprivileged user
+// namespaces) fails when CI=true and skips, saying why, otherwise.
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binDir holds the binaries built for this test run, readable by everyone.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nsrun-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := 1
+	if err := build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func build(dir string) error {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	for _, pkg := range []string{"nsrun", "probe"} {
+		src := "../cmd/" + pkg
+		if pkg == "probe" {
+			src = "./probe"
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), src)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build %s: %w", src, err)
+		}
+	}
+	return nil
+}
+
+// inCI reports whether the tests run in CI, where nothing may be skipped.
+func inCI() bool { return os.Getenv("CI") == "true" }
+
+// need skips (outside CI) or fails (in CI) a test that cannot run here.
+func need(t *testing.T, ok bool, why string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if inCI() {
+		t.Fatalf("cannot run in CI: %s", why)
+	}
+	t.Skipf("skipped: %s", why)
+}
+
+// testUser is the unprivileged user nsrun runs as.
+type testUser struct {
+	Name     string
+	UID, GID int
+	Home     string
+}
+
+func unprivileged(t *testing.T) testUser {
+	t.Helper()
+	if os.Getuid() != 0 {
+		u, err := user.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testUser{Name: u.Username, UID: os.Getuid(), GID: os.Getgid(), Home: u.HomeDir}
+	}
+	name := os.Getenv("NSRUN_TEST_USER")
+	need(t, name != "", "tests run as root: set NSRUN_TEST_USER to an unprivileged user for nsrun to run as")
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("NSRUN_TEST_USER=%s: %v", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return testUser{Name: name, UID: uid, GID: gid, Home: u.HomeDir}
+}
+
+// requireRoot is for tests that must verify or set up as root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	need(t, os.Getuid() == 0, "needs root to verify what nsrun did (run as root with NSRUN_TEST_USER set)")
+}
+
+// command builds a command that runs as the test user. Its environment is
+// a clean login-like one, its folder a temporary one the user may enter.
+func (u testUser) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = binDir
+	cmd.Env = []string{
+		"PATH=" + binDir + ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		"HOME=" + u.Home,
+		"USER=" + u.Name,
+		"LANG=C",
+	}
+	if os.Getuid() != 0 {
+		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+os.Getenv("XDG_RUNTIME_DIR"))
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if os.Getuid() == 0 && u.UID != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}
+	}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// nsrun returns a command running the built nsrun as the test user.
+func (u testUser) nsrun(ctx context.Context, args ...string) *exec.Cmd {
+	return u.command(ctx, filepath.Join(binDir, "nsrun"), args...)
+}
+
+// result is what a finished command produced.
+type result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// run runs cmd to its end (at most a minute) and returns what it produced.
+func run(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = exitCode(ee.ProcessState)
+	} else if err != nil {
+		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	return result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+func exitCode(st *os.ProcessState) int {
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return st.ExitCode()
+}
+
+// nsrunOK runs nsrun with args as u and fails the test unless it exits 0.
+func nsrunOK(t *testing.T, u testUser, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := run(t, u.nsrun(ctx, args...))
+	if r.Code != 0 {
+		t.Fatalf("nsrun %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// userNamespaces checks that u can create a user namespace at all.
+func userNamespaces(t *testing.T, u testUser) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := run(t, u.command(ctx, "unshare", "-Urn", "true"))
+	need(t, r.Code == 0, "unprivileged user namespaces are unavailable: "+r.Stderr)
+}
+
+// runtimeDir is where nsrun keeps u's run state when XDG_RUNTIME_DIR is unset.
+func (u testUser) runtimeDirs() []string {
+	return []string{
+		fmt.Sprintf("/run/user/%d/nsrun-runs", u.UID),
+		filepath.Join(os.TempDir(), fmt.Sprintf("nsrun-%d", u.UID)),
+	}
+}
+
+// runDirs lists the run folders of u that exist now.
+func (u testUser) runDirs() []string {
+	var out []string
+	for _, rt := range u.runtimeDirs() {
+		ents, _ := os.ReadDir(filepath.Join(rt, "runs"))
+		for _, e := range ents {
+			out = append(out, filepath.Join(rt, "runs", e.Name()))
+		}
+	}
+	return out
+}
+
+// processesOf lists pids of u whose command line is exactly cmdline
+// (arguments joined by spaces).
+func processesOf(u testUser, cmdline string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) != nil || int(st.Uid) != u.UID {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) == cmdline {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// eventually retries cond for up to d.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}

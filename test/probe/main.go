@@ -1,0 +1,79 @@
+// Command probe is the end-to-end tests' network tool: a TCP server that
+// answers every connection with its own hostname, and a client that reports
+// whether an address answered, refused or was unreachable.
+//
+//	probe listen ADDR:PORT          serve until killed; prints "listening"
+//	probe dial ADDR:PORT [TIMEOUT]  prints "ok REPLY", "refused" or "unreachable"
+//	                                and exits 0, 3 or 4
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: probe listen|dial ADDR:PORT [TIMEOUT]")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "listen":
+		listen(os.Args[2])
+	case "dial":
+		timeout := 2 * time.Second
+		if len(os.Args) > 3 {
+			d, err := time.ParseDuration(os.Args[3])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			timeout = d
+		}
+		os.Exit(dial(os.Args[2], timeout))
+	default:
+		os.Exit(2)
+	}
+}
+
+func listen(addr string) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening")
+	host, _ := os.Hostname()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			continue
+		}
+		go func() {
+			defer c.Close()
+			fmt.Fprintf(c, "%s %s\n", host, c.RemoteAddr())
+		}()
+	}
+}
+
+func dial(addr string, timeout time.Duration) int {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		fmt.Println("refused")
+		return 3
+	}
+	if err != nil {
+		fmt.Println("unreachable", err)
+		return 4
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	b, _ := io.ReadAll(c)
+	fmt.Printf("ok %s", b)
+	return 0
+}

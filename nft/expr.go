@@ -1,0 +1,149 @@
+// Package nft builds nsrun's nftables rule sets with github.com/google/nftables:
+// the host table of nsrun-helper (NAT, DNS, anti-spoofing), the gateway's
+// and each run's bridge NAT. A rule is data, a slice of expr values; each
+// builder here notes the line `nft --debug=netlink` prints for it, and the
+// tests compare built expressions without root. Applying a table is one
+// netlink transaction.
+package nft
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// ifname pads an interface name the way the kernel compares it (IFNAMSIZ).
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+// iifname matches the input interface.
+//
+//	[ meta load iifname => reg 1 ]
+//	[ cmp eq reg 1 0x... ]
+func iifname(op expr.CmpOp, name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifname(name)},
+	}
+}
+
+// oifname matches the output interface.
+//
+//	[ meta load oifname => reg 1 ]
+//	[ cmp eq reg 1 0x... ]
+func oifname(op expr.CmpOp, name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifname(name)},
+	}
+}
+
+// saddr matches the IPv4 source address.
+//
+//	[ payload load 4b @ network header + 12 => reg 1 ]
+//	[ cmp eq reg 1 0x... ]
+func saddr(op expr.CmpOp, a netip.Addr) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()},
+	}
+}
+
+// daddr matches the IPv4 destination address.
+//
+//	[ payload load 4b @ network header + 16 => reg 1 ]
+//	[ cmp eq reg 1 0x... ]
+func daddr(op expr.CmpOp, a netip.Addr) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()},
+	}
+}
+
+// daddrIn matches an IPv4 destination inside prefix p.
+//
+//	[ payload load 4b @ network header + 16 => reg 1 ]
+//	[ bitwise reg 1 = ( reg 1 & 0xMASK ) ^ 0x00000000 ]
+//	[ cmp eq reg 1 0xNET ]
+func daddrIn(p netip.Prefix) []expr.Any {
+	mask := make([]byte, 4)
+	binary.BigEndian.PutUint32(mask, ^uint32(0)<<(32-p.Bits()))
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
+}
+
+// l4dport matches the layer-4 protocol and destination port.
+//
+//	[ meta load l4proto => reg 1 ]
+//	[ cmp eq reg 1 0x00000011 ]
+//	[ payload load 2b @ transport header + 2 => reg 1 ]
+//	[ cmp eq reg 1 0x00003500 ]
+func l4dport(proto byte, port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// ipsDstNAT is the conntrack status bit IPS_DST_NAT (linux/netfilter/nf_conntrack_common.h).
+const ipsDstNAT = 1 << 5
+
+// ctDNAT matches connections whose destination was rewritten by DNAT.
+//
+//	[ ct load status => reg 1 ]
+//	[ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]
+//	[ cmp neq reg 1 0x00000000 ]
+func ctDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// dnatTo rewrites the destination to addr:port.
+//
+//	[ immediate reg 1 0xADDR ]
+//	[ immediate reg 2 0xPORT ]
+//	[ nat dnat ip addr_min reg 1 proto_min reg 2 flags 0x2 ]
+func dnatTo(a netip.AddrPort) []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: a.Addr().AsSlice()},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(a.Port())},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}
+}
+
+// masquerade rewrites the source to the output interface's address.
+//
+//	[ masq ]
+func masquerade() []expr.Any { return []expr.Any{&expr.Masq{}} }
+
+// accept and drop are verdicts.
+//
+//	[ immediate reg 0 accept ]
+func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
+
+//	[ immediate reg 0 drop ]
+func drop() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}} }
+
+// rule joins expression groups into one rule's expressions.
+func rule(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}

@@ -1,0 +1,213 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/nsfd"
+)
+
+var host = HostConfig{
+	Table:     "nsrun-1000",
+	Interface: "nsrun1000",
+	HostAddr:  netip.MustParseAddr("172.18.255.1"),
+	Gateway:   netip.MustParseAddr("172.18.255.2"),
+	Resolver:  netip.MustParseAddrPort("127.0.0.53:53"),
+}
+
+func findRule(t *testing.T, tb *Table, chain, text string) Rule {
+	t.Helper()
+	for _, c := range tb.Chains {
+		if c.Name != chain {
+			continue
+		}
+		for _, r := range c.Rules {
+			if r.Text == text {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no rule %q in chain %s:\n%s", text, chain, tb)
+	return Rule{}
+}
+
+func TestHostTableAntiSpoof(t *testing.T) {
+	r := findRule(t, HostTable(host), "forward", `iifname "nsrun1000" ip saddr != 172.18.255.2 drop`)
+	want := []expr.Any{
+		// [ meta load iifname => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		// [ cmp eq reg 1 0x7572736e 0x3031316e 0x00003030 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+		// [ payload load 4b @ network header + 12 => reg 1 ]
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		// [ cmp neq reg 1 0x02ff12ac ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{172, 18, 255, 2}},
+		// [ immediate reg 0 drop ]
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestHostTableDNS(t *testing.T) {
+	r := findRule(t, HostTable(host), "prerouting", `iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat to 127.0.0.53:53`)
+	want := []expr.Any{
+		// [ meta load iifname => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		// [ cmp eq reg 1 0x7572736e 0x3031316e 0x00003030 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+		// [ payload load 4b @ network header + 16 => reg 1 ]
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		// [ cmp eq reg 1 0x01ff12ac ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{172, 18, 255, 1}},
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		// [ cmp eq reg 1 0x00000011 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{17}},
+		// [ payload load 2b @ transport header + 2 => reg 1 ]
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		// [ cmp eq reg 1 0x00003500 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 53}},
+		// [ immediate reg 1 0x3500007f ]
+		&expr.Immediate{Register: 1, Data: []byte{127, 0, 0, 53}},
+		// [ immediate reg 2 0x00003500 ]
+		&expr.Immediate{Register: 2, Data: []byte{0, 53}},
+		// [ nat dnat ip addr_min reg 1 proto_min reg 2 flags 0x2 ]
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestHostTableLoopbackOnlyDNS(t *testing.T) {
+	tb := HostTable(host)
+	r := findRule(t, tb, "input", `iifname "nsrun1000" ip daddr 127.0.0.0/8 ct status dnat accept`)
+	want := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+		// [ payload load 4b @ network header + 16 => reg 1 ]
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		// [ bitwise reg 1 = ( reg 1 & 0x000000ff ) ^ 0x00000000 ]
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		// [ cmp eq reg 1 0x0000007f ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}},
+		// [ ct load status => reg 1 ]
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		// [ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{0x20, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		// [ cmp neq reg 1 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		// [ immediate reg 0 accept ]
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+	// The accept of DNATed DNS must come before the drop of the rest.
+	in := tb.Chains[1]
+	if in.Name != "input" || len(in.Rules) != 3 || !strings.HasSuffix(in.Rules[2].Text, "127.0.0.0/8 drop") {
+		t.Errorf("input chain order: %+v", in.Rules)
+	}
+}
+
+func TestHostTableWithoutResolver(t *testing.T) {
+	c := host
+	c.Resolver = netip.AddrPort{}
+	if n := len(HostTable(c).Chains[0].Rules); n != 0 {
+		t.Errorf("prerouting has %d rules without a resolver, want 0", n)
+	}
+}
+
+func TestUplinkNAT(t *testing.T) {
+	tb := UplinkNAT("uplink", []netip.Addr{netip.MustParseAddr("172.18.0.254")}, netip.MustParseAddrPort("172.18.255.1:53"))
+	r := findRule(t, tb, "postrouting", `oifname "uplink" masquerade`)
+	want := []expr.Any{
+		// [ meta load oifname => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		// [ cmp eq reg 1 0x696c7075 0x00006b6e 0x00000000 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("uplink\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")},
+		// [ masq ]
+		&expr.Masq{},
+	}
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+	findRule(t, tb, "prerouting", "ip daddr 172.18.0.254 tcp dport 53 dnat to 172.18.255.1:53")
+	if got := len(UplinkNAT("uplink", nil, netip.AddrPort{}).Chains[0].Rules); got != 0 {
+		t.Errorf("no DNS wanted, got %d prerouting rules", got)
+	}
+}
+
+// TestApplyInNamespace writes each table into a throwaway network namespace
+// and compares what nft prints back. It needs root and the nft CLI.
+func TestApplyInNamespace(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root; this test needs it")
+		}
+		t.Skip("skipped: needs root to create a network namespace and list its tables")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatal("the nft CLI is needed to verify the tables: apt-get install nftables")
+	}
+	ns, err := nsfd.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	list := func() string {
+		out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), ns.Fd()), "nft", "list", "ruleset").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list ruleset: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	for i := 0; i < 2; i++ { // twice: applying is idempotent
+		if err := Apply(ns, HostTable(host)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Apply(ns, UplinkNAT("uplink", []netip.Addr{netip.MustParseAddr("172.18.0.254")}, netip.MustParseAddrPort("172.18.255.1:53"))); err != nil {
+		t.Fatal(err)
+	}
+	got := list()
+	for _, want := range []string{
+		`iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat to 127.0.0.53:53`,
+		`iifname "nsrun1000" ip saddr != 172.18.255.2 drop`,
+		`iifname "nsrun1000" ip daddr 127.0.0.0/8 ct status dnat accept`,
+		`iifname "nsrun1000" ip daddr 127.0.0.0/8 drop`,
+		`oifname "nsrun1000" accept`,
+		`ip saddr 172.18.255.2 oifname != "nsrun1000" masquerade`,
+		`ip daddr 172.18.0.254 tcp dport 53 dnat to 172.18.255.1:53`,
+		`oifname "uplink" masquerade`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "table ip nsrun-1000"); n != 1 {
+		t.Errorf("table appears %d times after two applies", n)
+	}
+	if ok, err := Exists(ns, nftables.TableFamilyIPv4, "nsrun-1000"); !ok || err != nil {
+		t.Errorf("Exists = %v, %v", ok, err)
+	}
+	for i := 0; i < 2; i++ { // deleting twice is fine
+		if err := Delete(ns, nftables.TableFamilyIPv4, "nsrun-1000"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(list(), "nsrun-1000") {
+		t.Error("table still there after Delete")
+	}
+}

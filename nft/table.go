@@ -1,0 +1,290 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Rule is one rule: its expressions and the same rule in nft syntax, for
+// dry runs and logs.
+type Rule struct {
+	Text  string
+	Exprs []expr.Any
+}
+
+// Chain is a base chain and its rules.
+type Chain struct {
+	Name     string
+	Type     nftables.ChainType
+	Hook     *nftables.ChainHook
+	Priority *nftables.ChainPriority
+	Rules    []Rule
+}
+
+// Table is a whole nftables table owned by nsrun.
+type Table struct {
+	Family nftables.TableFamily
+	Name   string
+	Chains []Chain
+}
+
+// String renders the table in nft syntax (as `nft list table` would,
+// closely enough for a person to review).
+func (t *Table) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n", familyName(t.Family), t.Name)
+	for _, c := range t.Chains {
+		fmt.Fprintf(&b, "  chain %s { type %s hook %s priority %d; policy accept;\n", c.Name, c.Type, hookName(c.Hook), int32(*c.Priority))
+		for _, r := range c.Rules {
+			fmt.Fprintf(&b, "    %s\n", r.Text)
+		}
+		b.WriteString("  }\n")
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// Apply replaces the table named t.Name in the network namespace of nsFd
+// (or the current one when nsFd is nil) with t, in one transaction: add,
+// delete and add again makes it a reset whether or not the table existed.
+func Apply(nsFd *os.File, t *Table) error {
+	c, err := conn(nsFd)
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	nt := &nftables.Table{Family: t.Family, Name: t.Name}
+	c.AddTable(nt)
+	c.DelTable(nt)
+	c.AddTable(nt)
+	for _, ch := range t.Chains {
+		policy := nftables.ChainPolicyAccept
+		nc := c.AddChain(&nftables.Chain{
+			Name: ch.Name, Table: nt, Type: ch.Type, Hooknum: ch.Hook, Priority: ch.Priority, Policy: &policy,
+		})
+		for _, r := range ch.Rules {
+			c.AddRule(&nftables.Rule{Table: nt, Chain: nc, Exprs: r.Exprs})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("write nftables table %s %s: %w", familyName(t.Family), t.Name, err)
+	}
+	return nil
+}
+
+// Delete removes the table family/name from the namespace of nsFd (nil:
+// the current one). A table that does not exist is not an error.
+func Delete(nsFd *os.File, family nftables.TableFamily, name string) error {
+	c, err := conn(nsFd)
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	c.DelTable(&nftables.Table{Family: family, Name: name})
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete nftables table %s %s: %w", familyName(family), name, err)
+	}
+	return nil
+}
+
+// Exists reports whether the table family/name exists in the namespace of
+// nsFd (nil: the current one).
+func Exists(nsFd *os.File, family nftables.TableFamily, name string) (bool, error) {
+	c, err := conn(nsFd)
+	if err != nil {
+		return false, err
+	}
+	defer c.CloseLasting()
+	tables, err := c.ListTablesOfFamily(family)
+	if err != nil {
+		return false, fmt.Errorf("list nftables tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func conn(nsFd *os.File) (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if nsFd != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(nsFd.Fd())))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink: %w", err)
+	}
+	return c, nil
+}
+
+// ForwardDrop is a base chain of someone else's table on the forward hook
+// whose policy drops packets: it drops nsrun's traffic too unless it has an
+// exception for nsrun's interface.
+type ForwardDrop struct {
+	Family, Table, Chain string
+}
+
+// FindForwardDrops lists the forward-hook chains with a drop policy in the
+// current network namespace, except those of tables named ownTable.
+func FindForwardDrops(ownTable string) ([]ForwardDrop, error) {
+	c, err := conn(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseLasting()
+	chains, err := c.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("list nftables chains: %w", err)
+	}
+	var out []ForwardDrop
+	for _, ch := range chains {
+		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyDrop {
+			continue
+		}
+		if ch.Table.Name == ownTable {
+			continue
+		}
+		out = append(out, ForwardDrop{Family: familyName(ch.Table.Family), Table: ch.Table.Name, Chain: ch.Name})
+	}
+	return out, nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	}
+	return fmt.Sprint(f)
+}
+
+func hookName(h *nftables.ChainHook) string {
+	switch *h {
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprint(*h)
+}
+
+func natChain(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority, rules ...Rule) Chain {
+	return Chain{Name: name, Type: nftables.ChainTypeNAT, Hook: hook, Priority: prio, Rules: rules}
+}
+
+func filterChain(name string, hook *nftables.ChainHook, rules ...Rule) Chain {
+	return Chain{Name: name, Type: nftables.ChainTypeFilter, Hook: hook, Priority: nftables.ChainPriorityFilter, Rules: rules}
+}
+
+// HostConfig describes nsrun-helper's host side for one user.
+type HostConfig struct {
+	Table     string         // e.g. nsrun-1000
+	Interface string         // host end of the gateway veth, e.g. nsrun1000
+	HostAddr  netip.Addr     // host end's address, e.g. 172.18.255.1
+	Gateway   netip.Addr     // the gateway's address, the only source accepted
+	Resolver  netip.AddrPort // where DNS to HostAddr:53 goes; invalid: no DNS rules
+}
+
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// HostTable builds the host table of one user:
+//   - DNS sent to the host address is DNATed to the host's resolver;
+//   - only the gateway's own address may come in or be forwarded from the
+//     nsrun interface (the user is root in the gateway and could forge any);
+//   - of host loopback only the DNATed DNS is reachable (route_localnet is
+//     on for the nsrun interface only so that this DNAT works);
+//   - forwarding to and from the interface is accepted, and what leaves
+//     for elsewhere is masqueraded to the host's own address.
+func HostTable(c HostConfig) *Table {
+	iif := c.Interface
+	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	if c.Resolver.IsValid() {
+		for _, p := range []struct {
+			name  string
+			proto byte
+		}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}} {
+			pre.Rules = append(pre.Rules, Rule{
+				Text:  fmt.Sprintf("iifname %q ip daddr %s %s dport 53 dnat to %s", iif, c.HostAddr, p.name, c.Resolver),
+				Exprs: rule(iifname(expr.CmpOpEq, iif), daddr(expr.CmpOpEq, c.HostAddr), l4dport(p.proto, 53), dnatTo(c.Resolver)),
+			})
+		}
+	}
+	antiSpoof := Rule{
+		Text:  fmt.Sprintf("iifname %q ip saddr != %s drop", iif, c.Gateway),
+		Exprs: rule(iifname(expr.CmpOpEq, iif), saddr(expr.CmpOpNeq, c.Gateway), drop()),
+	}
+	input := filterChain("input", nftables.ChainHookInput,
+		antiSpoof,
+		Rule{
+			Text:  fmt.Sprintf("iifname %q ip daddr 127.0.0.0/8 ct status dnat accept", iif),
+			Exprs: rule(iifname(expr.CmpOpEq, iif), daddrIn(loopback), ctDNAT(), accept()),
+		},
+		Rule{
+			Text:  fmt.Sprintf("iifname %q ip daddr 127.0.0.0/8 drop", iif),
+			Exprs: rule(iifname(expr.CmpOpEq, iif), daddrIn(loopback), drop()),
+		},
+	)
+	forward := filterChain("forward", nftables.ChainHookForward,
+		antiSpoof,
+		Rule{Text: fmt.Sprintf("iifname %q accept", iif), Exprs: rule(iifname(expr.CmpOpEq, iif), accept())},
+		Rule{Text: fmt.Sprintf("oifname %q accept", iif), Exprs: rule(oifname(expr.CmpOpEq, iif), accept())},
+	)
+	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource,
+		Rule{
+			Text:  fmt.Sprintf("ip saddr %s oifname != %q masquerade", c.Gateway, iif),
+			Exprs: rule(saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, iif), masquerade()),
+		},
+	)
+	return &Table{Family: nftables.TableFamilyIPv4, Name: c.Table, Chains: []Chain{pre, input, forward, post}}
+}
+
+// TableName is the name of nsrun's tables inside its own namespaces.
+const TableName = "nsrun"
+
+// UplinkNAT builds the table of a namespace whose traffic leaves through
+// the interface uplink: the gateway (uplink to the host) and each run's
+// bridge namespace (uplink to the gateway). Everything leaving through
+// uplink is masqueraded; when dns is valid, DNS sent to any of the
+// addresses in local is DNATed to dns (the host's DNS address), which is
+// how guests whose resolv.conf names their bridge reach the host's
+// resolver.
+func UplinkNAT(uplink string, local []netip.Addr, dns netip.AddrPort) *Table {
+	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	if dns.IsValid() {
+		for _, a := range local {
+			for _, p := range []struct {
+				name  string
+				proto byte
+			}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}} {
+				pre.Rules = append(pre.Rules, Rule{
+					Text:  fmt.Sprintf("ip daddr %s %s dport 53 dnat to %s", a, p.name, dns),
+					Exprs: rule(daddr(expr.CmpOpEq, a), l4dport(p.proto, 53), dnatTo(dns)),
+				})
+			}
+		}
+	}
+	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource,
+		Rule{Text: fmt.Sprintf("oifname %q masquerade", uplink), Exprs: rule(oifname(expr.CmpOpEq, uplink), masquerade())},
+	)
+	return &Table{Family: nftables.TableFamilyIPv4, Name: TableName, Chains: []Chain{pre, post}}
+}

@@ -136,7 +136,7 @@ func masquerade() []expr.Any { return []expr.Any{&expr.Masq{}} }
 //	[ immediate reg 0 accept ]
 func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
 
-//	[ immediate reg 0 drop ]
+// [ immediate reg 0 drop ]
 func drop() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}} }
 
 // rule joins expression groups into one rule's expressions.

@@ -1,0 +1,187 @@
+package helper
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/install"
+)
+
+// Options are install's validated settings.
+type Options struct {
+	User     string
+	UID, GID int
+	HostPool netip.Prefix   // /30s for the host veths of all users
+	RunsCIDR netip.Prefix   // /30s for the uplinks of this user's runs
+	Resolver netip.AddrPort // DNS target; invalid: none
+}
+
+// Flags are install's raw flags, as typed.
+type Flags struct {
+	User, HostCIDR, RunsCIDR, Resolver string
+}
+
+// ResolveUser picks the user to act for: SUDO_UID under sudo, or --user
+// when real root runs the helper directly.
+func ResolveUser(flagUser string) (name string, uid, gid int, err error) {
+	if os.Geteuid() != 0 {
+		return "", 0, 0, errors.New("must run as root: use sudo nsrun-helper ...")
+	}
+	sudoUID := os.Getenv("SUDO_UID")
+	var u *user.User
+	switch {
+	case sudoUID != "" && flagUser != "":
+		return "", 0, 0, errors.New("--user: not allowed under sudo; the user is the one who ran sudo (SUDO_UID)")
+	case sudoUID != "":
+		u, err = user.LookupId(sudoUID)
+	case flagUser != "":
+		u, err = user.Lookup(flagUser)
+		if err != nil {
+			return "", 0, 0, fmt.Errorf("--user: no user %q on this machine", flagUser)
+		}
+	default:
+		return "", 0, 0, errors.New("which user? run it with sudo as that user, or as root with --user NAME")
+	}
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("look up user: %w", err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	if uid == 0 {
+		return "", 0, 0, errors.New("--user: nsrun-helper sets up an unprivileged user; root needs no helper")
+	}
+	return u.Username, uid, gid, nil
+}
+
+// ParseOptions validates the flags for uid. Nothing is changed.
+func ParseOptions(f Flags, name string, uid, gid int) (Options, error) {
+	o := Options{User: name, UID: uid, GID: gid, HostPool: install.DefaultHostPool, RunsCIDR: install.DefaultRunsCIDR}
+	var err error
+	if f.HostCIDR != "" {
+		if o.HostPool, err = parsePool("--host-cidr", f.HostCIDR, 30); err != nil {
+			return o, err
+		}
+	}
+	if f.RunsCIDR != "" {
+		if o.RunsCIDR, err = parsePool("--runs-cidr", f.RunsCIDR, 24); err != nil {
+			return o, err
+		}
+	}
+	if o.HostPool.Overlaps(o.RunsCIDR) {
+		return o, fmt.Errorf("--runs-cidr %s overlaps --host-cidr %s; pick ranges that do not overlap", o.RunsCIDR, o.HostPool)
+	}
+	if guest := netip.MustParsePrefix("172.18.0.0/24"); o.RunsCIDR.Overlaps(guest) || o.HostPool.Overlaps(guest) {
+		return o, fmt.Errorf("--host-cidr %s / --runs-cidr %s must not overlap the guest subnet %s", o.HostPool, o.RunsCIDR, guest)
+	}
+	switch {
+	case f.Resolver != "":
+		if o.Resolver, err = parseResolver(f.Resolver); err != nil {
+			return o, err
+		}
+	default:
+		o.Resolver = systemResolver("/etc/resolv.conf")
+	}
+	return o, nil
+}
+
+func parsePool(field, s string, maxBits int) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() {
+		return p, fmt.Errorf("%s: %q is not an IPv4 CIDR such as 172.18.255.0/24", field, s)
+	}
+	if p.Masked() != p {
+		return p, fmt.Errorf("%s: %q has host bits set; write %s", field, s, p.Masked())
+	}
+	if p.Bits() > maxBits || p.Bits() < 8 {
+		return p, fmt.Errorf("%s: %q must be between /8 and /%d", field, s, maxBits)
+	}
+	return p, nil
+}
+
+func parseResolver(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() && ap.Port() != 0 {
+		return ap, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+		return netip.AddrPortFrom(a, 53), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("--resolver: %q is not an IPv4 address with an optional port, such as 127.0.0.53 or 127.0.0.1:5353", s)
+}
+
+// systemResolver returns the first IPv4 nameserver of resolv.conf (a
+// root-owned system file; only its nameserver lines are read).
+func systemResolver(path string) netip.AddrPort {
+	f, err := os.Open(path)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Is4() {
+				return netip.AddrPortFrom(a, 53)
+			}
+		}
+	}
+	return netip.AddrPort{}
+}
+
+// hostRoutes lists the IPv4 routes of the host, except those through ifname.
+func hostRoutes(h *netlink.Handle, ifname string) ([]netip.Prefix, []string, error) {
+	own := -1
+	if l, err := h.LinkByName(ifname); err == nil {
+		own = l.Attrs().Index
+	}
+	var prefixes []netip.Prefix
+	var names []string
+	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE)
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		routes, err = h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list host routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.LinkIndex == own {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok || ones == 0 {
+			continue
+		}
+		p := netip.PrefixFrom(a, ones).Masked()
+		if p.Addr().IsLoopback() || p.Addr().IsMulticast() {
+			continue
+		}
+		dev := ""
+		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+			dev = " dev " + l.Attrs().Name
+		}
+		prefixes = append(prefixes, p)
+		names = append(names, p.String()+dev)
+	}
+	return prefixes, names, nil
+}
+
+// clash returns the first host route overlapping p.
+func clash(p netip.Prefix, routes []netip.Prefix, names []string) (string, bool) {
+	for i, r := range routes {
+		if r.Overlaps(p) {
+			return names[i], true
+		}
+	}
+	return "", false
+}

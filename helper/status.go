@@ -1,0 +1,119 @@
+package helper
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/user"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/nft"
+)
+
+// Status is what `nsrun-helper status` reports; it needs no root, though
+// root sees the firewall too.
+type Status struct {
+	User              string   `json:"user"`
+	UID               int      `json:"uid"`
+	Installed         bool     `json:"installed"`
+	Problem           string   `json:"problem,omitempty"`
+	Interface         string   `json:"interface,omitempty"`
+	InterfaceUp       bool     `json:"interface_up"`
+	HostAddr          string   `json:"host_addr,omitempty"`
+	GatewayAddr       string   `json:"gateway_addr,omitempty"`
+	RunsCIDR          string   `json:"runs_cidr,omitempty"`
+	Resolver          string   `json:"resolver,omitempty"`
+	NamespacesMounted bool     `json:"namespaces_mounted"`
+	Lingering         bool     `json:"lingering"`
+	Table             string   `json:"table,omitempty"`
+	TablePresent      *bool    `json:"table_present,omitempty"` // nil: not checked (needs root)
+	ForwardDrops      []string `json:"forward_drops,omitempty"`
+}
+
+// GetStatus inspects what is installed for uid.
+func GetStatus(uid int) Status {
+	s := Status{UID: uid, Interface: install.InterfaceName(uid), Table: install.TableName(uid)}
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		s.User = u.Username
+	}
+	rec, err := install.Load(uid)
+	s.NamespacesMounted = install.IsNamespaceMount(install.UserNSPath(uid)) && install.IsNamespaceMount(install.NetNSPath(uid))
+	switch {
+	case errors.Is(err, install.ErrNotInstalled) && !s.NamespacesMounted && rec.UID == 0:
+		s.Problem = "not installed: run `sudo nsrun-helper install`"
+	case err != nil:
+		s.Problem = err.Error()
+	default:
+		s.Installed = true
+		s.HostAddr, s.GatewayAddr, s.RunsCIDR = rec.HostAddr.String(), rec.Gateway.String(), rec.RunsCIDR.String()
+		if rec.Resolver.IsValid() {
+			s.Resolver = rec.Resolver.String()
+		}
+	}
+	if l, err := netlink.LinkByName(s.Interface); err == nil {
+		s.InterfaceUp = l.Attrs().Flags&net.FlagUp != 0
+	} else if s.Installed {
+		s.Installed = false
+		s.Problem = fmt.Sprintf("interface %s is missing: run `sudo nsrun-helper install` again", s.Interface)
+	}
+	if s.User != "" {
+		_, err := os.Stat("/var/lib/systemd/linger/" + s.User)
+		s.Lingering = err == nil
+	}
+	if os.Geteuid() == 0 {
+		ok, err := nft.Exists(nil, nftables.TableFamilyIPv4, s.Table)
+		if err == nil {
+			s.TablePresent = &ok
+			if s.Installed && !ok {
+				s.Installed = false
+				s.Problem = fmt.Sprintf("nftables table ip %s is missing: run `sudo nsrun-helper install` again", s.Table)
+			}
+		}
+		drops, _ := nft.FindForwardDrops(s.Table)
+		for _, d := range drops {
+			s.ForwardDrops = append(s.ForwardDrops, forwardDropAdvice(d, s.Interface))
+		}
+	}
+	return s
+}
+
+// Print writes s for a person.
+func (s Status) Print(w io.Writer) {
+	state := "installed"
+	if !s.Installed {
+		state = "not working: " + s.Problem
+	}
+	fmt.Fprintf(w, "nsrun-helper for %s (uid %d): %s\n", s.User, s.UID, state)
+	if s.HostAddr != "" {
+		fmt.Fprintf(w, "  interface   %s %s (up: %v), gateway %s\n", s.Interface, s.HostAddr, s.InterfaceUp, s.GatewayAddr)
+		fmt.Fprintf(w, "  run uplinks %s\n", s.RunsCIDR)
+		if s.Resolver != "" {
+			fmt.Fprintf(w, "  DNS         guests' DNS goes to %s\n", s.Resolver)
+		} else {
+			fmt.Fprintln(w, "  DNS         none (no IPv4 nameserver in /etc/resolv.conf at install)")
+		}
+	}
+	fmt.Fprintf(w, "  namespaces  %s, %s mounted: %v\n", install.UserNSPath(s.UID), install.NetNSPath(s.UID), s.NamespacesMounted)
+	if s.Lingering {
+		fmt.Fprintln(w, "  lingering   on: the install survives your logout (not a reboot)")
+	} else {
+		fmt.Fprintf(w, "  lingering   off: /run/user/%d and the install vanish at your last logout (and at reboot); keep them with `loginctl enable-linger %s`\n", s.UID, s.User)
+	}
+	switch {
+	case s.TablePresent == nil:
+		fmt.Fprintf(w, "  firewall    table ip %s: run status as root to check it and other tables\n", s.Table)
+	case *s.TablePresent:
+		fmt.Fprintf(w, "  firewall    table ip %s present\n", s.Table)
+	default:
+		fmt.Fprintf(w, "  firewall    table ip %s missing\n", s.Table)
+	}
+	for _, d := range s.ForwardDrops {
+		fmt.Fprintf(w, "warning: %s\n", d)
+	}
+}

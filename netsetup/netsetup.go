@@ -123,3 +123,31 @@ func loUp(h *netlink.Handle) error {
 	}
 	return nil
 }
+
+// AddrUp sets the address p on the link ifname in h's namespace and brings
+// the link up.
+func AddrUp(h *netlink.Handle, ifname string, p netip.Prefix) error {
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", ifname, err)
+	}
+	if err := addAddr(h, l, p.Addr(), p.Bits()); err != nil {
+		return fmt.Errorf("%s: %w", ifname, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bring %s up: %w", ifname, err)
+	}
+	return nil
+}
+
+// DefaultRoute adds a default route via gw on ifname in h's namespace.
+func DefaultRoute(h *netlink.Handle, ifname string, gw netip.Addr) error {
+	l, err := h.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", ifname, err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
+		return fmt.Errorf("add default route via %s: %w", gw, err)
+	}
+	return nil
+}

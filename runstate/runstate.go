@@ -19,21 +19,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RuntimeDir returns the user's nsrun folder, creating it (mode 0700):
-// $XDG_RUNTIME_DIR/nsrun-runs, else /run/user/UID/nsrun-runs, else
-// $TMPDIR/nsrun-UID. A folder owned by someone else, or a symlink, is
-// refused.
-func RuntimeDir() (string, error) {
+// RuntimeDir returns the nsrun folder of the user whose uid on the host is
+// hostUID, creating it (mode 0700): $XDG_RUNTIME_DIR/nsrun-runs, else
+// /run/user/UID/nsrun-runs, else $TMPDIR/nsrun-UID. A folder owned by
+// someone else, or a symlink, is refused. Ownership is checked against the
+// current uid as this process sees it (0 inside the user's namespaces).
+func RuntimeDir(hostUID int) (string, error) {
 	uid := os.Getuid()
 	var base string
-	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(uid)} {
+	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(hostUID)} {
 		if cand != "" && ownedDir(cand, uid) == nil {
 			base = filepath.Join(cand, "nsrun-runs")
 			break
 		}
 	}
 	if base == "" {
-		base = filepath.Join(os.TempDir(), "nsrun-"+strconv.Itoa(uid))
+		base = filepath.Join(os.TempDir(), "nsrun-"+strconv.Itoa(hostUID))
 	}
 	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create runtime folder %s: %w", base, err)
@@ -82,6 +83,8 @@ type Info struct {
 	File  string     `json:"file,omitempty"`
 	Pid   int        `json:"pid"` // the supervisor's pid, in the caller's pid namespace when known
 	Nodes []NodeInfo `json:"nodes"`
+	// Uplink is the run's /30 towards the gateway, when it has one.
+	Uplink string `json:"uplink,omitempty"`
 }
 
 // NodeInfo describes one node of a run.
@@ -199,6 +202,11 @@ func GC(runtimeDir string) ([]string, error) {
 		removed = append(removed, e.Name())
 	}
 	return removed, nil
+}
+
+// Alive reports whether run id of runtimeDir is live.
+func Alive(runtimeDir, id string) bool {
+	return locked(filepath.Join(RunsDir(runtimeDir), id))
 }
 
 // locked reports whether a live supervisor holds dir's lock.

@@ -80,6 +80,7 @@ type run struct {
 	bridge *os.File
 	guests []*os.File
 	procs  []*guest.Process
+	uplink *uplink
 }
 
 func setUp(cfg messages.Config) (*run, error) {
@@ -121,6 +122,12 @@ func setUp(cfg messages.Config) (*run, error) {
 	if err != nil {
 		return r, err
 	}
+	if cfg.Uplink {
+		r.uplink, err = addUplink(cfg, r.bridge, []netip.Addr{subnet.Bridge})
+		if err != nil {
+			return r, fmt.Errorf("uplink: %w", err)
+		}
+	}
 	for _, n := range cfg.Nodes {
 		g, err := nsfd.NewNet()
 		if err != nil {
@@ -136,6 +143,9 @@ func setUp(cfg messages.Config) (*run, error) {
 		}
 	}
 	info := runstate.Info{ID: cfg.RunID}
+	if r.uplink != nil {
+		info.Uplink = r.uplink.block.String()
+	}
 	for i, n := range cfg.Nodes {
 		env := append(append([]string{}, n.Env...), "NSRUN_RUN="+cfg.RunID, "NSRUN_NODE="+n.Name)
 		p, err := guest.Start(guest.Spec{
@@ -175,6 +185,7 @@ func (r *run) tearDown() {
 			_ = unix.Kill(p.Pid, unix.SIGKILL)
 		}
 	}
+	r.uplink.release()
 	if r.state != nil {
 		_ = r.state.Remove()
 	}

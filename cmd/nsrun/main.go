@@ -7,18 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/install"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/userns/child"
 	"github.com/nsrun/nsrun/userns/messages"
-	_ "github.com/nsrun/nsrun/userns/nsenter" // joins the gateway before the Go runtime starts
+	"github.com/nsrun/nsrun/userns/nsenter" // joins the gateway before the Go runtime starts
 	"github.com/nsrun/nsrun/userns/parent"
 )
 
@@ -96,20 +99,88 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if len(argv) == 0 {
 		return fail(stderr, errors.New("no command given: write nsrun [flags] -- CMD [ARGS...]; see nsrun --help"))
 	}
-	cfg, err := runConfig(f, argv)
+	hostUID, hostGID, joined := caller()
+	cfg, err := runConfig(f, argv, hostUID, hostGID)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	code, err := parent.Run(cfg, parent.Isolated)
+	mode := parent.Isolated
+	if !f.isolated {
+		rec, err := install.Load(hostUID)
+		switch {
+		case err == nil && !joined:
+			return fail(stderr, joinGateway(hostUID, hostGID))
+		case err == nil:
+			mode = parent.Joined
+			cfg.Uplink = true
+			cfg.RunsCIDR = rec.RunsCIDR.String()
+			if rec.Resolver.IsValid() {
+				cfg.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53).String()
+			}
+		default:
+			noteIsolated(stderr, cfg.RuntimeDir, err)
+		}
+	}
+	code, err := parent.Run(cfg, mode)
 	if err != nil {
 		fmt.Fprintln(stderr, "nsrun:", err)
 	}
 	return code
 }
 
+// envCaller carries the caller's host uid:gid across the re-exec into the
+// gateway, where getuid() says 0.
+const envCaller = "_NSRUN_CALLER"
+
+// caller returns the caller's uid and gid on the host, and whether this
+// process has already joined the gateway (package nsenter did it before
+// the Go runtime started).
+func caller() (uid, gid int, joined bool) {
+	if os.Getenv(nsenter.EnvUserNS) == "" {
+		return os.Getuid(), os.Getgid(), false
+	}
+	for _, k := range []string{nsenter.EnvUserNS, nsenter.EnvNetNS} {
+		os.Unsetenv(k)
+	}
+	v := os.Getenv(envCaller)
+	os.Unsetenv(envCaller)
+	if _, err := fmt.Sscanf(v, "%d:%d", &uid, &gid); err != nil {
+		return os.Getuid(), os.Getgid(), false
+	}
+	return uid, gid, true
+}
+
+// joinGateway re-executes nsrun with the environment that makes package
+// nsenter join the helper's namespaces before the Go runtime starts. It
+// returns only on failure.
+func joinGateway(uid, gid int) error {
+	env := append(os.Environ(),
+		nsenter.EnvUserNS+"="+install.UserNSPath(uid),
+		nsenter.EnvNetNS+"="+install.NetNSPath(uid),
+		fmt.Sprintf("%s=%d:%d", envCaller, uid, gid))
+	err := syscall.Exec("/proc/self/exe", os.Args, env)
+	return fmt.Errorf("re-execute into the gateway: %w", err)
+}
+
+// noteIsolated says once (per boot) that runs are isolated for want of the
+// helper, and how to install it.
+func noteIsolated(stderr io.Writer, runtimeDir string, why error) {
+	marker := filepath.Join(runtimeDir, ".helper-note-shown")
+	if _, err := os.Stat(marker); err == nil {
+		return
+	}
+	if errors.Is(why, install.ErrNotInstalled) {
+		fmt.Fprintf(stderr, "nsrun: note: %v, so runs are isolated (guests reach each other, not the host or beyond).\n"+
+			"nsrun: to connect them, run once: sudo nsrun-helper install   (this note is shown once)\n", why)
+	} else {
+		fmt.Fprintf(stderr, "nsrun: note: running isolated: %v\n", why)
+	}
+	_ = os.WriteFile(marker, nil, 0o600)
+}
+
 // runConfig validates the flags and builds the supervisor's configuration.
 // Nothing is created before it succeeds.
-func runConfig(f runFlags, argv []string) (messages.Config, error) {
+func runConfig(f runFlags, argv []string, hostUID, hostGID int) (messages.Config, error) {
 	subnet := ipam.DefaultSubnet()
 	addr, err := subnet.ParseGuest("--ip", f.ip)
 	if err != nil {
@@ -118,7 +189,7 @@ func runConfig(f runFlags, argv []string) (messages.Config, error) {
 	if err := ipam.CheckHostname("--hostname", f.hostname); err != nil {
 		return messages.Config{}, err
 	}
-	rt, err := runstate.RuntimeDir()
+	rt, err := runstate.RuntimeDir(hostUID)
 	if err != nil {
 		return messages.Config{}, err
 	}
@@ -141,8 +212,8 @@ func runConfig(f runFlags, argv []string) (messages.Config, error) {
 			Dir:      wd,
 		}},
 		Root:     f.root,
-		UID:      os.Getuid(),
-		GID:      os.Getgid(),
+		UID:      hostUID,
+		GID:      hostGID,
 		Terminal: foregroundTerminal(),
 	}, nil
 }
@@ -155,7 +226,7 @@ func foregroundTerminal() bool {
 }
 
 func cmdGC(stdout, stderr io.Writer) int {
-	rt, err := runstate.RuntimeDir()
+	rt, err := runstate.RuntimeDir(os.Getuid())
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -176,7 +247,7 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return fail(stderr, fmt.Errorf("ls: %w; usage: nsrun ls [--json]", err))
 	}
-	rt, err := runstate.RuntimeDir()
+	rt, err := runstate.RuntimeDir(os.Getuid())
 	if err != nil {
 		return fail(stderr, err)
 	}

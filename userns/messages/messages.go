@@ -24,8 +24,10 @@ type Config struct {
 	Root       bool   `json:"root"` // commands run as uid 0 of the user namespace
 	UID        int    `json:"uid"`  // the caller's uid and gid, seen inside unless Root
 	GID        int    `json:"gid"`
-	Uplink     bool   `json:"uplink"`   // joined the gateway: lease an uplink and NAT
-	Terminal   bool   `json:"terminal"` // stdin is the caller's foreground terminal
+	Uplink     bool   `json:"uplink"`    // joined the gateway: lease an uplink and NAT
+	RunsCIDR   string `json:"runs_cidr"` // pool of uplink /30s (with Uplink)
+	HostDNS    string `json:"host_dns"`  // where bridge DNS goes, e.g. 172.18.255.1:53 ("" for none)
+	Terminal   bool   `json:"terminal"`  // stdin is the caller's foreground terminal
 }
 
 // Status is what the supervisor reports back.

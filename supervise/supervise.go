@@ -85,6 +85,14 @@ type run struct {
 
 func setUp(cfg messages.Config) (*run, error) {
 	r := &run{}
+	// The supervisor's own network namespace (the gateway when joined),
+	// taken before any thread unshares: later, /proc/self/ns/net may name
+	// a thread that has moved to a bridge or node namespace.
+	own, err := nsfd.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return r, err
+	}
+	defer own.Close()
 	// Mounts made for guests must never propagate back to the caller.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return r, fmt.Errorf("make mounts private: %w", err)
@@ -123,7 +131,7 @@ func setUp(cfg messages.Config) (*run, error) {
 		return r, err
 	}
 	if cfg.Uplink {
-		r.uplink, err = addUplink(cfg, r.bridge, []netip.Addr{subnet.Bridge})
+		r.uplink, err = addUplink(cfg, own, r.bridge, []netip.Addr{subnet.Bridge})
 		if err != nil {
 			return r, fmt.Errorf("uplink: %w", err)
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
-	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/userns/messages"
 )
@@ -31,7 +30,7 @@ type uplink struct {
 	owner  string
 }
 
-func addUplink(cfg messages.Config, bridgeNS *os.File, bridgeAddrs []netip.Addr) (*uplink, error) {
+func addUplink(cfg messages.Config, gwNS, bridgeNS *os.File, bridgeAddrs []netip.Addr) (*uplink, error) {
 	pool, err := netip.ParsePrefix(cfg.RunsCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("runs CIDR %q: %w", cfg.RunsCIDR, err)
@@ -50,11 +49,6 @@ func addUplink(cfg messages.Config, bridgeNS *os.File, bridgeAddrs []netip.Addr)
 	gwAddr := up.block.Addr().Next()
 	brAddr := gwAddr.Next()
 
-	gwNS, err := nsfd.Open("/proc/self/ns/net")
-	if err != nil {
-		return up, err
-	}
-	defer gwNS.Close()
 	gh, err := netsetup.Handle(gwNS)
 	if err != nil {
 		return up, err

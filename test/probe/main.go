@@ -5,6 +5,9 @@
 //	probe listen ADDR:PORT          serve until killed; prints "listening"
 //	probe dial ADDR:PORT [TIMEOUT]  prints "ok REPLY", "refused" or "unreachable"
 //	                                and exits 0, 3 or 4
+//	probe dns ADDR:PORT NAME=IP...  a DNS server (UDP and TCP) answering A queries
+//	probe udp-listen ADDR:PORT      prints "listening", then "from SRC: DATA" per datagram
+//	probe udp-send SRC DST:PORT MSG sends one datagram from address SRC
 package main
 
 import (
@@ -25,6 +28,15 @@ func main() {
 	switch os.Args[1] {
 	case "listen":
 		listen(os.Args[2])
+	case "dns":
+		serveDNS(os.Args[2], os.Args[3:])
+	case "udp-listen":
+		udpListen(os.Args[2])
+	case "udp-send":
+		if len(os.Args) < 5 {
+			os.Exit(2)
+		}
+		os.Exit(udpSend(os.Args[2], os.Args[3], os.Args[4]))
 	case "dial":
 		timeout := 2 * time.Second
 		if len(os.Args) > 3 {
@@ -75,5 +87,37 @@ func dial(addr string, timeout time.Duration) int {
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	b, _ := io.ReadAll(c)
 	fmt.Printf("ok %s", b)
+	return 0
+}
+
+func udpListen(addr string) {
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening")
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			os.Exit(1)
+		}
+		fmt.Printf("from %s: %s\n", from.(*net.UDPAddr).IP, buf[:n])
+	}
+}
+
+func udpSend(src, dst, msg string) int {
+	d := net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("udp", dst)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return 0
 }

@@ -34,7 +34,7 @@ type Flags struct {
 // when real root runs the helper directly.
 func ResolveUser(flagUser string) (name string, uid, gid int, err error) {
 	if os.Geteuid() != 0 {
-		return "", 0, 0, errors.New("must run as root: use sudo nsrun-helper ...")
+		return "", 0, 0, errors.New("must run as root: use sudo nsrun-helper")
 	}
 	sudoUID := os.Getenv("SUDO_UID")
 	var u *user.User

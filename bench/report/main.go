@@ -1,0 +1,78 @@
+// Command report turns hyperfine's JSON exports into the Markdown tables of
+// BENCHMARKS.md: the median of each command and its ratio to a baseline.
+//
+//	report -title T -base NAME FILE.json...   prints one section to stdout
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+)
+
+type export struct {
+	Results []struct {
+		Command string    `json:"command"`
+		Times   []float64 `json:"times"`
+	} `json:"results"`
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func main() {
+	title := flag.String("title", "", "section title")
+	base := flag.String("base", "", "command name the ratios are relative to")
+	note := flag.String("note", "", "a line printed under the table")
+	flag.Parse()
+	type row struct {
+		name   string
+		median float64
+		runs   int
+	}
+	var rows []row
+	for _, f := range flag.Args() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		var e export
+		if err := json.Unmarshal(b, &e); err != nil {
+			fmt.Fprintln(os.Stderr, f, err)
+			os.Exit(1)
+		}
+		for _, r := range e.Results {
+			rows = append(rows, row{r.Command, median(r.Times), len(r.Times)})
+		}
+	}
+	baseline := 0.0
+	for _, r := range rows {
+		if r.name == *base {
+			baseline = r.median
+		}
+	}
+	fmt.Printf("## %s\n\n| command | median | runs | × %s |\n|---|---:|---:|---:|\n", *title, *base)
+	for _, r := range rows {
+		ratio := "-"
+		if baseline > 0 {
+			ratio = fmt.Sprintf("%.2f", r.median/baseline)
+		}
+		fmt.Printf("| `%s` | %.1f ms | %d | %s |\n", r.name, r.median*1000, r.runs, ratio)
+	}
+	if *note != "" {
+		fmt.Printf("\n%s\n", *note)
+	}
+	fmt.Println()
+}

@@ -1,0 +1,105 @@
+package topology
+
+import (
+	"strings"
+	"testing"
+)
+
+const good = `
+subnets:
+  front: 172.18.0.0/24
+  back: 172.18.1.0/24
+nodes:
+  web:
+    ip: 172.18.0.2
+    hostname: web1
+    command: sh -c 'exec python3 -m http.server 8000'
+    environment: {ROLE: web}
+    working_dir: .
+    depends_on: [db]
+    ports: ["8080:8000"]
+  db:
+    ip: 172.18.1.10
+    command: ["redis-server", "--bind", "0.0.0.0"]
+    ready: tcp:6379
+`
+
+func TestParseGood(t *testing.T) {
+	top, err := Parse("nsrun.yaml", t.TempDir(), []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Subnets) != 2 || top.Subnets[1].Bridge.String() != "172.18.1.254" {
+		t.Errorf("subnets: %+v", top.Subnets)
+	}
+	if top.Nodes[0].Name != "db" || top.Nodes[1].Name != "web" {
+		t.Errorf("start order %s, %s: want db before web", top.Nodes[0].Name, top.Nodes[1].Name)
+	}
+	web := top.Nodes[1]
+	if strings.Join(web.Argv, "|") != "sh|-c|exec python3 -m http.server 8000" {
+		t.Errorf("command split: %q", web.Argv)
+	}
+	if web.Hostname != "web1" || web.Subnet != 0 || web.Ports[0] != (Port{8080, 8000}) || web.Env[0] != "ROLE=web" {
+		t.Errorf("web: %+v", web)
+	}
+	if db := top.Nodes[0]; db.Ready == nil || db.Ready.Port != 6379 || db.Subnet != 1 || db.Hostname != "db" {
+		t.Errorf("db: %+v", db)
+	}
+}
+
+func TestParseDefaultSubnet(t *testing.T) {
+	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.2, command: [sleep, '1']}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Subnets) != 1 || top.Subnets[0].Prefix.String() != "172.18.0.0/24" || len(top.Nodes[0].Argv) != 0 {
+		t.Errorf("%+v", top)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"yaml syntax", "nodes:\n  a: {ip: 172.18.0.1\n", "f.yaml:"},
+		{"unknown top key", "nodez: {}\n", "f.yaml:1:1: the file: unknown key \"nodez\""},
+		{"unknown node key", "nodes:\n  a:\n    ip: 172.18.0.1\n    comand: x\n", "f.yaml:4:5: nodes.a: unknown key \"comand\"; known keys: ip, hostname"},
+		{"missing ip", "nodes:\n  a: {hostname: x}\n", "nodes.a.ip: missing"},
+		{"bad ip", "nodes:\n  a: {ip: 172.18.0.300}\n", "f.yaml:2:11: nodes.a.ip: \"172.18.0.300\" is not an IPv4 address"},
+		{"outside subnets", "nodes:\n  a: {ip: 10.0.0.1}\n", "nodes.a.ip: 10.0.0.1 is in no subnet of the file (default 172.18.0.0/24)"},
+		{"bridge address", "nodes:\n  a: {ip: 172.18.0.254}\n", "nodes.a.ip: 172.18.0.254 is the bridge's own address"},
+		{"network address", "nodes:\n  a: {ip: 172.18.0.0}\n", "is the network address"},
+		{"duplicate address", "nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.1}\n", "nodes.b.ip: 172.18.0.1 is already node a's address"},
+		{"duplicate name", "nodes:\n  a: {ip: 172.18.0.1}\n  a: {ip: 172.18.0.2}\n", "nodes: \"a\" appears twice"},
+		{"hostname clash", "nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.2, hostname: a}\n", "the name \"a\" is also node a's"},
+		{"overlapping subnets", "subnets:\n  x: 172.18.0.0/16\n  y: 172.18.1.0/24\nnodes:\n  a: {ip: 172.18.1.1}\n", "subnets.y: 172.18.1.0/24 overlaps subnets.x"},
+		{"bad subnet", "subnets:\n  x: 172.18.0.1/24\nnodes:\n  a: {ip: 172.18.0.2}\n", "subnets.x: \"172.18.0.1/24\" has host bits set"},
+		{"cycle", "nodes:\n  a: {ip: 172.18.0.1, depends_on: [b]}\n  b: {ip: 172.18.0.2, depends_on: [a]}\n", "dependency cycle a -> b -> a"},
+		{"unknown dependency", "nodes:\n  a: {ip: 172.18.0.1, depends_on: [zz]}\n", "nodes.a.depends_on: no node named \"zz\""},
+		{"bad ready", "nodes:\n  a: {ip: 172.18.0.1, ready: http:80}\n", "nodes.a.ready: write tcp:PORT"},
+		{"bad port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"80\"]}\n", "nodes.a.ports: \"80\": write \"HOST:NODE\""},
+		{"same host port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"8080:80\"]}\n", "host port 8080 is also published by node a"},
+		{"bad name", "nodes:\n  'a b': {ip: 172.18.0.1}\n", "node name \"a b\" may use only"},
+		{"empty", "", "the file is empty"},
+		{"no nodes", "subnets: {}\n", "no `nodes:`"},
+		{"unterminated quote", "nodes:\n  a: {ip: 172.18.0.1, command: \"sh -c 'x\"}\n", "unterminated ' quote"},
+		{"bad env", "nodes:\n  a: {ip: 172.18.0.1, environment: [FOO]}\n", "\"FOO\" is not KEY=VALUE"},
+	} {
+		_, err := Parse("f.yaml", "/", []byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	for in, want := range map[string]string{
+		`a b  c`:             "a|b|c",
+		`sh -c 'echo "x y"'`: `sh|-c|echo "x y"`,
+		`a "b \"c\" d" e\ f`: `a|b "c" d|e f`,
+		`''`:                 "",
+	} {
+		got, err := SplitWords(in)
+		if err != nil || strings.Join(got, "|") != want {
+			t.Errorf("SplitWords(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

@@ -12,8 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"time"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -71,8 +69,6 @@ func Main() int {
 				}
 			}
 		case <-first.Done():
-			fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "cmd done")
-			fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "cmd done")
 			return guest.ExitCode(first.Wait())
 		}
 	}
@@ -88,12 +84,6 @@ type run struct {
 }
 
 func setUp(cfg messages.Config) (*run, error) {
-	tr := func(s string) { fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, s) }
-	tr("setup")
-	defer tr("setup done")
-	tr := func(s string) { fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, s) }
-	tr("setup")
-	defer tr("setup done")
 	r := &run{}
 	// The supervisor's own network namespace (the gateway when joined),
 	// taken before any thread unshares: later, /proc/self/ns/net may name
@@ -128,8 +118,6 @@ func setUp(cfg messages.Config) (*run, error) {
 		return r, err
 	}
 
-	tr("files")
-	tr("files")
 	if r.bridge, err = nsfd.NewNet(); err != nil {
 		return r, fmt.Errorf("create bridge namespace: %w", err)
 	}
@@ -148,8 +136,6 @@ func setUp(cfg messages.Config) (*run, error) {
 			return r, fmt.Errorf("uplink: %w", err)
 		}
 	}
-	tr("bridge")
-	tr("bridge")
 	for _, n := range cfg.Nodes {
 		g, err := nsfd.NewNet()
 		if err != nil {
@@ -164,8 +150,6 @@ func setUp(cfg messages.Config) (*run, error) {
 			return r, fmt.Errorf("node %q: %w", n.Name, err)
 		}
 	}
-	tr("wired")
-	tr("wired")
 	info := runstate.Info{ID: cfg.RunID}
 	if r.uplink != nil {
 		info.Uplink = r.uplink.block.String()
@@ -202,8 +186,6 @@ func setUp(cfg messages.Config) (*run, error) {
 // tearDown removes the run's state. The namespaces and veths go with the
 // processes and fds, when the supervisor exits.
 func (r *run) tearDown() {
-	defer func() { fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "teardown done") }()
-	defer func() { fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "teardown done") }()
 	for _, p := range r.procs {
 		select {
 		case <-p.Done():

@@ -11,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
-	"time"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -52,10 +50,6 @@ found. SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
 `
 
 func main() {
-	fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "main "+os.Args[0])
-	defer func() { fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "exit") }()
-	fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "main "+os.Args[0])
-	defer func() { fmt.Fprintf(os.Stderr, "T %d %s\n", time.Now().UnixMicro()%10000000, "exit") }()
 	if child.IsSupervisor() {
 		os.Exit(supervise.Main())
 	}

@@ -1,8 +1,9 @@
 // Package supervise is the run supervisor: PID 1 of the run's pid
 // namespace and root of its user namespace. It builds the run's network
-// (bridge namespace, bridge, one namespace per node), starts every node's
-// command, forwards signals to them and tears everything down when the run
-// ends.
+// (bridge namespace, a bridge per subnet, one namespace per node, the
+// uplink), starts every node's command in dependency order, forwards
+// signals, serves the control socket, publishes ports, and tears
+// everything down when the run ends.
 package supervise
 
 import (
@@ -12,12 +13,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
-	"github.com/nsrun/nsrun/ipam"
-	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/userns"
@@ -25,8 +28,8 @@ import (
 	"github.com/nsrun/nsrun/userns/messages"
 )
 
-// BridgeName is the name of the run's bridge in its bridge namespace.
-const BridgeName = "br0"
+// readyTimeout bounds how long a node's ready check may take.
+const readyTimeout = 60 * time.Second
 
 // Main runs the supervisor and returns its exit code.
 func Main() int {
@@ -36,15 +39,15 @@ func Main() int {
 		return messages.ExitSetupFailed
 	}
 	defer conn.Close()
-	// Catch forwarded signals from the start, so none is lost or kills us
-	// before the nodes run.
+	// Catch signals from the start, so none is lost or kills us before the
+	// nodes run.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, userns.ForwardedSignals(cfg.Terminal)...)
 	signal.Notify(sigs, userns.TerminalSignals...)
 
-	r, err := setUp(cfg)
-	if err != nil {
-		r.tearDown()
+	s := &supervisor{cfg: cfg, byName: map[string]*node{}, exited: make(chan *node, len(cfg.Nodes)), abort: make(chan struct{})}
+	defer s.tearDown()
+	if err := s.setUp(); err != nil {
 		code := messages.ExitSetupFailed
 		switch {
 		case errors.Is(err, guest.ErrNotFound):
@@ -55,148 +58,376 @@ func Main() int {
 		conn.Fail(err, code)
 		return code
 	}
-	defer r.tearDown()
-	conn.Ready()
-
-	forward := userns.ForwardedSet(cfg.Terminal)
-	first := r.procs[0]
-	for {
-		select {
-		case s := <-sigs:
-			if forward[s] {
-				for _, p := range r.procs {
-					_ = unix.Kill(p.Pid, s.(unix.Signal))
-				}
-			}
-		case <-first.Done():
-			return guest.ExitCode(first.Wait())
+	if err := s.startNodes(); err != nil {
+		code := messages.ExitSetupFailed
+		switch {
+		case errors.Is(err, guest.ErrNotFound):
+			code = 127
+		case errors.Is(err, os.ErrPermission):
+			code = 126
 		}
+		s.stopAll(0)
+		conn.Fail(err, code)
+		return code
 	}
+	conn.Ready()
+	if cfg.Up {
+		return s.superviseUp(sigs)
+	}
+	return s.superviseOne(sigs)
 }
 
-// run is what setUp built, for tearDown.
-type run struct {
+// supervisor is one run.
+type supervisor struct {
+	cfg    messages.Config
 	state  *runstate.Run
-	bridge *os.File
-	guests []*os.File
-	procs  []*guest.Process
-	uplink *uplink
+	net    *network
+	nodes  []*node
+	byName map[string]*node
+	hosts  string
+	resolv []string // by subnet
+	out    *prefixer
+	ctl    *control.Server
+	exited chan *node
+	abort  chan struct{} // closed when the run is being stopped
+	once   sync.Once
 }
 
-func setUp(cfg messages.Config) (*run, error) {
-	r := &run{}
+// node is one node's state.
+type node struct {
+	cfg    messages.Node
+	ns     *os.File
+	proc   *guest.Process
+	up     chan struct{} // closed once started and ready
+	done   chan struct{} // closed once its process ended (never, without one)
+	code   int
+	killed bool
+}
+
+func (s *supervisor) setUp() error {
+	cfg := s.cfg
 	// The supervisor's own network namespace (the gateway when joined),
 	// taken before any thread unshares: later, /proc/self/ns/net may name
 	// a thread that has moved to a bridge or node namespace.
 	own, err := nsfd.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return r, err
+		return err
 	}
 	defer own.Close()
 	// Mounts made for guests must never propagate back to the caller.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return r, fmt.Errorf("make mounts private: %w", err)
+		return fmt.Errorf("make mounts private: %w", err)
 	}
 	// A /proc of the run's own pid namespace, for the supervisor and guests.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return r, fmt.Errorf("mount /proc of the run's pid namespace: %w", err)
-	}
-	subnet, err := ipam.NewSubnet("subnet", cfg.Subnet)
-	if err != nil {
-		return r, err
+		return fmt.Errorf("mount /proc of the run's pid namespace: %w", err)
 	}
 	go func() { _, _ = runstate.GC(cfg.RuntimeDir) }()
-	if r.state, err = runstate.Create(cfg.RunDir, cfg.RunID); err != nil {
-		return r, err
+	if s.state, err = runstate.Create(cfg.RunDir, cfg.RunID); err != nil {
+		return err
 	}
-	hosts, err := r.state.WriteFile("hosts", hostsFile(cfg.Nodes))
-	if err != nil {
-		return r, err
+	if s.hosts, err = s.state.WriteFile("hosts", hostsFile(cfg.Nodes)); err != nil {
+		return err
 	}
-	resolv, err := r.state.WriteFile("resolv.conf", []byte("# written by nsrun for run "+cfg.RunID+"\nnameserver "+subnet.Bridge.String()+"\n"))
-	if err != nil {
-		return r, err
-	}
-
-	if r.bridge, err = nsfd.NewNet(); err != nil {
-		return r, fmt.Errorf("create bridge namespace: %w", err)
-	}
-	bh, err := netsetup.Handle(r.bridge)
-	if err != nil {
-		return r, err
-	}
-	defer bh.Close()
-	br, err := netsetup.AddBridge(bh, BridgeName, subnet)
-	if err != nil {
-		return r, err
-	}
-	if cfg.Uplink {
-		r.uplink, err = addUplink(cfg, own, r.bridge, []netip.Addr{subnet.Bridge})
+	for i, sn := range cfg.Subnets {
+		p, err := netip.ParsePrefix(sn.CIDR)
 		if err != nil {
-			return r, fmt.Errorf("uplink: %w", err)
+			return err
 		}
-	}
-	for _, n := range cfg.Nodes {
-		g, err := nsfd.NewNet()
+		bridge := p.Masked().Addr()
+		for a := p.Masked().Addr(); p.Contains(a); a = a.Next() {
+			bridge = a.Prev() // ends at broadcast-1
+		}
+		path, err := s.state.WriteFile(fmt.Sprintf("resolv-%d.conf", i),
+			[]byte("# written by nsrun for run "+cfg.RunID+"\nnameserver "+bridge.String()+"\n"))
 		if err != nil {
-			return r, fmt.Errorf("create namespace of node %q: %w", n.Name, err)
+			return err
 		}
-		r.guests = append(r.guests, g)
-		addr, err := netip.ParseAddr(n.Addr)
-		if err != nil {
-			return r, fmt.Errorf("node %q: address %q: %w", n.Name, n.Addr, err)
-		}
-		if err := netsetup.AddNode(bh, br, g, netsetup.Node{PortName: ipam.IfName("v", n.Name), Addr: addr}); err != nil {
-			return r, fmt.Errorf("node %q: %w", n.Name, err)
-		}
+		s.resolv = append(s.resolv, path)
 	}
-	info := runstate.Info{ID: cfg.RunID}
-	if r.uplink != nil {
-		info.Uplink = r.uplink.block.String()
+	s.net, err = buildNetwork(cfg, own)
+	if err != nil {
+		return err
 	}
 	for i, n := range cfg.Nodes {
-		env := append(append([]string{}, n.Env...), "NSRUN_RUN="+cfg.RunID, "NSRUN_NODE="+n.Name)
-		p, err := guest.Start(guest.Spec{
-			NetNS:    r.guests[i],
-			Hostname: n.Hostname,
-			Mounts:   map[string]string{"/etc/hosts": hosts, "/etc/resolv.conf": resolv},
-			Argv:     n.Argv,
-			Env:      env,
-			Dir:      n.Dir,
-			Root:     cfg.Root,
-			UID:      cfg.UID,
-			GID:      cfg.GID,
-			Stdin:    os.Stdin,
-			Stdout:   os.Stdout,
-			Stderr:   os.Stderr,
-			Setpgid:  !cfg.Terminal,
-		})
-		if err != nil {
-			return r, fmt.Errorf("node %q: %w", n.Name, err)
+		nd := &node{cfg: n, ns: s.net.nodeNS[i], up: make(chan struct{}), done: make(chan struct{})}
+		s.nodes = append(s.nodes, nd)
+		s.byName[n.Name] = nd
+	}
+	if s.ctl, err = control.Listen(control.Path(cfg.RunDir)); err != nil {
+		return err
+	}
+	go s.ctl.Serve(s.handle)
+	if err := s.publishPorts(); err != nil {
+		return err
+	}
+	if cfg.Up {
+		s.out = newPrefixer(os.Stdout, cfg.Nodes, cfg.Color)
+	}
+	return nil
+}
+
+// spec is how node n's command (or an exec into n) is started.
+func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
+	return guest.Spec{
+		NetNS:    n.ns,
+		Hostname: n.cfg.Hostname,
+		Mounts:   map[string]string{"/etc/hosts": s.hosts, "/etc/resolv.conf": s.resolv[n.cfg.Subnet]},
+		Argv:     argv,
+		Env: append(append([]string{}, env...), "NSRUN_RUN="+s.cfg.RunID, "NSRUN_NODE="+n.cfg.Name,
+			"NSRUN_CONTROL="+control.Path(s.cfg.RunDir)),
+		Dir:  dir,
+		Root: s.cfg.Root,
+		UID:  s.cfg.UID,
+		GID:  s.cfg.GID,
+	}
+}
+
+// startNodes starts every node once the nodes it depends on are up, and
+// returns when all are up (or one failed).
+func (s *supervisor) startNodes() error {
+	errs := make(chan error, len(s.nodes))
+	for _, n := range s.nodes {
+		go func() { errs <- s.startNode(n) }()
+	}
+	var first error
+	for range s.nodes {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			s.stop()
 		}
-		r.procs = append(r.procs, p)
-		info.Nodes = append(info.Nodes, runstate.NodeInfo{Name: n.Name, Addr: n.Addr, Pid: p.Pid})
 	}
-	if err := r.state.WriteInfo(info); err != nil {
-		return r, err
+	if first == nil {
+		s.writeInfo()
 	}
-	return r, nil
+	return first
+}
+
+func (s *supervisor) startNode(n *node) error {
+	for _, d := range n.cfg.DependsOn {
+		select {
+		case <-s.byName[d].up:
+		case <-s.abort:
+			return nil
+		}
+	}
+	if len(n.cfg.Argv) == 0 {
+		close(n.up)
+		return nil
+	}
+	sp := s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir)
+	if s.cfg.Up {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		defer devnull.Close()
+		w, err := s.out.writer(n.cfg.Name)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = devnull, w, w, true
+	} else {
+		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.cfg.Terminal
+	}
+	p, err := guest.Start(sp)
+	if err != nil {
+		close(n.done)
+		return fmt.Errorf("node %q: %w", n.cfg.Name, err)
+	}
+	n.proc = p
+	go func() {
+		n.code = guest.ExitCode(p.Wait())
+		close(n.done)
+		s.exited <- n
+	}()
+	if s.cfg.Up {
+		s.out.event(n.cfg.Name, fmt.Sprintf("started (pid %d)", p.Pid))
+	}
+	if n.cfg.ReadyPort != 0 {
+		if err := s.waitReady(n); err != nil {
+			return err
+		}
+		s.out.event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.ReadyPort))
+	}
+	close(n.up)
+	return nil
+}
+
+// waitReady polls the node's ready port from the bridge namespace.
+func (s *supervisor) waitReady(n *node) error {
+	addr := netip.AddrPortFrom(netip.MustParseAddr(n.cfg.Addr), n.cfg.ReadyPort).String()
+	deadline := time.Now().Add(readyTimeout)
+	for time.Now().Before(deadline) {
+		var ok bool
+		_ = nsfd.Do(s.net.bridgeNS, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			a := netip.MustParseAddrPort(addr)
+			ok = unix.Connect(fd, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}) == nil
+			return nil
+		})
+		if ok {
+			return nil
+		}
+		select {
+		case <-n.done:
+			return fmt.Errorf("node %q exited with code %d before tcp:%d accepted", n.cfg.Name, n.code, n.cfg.ReadyPort)
+		case <-s.abort:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("node %q: tcp:%d did not accept within %s", n.cfg.Name, n.cfg.ReadyPort, readyTimeout)
+}
+
+// superviseOne runs `nsrun -- CMD`: signals go to the command, whose exit
+// ends the run.
+func (s *supervisor) superviseOne(sigs chan os.Signal) int {
+	forward := userns.ForwardedSet(s.cfg.Terminal)
+	n := s.nodes[0]
+	for {
+		select {
+		case sig := <-sigs:
+			if forward[sig] {
+				_ = unix.Kill(n.proc.Pid, sig.(syscall.Signal))
+			}
+		case <-n.done:
+			return n.code
+		}
+	}
+}
+
+// superviseUp runs `nsrun up`: a first SIGINT/SIGTERM/SIGHUP stops every
+// node (SIGTERM, then SIGKILL after the timeout), a second kills them.
+func (s *supervisor) superviseUp(sigs chan os.Signal) int {
+	running := 0
+	for _, n := range s.nodes {
+		if n.proc != nil {
+			running++
+		}
+	}
+	timeout := time.Duration(s.cfg.StopTimeout * float64(time.Second))
+	stopped := make(chan struct{})
+	startStop := func() {
+		s.once.Do(func() {
+			close(s.abort)
+			go func() { s.stopAll(timeout); close(stopped) }()
+		})
+	}
+	for running > 0 {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
+				select {
+				case <-s.abort:
+					s.out.note("killing every node")
+					s.stopAll(0)
+				default:
+					s.out.note(fmt.Sprintf("stopping every node (%s; SIGKILL after %s)", sig, timeout))
+					startStop()
+				}
+			default:
+				for _, n := range s.nodes {
+					if n.proc != nil {
+						_ = unix.Kill(-n.proc.Pid, sig.(syscall.Signal))
+					}
+				}
+			}
+		case n := <-s.exited:
+			running--
+			s.out.event(n.cfg.Name, fmt.Sprintf("exited with code %d", n.code))
+			if s.cfg.AbortOnExit || s.cfg.ExitCodeFrom != "" {
+				startStop()
+			}
+		}
+	}
+	select {
+	case <-s.abort:
+		<-stopped
+	default:
+	}
+	s.out.flush()
+	if s.cfg.ExitCodeFrom != "" {
+		return s.byName[s.cfg.ExitCodeFrom].code
+	}
+	for _, n := range s.nodes {
+		if n.killed {
+			return 1
+		}
+	}
+	return 0
+}
+
+// stop marks the run as stopping (nodes not yet started never start).
+func (s *supervisor) stop() {
+	s.once.Do(func() { close(s.abort) })
+}
+
+// stopAll sends SIGTERM to every node's process group, waits up to
+// timeout, then sends SIGKILL to what is left.
+func (s *supervisor) stopAll(timeout time.Duration) {
+	deadline := time.After(timeout)
+	for _, n := range s.nodes {
+		if n.proc != nil && timeout > 0 {
+			_ = unix.Kill(-n.proc.Pid, unix.SIGTERM)
+		}
+	}
+	for _, n := range s.nodes {
+		if n.proc == nil {
+			continue
+		}
+		select {
+		case <-n.done:
+		case <-deadline:
+			n.killed = true
+			_ = unix.Kill(-n.proc.Pid, unix.SIGKILL)
+			_ = unix.Kill(n.proc.Pid, unix.SIGKILL)
+			<-n.done
+		}
+	}
 }
 
 // tearDown removes the run's state. The namespaces and veths go with the
-// processes and fds, when the supervisor exits.
-func (r *run) tearDown() {
-	for _, p := range r.procs {
-		select {
-		case <-p.Done():
-		default:
-			_ = unix.Kill(p.Pid, unix.SIGKILL)
+// fds and processes, when the supervisor exits.
+func (s *supervisor) tearDown() {
+	if s.ctl != nil {
+		s.ctl.Close()
+	}
+	for _, n := range s.nodes {
+		if n.proc != nil {
+			select {
+			case <-n.done:
+			default:
+				_ = unix.Kill(n.proc.Pid, unix.SIGKILL)
+			}
 		}
 	}
-	r.uplink.release()
-	if r.state != nil {
-		_ = r.state.Remove()
+	s.net.close()
+	if s.state != nil {
+		_ = s.state.Remove()
 	}
+}
+
+// writeInfo records the run for `nsrun ls`.
+func (s *supervisor) writeInfo() {
+	info := runstate.Info{ID: s.cfg.RunID, File: s.cfg.File, Pid: os.Getpid()}
+	if s.net.uplink != nil {
+		info.Uplink = s.net.uplink.block.String()
+	}
+	for _, n := range s.nodes {
+		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr}
+		if n.proc != nil {
+			ni.Pid = n.proc.Pid
+		}
+		info.Nodes = append(info.Nodes, ni)
+	}
+	_ = s.state.WriteInfo(info)
 }
 
 // hostsFile lists every node under its hostname and name.

@@ -6,28 +6,57 @@ package messages
 
 // Node is one node of a run as the supervisor starts it.
 type Node struct {
-	Name     string   `json:"name"`
-	Hostname string   `json:"hostname"`
-	Addr     string   `json:"addr"`          // guest IPv4 address
-	Argv     []string `json:"argv"`          // command and arguments
-	Env      []string `json:"env"`           // complete environment
-	Dir      string   `json:"dir,omitempty"` // working directory
+	Name      string   `json:"name"`
+	Hostname  string   `json:"hostname"`
+	Addr      string   `json:"addr"`           // guest IPv4 address
+	Subnet    int      `json:"subnet"`         // index into Config.Subnets
+	Argv      []string `json:"argv,omitempty"` // command and arguments; none: the node only holds its namespace
+	Env       []string `json:"env,omitempty"`  // complete environment
+	Dir       string   `json:"dir,omitempty"`  // working directory
+	DependsOn []string `json:"depends_on,omitempty"`
+	ReadyPort uint16   `json:"ready_port,omitempty"` // up once this TCP port accepts
+	Ports     []Port   `json:"ports,omitempty"`
+}
+
+// Port is a published port: the supervisor accepts on the inherited
+// listening socket Fd (bound by nsrun on the host's 127.0.0.1:Host) and
+// connects each client to the node's port Node.
+type Port struct {
+	Host uint16 `json:"host"`
+	Node uint16 `json:"node"`
+	Fd   int    `json:"fd"`
+}
+
+// Subnet is a guest subnet with its own bridge.
+type Subnet struct {
+	Name string `json:"name"`
+	CIDR string `json:"cidr"`
 }
 
 // Config is the parent's first and only message: the whole run.
 type Config struct {
-	RunID      string `json:"run_id"`
-	RunDir     string `json:"run_dir"`     // state folder of this run
-	RuntimeDir string `json:"runtime_dir"` // the user's nsrun folder (runs, leases)
-	Subnet     string `json:"subnet"`      // guest subnet, e.g. 172.18.0.0/24
-	Nodes      []Node `json:"nodes"`
-	Root       bool   `json:"root"` // commands run as uid 0 of the user namespace
-	UID        int    `json:"uid"`  // the caller's uid and gid, seen inside unless Root
-	GID        int    `json:"gid"`
-	Uplink     bool   `json:"uplink"`    // joined the gateway: lease an uplink and NAT
-	RunsCIDR   string `json:"runs_cidr"` // pool of uplink /30s (with Uplink)
-	HostDNS    string `json:"host_dns"`  // where bridge DNS goes, e.g. 172.18.255.1:53 ("" for none)
-	Terminal   bool   `json:"terminal"`  // stdin is the caller's foreground terminal
+	RunID      string   `json:"run_id"`
+	RunDir     string   `json:"run_dir"`     // state folder of this run
+	RuntimeDir string   `json:"runtime_dir"` // the user's nsrun folder (runs, leases)
+	File       string   `json:"file,omitempty"`
+	Subnets    []Subnet `json:"subnets"`
+	Nodes      []Node   `json:"nodes"`
+	Root       bool     `json:"root"` // commands run as uid 0 of the user namespace
+	UID        int      `json:"uid"`  // the caller's uid and gid, seen inside unless Root
+	GID        int      `json:"gid"`
+	Uplink     bool     `json:"uplink"`    // joined the gateway: lease an uplink and NAT
+	RunsCIDR   string   `json:"runs_cidr"` // pool of uplink /30s (with Uplink)
+	HostDNS    string   `json:"host_dns"`  // where bridge DNS goes, e.g. 172.18.255.1:53 ("" for none)
+	Terminal   bool     `json:"terminal"`  // stdin is the caller's foreground terminal
+
+	// Up is `nsrun up`: output prefixed by node, every node stopped on a
+	// signal. Without it (`nsrun -- CMD`) the single node's stdio is the
+	// caller's and its exit ends the run.
+	Up           bool    `json:"up,omitempty"`
+	Color        bool    `json:"color,omitempty"`
+	ExitCodeFrom string  `json:"exit_code_from,omitempty"`
+	AbortOnExit  bool    `json:"abort_on_exit,omitempty"`
+	StopTimeout  float64 `json:"stop_timeout,omitempty"` // seconds between SIGTERM and SIGKILL
 }
 
 // Status is what the supervisor reports back.

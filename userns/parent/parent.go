@@ -35,7 +35,10 @@ const (
 // Run starts the supervisor for cfg, waits for it and returns the exit code
 // nsrun should exit with. Setup failures reported by the supervisor are
 // returned as errors together with their exit code.
-func Run(cfg messages.Config, mode Mode) (int, error) {
+//
+// extra are files passed down to the supervisor as fds 5, 6, ... (the
+// listening sockets of published ports).
+func Run(cfg messages.Config, mode Mode, extra []*os.File) (int, error) {
 	// PR_SET_PDEATHSIG fires when the forking *thread* exits: fork and wait
 	// from one locked thread.
 	runtime.LockOSThread()
@@ -65,7 +68,7 @@ func Run(cfg messages.Config, mode Mode) (int, error) {
 		Stdin:       os.Stdin,
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
-		ExtraFiles:  []*os.File{cfgR, statW}, // fd 3 and fd 4 in the child
+		ExtraFiles:  append([]*os.File{cfgR, statW}, extra...), // fd 3, 4, then 5... in the child
 		SysProcAttr: attr,
 	}
 	sigs := make(chan os.Signal, 16)

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/runstate"
+	"github.com/nsrun/nsrun/userns/messages"
+)
+
+// EnvControl is set in every node: the control socket of its run, so that
+// `nsrun net ...` works from inside a node without --run.
+const envControl = "NSRUN_CONTROL"
+
+func cmdNet(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		return fail(stderr, errors.New("net: which verb? see nsrun --help"))
+	}
+	verb, args := args[0], args[1:]
+	switch verb {
+	case "exec":
+		return cmdNetExec(args, stdout, stderr)
+	}
+	return fail(stderr, fmt.Errorf("net: unknown verb %q; see nsrun --help", verb))
+}
+
+// controlPath finds the control socket of run id (--run), or of the run
+// this process is a node of.
+func controlPath(id string) (string, error) {
+	if id == "" {
+		if p := os.Getenv(envControl); p != "" {
+			return p, nil
+		}
+		return "", errors.New("--run ID is needed outside a run (see nsrun ls)")
+	}
+	rt, err := runstate.RuntimeDir(os.Getuid())
+	if err != nil {
+		return "", err
+	}
+	if !runstate.Alive(rt, id) {
+		return "", fmt.Errorf("--run %s: no live run with that id; see nsrun ls", id)
+	}
+	return control.Path(filepath.Join(runstate.RunsDir(rt), id)), nil
+}
+
+func cmdNetExec(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nsrun net exec", flag.ContinueOnError)
+	runID := fs.String("run", "", "")
+	root := fs.Bool("root", false, "")
+	if code, err := parseFlags(fs, args, stdout, "net exec: "); code >= 0 {
+		if err != nil {
+			return fail(stderr, err)
+		}
+		return code
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		return fail(stderr, errors.New("net exec: write nsrun net exec [--run ID] NODE -- CMD [ARGS...]"))
+	}
+	node, argv := rest[0], rest[1:]
+	if argv[0] == "--" {
+		argv = argv[1:]
+	}
+	if err := ipam.CheckNodeName("net exec", node); err != nil || len(argv) == 0 {
+		return fail(stderr, fmt.Errorf("net exec: write nsrun net exec [--run ID] NODE -- CMD [ARGS...]"))
+	}
+	path, err := controlPath(*runID)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("net exec: %w", err))
+	}
+	wd, _ := os.Getwd()
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	c, err := control.Dial(path, control.Request{Verb: "exec", Node: node, Args: argv, Env: os.Environ(), Dir: wd, Root: *root},
+		os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer c.Close()
+	responses := make(chan control.Response)
+	go func() {
+		for {
+			r, err := c.Recv()
+			if err != nil {
+				r = control.Response{Error: "the run ended", ExitCode: messages.ExitSetupFailed}
+			}
+			responses <- r
+			if r.Done || r.Error != "" {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			_ = c.Send(control.Request{Verb: "signal", Sig: int(s.(syscall.Signal))})
+		case r := <-responses:
+			if r.Error != "" {
+				fmt.Fprintln(stderr, "nsrun: net exec:", r.Error)
+				return r.ExitCode
+			}
+			if r.Done {
+				return r.ExitCode
+			}
+		}
+	}
+}
+
+// gcLeases releases the uplink leases of dead runs.
+func gcLeases(rt string) ([]string, error) {
+	l := &ipam.Leases{Dir: filepath.Join(rt, "leases"), Alive: func(id string) bool { return runstate.Alive(rt, id) }}
+	removed, err := l.GC()
+	var out []string
+	for _, p := range removed {
+		out = append(out, p.String())
+	}
+	return out, err
+}

@@ -1,0 +1,186 @@
+// Package control is the run supervisor's control socket: a unix socket in
+// the run's state folder through which `nsrun net ...` (from the host with
+// --run ID, or from inside any node) asks the supervisor to act inside the
+// run: run a command in a node's namespaces, change the partition.
+// One request per connection: a JSON Request, with the caller's stdin,
+// stdout and stderr attached as SCM_RIGHTS for exec; then JSON Responses.
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// SocketName is the socket's name in the run folder.
+const SocketName = "ctl"
+
+// Request is what a client asks.
+type Request struct {
+	Verb string   `json:"verb"` // "exec", "signal", or a partition verb
+	Node string   `json:"node,omitempty"`
+	Args []string `json:"args,omitempty"` // exec: argv; partition verbs: their arguments
+	Env  []string `json:"env,omitempty"`
+	Dir  string   `json:"dir,omitempty"`
+	Root bool     `json:"root,omitempty"`
+	Sig  int      `json:"sig,omitempty"` // signal: the signal to forward to the exec'd process
+}
+
+// Response is the supervisor's answer: Started (exec), then Done with
+// ExitCode, or Error.
+type Response struct {
+	Started  bool   `json:"started,omitempty"`
+	Done     bool   `json:"done,omitempty"`
+	ExitCode int    `json:"exit_code"`
+	Output   string `json:"output,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Path returns the control socket of the run folder runDir.
+func Path(runDir string) string { return filepath.Join(runDir, SocketName) }
+
+// Conn is one request's connection.
+type Conn struct {
+	c   *net.UnixConn
+	dec *json.Decoder
+}
+
+// Dial connects to the supervisor at path and sends req with files
+// attached.
+func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("reach the run's supervisor at %s: %w (has the run ended? see nsrun ls)", path, err)
+	}
+	b, _ := json.Marshal(req)
+	var fds []int
+	for _, f := range files {
+		fds = append(fds, int(f.Fd()))
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if _, _, err := c.WriteMsgUnix(append(b, '\n'), oob, nil); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	return &Conn{c: c, dec: json.NewDecoder(c)}, nil
+}
+
+// Send sends a further request on the same connection (signals to exec).
+func (c *Conn) Send(req Request) error {
+	b, _ := json.Marshal(req)
+	_, err := c.c.Write(append(b, '\n'))
+	return err
+}
+
+// Recv reads the next response.
+func (c *Conn) Recv() (Response, error) {
+	var r Response
+	err := c.dec.Decode(&r)
+	return r, err
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Server accepts requests.
+type Server struct {
+	l *net.UnixListener
+}
+
+// Listen creates the socket at path (mode 0600).
+func Listen(path string) (*Server, error) {
+	_ = os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	_ = os.Chmod(path, 0o600)
+	return &Server{l: l}, nil
+}
+
+// Close stops accepting.
+func (s *Server) Close() error { return s.l.Close() }
+
+// Peer is the server's side of one request.
+type Peer struct {
+	c     *net.UnixConn
+	enc   *json.Encoder
+	dec   *json.Decoder
+	Req   Request
+	Files []*os.File
+}
+
+// Serve calls handle for every request until the server is closed.
+func (s *Server) Serve(handle func(*Peer)) {
+	for {
+		c, err := s.l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		go func() {
+			p, err := readRequest(c)
+			if err != nil {
+				c.Close()
+				return
+			}
+			defer p.close()
+			handle(p)
+		}()
+	}
+}
+
+func readRequest(c *net.UnixConn) (*Peer, error) {
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(4*3))
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{c: c, enc: json.NewEncoder(c)}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			p.Files = append(p.Files, os.NewFile(uintptr(fd), "peer"))
+		}
+	}
+	line := buf[:n]
+	// The first message may carry more than the request line (a signal
+	// sent right after): keep the rest for the decoder.
+	first, rest, _ := cutLine(line)
+	if err := json.Unmarshal(first, &p.Req); err != nil {
+		p.close()
+		return nil, errors.New("bad request")
+	}
+	p.dec = json.NewDecoder(io2(rest, c))
+	return p, nil
+}
+
+// Reply sends a response.
+func (p *Peer) Reply(r Response) { _ = p.enc.Encode(r) }
+
+// Next reads a further request (signals) until the client goes away.
+func (p *Peer) Next() (Request, error) {
+	var r Request
+	err := p.dec.Decode(&r)
+	return r, err
+}
+
+func (p *Peer) close() {
+	for _, f := range p.Files {
+		f.Close()
+	}
+	p.c.Close()
+}

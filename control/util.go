@@ -1,0 +1,18 @@
+package control
+
+import (
+	"bytes"
+	"io"
+)
+
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:], true
+	}
+	return b, nil, false
+}
+
+// io2 reads rest, then r.
+func io2(rest []byte, r io.Reader) io.Reader {
+	return io.MultiReader(bytes.NewReader(append([]byte(nil), rest...)), r)
+}

@@ -1,0 +1,80 @@
+package supervise
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/guest"
+)
+
+// handle serves one control request.
+func (s *supervisor) handle(p *control.Peer) {
+	switch p.Req.Verb {
+	case "exec":
+		s.exec(p)
+	default:
+		p.Reply(control.Response{Error: fmt.Sprintf("unknown request %q", p.Req.Verb), ExitCode: 125})
+	}
+}
+
+// exec runs a command in a node's network, UTS and mount namespaces with
+// the caller's stdio, forwarding the signals it sends, and reports the exit
+// code.
+func (s *supervisor) exec(p *control.Peer) {
+	n, ok := s.byName[p.Req.Node]
+	if !ok {
+		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", p.Req.Node, s.cfg.RunID, s.nodeNames()), ExitCode: 125})
+		return
+	}
+	if len(p.Files) != 3 {
+		p.Reply(control.Response{Error: "exec needs stdin, stdout and stderr", ExitCode: 125})
+		return
+	}
+	sp := s.spec(n, p.Req.Args, p.Req.Env, p.Req.Dir)
+	sp.Root = s.cfg.Root || p.Req.Root
+	sp.Stdin, sp.Stdout, sp.Stderr = p.Files[0], p.Files[1], p.Files[2]
+	if sp.Dir != "" {
+		if fi, err := os.Stat(sp.Dir); err != nil || !fi.IsDir() {
+			sp.Dir = ""
+		}
+	}
+	proc, err := guest.Start(sp)
+	if err != nil {
+		code := 125
+		switch {
+		case errors.Is(err, guest.ErrNotFound):
+			code = 127
+		case errors.Is(err, os.ErrPermission):
+			code = 126
+		}
+		p.Reply(control.Response{Error: err.Error(), ExitCode: code})
+		return
+	}
+	p.Reply(control.Response{Started: true})
+	go func() {
+		for {
+			req, err := p.Next()
+			if err != nil {
+				return
+			}
+			if req.Verb == "signal" && req.Sig > 0 {
+				_ = unix.Kill(proc.Pid, syscall.Signal(req.Sig))
+			}
+		}
+	}()
+	p.Reply(control.Response{Done: true, ExitCode: guest.ExitCode(proc.Wait())})
+}
+
+func (s *supervisor) nodeNames() string {
+	var names []string
+	for _, n := range s.nodes {
+		names = append(names, n.cfg.Name)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,320 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// project writes files into a folder the test user can read and returns it.
+func project(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(binDir, "project-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// needPrograms fails (CI) or skips when Debian programs used as nodes are
+// missing.
+func needPrograms(t *testing.T, progs ...string) {
+	t.Helper()
+	for _, p := range progs {
+		_, err := exec.LookPath(p)
+		need(t, err == nil, p+" is not installed (apt-get install redis-server redis-tools python3 busybox)")
+	}
+}
+
+// up runs `nsrun up args...` in dir as u, to its end.
+func (u testUser) up(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := u.nsrun(ctx, append([]string{"up"}, args...)...)
+	cmd.Dir = dir
+	return run(t, cmd)
+}
+
+const threeNodes = `
+nodes:
+  db:
+    ip: 172.18.0.10
+    command: ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
+    ready: tcp:6379
+  web:
+    ip: 172.18.0.20
+    hostname: web1
+    command: python3 -m http.server 8000
+    working_dir: site
+    ready: tcp:8000
+  client:
+    ip: 172.18.0.30
+    depends_on: [db, web]
+    environment: {KEY: greeting}
+    command: sh -c 'redis-cli -h db set $KEY hello-from-redis >/dev/null && redis-cli -h db get $KEY && busybox wget -qO- http://web1:8000/index.txt && busybox wget -qO- http://web:8000/index.txt'
+`
+
+// TestUpThreeNodes: a client reaches two servers by name, and the same file
+// runs twice at once without interference.
+func TestUpThreeNodes(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "redis-server", "redis-cli", "python3", "busybox")
+	dir := project(t, map[string]string{"nsrun.yaml": threeNodes, "site/index.txt": "hello-from-web\n"})
+	var wg sync.WaitGroup
+	results := make([]result, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = u.up(t, dir, "--exit-code-from", "client", "--timeout", "3")
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.Code != 0 {
+			t.Errorf("run %d: exit %d\n%s\n%s", i, r.Code, r.Stdout, r.Stderr)
+		}
+		for _, want := range []string{"client | hello-from-redis", "client | hello-from-web", "nsrun  | db ready (tcp:6379 accepts)", "nsrun  | client exited with code 0"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("run %d: output lacks %q:\n%s", i, want, r.Stdout)
+			}
+		}
+		// Output is prefixed by node, and dependencies started first.
+		if strings.Index(r.Stdout, "db started") > strings.Index(r.Stdout, "client started") {
+			t.Errorf("run %d: client started before db:\n%s", i, r.Stdout)
+		}
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+}
+
+// TestUpTwoSubnets: a node in one subnet reaches one in the other, routed by
+// the run's bridge namespace; net exec sees the node's address.
+func TestUpTwoSubnets(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	dir := project(t, map[string]string{"two.yaml": `
+subnets:
+  front: 172.18.0.0/24
+  back: 172.18.1.0/24
+nodes:
+  server:
+    ip: 172.18.1.10
+    command: probe listen 0.0.0.0:9000
+    ready: tcp:9000
+  client:
+    ip: 172.18.0.2
+    depends_on: [server]
+    command: sh -c 'probe dial server:9000 && nsrun net exec server -- ip -4 -o addr show eth0 && ip route'
+`})
+	r := u.up(t, dir, "-f", "two.yaml", "--exit-code-from", "client", "--timeout", "2")
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{"client | ok server 172.18.0.2:", "inet 172.18.1.10/24", "client | default via 172.18.0.254"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+}
+
+// startUp starts `nsrun up` in the background and waits for a line.
+func startUp(t *testing.T, u testUser, dir, waitFor string, args ...string) (*runningCmd, *lineLog) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := u.nsrun(ctx, append([]string{"up"}, args...)...)
+	cmd.Dir = dir
+	out := &lineLog{}
+	cmd.Stdout = logWriter{out}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rc := &runningCmd{cmd: cmd, cancel: cancel, stderr: &stderr}
+	t.Cleanup(rc.kill)
+	if !eventually(30*time.Second, func() bool { return strings.Contains(out.all(), waitFor) }) {
+		t.Fatalf("no %q within 30s:\n%s\n%s", waitFor, out.all(), stderr.String())
+	}
+	return rc, out
+}
+
+type logWriter struct{ l *lineLog }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.l.add(line)
+	}
+	return len(b), nil
+}
+
+// TestUpPortsExecAndStop: a published port is reached from the host; a
+// second copy of a file that publishes ports is refused; net exec --run
+// works from the host; Ctrl-C stops every node and leaves nothing.
+func TestUpPortsExecAndStop(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	port := freePort(t)
+	dir := project(t, map[string]string{"nsrun.yaml": fmt.Sprintf(`
+nodes:
+  web:
+    ip: 172.18.0.5
+    command: probe listen 0.0.0.0:8000
+    ports: ["%d:8000"]
+  idle:
+    ip: 172.18.0.6
+    command: sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done'
+`, port)})
+	rc, _ := startUp(t, u, dir, "web   | listening", "--timeout", "3")
+	// From the host, as any user: 127.0.0.1:port leads to web:8000.
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("published port: %v", err)
+	}
+	buf := make([]byte, 100)
+	n, _ := c.Read(buf)
+	c.Close()
+	if !strings.HasPrefix(string(buf[:n]), "web 172.18.0.254:") {
+		t.Errorf("published port answered %q", buf[:n])
+	}
+	// The same file again: its port is taken.
+	if r := u.up(t, dir); r.Code != 125 || !strings.Contains(r.Stderr, fmt.Sprintf("nodes.web.ports: cannot publish 127.0.0.1:%d", port)) {
+		t.Errorf("second copy: exit %d, %q", r.Code, r.Stderr)
+	}
+	// net exec from the host.
+	ls := nsrunOK(t, u, "ls", "--json")
+	id := between(ls, `"id": "`, `"`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ex := run(t, u.nsrun(ctx, "net", "exec", "--run", id, "idle", "--", "sh", "-c", "ip -4 -o addr show eth0; hostname; exit 3"))
+	if ex.Code != 3 || !strings.Contains(ex.Stdout, "inet 172.18.0.6/24") || !strings.Contains(ex.Stdout, "\nidle\n") {
+		t.Errorf("net exec --run %s idle: exit %d, %q %q", id, ex.Code, ex.Stdout, ex.Stderr)
+	}
+	if r := run(t, u.nsrun(ctx, "net", "exec", "--run", id, "nope", "--", "true")); r.Code != 125 || !strings.Contains(r.Stderr, `no node "nope"`) {
+		t.Errorf("net exec to an unknown node: %d %q", r.Code, r.Stderr)
+	}
+	// Ctrl-C: every node gets SIGTERM and the run exits 0.
+	_ = rc.cmd.Process.Signal(syscall.SIGINT)
+	if code := rc.wait(); code != 0 {
+		t.Errorf("after SIGINT: exit %d; stderr %s", code, rc.stderr)
+	}
+	if !eventually(5*time.Second, func() bool {
+		return len(processesOf(u, "probe listen 0.0.0.0:8000")) == 0 && len(processesOf(u, "nsrun:supervisor")) == 0
+	}) {
+		t.Error("processes left after Ctrl-C")
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+	if _, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		t.Error("the published port still answers after the run")
+	}
+}
+
+// TestUpSIGKILL: SIGKILL of nsrun up leaves no process, and gc removes the
+// run folder.
+func TestUpSIGKILL(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	marker := fmt.Sprintf("%d", 400000+time.Now().UnixNano()%100000)
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  a: {ip: 172.18.0.1, command: "sleep ` + marker + `"}
+  b: {ip: 172.18.0.2, command: "sh -c 'sleep ` + marker + ` & echo started; wait'"}
+`})
+	rc, _ := startUp(t, u, dir, "b     | started")
+	_ = rc.cmd.Process.Signal(syscall.SIGKILL)
+	rc.wait()
+	if !eventually(10*time.Second, func() bool { return len(processesOf(u, "sleep "+marker)) == 0 }) {
+		t.Errorf("node processes survived SIGKILL: %v", processesOf(u, "sleep "+marker))
+	}
+	nsrunOK(t, u, "gc")
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left after gc: %v", left)
+	}
+}
+
+func TestUpBadFiles(t *testing.T) {
+	u := unprivileged(t)
+	port := freePort(t)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := project(t, map[string]string{
+		"typo.yaml":   "nodes:\n  a:\n    ip: 172.18.0.1\n    comand: true\n",
+		"cycle.yaml":  "nodes:\n  a: {ip: 172.18.0.1, depends_on: [b]}\n  b: {ip: 172.18.0.2, depends_on: [a]}\n",
+		"dup.yaml":    "nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.1}\n",
+		"out.yaml":    "nodes:\n  a: {ip: 172.18.9.1}\n",
+		"port.yaml":   fmt.Sprintf("nodes:\n  a: {ip: 172.18.0.1, command: 'sleep 1', ports: [\"%d:80\"]}\n", port),
+		"syntax.yaml": "nodes:\n  a: [\n",
+	})
+	before := u.runDirs()
+	for file, want := range map[string]string{
+		"typo.yaml":    `typo.yaml:4:5: nodes.a: unknown key "comand"`,
+		"cycle.yaml":   "dependency cycle",
+		"dup.yaml":     "nodes.b.ip: 172.18.0.1 is already node a's address",
+		"out.yaml":     "nodes.a.ip: 172.18.9.1 is in no subnet of the file",
+		"port.yaml":    fmt.Sprintf("cannot publish 127.0.0.1:%d", port),
+		"syntax.yaml":  "syntax.yaml:",
+		"missing.yaml": "missing.yaml not found",
+	} {
+		r := u.up(t, dir, "-f", file)
+		if r.Code != 125 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("up -f %s: exit %d, stderr %q; want %q", file, r.Code, r.Stderr, want)
+		}
+	}
+	if r := u.up(t, dir, "-f", "dup.yaml", "--exit-code-from", "zz"); r.Code != 125 {
+		t.Errorf("bad --exit-code-from: %d", r.Code)
+	}
+	if after := u.runDirs(); len(after) != len(before) {
+		t.Errorf("bad files created run folders: %v", after)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func between(s, a, b string) string {
+	i := strings.Index(s, a)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(a):]
+	if j := strings.Index(s, b); j >= 0 {
+		return s[:j]
+	}
+	return s
+}

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -100,6 +101,19 @@ func TestSplitWords(t *testing.T) {
 		got, err := SplitWords(in)
 		if err != nil || strings.Join(got, "|") != want {
 			t.Errorf("SplitWords(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestExamples checks that every shipped example file is valid.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*/nsrun.yaml")
+	if len(files) < 2 {
+		t.Fatalf("examples: found %v", files)
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Error(err)
 		}
 	}
 }

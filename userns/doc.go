@@ -71,7 +71,10 @@
 // of the foreground group, the command included, and forwarding would
 // deliver them twice. SIGTSTP, SIGTTIN and SIGTTOU are not caught, so job
 // control stops and continues nsrun, the supervisor and the command
-// together. (rootlesskit's pkg/sigproxy catches every signal, the job
+// together. `nsrun up` reads no terminal (its nodes' stdin is /dev/null):
+// there the supervisor has a process group of its own and nsrun forwards
+// every signal exactly once; the first SIGINT/SIGTERM stops every node
+// gracefully, a second one kills them. (rootlesskit's pkg/sigproxy catches every signal, the job
 // control ones included, and forwards terminal signals twice; hence this
 // small forwarder of our own.)
 package userns

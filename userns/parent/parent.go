@@ -55,6 +55,10 @@ func Run(cfg messages.Config, mode Mode, extra []*os.File) (int, error) {
 	attr := &syscall.SysProcAttr{
 		Pdeathsig:  syscall.SIGKILL,
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+		// `nsrun up` reads no terminal: its supervisor gets a process group
+		// of its own, so that signals sent to nsrun's group (Ctrl-C,
+		// timeout(1)) reach it once, forwarded by nsrun.
+		Setpgid: cfg.Up,
 	}
 	if mode == Isolated {
 		attr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET

@@ -211,3 +211,61 @@ func TestApplyInNamespace(t *testing.T) {
 		t.Error("table still there after Delete")
 	}
 }
+
+func TestPartitionTablesInNamespace(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root; this test needs it")
+		}
+		t.Skip("skipped: needs root to create a network namespace and list its tables")
+	}
+	ns, err := nsfd.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	a, b, c := netip.MustParseAddr("172.18.0.1"), netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.3")
+	st := NetState{
+		Blocked:   []Pair{{a, b}, {b, a}, {a, c}},
+		UplinkCut: []netip.Addr{a},
+		Uplink:    "uplink",
+		Loss:      []Lossy{{Port: "vc", Addr: c, Percent: 30}},
+	}
+	if err := ApplyAll(ns, PartitionTables(st)...); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), ns.Fd()), "nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{
+		"table bridge nsrun-net", "ip saddr { 172.18.0.1 } ip daddr { 172.18.0.2, 172.18.0.3 } drop",
+		"ip saddr { 172.18.0.2 } ip daddr { 172.18.0.1 } drop",
+		"table ip nsrun-net", `oifname "uplink" ip saddr { 172.18.0.1 } drop`, `iifname "vc" numgen random mod 100 < 30 drop`,
+		"ip daddr 172.18.0.3 numgen random mod 100 < 30 drop",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, out)
+		}
+	}
+	// 250 nodes in halves: 31250 pairs, two rules per table.
+	var big NetState
+	for i := 0; i < 125; i++ {
+		for j := 0; j < 125; j++ {
+			x := netip.AddrFrom4([4]byte{172, 18, 0, byte(i + 1)})
+			y := netip.AddrFrom4([4]byte{172, 18, 1, byte(j + 1)})
+			big.Blocked = append(big.Blocked, Pair{x, y}, Pair{y, x})
+		}
+	}
+	if err := ApplyAll(ns, PartitionTables(big)...); err != nil {
+		t.Fatal(err)
+	}
+	// Healing is the empty state: the tables stay, with no rules.
+	if err := ApplyAll(ns, PartitionTables(NetState{})...); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), ns.Fd()), "nft", "list", "ruleset").CombinedOutput()
+	if strings.Contains(string(out), "drop") {
+		t.Errorf("rules left after healing:\n%s", out)
+	}
+}

@@ -17,6 +17,17 @@ import (
 type Rule struct {
 	Text  string
 	Exprs []expr.Any
+	// Sets are anonymous constant sets created in the same transaction;
+	// the rule's Lookup expressions without a set name refer to them, in
+	// order.
+	Sets []*AnonSet
+}
+
+// AnonSet is an anonymous constant set of keys.
+type AnonSet struct {
+	KeyType nftables.SetDatatype
+	Concat  bool
+	Keys    [][]byte
 }
 
 // Chain is a base chain and its rules.
@@ -54,12 +65,32 @@ func (t *Table) String() string {
 // Apply replaces the table named t.Name in the network namespace of nsFd
 // (or the current one when nsFd is nil) with t, in one transaction: add,
 // delete and add again makes it a reset whether or not the table existed.
-func Apply(nsFd *os.File, t *Table) error {
+func Apply(nsFd *os.File, t *Table) error { return ApplyAll(nsFd, t) }
+
+// ApplyAll replaces several tables of the namespace of nsFd in one
+// netlink transaction: every rule of every table switches at the same
+// instant, never a mix of old and new.
+func ApplyAll(nsFd *os.File, tables ...*Table) error {
 	c, err := conn(nsFd)
 	if err != nil {
 		return err
 	}
 	defer c.CloseLasting()
+	var names []string
+	for _, t := range tables {
+		if err := queue(c, t); err != nil {
+			return err
+		}
+		names = append(names, familyName(t.Family)+" "+t.Name)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("write nftables table %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
+// queue adds the messages that reset t to c's batch.
+func queue(c *nftables.Conn, t *Table) error {
 	nt := &nftables.Table{Family: t.Family, Name: t.Name}
 	c.AddTable(nt)
 	c.DelTable(nt)
@@ -70,13 +101,37 @@ func Apply(nsFd *os.File, t *Table) error {
 			Name: ch.Name, Table: nt, Type: ch.Type, Hooknum: ch.Hook, Priority: ch.Priority, Policy: &policy,
 		})
 		for _, r := range ch.Rules {
-			c.AddRule(&nftables.Rule{Table: nt, Chain: nc, Exprs: r.Exprs})
+			exprs := r.Exprs
+			for _, as := range r.Sets {
+				set := &nftables.Set{Table: nt, Anonymous: true, Constant: true, KeyType: as.KeyType, Concatenation: as.Concat}
+				elems := make([]nftables.SetElement, len(as.Keys))
+				for i, k := range as.Keys {
+					elems[i] = nftables.SetElement{Key: k}
+				}
+				if err := c.AddSet(set, elems); err != nil {
+					return fmt.Errorf("nftables set for %q: %w", r.Text, err)
+				}
+				exprs = withSet(exprs, set)
+			}
+			c.AddRule(&nftables.Rule{Table: nt, Chain: nc, Exprs: exprs})
 		}
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("write nftables table %s %s: %w", familyName(t.Family), t.Name, err)
-	}
 	return nil
+}
+
+// withSet returns exprs with the first unnamed Lookup pointed at set.
+func withSet(exprs []expr.Any, set *nftables.Set) []expr.Any {
+	out := make([]expr.Any, len(exprs))
+	done := false
+	for i, e := range exprs {
+		if l, ok := e.(*expr.Lookup); ok && l.SetName == "" && !done {
+			cp := *l
+			cp.SetName, cp.SetID = set.Name, set.ID
+			e, done = &cp, true
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // Delete removes the table family/name from the namespace of nsFd (nil:

@@ -1,0 +1,285 @@
+// Package partition turns the verbs of `nsrun net` into a whole network
+// state: which node may send to which, and which nodes are cut from the
+// uplink. Specs are pure data, computed and validated without root; package
+// nft turns a State into rules.
+//
+// Semantics follow vagga's network-testing verbs: a spec describes the
+// whole state (applying one twice changes nothing, each replaces the last),
+// nodes always keep reaching their bridge, and connectivity is symmetric
+// except for `drop`.
+package partition
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+)
+
+// State is the complete partition of a run.
+type State struct {
+	// Verb and Args are what produced the state, for `net show`.
+	Verb string   `json:"verb"`
+	Args []string `json:"args,omitempty"`
+	// Clusters, when set, are the groups whose members reach each other; a
+	// node in no cluster reaches nobody. Nil means everyone reaches everyone.
+	Clusters [][]string `json:"clusters,omitempty"`
+	// Drops are one-way cuts [from, to], on top of the clusters.
+	Drops [][2]string `json:"drops,omitempty"`
+	// UplinkCut are nodes that cannot reach the host or the outside.
+	UplinkCut []string `json:"uplink_cut,omitempty"`
+}
+
+// Fullmesh is the healed state.
+func Fullmesh() State { return State{Verb: "fullmesh"} }
+
+// Blocked lists every ordered pair [from, to] of distinct nodes that may
+// not send to each other, sorted.
+func (s State) Blocked(nodes []string) [][2]string {
+	set := map[[2]string]bool{}
+	if s.Clusters != nil {
+		member := map[string][]int{}
+		for i, c := range s.Clusters {
+			for _, n := range c {
+				member[n] = append(member[n], i)
+			}
+		}
+		share := func(a, b string) bool {
+			for _, i := range member[a] {
+				for _, j := range member[b] {
+					if i == j {
+						return true
+					}
+				}
+			}
+			return false
+		}
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a != b && !share(a, b) {
+					set[[2]string{a, b}] = true
+				}
+			}
+		}
+	}
+	for _, d := range s.Drops {
+		set[d] = true
+	}
+	out := make([][2]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i][0] != out[j][0] {
+			return out[i][0] < out[j][0]
+		}
+		return out[i][1] < out[j][1]
+	})
+	return out
+}
+
+// Options are the flags shared by the verbs.
+type Options struct {
+	Uplink bool   // also cut (or, for fullmesh, keep open) the uplink of the cut nodes
+	Seed   uint64 // for the random shapes; 0: random
+}
+
+// Parse builds the state of verb with args over the run's nodes. Unknown
+// nodes, a node twice in disjoint, a node missing from disjoint and the
+// like are refused with the culprit named.
+func Parse(verb string, args []string, nodes []string, o Options) (State, error) {
+	known := map[string]bool{}
+	for _, n := range nodes {
+		known[n] = true
+	}
+	check := func(names []string) error {
+		for _, n := range names {
+			if !known[n] {
+				return fmt.Errorf("%s: no node %q in this run; its nodes: %s", verb, n, strings.Join(nodes, ", "))
+			}
+		}
+		return nil
+	}
+	s := State{Verb: verb, Args: args}
+	switch verb {
+	case "fullmesh":
+		if len(args) > 0 {
+			return s, fmt.Errorf("fullmesh takes no nodes (it heals everything)")
+		}
+		s.Args = nil
+		return s, nil
+	case "isolate":
+		if len(args) == 0 {
+			return s, fmt.Errorf("isolate: name the nodes to cut off, e.g. nsrun net isolate db")
+		}
+		if err := check(args); err != nil {
+			return s, err
+		}
+		if d := firstDuplicate(args); d != "" {
+			return s, fmt.Errorf("isolate: %q is named twice", d)
+		}
+		cut := map[string]bool{}
+		for _, n := range args {
+			cut[n] = true
+		}
+		var rest []string
+		for _, n := range nodes {
+			if !cut[n] {
+				rest = append(rest, n)
+			}
+		}
+		s.Clusters = [][]string{rest}
+		if o.Uplink {
+			s.UplinkCut = append([]string(nil), args...)
+		}
+		return s, nil
+	case "disjoint", "split":
+		clusters := splitClusters(args)
+		if len(clusters) < 2 {
+			return s, fmt.Errorf("%s: name at least two clusters separated by --, e.g. nsrun net %s a b -- c d", verb, verb)
+		}
+		seen := map[string]bool{}
+		for _, c := range clusters {
+			if len(c) == 0 {
+				return s, fmt.Errorf("%s: an empty cluster (two -- in a row, or one at an end)", verb)
+			}
+			if err := check(c); err != nil {
+				return s, err
+			}
+			if d := firstDuplicate(c); d != "" {
+				return s, fmt.Errorf("%s: %q is named twice in one cluster", verb, d)
+			}
+			for _, n := range c {
+				if verb == "disjoint" && seen[n] {
+					return s, fmt.Errorf("disjoint: %q is in two clusters; every node must be named exactly once (use split for clusters that share nodes)", n)
+				}
+				seen[n] = true
+			}
+		}
+		if verb == "disjoint" {
+			for _, n := range nodes {
+				if !seen[n] {
+					return s, fmt.Errorf("disjoint: node %q is in no cluster; name every node exactly once (or use split, which isolates unnamed nodes)", n)
+				}
+			}
+		}
+		s.Clusters = clusters
+		if o.Uplink {
+			s.UplinkCut = append([]string(nil), nodes...)
+		}
+		return s, nil
+	case "drop":
+		if len(args) != 2 {
+			return s, fmt.Errorf("drop: write nsrun net drop FROM TO (packets from FROM to TO are dropped; TO to FROM still pass)")
+		}
+		if err := check(args); err != nil {
+			return s, err
+		}
+		if args[0] == args[1] {
+			return s, fmt.Errorf("drop: FROM and TO are both %q", args[0])
+		}
+		s.Drops = [][2]string{{args[0], args[1]}}
+		if o.Uplink {
+			s.UplinkCut = []string{args[0]}
+		}
+		return s, nil
+	case "halves", "majorities-ring", "bridge", "random-node":
+		if len(args) > 0 {
+			return s, fmt.Errorf("%s takes no nodes: it is computed over all of the run's nodes", verb)
+		}
+		return jepsen(verb, nodes, o)
+	}
+	return s, fmt.Errorf("unknown verb %q", verb)
+}
+
+func splitClusters(args []string) [][]string {
+	var out [][]string
+	cur := []string{}
+	for _, a := range args {
+		if a == "--" {
+			out = append(out, cur)
+			cur = []string{}
+			continue
+		}
+		cur = append(cur, a)
+	}
+	return append(out, cur)
+}
+
+func firstDuplicate(xs []string) string {
+	seen := map[string]bool{}
+	for _, x := range xs {
+		if seen[x] {
+			return x
+		}
+		seen[x] = true
+	}
+	return ""
+}
+
+// jepsen computes Jepsen's partition shapes over nodes, shuffled by the
+// seed (so that the same seed gives the same cut).
+func jepsen(verb string, nodes []string, o Options) (State, error) {
+	if len(nodes) < 2 {
+		return State{}, fmt.Errorf("%s needs at least two nodes", verb)
+	}
+	seed := o.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	shuffled := append([]string(nil), nodes...)
+	sort.Strings(shuffled)
+	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	s := State{Verb: verb, Args: []string{fmt.Sprintf("--seed=%d", seed)}}
+	n := len(shuffled)
+	switch verb {
+	case "halves":
+		// Two halves; the first has the extra node.
+		h := (n + 1) / 2
+		s.Clusters = [][]string{shuffled[:h], shuffled[h:]}
+	case "bridge":
+		// Two halves that share one node, the bridge.
+		if n < 3 {
+			return State{}, fmt.Errorf("bridge needs at least three nodes")
+		}
+		h := n / 2
+		s.Clusters = [][]string{shuffled[:h+1], shuffled[h:]}
+	case "random-node":
+		s.Clusters = [][]string{shuffled[1:]}
+	case "majorities-ring":
+		// Every node sees a majority of the ring around it; no two nodes
+		// see the same majority.
+		if n < 3 {
+			return State{}, fmt.Errorf("majorities-ring needs at least three nodes")
+		}
+		// Node i sees the r nearest nodes on each side of the ring: itself
+		// and 2r others, a majority; pairs further apart are cut both ways.
+		r := n / 2 / 2
+		if 2*r+1 <= n/2 {
+			r++
+		}
+		for i := 0; i < n; i++ {
+			for j := 0; j < n; j++ {
+				d := (j - i + n) % n
+				if i != j && min(d, n-d) > r {
+					s.Drops = append(s.Drops, [2]string{shuffled[i], shuffled[j]})
+				}
+			}
+		}
+	}
+	if o.Uplink {
+		s.UplinkCut = append([]string(nil), nodes...)
+	}
+	return s, nil
+}
+
+// Reach reports whether from may send to to under s.
+func (s State) Reach(nodes []string, from, to string) bool {
+	for _, p := range s.Blocked(nodes) {
+		if p == [2]string{from, to} {
+			return false
+		}
+	}
+	return true
+}

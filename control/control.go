@@ -29,6 +29,15 @@ type Request struct {
 	Dir  string   `json:"dir,omitempty"`
 	Root bool     `json:"root,omitempty"`
 	Sig  int      `json:"sig,omitempty"` // signal: the signal to forward to the exec'd process
+
+	// Network verbs ("net"): Args[0] is the verb, the rest its arguments.
+	Uplink bool   `json:"uplink,omitempty"`
+	Seed   uint64 `json:"seed,omitempty"`
+	JSON   bool   `json:"json,omitempty"`
+	Loss   string `json:"loss,omitempty"`
+	Rate   string `json:"rate,omitempty"`
+	Delay  string `json:"delay,omitempty"`
+	Jitter string `json:"jitter,omitempty"`
 }
 
 // Response is the supervisor's answer: Started (exec), then Done with

@@ -18,6 +18,10 @@ func (s *supervisor) handle(p *control.Peer) {
 	switch p.Req.Verb {
 	case "exec":
 		s.exec(p)
+	case "net":
+		s.netVerb(p)
+	case "node":
+		s.nodeVerb(p)
 	default:
 		p.Reply(control.Response{Error: fmt.Sprintf("unknown request %q", p.Req.Verb), ExitCode: 125})
 	}

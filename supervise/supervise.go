@@ -91,6 +91,8 @@ type supervisor struct {
 	exited chan *node
 	abort  chan struct{} // closed when the run is being stopped
 	once   sync.Once
+	netst  netState
+	nodeMu sync.Mutex // serializes node verbs
 }
 
 // node is one node's state.
@@ -102,6 +104,7 @@ type node struct {
 	done   chan struct{} // closed once its process ended (never, without one)
 	code   int
 	killed bool
+	held   bool // stopped on request: its exit does not end the run
 }
 
 func (s *supervisor) setUp() error {
@@ -217,15 +220,11 @@ func (s *supervisor) startNode(n *node) error {
 	}
 	sp := s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir)
 	if s.cfg.Up {
-		devnull, err := os.Open(os.DevNull)
+		devnull, w, err := s.nodeIO(n)
 		if err != nil {
 			return err
 		}
 		defer devnull.Close()
-		w, err := s.out.writer(n.cfg.Name)
-		if err != nil {
-			return err
-		}
 		defer w.Close()
 		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = devnull, w, w, true
 	} else {
@@ -253,6 +252,24 @@ func (s *supervisor) startNode(n *node) error {
 	}
 	close(n.up)
 	return nil
+}
+
+// nodeIO opens an up-mode node's stdin (/dev/null) and output (a pipe
+// to the prefixer; in `nsrun -- CMD` mode, the caller's stdout).
+func (s *supervisor) nodeIO(n *node) (stdin, out *os.File, err error) {
+	if stdin, err = os.Open(os.DevNull); err != nil {
+		return nil, nil, err
+	}
+	if s.out == nil {
+		out, err = os.OpenFile("/proc/self/fd/1", os.O_WRONLY, 0)
+	} else {
+		out, err = s.out.writer(n.cfg.Name)
+	}
+	if err != nil {
+		stdin.Close()
+		return nil, nil, err
+	}
+	return stdin, out, nil
 }
 
 // waitReady polls the node's ready port from the bridge namespace.
@@ -321,6 +338,8 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	}
 	for running > 0 {
 		select {
+		case <-stopped:
+			running = 0 // every process has ended, held nodes included
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
@@ -340,8 +359,14 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				}
 			}
 		case n := <-s.exited:
-			running--
 			s.out.event(n.cfg.Name, fmt.Sprintf("exited with code %d", n.code))
+			s.nodeMu.Lock()
+			held := n.held
+			s.nodeMu.Unlock()
+			if held {
+				continue // stopped on request; `nsrun node start` brings it back
+			}
+			running--
 			if s.cfg.AbortOnExit || s.cfg.ExitCodeFrom != "" {
 				startStop()
 			}

@@ -28,6 +28,20 @@ Usage:
   nsrun net exec [--run ID] NODE -- CMD [ARGS...]
                                      run CMD in NODE's network (from inside a run,
                                      or from the host with --run ID)
+  nsrun net isolate NODE...          cut NODEs from every other node and each other
+  nsrun net disjoint A B -- C D      clusters that cannot see each other (every node once)
+  nsrun net split A B -- B C         clusters may share nodes; unnamed nodes isolated
+  nsrun net fullmesh                 heal everything
+  nsrun net drop A B                 one-way: packets from A to B are dropped
+  nsrun net halves | majorities-ring | bridge | random-node [--seed N]
+                                     Jepsen's partition shapes over the run's nodes
+  nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]
+                                     link faults (no option: clear them)
+  nsrun net show [--json]            the current cut and link faults
+  nsrun node stop|start|restart|pause|resume NODE
+                                     crash, bring back, freeze a node
+                                     (net and node verbs take --run ID from the host,
+                                     and --uplink to also cut the way out)
   nsrun ls [--json]                  list your live runs
   nsrun gc                           remove what killed runs left behind
 
@@ -69,6 +83,8 @@ func mainCLI(args []string, stdout, stderr io.Writer) int {
 			return cmdUp(args[1:], stdout, stderr)
 		case "net":
 			return cmdNet(args[1:], stdout, stderr)
+		case "node":
+			return cmdNode(args[1:], stdout, stderr)
 		}
 	}
 	return cmdRun(args, stdout, stderr)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/nsrun/nsrun/control"
@@ -28,8 +30,112 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 	switch verb {
 	case "exec":
 		return cmdNetExec(args, stdout, stderr)
+	case "isolate", "disjoint", "split", "fullmesh", "drop", "flaky", "show",
+		"halves", "majorities-ring", "bridge", "random-node":
+		return cmdNetVerb(verb, args, stdout, stderr)
 	}
 	return fail(stderr, fmt.Errorf("net: unknown verb %q; see nsrun --help", verb))
+}
+
+// netArgs splits the arguments of a net verb into its flags (accepted
+// anywhere) and the rest, keeping the "--" that separates clusters.
+func netArgs(verb string, args []string) (runID string, req control.Request, rest []string, err error) {
+	value := func(i *int, name string) (string, error) {
+		a := args[*i]
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, nil
+		}
+		if *i+1 >= len(args) {
+			return "", fmt.Errorf("net %s: %s needs a value", verb, name)
+		}
+		*i++
+		return args[*i], nil
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
+		case "--run":
+			runID, err = value(&i, name)
+		case "--uplink":
+			req.Uplink = true
+		case "--json":
+			req.JSON = true
+		case "--seed":
+			var v string
+			if v, err = value(&i, name); err == nil {
+				if req.Seed, err = strconv.ParseUint(v, 10, 64); err != nil || req.Seed == 0 {
+					err = fmt.Errorf("net %s: --seed %q: write a positive whole number", verb, v)
+				}
+			}
+		case "--loss":
+			req.Loss, err = value(&i, name)
+		case "--rate":
+			req.Rate, err = value(&i, name)
+		case "--delay":
+			req.Delay, err = value(&i, name)
+		case "--jitter":
+			req.Jitter, err = value(&i, name)
+		default:
+			if strings.HasPrefix(a, "-") && a != "--" {
+				err = fmt.Errorf("net %s: unknown flag %s; see nsrun --help", verb, a)
+			} else {
+				rest = append(rest, a)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+	return
+}
+
+// cmdNetVerb sends a partition, flaky or show verb to the run's supervisor.
+func cmdNetVerb(verb string, args []string, stdout, stderr io.Writer) int {
+	runID, req, rest, err := netArgs(verb, args)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	req.Verb = "net"
+	req.Args = append([]string{verb}, rest...)
+	return call(runID, req, stdout, stderr)
+}
+
+// cmdNode sends a node life-cycle verb to the run's supervisor.
+func cmdNode(args []string, stdout, stderr io.Writer) int {
+	runID, _, rest, err := netArgs("node", args)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if len(rest) != 2 {
+		return fail(stderr, errors.New("node: write nsrun node stop|start|restart|pause|resume [--run ID] NODE"))
+	}
+	return call(runID, control.Request{Verb: "node", Args: rest}, stdout, stderr)
+}
+
+// call sends req to the run's supervisor and prints its answer.
+func call(runID string, req control.Request, stdout, stderr io.Writer) int {
+	path, err := controlPath(runID)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("%s: %w", req.Verb, err))
+	}
+	c, err := control.Dial(path, req)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer c.Close()
+	r, err := c.Recv()
+	if err != nil {
+		return fail(stderr, fmt.Errorf("%s: no answer from the run: %w", req.Verb, err))
+	}
+	if r.Error != "" {
+		fmt.Fprintln(stderr, "nsrun:", r.Error)
+		return messages.ExitSetupFailed
+	}
+	if r.Output != "" {
+		fmt.Fprintln(stdout, r.Output)
+	}
+	return 0
 }
 
 // controlPath finds the control socket of run id (--run), or of the run

@@ -1,0 +1,293 @@
+package supervise
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/nft"
+	"github.com/nsrun/nsrun/partition"
+)
+
+// faults are a node's link faults (`nsrun net flaky`).
+type faults struct {
+	Loss   int    `json:"loss_percent,omitempty"`
+	Rate   string `json:"rate,omitempty"`
+	Delay  string `json:"delay,omitempty"`
+	Jitter string `json:"jitter,omitempty"`
+}
+
+// netState is what `nsrun net` has set, guarded by its mutex: every verb
+// rebuilds the whole rule set and applies it in one transaction.
+type netState struct {
+	mu     sync.Mutex
+	part   partition.State
+	faults map[string]faults
+}
+
+func (s *supervisor) nodeList() []string {
+	names := make([]string, len(s.nodes))
+	for i, n := range s.nodes {
+		names[i] = n.cfg.Name
+	}
+	return names
+}
+
+// netVerb serves `nsrun net VERB` for partitions, flaky and show.
+func (s *supervisor) netVerb(p *control.Peer) {
+	args := p.Req.Args
+	if len(args) == 0 {
+		p.Reply(control.Response{Error: "net: no verb", ExitCode: 125})
+		return
+	}
+	verb := args[0]
+	s.netst.mu.Lock()
+	defer s.netst.mu.Unlock()
+	var out string
+	var err error
+	switch verb {
+	case "show":
+		out = s.show(p.Req.JSON)
+	case "flaky":
+		out, err = s.flaky(args[1:], p.Req)
+	default:
+		var st partition.State
+		st, err = partition.Parse(verb, args[1:], s.nodeList(), partition.Options{Uplink: p.Req.Uplink, Seed: p.Req.Seed})
+		if err == nil {
+			start := time.Now()
+			if err = s.applyNet(st, s.netst.faults); err == nil {
+				s.netst.part = st
+				out = fmt.Sprintf("%s applied in %s: %s", verb, time.Since(start).Round(time.Microsecond), describe(st, s.nodeList()))
+			}
+		}
+	}
+	if err != nil {
+		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
+		return
+	}
+	p.Reply(control.Response{Done: true, Output: out})
+}
+
+// applyNet writes st and the loss faults as one transaction.
+func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
+	addr := map[string]netip.Addr{}
+	for _, n := range s.nodes {
+		addr[n.cfg.Name] = netip.MustParseAddr(n.cfg.Addr)
+	}
+	ns := nft.NetState{}
+	if s.net.uplink != nil {
+		ns.Uplink = UplinkName
+	}
+	for _, pr := range st.Blocked(s.nodeList()) {
+		ns.Blocked = append(ns.Blocked, nft.Pair{From: addr[pr[0]], To: addr[pr[1]]})
+	}
+	for _, n := range st.UplinkCut {
+		ns.UplinkCut = append(ns.UplinkCut, addr[n])
+	}
+	names := make([]string, 0, len(fs))
+	for name := range fs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if f := fs[name]; f.Loss > 0 {
+			ns.Loss = append(ns.Loss, nft.Lossy{Port: ipam.IfName("v", name), Addr: addr[name], Percent: f.Loss})
+		}
+	}
+	return nft.ApplyAll(s.net.bridgeNS, nft.PartitionTables(ns)...)
+}
+
+// describe says in words who reaches whom.
+func describe(st partition.State, nodes []string) string {
+	blocked := st.Blocked(nodes)
+	if len(blocked) == 0 && len(st.UplinkCut) == 0 {
+		return "every node reaches every node"
+	}
+	var b strings.Builder
+	if st.Clusters != nil {
+		var cs []string
+		for _, c := range st.Clusters {
+			cs = append(cs, "["+strings.Join(c, " ")+"]")
+		}
+		fmt.Fprintf(&b, "clusters %s", strings.Join(cs, " "))
+	}
+	for _, d := range st.Drops {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s -> %s dropped", d[0], d[1])
+	}
+	if len(st.UplinkCut) > 0 {
+		fmt.Fprintf(&b, "; cut from the uplink: %s", strings.Join(st.UplinkCut, " "))
+	}
+	fmt.Fprintf(&b, " (%d one-way pairs cut)", len(blocked))
+	return b.String()
+}
+
+// show reports the current cut and faults.
+func (s *supervisor) show(asJSON bool) string {
+	st := s.netst.part
+	if st.Verb == "" {
+		st = partition.Fullmesh()
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(struct {
+			Partition partition.State   `json:"partition"`
+			Blocked   [][2]string       `json:"blocked"`
+			Faults    map[string]faults `json:"faults"`
+		}{st, st.Blocked(s.nodeList()), s.netst.faults}, "", "  ")
+		return string(b)
+	}
+	out := describe(st, s.nodeList())
+	for name, f := range s.netst.faults {
+		out += fmt.Sprintf("\n%s: loss %d%%, rate %s, delay %s, jitter %s", name, f.Loss, or(f.Rate), or(f.Delay), or(f.Jitter))
+	}
+	return out
+}
+
+func or(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// flaky sets (or, with no option, clears) a node's link faults.
+func (s *supervisor) flaky(args []string, req control.Request) (string, error) {
+	if len(args) != 1 {
+		return "", errors.New("flaky: write nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]")
+	}
+	n, ok := s.byName[args[0]]
+	if !ok {
+		return "", fmt.Errorf("flaky: no node %q in this run; its nodes: %s", args[0], s.nodeNames())
+	}
+	f := faults{Rate: req.Rate, Delay: req.Delay, Jitter: req.Jitter}
+	if req.Loss != "" {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(req.Loss, "%"), 64)
+		if err != nil || v < 0 || v > 100 {
+			return "", fmt.Errorf("flaky: --loss %q: write a percentage from 0 to 100, such as 30%%", req.Loss)
+		}
+		f.Loss = int(v + 0.5)
+	}
+	var rate uint64
+	if f.Rate != "" {
+		var err error
+		if rate, err = parseRate(f.Rate); err != nil {
+			return "", fmt.Errorf("flaky: --rate %q: %w", f.Rate, err)
+		}
+	}
+	var delay, jitter time.Duration
+	if f.Delay != "" {
+		var err error
+		if delay, err = time.ParseDuration(f.Delay); err != nil || delay < 0 {
+			return "", fmt.Errorf("flaky: --delay %q: write a duration such as 100ms", f.Delay)
+		}
+	}
+	if f.Jitter != "" {
+		var err error
+		if jitter, err = time.ParseDuration(f.Jitter); err != nil || jitter < 0 {
+			return "", fmt.Errorf("flaky: --jitter %q: write a duration such as 20ms", f.Jitter)
+		}
+		if f.Delay == "" {
+			return "", errors.New("flaky: --jitter needs --delay")
+		}
+	}
+	port := ipam.IfName("v", n.cfg.Name)
+	if err := s.setQdisc(port, rate, delay, jitter); err != nil {
+		return "", err
+	}
+	next := map[string]faults{}
+	for k, v := range s.netst.faults {
+		next[k] = v
+	}
+	if f == (faults{}) {
+		delete(next, n.cfg.Name)
+	} else {
+		next[n.cfg.Name] = f
+	}
+	if err := s.applyNet(s.netst.part, next); err != nil {
+		return "", err
+	}
+	s.netst.faults = next
+	if f == (faults{}) {
+		return fmt.Sprintf("%s: link faults cleared", n.cfg.Name), nil
+	}
+	return fmt.Sprintf("%s: loss %d%%, rate %s, delay %s, jitter %s", n.cfg.Name, f.Loss, or(f.Rate), or(f.Delay), or(f.Jitter)), nil
+}
+
+// setQdisc puts a token bucket (rate) and/or netem (delay, jitter) on the
+// node's bridge port, which carries what the node receives; no option
+// removes them.
+func (s *supervisor) setQdisc(port string, rate uint64, delay, jitter time.Duration) error {
+	h, err := netsetup.Handle(s.net.bridgeNS)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("flaky: bridge port %s: %w", port, err)
+	}
+	root := netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
+	_ = h.QdiscDel(&netlink.GenericQdisc{QdiscAttrs: root, QdiscType: "noqueue"})
+	if delay > 0 {
+		nq := netlink.NewNetem(root, netlink.NetemQdiscAttrs{Latency: uint32(delay.Microseconds()), Jitter: uint32(jitter.Microseconds())})
+		if rate > 0 {
+			nq.Rate64 = rate / 8
+		}
+		if err := h.QdiscAdd(nq); err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("flaky: --delay/--jitter need the netem qdisc, which this kernel lacks (CONFIG_NET_SCH_NETEM, module sch_netem): %w; --loss and --rate still work", err)
+			}
+			return fmt.Errorf("flaky: netem on %s: %w", port, err)
+		}
+		return nil
+	}
+	if rate > 0 {
+		bytesPerSec := rate / 8
+		tbf := &netlink.Tbf{
+			QdiscAttrs: root,
+			Rate:       bytesPerSec,
+			Limit:      uint32(max(bytesPerSec/4, 16*1500)), // queue about 250 ms
+			Buffer:     uint32(max(bytesPerSec/50, 2*1514)), // burst about 20 ms
+		}
+		if err := h.QdiscAdd(tbf); err != nil {
+			return fmt.Errorf("flaky: --rate needs the tbf qdisc: %w", err)
+		}
+	}
+	return nil
+}
+
+// parseRate reads tc-style rates: 1mbit, 500kbit, 10mbps (bytes), 1gbit.
+func parseRate(s string) (uint64, error) {
+	l := strings.ToLower(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1},
+		{"gbps", 8e9}, {"mbps", 8e6}, {"kbps", 8e3}, {"bps", 8},
+	}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(l, u.suffix); ok {
+			v, err := strconv.ParseFloat(num, 64)
+			if err != nil || v <= 0 {
+				break
+			}
+			return uint64(v * u.mult), nil
+		}
+	}
+	return 0, errors.New("write a rate such as 1mbit, 500kbit or 2mbps (bytes per second)")
+}

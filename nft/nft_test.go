@@ -229,7 +229,7 @@ func TestPartitionTablesInNamespace(t *testing.T) {
 		Blocked:   []Pair{{a, b}, {b, a}, {a, c}},
 		UplinkCut: []netip.Addr{a},
 		Uplink:    "uplink",
-		Loss:      []Lossy{{Port: "vc", Addr: c, Percent: 30}},
+		Loss:      []Lossy{{Port: "vc", Percent: 30}},
 	}
 	if err := ApplyAll(ns, PartitionTables(st)...); err != nil {
 		t.Fatal(err)
@@ -241,8 +241,8 @@ func TestPartitionTablesInNamespace(t *testing.T) {
 	for _, want := range []string{
 		"table bridge nsrun-net", "ip saddr { 172.18.0.1 } ip daddr { 172.18.0.2, 172.18.0.3 } drop",
 		"ip saddr { 172.18.0.2 } ip daddr { 172.18.0.1 } drop",
-		"table ip nsrun-net", `oifname "uplink" ip saddr { 172.18.0.1 } drop`, `iifname "vc" numgen random mod 100 < 30 drop`,
-		"ip daddr 172.18.0.3 numgen random mod 100 < 30 drop",
+		"table ip nsrun-net", `oifname "uplink" ip saddr { 172.18.0.1 } drop`, `iifname "vc" ether type ip numgen random mod 100 < 30 drop`,
+		`oifname "vc" ether type ip numgen random mod 100 < 30 drop`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)

@@ -22,7 +22,6 @@ type Pair struct{ From, To netip.Addr }
 // Lossy drops a share of a node's packets, both ways.
 type Lossy struct {
 	Port    string     // the node's bridge port
-	Addr    netip.Addr // the node's address (for routed traffic)
 	Percent int        // 1..100
 }
 
@@ -39,7 +38,9 @@ type NetState struct {
 //     (nodes of one subnet), checked against the blocked pairs (grouped,
 //     see groupBlocked), and lossy ports;
 //   - ip nsrun-net, chain forward: routed packets (between subnets, and to
-//     and from the uplink), checked the same way, plus the uplink cut.
+//     and from the uplink), checked the same way, plus the uplink cut;
+//   - bridge nsrun-net, chains prerouting and postrouting: the loss of
+//     lossy ports, which sees every frame of a port once.
 //
 // However many nodes, a partition into k clusters is k rules per table.
 // Apply both with ApplyAll, so every node switches at the same instant.
@@ -64,29 +65,28 @@ func PartitionTables(s NetState) []*Table {
 				Exprs: rule(iifname(expr.CmpOpEq, s.Uplink), addrLookup(16), drop())},
 		)
 	}
+	// Loss: IPv4 packets from the node as they enter its port, and to the
+	// node as they leave it, bridged or routed alike, each exactly once.
+	// ARP is spared, so that loss never turns into a lost neighbour and a
+	// total blackout.
+	pre := Chain{Name: "prerouting", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter}
+	post := Chain{Name: "postrouting", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter}
 	for _, l := range s.Loss {
-		for _, dir := range []struct {
-			kw   string
-			meta []expr.Any
-			addr []expr.Any
-		}{
-			{"iifname", iifname(expr.CmpOpEq, l.Port), saddr(expr.CmpOpEq, l.Addr)},
-			{"oifname", oifname(expr.CmpOpEq, l.Port), daddr(expr.CmpOpEq, l.Addr)},
-		} {
-			br.Rules = append(br.Rules, Rule{
-				Text:  fmt.Sprintf("%s %q numgen random mod 100 < %d drop", dir.kw, l.Port, l.Percent),
-				Exprs: rule(dir.meta, randomBelow(l.Percent), drop()),
-			})
-		}
-		ip.Rules = append(ip.Rules,
-			Rule{Text: fmt.Sprintf("ip saddr %s numgen random mod 100 < %d drop", l.Addr, l.Percent),
-				Exprs: rule(saddr(expr.CmpOpEq, l.Addr), randomBelow(l.Percent), drop())},
-			Rule{Text: fmt.Sprintf("ip daddr %s numgen random mod 100 < %d drop", l.Addr, l.Percent),
-				Exprs: rule(daddr(expr.CmpOpEq, l.Addr), randomBelow(l.Percent), drop())},
-		)
+		pre.Rules = append(pre.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q ether type ip numgen random mod 100 < %d drop", l.Port, l.Percent),
+			Exprs: rule(iifname(expr.CmpOpEq, l.Port), etherTypeIP(), randomBelow(l.Percent), drop()),
+		})
+		post.Rules = append(post.Rules, Rule{
+			Text:  fmt.Sprintf("oifname %q ether type ip numgen random mod 100 < %d drop", l.Port, l.Percent),
+			Exprs: rule(oifname(expr.CmpOpEq, l.Port), etherTypeIP(), randomBelow(l.Percent), drop()),
+		})
+	}
+	bridgeChains := []Chain{br}
+	if len(s.Loss) > 0 {
+		bridgeChains = append(bridgeChains, pre, post)
 	}
 	return []*Table{
-		{Family: nftables.TableFamilyBridge, Name: PartitionTable, Chains: []Chain{br}},
+		{Family: nftables.TableFamilyBridge, Name: PartitionTable, Chains: bridgeChains},
 		{Family: nftables.TableFamilyIPv4, Name: PartitionTable, Chains: []Chain{ip}},
 	}
 }

@@ -103,7 +103,7 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	sort.Strings(names)
 	for _, name := range names {
 		if f := fs[name]; f.Loss > 0 {
-			ns.Loss = append(ns.Loss, nft.Lossy{Port: ipam.IfName("v", name), Addr: addr[name], Percent: f.Loss})
+			ns.Loss = append(ns.Loss, nft.Lossy{Port: ipam.IfName("v", name), Percent: f.Loss})
 		}
 	}
 	return nft.ApplyAll(s.net.bridgeNS, nft.PartitionTables(ns)...)
@@ -261,7 +261,8 @@ func (s *supervisor) setQdisc(port string, rate uint64, delay, jitter time.Durat
 			QdiscAttrs: root,
 			Rate:       bytesPerSec,
 			Limit:      uint32(max(bytesPerSec/4, 16*1500)), // queue about 250 ms
-			Buffer:     uint32(max(bytesPerSec/50, 2*1514)), // burst about 20 ms
+			// The burst, about 20 ms of the rate, in scheduler ticks.
+			Buffer: netlink.Xmittime(bytesPerSec, uint32(max(bytesPerSec/50, 2*1514))),
 		}
 		if err := h.QdiscAdd(tbf); err != nil {
 			return fmt.Errorf("flaky: --rate needs the tbf qdisc: %w", err)

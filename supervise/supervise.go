@@ -322,10 +322,14 @@ func (s *supervisor) superviseOne(sigs chan os.Signal) int {
 // superviseUp runs `nsrun up`: a first SIGINT/SIGTERM/SIGHUP stops every
 // node (SIGTERM, then SIGKILL after the timeout), a second kills them.
 func (s *supervisor) superviseUp(sigs chan os.Signal) int {
-	running := 0
+	// Nodes without a command hold their namespace until the run is
+	// stopped; the others keep it going until they have all exited.
+	running, idle := 0, false
 	for _, n := range s.nodes {
 		if n.proc != nil {
 			running++
+		} else {
+			idle = true
 		}
 	}
 	timeout := time.Duration(s.cfg.StopTimeout * float64(time.Second))
@@ -336,10 +340,10 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 			go func() { s.stopAll(timeout); close(stopped) }()
 		})
 	}
-	for running > 0 {
+	for running > 0 || idle {
 		select {
 		case <-stopped:
-			running = 0 // every process has ended, held nodes included
+			running, idle = 0, false // every process has ended, held nodes included
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:

@@ -8,6 +8,10 @@
 //	probe dns ADDR:PORT NAME=IP...  a DNS server (UDP and TCP) answering A queries
 //	probe udp-listen ADDR:PORT      prints "listening", then "from SRC: DATA" per datagram
 //	probe udp-send SRC DST:PORT MSG sends one datagram from address SRC
+//	probe scan TIMEOUT ADDR:PORT... dials each; prints "ADDR ok|refused|unreachable"
+//	probe tick ADDR:PORT            serves a counter line every 50ms to each client
+//	probe follow ADDR:PORT          prints each line received, with a timestamp
+//	probe udp-burst DST:PORT N      sends N numbered datagrams, 2ms apart
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -37,6 +42,20 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(udpSend(os.Args[2], os.Args[3], os.Args[4]))
+	case "scan":
+		d, err := time.ParseDuration(os.Args[2])
+		if err != nil {
+			os.Exit(2)
+		}
+		scan(d, os.Args[3:])
+	case "tick":
+		tick(os.Args[2])
+	case "follow":
+		follow(os.Args[2])
+	case "udp-burst":
+		var n int
+		fmt.Sscan(os.Args[3], &n)
+		os.Exit(udpBurst(os.Args[2], n))
 	case "dial":
 		timeout := 2 * time.Second
 		if len(os.Args) > 3 {
@@ -118,6 +137,99 @@ func udpSend(src, dst, msg string) int {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	return 0
+}
+
+func scan(timeout time.Duration, addrs []string) {
+	type res struct {
+		i int
+		s string
+	}
+	out := make([]string, len(addrs))
+	ch := make(chan res)
+	for i, a := range addrs {
+		go func() {
+			c, err := net.DialTimeout("tcp", a, timeout)
+			switch {
+			case err == nil:
+				c.Close()
+				ch <- res{i, "ok"}
+			case errors.Is(err, syscall.ECONNREFUSED):
+				ch <- res{i, "refused"}
+			default:
+				ch <- res{i, "unreachable"}
+			}
+		}()
+	}
+	for range addrs {
+		r := <-ch
+		out[r.i] = r.s
+	}
+	for i, a := range addrs {
+		fmt.Println(a, out[i])
+	}
+}
+
+func tick(addr string) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening")
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			continue
+		}
+		go func() {
+			defer c.Close()
+			for i := 0; ; i++ {
+				if _, err := fmt.Fprintf(c, "tick %d\n", i); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+}
+
+func follow(addr string) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
+	}
+	buf := make([]byte, 4096)
+	var pending string
+	for {
+		n, err := c.Read(buf)
+		pending += string(buf[:n])
+		for {
+			i := strings.IndexByte(pending, '\n')
+			if i < 0 {
+				break
+			}
+			fmt.Printf("%d %s\n", time.Now().UnixMilli(), pending[:i])
+			pending = pending[i+1:]
+		}
+		if err != nil {
+			os.Exit(0)
+		}
+	}
+}
+
+func udpBurst(dst string, n int) int {
+	c, err := net.Dial("udp", dst)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(c, "datagram %d", i)
+		time.Sleep(2 * time.Millisecond)
 	}
 	return 0
 }

@@ -1,0 +1,483 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var fiveNodes = []string{"n1", "n2", "n3", "n4", "n5"}
+
+// liveRun is a running `nsrun up` the tests act on.
+type liveRun struct {
+	u   testUser
+	id  string
+	rc  *runningCmd
+	out *lineLog
+}
+
+func startRun(t *testing.T, u testUser, yaml, waitFor string) *liveRun {
+	t.Helper()
+	dir := project(t, map[string]string{"nsrun.yaml": yaml})
+	rc, out := startUp(t, u, dir, waitFor, "--timeout", "2")
+	var id string
+	eventually(10*time.Second, func() bool {
+		ls := nsrunOK(t, u, "ls", "--json")
+		var runs []struct {
+			ID   string `json:"id"`
+			File string `json:"file"`
+		}
+		_ = json.Unmarshal([]byte(ls), &runs)
+		for _, r := range runs {
+			if r.File == "nsrun.yaml" {
+				id = r.ID
+			}
+		}
+		return id != ""
+	})
+	if id == "" {
+		t.Fatal("the run does not show in nsrun ls")
+	}
+	return &liveRun{u: u, id: id, rc: rc, out: out}
+}
+
+// net runs `nsrun net VERB --run ID ARGS...` and returns its result.
+func (r *liveRun) net(t *testing.T, verb string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return run(t, r.u.nsrun(ctx, append([]string{"net", verb, "--run", r.id}, args...)...))
+}
+
+func (r *liveRun) netOK(t *testing.T, verb string, args ...string) string {
+	t.Helper()
+	res := r.net(t, verb, args...)
+	if res.Code != 0 {
+		t.Fatalf("nsrun net %s %v: exit %d %s %s", verb, args, res.Code, res.Stdout, res.Stderr)
+	}
+	return res.Stdout
+}
+
+// exec runs CMD in node via net exec.
+func (r *liveRun) exec(t *testing.T, node string, argv ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return run(t, r.u.nsrun(ctx, append([]string{"net", "exec", "--run", r.id, node, "--"}, argv...)...))
+}
+
+// matrix probes TCP from every node to every other node's port 9000.
+func (r *liveRun) matrix(t *testing.T, nodes []string) map[[2]string]bool {
+	t.Helper()
+	got := map[[2]string]bool{}
+	for _, from := range nodes {
+		var targets []string
+		for _, to := range nodes {
+			if to != from {
+				targets = append(targets, to+":9000")
+			}
+		}
+		res := r.exec(t, from, append([]string{"probe", "scan", "700ms"}, targets...)...)
+		for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 2 {
+				got[[2]string{from, strings.TrimSuffix(f[0], ":9000")}] = f[1] == "ok"
+			}
+		}
+	}
+	return got
+}
+
+// expectMatrix compares the probed matrix with allowed(from, to): a TCP
+// connection needs both directions.
+func expectMatrix(t *testing.T, what string, got map[[2]string]bool, nodes []string, allowed func(a, b string) bool) {
+	t.Helper()
+	var bad []string
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			want := allowed(a, b) && allowed(b, a)
+			if got[[2]string{a, b}] != want {
+				bad = append(bad, fmt.Sprintf("%s->%s got %v want %v", a, b, got[[2]string{a, b}], want))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s: connectivity differs:\n  %s", what, strings.Join(bad, "\n  "))
+	}
+}
+
+func in(xs ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+const fiveYAML = `
+nodes:
+  n1: {ip: 172.18.0.1, command: "sh -c 'probe tick 0.0.0.0:9001 & probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'"}
+  n2: {ip: 172.18.0.2, command: "sh -c 'probe tick 0.0.0.0:9001 & probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'"}
+  n3: {ip: 172.18.0.3, command: "sh -c 'probe tick 0.0.0.0:9001 & probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'"}
+  n4: {ip: 172.18.0.4, command: "sh -c 'probe tick 0.0.0.0:9001 & probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'"}
+  n5: {ip: 172.18.0.5, command: "sh -c 'probe tick 0.0.0.0:9001 & probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'"}
+`
+
+// TestPartitionMatrix probes the whole connectivity matrix with real TCP
+// connections after every verb.
+func TestPartitionMatrix(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, fiveYAML, "n5    | listening")
+	all := func(a, b string) bool { return true }
+	expectMatrix(t, "at start", r.matrix(t, fiveNodes), fiveNodes, all)
+
+	r.netOK(t, "isolate", "n1", "n3")
+	cut := in("n1", "n3")
+	expectMatrix(t, "isolate n1 n3", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return !cut[a] && !cut[b] })
+	// Applying the same spec twice changes nothing.
+	r.netOK(t, "isolate", "n1", "n3")
+	expectMatrix(t, "isolate n1 n3 again", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return !cut[a] && !cut[b] })
+
+	r.netOK(t, "disjoint", "n1", "n2", "--", "n3", "n4", "n5")
+	left := in("n1", "n2")
+	expectMatrix(t, "disjoint", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return left[a] == left[b] })
+
+	r.netOK(t, "split", "n1", "n2", "--", "n2", "n3")
+	c1, c2 := in("n1", "n2"), in("n2", "n3")
+	expectMatrix(t, "split", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return c1[a] && c1[b] || c2[a] && c2[b] })
+
+	r.netOK(t, "drop", "n1", "n2")
+	expectMatrix(t, "drop n1 n2", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return !(a == "n1" && b == "n2") })
+	// One way only: datagrams n2 -> n1 arrive, n1 -> n2 do not.
+	r.exec(t, "n1", "probe", "udp-burst", "n2:9002", "20")
+	r.exec(t, "n2", "probe", "udp-burst", "n1:9002", "20")
+	time.Sleep(300 * time.Millisecond)
+	if got := strings.Count(r.out.all(), "n2    | from 172.18.0.1:"); got != 0 {
+		t.Errorf("drop n1 n2: %d datagrams from n1 reached n2", got)
+	}
+	if got := strings.Count(r.out.all(), "n1    | from 172.18.0.2:"); got != 20 {
+		t.Errorf("drop n1 n2: %d of 20 datagrams from n2 reached n1", got)
+	}
+
+	out := r.netOK(t, "halves", "--seed", "3")
+	var show struct {
+		Partition struct {
+			Clusters [][]string `json:"clusters"`
+		} `json:"partition"`
+	}
+	if err := json.Unmarshal([]byte(r.netOK(t, "show", "--json")), &show); err != nil || len(show.Partition.Clusters) != 2 {
+		t.Fatalf("show --json after halves: %v %+v (%s)", err, show, out)
+	}
+	h := in(show.Partition.Clusters[0]...)
+	if len(h) != 3 {
+		t.Errorf("halves of 5: first half %v", show.Partition.Clusters[0])
+	}
+	expectMatrix(t, "halves", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return h[a] == h[b] })
+
+	r.netOK(t, "fullmesh")
+	expectMatrix(t, "fullmesh", r.matrix(t, fiveNodes), fiveNodes, all)
+}
+
+// TestPartitionBreaksEstablished: a TCP stream between two cut nodes stalls
+// at once and resumes, on the same connection, when healed.
+func TestPartitionBreaksEstablished(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, fiveYAML, "n5    | listening")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	follow := u.nsrun(ctx, "net", "exec", "--run", r.id, "n1", "--", "probe", "follow", "n2:9001")
+	stdout, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = follow.Process.Kill(); _ = follow.Wait() }()
+	lines := &lineLog{}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines.add(sc.Text())
+		}
+	}()
+	if !eventually(10*time.Second, func() bool { return strings.Count(lines.all(), "tick") >= 5 }) {
+		t.Fatalf("the stream did not start: %q", lines.all())
+	}
+	r.netOK(t, "isolate", "n2")
+	cutAt := time.Now().UnixMilli()
+	time.Sleep(1500 * time.Millisecond)
+	r.netOK(t, "fullmesh")
+	healAt := time.Now().UnixMilli()
+	if !eventually(10*time.Second, func() bool { return lastTickAfter(lines.all(), healAt) }) {
+		t.Fatalf("the stream did not resume after fullmesh:\n%s", lines.all())
+	}
+	var during, prev int
+	prev = -1
+	for _, l := range strings.Split(lines.all(), "\n") {
+		f := strings.Fields(l) // "MILLIS tick N"
+		if len(f) != 3 {
+			continue
+		}
+		ms, _ := strconv.ParseInt(f[0], 10, 64)
+		n, _ := strconv.Atoi(f[2])
+		if ms > cutAt+300 && ms < healAt {
+			during++
+		}
+		if prev >= 0 && n != prev+1 {
+			t.Errorf("tick %d after %d: the connection was not the same stream", n, prev)
+		}
+		prev = n
+	}
+	if during > 0 {
+		t.Errorf("%d ticks arrived while the nodes were cut", during)
+	}
+}
+
+func lastTickAfter(all string, ms int64) bool {
+	ls := strings.Split(strings.TrimSpace(all), "\n")
+	f := strings.Fields(ls[len(ls)-1])
+	if len(f) != 3 {
+		return false
+	}
+	t, _ := strconv.ParseInt(f[0], 10, 64)
+	return t > ms+200
+}
+
+// TestPartitionRulesBounded applies many random specs and counts the
+// rules the kernel holds, from outside.
+func TestPartitionRulesBounded(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, fiveYAML, "n5    | listening")
+	bridgeNS := r.bridgeNamespace(t)
+	count := func() int {
+		out, err := exec.Command("nsenter", "--net="+bridgeNS, "nft", "list", "ruleset").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft in the bridge namespace: %v %s", err, out)
+		}
+		return strings.Count(string(out), " drop")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	verbs := []func() []string{
+		func() []string { return []string{"isolate", fiveNodes[rng.IntN(5)]} },
+		func() []string { return []string{"halves", "--seed", fmt.Sprint(rng.IntN(1000) + 1)} },
+		func() []string { return []string{"majorities-ring", "--seed", fmt.Sprint(rng.IntN(1000) + 1)} },
+		func() []string { return []string{"bridge", "--seed", fmt.Sprint(rng.IntN(1000) + 1)} },
+		func() []string { return []string{"random-node", "--seed", fmt.Sprint(rng.IntN(1000) + 1)} },
+		func() []string { return []string{"disjoint", "n1", "n2", "--", "n3", "n4", "n5"} },
+		func() []string { return []string{"drop", "n4", "n5"} },
+	}
+	maxRules := 0
+	for i := 0; i < 30; i++ {
+		v := verbs[rng.IntN(len(verbs))]()
+		r.netOK(t, v[0], v[1:]...)
+		maxRules = max(maxRules, count())
+	}
+	// Each table holds at most one rule per group of nodes: 5 nodes, 2 tables.
+	if maxRules > 10 {
+		t.Errorf("up to %d drop rules for 5 nodes: rules accumulate", maxRules)
+	}
+	r.netOK(t, "fullmesh")
+	if n := count(); n != 0 {
+		t.Errorf("%d drop rules left after fullmesh", n)
+	}
+}
+
+// bridgeNamespace finds, as root, the run's bridge namespace: an fd of the
+// supervisor that holds a network namespace with the bridge br0.
+func (r *liveRun) bridgeNamespace(t *testing.T) string {
+	t.Helper()
+	sup := childOf(r.rc.cmd.Process.Pid)
+	if sup == 0 {
+		t.Fatal("no supervisor process found")
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sup))
+	for _, fd := range fds {
+		p := fmt.Sprintf("/proc/%d/fd/%s", sup, fd.Name())
+		if l, _ := os.Readlink(p); !strings.HasPrefix(l, "net:") {
+			continue
+		}
+		if exec.Command("nsenter", "--net="+p, "ip", "link", "show", "br0").Run() == nil {
+			return p
+		}
+	}
+	t.Fatal("no bridge namespace among the supervisor's fds")
+	return ""
+}
+
+func childOf(ppid int) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			pid, _ := strconv.Atoi(e.Name())
+			return pid
+		}
+	}
+	return 0
+}
+
+func TestPartitionBadInput(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r.netOK(t, "isolate", "n4")
+	before := r.netOK(t, "show", "--json")
+	for _, tc := range []struct {
+		verb string
+		args []string
+		want string
+	}{
+		{"isolate", []string{"zz"}, `no node "zz" in this run`},
+		{"disjoint", []string{"n1", "n2", "--", "n2", "n3", "n4", "n5"}, `"n2" is in two clusters`},
+		{"disjoint", []string{"n1", "n2", "--", "n3"}, "use split"},
+		{"flaky", []string{"n1", "--loss", "150%"}, "--loss \"150%\": write a percentage from 0 to 100"},
+		{"flaky", []string{"n1", "--rate", "fast"}, "--rate \"fast\""},
+		{"flaky", []string{"n1", "--delay", "soon"}, "--delay \"soon\""},
+		{"flaky", []string{"zz", "--loss", "10%"}, `no node "zz"`},
+		{"isolate", []string{"n1", "--bogus"}, "unknown flag --bogus"},
+	} {
+		res := r.net(t, tc.verb, tc.args...)
+		if res.Code != 125 || !strings.Contains(res.Stderr, tc.want) {
+			t.Errorf("net %s %v: exit %d, %q; want %q", tc.verb, tc.args, res.Code, res.Stderr, tc.want)
+		}
+	}
+	if after := r.netOK(t, "show", "--json"); after != before {
+		t.Errorf("bad input changed the state:\n%s\n->\n%s", before, after)
+	}
+}
+
+// TestFlakyLossAndRate measures the loss and rate that flaky sets.
+func TestFlakyLossAndRate(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "iperf3")
+	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r.netOK(t, "flaky", "n2", "--loss", "50%")
+	r.exec(t, "n1", "probe", "udp-burst", "n2:9002", "400")
+	time.Sleep(300 * time.Millisecond)
+	got := strings.Count(r.out.all(), "n2    | from 172.18.0.1:")
+	if got < 140 || got > 260 {
+		t.Errorf("--loss 50%%: %d of 400 datagrams arrived, want 35-65%%", got)
+	}
+	r.netOK(t, "flaky", "n2") // clear
+	r.netOK(t, "flaky", "n3", "--rate", "1mbit")
+	srv := r.exec(t, "n3", "sh", "-c", "iperf3 -s -D -1 -p 5201 && echo started")
+	if !strings.Contains(srv.Stdout, "started") {
+		t.Fatalf("iperf3 server: %s %s", srv.Stdout, srv.Stderr)
+	}
+	time.Sleep(300 * time.Millisecond)
+	res := r.exec(t, "n1", "iperf3", "-c", "n3", "-p", "5201", "-t", "4", "-J")
+	var rep struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &rep); err != nil {
+		t.Fatalf("iperf3: %v\n%s\n%s", err, res.Stdout, res.Stderr)
+	}
+	if bps := rep.End.SumReceived.BitsPerSecond; bps < 0.8e6 || bps > 1.2e6 {
+		t.Errorf("--rate 1mbit: measured %.0f bit/s, want within 20%% of 1 Mbit/s", bps)
+	}
+	// Delay needs netem; where the kernel lacks it, the error says so.
+	d := r.net(t, "flaky", "n4", "--delay", "100ms")
+	if d.Code != 0 {
+		if !strings.Contains(d.Stderr, "sch_netem") {
+			t.Errorf("--delay failed without naming the missing netem module: %q", d.Stderr)
+		}
+		t.Logf("skipped measuring --delay: this kernel has no netem (%s)", strings.TrimSpace(d.Stderr))
+	}
+}
+
+// TestNodeStopStartPause crashes, brings back and freezes a node.
+func TestNodeStopStartPause(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, fiveYAML, "n5    | listening")
+	node := func(args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if res := run(t, u.nsrun(ctx, append([]string{"node"}, append(args, "--run", r.id)...)...)); res.Code != 0 {
+			t.Fatalf("node %v: %d %s", args, res.Code, res.Stderr)
+		}
+	}
+	dial := func() string { return r.exec(t, "n1", "probe", "dial", "n3:9000", "700ms").Stdout }
+	node("stop", "n3")
+	if out := dial(); !strings.HasPrefix(out, "refused") {
+		t.Errorf("after node stop n3: %q, want refused (the address stays, nothing listens)", out)
+	}
+	node("start", "n3")
+	if !eventually(5*time.Second, func() bool { return strings.HasPrefix(dial(), "ok n3") }) {
+		t.Errorf("after node start n3: %q", dial())
+	}
+	node("pause", "n3")
+	if out := dial(); strings.Contains(out, "n3") {
+		t.Errorf("a paused node answered: %q", out)
+	}
+	node("resume", "n3")
+	if out := dial(); !strings.HasPrefix(out, "ok n3") {
+		t.Errorf("after resume: %q", out)
+	}
+	// The run is still whole: Ctrl-C stops it cleanly.
+	_ = r.rc.cmd.Process.Signal(os.Interrupt)
+	if code := r.rc.wait(); code != 0 {
+		t.Errorf("exit %d after Ctrl-C", code)
+	}
+}
+
+// TestRedisReplicaUnderPartition: a replica cut off from its primary
+// misses writes, and catches up once healed.
+func TestRedisReplicaUnderPartition(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "redis-server", "redis-cli")
+	yaml, err := os.ReadFile(filepath.Join("..", "examples", "redis-replicas", "nsrun.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, u, string(yaml), "replica2 ready")
+	get := func(node, key string) string {
+		return strings.TrimSpace(r.exec(t, node, "redis-cli", "get", key).Stdout)
+	}
+	if out := r.exec(t, "primary", "redis-cli", "set", "k1", "one").Stdout; !strings.Contains(out, "OK") {
+		t.Fatalf("set k1: %q", out)
+	}
+	for _, n := range []string{"replica1", "replica2"} {
+		if !eventually(20*time.Second, func() bool { return get(n, "k1") == "one" }) {
+			t.Fatalf("%s never replicated k1", n)
+		}
+	}
+	r.netOK(t, "isolate", "replica1")
+	r.exec(t, "primary", "redis-cli", "set", "k2", "two")
+	if !eventually(10*time.Second, func() bool { return get("replica2", "k2") == "two" }) {
+		t.Fatal("replica2 did not get k2")
+	}
+	if got := get("replica1", "k2"); got == "two" {
+		t.Fatal("the isolated replica1 received k2")
+	}
+	r.netOK(t, "fullmesh")
+	if !eventually(60*time.Second, func() bool { return get("replica1", "k2") == "two" }) {
+		t.Errorf("replica1 did not catch up after fullmesh")
+	}
+}

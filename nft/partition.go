@@ -21,8 +21,8 @@ type Pair struct{ From, To netip.Addr }
 
 // Lossy drops a share of a node's packets, both ways.
 type Lossy struct {
-	Port    string     // the node's bridge port
-	Percent int        // 1..100
+	Port    string // the node's bridge port
+	Percent int    // 1..100
 }
 
 // NetState is everything the partition tables enforce.

@@ -34,3 +34,78 @@ hf --export-json "$out/startup.json" "${cmds[@]}"
     "$out/startup.json"
 } > BENCHMARKS.md
 cat BENCHMARKS.md
+
+# ---- nsrun up: N nodes until all are up, against the shell-out script at N
+echo "== nsrun up: 3 and 30 nodes"
+gen() { # gen N: N sleeping nodes and a last one that depends on all
+  echo "nodes:"
+  i=1
+  while [ "$i" -le "$1" ]; do
+    echo "  n$i: {ip: 172.18.$((i / 250)).$((i % 250 + 1)), command: [sleep, '60']}"
+    i=$((i + 1))
+  done
+  printf '  done: {ip: 172.18.3.1, command: [\x27true\x27], depends_on: ['
+  i=1; while [ "$i" -le "$1" ]; do printf 'n%d' "$i"; [ "$i" -lt "$1" ] && printf ', '; i=$((i + 1)); done
+  echo ']}'
+}
+for n in 3 30; do
+  { echo "subnets: {s: 172.18.0.0/16}"; gen $n; } > "$out/up$n.yaml"
+done
+hf --export-json "$out/up.json" \
+  -n "nsrun-up-3" "$NSRUN up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1" \
+  -n "nsrun-up-30" "$NSRUN up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1" \
+  -n "shellout-ip-3" "unshare -Urnm sh bench/shellout.sh 3" \
+  -n "shellout-ip-30" "unshare -Urnm sh bench/shellout.sh 30" \
+  -n "shellout-ip-batch-3" "unshare -Urnm sh bench/shellout.sh 3 batch" \
+  -n "shellout-ip-batch-30" "unshare -Urnm sh bench/shellout.sh 30 batch" >/dev/null
+
+# ---- partitions: time to apply isolate, disjoint, fullmesh for N nodes
+echo "== partitions: 10, 100, 250 nodes"
+part_md=$out/partitions.md
+{
+  echo "## Partitions: time to apply a verb to N nodes"
+  echo
+  echo "nsrun: the supervisor's own measure of the netlink transaction (median of $runs), and the whole"
+  echo "\`nsrun net VERB --run ID\` command line (hyperfine median). vagga's way: one \`iptables-restore\`"
+  echo "per node namespace (bench/partition-shellout.sh, median of 5)."
+  echo
+  echo "| nodes | verb | nsrun transaction | nsrun command | per-node iptables-restore | × |"
+  echo "|---:|---|---:|---:|---:|---:|"
+} > "$part_md"
+for n in 10 100 250; do
+  { echo "nodes:"; i=1; while [ "$i" -le "$n" ]; do echo "  n$i: {ip: 172.18.0.$i}"; i=$((i + 1)); done; } > "$out/p$n.yaml"
+  $NSRUN up --isolated -f "$out/p$n.yaml" > "$out/p$n.log" 2>&1 &
+  uppid=$!
+  id=""
+  for _ in $(seq 600); do
+    id=$($NSRUN ls --json | grep -B1 "\"file\": \"$out/p$n.yaml\"" | grep '"id"' | cut -d'"' -f4)
+    [ -n "$id" ] && break
+    sleep 0.1
+  done
+  half=$(seq -s ' ' 1 $((n / 2)) | sed 's/\([0-9]*\)/n\1/g'); rest=$(seq -s ' ' $((n / 2 + 1)) $n | sed 's/\([0-9]*\)/n\1/g')
+  for verb in isolate disjoint fullmesh; do
+    case $verb in
+      isolate) args="n1" ;;
+      disjoint) args="$half -- $rest" ;;
+      fullmesh) args="" ;;
+    esac
+    tx=$(for _ in $(seq "$runs"); do $NSRUN net $verb --run "$id" $args | sed -n 's/.* applied in \([0-9.]*\)\(m\?s\|µs\).*/\1 \2/p'; done |
+      awk '{v = $1; if ($2 == "µs") v /= 1000; else if ($2 == "s") v *= 1000; print v}' | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}')
+    hyperfine -N --warmup 2 --runs "$runs" --style none --export-json "$out/cmd.json" "$NSRUN net $verb --run $id $args" >/dev/null
+    cmd=$(grep -m1 '"median"' "$out/cmd.json" | tr -dc '0-9.')
+    shell=$(for _ in 1 2 3 4 5; do unshare -Urnm sh bench/partition-shellout.sh "$n" "$verb" 2>/dev/null; done | sort -n | sed -n 3p)
+    ratio=$(awk -v a="$shell" -v b="$tx" 'BEGIN { if (b > 0 && a != "") printf "%.0f", a / b; else print "-" }')
+    printf '| %d | %s | %s ms | %.1f ms | %s ms | %s |\n' "$n" "$verb" "$tx" "$(awk -v c="$cmd" 'BEGIN{print c*1000}')" "${shell:--}" "$ratio" >> "$part_md"
+  done
+  kill -TERM "$uppid"; wait "$uppid" 2>/dev/null || true
+done
+echo "(× is per-node iptables-restore time over the nsrun transaction.)" >> "$part_md"
+
+{
+  echo
+  go run ./bench/report -title "nsrun up: N nodes started until all are up, then stopped" -base shellout-ip-batch-30 \
+    -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3." \
+    "$out/up.json"
+  cat "$part_md"
+} >> BENCHMARKS.md
+tail -n 40 BENCHMARKS.md

@@ -78,7 +78,7 @@ for n in 10 100 250; do
   uppid=$!
   id=""
   for _ in $(seq 600); do
-    id=$($NSRUN ls --json | grep -B1 "\"file\": \"$out/p$n.yaml\"" | grep '"id"' | cut -d'"' -f4)
+    id=$($NSRUN ls --json | grep -B1 "\"file\": \"$out/p$n.yaml\"" | grep '"id"' | cut -d'"' -f4 || true)
     [ -n "$id" ] && break
     sleep 0.1
   done

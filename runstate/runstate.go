@@ -81,7 +81,7 @@ type Run struct {
 type Info struct {
 	ID    string     `json:"id"`
 	File  string     `json:"file,omitempty"`
-	Pid   int        `json:"pid"` // the supervisor's pid, in the caller's pid namespace when known
+	Pid   int        `json:"pid"` // nsrun's pid (the run lives as long as it does)
 	Nodes []NodeInfo `json:"nodes"`
 	// Uplink is the run's /30 towards the gateway, when it has one.
 	Uplink string `json:"uplink,omitempty"`
@@ -130,6 +130,21 @@ func (r *Run) WriteFile(name string, data []byte) (string, error) {
 		return "", fmt.Errorf("write %s: %w", p, err)
 	}
 	return p, nil
+}
+
+// WriteFileInPlace rewrites an existing file of the run's state folder
+// in place, so that bind mounts of it show the new content.
+func (r *Run) WriteFileInPlace(name string, data []byte) (string, error) {
+	p := filepath.Join(r.Dir, name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", fmt.Errorf("rewrite %s: %w", p, err)
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return p, werr
 }
 
 // WriteInfo records info as info.json for `nsrun ls`.

@@ -22,6 +22,8 @@ func (s *supervisor) handle(p *control.Peer) {
 		s.netVerb(p)
 	case "node":
 		s.nodeVerb(p)
+	case "attach":
+		s.attach(p)
 	default:
 		p.Reply(control.Response{Error: fmt.Sprintf("unknown request %q", p.Req.Verb), ExitCode: 125})
 	}
@@ -31,7 +33,7 @@ func (s *supervisor) handle(p *control.Peer) {
 // the caller's stdio, forwarding the signals it sends, and reports the exit
 // code.
 func (s *supervisor) exec(p *control.Peer) {
-	n, ok := s.byName[p.Req.Node]
+	n, ok := s.lookup(p.Req.Node)
 	if !ok {
 		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", p.Req.Node, s.cfg.RunID, s.nodeNames()), ExitCode: 125})
 		return
@@ -77,7 +79,7 @@ func (s *supervisor) exec(p *control.Peer) {
 
 func (s *supervisor) nodeNames() string {
 	var names []string
-	for _, n := range s.nodes {
+	for _, n := range s.allNodes() {
 		names = append(names, n.cfg.Name)
 	}
 	return strings.Join(names, ", ")

@@ -38,9 +38,9 @@ type netState struct {
 }
 
 func (s *supervisor) nodeList() []string {
-	names := make([]string, len(s.nodes))
-	for i, n := range s.nodes {
-		names[i] = n.cfg.Name
+	var names []string
+	for _, n := range s.allNodes() {
+		names = append(names, n.cfg.Name)
 	}
 	return names
 }
@@ -83,7 +83,7 @@ func (s *supervisor) netVerb(p *control.Peer) {
 // applyNet writes st and the loss faults as one transaction.
 func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	addr := map[string]netip.Addr{}
-	for _, n := range s.nodes {
+	for _, n := range s.allNodes() {
 		addr[n.cfg.Name] = netip.MustParseAddr(n.cfg.Addr)
 	}
 	ns := nft.NetState{}
@@ -169,7 +169,7 @@ func (s *supervisor) flaky(args []string, req control.Request) (string, error) {
 	if len(args) != 1 {
 		return "", errors.New("flaky: write nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]")
 	}
-	n, ok := s.byName[args[0]]
+	n, ok := s.lookup(args[0])
 	if !ok {
 		return "", fmt.Errorf("flaky: no node %q in this run; its nodes: %s", args[0], s.nodeNames())
 	}

@@ -18,7 +18,7 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 		return
 	}
 	action, name := p.Req.Args[0], p.Req.Args[1]
-	n, ok := s.byName[name]
+	n, ok := s.lookup(name)
 	if !ok {
 		p.Reply(control.Response{Error: fmt.Sprintf("node %s: no node %q in this run; its nodes: %s", action, name, s.nodeNames()), ExitCode: 125})
 		return

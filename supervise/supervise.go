@@ -92,7 +92,40 @@ type supervisor struct {
 	abort  chan struct{} // closed when the run is being stopped
 	once   sync.Once
 	netst  netState
-	nodeMu sync.Mutex // serializes node verbs
+	nodeMu sync.Mutex   // serializes node verbs and attach
+	listMu sync.RWMutex // guards nodes and byName, which attach extends
+}
+
+// lookup finds a node by name.
+func (s *supervisor) lookup(name string) (*node, bool) {
+	s.listMu.RLock()
+	defer s.listMu.RUnlock()
+	n, ok := s.byName[name]
+	return n, ok
+}
+
+// allNodes returns the nodes as they are now.
+func (s *supervisor) allNodes() []*node {
+	s.listMu.RLock()
+	defer s.listMu.RUnlock()
+	return append([]*node(nil), s.nodes...)
+}
+
+// addNode adds an attached node.
+func (s *supervisor) addNode(n *node) {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	s.nodes = append(s.nodes, n)
+	s.byName[n.cfg.Name] = n
+}
+
+// nodeConfigs returns every node's configuration.
+func (s *supervisor) nodeConfigs() []messages.Node {
+	var out []messages.Node
+	for _, n := range s.allNodes() {
+		out = append(out, n.cfg)
+	}
+	return out
 }
 
 // node is one node's state.
@@ -105,6 +138,9 @@ type node struct {
 	code   int
 	killed bool
 	held   bool // stopped on request: its exit does not end the run
+	// attached nodes were plugged in by `nsrun attach`: their namespace
+	// belongs to a process of the user's.
+	attached bool
 }
 
 func (s *supervisor) setUp() error {
@@ -189,12 +225,13 @@ func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
 // startNodes starts every node once the nodes it depends on are up, and
 // returns when all are up (or one failed).
 func (s *supervisor) startNodes() error {
-	errs := make(chan error, len(s.nodes))
-	for _, n := range s.nodes {
+	nodes := s.allNodes()
+	errs := make(chan error, len(nodes))
+	for _, n := range nodes {
 		go func() { errs <- s.startNode(n) }()
 	}
 	var first error
-	for range s.nodes {
+	for range nodes {
 		if err := <-errs; err != nil && first == nil {
 			first = err
 			s.stop()
@@ -208,8 +245,9 @@ func (s *supervisor) startNodes() error {
 
 func (s *supervisor) startNode(n *node) error {
 	for _, d := range n.cfg.DependsOn {
+		dep, _ := s.lookup(d)
 		select {
-		case <-s.byName[d].up:
+		case <-dep.up:
 		case <-s.abort:
 			return nil
 		}
@@ -325,7 +363,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	// Nodes without a command hold their namespace until the run is
 	// stopped; the others keep it going until they have all exited.
 	running, idle := 0, false
-	for _, n := range s.nodes {
+	for _, n := range s.allNodes() {
 		if n.proc != nil {
 			running++
 		} else {
@@ -356,7 +394,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 					startStop()
 				}
 			default:
-				for _, n := range s.nodes {
+				for _, n := range s.allNodes() {
 					if n.proc != nil {
 						_ = unix.Kill(-n.proc.Pid, sig.(syscall.Signal))
 					}
@@ -383,9 +421,10 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	}
 	s.out.flush()
 	if s.cfg.ExitCodeFrom != "" {
-		return s.byName[s.cfg.ExitCodeFrom].code
+		n, _ := s.lookup(s.cfg.ExitCodeFrom)
+		return n.code
 	}
-	for _, n := range s.nodes {
+	for _, n := range s.allNodes() {
 		if n.killed {
 			return 1
 		}
@@ -402,12 +441,13 @@ func (s *supervisor) stop() {
 // timeout, then sends SIGKILL to what is left.
 func (s *supervisor) stopAll(timeout time.Duration) {
 	deadline := time.After(timeout)
-	for _, n := range s.nodes {
+	nodes := s.allNodes()
+	for _, n := range nodes {
 		if n.proc != nil && timeout > 0 {
 			_ = unix.Kill(-n.proc.Pid, unix.SIGTERM)
 		}
 	}
-	for _, n := range s.nodes {
+	for _, n := range nodes {
 		if n.proc == nil {
 			continue
 		}
@@ -428,13 +468,16 @@ func (s *supervisor) tearDown() {
 	if s.ctl != nil {
 		s.ctl.Close()
 	}
-	for _, n := range s.nodes {
+	for _, n := range s.allNodes() {
 		if n.proc != nil {
 			select {
 			case <-n.done:
 			default:
 				_ = unix.Kill(n.proc.Pid, unix.SIGKILL)
 			}
+		}
+		if n.attached && n.ns != nil {
+			n.ns.Close()
 		}
 	}
 	s.net.close()
@@ -445,11 +488,11 @@ func (s *supervisor) tearDown() {
 
 // writeInfo records the run for `nsrun ls`.
 func (s *supervisor) writeInfo() {
-	info := runstate.Info{ID: s.cfg.RunID, File: s.cfg.File, Pid: os.Getpid()}
+	info := runstate.Info{ID: s.cfg.RunID, File: s.cfg.File, Pid: s.cfg.NsrunPid}
 	if s.net.uplink != nil {
 		info.Uplink = s.net.uplink.block.String()
 	}
-	for _, n := range s.nodes {
+	for _, n := range s.allNodes() {
 		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr}
 		if n.proc != nil {
 			ni.Pid = n.proc.Pid

@@ -42,6 +42,9 @@ Usage:
                                      crash, bring back, freeze a node
                                      (net and node verbs take --run ID from the host,
                                      and --uplink to also cut the way out)
+  nsrun attach --run ID --pid PID --ip ADDR [--name NAME]
+                                     plug a process you started in its own network
+                                     namespace into a run (see README for which)
   nsrun ls [--json]                  list your live runs
   nsrun gc                           remove what killed runs left behind
 
@@ -85,6 +88,8 @@ func mainCLI(args []string, stdout, stderr io.Writer) int {
 			return cmdNet(args[1:], stdout, stderr)
 		case "node":
 			return cmdNode(args[1:], stdout, stderr)
+		case "attach":
+			return cmdAttach(args[1:], stdout, stderr)
 		}
 	}
 	return cmdRun(args, stdout, stderr)

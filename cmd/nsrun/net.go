@@ -113,13 +113,14 @@ func cmdNode(args []string, stdout, stderr io.Writer) int {
 	return call(runID, control.Request{Verb: "node", Args: rest}, stdout, stderr)
 }
 
-// call sends req to the run's supervisor and prints its answer.
-func call(runID string, req control.Request, stdout, stderr io.Writer) int {
+// call sends req (with files attached) to the run's supervisor and prints
+// its answer.
+func call(runID string, req control.Request, stdout, stderr io.Writer, files ...*os.File) int {
 	path, err := controlPath(runID)
 	if err != nil {
 		return fail(stderr, fmt.Errorf("%s: %w", req.Verb, err))
 	}
-	c, err := control.Dial(path, req)
+	c, err := control.Dial(path, req, files...)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -230,4 +231,33 @@ func gcLeases(rt string) ([]string, error) {
 		out = append(out, p.String())
 	}
 	return out, err
+}
+
+// cmdAttach plugs a process of the caller's into a run: nsrun opens the
+// process's network namespace (same user: allowed) and hands it to the
+// supervisor, which wires it.
+func cmdAttach(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nsrun attach", flag.ContinueOnError)
+	runID := fs.String("run", "", "")
+	pid := fs.Int("pid", 0, "")
+	ip := fs.String("ip", "", "")
+	name := fs.String("name", "", "")
+	if code, err := parseFlags(fs, args, stdout, "attach: "); code >= 0 {
+		if err != nil {
+			return fail(stderr, err)
+		}
+		return code
+	}
+	if *pid <= 0 || *ip == "" || fs.NArg() > 0 {
+		return fail(stderr, errors.New("attach: write nsrun attach --run ID --pid PID --ip ADDR [--name NAME]"))
+	}
+	if *name == "" {
+		*name = fmt.Sprintf("pid%d", *pid)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", *pid))
+	if err != nil {
+		return fail(stderr, fmt.Errorf("attach: --pid %d: cannot open its network namespace: %w", *pid, err))
+	}
+	defer ns.Close()
+	return call(*runID, control.Request{Verb: "attach", Args: []string{*name, *ip}}, stdout, stderr, ns)
 }

@@ -213,6 +213,7 @@ func baseConfig(hostUID, hostGID int, root bool) (messages.Config, error) {
 		Root:       root,
 		UID:        hostUID,
 		GID:        hostGID,
+		NsrunPid:   os.Getpid(),
 	}, nil
 }
 

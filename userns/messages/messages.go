@@ -48,6 +48,7 @@ type Config struct {
 	RunsCIDR   string   `json:"runs_cidr"` // pool of uplink /30s (with Uplink)
 	HostDNS    string   `json:"host_dns"`  // where bridge DNS goes, e.g. 172.18.255.1:53 ("" for none)
 	Terminal   bool     `json:"terminal"`  // stdin is the caller's foreground terminal
+	NsrunPid   int      `json:"nsrun_pid"` // nsrun's pid as the caller sees it, for nsrun ls
 
 	// Up is `nsrun up`: output prefixed by node, every node stopped on a
 	// signal. Without it (`nsrun -- CMD`) the single node's stdio is the

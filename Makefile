@@ -13,6 +13,7 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun ./cmd/nsrun
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun-helper ./cmd/nsrun-helper
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun-capture ./cmd/nsrun-capture
 
 # Build, then run a command as a host on a network of its own: no root.
 demo: build
@@ -42,9 +43,10 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN)/nsrun $(DESTDIR)$(PREFIX)/bin/nsrun
 	install -m 0755 $(BIN)/nsrun-helper $(DESTDIR)$(PREFIX)/bin/nsrun-helper
+	install -m 0755 $(BIN)/nsrun-capture $(DESTDIR)$(PREFIX)/bin/nsrun-capture
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/nsrun $(DESTDIR)$(PREFIX)/bin/nsrun-helper
+	rm -f $(DESTDIR)$(PREFIX)/bin/nsrun $(DESTDIR)$(PREFIX)/bin/nsrun-helper $(DESTDIR)$(PREFIX)/bin/nsrun-capture
 
 clean:
 	rm -rf $(BIN) e2e.log

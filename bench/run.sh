@@ -12,7 +12,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 runs=${BENCH_RUNS:-30}
 hf() { hyperfine -N --warmup 3 --runs "$runs" --style basic "$@"; }
+# BENCH_ONLY=startup|up|partitions|throughput runs one section (appending
+# to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
+want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 
+if want startup; then
 echo "== start-up: nsrun -- true vs the floor and the shell-out script (1 guest)"
 cmds=(-n floor "unshare -Urn true"
       -n nsrun-isolated "$NSRUN --isolated -- true")
@@ -33,9 +37,10 @@ hf --export-json "$out/startup.json" "${cmds[@]}"
     -note "shellout-* build the same bridge + guest with \`ip\` (bench/shellout.sh), rootless in \`unshare -Urnm\`." \
     "$out/startup.json"
 } > BENCHMARKS.md
-cat BENCHMARKS.md
+fi
 
 # ---- nsrun up: N nodes until all are up, against the shell-out script at N
+if want up; then
 echo "== nsrun up: 3 and 30 nodes"
 gen() { # gen N: N sleeping nodes and a last one that depends on all
   echo "nodes:"
@@ -58,8 +63,16 @@ hf --export-json "$out/up.json" \
   -n "shellout-ip-30" "unshare -Urnm sh bench/shellout.sh 30" \
   -n "shellout-ip-batch-3" "unshare -Urnm sh bench/shellout.sh 3 batch" \
   -n "shellout-ip-batch-30" "unshare -Urnm sh bench/shellout.sh 30 batch" >/dev/null
+{
+  echo
+  go run ./bench/report -title "nsrun up: N nodes started until all are up, then stopped" -base shellout-ip-batch-30 \
+    -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3." \
+    "$out/up.json"
+} >> BENCHMARKS.md
+fi
 
 # ---- partitions: time to apply isolate, disjoint, fullmesh for N nodes
+if want partitions; then
 echo "== partitions: 10, 100, 250 nodes"
 part_md=$out/partitions.md
 {
@@ -100,12 +113,42 @@ for n in 10 100 250; do
   kill -TERM "$uppid"; wait "$uppid" 2>/dev/null || true
 done
 echo "(× is per-node iptables-restore time over the nsrun transaction.)" >> "$part_md"
+{ echo; cat "$part_md"; } >> BENCHMARKS.md
+fi
 
+# ---- throughput: guest to host through the nsrun uplink vs slirp4netns and pasta
+if want throughput; then
+echo "== throughput: guest -> host (iperf3)"
+st=$(bin/nsrun-helper status --json 2>/dev/null || true)
+host=$(echo "$st" | sed -n 's/.*"host_addr": "\([0-9.]*\)\/.*/\1/p')
 {
+  echo "## Throughput: guest to host, TCP (iperf3, median of 3 runs of 5 s)"
   echo
-  go run ./bench/report -title "nsrun up: N nodes started until all are up, then stopped" -base shellout-ip-batch-30 \
-    -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3." \
-    "$out/up.json"
-  cat "$part_md"
+  if [ -z "$host" ]; then
+    echo "Not measured: nsrun-helper is not installed for $(id -un) (sudo nsrun-helper install)."
+  elif [ ! -w /dev/net/tun ] || ! command -v rootlesskit >/dev/null || ! command -v pasta >/dev/null; then
+    echo "Not measured: needs rootlesskit, slirp4netns and passt (pasta), and /dev/net/tun writable (mode 0666, as most distributions ship it)."
+  else
+    port=$((20000 + RANDOM % 10000))
+    iperf3 -s -B "$host" -p "$port" -D --pidfile "$out/iperf.pid"
+    sleep 0.3
+    bps() { # median bits/s of 3 runs of the command, which ends with iperf3 -J output
+      for _ in 1 2 3; do "$@" 2>/dev/null | sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1; done |
+        sort -g | sed -n 2p
+    }
+    client="iperf3 -c $host -p $port -t 5 -J"
+    nsrun=$(bps $NSRUN -- $client)
+    slirp=$(bps rootlesskit --net=slirp4netns --disable-host-loopback --copy-up=/etc $client)
+    pasta=$(bps pasta --config-net -- $client)
+    kill "$(cat "$out/iperf.pid")" 2>/dev/null || true
+    echo "| path | Gbit/s | × nsrun |"
+    echo "|---|---:|---:|"
+    for row in "nsrun uplink (veth, bridge, gateway, NAT):$nsrun" "rootlesskit --net=slirp4netns:$slirp" "pasta:$pasta"; do
+      name=${row%:*} v=${row##*:}
+      awk -v n="$name" -v v="$v" -v b="$nsrun" 'BEGIN { if (v == "") printf "| %s | failed | - |\n", n; else printf "| %s | %.2f | %.2f |\n", n, v / 1e9, (b > 0 ? v / b : 0) }'
+    done
+  fi
+  echo
 } >> BENCHMARKS.md
-tail -n 40 BENCHMARKS.md
+fi
+cat BENCHMARKS.md

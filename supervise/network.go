@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strconv"
@@ -24,6 +25,7 @@ type network struct {
 	bridges  []*netsetup.Bridge
 	nodeNS   []*os.File // by node index
 	uplink   *uplink
+	log      *slog.Logger
 }
 
 // bridgeName names the bridge of subnet i.
@@ -31,10 +33,13 @@ func bridgeName(i int) string { return "br" + strconv.Itoa(i) }
 
 // buildNetwork creates the bridge namespace with one bridge per subnet,
 // one namespace per node wired to its subnet's bridge, and the uplink.
-func buildNetwork(cfg messages.Config, own *os.File) (*network, error) {
-	n := &network{nodeNS: make([]*os.File, len(cfg.Nodes))}
+func buildNetwork(cfg messages.Config, own *os.File, log *slog.Logger) (*network, error) {
+	n := &network{nodeNS: make([]*os.File, len(cfg.Nodes)), log: log}
 	var err error
-	if n.bridgeNS, err = nsfd.NewNet(); err != nil {
+	done := step(log, "create bridge namespace")
+	n.bridgeNS, err = nsfd.NewNet()
+	done(err)
+	if err != nil {
 		return n, fmt.Errorf("create bridge namespace: %w", err)
 	}
 	bh, err := netsetup.Handle(n.bridgeNS)
@@ -48,7 +53,9 @@ func buildNetwork(cfg messages.Config, own *os.File) (*network, error) {
 		if err != nil {
 			return n, err
 		}
+		done := step(log, "create bridge", "name", bridgeName(i), "addr", fmt.Sprintf("%s/%d", subnet.Bridge, subnet.Prefix.Bits()))
 		br, err := netsetup.AddBridge(bh, bridgeName(i), subnet)
+		done(err)
 		if err != nil {
 			return n, err
 		}
@@ -65,7 +72,10 @@ func buildNetwork(cfg messages.Config, own *os.File) (*network, error) {
 		return n, err
 	}
 	if cfg.Uplink {
-		if n.uplink, err = addUplink(cfg, own, n.bridgeNS, bridgeAddrs); err != nil {
+		done := step(log, "add uplink to the gateway")
+		n.uplink, err = addUplink(cfg, own, n.bridgeNS, bridgeAddrs)
+		done(err)
+		if err != nil {
 			return n, fmt.Errorf("uplink: %w", err)
 		}
 	}
@@ -106,12 +116,23 @@ func (n *network) wireNodes(cfg messages.Config) error {
 	return <-errs // nil when there was none
 }
 
-func (n *network) wireNode(bh *netlink.Handle, node messages.Node, i int) error {
+func (n *network) wireNode(bh *netlink.Handle, node messages.Node, i int) (err error) {
+	done := step(n.log, "wire node", "node", node.Name, "addr", node.Addr, "port", ipam.IfName("v", node.Name))
+	defer func() { done(err) }()
 	ns, err := nsfd.NewNet()
 	if err != nil {
 		return fmt.Errorf("create namespace: %w", err)
 	}
 	n.nodeNS[i] = ns
+	if len(node.Taps) > 0 {
+		for _, tp := range node.Taps {
+			port := ipam.IfName("t", node.Name+"."+tp.Name)
+			if err := netsetup.AddTapLink(bh, n.bridges[tp.Subnet], ns, tp.Name, port); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	addr, err := netip.ParseAddr(node.Addr)
 	if err != nil {
 		return fmt.Errorf("address %q: %w", node.Addr, err)

@@ -9,6 +9,8 @@ package supervise
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -88,6 +90,9 @@ type supervisor struct {
 	resolv []string // by subnet
 	out    *prefixer
 	ctl    *control.Server
+	log    *slog.Logger
+	logEnd io.Closer
+	cap    *capture
 	exited chan *node
 	abort  chan struct{} // closed when the run is being stopped
 	once   sync.Once
@@ -145,6 +150,10 @@ type node struct {
 
 func (s *supervisor) setUp() error {
 	cfg := s.cfg
+	var err error
+	if s.log, s.logEnd, err = newLogger(cfg.LogLevel, cfg.CaptureDir); err != nil {
+		return err
+	}
 	// The supervisor's own network namespace (the gateway when joined),
 	// taken before any thread unshares: later, /proc/self/ns/net may name
 	// a thread that has moved to a bridge or node namespace.
@@ -184,7 +193,7 @@ func (s *supervisor) setUp() error {
 		}
 		s.resolv = append(s.resolv, path)
 	}
-	s.net, err = buildNetwork(cfg, own)
+	s.net, err = buildNetwork(cfg, own, s.log)
 	if err != nil {
 		return err
 	}
@@ -197,6 +206,9 @@ func (s *supervisor) setUp() error {
 		return err
 	}
 	go s.ctl.Serve(s.handle)
+	if s.cap, err = s.startCapture(); err != nil {
+		return err
+	}
 	if err := s.publishPorts(); err != nil {
 		return err
 	}
@@ -268,7 +280,9 @@ func (s *supervisor) startNode(n *node) error {
 	} else {
 		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.cfg.Terminal
 	}
+	done := step(s.log, "start node", "node", n.cfg.Name, "argv", strings.Join(n.cfg.Argv, " "))
 	p, err := guest.Start(sp)
+	done(err)
 	if err != nil {
 		close(n.done)
 		return fmt.Errorf("node %q: %w", n.cfg.Name, err)
@@ -465,6 +479,10 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 // tearDown removes the run's state. The namespaces and veths go with the
 // fds and processes, when the supervisor exits.
 func (s *supervisor) tearDown() {
+	if s.log != nil {
+		defer s.logEnd.Close()
+		defer step(s.log, "tear down", "run", s.cfg.RunID)(nil)
+	}
 	if s.ctl != nil {
 		s.ctl.Close()
 	}
@@ -480,6 +498,7 @@ func (s *supervisor) tearDown() {
 			n.ns.Close()
 		}
 	}
+	s.cap.stop()
 	s.net.close()
 	if s.state != nil {
 		_ = s.state.Remove()

@@ -47,7 +47,7 @@ func build(dir string) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	for _, pkg := range []string{"nsrun", "nsrun-helper", "probe"} {
+	for _, pkg := range []string{"nsrun", "nsrun-helper", "nsrun-capture", "probe"} {
 		src := "../cmd/" + pkg
 		if pkg == "probe" {
 			src = "./probe"

@@ -318,3 +318,56 @@ func between(s, a, b string) string {
 	}
 	return s
 }
+
+// TestAttach plugs processes the user started in network namespaces of
+// their own into a live run.
+func TestAttach(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t) // to find the host pids of the user's processes
+	userNamespaces(t, u)
+	r := startRun(t, u, "nodes:\n  a: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}\n", "a     | listening")
+	port := fmt.Sprint(9100 + time.Now().UnixNano()%800)
+	// A server the user starts inside the run, in a namespace of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv := u.nsrun(ctx, "net", "exec", "--run", r.id, "a", "--", "unshare", "-rn", "probe", "listen", "0.0.0.0:"+port)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var pids []int
+	if !eventually(10*time.Second, func() bool { pids = processesOf(u, "probe listen 0.0.0.0:"+port); return len(pids) == 1 }) {
+		t.Fatalf("server process not found: %v", pids)
+	}
+	attach := func(pid int, ip, name string) result {
+		return run(t, u.nsrun(ctx, "attach", "--run", r.id, "--pid", fmt.Sprint(pid), "--ip", ip, "--name", name))
+	}
+	if res := attach(pids[0], "172.18.0.50", "extra"); res.Code != 0 || !strings.Contains(res.Stdout, "attached extra as 172.18.0.50") {
+		t.Fatalf("attach: %d %q %q", res.Code, res.Stdout, res.Stderr)
+	}
+	if out := r.exec(t, "a", "probe", "dial", "extra:"+port).Stdout; !strings.HasPrefix(out, "ok ") {
+		t.Errorf("node a -> attached extra: %q", out)
+	}
+	// Partitions apply to it like to any node.
+	r.netOK(t, "isolate", "extra")
+	if out := r.exec(t, "a", "probe", "dial", "172.18.0.50:"+port, "700ms").Stdout; strings.HasPrefix(out, "ok") {
+		t.Errorf("isolated attached node still reachable: %q", out)
+	}
+	r.netOK(t, "fullmesh")
+	// Bad input and the kernel's limit.
+	if res := attach(pids[0], "172.18.0.1", "again"); res.Code != 125 || !strings.Contains(res.Stderr, "is node a's address") {
+		t.Errorf("duplicate address: %d %q", res.Code, res.Stderr)
+	}
+	sib := u.command(ctx, "unshare", "-Urn", "sleep", "301")
+	if err := sib.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sib.Process.Kill(); _ = sib.Wait() }()
+	var sp []int
+	eventually(5*time.Second, func() bool { sp = processesOf(u, "sleep 301"); return len(sp) == 1 })
+	if len(sp) == 1 {
+		if res := attach(sp[0], "172.18.0.60", "sibling"); res.Code != 125 || !strings.Contains(res.Stderr, "sibling of the run's") {
+			t.Errorf("attach of a plain unshare -Urn process: %d %q", res.Code, res.Stderr)
+		}
+	}
+}

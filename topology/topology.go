@@ -48,6 +48,16 @@ type Node struct {
 	DependsOn []string
 	Ready     *Ready
 	Ports     []Port
+	Capture   bool // write a pcap file of the node's link
+	// Taps are tap devices for a VM under test, each wired to a subnet;
+	// a node with taps has no eth0 of its own (Addr is the VM's address).
+	Taps []Tap
+}
+
+// Tap is one tap link of a node.
+type Tap struct {
+	Name   string
+	Subnet int // index into Topology.Subnets
 }
 
 // Ready is a readiness check: the node is up when Port accepts TCP.
@@ -162,7 +172,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports"}
+var nodeKeys = []string{"ip", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	pairs, err := p.mapping(root, "the file", "subnets", "nodes")
@@ -293,7 +303,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	if err != nil {
 		return n, err
 	}
-	var ipNode *yaml.Node
+	var ipNode, taps *yaml.Node
 	for _, kv := range pairs {
 		k, v := kv[0].Value, kv[1]
 		f := field + "." + k
@@ -339,6 +349,13 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			if n.Ports, err = p.ports(f, v); err != nil {
 				return n, err
 			}
+		case "tap":
+			taps = v
+		case "capture":
+			if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+				return n, p.errAt(v, "%s: write true or false", f)
+			}
+			n.Capture = v.Value == "true"
 		}
 	}
 	if ipNode == nil {
@@ -361,7 +378,70 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	if n.Subnet < 0 {
 		return n, p.errAt(ipNode, "%s.ip: %s is in no subnet of the file (%s); pick an address inside one, or add its subnet under subnets:", field, addr, subnetList(t))
 	}
+	if taps != nil {
+		if n.Taps, err = p.taps(t, field+".tap", taps, n.Subnet); err != nil {
+			return n, err
+		}
+		if len(n.Argv) > 0 {
+			return n, p.errAt(taps, "%s: a node with tap links runs no command; start the VM with nsrun net exec %s -- qemu-system-... -netdev tap,ifname=...", field, n.Name)
+		}
+	}
 	return n, nil
+}
+
+// taps reads `tap: [link0, link1]` (all on the node's subnet) or
+// `tap: {link0: front, link1: back}`.
+func (p *parser) taps(t *Topology, f string, v *yaml.Node, subnet int) ([]Tap, error) {
+	var out []Tap
+	add := func(at *yaml.Node, name string, sn int) error {
+		if err := ipam.CheckNodeName(f, name); err != nil || len(name) > 12 {
+			return p.errAt(at, "%s: tap name %q: 1 to 12 letters, digits, '-', '_' or '.'", f, name)
+		}
+		for _, o := range out {
+			if o.Name == name {
+				return p.errAt(at, "%s: tap %q appears twice", f, name)
+			}
+		}
+		out = append(out, Tap{Name: name, Subnet: sn})
+		return nil
+	}
+	switch v.Kind {
+	case yaml.SequenceNode:
+		names, err := p.stringList(f, v)
+		if err != nil {
+			return nil, err
+		}
+		for i, name := range names {
+			if err := add(v.Content[i], name, subnet); err != nil {
+				return nil, err
+			}
+		}
+	case yaml.MappingNode:
+		pairs, err := p.mapping(v, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range pairs {
+			sn := -1
+			for i, s := range t.Subnets {
+				if s.Name == kv[1].Value {
+					sn = i
+				}
+			}
+			if sn < 0 {
+				return nil, p.errAt(kv[1], "%s.%s: no subnet %q (%s)", f, kv[0].Value, kv[1].Value, subnetList(t))
+			}
+			if err := add(kv[0], kv[0].Value, sn); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, p.errAt(v, "%s: write a list of tap names, or a mapping of tap name to subnet", f)
+	}
+	if len(out) == 0 {
+		return nil, p.errAt(v, "%s: no tap given", f)
+	}
+	return out, nil
 }
 
 func subnetList(t *Topology) string {

@@ -27,6 +27,7 @@ import (
 // runFlags are the flags of `nsrun [flags] -- CMD`.
 type runFlags struct {
 	ip, hostname   string
+	logLevel       string
 	root, isolated bool
 	version        bool
 }
@@ -40,6 +41,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.root, "root", false, "")
 	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.BoolVar(&f.version, "version", false, "")
+	fs.StringVar(&f.logLevel, "log-level", "", "")
 	if code, err := parseFlags(fs, args, stdout, ""); code >= 0 {
 		if err != nil {
 			return fail(stderr, err)
@@ -73,12 +75,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Argv: argv, Env: os.Environ(), Dir: wd,
 	}}
 	cfg.Terminal = foregroundTerminal()
+	cfg.LogLevel = f.logLevel
 	return launch(cfg, f.isolated, joined, stderr)
 }
 
 // upFlags are the flags of `nsrun up`.
 type upFlags struct {
 	file, exitCodeFrom string
+	capture, logLevel  string
 	abortOnExit        bool
 	timeout            float64
 	root, isolated     bool
@@ -94,6 +98,8 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&f.timeout, "timeout", 10, "")
 	fs.BoolVar(&f.root, "root", false, "")
 	fs.BoolVar(&f.isolated, "isolated", false, "")
+	fs.StringVar(&f.capture, "capture", "", "")
+	fs.StringVar(&f.logLevel, "log-level", "", "")
 	if code, err := parseFlags(fs, args, stdout, "up: "); code >= 0 {
 		if err != nil {
 			return fail(stderr, err)
@@ -130,6 +136,20 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	cfg.ExitCodeFrom = f.exitCodeFrom
 	cfg.AbortOnExit = f.abortOnExit
 	cfg.StopTimeout = f.timeout
+	cfg.LogLevel = f.logLevel
+	anyCapture := f.capture != ""
+	for _, n := range nodes {
+		anyCapture = anyCapture || n.Capture
+	}
+	if anyCapture {
+		dir := f.capture
+		if dir == "" {
+			dir = filepath.Join(filepath.Dir(f.file), "capture")
+		}
+		if cfg.CaptureDir, err = filepath.Abs(dir); err != nil {
+			return fail(stderr, fmt.Errorf("--capture: %w", err))
+		}
+	}
 	for _, s := range top.Subnets {
 		cfg.Subnets = append(cfg.Subnets, messages.Subnet{Name: s.Name, CIDR: s.Prefix.String()})
 	}
@@ -141,6 +161,10 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		}
 		if mn.Dir == "" {
 			mn.Dir = wd
+		}
+		mn.Capture = n.Capture || f.capture != ""
+		for _, tp := range n.Taps {
+			mn.Taps = append(mn.Taps, messages.Tap{Name: tp.Name, Subnet: tp.Subnet})
 		}
 		if n.Ready != nil {
 			mn.ReadyPort = n.Ready.Port

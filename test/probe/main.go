@@ -12,6 +12,8 @@
 //	probe tick ADDR:PORT            serves a counter line every 50ms to each client
 //	probe follow ADDR:PORT          prints each line received, with a timestamp
 //	probe udp-burst DST:PORT N      sends N numbered datagrams, 2ms apart
+//	probe tap-arp TAP SRCIP DSTIP   as a VM on tap device TAP with address SRCIP,
+//	                                asks ARP who has DSTIP; prints the reply's MAC
 package main
 
 import (
@@ -23,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -56,6 +60,11 @@ func main() {
 		var n int
 		fmt.Sscan(os.Args[3], &n)
 		os.Exit(udpBurst(os.Args[2], n))
+	case "tap-arp":
+		if len(os.Args) < 5 {
+			os.Exit(2)
+		}
+		os.Exit(tapARP(os.Args[2], os.Args[3], os.Args[4]))
 	case "dial":
 		timeout := 2 * time.Second
 		if len(os.Args) > 3 {
@@ -232,4 +241,60 @@ func udpBurst(dst string, n int) int {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return 0
+}
+
+// tapARP attaches to a tap device like a VM does, sends an ARP request
+// from SRCIP and waits for the reply: proof that frames written to the tap
+// reach the network and come back.
+func tapARP(tap, src, dst string) int {
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	ifr, err := unix.NewIfreq(tap)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNSETIFF, ifr); err != nil {
+		fmt.Fprintln(os.Stderr, "attach to", tap, err)
+		return 1
+	}
+	mac := []byte{0x02, 0x00, 0x5e, 0x10, 0x20, 0x30}
+	s4, d4 := net.ParseIP(src).To4(), net.ParseIP(dst).To4()
+	frame := make([]byte, 0, 42)
+	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	frame = append(frame, mac...)
+	frame = append(frame, 0x08, 0x06)             // ARP
+	frame = append(frame, 0, 1, 8, 0, 6, 4, 0, 1) // Ethernet/IPv4, request
+	frame = append(frame, mac...)
+	frame = append(frame, s4...)
+	frame = append(frame, 0, 0, 0, 0, 0, 0)
+	frame = append(frame, d4...)
+	vnet := make([]byte, 10) // virtio-net header (IFF_VNET_HDR), all zero
+	deadline := time.Now().Add(3 * time.Second)
+	buf := make([]byte, 2048)
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if _, err := f.Write(append(append([]byte{}, vnet...), frame...)); err != nil {
+			fmt.Fprintln(os.Stderr, "write", err)
+			return 1
+		}
+		_ = f.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				break
+			}
+			p := buf[10:n]
+			if len(p) >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[21] == 2 && net.IP(p[28:32]).Equal(d4) {
+				fmt.Printf("arp reply from %s\n", net.HardwareAddr(p[22:28]))
+				return 0
+			}
+		}
+	}
+	fmt.Println("no arp reply")
+	return 4
 }

@@ -16,6 +16,14 @@ type Node struct {
 	DependsOn []string `json:"depends_on,omitempty"`
 	ReadyPort uint16   `json:"ready_port,omitempty"` // up once this TCP port accepts
 	Ports     []Port   `json:"ports,omitempty"`
+	Capture   bool     `json:"capture,omitempty"` // write CaptureDir/NAME.pcap
+	Taps      []Tap    `json:"taps,omitempty"`    // tap links instead of eth0
+}
+
+// Tap is a tap link of a node, wired to a subnet's bridge.
+type Tap struct {
+	Name   string `json:"name"`
+	Subnet int    `json:"subnet"`
 }
 
 // Port is a published port: the supervisor accepts on the inherited
@@ -58,6 +66,8 @@ type Config struct {
 	ExitCodeFrom string  `json:"exit_code_from,omitempty"`
 	AbortOnExit  bool    `json:"abort_on_exit,omitempty"`
 	StopTimeout  float64 `json:"stop_timeout,omitempty"` // seconds between SIGTERM and SIGKILL
+	CaptureDir   string  `json:"capture_dir,omitempty"`  // absolute; pcap files and nsrun.log
+	LogLevel     string  `json:"log_level,omitempty"`    // step log to stderr; "" is quiet
 }
 
 // Status is what the supervisor reports back.

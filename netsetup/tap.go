@@ -1,0 +1,81 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/nsfd"
+)
+
+// TunDevice is where tap devices come from.
+const TunDevice = "/dev/net/tun"
+
+// AddTapLink gives the namespace node a persistent tap device named tap,
+// owned by uid 0 and gid 0 of the caller's user namespace (the user), so
+// that a VM started in node (QEMU -netdev tap,ifname=TAP) attaches to it;
+// and wires it to the bridge br through a bridge inside node and a veth
+// whose bridge-side end is port. The tap dies with the node namespace.
+func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, tap, port string) error {
+	if f, err := os.OpenFile(TunDevice, os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("tap %s: cannot open %s (%w): an unprivileged user needs it mode 0666, as most distributions ship it (sudo chmod 0666 %s)", tap, TunDevice, err, TunDevice)
+	} else {
+		f.Close()
+	}
+	inner := "tp-" + tap // the node-side end of the veth
+	nodeBridge := "tb-" + tap
+	if len(inner) > 15 || len(nodeBridge) > 15 {
+		return fmt.Errorf("tap name %q: at most 12 characters", tap)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: port, Flags: net.FlagUp, MasterIndex: br.Index},
+		PeerName:      inner,
+		PeerNamespace: netlink.NsFd(int(node.Fd())),
+	}
+	if err := bh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s for tap %s: %w", port, tap, err)
+	}
+	// Tap devices are created in the namespace of the thread that opens
+	// /dev/net/tun: do it all from inside the node.
+	return nsfd.Do(node, func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		if err := loUp(h); err != nil {
+			return err
+		}
+		tt := &netlink.Tuntap{
+			LinkAttrs: netlink.LinkAttrs{Name: tap},
+			Mode:      netlink.TUNTAP_MODE_TAP,
+			Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR,
+			Owner:     0,
+			Group:     0,
+		}
+		if err := h.LinkAdd(tt); err != nil {
+			return fmt.Errorf("create tap %s: %w", tap, err)
+		}
+		b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: nodeBridge, Flags: net.FlagUp}}
+		if err := h.LinkAdd(b); err != nil {
+			return fmt.Errorf("create bridge %s for tap %s: %w", nodeBridge, tap, err)
+		}
+		for _, name := range []string{tap, inner} {
+			l, err := h.LinkByName(name)
+			if err != nil {
+				return fmt.Errorf("find %s: %w", name, err)
+			}
+			if err := h.LinkSetMaster(l, b); err != nil {
+				return fmt.Errorf("enslave %s to %s: %w", name, nodeBridge, err)
+			}
+			if err := h.LinkSetUp(l); err != nil && !errors.Is(err, unix.EIO) {
+				return fmt.Errorf("bring %s up: %w", name, err)
+			}
+		}
+		return h.LinkSetUp(b)
+	})
+}

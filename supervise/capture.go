@@ -1,0 +1,148 @@
+package supervise
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/nsfd"
+)
+
+// capture is the nsrun-capture process writing one pcap file per captured
+// node link.
+type capture struct {
+	cmd *exec.Cmd
+}
+
+// startCapture opens a packet socket on every captured node's bridge port
+// (in the bridge namespace: it sees each frame to and from the node) and
+// hands them to nsrun-capture, which writes DIR/NODE.pcap. It returns once
+// every file has its header, before any node starts.
+func (s *supervisor) startCapture() (*capture, error) {
+	var socks []*os.File
+	var files []string
+	defer func() {
+		for _, f := range socks {
+			f.Close()
+		}
+	}()
+	for _, n := range s.allNodes() {
+		if !n.cfg.Capture {
+			continue
+		}
+		// One file per link: NODE.pcap, or NODE.TAP.pcap for tap links.
+		links := map[string]string{ipam.IfName("v", n.cfg.Name): n.cfg.Name + ".pcap"}
+		if len(n.cfg.Taps) > 0 {
+			links = map[string]string{}
+			for _, tp := range n.cfg.Taps {
+				links[ipam.IfName("t", n.cfg.Name+"."+tp.Name)] = n.cfg.Name + "." + tp.Name + ".pcap"
+			}
+		}
+		for port, file := range links {
+			done := step(s.log, "open packet socket", "node", n.cfg.Name, "port", port)
+			f, err := packetSocket(s.net.bridgeNS, port)
+			done(err)
+			if err != nil {
+				return nil, fmt.Errorf("capture %s: %w", n.cfg.Name, err)
+			}
+			socks = append(socks, f)
+			files = append(files, filepath.Join(s.cfg.CaptureDir, file))
+		}
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(filepath.Dir(exe), "nsrun-capture")
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("capture: %s not found; it is installed next to nsrun (make install)", bin)
+	}
+	cmd := exec.Command(bin, files...)
+	cmd.Args[0] = "nsrun-capture"
+	cmd.ExtraFiles = socks
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	done := step(s.log, "start nsrun-capture", "files", strings.Join(files, " "))
+	if err := cmd.Start(); err != nil {
+		done(err)
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		err := errors.New("nsrun-capture did not start")
+		done(err)
+		return nil, err
+	}
+	done(nil)
+	return &capture{cmd: cmd}, nil
+}
+
+// stop ends the capture; every packet written so far is a whole record.
+func (c *capture) stop() {
+	if c == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.cmd.Wait()
+}
+
+// packetSocket opens an AF_PACKET socket bound to ifname in ns.
+func packetSocket(ns *os.File, ifname string) (*os.File, error) {
+	var f *os.File
+	err := nsfd.Do(ns, func() error {
+		iface, err := netInterface(ifname)
+		if err != nil {
+			return err
+		}
+		proto := int(htons(unix.ETH_P_ALL))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: iface}); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("bind packet socket to %s: %w", ifname, err)
+		}
+		f = os.NewFile(uintptr(fd), "capture-"+ifname)
+		return nil
+	})
+	return f, err
+}
+
+// netInterface returns the index of the interface name in the current
+// thread's network namespace (not /sys, which shows its mounter's).
+func netInterface(name string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, fmt.Errorf("interface %s: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -1,0 +1,139 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tshark counts the frames of file matching a display filter.
+func tshark(t *testing.T, file, filter string) (int, string) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", file, "-Y", filter).CombinedOutput()
+	if err != nil {
+		return -1, string(out)
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return n, string(out)
+}
+
+// TestCapture: with --capture, each node's pcap holds exactly the frames
+// that crossed its link, readable while the run goes and after a SIGKILL.
+func TestCapture(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "tshark")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  srv:
+    ip: 172.18.0.10
+    command: sh -c 'probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'
+    ready: tcp:9000
+  cli:
+    ip: 172.18.0.20
+    depends_on: [srv]
+    command: sh -c 'probe udp-burst srv:9002 7 && probe dial srv:9000 && echo client-done; exec sleep 300'
+`})
+	capDir := filepath.Join(dir, "cap")
+	if err := os.Mkdir(capDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chown(capDir, u.UID, u.GID)
+	rc, _ := startUp(t, u, dir, "cli   | client-done", "--capture", capDir, "--log-level", "info", "--timeout", "1")
+	time.Sleep(300 * time.Millisecond)
+	check := func(when string) {
+		t.Helper()
+		for _, node := range []string{"srv", "cli"} {
+			file := filepath.Join(capDir, node+".pcap")
+			if n, out := tshark(t, file, "udp.dstport == 9002"); n != 7 {
+				t.Errorf("%s, %s.pcap: %d datagrams to 9002, want exactly 7\n%s", when, node, n, out)
+			}
+			if n, out := tshark(t, file, "tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == 9000"); n != 1 {
+				t.Errorf("%s, %s.pcap: %d SYNs, want 1\n%s", when, node, n, out)
+			}
+			if n, out := tshark(t, file, "tcp.flags.syn == 1 && tcp.flags.ack == 1 && tcp.srcport == 9000"); n != 1 {
+				t.Errorf("%s, %s.pcap: %d SYN-ACKs, want 1\n%s", when, node, n, out)
+			}
+		}
+	}
+	check("while the run goes")
+	if !strings.Contains(rc.stderr.String(), "create bridge") {
+		t.Errorf("--log-level info logged no steps to stderr:\n%s", rc.stderr.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(capDir, "nsrun.log")); !strings.Contains(string(b), "wire node") {
+		t.Errorf("nsrun.log lacks the steps:\n%s", b)
+	}
+	_ = rc.cmd.Process.Signal(syscall.SIGKILL)
+	rc.wait()
+	if !eventually(10*time.Second, func() bool {
+		return len(processesOf(u, "nsrun-capture "+filepath.Join(capDir, "srv.pcap")+" "+filepath.Join(capDir, "cli.pcap"))) == 0
+	}) {
+		t.Error("nsrun-capture survived SIGKILL of nsrun")
+	}
+	for _, node := range []string{"srv", "cli"} {
+		out, err := exec.Command("tshark", "-n", "-r", filepath.Join(capDir, node+".pcap")).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "cut short") {
+			t.Errorf("%s.pcap after SIGKILL is not whole: %v\n%s", node, err, out)
+		}
+	}
+	check("after SIGKILL")
+}
+
+// TestTapLinks: frames a VM would write to a node's tap devices reach the
+// subnet each is wired to, replies come back, and the link is captured.
+func TestTapLinks(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	need(t, unixAccess("/dev/net/tun"), "/dev/net/tun is not read-write for everyone (mode 0666, as most distributions ship it); .ci/run sets it")
+	needPrograms(t, "tshark")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+subnets:
+  front: 172.18.0.0/24
+  back: 172.18.1.0/24
+nodes:
+  client: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}
+  server: {ip: 172.18.1.1, command: probe listen 0.0.0.0:9000}
+  dut:
+    ip: 172.18.0.99
+    tap: {link0: front, link1: back}
+`})
+	capDir := filepath.Join(dir, "cap")
+	_ = os.Mkdir(capDir, 0o755)
+	_ = os.Chown(capDir, u.UID, u.GID)
+	r := &liveRun{u: u}
+	rc, out := startUp(t, u, dir, "server | listening", "--capture", capDir)
+	r.rc, r.out = rc, out
+	r.id = between(nsrunOK(t, u, "ls", "--json"), `"id": "`, `"`)
+	if res := r.exec(t, "dut", "probe", "tap-arp", "link0", "172.18.0.99", "172.18.0.1"); !strings.HasPrefix(res.Stdout, "arp reply from ") {
+		t.Errorf("tap link0 -> client: %q %q", res.Stdout, res.Stderr)
+	}
+	if res := r.exec(t, "dut", "probe", "tap-arp", "link1", "172.18.1.99", "172.18.1.1"); !strings.HasPrefix(res.Stdout, "arp reply from ") {
+		t.Errorf("tap link1 -> server: %q %q", res.Stdout, res.Stderr)
+	}
+	if n, o := tshark(t, filepath.Join(capDir, "dut.link0.pcap"), "arp.opcode == 2 && arp.src.proto_ipv4 == 172.18.0.1"); n < 1 {
+		t.Errorf("dut.link0.pcap lacks the ARP reply: %d\n%s", n, o)
+	}
+	_ = rc.cmd.Process.Signal(syscall.SIGINT)
+	if code := rc.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+func unixAccess(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Perm()&0o006 == 0o006
+}

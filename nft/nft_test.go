@@ -226,7 +226,7 @@ func TestPartitionTablesInNamespace(t *testing.T) {
 	defer ns.Close()
 	a, b, c := netip.MustParseAddr("172.18.0.1"), netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.3")
 	st := NetState{
-		Blocked:   []Pair{{a, b}, {b, a}, {a, c}},
+		Groups:    GroupPairs([]Pair{{a, b}, {b, a}, {a, c}}),
 		UplinkCut: []netip.Addr{a},
 		Uplink:    "uplink",
 		Loss:      []Lossy{{Port: "vc", Percent: 30}},
@@ -249,13 +249,17 @@ func TestPartitionTablesInNamespace(t *testing.T) {
 		}
 	}
 	// 250 nodes in halves: 31250 pairs, two rules per table.
-	var big NetState
+	var pairs []Pair
 	for i := 0; i < 125; i++ {
 		for j := 0; j < 125; j++ {
 			x := netip.AddrFrom4([4]byte{172, 18, 0, byte(i + 1)})
 			y := netip.AddrFrom4([4]byte{172, 18, 1, byte(j + 1)})
-			big.Blocked = append(big.Blocked, Pair{x, y}, Pair{y, x})
+			pairs = append(pairs, Pair{x, y}, Pair{y, x})
 		}
+	}
+	big := NetState{Groups: GroupPairs(pairs)}
+	if len(big.Groups) != 2 {
+		t.Fatalf("halves of 250 make %d groups, want 2", len(big.Groups))
 	}
 	if err := ApplyAll(ns, PartitionTables(big)...); err != nil {
 		t.Fatal(err)

@@ -25,9 +25,13 @@ type Lossy struct {
 	Percent int    // 1..100
 }
 
+// Group is a set of sources cut from the same destinations: one rule
+// per table.
+type Group struct{ From, To []netip.Addr }
+
 // NetState is everything the partition tables enforce.
 type NetState struct {
-	Blocked   []Pair
+	Groups    []Group
 	UplinkCut []netip.Addr // may not use the uplink, either way
 	Uplink    string       // the uplink's name in the bridge namespace ("" for none)
 	Loss      []Lossy
@@ -47,9 +51,9 @@ type NetState struct {
 func PartitionTables(s NetState) []*Table {
 	br := filterChain("forward", nftables.ChainHookForward)
 	ip := filterChain("forward", nftables.ChainHookForward)
-	for _, g := range groupBlocked(s.Blocked) {
-		from, to := addrSet(g.from), addrSet(g.to)
-		text := fmt.Sprintf("ip saddr { %s } ip daddr { %s } drop", list(g.from), list(g.to))
+	for _, g := range s.Groups {
+		from, to := addrSet(g.From), addrSet(g.To)
+		text := fmt.Sprintf("ip saddr { %s } ip daddr { %s } drop", abbrev(g.From), abbrev(g.To))
 		br.Rules = append(br.Rules, Rule{Text: "ether type ip " + text, Sets: []*AnonSet{from, to},
 			Exprs: rule(etherTypeIP(), addrLookup(12), addrLookup(16), drop())})
 		ip.Rules = append(ip.Rules, Rule{Text: text, Sets: []*AnonSet{from, to},
@@ -102,40 +106,46 @@ func etherTypeIP() []expr.Any {
 	}
 }
 
-// group is a set of sources that are all cut from the same destinations.
-type group struct{ from, to []netip.Addr }
-
-// groupBlocked turns blocked pairs into as few rules as exactly express
-// them: sources whose blocked destinations are the same share a rule. A
-// partition into k clusters gives k rules with O(nodes) elements, where a
+// GroupPairs turns blocked pairs into as few groups as exactly express
+// them: sources whose blocked destinations are the same share a group. A
+// partition into k clusters gives k groups with O(nodes) elements, where a
 // set of pairs would need O(nodes²) elements (too many for one netlink
-// transaction at 250 nodes).
-func groupBlocked(pairs []Pair) []group {
+// transaction at 250 nodes). Callers that know the clusters build groups
+// directly (partition.State.Groups), without listing the pairs.
+func GroupPairs(pairs []Pair) []Group {
 	rows := map[netip.Addr][]netip.Addr{}
 	for _, p := range pairs {
 		rows[p.From] = append(rows[p.From], p.To)
 	}
-	bySig := map[string]*group{}
+	bySig := map[string]*Group{}
 	var order []string
 	for from, to := range rows {
 		sort.Slice(to, func(i, j int) bool { return to[i].Less(to[j]) })
 		sig := list(to)
 		g, ok := bySig[sig]
 		if !ok {
-			g = &group{to: to}
+			g = &Group{To: to}
 			bySig[sig] = g
 			order = append(order, sig)
 		}
-		g.from = append(g.from, from)
+		g.From = append(g.From, from)
 	}
 	sort.Strings(order)
-	out := make([]group, 0, len(order))
+	out := make([]Group, 0, len(order))
 	for _, sig := range order {
 		g := bySig[sig]
-		sort.Slice(g.from, func(i, j int) bool { return g.from[i].Less(g.from[j]) })
+		sort.Slice(g.From, func(i, j int) bool { return g.From[i].Less(g.From[j]) })
 		out = append(out, *g)
 	}
 	return out
+}
+
+// abbrev lists addresses for a rule's text, shortened when long.
+func abbrev(addrs []netip.Addr) string {
+	if len(addrs) <= 8 {
+		return list(addrs)
+	}
+	return fmt.Sprintf("%s, ... %d addresses", list(addrs[:3]), len(addrs))
 }
 
 func addrSet(addrs []netip.Addr) *AnonSet {

@@ -1,6 +1,8 @@
 package partition
 
 import (
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -145,4 +147,76 @@ func TestBlockedScales(t *testing.T) {
 	if got := len(s.Blocked(nodes)); got != 2*125*125 {
 		t.Errorf("halves of 250: %d blocked pairs, want %d", got, 2*125*125)
 	}
+}
+
+// TestGroupsMatchBlocked: the groups cut exactly the pairs Blocked lists,
+// for every verb and shape.
+func TestGroupsMatchBlocked(t *testing.T) {
+	var nodes []string
+	for i := 1; i <= 9; i++ {
+		nodes = append(nodes, fmt.Sprintf("n%d", i))
+	}
+	specs := []struct {
+		verb string
+		args []string
+	}{
+		{"fullmesh", nil}, {"isolate", []string{"n1"}}, {"isolate", []string{"n2", "n5", "n9"}},
+		{"disjoint", []string{"n1", "n2", "n3", "--", "n4", "n5", "--", "n6", "n7", "n8", "n9"}},
+		{"split", []string{"n1", "n2", "--", "n2", "n3", "--", "n3", "n4", "n9"}},
+		{"drop", []string{"n3", "n7"}}, {"halves", nil}, {"bridge", nil}, {"random-node", nil}, {"majorities-ring", nil},
+	}
+	for _, sp := range specs {
+		for seed := uint64(1); seed <= 5; seed++ {
+			st, err := Parse(sp.verb, sp.args, nodes, Options{Seed: seed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[[2]string]bool{}
+			for _, p := range st.Blocked(nodes) {
+				want[p] = true
+			}
+			got := map[[2]string]bool{}
+			for _, g := range st.Groups(nodes) {
+				for _, a := range g.From {
+					for _, b := range g.To {
+						if a != b {
+							got[[2]string{a, b}] = true
+						}
+					}
+				}
+			}
+			if fmt.Sprint(sortedPairs(got)) != fmt.Sprint(sortedPairs(want)) {
+				t.Errorf("%s %v seed %d: groups cut %v\nwant %v", sp.verb, sp.args, seed, sortedPairs(got), sortedPairs(want))
+			}
+		}
+	}
+	// Drops on top of clusters.
+	st := State{Clusters: [][]string{{"n1", "n2"}, {"n3"}}, Drops: [][2]string{{"n1", "n2"}}}
+	small := []string{"n1", "n2", "n3"}
+	got := map[[2]string]bool{}
+	for _, g := range st.Groups(small) {
+		for _, a := range g.From {
+			for _, b := range g.To {
+				if a != b {
+					got[[2]string{a, b}] = true
+				}
+			}
+		}
+	}
+	want := map[[2]string]bool{}
+	for _, p := range st.Blocked(small) {
+		want[p] = true
+	}
+	if fmt.Sprint(sortedPairs(got)) != fmt.Sprint(sortedPairs(want)) {
+		t.Errorf("clusters+drop: %v want %v", sortedPairs(got), sortedPairs(want))
+	}
+}
+
+func sortedPairs(m map[[2]string]bool) []string {
+	var out []string
+	for p := range m {
+		out = append(out, p[0]+">"+p[1])
+	}
+	sort.Strings(out)
+	return out
 }

@@ -90,8 +90,15 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	if s.net.uplink != nil {
 		ns.Uplink = UplinkName
 	}
-	for _, pr := range st.Blocked(s.nodeList()) {
-		ns.Blocked = append(ns.Blocked, nft.Pair{From: addr[pr[0]], To: addr[pr[1]]})
+	for _, g := range st.Groups(s.nodeList()) {
+		var ng nft.Group
+		for _, n := range g.From {
+			ng.From = append(ng.From, addr[n])
+		}
+		for _, n := range g.To {
+			ng.To = append(ng.To, addr[n])
+		}
+		ns.Groups = append(ns.Groups, ng)
 	}
 	for _, n := range st.UplinkCut {
 		ns.UplinkCut = append(ns.UplinkCut, addr[n])
@@ -111,8 +118,12 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 
 // describe says in words who reaches whom.
 func describe(st partition.State, nodes []string) string {
-	blocked := st.Blocked(nodes)
-	if len(blocked) == 0 && len(st.UplinkCut) == 0 {
+	groups := st.Groups(nodes)
+	cut := 0
+	for _, g := range groups {
+		cut += len(g.From) * len(g.To)
+	}
+	if cut == 0 && len(st.UplinkCut) == 0 {
 		return "every node reaches every node"
 	}
 	var b strings.Builder
@@ -132,7 +143,7 @@ func describe(st partition.State, nodes []string) string {
 	if len(st.UplinkCut) > 0 {
 		fmt.Fprintf(&b, "; cut from the uplink: %s", strings.Join(st.UplinkCut, " "))
 	}
-	fmt.Fprintf(&b, " (%d one-way pairs cut)", len(blocked))
+	fmt.Fprintf(&b, " (%d rules)", len(groups))
 	return b.String()
 }
 

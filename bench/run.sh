@@ -151,4 +151,32 @@ host=$(echo "$st" | sed -n 's/.*"host_addr": "\([0-9.]*\)\/.*/\1/p')
   echo
 } >> BENCHMARKS.md
 fi
+
+# ---- capture: throughput between two nodes with and without capture
+if want capture; then
+echo "== capture: iperf3 between two nodes, capture off and on"
+cat > "$out/cap.yaml" <<'YAML'
+nodes:
+  server: {ip: 172.18.0.10, command: iperf3 -s -p 5201, ready: tcp:5201}
+  client: {ip: 172.18.0.20, command: iperf3 -c server -p 5201 -t 5 -J, depends_on: [server]}
+YAML
+gbps() { # median of 3 runs of nsrun up with extra flags; prints Gbit/s
+  for _ in 1 2 3; do
+    $NSRUN up --isolated -f "$out/cap.yaml" --exit-code-from client --timeout 1 "$@" 2>/dev/null |
+      sed -n 's/^client *|[[:space:]]*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1
+  done | sort -g | sed -n 2p | awk '{ printf "%.2f", $1 / 1e9 }'
+}
+off=$(gbps)
+on=$(gbps --capture "$out/cap")
+{
+  echo "## Capture: TCP throughput between two nodes (iperf3, median of 3 runs of 5 s)"
+  echo
+  echo "| capture | Gbit/s |"
+  echo "|---|---:|"
+  echo "| off | $off |"
+  echo "| on (two pcap files written) | $on |"
+  awk -v a="$off" -v b="$on" 'BEGIN { if (a > 0) printf "\nCapture costs %.0f%% of the throughput.\n", (1 - b / a) * 100 }'
+  echo
+} >> BENCHMARKS.md
+fi
 cat BENCHMARKS.md

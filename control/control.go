@@ -173,7 +173,7 @@ func readRequest(c *net.UnixConn) (*Peer, error) {
 		p.close()
 		return nil, errors.New("bad request")
 	}
-	p.dec = json.NewDecoder(io2(rest, c))
+	p.dec = json.NewDecoder(prepend(rest, c))
 	return p, nil
 }
 

@@ -12,7 +12,7 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 	return b, nil, false
 }
 
-// io2 reads rest, then r.
-func io2(rest []byte, r io.Reader) io.Reader {
+// prepend reads rest, then r.
+func prepend(rest []byte, r io.Reader) io.Reader {
 	return io.MultiReader(bytes.NewReader(append([]byte(nil), rest...)), r)
 }

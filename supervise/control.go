@@ -1,7 +1,6 @@
 package supervise
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -52,14 +51,7 @@ func (s *supervisor) exec(p *control.Peer) {
 	}
 	proc, err := guest.Start(sp)
 	if err != nil {
-		code := 125
-		switch {
-		case errors.Is(err, guest.ErrNotFound):
-			code = 127
-		case errors.Is(err, os.ErrPermission):
-			code = 126
-		}
-		p.Reply(control.Response{Error: err.Error(), ExitCode: code})
+		p.Reply(control.Response{Error: err.Error(), ExitCode: exitCodeFor(err)})
 		return
 	}
 	p.Reply(control.Response{Started: true})

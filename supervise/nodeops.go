@@ -7,7 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/control"
-	"github.com/nsrun/nsrun/guest"
 )
 
 // nodeVerb serves `nsrun node stop|start|restart|pause|resume NODE`. A
@@ -101,25 +100,12 @@ func (s *supervisor) restartNode(n *node) error {
 		return fmt.Errorf("node start: the run is stopping")
 	default:
 	}
-	sp := s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir)
-	devnull, w, err := s.nodeIO(n)
-	if err != nil {
-		return err
+	done := make(chan struct{})
+	if err := s.launch(n, s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir), done); err != nil {
+		return fmt.Errorf("node start: %w", err)
 	}
-	defer devnull.Close()
-	defer w.Close()
-	sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = devnull, w, w, true
-	p, err := guest.Start(sp)
-	if err != nil {
-		return fmt.Errorf("node start %q: %w", n.cfg.Name, err)
-	}
-	n.proc, n.done, n.held = p, make(chan struct{}), false
-	done := n.done
-	go func() {
-		n.code = guest.ExitCode(p.Wait())
-		close(done)
-		s.exited <- n
-	}()
+	n.done, n.held = done, false
+	p := n.proc
 	s.out.event(n.cfg.Name, fmt.Sprintf("started again (pid %d)", p.Pid))
 	return nil
 }

@@ -50,33 +50,32 @@ func Main() int {
 	s := &supervisor{cfg: cfg, byName: map[string]*node{}, exited: make(chan *node, len(cfg.Nodes)), abort: make(chan struct{})}
 	defer s.tearDown()
 	if err := s.setUp(); err != nil {
-		code := messages.ExitSetupFailed
-		switch {
-		case errors.Is(err, guest.ErrNotFound):
-			code = 127
-		case errors.Is(err, os.ErrPermission):
-			code = 126
-		}
-		conn.Fail(err, code)
-		return code
+		conn.Fail(err, exitCodeFor(err))
+		return exitCodeFor(err)
 	}
 	if err := s.startNodes(); err != nil {
-		code := messages.ExitSetupFailed
-		switch {
-		case errors.Is(err, guest.ErrNotFound):
-			code = 127
-		case errors.Is(err, os.ErrPermission):
-			code = 126
-		}
 		s.stopAll(0)
-		conn.Fail(err, code)
-		return code
+		conn.Fail(err, exitCodeFor(err))
+		return exitCodeFor(err)
 	}
 	conn.Ready()
 	if cfg.Up {
 		return s.superviseUp(sigs)
 	}
 	return s.superviseOne(sigs)
+}
+
+// exitCodeFor is nsrun's exit code for a failure to set up or start: 127
+// for a command that does not exist, 126 for one that cannot be run, 125
+// for anything else (as with docker run).
+func exitCodeFor(err error) int {
+	switch {
+	case errors.Is(err, guest.ErrNotFound):
+		return 127
+	case errors.Is(err, os.ErrPermission):
+		return 126
+	}
+	return messages.ExitSetupFailed
 }
 
 // supervisor is one run.
@@ -269,30 +268,14 @@ func (s *supervisor) startNode(n *node) error {
 		return nil
 	}
 	sp := s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir)
-	if s.cfg.Up {
-		devnull, w, err := s.nodeIO(n)
-		if err != nil {
-			return err
-		}
-		defer devnull.Close()
-		defer w.Close()
-		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = devnull, w, w, true
-	} else {
+	if !s.cfg.Up {
 		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.cfg.Terminal
 	}
-	done := step(s.log, "start node", "node", n.cfg.Name, "argv", strings.Join(n.cfg.Argv, " "))
-	p, err := guest.Start(sp)
-	done(err)
-	if err != nil {
+	if err := s.launch(n, sp, n.done); err != nil {
 		close(n.done)
-		return fmt.Errorf("node %q: %w", n.cfg.Name, err)
+		return err
 	}
-	n.proc = p
-	go func() {
-		n.code = guest.ExitCode(p.Wait())
-		close(n.done)
-		s.exited <- n
-	}()
+	p := n.proc
 	if s.cfg.Up {
 		s.out.event(n.cfg.Name, fmt.Sprintf("started (pid %d)", p.Pid))
 	}
@@ -303,6 +286,34 @@ func (s *supervisor) startNode(n *node) error {
 		s.out.event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.ReadyPort))
 	}
 	close(n.up)
+	return nil
+}
+
+// launch starts n's command as sp says (in `up`, with stdin /dev/null and
+// its output prefixed) and watches it: done is closed when it ends, and the
+// node is reported on s.exited.
+func (s *supervisor) launch(n *node, sp guest.Spec, done chan struct{}) error {
+	if s.cfg.Up {
+		devnull, w, err := s.nodeIO(n)
+		if err != nil {
+			return err
+		}
+		defer devnull.Close()
+		defer w.Close()
+		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = devnull, w, w, true
+	}
+	end := step(s.log, "start node", "node", n.cfg.Name, "argv", strings.Join(sp.Argv, " "))
+	p, err := guest.Start(sp)
+	end(err)
+	if err != nil {
+		return fmt.Errorf("node %q: %w", n.cfg.Name, err)
+	}
+	n.proc = p
+	go func() {
+		n.code = guest.ExitCode(p.Wait())
+		close(done)
+		s.exited <- n
+	}()
 	return nil
 }
 

@@ -142,3 +142,27 @@ func unixAccess(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().Perm()&0o006 == 0o006
 }
+
+// TestTapNeedsTun: when /dev/net/tun is not usable, a tap node fails with
+// an error naming the device and the fix, and leaves nothing behind.
+func TestTapNeedsTun(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t) // to change the device's mode for the test
+	userNamespaces(t, u)
+	fi, err := os.Stat("/dev/net/tun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod("/dev/net/tun", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod("/dev/net/tun", fi.Mode().Perm())
+	dir := project(t, map[string]string{"nsrun.yaml": "nodes:\n  dut: {ip: 172.18.0.9, tap: [link0]}\n"})
+	r := u.up(t, dir)
+	if r.Code != 125 || !strings.Contains(r.Stderr, "cannot open /dev/net/tun") || !strings.Contains(r.Stderr, "chmod 0666 /dev/net/tun") {
+		t.Errorf("tap without /dev/net/tun: exit %d, %q", r.Code, r.Stderr)
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -486,5 +487,83 @@ func TestHelperBadFlags(t *testing.T) {
 	}
 	if out, _ := exec.Command("nft", "list", "tables").Output(); strings.Contains(string(out), install.TableName(u.UID)) {
 		t.Error("bad flags or a dry run created the table")
+	}
+}
+
+// TestHelperUplinkPartition: `--uplink` cuts a node's way to the host too;
+// without it the uplink stays open.
+func TestHelperUplinkPartition(t *testing.T) {
+	u := unprivileged(t)
+	rec := installFor(t, u, testResolver(t))
+	host := rec.HostAddr.Addr().String()
+	hostServer(t, "listen", host+":7004")
+	r := startRun(t, u, "nodes:\n  a: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}\n  b: {ip: 172.18.0.2, command: probe listen 0.0.0.0:9000}\n", "b     | listening")
+	reach := func(node string) bool {
+		return strings.HasPrefix(r.exec(t, node, "probe", "dial", host+":7004", "700ms").Stdout, "ok ")
+	}
+	if !reach("a") || !reach("b") {
+		t.Fatal("nodes do not reach the host before any cut")
+	}
+	r.netOK(t, "isolate", "a")
+	if !reach("a") {
+		t.Error("isolate without --uplink cut a's way to the host")
+	}
+	r.netOK(t, "isolate", "--uplink", "a")
+	if reach("a") {
+		t.Error("isolate --uplink a: a still reaches the host")
+	}
+	if !reach("b") {
+		t.Error("isolate --uplink a: b lost the host too")
+	}
+	r.netOK(t, "fullmesh")
+	if !reach("a") {
+		t.Error("fullmesh did not restore a's uplink")
+	}
+}
+
+// TestHelperWarnsForwardDrop: a table of someone else's whose forward chain
+// drops by policy (as Docker's does) is named by install and status, with
+// the fix. The test makes that table itself and removes it.
+func TestHelperWarnsForwardDrop(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t)
+	table := fmt.Sprintf("nsrun_test_fw_%d", os.Getpid())
+	if out, err := exec.Command("nft", "add table ip "+table+"; add chain ip "+table+" fwd { type filter hook forward priority 10; policy drop; }").CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+	defer exec.Command("nft", "delete", "table", "ip", table).Run()
+	r := helper(t, "install", "--user", u.Name, "--resolver", testResolverAddr(t))
+	t.Cleanup(func() { helper(t, "uninstall", "--user", u.Name) })
+	if r.Code != 0 || !strings.Contains(r.Stdout, "table ip "+table+", chain fwd, drops forwarded packets") || !strings.Contains(r.Stdout, "iifname nsrun") {
+		t.Errorf("install did not warn about %s:\n%s%s", table, r.Stdout, r.Stderr)
+	}
+	st := helper(t, "status", "--user", u.Name)
+	if !strings.Contains(st.Stdout, "table ip "+table) {
+		t.Errorf("status (as root) did not warn about %s:\n%s", table, st.Stdout)
+	}
+}
+
+func testResolverAddr(t *testing.T) string { return testResolver(t) }
+
+// TestHelperStatusAfterReboot: when the namespace mounts are gone (as after
+// a reboot or the last logout), status says so and how to fix it.
+func TestHelperStatusAfterReboot(t *testing.T) {
+	u := unprivileged(t)
+	installFor(t, u, testResolver(t))
+	for _, p := range []string{install.UserNSPath(u.UID), install.NetNSPath(u.UID)} {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st := run(t, u.command(ctx, filepath.Join(binDir, "nsrun-helper"), "status"))
+	if st.Code != 1 || !strings.Contains(st.Stdout, "no longer a mounted namespace") || !strings.Contains(st.Stdout, "sudo nsrun-helper install") {
+		t.Errorf("status with the mounts gone: exit %d\n%s", st.Code, st.Stdout)
+	}
+	// nsrun falls back to an isolated run, and says why.
+	res := run(t, u.nsrun(ctx, "--", "true"))
+	if res.Code != 0 {
+		t.Errorf("nsrun with a stale install: exit %d %s", res.Code, res.Stderr)
 	}
 }

@@ -51,6 +51,10 @@ type Process struct {
 // ErrNotFound wraps errors of commands that do not exist (exit code 127).
 var ErrNotFound = errors.New("command not found")
 
+// ErrNotExecutable wraps errors of commands that exist but cannot be run
+// (exit code 126).
+var ErrNotExecutable = errors.New("cannot be executed")
+
 // Start starts the process described by s and returns once it runs (or
 // failed to start). Wait reports its end.
 func Start(s Spec) (*Process, error) {
@@ -172,7 +176,10 @@ func lookPath(argv0 string, env []string, dir string) (string, error) {
 			p = filepath.Join(dir, p)
 		}
 		if err := executable(p); err != nil {
-			return "", fmt.Errorf("%s: %w", argv0, err)
+			if errors.Is(err, ErrNotFound) {
+				return "", fmt.Errorf("%s: %w", argv0, err)
+			}
+			return "", fmt.Errorf("%s: %w (%w)", argv0, ErrNotExecutable, err)
 		}
 		return argv0, nil
 	}
@@ -197,7 +204,7 @@ func lookPath(argv0 string, env []string, dir string) (string, error) {
 		}
 	}
 	if denied != nil {
-		return "", denied
+		return "", fmt.Errorf("%w: %w", ErrNotExecutable, denied)
 	}
 	return "", fmt.Errorf("%s: %w in PATH", argv0, ErrNotFound)
 }

@@ -72,7 +72,7 @@ func exitCodeFor(err error) int {
 	switch {
 	case errors.Is(err, guest.ErrNotFound):
 		return 127
-	case errors.Is(err, os.ErrPermission):
+	case errors.Is(err, guest.ErrNotExecutable):
 		return 126
 	}
 	return messages.ExitSetupFailed

@@ -528,13 +528,13 @@ func TestHelperWarnsForwardDrop(t *testing.T) {
 	u := unprivileged(t)
 	requireRoot(t)
 	table := fmt.Sprintf("nsrun_test_fw_%d", os.Getpid())
-	if out, err := exec.Command("nft", "add table ip "+table+"; add chain ip "+table+" fwd { type filter hook forward priority 10; policy drop; }").CombinedOutput(); err != nil {
+	if out, err := exec.Command("nft", "add table ip "+table+"; add chain ip "+table+" drop_fwd { type filter hook forward priority 10; policy drop; }").CombinedOutput(); err != nil {
 		t.Fatalf("nft: %v %s", err, out)
 	}
 	defer exec.Command("nft", "delete", "table", "ip", table).Run()
 	r := helper(t, "install", "--user", u.Name, "--resolver", testResolverAddr(t))
 	t.Cleanup(func() { helper(t, "uninstall", "--user", u.Name) })
-	if r.Code != 0 || !strings.Contains(r.Stdout, "table ip "+table+", chain fwd, drops forwarded packets") || !strings.Contains(r.Stdout, "iifname nsrun") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "table ip "+table+", chain drop_fwd, drops forwarded packets") || !strings.Contains(r.Stdout, "iifname nsrun") {
 		t.Errorf("install did not warn about %s:\n%s%s", table, r.Stdout, r.Stderr)
 	}
 	st := helper(t, "status", "--user", u.Name)

@@ -423,6 +423,10 @@ func TestNodeStopStartPause(t *testing.T) {
 		}
 	}
 	dial := func() string { return r.exec(t, "n1", "probe", "dial", "n3:9000", "700ms").Stdout }
+	// From inside a node, nsrun net and nsrun node need no --run.
+	if res := r.exec(t, "n2", "sh", "-c", "nsrun net isolate n5 && nsrun net show && nsrun net fullmesh"); res.Code != 0 || !strings.Contains(res.Stdout, "clusters [n1 n2 n3 n4]") {
+		t.Errorf("net verbs from inside a node: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
+	}
 	node("stop", "n3")
 	if out := dial(); !strings.HasPrefix(out, "refused") {
 		t.Errorf("after node stop n3: %q, want refused (the address stays, nothing listens)", out)

@@ -1,0 +1,75 @@
+package control
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRoundTrip sends a request with stdio-like files attached and checks
+// that the server gets them, answers, and receives a later signal.
+func TestRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SocketName)
+	srv, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	got := make(chan Request, 2)
+	go srv.Serve(func(p *Peer) {
+		got <- p.Req
+		if len(p.Files) != 1 {
+			p.Reply(Response{Error: "want one file"})
+			return
+		}
+		_, _ = io.WriteString(p.Files[0], "written by the server\n")
+		p.Reply(Response{Started: true})
+		next, err := p.Next()
+		if err == nil {
+			got <- next
+		}
+		p.Reply(Response{Done: true, ExitCode: 7})
+	})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(path, Request{Verb: "exec", Node: "db", Args: []string{"true"}}, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w.Close()
+	if resp, err := c.Recv(); err != nil || !resp.Started {
+		t.Fatalf("first response %+v, %v", resp, err)
+	}
+	if err := c.Send(Request{Verb: "signal", Sig: 15}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c.Recv(); err != nil || !resp.Done || resp.ExitCode != 7 {
+		t.Fatalf("second response %+v, %v", resp, err)
+	}
+	if req := <-got; req.Verb != "exec" || req.Node != "db" || strings.Join(req.Args, " ") != "true" {
+		t.Errorf("request %+v", req)
+	}
+	if req := <-got; req.Verb != "signal" || req.Sig != 15 {
+		t.Errorf("signal %+v", req)
+	}
+	b := make([]byte, 100)
+	n, _ := r.Read(b)
+	if string(b[:n]) != "written by the server\n" {
+		t.Errorf("the passed file got %q", b[:n])
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, %v; want 0600", fi.Mode(), err)
+	}
+}
+
+func TestDialNoRun(t *testing.T) {
+	_, err := Dial(filepath.Join(t.TempDir(), "none"), Request{Verb: "net"})
+	if err == nil || !strings.Contains(err.Error(), "has the run ended? see nsrun ls") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -37,8 +37,8 @@ type Bridge struct {
 	Subnet ipam.Subnet
 }
 
-// AddBridge creates a bridge named name in the namespace of h with the
-// subnet's bridge address, and brings it and lo up.
+// AddBridge creates a bridge named name in the namespace of h, up, with
+// the subnet's bridge address, and brings lo up.
 func AddBridge(h *netlink.Handle, name string, subnet ipam.Subnet) (*Bridge, error) {
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, Flags: net.FlagUp}}
 	if err := h.LinkAdd(br); err != nil {
@@ -46,9 +46,6 @@ func AddBridge(h *netlink.Handle, name string, subnet ipam.Subnet) (*Bridge, err
 	}
 	if err := addAddr(h, br, subnet.Bridge, subnet.Prefix.Bits()); err != nil {
 		return nil, fmt.Errorf("bridge %q: %w", name, err)
-	}
-	if err := h.LinkSetUp(br); err != nil {
-		return nil, fmt.Errorf("bring bridge %q up: %w", name, err)
 	}
 	if err := loUp(h); err != nil {
 		return nil, err
@@ -113,11 +110,9 @@ func addAddr(h *netlink.Handle, link netlink.Link, addr netip.Addr, bits int) er
 	return nil
 }
 
+// loUp brings up lo, which is interface 1 in every network namespace.
 func loUp(h *netlink.Handle) error {
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("find lo: %w", err)
-	}
+	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("bring lo up: %w", err)
 	}

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -162,11 +161,17 @@ func TestExitCodes(t *testing.T) {
 func startNsrun(t *testing.T, u testUser, args ...string) (*runningCmd, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := u.nsrun(ctx, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc, out := startBackground(t, u.nsrun(ctx, args...), cancel, func(l *lineLog) bool { return len(l.snapshot()) > 0 })
+	return rc, out.snapshot()[0]
+}
+
+// startBackground starts cmd, collecting its output line by line, and
+// returns once ready says so (at most 30 seconds). The command is killed
+// when the test ends.
+func startBackground(t *testing.T, cmd *exec.Cmd, cancel context.CancelFunc, ready func(*lineLog) bool) (*runningCmd, *lineLog) {
+	t.Helper()
+	out := &lineLog{}
+	cmd.Stdout = logWriter{out}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -174,26 +179,10 @@ func startNsrun(t *testing.T, u testUser, args ...string) (*runningCmd, string) 
 	}
 	rc := &runningCmd{cmd: cmd, cancel: cancel, stderr: &stderr}
 	t.Cleanup(rc.kill)
-	lines := bufio.NewScanner(stdout)
-	first := make(chan string, 1)
-	go func() {
-		if lines.Scan() {
-			first <- lines.Text()
-		}
-		close(first)
-		for lines.Scan() {
-		}
-	}()
-	select {
-	case l, ok := <-first:
-		if !ok {
-			t.Fatalf("nsrun %v printed nothing; stderr: %s", args, stderr.String())
-		}
-		return rc, l
-	case <-time.After(30 * time.Second):
-		t.Fatalf("nsrun %v: no output within 30s; stderr: %s", args, stderr.String())
+	if !eventually(30*time.Second, func() bool { return ready(out) }) {
+		t.Fatalf("%s: not ready within 30s:\n%s\n%s", strings.Join(cmd.Args, " "), out.all(), stderr.String())
 	}
-	return nil, ""
+	return rc, out
 }
 
 type runningCmd struct {

@@ -159,11 +159,18 @@ func (up upstreamNS) start(t *testing.T, argv ...string) *lineLog {
 }
 
 type lineLog struct {
-	mu    sync.Mutex
-	lines []string
+	mu      sync.Mutex
+	lines   []string
+	partial string // logWriter's unfinished line
 }
 
 func (l *lineLog) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
+
+func (l *lineLog) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
 func (l *lineLog) all() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -320,12 +327,19 @@ func TestHelperTwoUsersAndManyRuns(t *testing.T) {
 			}
 		}()
 	}
+	// Count the leases held by live runs: a killed run's lease stays until
+	// it is reclaimed, by design.
+	runsDir := filepath.Join(fmt.Sprintf("/run/user/%d/nsrun-runs", u1.UID), "runs")
 	var leases int
 	eventually(2*time.Minute, func() bool {
 		ents, _ := os.ReadDir(leaseDir)
 		leases = 0
 		for _, e := range ents {
-			if _, err := netip.ParseAddr(e.Name()); err == nil {
+			if _, err := netip.ParseAddr(e.Name()); err != nil {
+				continue
+			}
+			owner, _ := os.ReadFile(filepath.Join(leaseDir, e.Name()))
+			if _, err := os.Stat(filepath.Join(runsDir, strings.TrimSpace(string(owner)))); err == nil {
 				leases++
 			}
 		}

@@ -148,25 +148,26 @@ func startUp(t *testing.T, u testUser, dir, waitFor string, args ...string) (*ru
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cmd := u.nsrun(ctx, append([]string{"up"}, args...)...)
 	cmd.Dir = dir
-	out := &lineLog{}
-	cmd.Stdout = logWriter{out}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rc := &runningCmd{cmd: cmd, cancel: cancel, stderr: &stderr}
-	t.Cleanup(rc.kill)
-	if !eventually(30*time.Second, func() bool { return strings.Contains(out.all(), waitFor) }) {
-		t.Fatalf("no %q within 30s:\n%s\n%s", waitFor, out.all(), stderr.String())
-	}
-	return rc, out
+	return startBackground(t, cmd, cancel, func(l *lineLog) bool { return strings.Contains(l.all(), waitFor) })
 }
 
+// logWriter adds the complete lines written to it to a lineLog.
 type logWriter struct{ l *lineLog }
 
 func (w logWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+	w.l.mu.Lock()
+	w.l.partial += string(b)
+	var lines []string
+	for {
+		i := strings.IndexByte(w.l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		lines = append(lines, w.l.partial[:i])
+		w.l.partial = w.l.partial[i+1:]
+	}
+	w.l.mu.Unlock()
+	for _, line := range lines {
 		w.l.add(line)
 	}
 	return len(b), nil

@@ -154,17 +154,15 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 }
 
 // bindReadOnly bind-mounts the file source onto target in the current
-// thread's mount namespace, read-only. The mount is private, so it never
-// propagates to the namespace it was copied from.
+// thread's mount namespace (a copy of the supervisor's, whose mounts are
+// private, so nothing propagates back), then makes it read-only where the
+// kernel allows: a remount that would clear flags locked on the underlying
+// mount is refused, and the file then stays writable to root only.
 func bindReadOnly(source, target string) error {
-	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_PRIVATE, ""); err != nil {
+	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind-mount %s onto %s: %w", source, target, err)
 	}
-	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
-	if err := unix.Mount("", target, "", flags, ""); err != nil {
-		// Keep going read-write: some mounts (nosuid host /etc) refuse a flag change.
-		_ = err
-	}
+	_ = unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 	return nil
 }
 

@@ -3,6 +3,7 @@ package helper
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -141,15 +142,7 @@ func (d *dir) readFile(name string) ([]byte, error) {
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	var b []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := f.Read(buf)
-		b = append(b, buf[:n]...)
-		if err != nil {
-			return b, nil
-		}
-	}
+	return io.ReadAll(f)
 }
 
 // bindMount bind-mounts source onto the file target (opened by openFile),

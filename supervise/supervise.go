@@ -23,6 +23,7 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/userns"
@@ -177,14 +178,11 @@ func (s *supervisor) setUp() error {
 		return err
 	}
 	for i, sn := range cfg.Subnets {
-		p, err := netip.ParsePrefix(sn.CIDR)
+		subnet, err := ipam.NewSubnet("subnets."+sn.Name, sn.CIDR)
 		if err != nil {
 			return err
 		}
-		bridge := p.Masked().Addr()
-		for a := p.Masked().Addr(); p.Contains(a); a = a.Next() {
-			bridge = a.Prev() // ends at broadcast-1
-		}
+		bridge := subnet.Bridge
 		path, err := s.state.WriteFile(fmt.Sprintf("resolv-%d.conf", i),
 			[]byte("# written by nsrun for run "+cfg.RunID+"\nnameserver "+bridge.String()+"\n"))
 		if err != nil {

@@ -4,6 +4,9 @@ BIN      ?= bin
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
+# nsrun is linked statically (its C launcher needs cgo): a run starts it
+# once, and a static binary starts faster (no dynamic loader).
+STATIC   := -tags netgo,osusergo -ldflags '$(LDFLAGS) -linkmode external -extldflags -static' 
 SHELL    := /bin/bash
 
 .PHONY: all build demo test unit e2e lint bench install uninstall clean
@@ -11,7 +14,7 @@ SHELL    := /bin/bash
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun ./cmd/nsrun
+	$(GO) build -trimpath $(STATIC) -o $(BIN)/nsrun ./cmd/nsrun
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun-helper ./cmd/nsrun-helper
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nsrun-capture ./cmd/nsrun-capture
 

@@ -1,8 +1,8 @@
 // Package guest starts a node's process inside the node's namespaces: its
 // network namespace, a UTS namespace with the node's hostname, a mount
 // namespace where /etc/hosts and /etc/resolv.conf are the run's own files,
-// and (unless the node runs as root) a nested user namespace that maps the
-// caller's uid and gid back, so the program sees its usual identity.
+// and, when asked, a nested user namespace that maps the caller's uid and
+// gid to the supervisor's uid 0, so the program sees its usual identity.
 //
 // All of it happens on one locked OS thread that joins or unshares the
 // namespaces and then forks the process, which inherits them. The same
@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -32,8 +33,9 @@ type Spec struct {
 	Argv     []string          // the command and its arguments
 	Env      []string          // the complete environment
 	Dir      string            // working directory ("" keeps the current one)
-	Root     bool              // run as uid 0 of the run's user namespace
-	UID, GID int               // the caller's ids, seen inside unless Root
+	MapUser  bool              // start in a nested user namespace mapping UID/GID to 0
+	UID, GID int               // the caller's ids, with MapUser
+	AllCaps  bool              // keep every capability across exec (ambient)
 
 	Stdin          *os.File
 	Stdout, Stderr *os.File
@@ -144,13 +146,35 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 			Setpgid:   s.Setpgid,
 		},
 	}
-	if !s.Root {
+	if s.AllCaps {
+		last, err := lastCap()
+		if err != nil {
+			return nil, err
+		}
+		for c := uintptr(0); c <= last; c++ {
+			cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, c)
+		}
+	}
+	if s.MapUser {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
 		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: s.UID, HostID: 0, Size: 1}}
 		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: s.GID, HostID: 0, Size: 1}}
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), NoSetGroups: true}
 	}
 	return cmd, nil
+}
+
+// lastCap is the highest capability this kernel knows.
+func lastCap() (uintptr, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, fmt.Errorf("read the last capability: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("read the last capability: %q", b)
+	}
+	return uintptr(n), nil
 }
 
 // bindReadOnly bind-mounts the file source onto target in the current

@@ -11,7 +11,6 @@ import (
 	"os"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/ipam"
@@ -23,7 +22,14 @@ const GuestIfName = "eth0"
 
 // Handle opens a route netlink handle on the network namespace held by ns.
 func Handle(ns *os.File) (*netlink.Handle, error) {
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(ns.Fd())), unix.NETLINK_ROUTE)
+	// Not netlink.NewHandleAt: it ignores a failed return to the original
+	// namespace and hands the thread back to the scheduler.
+	var h *netlink.Handle
+	err := nsfd.Do(ns, func() error {
+		var err error
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open netlink in namespace: %w", err)
 	}

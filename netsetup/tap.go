@@ -16,7 +16,7 @@ import (
 const TunDevice = "/dev/net/tun"
 
 // AddTapLink gives the namespace node a persistent tap device named tap,
-// owned by uid 0 and gid 0 of the caller's user namespace (the user), so
+// owned by this process's uid and gid (the user, however the run maps it), so
 // that a VM started in node (QEMU -netdev tap,ifname=TAP) attaches to it;
 // and wires it to the bridge br through a bridge inside node and a veth
 // whose bridge-side end is port. The tap dies with the node namespace.
@@ -54,8 +54,8 @@ func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, tap, port string)
 			LinkAttrs: netlink.LinkAttrs{Name: tap},
 			Mode:      netlink.TUNTAP_MODE_TAP,
 			Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR,
-			Owner:     0,
-			Group:     0,
+			Owner:     uint32(os.Getuid()),
+			Group:     uint32(os.Getgid()),
 		}
 		if err := h.LinkAdd(tt); err != nil {
 			return fmt.Errorf("create tap %s: %w", tap, err)

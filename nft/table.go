@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/nsfd"
 )
 
 // Rule is one rule: its expressions and the same rule in nft syntax, for
@@ -169,12 +171,23 @@ func Exists(nsFd *os.File, family nftables.TableFamily, name string) (bool, erro
 	return false, nil
 }
 
+// conn opens a lasting nftables connection whose socket lives in the
+// network namespace nsFd (nil: the current one). The socket is opened by
+// nsfd.Do rather than nftables.WithNetNSFd, which fails when the thread
+// cannot return to its original namespace.
 func conn(nsFd *os.File) (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
-	if nsFd != nil {
-		opts = append(opts, nftables.WithNetNSFd(int(nsFd.Fd())))
+	var c *nftables.Conn
+	open := func() error {
+		var err error
+		c, err = nftables.New(nftables.AsLasting())
+		return err
 	}
-	c, err := nftables.New(opts...)
+	var err error
+	if nsFd != nil {
+		err = nsfd.Do(nsFd, open)
+	} else {
+		err = open()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink: %w", err)
 	}

@@ -54,10 +54,11 @@ func Open(path string) (*os.File, error) {
 }
 
 // Do runs fn on a locked OS thread that has joined the network namespace
-// held by ns. The thread returns to its original namespace afterwards; if
-// that fails, the thread is left locked and dies with its goroutine, so the
-// foreign namespace never leaks into other goroutines.
-// Goroutines that fn starts do not inherit the namespace.
+// held by ns. Afterwards the thread returns to its original namespace; where
+// it cannot (the original belongs to a user namespace this process has no
+// capabilities in, as the caller's own does for a run), the thread stays
+// locked and dies with its goroutine. Either way the foreign namespace never
+// leaks into other goroutines. Goroutines that fn starts do not inherit it.
 func Do(ns *os.File, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -72,13 +73,11 @@ func Do(ns *os.File, fn func() error) error {
 			errc <- fmt.Errorf("enter network namespace: %w", err)
 			return
 		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("return to original network namespace: %w (after: %v)", err, ferr)
-			return // thread dies locked
+		err = fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
 		}
-		runtime.UnlockOSThread()
-		errc <- ferr
+		errc <- err
 	}()
 	return <-errc
 }

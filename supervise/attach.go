@@ -12,7 +12,7 @@ import (
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
-	"github.com/nsrun/nsrun/userns/messages"
+	"github.com/nsrun/nsrun/runconfig"
 )
 
 // attach plugs an existing process's network namespace (its fd attached
@@ -80,7 +80,7 @@ func (s *supervisor) attach(p *control.Peer) {
 		reply(err)
 		return
 	}
-	n := &node{cfg: messages.Node{Name: name, Hostname: name, Addr: addr.String(), Subnet: subnet}, ns: own,
+	n := &node{cfg: runconfig.Node{Name: name, Hostname: name, Addr: addr.String(), Subnet: subnet}, ns: own,
 		up: make(chan struct{}), done: make(chan struct{}), attached: true}
 	close(n.up)
 	s.addNode(n)

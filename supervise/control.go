@@ -42,7 +42,13 @@ func (s *supervisor) exec(p *control.Peer) {
 		return
 	}
 	sp := s.spec(n, p.Req.Args, p.Req.Env, p.Req.Dir)
-	sp.Root = s.cfg.Root || p.Req.Root
+	if p.Req.Root {
+		// Root of the run's user namespace: uid 0 where the run maps it
+		// (joined, or --root); in a run that maps the caller's own ids,
+		// which has no uid 0, the caller's uid with every capability.
+		sp.MapUser = false
+		sp.AllCaps = os.Getuid() != 0
+	}
 	sp.Stdin, sp.Stdout, sp.Stderr = p.Files[0], p.Files[1], p.Files[2]
 	if sp.Dir != "" {
 		if fi, err := os.Stat(sp.Dir); err != nil || !fi.IsDir() {

@@ -13,7 +13,7 @@ import (
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
-	"github.com/nsrun/nsrun/userns/messages"
+	"github.com/nsrun/nsrun/runconfig"
 )
 
 // wireWorkers bounds how many nodes are wired at once.
@@ -33,14 +33,14 @@ func bridgeName(i int) string { return "br" + strconv.Itoa(i) }
 
 // buildNetwork creates the bridge namespace with one bridge per subnet,
 // one namespace per node wired to its subnet's bridge, and the uplink.
-func buildNetwork(cfg messages.Config, own *os.File, log *slog.Logger) (*network, error) {
+func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
 	n := &network{nodeNS: make([]*os.File, len(cfg.Nodes)), log: log}
 	var err error
-	done := step(log, "create bridge namespace")
-	n.bridgeNS, err = nsfd.NewNet()
-	done(err)
-	if err != nil {
-		return n, fmt.Errorf("create bridge namespace: %w", err)
+	// The launcher gave the supervisor a network namespace of its own: it
+	// is the bridge namespace. (A thread that runs unlocked code is never
+	// in another one: package nsfd locks the threads it moves.)
+	if n.bridgeNS, err = nsfd.Open("/proc/thread-self/ns/net"); err != nil {
+		return n, fmt.Errorf("bridge namespace: %w", err)
 	}
 	bh, err := netsetup.Handle(n.bridgeNS)
 	if err != nil {
@@ -73,7 +73,7 @@ func buildNetwork(cfg messages.Config, own *os.File, log *slog.Logger) (*network
 	}
 	if cfg.Uplink {
 		done := step(log, "add uplink to the gateway")
-		n.uplink, err = addUplink(cfg, own, n.bridgeNS, bridgeAddrs)
+		n.uplink, err = addUplink(cfg, n.bridgeNS, bridgeAddrs)
 		done(err)
 		if err != nil {
 			return n, fmt.Errorf("uplink: %w", err)
@@ -83,7 +83,7 @@ func buildNetwork(cfg messages.Config, own *os.File, log *slog.Logger) (*network
 }
 
 // wireNodes creates and wires the node namespaces, several at a time.
-func (n *network) wireNodes(cfg messages.Config) error {
+func (n *network) wireNodes(cfg runconfig.Config) error {
 	jobs := make(chan int)
 	errs := make(chan error, len(cfg.Nodes))
 	var wg sync.WaitGroup
@@ -116,7 +116,7 @@ func (n *network) wireNodes(cfg messages.Config) error {
 	return <-errs // nil when there was none
 }
 
-func (n *network) wireNode(bh *netlink.Handle, node messages.Node, i int) (err error) {
+func (n *network) wireNode(bh *netlink.Handle, node runconfig.Node, i int) (err error) {
 	done := step(n.log, "wire node", "node", node.Name, "addr", node.Addr, "port", ipam.IfName("v", node.Name))
 	defer func() { done(err) }()
 	ns, err := nsfd.NewNet()

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/nsrun/nsrun/nsfd"
@@ -13,15 +12,14 @@ import (
 
 // publishPorts serves every published port: nsrun bound the listening
 // sockets on the host's 127.0.0.1 before the run started (so they belong
-// to the host's network namespace) and passed them down; each accepted
+// to the host's network namespace); each accepted
 // connection is joined to a connection made from the bridge namespace to
 // the node.
 func (s *supervisor) publishPorts() error {
 	for _, n := range s.cfg.Nodes {
 		for _, p := range n.Ports {
-			f := os.NewFile(uintptr(p.Fd), fmt.Sprintf("127.0.0.1:%d", p.Host))
-			l, err := net.FileListener(f)
-			f.Close()
+			l, err := net.FileListener(p.Listener)
+			p.Listener.Close()
 			if err != nil {
 				return fmt.Errorf("node %q: published port %d: %w", n.Name, p.Host, err)
 			}

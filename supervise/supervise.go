@@ -25,23 +25,20 @@ import (
 	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/runconfig"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/userns"
-	"github.com/nsrun/nsrun/userns/child"
-	"github.com/nsrun/nsrun/userns/messages"
 )
 
 // readyTimeout bounds how long a node's ready check may take.
 const readyTimeout = 60 * time.Second
 
-// Main runs the supervisor and returns its exit code.
-func Main() int {
-	cfg, conn, err := child.Open()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nsrun:", err)
-		return messages.ExitSetupFailed
-	}
-	defer conn.Close()
+// Run carries out the run cfg in this process, which the launcher made
+// PID 1 of the run's pid namespace with all capabilities in its user
+// namespace (package launch), and returns nsrun's exit code: the command's
+// (or, with `up`, the run's). A failure to set up or start is returned as
+// an error, with 125, or 126/127 for a command that cannot run.
+func Run(cfg runconfig.Config) (int, error) {
 	// Catch signals from the start, so none is lost or kills us before the
 	// nodes run.
 	sigs := make(chan os.Signal, 16)
@@ -51,19 +48,16 @@ func Main() int {
 	s := &supervisor{cfg: cfg, byName: map[string]*node{}, exited: make(chan *node, len(cfg.Nodes)), abort: make(chan struct{})}
 	defer s.tearDown()
 	if err := s.setUp(); err != nil {
-		conn.Fail(err, exitCodeFor(err))
-		return exitCodeFor(err)
+		return exitCodeFor(err), err
 	}
 	if err := s.startNodes(); err != nil {
 		s.stopAll(0)
-		conn.Fail(err, exitCodeFor(err))
-		return exitCodeFor(err)
+		return exitCodeFor(err), err
 	}
-	conn.Ready()
 	if cfg.Up {
-		return s.superviseUp(sigs)
+		return s.superviseUp(sigs), nil
 	}
-	return s.superviseOne(sigs)
+	return s.superviseOne(sigs), nil
 }
 
 // exitCodeFor is nsrun's exit code for a failure to set up or start: 127
@@ -76,12 +70,12 @@ func exitCodeFor(err error) int {
 	case errors.Is(err, guest.ErrNotExecutable):
 		return 126
 	}
-	return messages.ExitSetupFailed
+	return runconfig.ExitSetupFailed
 }
 
 // supervisor is one run.
 type supervisor struct {
-	cfg    messages.Config
+	cfg    runconfig.Config
 	state  *runstate.Run
 	net    *network
 	nodes  []*node
@@ -125,8 +119,8 @@ func (s *supervisor) addNode(n *node) {
 }
 
 // nodeConfigs returns every node's configuration.
-func (s *supervisor) nodeConfigs() []messages.Node {
-	var out []messages.Node
+func (s *supervisor) nodeConfigs() []runconfig.Node {
+	var out []runconfig.Node
 	for _, n := range s.allNodes() {
 		out = append(out, n.cfg)
 	}
@@ -135,7 +129,7 @@ func (s *supervisor) nodeConfigs() []messages.Node {
 
 // node is one node's state.
 type node struct {
-	cfg    messages.Node
+	cfg    runconfig.Node
 	ns     *os.File
 	proc   *guest.Process
 	up     chan struct{} // closed once started and ready
@@ -154,14 +148,6 @@ func (s *supervisor) setUp() error {
 	if s.log, s.logEnd, err = newLogger(cfg.LogLevel, cfg.CaptureDir); err != nil {
 		return err
 	}
-	// The supervisor's own network namespace (the gateway when joined),
-	// taken before any thread unshares: later, /proc/self/ns/net may name
-	// a thread that has moved to a bridge or node namespace.
-	own, err := nsfd.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return err
-	}
-	defer own.Close()
 	// Mounts made for guests must never propagate back to the caller.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -190,7 +176,7 @@ func (s *supervisor) setUp() error {
 		}
 		s.resolv = append(s.resolv, path)
 	}
-	s.net, err = buildNetwork(cfg, own, s.log)
+	s.net, err = buildNetwork(cfg, s.log)
 	if err != nil {
 		return err
 	}
@@ -224,10 +210,10 @@ func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
 		Argv:     argv,
 		Env: append(append([]string{}, env...), "NSRUN_RUN="+s.cfg.RunID, "NSRUN_NODE="+n.cfg.Name,
 			"NSRUN_CONTROL="+control.Path(s.cfg.RunDir)),
-		Dir:  dir,
-		Root: s.cfg.Root,
-		UID:  s.cfg.UID,
-		GID:  s.cfg.GID,
+		Dir:     dir,
+		MapUser: s.cfg.MapUser,
+		UID:     s.cfg.UID,
+		GID:     s.cfg.GID,
 	}
 }
 
@@ -531,7 +517,7 @@ func (s *supervisor) writeInfo() {
 }
 
 // hostsFile lists every node under its hostname and name.
-func hostsFile(nodes []messages.Node) []byte {
+func hostsFile(nodes []runconfig.Node) []byte {
 	var b strings.Builder
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	for _, n := range nodes {

@@ -12,15 +12,16 @@ import (
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
+	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/runconfig"
 	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/userns/messages"
 )
 
 // UplinkName is the bridge namespace's end of the run's uplink veth.
 const UplinkName = "uplink"
 
 // uplink is a run's way out: a /30 leased from the user's pool, a veth from
-// the gateway (the supervisor's own network namespace) into the bridge
+// the gateway (nsrun-helper's network namespace) into the bridge
 // namespace, a default route and NAT there. The veth dies with the bridge
 // namespace; the lease is released by tearDown, or reclaimed once the run
 // is dead.
@@ -30,8 +31,14 @@ type uplink struct {
 	owner  string
 }
 
-func addUplink(cfg messages.Config, gwNS, bridgeNS *os.File, bridgeAddrs []netip.Addr) (*uplink, error) {
-	pool, err := netip.ParsePrefix(cfg.RunsCIDR)
+func addUplink(cfg runconfig.Config, bridgeNS *os.File, bridgeAddrs []netip.Addr) (*uplink, error) {
+	var pool netip.Prefix
+	gwNS, err := nsfd.Open(cfg.GatewayNS)
+	if err != nil {
+		return nil, fmt.Errorf("the gateway of nsrun-helper: %w", err)
+	}
+	defer gwNS.Close()
+	pool, err = netip.ParsePrefix(cfg.RunsCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("runs CIDR %q: %w", cfg.RunsCIDR, err)
 	}

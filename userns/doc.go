@@ -1,60 +1,51 @@
-// Package userns creates and joins the user and network namespaces of a run,
-// and defines the re-exec protocol between nsrun and its run supervisor.
+// Package userns holds what nsrun knows about the user namespaces of a run:
+// the launch protocol (this comment), the signals passed on, and advice
+// when the kernel refuses a user namespace.
 //
 // # Processes
 //
 // A run is three kinds of process:
 //
-//	nsrun (parent)      in the caller's namespaces, or in the helper's
-//	  │                 persisted user + gateway namespaces (joined mode)
-//	  └─ supervisor     "nsrun:supervisor", PID 1 of the run's own pid
-//	       │            namespace, uid 0 of the run's user namespace
+//	nsrun (launcher)    the process the caller started, in the caller's
+//	  │                 namespaces (or the gateway's user namespace, when
+//	  │                 joined); plain C, it never starts the Go runtime
+//	  └─ supervisor     PID 1 of the run's own pid namespace, with every
+//	       │            capability in the run's user namespace; the Go
+//	       │            program (package supervise)
 //	       └─ CMD ...   one per node, each in its node's network, UTS and
-//	                    mount namespaces (+ a nested user namespace that
-//	                    maps the caller's uid back, unless --root)
+//	                    mount namespaces
 //
-// # Why re-exec, and why two ways in
+// # Why a C launcher
 //
 // Go cannot setns(2) into a user namespace (EINVAL: the process already has
-// threads before main), nor unshare(CLONE_NEWUSER). Two ways remain, and
-// nsrun uses each where it fits:
+// threads before main), nor unshare(CLONE_NEWUSER); and every start of a Go
+// binary costs milliseconds of page faults. So package launch's C
+// constructor does the namespace entry before the Go runtime starts, and the
+// Go runtime starts once per run, in the supervisor:
 //
-//   - Isolated mode (no helper): the parent creates a fresh user namespace at
-//     fork, through SysProcAttr.Cloneflags CLONE_NEWUSER|CLONE_NEWPID|
-//     CLONE_NEWNS with the mapping "0 UID 1", and the supervisor starts in it.
-//   - Joined mode (helper installed): the user namespace already exists and
-//     must be joined. The parent re-executes itself (execve, same pid) with
-//     the environment variables of package nsenter set; nsenter's C
-//     constructor joins the persisted user namespace and then the gateway
-//     network namespace before the Go runtime starts — the pattern of runc's
-//     libcontainer/nsenter. The parent then forks the supervisor with
-//     CLONE_NEWPID|CLONE_NEWNS, which no longer needs a new user namespace.
+//   - Isolated (no helper, or --isolated): the launcher clones the
+//     supervisor with CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS and writes its
+//     uid and gid maps: "UID UID 1" (the caller's ids as themselves, so CMD
+//     runs as the caller with no user namespace of its own), or "0 UID 1"
+//     with --root.
+//   - Joined (nsrun-helper installed): the launcher first joins the
+//     persisted user namespace of the gateway (uid 0 there), then clones the
+//     supervisor with CLONE_NEWPID|CLONE_NEWNS. Node commands that are not
+//     --root start in a nested user namespace mapping the caller's uid and
+//     gid back (runconfig.Config.MapUser).
 //
-// A cgo constructor for both modes would save one fork in isolated mode but
-// put more of the logic in C; the clone flags of Go's own fork are the
-// smaller, safer tool where they suffice.
+// The supervisor stays in the caller's network namespace, where it binds
+// published ports on 127.0.0.1; it reaches the bridge, node and gateway
+// namespaces through fds, on threads that die if they cannot return
+// (package nsfd).
 //
-// # Messages
+// # Synchronisation and lifetime
 //
-// The supervisor is /proc/self/exe started with argv[0] == SupervisorArg0
-// and an empty environment. Two pipes carry the typed messages of package
-// messages:
-//
-//	fd 3 (parent → supervisor): one messages.Config, then EOF
-//	fd 4 (supervisor → parent): messages.Status objects; either Ready, or
-//	                            an Error with its exit code, then EOF
-//
-// Setup failures travel as a Status so that the parent reports them in its
-// own words and exits with 125 (126/127 for a command that cannot run),
-// never confusable with the command's own exit code. Otherwise the
-// supervisor exits with the command's code (128+N for signal N) and the
-// parent exits with the same.
-//
-// # Lifetime
-//
-// The parent forks and waits the supervisor from one locked OS thread, and
-// the supervisor is started with PR_SET_PDEATHSIG=SIGKILL; every node process
-// likewise. When the parent dies, even by SIGKILL, the supervisor is killed;
+// One pipe: the supervisor sets PR_SET_PDEATHSIG=SIGKILL, then waits for
+// the launcher to write the supervisor's pid (after the id maps); the
+// launcher keeps its end open for its whole life, so a supervisor that sees
+// the pipe hang up after the go-ahead knows the launcher is already gone and
+// exits. When the launcher dies, even by SIGKILL, the supervisor is killed;
 // as PID 1 of the run's pid namespace its death kills every process of the
 // run, daemons included. Namespaces are held only by those processes and by
 // fds, never by bind mounts, so the kernel frees them (and with them every
@@ -62,22 +53,25 @@
 // state folder) is removed by the supervisor on exit, and after a SIGKILL by
 // the next run or by `nsrun gc`, which find it unlocked.
 //
+// Failures before the Go runtime starts (no user namespace allowed, the
+// gateway gone) leave the process as it was; Go reads them from package
+// launch and explains them. Failures of the supervisor are printed by it,
+// with exit code 125 (126/127 for a command that cannot run); the launcher
+// exits with the supervisor's exit code (128+N when killed by signal N).
+//
 // # Signals and the terminal
 //
-// The parent forwards SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to the
+// The launcher forwards SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to the
 // supervisor, which forwards them to the nodes' process groups. SIGINT and
 // SIGQUIT are forwarded too, except when stdin is the caller's foreground
 // terminal: then the terminal has already delivered them to every process
 // of the foreground group, the command included, and forwarding would
 // deliver them twice. SIGTSTP, SIGTTIN and SIGTTOU are not caught, so job
-// control stops and continues nsrun, the supervisor and the command
+// control stops and continues the launcher, the supervisor and the command
 // together. `nsrun up` reads no terminal (its nodes' stdin is /dev/null):
-// there the supervisor has a process group of its own and nsrun forwards
-// every signal exactly once; the first SIGINT/SIGTERM stops every node
-// gracefully, a second one kills them. (rootlesskit's pkg/sigproxy catches every signal, the job
-// control ones included, and forwards terminal signals twice; hence this
-// small forwarder of our own.)
+// there the supervisor has a process group of its own and the launcher
+// forwards every signal exactly once; the first SIGINT/SIGTERM stops every
+// node gracefully, a second one kills them. (rootlesskit's pkg/sigproxy
+// catches every signal, the job control ones included, and forwards
+// terminal signals twice; hence this small forwarder of our own.)
 package userns
-
-// SupervisorArg0 is argv[0] of a re-executed run supervisor.
-const SupervisorArg0 = "nsrun:supervisor"

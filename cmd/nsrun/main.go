@@ -10,11 +10,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nsrun/nsrun/runconfig"
 	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/supervise"
-	"github.com/nsrun/nsrun/userns/child"
-	"github.com/nsrun/nsrun/userns/messages"
-	_ "github.com/nsrun/nsrun/userns/nsenter" // joins the gateway before the Go runtime starts
+	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -69,9 +67,6 @@ found. SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
 `
 
 func main() {
-	if child.IsSupervisor() {
-		os.Exit(supervise.Main())
-	}
 	os.Exit(mainCLI(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -104,7 +99,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, what string) 
 			fmt.Fprint(stdout, usage)
 			return 0, nil
 		}
-		return messages.ExitSetupFailed, fmt.Errorf("%s%w; see nsrun --help", what, err)
+		return runconfig.ExitSetupFailed, fmt.Errorf("%s%w; see nsrun --help", what, err)
 	}
 	return -1, nil
 }
@@ -173,5 +168,5 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 
 func fail(stderr io.Writer, err error) int {
 	fmt.Fprintln(stderr, "nsrun:", err)
-	return messages.ExitSetupFailed
+	return runconfig.ExitSetupFailed
 }

@@ -5,23 +5,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
 	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/runconfig"
 	"github.com/nsrun/nsrun/runstate"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/topology"
-	"github.com/nsrun/nsrun/userns/messages"
-	"github.com/nsrun/nsrun/userns/nsenter"
-	"github.com/nsrun/nsrun/userns/parent"
+	"github.com/nsrun/nsrun/userns"
+	"github.com/nsrun/nsrun/userns/launch"
 )
 
 // runFlags are the flags of `nsrun [flags] -- CMD`.
@@ -32,9 +30,9 @@ type runFlags struct {
 	version        bool
 }
 
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	hostUID, hostGID, joined := caller()
-	var f runFlags
+// flagSet is the flag set of `nsrun [flags] -- CMD`. Package launch's C
+// side reads the same flags; cmd/nsrun's tests hold the two together.
+func (f *runFlags) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("nsrun", flag.ContinueOnError)
 	fs.StringVar(&f.ip, "ip", ipam.DefaultGuest.String(), "")
 	fs.StringVar(&f.hostname, "hostname", "node", "")
@@ -42,6 +40,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.BoolVar(&f.version, "version", false, "")
 	fs.StringVar(&f.logLevel, "log-level", "", "")
+	return fs
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	var f runFlags
+	fs := f.flagSet()
 	if code, err := parseFlags(fs, args, stdout, ""); code >= 0 {
 		if err != nil {
 			return fail(stderr, err)
@@ -64,19 +68,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := ipam.CheckHostname("--hostname", f.hostname); err != nil {
 		return fail(stderr, err)
 	}
-	cfg, err := baseConfig(hostUID, hostGID, f.root)
+	st := launch.Get()
+	if err := launched(st, f.root); err != nil {
+		return fail(stderr, err)
+	}
+	cfg, err := baseConfig(st)
 	if err != nil {
 		return fail(stderr, err)
 	}
 	wd, _ := os.Getwd()
-	cfg.Subnets = []messages.Subnet{{Name: "default", CIDR: subnet.Prefix.String()}}
-	cfg.Nodes = []messages.Node{{
+	cfg.Subnets = []runconfig.Subnet{{Name: "default", CIDR: subnet.Prefix.String()}}
+	cfg.Nodes = []runconfig.Node{{
 		Name: f.hostname, Hostname: f.hostname, Addr: addr.String(),
 		Argv: argv, Env: os.Environ(), Dir: wd,
 	}}
-	cfg.Terminal = foregroundTerminal()
 	cfg.LogLevel = f.logLevel
-	return launch(cfg, f.isolated, joined, stderr)
+	return start(cfg, st, f.isolated, stderr)
 }
 
 // upFlags are the flags of `nsrun up`.
@@ -88,9 +95,8 @@ type upFlags struct {
 	root, isolated     bool
 }
 
-func cmdUp(args []string, stdout, stderr io.Writer) int {
-	hostUID, hostGID, joined := caller()
-	var f upFlags
+// flagSet is the flag set of `nsrun up`, read by package launch too.
+func (f *upFlags) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("nsrun up", flag.ContinueOnError)
 	fs.StringVar(&f.file, "f", topology.DefaultFile, "")
 	fs.StringVar(&f.exitCodeFrom, "exit-code-from", "", "")
@@ -100,6 +106,12 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.StringVar(&f.capture, "capture", "", "")
 	fs.StringVar(&f.logLevel, "log-level", "", "")
+	return fs
+}
+
+func cmdUp(args []string, stdout, stderr io.Writer) int {
+	var f upFlags
+	fs := f.flagSet()
 	if code, err := parseFlags(fs, args, stdout, "up: "); code >= 0 {
 		if err != nil {
 			return fail(stderr, err)
@@ -126,7 +138,11 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, fmt.Errorf("--exit-code-from %s: no started node of that name has a command", f.exitCodeFrom))
 		}
 	}
-	cfg, err := baseConfig(hostUID, hostGID, f.root)
+	st := launch.Get()
+	if err := launched(st, f.root); err != nil {
+		return fail(stderr, err)
+	}
+	cfg, err := baseConfig(st)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -151,11 +167,11 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, s := range top.Subnets {
-		cfg.Subnets = append(cfg.Subnets, messages.Subnet{Name: s.Name, CIDR: s.Prefix.String()})
+		cfg.Subnets = append(cfg.Subnets, runconfig.Subnet{Name: s.Name, CIDR: s.Prefix.String()})
 	}
 	wd, _ := os.Getwd()
 	for _, n := range nodes {
-		mn := messages.Node{
+		mn := runconfig.Node{
 			Name: n.Name, Hostname: n.Hostname, Addr: n.Addr.String(), Subnet: n.Subnet,
 			Argv: n.Argv, Env: append(os.Environ(), n.Env...), Dir: n.Dir, DependsOn: n.DependsOn,
 		}
@@ -164,17 +180,17 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		}
 		mn.Capture = n.Capture || f.capture != ""
 		for _, tp := range n.Taps {
-			mn.Taps = append(mn.Taps, messages.Tap{Name: tp.Name, Subnet: tp.Subnet})
+			mn.Taps = append(mn.Taps, runconfig.Tap{Name: tp.Name, Subnet: tp.Subnet})
 		}
 		if n.Ready != nil {
 			mn.ReadyPort = n.Ready.Port
 		}
 		for _, p := range n.Ports {
-			mn.Ports = append(mn.Ports, messages.Port{Host: p.Host, Node: p.Node})
+			mn.Ports = append(mn.Ports, runconfig.Port{Host: p.Host, Node: p.Node})
 		}
 		cfg.Nodes = append(cfg.Nodes, mn)
 	}
-	return launch(cfg, f.isolated, joined, stderr)
+	return start(cfg, st, f.isolated, stderr)
 }
 
 // selectNodes returns the named nodes and what they depend on, in start
@@ -223,147 +239,95 @@ func selectNodes(top *topology.Topology, names []string) ([]topology.Node, error
 	return out, nil
 }
 
+// launched checks that the launcher (package launch) made this process the
+// run's supervisor, as it does for every command line that starts a run.
+func launched(st launch.State, root bool) error {
+	switch {
+	case st.Err != nil && st.Joined && !st.Launched:
+		return fmt.Errorf("cannot enter the gateway of nsrun-helper: %w\n"+
+			"run `sudo nsrun-helper install` again (see `nsrun-helper status`), or pass --isolated", st.Err)
+	case st.Err != nil && (errors.Is(st.Err, unix.EPERM) || errors.Is(st.Err, unix.ENOSPC) || errors.Is(st.Err, unix.EACCES)):
+		return fmt.Errorf("%w\n%s", st.Err, userns.DiagnoseUserNS())
+	case st.Err != nil:
+		return st.Err
+	case !st.Launched:
+		return errors.New("internal error: the launcher did not start this run; please report this command line")
+	case st.Root != root:
+		return errors.New("internal error: the launcher read --root differently; please report this command line")
+	}
+	return nil
+}
+
 // baseConfig is what every run's configuration starts with.
-func baseConfig(hostUID, hostGID int, root bool) (messages.Config, error) {
-	rt, err := runstate.RuntimeDir(hostUID)
+func baseConfig(st launch.State) (runconfig.Config, error) {
+	rt, err := runstate.RuntimeDir(st.UID)
 	if err != nil {
-		return messages.Config{}, err
+		return runconfig.Config{}, err
 	}
 	id := runstate.NewID()
-	return messages.Config{
+	return runconfig.Config{
 		RunID:      id,
 		RunDir:     filepath.Join(runstate.RunsDir(rt), id),
 		RuntimeDir: rt,
-		Root:       root,
-		UID:        hostUID,
-		GID:        hostGID,
-		NsrunPid:   os.Getpid(),
+		Root:       st.Root,
+		UID:        st.UID,
+		GID:        st.GID,
+		NsrunPid:   st.NsrunPid,
+		Terminal:   st.Terminal,
+		// Only the gateway's user namespace maps the caller to uid 0.
+		MapUser: st.Joined && !st.Root && st.UID != 0,
 	}, nil
 }
 
-// launch starts the run: it binds published ports in the caller's network
-// namespace, joins the helper's gateway unless isolated (re-executing
-// nsrun; the second pass arrives here with joined set), and hands over to
-// the supervisor.
-func launch(cfg messages.Config, isolated, joined bool, stderr io.Writer) int {
-	ports, err := portFiles(&cfg, joined)
-	if err != nil {
+// start binds the published ports, connects the run to the helper's gateway when the
+// launcher joined it, and carries out the run.
+func start(cfg runconfig.Config, st launch.State, isolated bool, stderr io.Writer) int {
+	if err := bindPorts(&cfg); err != nil {
 		return fail(stderr, err)
 	}
-	mode := parent.Isolated
-	if !isolated {
+	switch {
+	case st.Joined:
 		rec, err := install.Load(cfg.UID)
-		switch {
-		case err == nil && !joined:
-			return fail(stderr, joinGateway(cfg.UID, cfg.GID, ports))
-		case err == nil:
-			mode = parent.Joined
-			cfg.Uplink = true
-			cfg.RunsCIDR = rec.RunsCIDR.String()
-			if rec.Resolver.IsValid() {
-				cfg.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53).String()
-			}
-			if p, err := netip.ParsePrefix(cfg.Subnets[0].CIDR); err == nil && rec.RunsCIDR.Overlaps(p) {
+		if err != nil {
+			return fail(stderr, fmt.Errorf("%w\nrun `sudo nsrun-helper install` again, or pass --isolated", err))
+		}
+		cfg.Uplink = true
+		cfg.GatewayNS = install.NetNSPath(cfg.UID)
+		cfg.RunsCIDR = rec.RunsCIDR.String()
+		if rec.Resolver.IsValid() {
+			cfg.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53).String()
+		}
+		for _, s := range cfg.Subnets {
+			if p, err := netip.ParsePrefix(s.CIDR); err == nil && rec.RunsCIDR.Overlaps(p) {
 				return fail(stderr, fmt.Errorf("subnet %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", p, rec.RunsCIDR))
 			}
-		default:
-			noteIsolated(stderr, cfg.RuntimeDir, err)
 		}
+	case !isolated:
+		_, err := install.Load(cfg.UID)
+		noteIsolated(stderr, cfg.RuntimeDir, err)
 	}
-	code, err := parent.Run(cfg, mode, ports)
+	code, err := supervise.Run(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "nsrun:", err)
 	}
 	return code
 }
 
-// envPortFds carries the published ports' listening sockets across the
-// re-exec into the gateway.
-const envPortFds = "_NSRUN_PORT_FDS"
-
-// portFiles binds every published port on 127.0.0.1 (in the caller's
-// network namespace, before joining anything), or takes over the sockets
-// bound before a re-exec, and numbers them for the supervisor (fd 5...).
-func portFiles(cfg *messages.Config, joined bool) ([]*os.File, error) {
-	var inherited []int
-	if joined {
-		for _, s := range strings.Split(os.Getenv(envPortFds), ",") {
-			if fd, err := strconv.Atoi(s); err == nil {
-				inherited = append(inherited, fd)
-			}
-		}
-		os.Unsetenv(envPortFds)
-	}
-	var files []*os.File
+// bindPorts binds every published port on the caller's 127.0.0.1, through
+// the launcher (this process is already in the run's bridge namespace).
+func bindPorts(cfg *runconfig.Config) error {
 	for i := range cfg.Nodes {
 		n := &cfg.Nodes[i]
 		for j := range n.Ports {
 			p := &n.Ports[j]
-			var f *os.File
-			if joined {
-				if len(files) >= len(inherited) {
-					return nil, errors.New("published port sockets were lost across the re-exec")
-				}
-				f = os.NewFile(uintptr(inherited[len(files)]), "port")
-				unix.CloseOnExec(int(f.Fd()))
-			} else {
-				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.Host))
-				if err != nil {
-					return nil, fmt.Errorf("nodes.%s.ports: cannot publish 127.0.0.1:%d: %w (is another run of this file, or another program, using it? change the host port)", n.Name, p.Host, err)
-				}
-				f, err = l.(*net.TCPListener).File()
-				l.Close()
-				if err != nil {
-					return nil, err
-				}
+			f, err := launch.BindPort(p.Host)
+			if err != nil {
+				return fmt.Errorf("nodes.%s.ports: cannot publish 127.0.0.1:%d: %w (is another run of this file, or another program, using it? change the host port)", n.Name, p.Host, err)
 			}
-			p.Fd = 5 + len(files)
-			files = append(files, f)
+			p.Listener = f
 		}
 	}
-	return files, nil
-}
-
-// envCaller carries the caller's host uid:gid across the re-exec into the
-// gateway, where getuid() says 0.
-const envCaller = "_NSRUN_CALLER"
-
-// caller returns the caller's uid and gid on the host, and whether this
-// process has already joined the gateway (package nsenter did it before
-// the Go runtime started).
-func caller() (uid, gid int, joined bool) {
-	if os.Getenv(nsenter.EnvUserNS) == "" {
-		return os.Getuid(), os.Getgid(), false
-	}
-	for _, k := range []string{nsenter.EnvUserNS, nsenter.EnvNetNS} {
-		os.Unsetenv(k)
-	}
-	v := os.Getenv(envCaller)
-	os.Unsetenv(envCaller)
-	if _, err := fmt.Sscanf(v, "%d:%d", &uid, &gid); err != nil {
-		return os.Getuid(), os.Getgid(), false
-	}
-	return uid, gid, true
-}
-
-// joinGateway re-executes nsrun with the environment that makes package
-// nsenter join the helper's namespaces before the Go runtime starts; the
-// published ports' sockets stay open across it. It returns only on failure.
-func joinGateway(uid, gid int, ports []*os.File) error {
-	var fds []string
-	for _, f := range ports {
-		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
-			return err
-		}
-		fds = append(fds, strconv.Itoa(int(f.Fd())))
-	}
-	env := append(os.Environ(),
-		nsenter.EnvUserNS+"="+install.UserNSPath(uid),
-		nsenter.EnvNetNS+"="+install.NetNSPath(uid),
-		fmt.Sprintf("%s=%d:%d", envCaller, uid, gid),
-		envPortFds+"="+strings.Join(fds, ","))
-	err := syscall.Exec("/proc/self/exe", os.Args, env)
-	return fmt.Errorf("re-execute into the gateway: %w", err)
+	return nil
 }
 
 // noteIsolated says once (per boot) that runs are isolated for want of the
@@ -380,13 +344,6 @@ func noteIsolated(stderr io.Writer, runtimeDir string, why error) {
 		fmt.Fprintf(stderr, "nsrun: note: running isolated: %v\n", why)
 	}
 	_ = os.WriteFile(marker, nil, 0o600)
-}
-
-// foregroundTerminal reports whether stdin is a terminal whose foreground
-// process group is ours: then the terminal itself delivers SIGINT to CMD.
-func foregroundTerminal() bool {
-	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
 }
 
 func isTerminal(fd int) bool {

@@ -1,8 +1,9 @@
-// Package messages defines what the nsrun process (the parent, in the
-// caller's namespaces) and the run supervisor (the child, inside the run's
-// user namespace) tell each other over the two pipes of the re-exec
-// protocol. Each message is one JSON object.
-package messages
+// Package runconfig describes one run as the supervisor carries it out:
+// its subnets, its nodes and how they are started, and how the run ends.
+// nsrun's command line builds it; package supervise runs it.
+package runconfig
+
+import "os"
 
 // Node is one node of a run as the supervisor starts it.
 type Node struct {
@@ -26,13 +27,13 @@ type Tap struct {
 	Subnet int    `json:"subnet"`
 }
 
-// Port is a published port: the supervisor accepts on the inherited
-// listening socket Fd (bound by nsrun on the host's 127.0.0.1:Host) and
+// Port is a published port: the supervisor accepts on Listener (bound on
+// the host's 127.0.0.1:Host before the run changed network namespace) and
 // connects each client to the node's port Node.
 type Port struct {
-	Host uint16 `json:"host"`
-	Node uint16 `json:"node"`
-	Fd   int    `json:"fd"`
+	Host     uint16   `json:"host"`
+	Node     uint16   `json:"node"`
+	Listener *os.File `json:"-"`
 }
 
 // Subnet is a guest subnet with its own bridge.
@@ -41,7 +42,7 @@ type Subnet struct {
 	CIDR string `json:"cidr"`
 }
 
-// Config is the parent's first and only message: the whole run.
+// Config is the whole run.
 type Config struct {
 	RunID      string   `json:"run_id"`
 	RunDir     string   `json:"run_dir"`     // state folder of this run
@@ -52,11 +53,16 @@ type Config struct {
 	Root       bool     `json:"root"` // commands run as uid 0 of the user namespace
 	UID        int      `json:"uid"`  // the caller's uid and gid, seen inside unless Root
 	GID        int      `json:"gid"`
-	Uplink     bool     `json:"uplink"`    // joined the gateway: lease an uplink and NAT
-	RunsCIDR   string   `json:"runs_cidr"` // pool of uplink /30s (with Uplink)
-	HostDNS    string   `json:"host_dns"`  // where bridge DNS goes, e.g. 172.18.255.1:53 ("" for none)
-	Terminal   bool     `json:"terminal"`  // stdin is the caller's foreground terminal
-	NsrunPid   int      `json:"nsrun_pid"` // nsrun's pid as the caller sees it, for nsrun ls
+	Uplink     bool     `json:"uplink"`     // joined the gateway: lease an uplink and NAT
+	GatewayNS  string   `json:"gateway_ns"` // the gateway's network namespace file (with Uplink)
+	RunsCIDR   string   `json:"runs_cidr"`  // pool of uplink /30s (with Uplink)
+	HostDNS    string   `json:"host_dns"`   // where bridge DNS goes, e.g. 172.18.255.1:53 ("" for none)
+	Terminal   bool     `json:"terminal"`   // stdin is the caller's foreground terminal
+	NsrunPid   int      `json:"nsrun_pid"`  // nsrun's pid as the caller sees it, for nsrun ls
+	// MapUser: node commands start in a nested user namespace that maps
+	// UID and GID to the supervisor's uid 0 (joined, without Root). In
+	// the run's own user namespace the caller's ids are mapped directly.
+	MapUser bool `json:"map_user"`
 
 	// Up is `nsrun up`: output prefixed by node, every node stopped on a
 	// signal. Without it (`nsrun -- CMD`) the single node's stdio is the
@@ -68,18 +74,6 @@ type Config struct {
 	StopTimeout  float64 `json:"stop_timeout,omitempty"` // seconds between SIGTERM and SIGKILL
 	CaptureDir   string  `json:"capture_dir,omitempty"`  // absolute; pcap files and nsrun.log
 	LogLevel     string  `json:"log_level,omitempty"`    // step log to stderr; "" is quiet
-}
-
-// Status is what the supervisor reports back.
-type Status struct {
-	// Ready is set once every node has started.
-	Ready bool `json:"ready,omitempty"`
-	// Error is a setup failure, in words for the user. The supervisor exits
-	// with ExitSetupFailed after sending it.
-	Error string `json:"error,omitempty"`
-	// ExitCode accompanies Error: 125 for setup failures, 126 for a command
-	// that cannot be executed, 127 for one that does not exist.
-	ExitCode int `json:"exit_code,omitempty"`
 }
 
 // ExitSetupFailed is nsrun's exit code when the run could not be set up

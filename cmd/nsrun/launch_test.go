@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/userns/launch"
+)
+
+// goDecision is what the Go side does with a command line: which run it
+// starts, with which --root and --isolated (launch.None when it starts
+// none: another command, help, the version or a flag error).
+func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
+	if len(args) > 0 {
+		switch args[0] {
+		case "gc", "ls", "net", "node", "attach":
+			return launch.None, false, false
+		case "up":
+			var f upFlags
+			fs := f.flagSet()
+			fs.SetOutput(io.Discard)
+			if err := fs.Parse(args[1:]); err != nil {
+				return launch.None, false, false
+			}
+			return launch.Up, f.root, f.isolated
+		}
+	}
+	var f runFlags
+	fs := f.flagSet()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil || f.version || fs.NArg() == 0 {
+		return launch.None, false, false
+	}
+	return launch.Run, f.root, f.isolated
+}
+
+// TestLaunchReadsFlagsLikeGo holds the C launcher's reading of a command
+// line to package flag's: a run the launcher does not start is an internal
+// error, and a --root it misreads maps the wrong uid.
+func TestLaunchReadsFlagsLikeGo(t *testing.T) {
+	lines := []string{
+		"-- true", "true", "", "--", "-- ", "--root -- id", "-root id", "--root=true -- id",
+		"--root=false -- id", "--root=0 -- id", "--root=T -- x", "--root=yes -- x", "--root false -- x",
+		"--isolated -- true", "--isolated=1 --root -- true", "--ip 172.18.0.7 -- true",
+		"--ip=172.18.0.7 --hostname db -- true", "--ip", "--ip --root -- true", "--hostname -- true",
+		"--log-level debug -- true", "--version", "--version -- true", "--version=false -- true",
+		"-h", "--help -- true", "-help", "--bogus -- true", "---root -- true", "-=x -- true",
+		"- true", "-- --root", "true --root", "--root", "--isolated",
+		"up", "up -f x.yaml", "up --root", "up --root=false --isolated", "up -f", "up --help",
+		"up --timeout 3 --abort-on-exit web", "up --exit-code-from web -f a.yaml", "up --bogus",
+		"up --capture dir --log-level info db", "up -- --root", "up web --root", "up --abort-on-exit=false",
+		"ls", "gc", "net exec a -- true", "node stop a", "attach --run x", "ls --root",
+	}
+	for _, line := range lines {
+		args := strings.Fields(line)
+		if strings.HasSuffix(line, " ") {
+			args = append(args, "")
+		}
+		gk, groot, giso := goDecision(args)
+		ck, croot, ciso := launch.Decide(args)
+		if ck != gk || (gk != launch.None && (croot != groot || ciso != giso)) {
+			t.Errorf("%q: launcher says kind %d root %v isolated %v; Go says kind %d root %v isolated %v",
+				line, ck, croot, ciso, gk, groot, giso)
+		}
+	}
+}
+
+// TestLaunchNotInTests checks that the test binary itself was not launched
+// into a run (its flags are not nsrun's).
+func TestLaunchNotInTests(t *testing.T) {
+	if st := launch.Get(); st.Launched || st.Kind != launch.None {
+		t.Fatalf("the test binary was launched: %+v", st)
+	}
+	var f runFlags
+	fs := f.flagSet()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+}

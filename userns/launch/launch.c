@@ -1,0 +1,381 @@
+// The launcher: runs before the Go runtime of nsrun starts any thread, and
+// for `nsrun [flags] -- CMD` and `nsrun up` forks the process that becomes
+// the run's supervisor inside the run's user, pid and mount namespaces.
+// See launch.go and package userns for the protocol.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "launch.h"
+
+struct nsrun_launch nsrun_launch_state;
+
+/* One flag of a command, as Go's flag package would parse it. */
+struct flagdef {
+	const char *name;
+	int value;  /* takes a value: -name V or -name=V */
+	int *bool_; /* a boolean flag stored here (NULL for value flags) */
+	int version;
+};
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+	static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		if (strcmp(v, t[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcmp(v, f[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * parse_flags mirrors flag.FlagSet.Parse over argv[i:]: it returns the index
+ * of the first argument after the flags, or -1 where Go's parser fails or
+ * prints help or the version (those need no run). It may accept what Go
+ * later refuses (a bad number): the supervisor then reports the error.
+ */
+static int parse_flags(int argc, char **argv, int i, const struct flagdef *defs)
+{
+	for (; i < argc; i++) {
+		const char *a = argv[i], *name, *eq;
+		const struct flagdef *d;
+		size_t n;
+
+		if (a[0] != '-' || a[1] == '\0')
+			return i;
+		name = a + 1;
+		if (name[0] == '-') {
+			name++;
+			if (name[0] == '\0')
+				return i + 1;
+		}
+		if (name[0] == '-' || name[0] == '=')
+			return -1;
+		eq = strchr(name, '=');
+		n = eq ? (size_t)(eq - name) : strlen(name);
+		for (d = defs; d->name; d++)
+			if (strlen(d->name) == n && strncmp(d->name, name, n) == 0)
+				break;
+		if (d->name == NULL)
+			return -1; /* unknown, or -h/-help */
+		if (d->value) {
+			if (eq == NULL && ++i >= argc)
+				return -1;
+			continue;
+		}
+		int v = 1;
+		if (eq && parse_bool(eq + 1, &v) < 0)
+			return -1;
+		if (d->version && v)
+			return -1;
+		if (d->bool_)
+			*d->bool_ = v;
+	}
+	return i;
+}
+
+int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
+{
+	static const char *const others[] = {"gc", "ls", "net", "node", "attach"};
+	const struct flagdef run_flags[] = {
+		{"ip", 1, NULL, 0}, {"hostname", 1, NULL, 0}, {"log-level", 1, NULL, 0},
+		{"root", 0, root, 0}, {"isolated", 0, isolated, 0}, {"version", 0, NULL, 1},
+		{NULL, 0, NULL, 0},
+	};
+	const struct flagdef up_flags[] = {
+		{"f", 1, NULL, 0}, {"exit-code-from", 1, NULL, 0}, {"timeout", 1, NULL, 0},
+		{"capture", 1, NULL, 0}, {"log-level", 1, NULL, 0}, {"abort-on-exit", 0, NULL, 0},
+		{"root", 0, root, 0}, {"isolated", 0, isolated, 0},
+		{NULL, 0, NULL, 0},
+	};
+	int rest;
+
+	*root = *isolated = 0;
+	if (argc > 1) {
+		if (strcmp(argv[1], "up") == 0)
+			return parse_flags(argc, argv, 2, up_flags) < 0 ? NSRUN_KIND_NONE : NSRUN_KIND_UP;
+		for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+			if (strcmp(argv[1], others[i]) == 0)
+				return NSRUN_KIND_NONE;
+	}
+	rest = parse_flags(argc, argv, 1, run_flags);
+	return rest < 0 || rest >= argc ? NSRUN_KIND_NONE : NSRUN_KIND_RUN;
+}
+
+static void fail(const char *step, int err)
+{
+	nsrun_launch_state.err_step = step;
+	nsrun_launch_state.err_errno = err;
+}
+
+static int write_file(pid_t pid, const char *name, const char *data)
+{
+	char path[64];
+	int fd, ok;
+
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ok = write(fd, data, strlen(data)) == (ssize_t)strlen(data);
+	if (!ok && errno == 0)
+		errno = EIO;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* The launcher parent's view: the supervisor's pid and what to forward. */
+static volatile pid_t supervisor_pid;
+static volatile int forward_terminal;
+
+static void forward(int sig)
+{
+	if ((sig == SIGINT || sig == SIGQUIT) && !forward_terminal)
+		return; /* the terminal delivered it to the whole group already */
+	if (supervisor_pid > 0)
+		kill(supervisor_pid, sig);
+}
+
+static void wake(int sig) { (void)sig; }
+
+/*
+ * bind_port answers one request of the supervisor, which lives in a network
+ * namespace of its own: a TCP port (2 bytes, host order) to listen on at
+ * the caller's 127.0.0.1. The reply is an int, 0 or an errno; with 0 comes
+ * the listening socket (SCM_RIGHTS). It returns -1 once the supervisor has
+ * closed its end.
+ */
+static int bind_port(int sock)
+{
+	unsigned short port;
+	int fd = -1, err = 0, one = 1;
+	struct sockaddr_in sa;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = &err, .iov_len = sizeof err};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n = recv(sock, &port, sizeof port, 0);
+
+	if (n < 0 && errno == EINTR)
+		return 0;
+	if (n != sizeof port)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0)
+		err = errno;
+	if (err == 0) {
+		struct cmsghdr *c;
+		memset(cbuf, 0, sizeof cbuf);
+		msg.msg_control = cbuf;
+		msg.msg_controllen = sizeof cbuf;
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	if (fd >= 0)
+		close(fd);
+	return n == sizeof err ? 0 : -1;
+}
+
+/*
+ * wait_supervisor is all the launcher parent does once the supervisor runs:
+ * forward signals, bind published ports, and exit with the supervisor's exit
+ * code. It never returns, so the Go runtime never starts in this process.
+ */
+static void wait_supervisor(pid_t pid, int forward_all, int ports)
+{
+	static const int sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+	struct sigaction sa;
+	sigset_t chld, unblocked;
+	int status;
+
+	supervisor_pid = pid;
+	forward_terminal = forward_all;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = forward;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaction(sigs[i], &sa, NULL);
+	/* SIGCHLD stays blocked except inside ppoll, so none is missed. */
+	sa.sa_handler = wake;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &unblocked);
+	sigdelset(&unblocked, SIGCHLD);
+	for (;;) {
+		struct pollfd p = {.fd = ports, .events = POLLIN};
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid && WIFEXITED(status))
+			_exit(WEXITSTATUS(status));
+		if (w == pid && WIFSIGNALED(status))
+			_exit(128 + WTERMSIG(status));
+		if (w < 0 && errno != EINTR)
+			_exit(125);
+		if (ppoll(&p, ports >= 0 ? 1 : 0, NULL, &unblocked) > 0 && bind_port(ports) < 0) {
+			close(ports);
+			ports = -1;
+		}
+	}
+}
+
+static void launch(int argc, char **argv)
+{
+	struct nsrun_launch *st = &nsrun_launch_state;
+	char path[96], map[64];
+	int isolated, sync[2], ports[2], ufd = -1;
+	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD;
+	pid_t pid;
+
+	st->kind = nsrun_launch_decide(argc, argv, &st->root, &isolated);
+	if (st->kind == NSRUN_KIND_NONE)
+		return;
+	st->uid = (int)getuid();
+	st->gid = (int)getgid();
+	st->nsrun_pid = (int)getpid();
+	{
+		pid_t fg = tcgetpgrp(0);
+		st->terminal = fg >= 0 && fg == getpgrp();
+	}
+	if (!isolated) {
+		snprintf(path, sizeof path, "/run/user/%d/nsrun/install.json", st->uid);
+		st->joined = access(path, F_OK) == 0;
+	}
+	if (st->joined) {
+		/* Mounts gone (after a reboot or the last logout): run isolated;
+		 * Go reads the install record again and says why. */
+		snprintf(path, sizeof path, "/run/user/%d/nsrun/userns", st->uid);
+		ufd = open(path, O_RDONLY | O_CLOEXEC);
+		if (ufd < 0 || setns(ufd, CLONE_NEWUSER) < 0) {
+			int err = errno;
+			if (ufd >= 0)
+				close(ufd);
+			if (err != ENOENT && err != EINVAL)
+				return fail("join the gateway user namespace", err);
+			st->joined = 0;
+		} else {
+			close(ufd);
+		}
+	}
+	if (!st->joined) {
+		flags |= CLONE_NEWUSER;
+	}
+	if (pipe2(sync, O_CLOEXEC) < 0)
+		return fail("create the launch pipe", errno);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ports) < 0) {
+		fail("create the port socket", errno);
+		close(sync[0]);
+		close(sync[1]);
+		return;
+	}
+
+	pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	if (pid < 0) {
+		fail(st->joined ? "create the run's pid and mount namespaces" : "create the run's user namespace", errno);
+		close(sync[0]);
+		close(sync[1]);
+		close(ports[0]);
+		close(ports[1]);
+		return;
+	}
+	if (pid == 0) {
+		/* The supervisor: wait for the go-ahead, then start Go. */
+		char go;
+		struct pollfd p = {.fd = sync[0], .events = POLLIN};
+
+		close(sync[1]);
+		close(ports[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (read(sync[0], &go, 1) != 1)
+			_exit(125); /* the launcher failed or died */
+		/* The launcher holds its end open while it lives. */
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP))
+			_exit(125);
+		close(sync[0]);
+		if (st->kind == NSRUN_KIND_UP)
+			setpgid(0, 0);
+		st->launched = 1;
+		st->port_fd = ports[1];
+		/* The supervisor's network namespace becomes the run's bridge
+		 * namespace; the caller's stays with the launcher. */
+		if (unshare(CLONE_NEWNET) < 0)
+			fail("create the run's bridge network namespace", errno);
+		return;
+	}
+	close(sync[0]);
+	close(ports[1]);
+	if (!st->joined) {
+		/* Map the caller's own ids: as uid 0 for --root, else as
+		 * themselves, so that CMD needs no user namespace of its own. */
+		int in_uid = st->root ? 0 : st->uid, in_gid = st->root ? 0 : st->gid;
+		const char *step = "write the run's uid_map";
+		int ok;
+
+		snprintf(map, sizeof map, "%d %d 1\n", in_uid, st->uid);
+		ok = write_file(pid, "uid_map", map) == 0;
+		if (ok) {
+			step = "deny setgroups in the run's user namespace";
+			ok = write_file(pid, "setgroups", "deny") == 0;
+		}
+		if (ok) {
+			step = "write the run's gid_map";
+			snprintf(map, sizeof map, "%d %d 1\n", in_gid, st->gid);
+			ok = write_file(pid, "gid_map", map) == 0;
+		}
+		if (!ok) {
+			fail(step, errno);
+			close(sync[1]);
+			close(ports[0]);
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return;
+		}
+	}
+	if (write(sync[1], "1", 1) != 1) {
+		fail("start the supervisor", errno);
+		close(sync[1]);
+		close(ports[0]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return;
+	}
+	/* sync[1] stays open: the supervisor sees POLLHUP if we die early. */
+	wait_supervisor(pid, st->kind == NSRUN_KIND_UP || !st->terminal, ports[0]);
+}
+
+static void __attribute__((constructor)) nsrun_launch_init(int argc, char **argv)
+{
+	nsrun_launch_state.port_fd = -1;
+	launch(argc, argv);
+}

@@ -1,0 +1,152 @@
+// Package launch puts nsrun into a run's namespaces before the Go runtime
+// starts, so that a run costs one start of the Go runtime, not two.
+//
+// Go cannot create or join a user namespace once its runtime runs (it has
+// threads before main). So, as runc's libcontainer/nsenter does, a C
+// constructor runs first, while the process is still single-threaded. For
+// the command lines that start a run (`nsrun [flags] -- CMD`, `nsrun up`)
+// it:
+//
+//   - joins the user namespace of nsrun-helper's gateway when the helper is
+//     installed and --isolated is not given;
+//   - clones the supervisor: a child in a new pid and mount namespace (and,
+//     unless joined, a new user namespace mapping the caller's uid and gid to
+//     themselves, or to 0 with --root), which continues into the Go runtime
+//     as PID 1 of the run;
+//   - gives the supervisor a network namespace of its own, which becomes
+//     the run's bridge namespace;
+//   - stays behind as the launcher, in plain C, in the caller's network
+//     namespace: it forwards signals to the supervisor, binds published
+//     ports on 127.0.0.1 when the supervisor asks (BindPort), and exits with
+//     the supervisor's exit code. It never runs Go.
+//
+// Every other command line (ls, net, --help, a bad flag) is left alone, and
+// Go handles it as usual. Get reports what happened. The flag rules of the C
+// side mirror package flag's, and a test holds the two together.
+package launch
+
+/*
+#cgo CFLAGS: -Wall -Wextra -O2
+#include <stdlib.h>
+#include "launch.h"
+
+static struct nsrun_launch *nsrun_launch_get(void) { return &nsrun_launch_state; }
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind is the kind of command line.
+type Kind int
+
+const (
+	// None is any command line that starts no run.
+	None Kind = C.NSRUN_KIND_NONE
+	// Run is `nsrun [flags] -- CMD`.
+	Run Kind = C.NSRUN_KIND_RUN
+	// Up is `nsrun up`.
+	Up Kind = C.NSRUN_KIND_UP
+)
+
+// State is what the launcher did.
+type State struct {
+	Kind Kind
+	// Launched is set in the supervisor: this process is PID 1 of the run's
+	// pid namespace, with all capabilities in the run's user namespace.
+	Launched bool
+	// Joined: the user namespace is nsrun-helper's gateway's.
+	Joined bool
+	// Root: uid 0 of the user namespace (--root); otherwise, when not
+	// joined, the caller's own uid and gid.
+	Root bool
+	// Terminal: stdin is the caller's foreground terminal, which delivers
+	// SIGINT and SIGQUIT to the command itself.
+	Terminal bool
+	// UID and GID are the caller's on the host.
+	UID, GID int
+	// NsrunPid is the launcher's pid, the one the caller sees.
+	NsrunPid int
+	// Err says why launching failed; the process is then still the
+	// caller's (joined to the gateway's user namespace if that step
+	// succeeded).
+	Err error
+}
+
+// Get returns what the launcher did.
+func Get() State {
+	s := C.nsrun_launch_get()
+	st := State{
+		Kind:     Kind(s.kind),
+		Launched: s.launched != 0,
+		Joined:   s.joined != 0,
+		Root:     s.root != 0,
+		Terminal: s.terminal != 0,
+		UID:      int(s.uid),
+		GID:      int(s.gid),
+		NsrunPid: int(s.nsrun_pid),
+	}
+	if s.err_step != nil {
+		st.Err = fmt.Errorf("%s: %w", C.GoString(s.err_step), syscall.Errno(s.err_errno))
+	}
+	return st
+}
+
+// Decide runs the launcher's reading of a command line (args without the
+// program name): which kind of run it starts, and its --root and --isolated.
+func Decide(args []string) (kind Kind, root, isolated bool) {
+	argv := make([]*C.char, len(args)+2)
+	argv[0] = C.CString("nsrun")
+	for i, a := range args {
+		argv[i+1] = C.CString(a)
+	}
+	defer func() {
+		for _, p := range argv[:len(args)+1] {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
+	var r, iso C.int
+	k := C.nsrun_launch_decide(C.int(len(args)+1), &argv[0], &r, &iso)
+	return Kind(k), r != 0, iso != 0
+}
+
+// BindPort asks the launcher, which stays in the caller's network
+// namespace, for a TCP socket listening on 127.0.0.1:port there. Only the
+// supervisor may call it, one call at a time.
+func BindPort(port uint16) (*os.File, error) {
+	fd := int(C.nsrun_launch_get().port_fd)
+	if fd < 0 {
+		return nil, errors.New("no launcher to bind published ports")
+	}
+	var req [2]byte
+	binary.NativeEndian.PutUint16(req[:], port)
+	if _, err := unix.Write(fd, req[:]); err != nil {
+		return nil, fmt.Errorf("ask the launcher: %w", err)
+	}
+	var reply [4]byte
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(fd, reply[:], oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil || n != len(reply) {
+		return nil, fmt.Errorf("hear from the launcher: %v", err)
+	}
+	if errno := binary.NativeEndian.Uint32(reply[:]); errno != 0 {
+		return nil, syscall.Errno(errno)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("the launcher sent no socket: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("the launcher sent no socket: %v", err)
+	}
+	return os.NewFile(uintptr(fds[0]), fmt.Sprintf("127.0.0.1:%d", port)), nil
+}

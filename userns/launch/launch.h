@@ -1,0 +1,24 @@
+// What the launcher did before the Go runtime started; read by launch.go.
+#ifndef NSRUN_LAUNCH_H
+#define NSRUN_LAUNCH_H
+
+enum { NSRUN_KIND_NONE, NSRUN_KIND_RUN, NSRUN_KIND_UP };
+
+struct nsrun_launch {
+	int kind;      /* NSRUN_KIND_*: what the command line asks for */
+	int launched;  /* this process is the run's supervisor */
+	int joined;    /* in the gateway's user namespace of nsrun-helper */
+	int root;      /* --root: mapped as uid 0 */
+	int terminal;  /* stdin is the caller's foreground terminal */
+	int uid, gid;  /* the caller's, on the host */
+	int nsrun_pid; /* the launcher's pid, as the caller sees it */
+	int port_fd;   /* socket to ask the launcher for published ports */
+	const char *err_step; /* launching failed at this step ... */
+	int err_errno;        /* ... with this errno */
+};
+
+extern struct nsrun_launch nsrun_launch_state;
+
+int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
+
+#endif

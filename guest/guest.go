@@ -1,7 +1,8 @@
 // Package guest starts a node's process inside the node's namespaces: its
-// network namespace, a UTS namespace with the node's hostname, a mount
-// namespace where /etc/hosts and /etc/resolv.conf are the run's own files,
-// and, when asked, a nested user namespace that maps the caller's uid and
+// network namespace, a UTS namespace with the node's hostname, the
+// supervisor's mount namespace (where /etc/hosts and /etc/resolv.conf are
+// the run's own files) or a copy of it with files of the node's own, and,
+// when asked, a nested user namespace that maps the caller's uid and
 // gid to the supervisor's uid 0, so the program sees its usual identity.
 //
 // All of it happens on one locked OS thread that joins or unshares the
@@ -29,7 +30,7 @@ import (
 type Spec struct {
 	NetNS    *os.File          // the node's network namespace
 	Hostname string            // set in a fresh UTS namespace
-	Mounts   map[string]string // target path -> source file, bind-mounted read-only
+	Mounts   map[string]string // target path -> source file, bind-mounted read-only in a mount namespace of its own (none: the supervisor's)
 	Argv     []string          // the command and its arguments
 	Env      []string          // the complete environment
 	Dir      string            // working directory ("" keeps the current one)
@@ -120,7 +121,11 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 	if err := unix.Setns(int(s.NetNS.Fd()), unix.CLONE_NEWNET); err != nil {
 		return nil, fmt.Errorf("enter node network namespace: %w", err)
 	}
-	if err := unix.Unshare(unix.CLONE_NEWUTS | unix.CLONE_NEWNS); err != nil {
+	flags := unix.CLONE_NEWUTS
+	if len(s.Mounts) > 0 {
+		flags |= unix.CLONE_NEWNS
+	}
+	if err := unix.Unshare(flags); err != nil {
 		return nil, fmt.Errorf("unshare UTS and mount namespaces: %w", err)
 	}
 	if s.Hostname != "" {
@@ -129,7 +134,7 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 		}
 	}
 	for target, source := range s.Mounts {
-		if err := bindReadOnly(source, target); err != nil {
+		if err := BindReadOnly(source, target); err != nil {
 			return nil, err
 		}
 	}
@@ -177,12 +182,12 @@ func lastCap() (uintptr, error) {
 	return uintptr(n), nil
 }
 
-// bindReadOnly bind-mounts the file source onto target in the current
-// thread's mount namespace (a copy of the supervisor's, whose mounts are
-// private, so nothing propagates back), then makes it read-only where the
+// BindReadOnly bind-mounts the file source onto target in the current
+// thread's mount namespace (the supervisor's, or a node's copy of it; their
+// mounts are private, so nothing propagates back), then makes it read-only where the
 // kernel allows: a remount that would clear flags locked on the underlying
 // mount is refused, and the file then stays writable to root only.
-func bindReadOnly(source, target string) error {
+func BindReadOnly(source, target string) error {
 	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind-mount %s onto %s: %w", source, target, err)
 	}

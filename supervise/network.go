@@ -42,6 +42,13 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
 	if n.bridgeNS, err = nsfd.Open("/proc/thread-self/ns/net"); err != nil {
 		return n, fmt.Errorf("bridge namespace: %w", err)
 	}
+	// The nodes' namespaces are created while the bridges are.
+	nodeNS := n.newNodeNamespaces(len(cfg.Nodes))
+	defer func() { // after an early failure: keep them for close
+		for r := range nodeNS {
+			n.nodeNS[r.i] = r.ns
+		}
+	}()
 	bh, err := netsetup.Handle(n.bridgeNS)
 	if err != nil {
 		return n, err
@@ -68,7 +75,7 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
 			return n, err
 		}
 	}
-	if err := n.wireNodes(cfg); err != nil {
+	if err := n.wireNodes(cfg, nodeNS); err != nil {
 		return n, err
 	}
 	if cfg.Uplink {
@@ -82,9 +89,41 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
 	return n, nil
 }
 
-// wireNodes creates and wires the node namespaces, several at a time.
-func (n *network) wireNodes(cfg runconfig.Config) error {
-	jobs := make(chan int)
+// nsResult is a node namespace created ahead of its wiring.
+type nsResult struct {
+	i   int
+	ns  *os.File
+	err error
+}
+
+// newNodeNamespaces creates count network namespaces, several at a time,
+// and delivers them on the channel it returns (closed after the last). They
+// are recorded in n.nodeNS as they arrive, so close releases them all.
+func (n *network) newNodeNamespaces(count int) <-chan nsResult {
+	out := make(chan nsResult, count)
+	next := make(chan int, count)
+	for i := 0; i < count; i++ {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < min(wireWorkers, count); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				ns, err := nsfd.NewNet()
+				out <- nsResult{i: i, ns: ns, err: err}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	return out
+}
+
+// wireNodes wires each node namespace, as it arrives, to its bridge,
+// several at a time.
+func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult) error {
 	errs := make(chan error, len(cfg.Nodes))
 	var wg sync.WaitGroup
 	workers := min(wireWorkers, len(cfg.Nodes))
@@ -92,25 +131,32 @@ func (n *network) wireNodes(cfg runconfig.Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bh, err := netsetup.Handle(n.bridgeNS)
-			if err != nil {
-				errs <- err
-				for range jobs {
+			var bh *netlink.Handle
+			defer func() {
+				if bh != nil {
+					bh.Close()
 				}
-				return
-			}
-			defer bh.Close()
-			for i := range jobs {
-				if err := n.wireNode(bh, cfg.Nodes[i], i); err != nil {
-					errs <- fmt.Errorf("node %q: %w", cfg.Nodes[i].Name, err)
+			}()
+			for r := range nodeNS {
+				n.nodeNS[r.i] = r.ns
+				node := cfg.Nodes[r.i]
+				if r.err != nil {
+					errs <- fmt.Errorf("node %q: create namespace: %w", node.Name, r.err)
+					continue
+				}
+				if bh == nil {
+					var err error
+					if bh, err = netsetup.Handle(n.bridgeNS); err != nil {
+						errs <- err
+						continue
+					}
+				}
+				if err := n.wireNode(bh, node, r.i); err != nil {
+					errs <- fmt.Errorf("node %q: %w", node.Name, err)
 				}
 			}
 		}()
 	}
-	for i := range cfg.Nodes {
-		jobs <- i
-	}
-	close(jobs)
 	wg.Wait()
 	close(errs)
 	return <-errs // nil when there was none
@@ -119,11 +165,7 @@ func (n *network) wireNodes(cfg runconfig.Config) error {
 func (n *network) wireNode(bh *netlink.Handle, node runconfig.Node, i int) (err error) {
 	done := step(n.log, "wire node", "node", node.Name, "addr", node.Addr, "port", ipam.IfName("v", node.Name))
 	defer func() { done(err) }()
-	ns, err := nsfd.NewNet()
-	if err != nil {
-		return fmt.Errorf("create namespace: %w", err)
-	}
-	n.nodeNS[i] = ns
+	ns := n.nodeNS[i]
 	if len(node.Taps) > 0 {
 		for _, tp := range node.Taps {
 			port := ipam.IfName("t", node.Name+"."+tp.Name)

@@ -176,6 +176,14 @@ func (s *supervisor) setUp() error {
 		}
 		s.resolv = append(s.resolv, path)
 	}
+	// The run's /etc/hosts and the first subnet's /etc/resolv.conf, in the
+	// supervisor's mount namespace, which its nodes share; nodes of other
+	// subnets get a mount namespace of their own for their resolv.conf.
+	for target, source := range map[string]string{"/etc/hosts": s.hosts, "/etc/resolv.conf": s.resolv[0]} {
+		if err := guest.BindReadOnly(source, target); err != nil {
+			return err
+		}
+	}
 	s.net, err = buildNetwork(cfg, s.log)
 	if err != nil {
 		return err
@@ -201,12 +209,20 @@ func (s *supervisor) setUp() error {
 	return nil
 }
 
+// mounts are the files node n sees other than the supervisor does.
+func (s *supervisor) mounts(n *node) map[string]string {
+	if n.cfg.Subnet == 0 {
+		return nil
+	}
+	return map[string]string{"/etc/resolv.conf": s.resolv[n.cfg.Subnet]}
+}
+
 // spec is how node n's command (or an exec into n) is started.
 func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
 	return guest.Spec{
 		NetNS:    n.ns,
 		Hostname: n.cfg.Hostname,
-		Mounts:   map[string]string{"/etc/hosts": s.hosts, "/etc/resolv.conf": s.resolv[n.cfg.Subnet]},
+		Mounts:   s.mounts(n),
 		Argv:     argv,
 		Env: append(append([]string{}, env...), "NSRUN_RUN="+s.cfg.RunID, "NSRUN_NODE="+n.cfg.Name,
 			"NSRUN_CONTROL="+control.Path(s.cfg.RunDir)),

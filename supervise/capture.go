@@ -72,7 +72,10 @@ func (s *supervisor) startCapture() (*capture, error) {
 	cmd.Args[0] = "nsrun-capture"
 	cmd.ExtraFiles = socks
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// No Pdeathsig: it would fire when the forking thread exits, and this
+	// thread may later be locked by a node and die with it. The run's pid
+	// namespace ends nsrun-capture with the supervisor.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

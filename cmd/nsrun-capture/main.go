@@ -5,7 +5,10 @@
 //
 //	nsrun-capture FILE...
 //
-// It prints "ready" once every file has its header. Each packet is written
+// It prints "ready" once every file has its header. On SIGTERM it says how
+// many frames the kernel dropped because the writer fell behind (at
+// multi-Gbit/s rates a packet socket does not slow the link down), then
+// exits. Each packet is written
 // with one write(2), so a file cut short by SIGKILL still ends on a whole
 // record, and the files can be read while they grow
 // (tail -Fc +0 web.pcap | tcpdump -nr -). It is a separate binary so that
@@ -17,7 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -44,12 +50,22 @@ func main() {
 		}
 		writers = append(writers, l)
 	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	fmt.Println("ready")
 	for _, l := range writers {
 		wg.Add(1)
 		go func() { defer wg.Done(); l.run() }()
 	}
-	wg.Wait()
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-stop:
+	}
+	for _, l := range writers {
+		l.reportDrops()
+	}
 }
 
 // link copies one socket's frames into one pcap file.
@@ -58,6 +74,17 @@ type link struct {
 	buf *bufio.Writer
 	w   *pcapgo.Writer
 	f   *os.File
+}
+
+// reportDrops says how many frames the kernel dropped for want of room in
+// the socket's buffer since the capture started.
+func (l *link) reportDrops() {
+	st, err := unix.GetsockoptTpacketStats(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil || st.Drops == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "nsrun-capture: %s: %d frames were not captured: the writer fell behind the link (packet sockets never slow a link down); capture fewer or slower links\n",
+		filepath.Base(l.f.Name()), st.Drops)
 }
 
 func newLink(fd int, path string) (*link, error) {

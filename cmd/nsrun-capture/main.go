@@ -16,15 +16,16 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -32,7 +33,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const snapLen = 65536
+// snapLen is the file's snapshot length: whole frames, as tcpdump takes.
+const snapLen = 262144
+
+// The receive ring of each packet socket (TPACKET_V3): blocks the kernel
+// fills and hands over whole, retired at the latest after ringTimeout ms.
+const (
+	ringBlockSize = 1 << 20
+	ringBlocks    = 32
+	ringFrameSize = 1 << 11
+	ringTimeout   = 10
+)
 
 func main() {
 	files := os.Args[1:]
@@ -52,16 +63,21 @@ func main() {
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	var stopping atomic.Bool
 	fmt.Println("ready")
 	for _, l := range writers {
 		wg.Add(1)
-		go func() { defer wg.Done(); l.run() }()
+		go func() { defer wg.Done(); l.run(&stopping) }()
 	}
 	ended := make(chan struct{})
 	go func() { wg.Wait(); close(ended) }()
 	select {
 	case <-ended:
 	case <-stop:
+		// Write what the kernel still holds (it retires the last block
+		// within ringTimeout), then stop.
+		stopping.Store(true)
+		<-ended
 	}
 	for _, l := range writers {
 		l.reportDrops()
@@ -70,14 +86,145 @@ func main() {
 
 // link copies one socket's frames into one pcap file.
 type link struct {
-	fd  int
-	buf *bufio.Writer
-	w   *pcapgo.Writer
-	f   *os.File
+	fd   int
+	ring []byte
+	w    *pcapgo.Writer
+	rec  *recordWriter
+	f    *os.File
+}
+
+func newLink(fd int, path string) (*link, error) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return nil, fmt.Errorf("packet socket: TPACKET_V3: %w", err)
+	}
+	req := unix.TpacketReq3{
+		Block_size:     ringBlockSize,
+		Block_nr:       ringBlocks,
+		Frame_size:     ringFrameSize,
+		Frame_nr:       ringBlockSize / ringFrameSize * ringBlocks,
+		Retire_blk_tov: ringTimeout,
+	}
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return nil, fmt.Errorf("packet socket: receive ring: %w", err)
+	}
+	ring, err := unix.Mmap(fd, 0, ringBlockSize*ringBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("packet socket: map the receive ring: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	rec := &recordWriter{fd: int(f.Fd())}
+	w := pcapgo.NewWriter(rec)
+	if err := w.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
+		return nil, err
+	}
+	if err := rec.flush(); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return &link{fd: fd, ring: ring, w: w, rec: rec, f: f}, nil
+}
+
+// recordWriter gathers what pcapgo writes for one packet (its record
+// header, then the frame, still in the ring) and writes it with one
+// writev(2): no copy in user space, and a file cut short ends on a whole
+// record.
+type recordWriter struct {
+	fd   int
+	iovs [][]byte
+	hdr  [64]byte
+	used int
+}
+
+func (r *recordWriter) Write(p []byte) (int, error) {
+	if len(r.iovs) == 0 && len(p) <= len(r.hdr) {
+		// pcapgo reuses its header buffer: keep a copy.
+		n := copy(r.hdr[:], p)
+		r.iovs = append(r.iovs, r.hdr[:n])
+		return n, nil
+	}
+	r.iovs = append(r.iovs, p)
+	return len(p), nil
+}
+
+func (r *recordWriter) flush() error {
+	defer func() { r.iovs = r.iovs[:0] }()
+	want := 0
+	for _, v := range r.iovs {
+		want += len(v)
+	}
+	for want > 0 {
+		n, err := unix.Writev(r.fd, r.iovs)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == want {
+			return nil
+		}
+		// Short write: drop what went out, write the rest.
+		want -= n
+		for n > 0 {
+			if n >= len(r.iovs[0]) {
+				n -= len(r.iovs[0])
+				r.iovs = r.iovs[1:]
+			} else {
+				r.iovs[0] = r.iovs[0][n:]
+				n = 0
+			}
+		}
+	}
+	return nil
+}
+
+// Offsets in struct tpacket_block_desc (its header is a tpacket_hdr_v1).
+const (
+	blockStatus   = 8
+	blockNumPkts  = 12
+	blockFirstPkt = 16
+)
+
+// run writes every block the kernel hands over, in order, until the
+// socket fails or, once stopping is set, no block is left.
+func (l *link) run(stopping *atomic.Bool) {
+	for cur := 0; ; cur = (cur + 1) % ringBlocks {
+		blk := l.ring[cur*ringBlockSize : (cur+1)*ringBlockSize]
+		status := (*uint32)(unsafe.Pointer(&blk[blockStatus]))
+		for atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
+			fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN | unix.POLLERR}}
+			n, err := unix.Poll(fds, 2*ringTimeout)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				return
+			}
+			if n == 0 && stopping.Load() && atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
+				return
+			}
+		}
+		npkts := *(*uint32)(unsafe.Pointer(&blk[blockNumPkts]))
+		off := *(*uint32)(unsafe.Pointer(&blk[blockFirstPkt]))
+		for i := uint32(0); i < npkts; i++ {
+			h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&blk[off]))
+			start := off + uint32(h.Mac)
+			data := blk[start : start+h.Snaplen]
+			ci := gopacket.CaptureInfo{
+				Timestamp:     time.Unix(int64(h.Sec), int64(h.Nsec)),
+				CaptureLength: len(data),
+				Length:        int(h.Len),
+			}
+			if l.w.WritePacket(ci, data) != nil || l.rec.flush() != nil {
+				return
+			}
+			off += h.Next_offset
+		}
+		atomic.StoreUint32(status, unix.TP_STATUS_KERNEL)
+	}
 }
 
 // reportDrops says how many frames the kernel dropped for want of room in
-// the socket's buffer since the capture started.
+// the ring since the capture started.
 func (l *link) reportDrops() {
 	st, err := unix.GetsockoptTpacketStats(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil || st.Drops == 0 {
@@ -85,39 +232,4 @@ func (l *link) reportDrops() {
 	}
 	fmt.Fprintf(os.Stderr, "nsrun-capture: %s: %d frames were not captured: the writer fell behind the link (packet sockets never slow a link down); capture fewer or slower links\n",
 		filepath.Base(l.f.Name()), st.Drops)
-}
-
-func newLink(fd int, path string) (*link, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	// Big enough for a whole record, so that Flush is a single write.
-	buf := bufio.NewWriterSize(f, snapLen+64)
-	w := pcapgo.NewWriter(buf)
-	if err := w.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
-		return nil, err
-	}
-	if err := buf.Flush(); err != nil {
-		return nil, err
-	}
-	return &link{fd: fd, buf: buf, w: w, f: f}, nil
-}
-
-func (l *link) run() {
-	data := make([]byte, snapLen)
-	for {
-		n, _, err := unix.Recvfrom(l.fd, data, unix.MSG_TRUNC)
-		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		capLen := min(n, snapLen)
-		ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: capLen, Length: n}
-		if l.w.WritePacket(ci, data[:capLen]) != nil || l.buf.Flush() != nil {
-			return
-		}
-	}
 }

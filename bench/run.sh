@@ -162,12 +162,15 @@ nodes:
 YAML
 gbps() { # median of 3 runs of nsrun up with extra flags; prints Gbit/s
   for _ in 1 2 3; do
-    $NSRUN up --isolated -f "$out/cap.yaml" --exit-code-from client --timeout 1 "$@" 2>/dev/null |
+    $NSRUN up --isolated -f "$out/cap.yaml" --exit-code-from client --timeout 1 "$@" 2>>"$out/cap.err" |
       sed -n 's/^client *|[[:space:]]*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1
   done | sort -g | sed -n 2p | awk '{ printf "%.2f", $1 / 1e9 }'
 }
 off=$(gbps)
+: > "$out/cap.err"
 on=$(gbps --capture "$out/cap")
+# nsrun-capture says how many frames the kernel dropped (the writer fell behind).
+dropped=$(sed -n 's/^nsrun-capture: .*: \([0-9]*\) frames were not captured.*/\1/p' "$out/cap.err" | awk '{ s += $1 } END { print s + 0 }')
 {
   echo "## Capture: TCP throughput between two nodes (iperf3, median of 3 runs of 5 s)"
   echo
@@ -176,6 +179,8 @@ on=$(gbps --capture "$out/cap")
   echo "| off | $off |"
   echo "| on (two pcap files written) | $on |"
   awk -v a="$off" -v b="$on" 'BEGIN { if (a > 0) printf "\nCapture costs %.0f%% of the throughput.\n", (1 - b / a) * 100 }'
+  echo
+  echo "Frames the kernel dropped from the capture in those 3 runs (the writer fell behind; nsrun-capture reports them): $dropped."
   echo
 } >> BENCHMARKS.md
 fi

@@ -311,13 +311,16 @@ func TestSIGKILLLeavesNothing(t *testing.T) {
 	if len(u.runDirs()) == 0 {
 		t.Fatal("no run folder while the run is live")
 	}
+	if p := nsrunProcesses(u); len(p) != 2 {
+		t.Fatalf("expected the launcher and the supervisor, found %v", p)
+	}
 	_ = rc.cmd.Process.Signal(syscall.SIGKILL)
 	rc.wait()
 	if !eventually(10*time.Second, func() bool {
-		return len(processesOf(u, "sleep "+marker)) == 0 && len(processesOf(u, "nsrun:supervisor")) == 0
+		return len(processesOf(u, "sleep "+marker)) == 0 && len(nsrunProcesses(u)) == 0
 	}) {
 		t.Errorf("processes survived SIGKILL of nsrun: sleep %v, supervisor %v",
-			processesOf(u, "sleep "+marker), processesOf(u, "nsrun:supervisor"))
+			processesOf(u, "sleep "+marker), nsrunProcesses(u))
 	}
 	nsrunOK(t, u, "--", "true")
 	if !eventually(5*time.Second, func() bool { return len(u.runDirs()) == 0 }) {

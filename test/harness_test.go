@@ -216,6 +216,18 @@ func (u testUser) runDirs() []string {
 // processesOf lists pids of u whose command line is exactly cmdline
 // (arguments joined by spaces).
 func processesOf(u testUser, cmdline string) []int {
+	return userProcesses(u, func(argv []string) bool { return strings.Join(argv, " ") == cmdline })
+}
+
+// nsrunProcesses lists u's processes running the nsrun under test: the
+// launcher and the supervisor of each live run (both keep nsrun's command
+// line).
+func nsrunProcesses(u testUser) []int {
+	return userProcesses(u, func(argv []string) bool { return argv[0] == filepath.Join(binDir, "nsrun") })
+}
+
+// userProcesses lists the pids of u's processes whose argv matches.
+func userProcesses(u testUser, match func(argv []string) bool) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -228,7 +240,7 @@ func processesOf(u testUser, cmdline string) []int {
 			continue
 		}
 		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")) == cmdline {
+		if argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"); match(argv) {
 			pids = append(pids, pid)
 		}
 	}

@@ -215,6 +215,16 @@ nodes:
 	if ex.Code != 3 || !strings.Contains(ex.Stdout, "inet 172.18.0.6/24") || !strings.Contains(ex.Stdout, "\nidle\n") {
 		t.Errorf("net exec --run %s idle: exit %d, %q %q", id, ex.Code, ex.Stdout, ex.Stderr)
 	}
+	// --root: every capability of the run's user namespace (here the
+	// caller's own uid, which the run maps as itself); without it, none.
+	const setMTU = "ip link set lo mtu 9000 && ip -o link show lo && id -u"
+	if r := run(t, u.nsrun(ctx, "net", "exec", "--run", id, "idle", "--", "sh", "-c", setMTU)); r.Code == 0 {
+		t.Errorf("net exec without --root changed the node's lo: %q", r.Stdout)
+	}
+	if r := run(t, u.nsrun(ctx, "net", "exec", "--root", "--run", id, "idle", "--", "sh", "-c", setMTU)); r.Code != 0 ||
+		!strings.Contains(r.Stdout, "mtu 9000") || !strings.Contains(r.Stdout, fmt.Sprintf("\n%d\n", u.UID)) {
+		t.Errorf("net exec --root: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
+	}
 	if r := run(t, u.nsrun(ctx, "net", "exec", "--run", id, "nope", "--", "true")); r.Code != 125 || !strings.Contains(r.Stderr, `no node "nope"`) {
 		t.Errorf("net exec to an unknown node: %d %q", r.Code, r.Stderr)
 	}
@@ -224,7 +234,7 @@ nodes:
 		t.Errorf("after SIGINT: exit %d; stderr %s", code, rc.stderr)
 	}
 	if !eventually(5*time.Second, func() bool {
-		return len(processesOf(u, "probe listen 0.0.0.0:8000")) == 0 && len(processesOf(u, "nsrun:supervisor")) == 0
+		return len(processesOf(u, "probe listen 0.0.0.0:8000")) == 0 && len(nsrunProcesses(u)) == 0
 	}) {
 		t.Error("processes left after Ctrl-C")
 	}

@@ -134,7 +134,6 @@ type recordWriter struct {
 	fd   int
 	iovs [][]byte
 	hdr  [64]byte
-	used int
 }
 
 func (r *recordWriter) Write(p []byte) (int, error) {

@@ -90,18 +90,18 @@ func mainCLI(args []string, stdout, stderr io.Writer) int {
 	return cmdRun(args, stdout, stderr)
 }
 
-// parseFlags parses fs, printing usage for --help. It returns a non-negative
-// exit code when the command is done.
-func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, what string) (int, error) {
+// parseFlags parses fs, printing usage for --help and the error for bad
+// flags. done says the command is over, with exit code code.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, what string) (code int, done bool) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
-			return 0, nil
+			return 0, true
 		}
-		return runconfig.ExitSetupFailed, fmt.Errorf("%s%w; see nsrun --help", what, err)
+		return fail(stderr, fmt.Errorf("%s%w; see nsrun --help", what, err)), true
 	}
-	return -1, nil
+	return 0, false
 }
 
 func cmdGC(stdout, stderr io.Writer) int {
@@ -127,10 +127,7 @@ func cmdGC(stdout, stderr io.Writer) int {
 func cmdLs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun ls", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "")
-	if code, err := parseFlags(fs, args, stdout, "ls: "); code >= 0 {
-		if err != nil {
-			return fail(stderr, err)
-		}
+	if code, done := parseFlags(fs, args, stdout, stderr, "ls: "); done {
 		return code
 	}
 	rt, err := runstate.RuntimeDir(os.Getuid())

@@ -162,10 +162,7 @@ func cmdNetExec(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun net exec", flag.ContinueOnError)
 	runID := fs.String("run", "", "")
 	root := fs.Bool("root", false, "")
-	if code, err := parseFlags(fs, args, stdout, "net exec: "); code >= 0 {
-		if err != nil {
-			return fail(stderr, err)
-		}
+	if code, done := parseFlags(fs, args, stdout, stderr, "net exec: "); done {
 		return code
 	}
 	rest := fs.Args()
@@ -242,10 +239,7 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	pid := fs.Int("pid", 0, "")
 	ip := fs.String("ip", "", "")
 	name := fs.String("name", "", "")
-	if code, err := parseFlags(fs, args, stdout, "attach: "); code >= 0 {
-		if err != nil {
-			return fail(stderr, err)
-		}
+	if code, done := parseFlags(fs, args, stdout, stderr, "attach: "); done {
 		return code
 	}
 	if *pid <= 0 || *ip == "" || fs.NArg() > 0 {

@@ -46,10 +46,7 @@ func (f *runFlags) flagSet() *flag.FlagSet {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var f runFlags
 	fs := f.flagSet()
-	if code, err := parseFlags(fs, args, stdout, ""); code >= 0 {
-		if err != nil {
-			return fail(stderr, err)
-		}
+	if code, done := parseFlags(fs, args, stdout, stderr, ""); done {
 		return code
 	}
 	if f.version {
@@ -112,10 +109,7 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 func cmdUp(args []string, stdout, stderr io.Writer) int {
 	var f upFlags
 	fs := f.flagSet()
-	if code, err := parseFlags(fs, args, stdout, "up: "); code >= 0 {
-		if err != nil {
-			return fail(stderr, err)
-		}
+	if code, done := parseFlags(fs, args, stdout, stderr, "up: "); done {
 		return code
 	}
 	if f.timeout < 0 {

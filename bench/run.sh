@@ -11,6 +11,10 @@ NSRUN=$PWD/bin/nsrun
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 runs=${BENCH_RUNS:-30}
+# Reference rows: what any (static, like nsrun) Go program pays to start,
+# and to start and stop N sleeps, on this machine.
+FLOOR=$out/floor
+go build -trimpath -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags -static' -o "$FLOOR" ./bench/floor
 hf() { hyperfine -N --warmup 3 --runs "$runs" --style basic "$@"; }
 # BENCH_ONLY=startup|up|partitions|throughput runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
@@ -19,6 +23,7 @@ want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 if want startup; then
 echo "== start-up: nsrun -- true vs the floor and the shell-out script (1 guest)"
 cmds=(-n floor "unshare -Urn true"
+      -n go-hello "$FLOOR hello"
       -n nsrun-isolated "$NSRUN --isolated -- true")
 if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
   cmds+=(-n nsrun-joined "$NSRUN -- true")
@@ -34,7 +39,7 @@ hf --export-json "$out/startup.json" "${cmds[@]}"
   echo "Numbers from one machine, one run: compare the ratios, not the milliseconds."
   echo
   go run ./bench/report -title "Start-up: one guest, then exit" -base floor \
-    -note "shellout-* build the same bridge + guest with \`ip\` (bench/shellout.sh), rootless in \`unshare -Urnm\`." \
+    -note "shellout-* build the same bridge + guest with \`ip\` (bench/shellout.sh), rootless in \`unshare -Urnm\`. go-hello is a static Go program that only exits (bench/floor): what any Go program pays to start here." \
     "$out/startup.json"
 } > BENCHMARKS.md
 fi
@@ -62,11 +67,12 @@ hf --export-json "$out/up.json" \
   -n "shellout-ip-3" "unshare -Urnm sh bench/shellout.sh 3" \
   -n "shellout-ip-30" "unshare -Urnm sh bench/shellout.sh 30" \
   -n "shellout-ip-batch-3" "unshare -Urnm sh bench/shellout.sh 3 batch" \
-  -n "shellout-ip-batch-30" "unshare -Urnm sh bench/shellout.sh 30 batch" >/dev/null
+  -n "shellout-ip-batch-30" "unshare -Urnm sh bench/shellout.sh 30 batch" \
+  -n "spawn-30-sleeps" "$FLOOR spawn 30" >/dev/null
 {
   echo
   go run ./bench/report -title "nsrun up: N nodes started until all are up, then stopped" -base shellout-ip-batch-30 \
-    -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3." \
+    -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3. The shell-out scripts wire the namespaces and start no process in them; spawn-30-sleeps starts 30 \`sleep\`s from Go and stops them, no namespace made (bench/floor): the floor of nsrun-up-30." \
     "$out/up.json"
 } >> BENCHMARKS.md
 fi

@@ -38,6 +38,10 @@ func (s *supervisor) startCapture() (*capture, error) {
 		if !n.cfg.Capture {
 			continue
 		}
+		// Capture starts before any node does, on every wired link.
+		if err := s.net.waitAllWired(); err != nil {
+			return nil, err
+		}
 		// One file per link: NODE.pcap, or NODE.TAP.pcap for tap links.
 		links := map[string]string{ipam.IfName("v", n.cfg.Name): n.cfg.Name + ".pcap"}
 		if len(n.cfg.Taps) > 0 {

@@ -10,10 +10,16 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/runconfig"
 )
 
 // handle serves one control request.
 func (s *supervisor) handle(p *control.Peer) {
+	// Verbs act on wired nodes only (the run is still starting otherwise).
+	if err := s.net.waitAllWired(); err != nil {
+		p.Reply(control.Response{Error: err.Error(), ExitCode: runconfig.ExitSetupFailed})
+		return
+	}
 	switch p.Req.Verb {
 	case "exec":
 		s.exec(p)

@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -23,30 +24,52 @@ const wireWorkers = 8
 type network struct {
 	bridgeNS *os.File
 	bridges  []*netsetup.Bridge
-	nodeNS   []*os.File // by node index
+	nodeNS   []*os.File // by node index; set before wired[i] is closed
 	uplink   *uplink
 	log      *slog.Logger
+	// wired[i] is closed once node i is wired to its bridge, or failed to
+	// be (wireErr[i]); allWired once every node is. Nodes start as soon as
+	// their own link is ready, while the others are still being wired.
+	wired    []chan struct{}
+	wireErr  []error
+	allWired chan struct{}
+	wiring   sync.WaitGroup
 }
 
 // bridgeName names the bridge of subnet i.
 func bridgeName(i int) string { return "br" + strconv.Itoa(i) }
 
-// buildNetwork creates the bridge namespace with one bridge per subnet,
-// one namespace per node wired to its subnet's bridge, and the uplink.
-func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
-	n := &network{nodeNS: make([]*os.File, len(cfg.Nodes)), log: log}
+// buildNetwork creates the bridge namespace with one bridge per subnet and
+// the uplink, and starts wiring one namespace per node to its subnet's
+// bridge in the background (waitWired, waitAllWired).
+func buildNetwork(cfg runconfig.Config, log *slog.Logger, onWired func(i int, ns *os.File)) (*network, error) {
+	n := &network{
+		nodeNS:   make([]*os.File, len(cfg.Nodes)),
+		log:      log,
+		wired:    make([]chan struct{}, len(cfg.Nodes)),
+		wireErr:  make([]error, len(cfg.Nodes)),
+		allWired: make(chan struct{}),
+	}
+	for i := range n.wired {
+		n.wired[i] = make(chan struct{})
+	}
 	var err error
 	// The launcher gave the supervisor a network namespace of its own: it
 	// is the bridge namespace. (A thread that runs unlocked code is never
 	// in another one: package nsfd locks the threads it moves.)
 	if n.bridgeNS, err = nsfd.Open("/proc/thread-self/ns/net"); err != nil {
+		n.failWiring(err)
 		return n, fmt.Errorf("bridge namespace: %w", err)
 	}
 	// The nodes' namespaces are created while the bridges are.
 	nodeNS := n.newNodeNamespaces(len(cfg.Nodes))
+	wiring := false
 	defer func() { // after an early failure: keep them for close
-		for r := range nodeNS {
-			n.nodeNS[r.i] = r.ns
+		if !wiring {
+			for r := range nodeNS {
+				n.nodeNS[r.i] = r.ns
+			}
+			n.failWiring(err)
 		}
 	}()
 	bh, err := netsetup.Handle(n.bridgeNS)
@@ -71,13 +94,12 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
 	}
 	if len(cfg.Subnets) > 1 && !cfg.Uplink {
 		// Route between the subnets (the uplink turns it on anyway).
-		if err := netsetup.EnableForwarding(n.bridgeNS); err != nil {
+		if err = netsetup.EnableForwarding(n.bridgeNS); err != nil {
 			return n, err
 		}
 	}
-	if err := n.wireNodes(cfg, nodeNS); err != nil {
-		return n, err
-	}
+	wiring = true
+	n.wireNodes(cfg, nodeNS, onWired)
 	if cfg.Uplink {
 		done := step(log, "add uplink to the gateway")
 		n.uplink, err = addUplink(cfg, n.bridgeNS, bridgeAddrs)
@@ -89,6 +111,31 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger) (*network, error) {
 	return n, nil
 }
 
+// failWiring marks every node as failed to wire, when wiring never began.
+func (n *network) failWiring(err error) {
+	if err == nil {
+		err = errors.New("the run's network was not built")
+	}
+	for i := range n.wired {
+		n.wireErr[i] = err
+		close(n.wired[i])
+	}
+	close(n.allWired)
+}
+
+// waitWired waits until node i is wired and says whether that failed.
+func (n *network) waitWired(i int) error {
+	<-n.wired[i]
+	return n.wireErr[i]
+}
+
+// waitAllWired waits until every node is wired; it returns the first
+// failure, if any.
+func (n *network) waitAllWired() error {
+	<-n.allWired
+	return errors.Join(n.wireErr...)
+}
+
 // nsResult is a node namespace created ahead of its wiring.
 type nsResult struct {
 	i   int
@@ -97,8 +144,7 @@ type nsResult struct {
 }
 
 // newNodeNamespaces creates count network namespaces, several at a time,
-// and delivers them on the channel it returns (closed after the last). They
-// are recorded in n.nodeNS as they arrive, so close releases them all.
+// and delivers them on the channel it returns (closed after the last).
 func (n *network) newNodeNamespaces(count int) <-chan nsResult {
 	out := make(chan nsResult, count)
 	next := make(chan int, count)
@@ -122,15 +168,14 @@ func (n *network) newNodeNamespaces(count int) <-chan nsResult {
 }
 
 // wireNodes wires each node namespace, as it arrives, to its bridge,
-// several at a time.
-func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult) error {
-	errs := make(chan error, len(cfg.Nodes))
-	var wg sync.WaitGroup
+// several at a time, in the background: wired[i] is closed as node i is
+// done, and allWired after the last.
+func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult, onWired func(i int, ns *os.File)) {
 	workers := min(wireWorkers, len(cfg.Nodes))
+	n.wiring.Add(workers)
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer n.wiring.Done()
 			var bh *netlink.Handle
 			defer func() {
 				if bh != nil {
@@ -138,28 +183,26 @@ func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult) error 
 				}
 			}()
 			for r := range nodeNS {
-				n.nodeNS[r.i] = r.ns
 				node := cfg.Nodes[r.i]
-				if r.err != nil {
-					errs <- fmt.Errorf("node %q: create namespace: %w", node.Name, r.err)
-					continue
+				n.nodeNS[r.i] = r.ns
+				err := r.err
+				if err != nil {
+					err = fmt.Errorf("create namespace: %w", err)
+				} else if bh == nil {
+					bh, err = netsetup.Handle(n.bridgeNS)
 				}
-				if bh == nil {
-					var err error
-					if bh, err = netsetup.Handle(n.bridgeNS); err != nil {
-						errs <- err
-						continue
-					}
+				if err == nil {
+					err = n.wireNode(bh, node, r.i)
 				}
-				if err := n.wireNode(bh, node, r.i); err != nil {
-					errs <- fmt.Errorf("node %q: %w", node.Name, err)
+				if err != nil {
+					n.wireErr[r.i] = fmt.Errorf("node %q: %w", node.Name, err)
 				}
+				onWired(r.i, r.ns)
+				close(n.wired[r.i])
 			}
 		}()
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs // nil when there was none
+	go func() { n.wiring.Wait(); close(n.allWired) }()
 }
 
 func (n *network) wireNode(bh *netlink.Handle, node runconfig.Node, i int) (err error) {
@@ -182,11 +225,13 @@ func (n *network) wireNode(bh *netlink.Handle, node runconfig.Node, i int) (err 
 	return netsetup.AddNode(bh, n.bridges[node.Subnet], ns, netsetup.Node{PortName: ipam.IfName("v", node.Name), Addr: addr})
 }
 
-// close releases the namespaces; the kernel removes their interfaces.
+// close releases the namespaces, once wiring has ended; the kernel
+// removes their interfaces.
 func (n *network) close() {
 	if n == nil {
 		return
 	}
+	<-n.allWired
 	n.uplink.release()
 	for _, ns := range n.nodeNS {
 		if ns != nil {

@@ -130,7 +130,8 @@ func (s *supervisor) nodeConfigs() []runconfig.Node {
 // node is one node's state.
 type node struct {
 	cfg    runconfig.Node
-	ns     *os.File
+	idx    int      // in the file's nodes (attached nodes: after them)
+	ns     *os.File // set once wired (network.waitWired)
 	proc   *guest.Process
 	up     chan struct{} // closed once started and ready
 	done   chan struct{} // closed once its process ended (never, without one)
@@ -184,14 +185,16 @@ func (s *supervisor) setUp() error {
 			return err
 		}
 	}
-	s.net, err = buildNetwork(cfg, s.log)
-	if err != nil {
-		return err
-	}
 	for i, n := range cfg.Nodes {
-		nd := &node{cfg: n, ns: s.net.nodeNS[i], up: make(chan struct{}), done: make(chan struct{})}
+		nd := &node{cfg: n, idx: i, up: make(chan struct{}), done: make(chan struct{})}
 		s.nodes = append(s.nodes, nd)
 		s.byName[n.Name] = nd
+	}
+	// Each node's namespace is set (node.ns) as it is wired, before its
+	// wired channel closes.
+	s.net, err = buildNetwork(cfg, s.log, func(i int, ns *os.File) { s.nodes[i].ns = ns })
+	if err != nil {
+		return err
 	}
 	if s.ctl, err = control.Listen(control.Path(cfg.RunDir)); err != nil {
 		return err
@@ -255,6 +258,14 @@ func (s *supervisor) startNodes() error {
 }
 
 func (s *supervisor) startNode(n *node) error {
+	select {
+	case <-s.net.wired[n.idx]:
+	case <-s.abort:
+		return nil
+	}
+	if err := s.net.waitWired(n.idx); err != nil {
+		return err
+	}
 	for _, d := range n.cfg.DependsOn {
 		dep, _ := s.lookup(d)
 		select {

@@ -4,9 +4,9 @@
 package ipam
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 )
 
@@ -106,8 +106,9 @@ func IfName(prefix, node string) string {
 	if len(name) <= MaxIfNameLen && validIfChars(node) {
 		return name
 	}
-	sum := sha256.Sum256([]byte(node))
-	h := hex.EncodeToString(sum[:])
+	f := fnv.New64a() // 16 hex digits: enough for any prefix
+	f.Write([]byte(node))
+	h := hex.EncodeToString(f.Sum(nil))
 	return prefix + h[:MaxIfNameLen-len(prefix)]
 }
 

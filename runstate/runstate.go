@@ -5,7 +5,6 @@
 package runstate
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -60,10 +59,16 @@ func ownedDir(path string, uid int) error {
 	return nil
 }
 
-// NewID returns a fresh run id: 8 hex characters.
+// NewID returns a fresh run id: 8 random hex characters. (getrandom(2)
+// rather than crypto/rand: the id needs no more, and the crypto packages'
+// start-up is paid by every run.)
 func NewID() string {
 	b := make([]byte, 4)
-	_, _ = rand.Read(b)
+	for {
+		if _, err := unix.Getrandom(b, 0); err != unix.EINTR {
+			break
+		}
+	}
 	return hex.EncodeToString(b)
 }
 

@@ -54,6 +54,10 @@ func Run(cfg runconfig.Config) (int, error) {
 		s.stopAll(0)
 		return exitCodeFor(err), err
 	}
+	// What dead runs left is removed once this one runs, off its start-up
+	// path. (Leases of dead runs are reclaimed as they are needed anyway.)
+	s.gcDone = make(chan struct{})
+	go func() { _, _ = runstate.GC(cfg.RuntimeDir); close(s.gcDone) }()
 	if cfg.Up {
 		return s.superviseUp(sigs), nil
 	}
@@ -89,6 +93,7 @@ type supervisor struct {
 	cap    *capture
 	exited chan *node
 	abort  chan struct{} // closed when the run is being stopped
+	gcDone chan struct{} // closed when the removal of dead runs is done
 	once   sync.Once
 	netst  netState
 	nodeMu sync.Mutex   // serializes node verbs and attach
@@ -157,7 +162,6 @@ func (s *supervisor) setUp() error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc of the run's pid namespace: %w", err)
 	}
-	go func() { _, _ = runstate.GC(cfg.RuntimeDir) }()
 	if s.state, err = runstate.Create(cfg.RunDir, cfg.RunID); err != nil {
 		return err
 	}
@@ -524,6 +528,9 @@ func (s *supervisor) tearDown() {
 	s.net.close()
 	if s.state != nil {
 		_ = s.state.Remove()
+	}
+	if s.gcDone != nil {
+		<-s.gcDone
 	}
 }
 

@@ -154,6 +154,50 @@ func (s *supervisor) setUp() error {
 	if s.log, s.logEnd, err = newLogger(cfg.LogLevel, cfg.CaptureDir); err != nil {
 		return err
 	}
+	for i, n := range cfg.Nodes {
+		nd := &node{cfg: n, idx: i, up: make(chan struct{}), done: make(chan struct{})}
+		s.nodes = append(s.nodes, nd)
+		s.byName[n.Name] = nd
+	}
+	// The network is built while the run's files and mounts are made: the
+	// kernel takes milliseconds over the first bridge of a user namespace.
+	// Each node's namespace is set (node.ns) as it is wired, before its
+	// wired channel closes.
+	netErr := make(chan error, 1)
+	go func() {
+		var err error
+		s.net, err = buildNetwork(cfg, s.log, func(i int, ns *os.File) { s.nodes[i].ns = ns })
+		netErr <- err
+	}()
+	err = s.setUpFiles()
+	if nerr := <-netErr; err == nil {
+		err = nerr
+	}
+	if err != nil {
+		return err
+	}
+	if s.ctl, err = control.Listen(control.Path(cfg.RunDir)); err != nil {
+		return err
+	}
+	go s.ctl.Serve(s.handle)
+	if s.cap, err = s.startCapture(); err != nil {
+		return err
+	}
+	if err := s.publishPorts(); err != nil {
+		return err
+	}
+	if cfg.Up {
+		s.out = newPrefixer(os.Stdout, cfg.Nodes, cfg.Color)
+	}
+	return nil
+}
+
+// setUpFiles makes the run's mounts and state files: a private mount
+// namespace with /proc of the run's pid namespace, the run folder, and the
+// run's /etc/hosts and resolv.conf.
+func (s *supervisor) setUpFiles() error {
+	cfg := s.cfg
+	var err error
 	// Mounts made for guests must never propagate back to the caller.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -188,30 +232,6 @@ func (s *supervisor) setUp() error {
 		if err := guest.BindReadOnly(source, target); err != nil {
 			return err
 		}
-	}
-	for i, n := range cfg.Nodes {
-		nd := &node{cfg: n, idx: i, up: make(chan struct{}), done: make(chan struct{})}
-		s.nodes = append(s.nodes, nd)
-		s.byName[n.Name] = nd
-	}
-	// Each node's namespace is set (node.ns) as it is wired, before its
-	// wired channel closes.
-	s.net, err = buildNetwork(cfg, s.log, func(i int, ns *os.File) { s.nodes[i].ns = ns })
-	if err != nil {
-		return err
-	}
-	if s.ctl, err = control.Listen(control.Path(cfg.RunDir)); err != nil {
-		return err
-	}
-	go s.ctl.Serve(s.handle)
-	if s.cap, err = s.startCapture(); err != nil {
-		return err
-	}
-	if err := s.publishPorts(); err != nil {
-		return err
-	}
-	if cfg.Up {
-		s.out = newPrefixer(os.Stdout, cfg.Nodes, cfg.Color)
 	}
 	return nil
 }

@@ -41,7 +41,9 @@
 //
 // # Synchronisation and lifetime
 //
-// One pipe: the supervisor sets PR_SET_PDEATHSIG=SIGKILL, then waits for
+// One pipe: the supervisor sets PR_SET_PDEATHSIG=SIGKILL, maps nsrun's
+// code and data into its page tables in one call per segment (cheaper than
+// page faults; the launcher writes the id maps meanwhile), then waits for
 // the launcher to write the supervisor's pid (after the id maps); the
 // launcher keeps its end open for its whole life, so a supervisor that sees
 // the pipe hang up after the go-ahead knows the launcher is already gone and

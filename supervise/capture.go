@@ -34,14 +34,18 @@ func (s *supervisor) startCapture() (*capture, error) {
 			f.Close()
 		}
 	}()
+	wired := false
 	for _, n := range s.allNodes() {
 		if !n.cfg.Capture {
 			continue
 		}
-		// Capture starts before any node does, on every wired link.
-		if err := s.net.waitAllWired(); err != nil {
-			return nil, err
+		if !wired { // capture starts on every link before any node does
+			if err := s.net.waitAllWired(); err != nil {
+				return nil, err
+			}
+			wired = true
 		}
+
 		// One file per link: NODE.pcap, or NODE.TAP.pcap for tap links.
 		links := map[string]string{ipam.IfName("v", n.cfg.Name): n.cfg.Name + ".pcap"}
 		if len(n.cfg.Taps) > 0 {

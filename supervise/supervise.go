@@ -135,7 +135,7 @@ func (s *supervisor) nodeConfigs() []runconfig.Node {
 // node is one node's state.
 type node struct {
 	cfg    runconfig.Node
-	idx    int      // in the file's nodes (attached nodes: after them)
+	idx    int      // in the file's nodes (unused for attached nodes)
 	ns     *os.File // set once wired (network.waitWired)
 	proc   *guest.Process
 	up     chan struct{} // closed once started and ready

@@ -8,10 +8,12 @@
 // It prints "ready" once every file has its header. On SIGTERM it says how
 // many frames the kernel dropped because the writer fell behind (at
 // multi-Gbit/s rates a packet socket does not slow the link down), then
-// exits. Each packet is written
-// with one write(2), so a file cut short by SIGKILL still ends on a whole
-// record, and the files can be read while they grow
-// (tail -Fc +0 web.pcap | tcpdump -nr -). It is a separate binary so that
+// exits. Records are written whole (gathered, then written together
+// whenever the kernel has nothing more ready), so the files can be read
+// while they grow (tail -Fc +0 web.pcap | tcpdump -nr -), and a file cut
+// short by SIGKILL ends on a whole record unless the kill lands inside a
+// write(2). Files on disk are streamed: written out and dropped from the
+// page cache as they grow (see pcapFile). It is a separate binary so that
 // nsrun itself does not carry the pcap library.
 package main
 
@@ -28,13 +30,8 @@ import (
 	"unsafe"
 
 	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 )
-
-// snapLen is the file's snapshot length: whole frames, as tcpdump takes.
-const snapLen = 262144
 
 // The receive ring of each packet socket (TPACKET_V3): blocks the kernel
 // fills and hands over whole, retired at the latest after ringTimeout ms.
@@ -67,7 +64,16 @@ func main() {
 	fmt.Println("ready")
 	for _, l := range writers {
 		wg.Add(1)
-		go func() { defer wg.Done(); l.run(&stopping) }()
+		go func() {
+			defer wg.Done()
+			err := l.run(&stopping)
+			if cerr := l.out.close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "nsrun-capture:", err)
+			}
+		}()
 	}
 	ended := make(chan struct{})
 	go func() { wg.Wait(); close(ended) }()
@@ -88,9 +94,7 @@ func main() {
 type link struct {
 	fd   int
 	ring []byte
-	w    *pcapgo.Writer
-	rec  *recordWriter
-	f    *os.File
+	out  *pcapFile
 }
 
 func newLink(fd int, path string) (*link, error) {
@@ -111,72 +115,11 @@ func newLink(fd int, path string) (*link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: map the receive ring: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	out, err := createPcapFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	rec := &recordWriter{fd: int(f.Fd())}
-	w := pcapgo.NewWriter(rec)
-	if err := w.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
 		return nil, err
 	}
-	if err := rec.flush(); err != nil {
-		return nil, fmt.Errorf("write %s: %w", path, err)
-	}
-	return &link{fd: fd, ring: ring, w: w, rec: rec, f: f}, nil
-}
-
-// recordWriter gathers what pcapgo writes for one packet (its record
-// header, then the frame, still in the ring) and writes it with one
-// writev(2): no copy in user space, and a file cut short ends on a whole
-// record.
-type recordWriter struct {
-	fd   int
-	iovs [][]byte
-	hdr  [64]byte
-}
-
-func (r *recordWriter) Write(p []byte) (int, error) {
-	if len(r.iovs) == 0 && len(p) <= len(r.hdr) {
-		// pcapgo reuses its header buffer: keep a copy.
-		n := copy(r.hdr[:], p)
-		r.iovs = append(r.iovs, r.hdr[:n])
-		return n, nil
-	}
-	r.iovs = append(r.iovs, p)
-	return len(p), nil
-}
-
-func (r *recordWriter) flush() error {
-	defer func() { r.iovs = r.iovs[:0] }()
-	want := 0
-	for _, v := range r.iovs {
-		want += len(v)
-	}
-	for want > 0 {
-		n, err := unix.Writev(r.fd, r.iovs)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == want {
-			return nil
-		}
-		// Short write: drop what went out, write the rest.
-		want -= n
-		for n > 0 {
-			if n >= len(r.iovs[0]) {
-				n -= len(r.iovs[0])
-				r.iovs = r.iovs[1:]
-			} else {
-				r.iovs[0] = r.iovs[0][n:]
-				n = 0
-			}
-		}
-	}
-	return nil
+	return &link{fd: fd, ring: ring, out: out}, nil
 }
 
 // Offsets in struct tpacket_block_desc (its header is a tpacket_hdr_v1).
@@ -187,19 +130,24 @@ const (
 )
 
 // run writes every block the kernel hands over, in order, until the
-// socket fails or, once stopping is set, no block is left.
-func (l *link) run(stopping *atomic.Bool) {
+// socket fails or, once stopping is set, no block is left. What it has
+// gathered goes to the file whenever the kernel has nothing more ready, so
+// a reader sees frames within about ringTimeout.
+func (l *link) run(stopping *atomic.Bool) error {
 	for cur := 0; ; cur = (cur + 1) % ringBlocks {
 		blk := l.ring[cur*ringBlockSize : (cur+1)*ringBlockSize]
 		status := (*uint32)(unsafe.Pointer(&blk[blockStatus]))
 		for atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
+			if err := l.out.flush(); err != nil {
+				return err
+			}
 			fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN | unix.POLLERR}}
 			n, err := unix.Poll(fds, 2*ringTimeout)
 			if err != nil && !errors.Is(err, unix.EINTR) {
-				return
+				return fmt.Errorf("poll the packet socket: %w", err)
 			}
 			if n == 0 && stopping.Load() && atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
-				return
+				return nil
 			}
 		}
 		npkts := *(*uint32)(unsafe.Pointer(&blk[blockNumPkts]))
@@ -213,8 +161,8 @@ func (l *link) run(stopping *atomic.Bool) {
 				CaptureLength: len(data),
 				Length:        int(h.Len),
 			}
-			if l.w.WritePacket(ci, data) != nil || l.rec.flush() != nil {
-				return
+			if err := l.out.writePacket(ci, data); err != nil {
+				return err
 			}
 			off += h.Next_offset
 		}
@@ -223,12 +171,13 @@ func (l *link) run(stopping *atomic.Bool) {
 }
 
 // reportDrops says how many frames the kernel dropped for want of room in
-// the ring since the capture started.
+// the ring since the capture started, out of how many reached the socket.
 func (l *link) reportDrops() {
 	st, err := unix.GetsockoptTpacketStats(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil || st.Drops == 0 {
 		return
 	}
-	fmt.Fprintf(os.Stderr, "nsrun-capture: %s: %d frames were not captured: the writer fell behind the link (packet sockets never slow a link down); capture fewer or slower links\n",
-		filepath.Base(l.f.Name()), st.Drops)
+	// For TPACKET_V3 the kernel counts dropped frames in Packets too.
+	fmt.Fprintf(os.Stderr, "nsrun-capture: %s: %d of %d frames were not captured: the writer fell behind the link (packet sockets never slow a link down); capture fewer or slower links\n",
+		filepath.Base(l.out.f.Name()), st.Drops, st.Packets)
 }

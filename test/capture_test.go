@@ -133,6 +133,54 @@ nodes:
 	}
 }
 
+// TestTapQEMU: QEMU started in a tap node (nsrun net exec) attaches to the
+// node's tap by name, as a VM under test would, and frames pass through it
+// both ways. No guest is booted: QEMU's hub joins the tap to a UDP socket
+// (-machine none), and the test speaks raw Ethernet over that socket.
+func TestTapQEMU(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	need(t, unixAccess("/dev/net/tun"), "/dev/net/tun is not read-write for everyone (mode 0666, as most distributions ship it); .ci/run sets it")
+	needPrograms(t, "qemu-system-x86_64", "tshark")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  client: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}
+  dut: {ip: 172.18.0.99, tap: [link0]}
+`})
+	capDir := filepath.Join(dir, "cap")
+	_ = os.Mkdir(capDir, 0o755)
+	_ = os.Chown(capDir, u.UID, u.GID)
+	r := &liveRun{u: u}
+	rc, out := startUp(t, u, dir, "client | listening", "--capture", capDir)
+	r.rc, r.out = rc, out
+	r.id = between(nsrunOK(t, u, "ls", "--json"), `"id": "`, `"`)
+	// QEMU's socket netdev sends from 127.0.0.1:6001 to 6000; the shell
+	// that starts it ends it, by pid.
+	const qemu = "qemu-system-x86_64 -machine none -nodefaults -display none" +
+		" -netdev tap,id=t0,ifname=link0,script=no,downscript=no" +
+		" -netdev socket,id=u0,udp=127.0.0.1:6000,localaddr=127.0.0.1:6001" +
+		" -netdev hubport,id=h0,hubid=0,netdev=t0 -netdev hubport,id=h1,hubid=0,netdev=u0"
+	res := r.exec(t, "dut", "sh", "-c", qemu+` & q=$!
+probe udp-arp 127.0.0.1:6000 127.0.0.1:6001 172.18.0.99 172.18.0.1; rc=$?
+kill $q; wait $q; exit $rc`)
+	if res.Code != 0 || !strings.HasPrefix(res.Stdout, "arp reply from ") {
+		t.Errorf("through QEMU on link0 -> client: exit %d, %q %q", res.Code, res.Stdout, res.Stderr)
+	}
+	if n, o := tshark(t, filepath.Join(capDir, "dut.link0.pcap"), "arp.opcode == 1 && arp.src.proto_ipv4 == 172.18.0.99"); n < 1 {
+		t.Errorf("dut.link0.pcap lacks the request QEMU passed on: %d\n%s", n, o)
+	}
+	if n, o := tshark(t, filepath.Join(capDir, "client.pcap"), "arp.opcode == 2 && arp.dst.proto_ipv4 == 172.18.0.99"); n < 1 {
+		t.Errorf("client.pcap lacks the client's reply: %d\n%s", n, o)
+	}
+	_ = rc.cmd.Process.Signal(syscall.SIGINT)
+	if code := rc.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+}
+
 func unixAccess(path string) bool {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {

@@ -43,7 +43,7 @@ func needPrograms(t *testing.T, progs ...string) {
 	t.Helper()
 	for _, p := range progs {
 		_, err := exec.LookPath(p)
-		need(t, err == nil, p+" is not installed (apt-get install redis-server redis-tools python3 busybox)")
+		need(t, err == nil, p+" is not installed (.ci/run installs it from Debian's packages)")
 	}
 }
 

@@ -14,9 +14,13 @@
 //	probe udp-burst DST:PORT N      sends N numbered datagrams, 2ms apart
 //	probe tap-arp TAP SRCIP DSTIP   as a VM on tap device TAP with address SRCIP,
 //	                                asks ARP who has DSTIP; prints the reply's MAC
+//	probe udp-arp LOCAL PEER SRCIP DSTIP
+//	                                the same through QEMU: raw frames over UDP
+//	                                from LOCAL to QEMU's socket netdev at PEER
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +69,11 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(tapARP(os.Args[2], os.Args[3], os.Args[4]))
+	case "udp-arp":
+		if len(os.Args) < 6 {
+			os.Exit(2)
+		}
+		os.Exit(udpARP(os.Args[2], os.Args[3], os.Args[4], os.Args[5]))
 	case "dial":
 		timeout := 2 * time.Second
 		if len(os.Args) > 3 {
@@ -243,6 +252,56 @@ func udpBurst(dst string, n int) int {
 	return 0
 }
 
+// arpRequest is an Ethernet frame asking who has dst, from src.
+func arpRequest(src, dst net.IP) []byte {
+	mac := []byte{0x02, 0x00, 0x5e, 0x10, 0x20, 0x30}
+	frame := make([]byte, 0, 42)
+	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	frame = append(frame, mac...)
+	frame = append(frame, 0x08, 0x06)             // ARP
+	frame = append(frame, 0, 1, 8, 0, 6, 4, 0, 1) // Ethernet/IPv4, request
+	frame = append(frame, mac...)
+	frame = append(frame, src.To4()...)
+	frame = append(frame, 0, 0, 0, 0, 0, 0)
+	frame = append(frame, dst.To4()...)
+	return frame
+}
+
+// arpReplyFrom says whether frame is an ARP reply from dst, and from
+// which hardware address.
+func arpReplyFrom(frame []byte, dst net.IP) (net.HardwareAddr, bool) {
+	if len(frame) >= 42 && frame[12] == 0x08 && frame[13] == 0x06 && frame[21] == 2 && net.IP(frame[28:32]).Equal(dst) {
+		return net.HardwareAddr(frame[22:28]), true
+	}
+	return nil, false
+}
+
+// askARP sends an ARP request for dst through send every 300 ms for up to
+// d, reading frames with recv (which fails once its deadline passes), and
+// prints who answered.
+func askARP(src, dst net.IP, d time.Duration, send func([]byte) error, recv func(deadline time.Time) ([]byte, error)) int {
+	frame := arpRequest(src, dst)
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		if err := send(frame); err != nil {
+			fmt.Fprintln(os.Stderr, "send:", err)
+			return 1
+		}
+		resend := time.Now().Add(300 * time.Millisecond)
+		for {
+			p, err := recv(resend)
+			if err != nil {
+				break
+			}
+			if mac, ok := arpReplyFrom(p, dst); ok {
+				fmt.Printf("arp reply from %s\n", mac)
+				return 0
+			}
+		}
+	}
+	fmt.Println("no arp reply")
+	return 4
+}
+
 // tapARP attaches to a tap device like a VM does, sends an ARP request
 // from SRCIP and waits for the reply: proof that frames written to the tap
 // reach the network and come back.
@@ -263,38 +322,49 @@ func tapARP(tap, src, dst string) int {
 		fmt.Fprintln(os.Stderr, "attach to", tap, err)
 		return 1
 	}
-	mac := []byte{0x02, 0x00, 0x5e, 0x10, 0x20, 0x30}
-	s4, d4 := net.ParseIP(src).To4(), net.ParseIP(dst).To4()
-	frame := make([]byte, 0, 42)
-	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	frame = append(frame, mac...)
-	frame = append(frame, 0x08, 0x06)             // ARP
-	frame = append(frame, 0, 1, 8, 0, 6, 4, 0, 1) // Ethernet/IPv4, request
-	frame = append(frame, mac...)
-	frame = append(frame, s4...)
-	frame = append(frame, 0, 0, 0, 0, 0, 0)
-	frame = append(frame, d4...)
-	vnet := make([]byte, 10) // virtio-net header (IFF_VNET_HDR), all zero
-	deadline := time.Now().Add(3 * time.Second)
+	const vnetHdr = 10 // virtio-net header (IFF_VNET_HDR), all zero
 	buf := make([]byte, 2048)
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if _, err := f.Write(append(append([]byte{}, vnet...), frame...)); err != nil {
-			fmt.Fprintln(os.Stderr, "write", err)
-			return 1
-		}
-		_ = f.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				break
-			}
-			p := buf[10:n]
-			if len(p) >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[21] == 2 && net.IP(p[28:32]).Equal(d4) {
-				fmt.Printf("arp reply from %s\n", net.HardwareAddr(p[22:28]))
-				return 0
-			}
-		}
+	send := func(frame []byte) error {
+		_, err := f.Write(append(make([]byte, vnetHdr), frame...))
+		return err
 	}
-	fmt.Println("no arp reply")
-	return 4
+	recv := func(deadline time.Time) ([]byte, error) {
+		_ = f.SetReadDeadline(deadline)
+		n, err := f.Read(buf)
+		if err != nil || n < vnetHdr {
+			return nil, cmp.Or(err, io.ErrUnexpectedEOF)
+		}
+		return buf[vnetHdr:n], nil
+	}
+	return askARP(net.ParseIP(src), net.ParseIP(dst), 3*time.Second, send, recv)
+}
+
+// udpARP is tapARP through QEMU: QEMU holds the tap and joins it on a hub
+// to a UDP socket (-netdev socket,udp=LOCAL,localaddr=PEER), which carries
+// raw Ethernet frames. It sends the request to PEER from LOCAL, for up to
+// 10 s while QEMU starts.
+func udpARP(local, peer, src, dst string) int {
+	la, err1 := net.ResolveUDPAddr("udp", local)
+	pa, err2 := net.ResolveUDPAddr("udp", peer)
+	if err := cmp.Or(err1, err2); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	c, err := net.ListenUDP("udp", la)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	send := func(frame []byte) error {
+		_, err := c.WriteToUDP(frame, pa)
+		return err
+	}
+	recv := func(deadline time.Time) ([]byte, error) {
+		_ = c.SetReadDeadline(deadline)
+		n, _, err := c.ReadFromUDP(buf)
+		return buf[:n], err
+	}
+	return askARP(net.ParseIP(src), net.ParseIP(dst), 10*time.Second, send, recv)
 }

@@ -112,12 +112,7 @@ nodes:
     tap: {link0: front, link1: back}
 `})
 	capDir := filepath.Join(dir, "cap")
-	_ = os.Mkdir(capDir, 0o755)
-	_ = os.Chown(capDir, u.UID, u.GID)
-	r := &liveRun{u: u}
-	rc, out := startUp(t, u, dir, "server | listening", "--capture", capDir)
-	r.rc, r.out = rc, out
-	r.id = between(nsrunOK(t, u, "ls", "--json"), `"id": "`, `"`)
+	r, rc := upCapturing(t, u, dir, capDir, "server | listening")
 	if res := r.exec(t, "dut", "probe", "tap-arp", "link0", "172.18.0.99", "172.18.0.1"); !strings.HasPrefix(res.Stdout, "arp reply from ") {
 		t.Errorf("tap link0 -> client: %q %q", res.Stdout, res.Stderr)
 	}
@@ -148,12 +143,7 @@ nodes:
   dut: {ip: 172.18.0.99, tap: [link0]}
 `})
 	capDir := filepath.Join(dir, "cap")
-	_ = os.Mkdir(capDir, 0o755)
-	_ = os.Chown(capDir, u.UID, u.GID)
-	r := &liveRun{u: u}
-	rc, out := startUp(t, u, dir, "client | listening", "--capture", capDir)
-	r.rc, r.out = rc, out
-	r.id = between(nsrunOK(t, u, "ls", "--json"), `"id": "`, `"`)
+	r, rc := upCapturing(t, u, dir, capDir, "client | listening")
 	// QEMU's socket netdev sends from 127.0.0.1:6001 to 6000; the shell
 	// that starts it ends it, by pid.
 	const qemu = "qemu-system-x86_64 -machine none -nodefaults -display none" +
@@ -179,6 +169,19 @@ kill $q; wait $q; exit $rc`)
 	if left := u.runDirs(); len(left) != 0 {
 		t.Errorf("run folders left: %v", left)
 	}
+}
+
+// upCapturing starts `nsrun up --capture capDir` in dir as u (capDir made
+// and given to u), waits for waitFor, and returns the live run.
+func upCapturing(t *testing.T, u testUser, dir, capDir, waitFor string) (*liveRun, *runningCmd) {
+	t.Helper()
+	_ = os.Mkdir(capDir, 0o755)
+	_ = os.Chown(capDir, u.UID, u.GID)
+	r := &liveRun{u: u}
+	rc, out := startUp(t, u, dir, waitFor, "--capture", capDir)
+	r.rc, r.out = rc, out
+	r.id = between(nsrunOK(t, u, "ls", "--json"), `"id": "`, `"`)
+	return r, rc
 }
 
 func unixAccess(path string) bool {

@@ -74,6 +74,10 @@ type Config struct {
 	StopTimeout  float64 `json:"stop_timeout,omitempty"` // seconds between SIGTERM and SIGKILL
 	CaptureDir   string  `json:"capture_dir,omitempty"`  // absolute; pcap files and nsrun.log
 	LogLevel     string  `json:"log_level,omitempty"`    // step log to stderr; "" is quiet
+
+	// LauncherGone is closed when the launcher (the nsrun process the
+	// caller started) has died, even by SIGKILL: the run must end now.
+	LauncherGone <-chan struct{} `json:"-"`
 }
 
 // ExitSetupFailed is nsrun's exit code when the run could not be set up

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,7 +21,8 @@ import (
 // capture is the nsrun-capture process writing one pcap file per captured
 // node link.
 type capture struct {
-	cmd *exec.Cmd
+	cmd      *exec.Cmd
+	stopOnce sync.Once
 }
 
 // startCapture opens a packet socket on every captured node's bridge port
@@ -105,13 +108,23 @@ func (s *supervisor) startCapture() (*capture, error) {
 	return &capture{cmd: cmd}, nil
 }
 
-// stop ends the capture; every packet written so far is a whole record.
+// captureStopTimeout bounds how long nsrun-capture may take to write out
+// what it holds once asked to stop; it needs about two ring timeouts.
+const captureStopTimeout = 3 * time.Second
+
+// stop ends the capture, leaving every file on a whole record, and
+// returns once it has exited. It may be called more than once, and from
+// more than one goroutine.
 func (c *capture) stop() {
 	if c == nil {
 		return
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	_ = c.cmd.Wait()
+	c.stopOnce.Do(func() {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		kill := time.AfterFunc(captureStopTimeout, func() { _ = c.cmd.Process.Kill() })
+		_ = c.cmd.Wait()
+		kill.Stop()
+	})
 }
 
 // packetSocket opens an AF_PACKET socket bound to ifname in ns.

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,9 @@ func Run(cfg runconfig.Config) (int, error) {
 	signal.Notify(sigs, userns.TerminalSignals...)
 
 	s := &supervisor{cfg: cfg, byName: map[string]*node{}, exited: make(chan *node, len(cfg.Nodes)), abort: make(chan struct{})}
+	if cfg.LauncherGone != nil {
+		go func() { <-cfg.LauncherGone; s.launcherGone() }()
+	}
 	defer s.tearDown()
 	if err := s.setUp(); err != nil {
 		return exitCodeFor(err), err
@@ -90,7 +94,7 @@ type supervisor struct {
 	ctl    *control.Server
 	log    *slog.Logger
 	logEnd io.Closer
-	cap    *capture
+	cap    atomic.Pointer[capture]
 	exited chan *node
 	abort  chan struct{} // closed when the run is being stopped
 	gcDone chan struct{} // closed when the removal of dead runs is done
@@ -180,9 +184,11 @@ func (s *supervisor) setUp() error {
 		return err
 	}
 	go s.ctl.Serve(s.handle)
-	if s.cap, err = s.startCapture(); err != nil {
+	c, err := s.startCapture()
+	if err != nil {
 		return err
 	}
+	s.cap.Store(c)
 	if err := s.publishPorts(); err != nil {
 		return err
 	}
@@ -492,6 +498,36 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	return 0
 }
 
+// launcherGoneExit is the supervisor's exit code when the launcher died;
+// nobody reads it.
+const launcherGoneExit = 128 + 9
+
+// launcherGone ends the run at once because the launcher died (the
+// caller killed nsrun, maybe with SIGKILL): every node is killed, as the
+// launcher's death always did, but the capture first writes out what the
+// kernel holds, so that every pcap file ends on a whole record. Exiting,
+// the supervisor (PID 1 of the run's pid namespace) takes every other
+// process of the run with it; the run's state folder is left to the next
+// run's clean-up, as after a SIGKILL.
+func (s *supervisor) launcherGone() {
+	s.stop()
+	if s.log != nil {
+		s.log.Info("the nsrun process is gone: ending the run")
+	}
+	// Twice, for a node that was being started the first time round.
+	for range 2 {
+		for _, n := range s.allNodes() {
+			if p := n.proc; p != nil {
+				_ = unix.Kill(-p.Pid, unix.SIGKILL)
+				_ = unix.Kill(p.Pid, unix.SIGKILL)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cap.Load().stop()
+	os.Exit(launcherGoneExit)
+}
+
 // stop marks the run as stopping (nodes not yet started never start).
 func (s *supervisor) stop() {
 	s.once.Do(func() { close(s.abort) })
@@ -544,7 +580,7 @@ func (s *supervisor) tearDown() {
 			n.ns.Close()
 		}
 	}
-	s.cap.stop()
+	s.cap.Load().stop()
 	s.net.close()
 	if s.state != nil {
 		_ = s.state.Remove()

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,49 @@ nodes:
 		}
 	}
 	check("after SIGKILL")
+}
+
+// TestCaptureKilledUnderLoad: SIGKILL of nsrun while a captured link runs
+// at full speed leaves pcap files that end on a whole record (the
+// supervisor lets nsrun-capture write out what it holds before the run
+// ends), and nothing of the run running. Each round kills a run that is
+// writing hundreds of MB a second, mostly in the middle of a write.
+func TestCaptureKilledUnderLoad(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "iperf3", "tshark")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  server: {ip: 172.18.0.10, command: iperf3 -s -p 5201, ready: tcp:5201}
+  client:
+    ip: 172.18.0.20
+    depends_on: [server]
+    command: sh -c 'echo sending; exec iperf3 -c server -p 5201 -t 60'
+`})
+	for round := range 3 {
+		capDir := filepath.Join(dir, fmt.Sprintf("cap%d", round))
+		_ = os.Mkdir(capDir, 0o755)
+		_ = os.Chown(capDir, u.UID, u.GID)
+		rc, _ := startUp(t, u, dir, "client | sending", "--capture", capDir)
+		time.Sleep(1500 * time.Millisecond)
+		_ = rc.cmd.Process.Signal(syscall.SIGKILL)
+		rc.wait()
+		anyProcess := func([]string) bool { return true }
+		if !eventually(10*time.Second, func() bool { return len(userProcesses(u, anyProcess)) == 0 }) {
+			t.Fatalf("round %d: processes left after SIGKILL of nsrun: %v", round, userProcesses(u, anyProcess))
+		}
+		for _, node := range []string{"server", "client"} {
+			file := filepath.Join(capDir, node+".pcap")
+			if fi, err := os.Stat(file); err != nil || fi.Size() < 1<<20 {
+				t.Errorf("round %d: %s holds less than 1 MiB of a full-speed link: %v", round, file, err)
+				continue
+			}
+			if out, err := exec.Command("tshark", "-q", "-n", "-r", file).CombinedOutput(); err != nil || strings.Contains(string(out), "cut short") {
+				t.Errorf("round %d: %s after SIGKILL is not whole: %v\n%s", round, file, err, out)
+			}
+		}
+		_ = os.RemoveAll(capDir)
+	}
 }
 
 // TestTapLinks: frames a VM would write to a node's tap devices reach the

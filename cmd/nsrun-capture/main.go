@@ -133,8 +133,21 @@ const (
 // socket fails or, once stopping is set, no block is left. What it has
 // gathered goes to the file whenever the kernel has nothing more ready, so
 // a reader sees frames within about ringTimeout.
+//
+// Once stopping is set it writes at most one ring's worth of blocks more:
+// all the kernel held then, and not what keeps arriving on a busy link.
 func (l *link) run(stopping *atomic.Bool) error {
+	left := -1 // blocks still to write once stopping
 	for cur := 0; ; cur = (cur + 1) % ringBlocks {
+		if left < 0 && stopping.Load() {
+			left = ringBlocks + 1
+		}
+		if left == 0 {
+			return nil
+		}
+		if left > 0 {
+			left--
+		}
 		blk := l.ring[cur*ringBlockSize : (cur+1)*ringBlockSize]
 		status := (*uint32)(unsafe.Pointer(&blk[blockStatus]))
 		for atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {

@@ -260,14 +260,15 @@ func baseConfig(st launch.State) (runconfig.Config, error) {
 	}
 	id := runstate.NewID()
 	return runconfig.Config{
-		RunID:      id,
-		RunDir:     filepath.Join(runstate.RunsDir(rt), id),
-		RuntimeDir: rt,
-		Root:       st.Root,
-		UID:        st.UID,
-		GID:        st.GID,
-		NsrunPid:   st.NsrunPid,
-		Terminal:   st.Terminal,
+		LauncherGone: launch.LauncherGone(),
+		RunID:        id,
+		RunDir:       filepath.Join(runstate.RunsDir(rt), id),
+		RuntimeDir:   rt,
+		Root:         st.Root,
+		UID:          st.UID,
+		GID:          st.GID,
+		NsrunPid:     st.NsrunPid,
+		Terminal:     st.Terminal,
 		// Only the gateway's user namespace maps the caller to uid 0.
 		MapUser: st.Joined && !st.Root && st.UID != 0,
 	}, nil

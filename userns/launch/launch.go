@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"syscall"
 	"unsafe"
 
@@ -149,4 +150,43 @@ func BindPort(port uint16) (*os.File, error) {
 		return nil, fmt.Errorf("the launcher sent no socket: %v", err)
 	}
 	return os.NewFile(uintptr(fds[0]), fmt.Sprintf("127.0.0.1:%d", port)), nil
+}
+
+// LauncherGone returns a channel closed when the launcher dies, even by
+// SIGKILL; nil outside the supervisor. The kernel sends the supervisor
+// NSRUN_LAUNCHER_GONE then (its parent-death signal, which ends the
+// process until Go listens for it), and the launcher's end of the port
+// socket hangs up; the second closes the gap between the Go runtime
+// starting and this call.
+func LauncherGone() <-chan struct{} {
+	fd := int(C.nsrun_launch_get().port_fd)
+	if !Get().Launched || fd < 0 {
+		return nil
+	}
+	gone := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.Signal(C.NSRUN_LAUNCHER_GONE))
+	hangup := make(chan struct{})
+	go func() {
+		// POLLRDHUP only: BindPort's replies do not wake this.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				return
+			}
+			if n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				close(hangup)
+				return
+			}
+		}
+	}()
+	go func() {
+		select {
+		case <-sig:
+		case <-hangup:
+		}
+		close(gone)
+	}()
+	return gone
 }

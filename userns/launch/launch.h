@@ -4,6 +4,10 @@
 
 enum { NSRUN_KIND_NONE, NSRUN_KIND_RUN, NSRUN_KIND_UP };
 
+/* The supervisor's parent-death signal: a real-time signal (SIGRTMIN+4 in
+ * glibc) that glibc and Go leave alone, whose default action terminates. */
+#define NSRUN_LAUNCHER_GONE 38
+
 struct nsrun_launch {
 	int kind;      /* NSRUN_KIND_*: what the command line asks for */
 	int launched;  /* this process is the run's supervisor */

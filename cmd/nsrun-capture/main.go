@@ -10,11 +10,12 @@
 // multi-Gbit/s rates a packet socket does not slow the link down), then
 // exits. Records are written whole (gathered, then written together
 // whenever the kernel has nothing more ready), so the files can be read
-// while they grow (tail -Fc +0 web.pcap | tcpdump -nr -), and a file cut
-// short by SIGKILL ends on a whole record unless the kill lands inside a
-// write(2). Files on disk are streamed: written out and dropped from the
-// page cache as they grow (see pcapFile). It is a separate binary so that
-// nsrun itself does not carry the pcap library.
+// while they grow (tail -Fc +0 web.pcap | tcpdump -nr -). The supervisor
+// stops it with SIGTERM, even when nsrun was killed, so files end on a
+// whole record; a SIGKILL of this process could land inside a write(2).
+// Files on disk are streamed: written out and dropped from the page cache
+// as they grow (see pcapFile). It is a separate binary so that nsrun
+// itself does not carry the pcap library.
 package main
 
 import (

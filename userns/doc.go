@@ -50,9 +50,9 @@
 // the pipe hang up after the go-ahead knows the launcher is already gone and
 // exits. When the launcher dies, even by SIGKILL, the supervisor ends:
 // before Go listens, by that signal's default action; after, Go hears it
-// (or the launcher's end of the port socket hanging up, launch.LauncherGone)
-// and the supervisor kills every node, lets the capture write out its last
-// whole records, and exits. As PID 1 of the run's pid namespace its exit
+// (launch.LauncherGone, which also sees a launcher that died in between by
+// its end of the port socket having hung up) and the supervisor kills every
+// node, lets the capture write out its last whole records, and exits. As PID 1 of the run's pid namespace its exit
 // kills every process of the run, daemons included. Namespaces are held only by those processes and by
 // fds, never by bind mounts, so the kernel frees them (and with them every
 // veth of the run) as the processes go. What is left on disk (the run's

@@ -155,9 +155,8 @@ func BindPort(port uint16) (*os.File, error) {
 // LauncherGone returns a channel closed when the launcher dies, even by
 // SIGKILL; nil outside the supervisor. The kernel sends the supervisor
 // NSRUN_LAUNCHER_GONE then (its parent-death signal, which ends the
-// process until Go listens for it), and the launcher's end of the port
-// socket hangs up; the second closes the gap between the Go runtime
-// starting and this call.
+// process until Go listens for it); a launcher that died before this call
+// is seen by its end of the port socket having hung up.
 func LauncherGone() <-chan struct{} {
 	fd := int(C.nsrun_launch_get().port_fd)
 	if !Get().Launched || fd < 0 {
@@ -166,26 +165,14 @@ func LauncherGone() <-chan struct{} {
 	gone := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.Signal(C.NSRUN_LAUNCHER_GONE))
-	hangup := make(chan struct{})
+	// POLLRDHUP only: a reply to BindPort does not count.
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	if n, _ := unix.Poll(fds, 0); n > 0 {
+		close(gone)
+		return gone
+	}
 	go func() {
-		// POLLRDHUP only: BindPort's replies do not wake this.
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-		for {
-			n, err := unix.Poll(fds, -1)
-			if err != nil && !errors.Is(err, unix.EINTR) {
-				return
-			}
-			if n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
-				close(hangup)
-				return
-			}
-		}
-	}()
-	go func() {
-		select {
-		case <-sig:
-		case <-hangup:
-		}
+		<-sig
 		close(gone)
 	}()
 	return gone

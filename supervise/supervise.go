@@ -511,9 +511,6 @@ const launcherGoneExit = 128 + 9
 // run's clean-up, as after a SIGKILL.
 func (s *supervisor) launcherGone() {
 	s.stop()
-	if s.log != nil {
-		s.log.Info("the nsrun process is gone: ending the run")
-	}
 	// Twice, for a node that was being started the first time round.
 	for range 2 {
 		for _, n := range s.allNodes() {

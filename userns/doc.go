@@ -42,22 +42,24 @@
 // # Synchronisation and lifetime
 //
 // One pipe: the supervisor sets PR_SET_PDEATHSIG (NSRUN_LAUNCHER_GONE, a
-// real-time signal whose default action terminates), maps nsrun's
-// code and data into its page tables in one call per segment (cheaper than
-// page faults; the launcher writes the id maps meanwhile), then waits for
-// the launcher to write the supervisor's pid (after the id maps); the
-// launcher keeps its end open for its whole life, so a supervisor that sees
-// the pipe hang up after the go-ahead knows the launcher is already gone and
-// exits. When the launcher dies, even by SIGKILL, the supervisor ends:
-// before Go listens, by that signal's default action; after, Go hears it
-// (launch.LauncherGone, which also sees a launcher that died in between by
-// its end of the port socket having hung up) and the supervisor kills every
-// node, lets the capture write out its last whole records, and exits. As PID 1 of the run's pid namespace its exit
-// kills every process of the run, daemons included. Namespaces are held only by those processes and by
-// fds, never by bind mounts, so the kernel frees them (and with them every
-// veth of the run) as the processes go. What is left on disk (the run's
-// state folder) is removed by the supervisor on exit, and after a SIGKILL by
-// the next run or by `nsrun gc`, which find it unlocked.
+// real-time signal whose default action terminates), maps nsrun's code and
+// data into its page tables in one call per segment (cheaper than page
+// faults; the launcher writes the id maps meanwhile), then waits for the
+// launcher to write the supervisor's pid (after the id maps); the launcher
+// keeps its end open for its whole life, so a supervisor that sees the pipe
+// hang up after the go-ahead knows the launcher is already gone and exits.
+// When the launcher dies, even by SIGKILL, the supervisor ends: before the
+// Go runtime starts, by that signal's default action; once nsrun calls
+// launch.LauncherGone, which listens for the signal and sees a launcher
+// that died in between by its end of the port socket having hung up, the
+// supervisor kills every node, lets the capture write out its last whole
+// records, and exits. As PID 1 of the run's pid namespace its exit kills
+// every process of the run, daemons included. Namespaces are held only by
+// those processes and by fds, never by bind mounts, so the kernel frees
+// them (and with them every veth of the run) as the processes go. What is
+// left on disk (the run's state folder) is removed by the supervisor on
+// exit, and after a SIGKILL by the next run or by `nsrun gc`, which find it
+// unlocked.
 //
 // Failures before the Go runtime starts (no user namespace allowed, the
 // gateway gone) leave the process as it was; Go reads them from package

@@ -363,10 +363,10 @@ static void launch(int argc, char **argv)
 
 		close(sync[1]);
 		close(ports[0]);
-		/* Until Go asks for it (LauncherGone), this signal's default
-		 * action ends the supervisor when the launcher dies; then the
-		 * supervisor ends the run itself, letting the capture finish
-		 * its last record. */
+		/* Until the Go runtime starts, this signal's default action
+		 * ends the supervisor when the launcher dies; from
+		 * launch.LauncherGone on, the supervisor hears it and ends the
+		 * run itself, letting the capture finish its last record. */
 		prctl(PR_SET_PDEATHSIG, NSRUN_LAUNCHER_GONE);
 		populate_image(); /* while the launcher writes the id maps */
 		if (read(sync[0], &go, 1) != 1)

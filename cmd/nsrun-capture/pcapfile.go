@@ -54,9 +54,9 @@ func createPcapFile(path string) (*pcapFile, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := p.flush(); err != nil {
+	if err := p.flush(); err != nil { // already names the file
 		_ = f.Close()
-		return nil, fmt.Errorf("write %s: %w", path, err)
+		return nil, err
 	}
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 		p.drop = make(chan [2]int64, 4)

@@ -3,7 +3,7 @@ GO       ?= go
 BIN      ?= bin
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X github.com/nsrun/nsrun/cli.version=$(VERSION)
 # nsrun is linked statically (its C launcher needs cgo): a run starts it
 # once, and a static binary starts faster (no dynamic loader).
 STATIC   := -tags netgo,osusergo -ldflags '$(LDFLAGS) -linkmode external -extldflags -static' 

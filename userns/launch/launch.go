@@ -21,7 +21,12 @@
 //     the supervisor's exit code. It never runs Go.
 //
 // Every other command line (ls, net, --help, a bad flag) is left alone, and
-// Go handles it as usual. Get reports what happened. The flag rules of the C
+// Go handles it as usual.
+//
+// A binary other than nsrun that links this package (a test binary that
+// imports package nstest) serves as nsrun only when asked: it sets
+// nsrun_launch_on_request from a C constructor of higher priority, and the
+// launcher then acts only when EnvAsNsrun is set in the environment. Get reports what happened. The flag rules of the C
 // side mirror package flag's, and a test holds the two together.
 package launch
 
@@ -45,6 +50,10 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// EnvAsNsrun, set in the environment of a binary that serves as nsrun on
+// request (see the package comment), makes it act as nsrun.
+const EnvAsNsrun = "NSRUN_AS_NSRUN" // NSRUN_AS_NSRUN in launch.h
 
 // Kind is the kind of command line.
 type Kind int

@@ -23,6 +23,12 @@ struct nsrun_launch {
 
 extern struct nsrun_launch nsrun_launch_state;
 
+/* Set to 1, before the launcher's constructor runs, by a binary that is
+ * not nsrun but can serve as nsrun (a test binary importing nstest): the
+ * launcher then acts only when NSRUN_AS_NSRUN is set in the environment. */
+extern int nsrun_launch_on_request;
+#define NSRUN_AS_NSRUN "NSRUN_AS_NSRUN"
+
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
 
 #endif

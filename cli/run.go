@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -31,7 +31,7 @@ type runFlags struct {
 }
 
 // flagSet is the flag set of `nsrun [flags] -- CMD`. Package launch's C
-// side reads the same flags; cmd/nsrun's tests hold the two together.
+// side reads the same flags; this package's tests hold the two together.
 func (f *runFlags) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("nsrun", flag.ContinueOnError)
 	fs.StringVar(&f.ip, "ip", ipam.DefaultGuest.String(), "")

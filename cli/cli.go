@@ -1,0 +1,175 @@
+// Package cli is nsrun's command line: flag parsing, output and exit
+// codes of every nsrun command. Command nsrun is Main; package nstest runs
+// the same code when a test binary serves as nsrun (see nstest's doc).
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/runstate"
+	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
+)
+
+// version is set at build time with
+// -ldflags "-X github.com/nsrun/nsrun/cli.version=...".
+var version = "dev"
+
+const usage = `nsrun runs commands as hosts on networks of their own, without root.
+
+Usage:
+  nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
+  nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
+  nsrun net exec [--run ID] NODE -- CMD [ARGS...]
+                                     run CMD in NODE's network (from inside a run,
+                                     or from the host with --run ID)
+  nsrun net isolate NODE...          cut NODEs from every other node and each other
+  nsrun net disjoint A B -- C D      clusters that cannot see each other (every node once)
+  nsrun net split A B -- B C         clusters may share nodes; unnamed nodes isolated
+  nsrun net fullmesh                 heal everything
+  nsrun net drop A B                 one-way: packets from A to B are dropped
+  nsrun net halves | majorities-ring | bridge | random-node [--seed N]
+                                     Jepsen's partition shapes over the run's nodes
+  nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]
+                                     link faults (no option: clear them)
+  nsrun net show [--json]            the current cut and link faults
+  nsrun node stop|start|restart|pause|resume NODE
+                                     crash, bring back, freeze a node
+                                     (net and node verbs take --run ID from the host,
+                                     and --uplink to also cut the way out)
+  nsrun attach --run ID --pid PID --ip ADDR [--name NAME]
+                                     plug a process you started in its own network
+                                     namespace into a run (see README for which)
+  nsrun ls [--json]                  list your live runs
+  nsrun gc                           remove what killed runs left behind
+
+Flags of nsrun -- CMD:
+  --ip ADDR          the host's address in 172.18.0.0/24 (default 172.18.0.1)
+  --hostname NAME    the host's hostname (default "node")
+  --root             run CMD as uid 0 of the run's user namespace
+                     (default: your own uid and gid, as outside)
+  --isolated         no uplink to the host or beyond, even when nsrun-helper
+                     is installed (without the helper every run is isolated)
+
+Flags of nsrun up:
+  -f FILE            the topology file (default nsrun.yaml)
+  --exit-code-from NODE   exit with NODE's exit code; implies --abort-on-exit
+  --abort-on-exit    stop every node when one exits
+  --timeout SECONDS  between SIGTERM and SIGKILL when stopping (default 10)
+  --root, --isolated as above
+
+CMD's exit code is nsrun's (128+N if it was killed by signal N); 125 means
+nsrun itself failed, 126 that CMD cannot be executed, 127 that it was not
+found. SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
+`
+
+// Main runs the nsrun command line args (without the program name) and
+// returns its exit code. A command line that starts a run must be the
+// process's own (os.Args): package launch has already acted on it before
+// the Go runtime started.
+func Main(args []string, stdout, stderr io.Writer) int {
+	return mainCLI(args, stdout, stderr)
+}
+
+func mainCLI(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "gc":
+			return cmdGC(stdout, stderr)
+		case "ls":
+			return cmdLs(args[1:], stdout, stderr)
+		case "up":
+			return cmdUp(args[1:], stdout, stderr)
+		case "net":
+			return cmdNet(args[1:], stdout, stderr)
+		case "node":
+			return cmdNode(args[1:], stdout, stderr)
+		case "attach":
+			return cmdAttach(args[1:], stdout, stderr)
+		}
+	}
+	return cmdRun(args, stdout, stderr)
+}
+
+// parseFlags parses fs, printing usage for --help and the error for bad
+// flags. done says the command is over, with exit code code.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, what string) (code int, done bool) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0, true
+		}
+		return fail(stderr, fmt.Errorf("%s%w; see nsrun --help", what, err)), true
+	}
+	return 0, false
+}
+
+func cmdGC(stdout, stderr io.Writer) int {
+	rt, err := runstate.RuntimeDir(os.Getuid())
+	if err != nil {
+		return fail(stderr, err)
+	}
+	removed, err := runstate.GC(rt)
+	for _, id := range removed {
+		fmt.Fprintln(stdout, "removed run", id)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if leases, err := gcLeases(rt); err == nil {
+		for _, l := range leases {
+			fmt.Fprintln(stdout, "released uplink", l)
+		}
+	}
+	return 0
+}
+
+func cmdLs(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nsrun ls", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "")
+	if code, done := parseFlags(fs, args, stdout, stderr, "ls: "); done {
+		return code
+	}
+	rt, err := runstate.RuntimeDir(os.Getuid())
+	if err != nil {
+		return fail(stderr, err)
+	}
+	runs, err := runstate.List(rt)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if *asJSON {
+		if runs == nil {
+			runs = []runstate.Info{}
+		}
+		writeJSON(stdout, runs)
+		return 0
+	}
+	fmt.Fprintf(stdout, "%-10s %-20s %-18s %s\n", "ID", "FILE", "UPLINK", "NODES")
+	for _, r := range runs {
+		var nodes []string
+		for _, n := range r.Nodes {
+			nodes = append(nodes, n.Name+"="+n.Addr)
+		}
+		file, up := r.File, r.Uplink
+		if file == "" {
+			file = "-"
+		}
+		if up == "" {
+			up = "isolated"
+		}
+		fmt.Fprintf(stdout, "%-10s %-20s %-18s %s\n", r.ID, file, up, strings.Join(nodes, " "))
+	}
+	return 0
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "nsrun:", err)
+	return runconfig.ExitSetupFailed
+}

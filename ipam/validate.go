@@ -13,14 +13,18 @@ import (
 // MaxIfNameLen is the longest interface name Linux accepts (IFNAMSIZ-1).
 const MaxIfNameLen = 15
 
-// Subnet is a guest subnet with its bridge (router) address.
+// Subnet is a guest subnet with its bridge (router) addresses: an IPv4
+// prefix, an IPv6 /64 (see Pair6), or both.
 type Subnet struct {
-	Prefix netip.Prefix // masked, for example 172.18.0.0/24
-	Bridge netip.Addr   // the bridge's own address, for example 172.18.0.254
+	Prefix  netip.Prefix // IPv4, masked, for example 172.18.0.0/24; invalid when IPv6-only
+	Bridge  netip.Addr   // the bridge's own address, for example 172.18.0.254
+	Prefix6 netip.Prefix // IPv6 /64, for example fd00:ac12::/64; invalid without IPv6
+	Bridge6 netip.Addr   // the bridge's own IPv6 address, for example fd00:ac12::fe
 }
 
-// DefaultSubnet returns the subnet every run uses unless told otherwise:
-// 172.18.0.0/24 with the bridge at 172.18.0.254.
+// DefaultSubnet returns the IPv4 subnet every run uses unless told
+// otherwise: 172.18.0.0/24 with the bridge at 172.18.0.254. Its Dual
+// adds fd00:ac12::/64 with the bridge at fd00:ac12::fe.
 func DefaultSubnet() Subnet {
 	return Subnet{
 		Prefix: netip.MustParsePrefix("172.18.0.0/24"),
@@ -55,6 +59,8 @@ func NewSubnet(field, cidr string) (Subnet, error) {
 // field names the setting in errors, for example "--ip" or "nodes.db.ip".
 func (s Subnet) CheckGuest(field string, addr netip.Addr) error {
 	switch {
+	case !s.HasIPv4():
+		return fmt.Errorf("%s: %s: the subnet %s is IPv6-only; give the node an IPv6 address (ip6:) instead", field, addr, s.Prefix6)
 	case !addr.Is4():
 		return fmt.Errorf("%s: %s is not an IPv4 address", field, addr)
 	case !s.Prefix.Contains(addr):

@@ -161,6 +161,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, s := range top.Subnets {
+		if !s.HasIPv4() {
+			return fail(stderr, fmt.Errorf("%s: subnets.%s: IPv6-only subnets are not wired to runs yet; give it an IPv4 prefix too (ipv4: ...)", top.File, s.Name))
+		}
 		cfg.Subnets = append(cfg.Subnets, runconfig.Subnet{Name: s.Name, CIDR: s.Prefix.String()})
 	}
 	wd, _ := os.Getwd()

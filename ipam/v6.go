@@ -145,6 +145,31 @@ func CheckPrefix6(field string, p netip.Prefix) error {
 // subnet-router anycast address) nor the bridge's; never link-local,
 // multicast or IPv4-mapped, and written without a zone.
 func (s Subnet) CheckGuest6(field string, addr netip.Addr) error {
+	if err := s.checkKind6(field, addr); err != nil {
+		return err
+	}
+	hint := "pick an address such as " + s.example6()
+	switch {
+	case !s.HasIPv6():
+		return fmt.Errorf("%s: %s: the node's subnet has no IPv6 prefix; give the subnet one (subnets: NAME: {ipv4: ..., ipv6: fd00:.../64}) or drop the address", field, addr)
+	case !s.Prefix6.Contains(addr):
+		return fmt.Errorf("%s: %s is outside the subnet's IPv6 prefix %s; %s", field, addr, s.Prefix6, hint)
+	case addr == s.Prefix6.Addr():
+		return fmt.Errorf("%s: %s is the subnet-router anycast address of %s; %s", field, addr, s.Prefix6, hint)
+	case addr == s.Bridge6:
+		return fmt.Errorf("%s: %s is the bridge's own address; %s", field, addr, hint)
+	}
+	return nil
+}
+
+// CheckAddr6 reports whether addr is of a kind a guest may be given,
+// whatever its subnet: a unicast IPv6 address, neither link-local,
+// multicast nor IPv4-mapped, written without a zone.
+func CheckAddr6(field string, addr netip.Addr) error {
+	return Subnet{}.checkKind6(field, addr)
+}
+
+func (s Subnet) checkKind6(field string, addr netip.Addr) error {
 	hint := "pick an address such as " + s.example6()
 	switch {
 	case !addr.Is6() || addr.Is4In6():
@@ -155,14 +180,8 @@ func (s Subnet) CheckGuest6(field string, addr netip.Addr) error {
 		return fmt.Errorf("%s: %s: write the address without a zone", field, addr)
 	case multicast6.Contains(addr):
 		return fmt.Errorf("%s: %s is a multicast address; %s", field, addr, hint)
-	case !s.HasIPv6():
-		return fmt.Errorf("%s: %s: the node's subnet has no IPv6 prefix; give the subnet one (subnets: NAME: {ipv4: ..., ipv6: fd00:.../64}) or drop the address", field, addr)
-	case !s.Prefix6.Contains(addr):
-		return fmt.Errorf("%s: %s is outside the subnet's IPv6 prefix %s; %s", field, addr, s.Prefix6, hint)
-	case addr == s.Prefix6.Addr():
-		return fmt.Errorf("%s: %s is the subnet-router anycast address of %s; %s", field, addr, s.Prefix6, hint)
-	case addr == s.Bridge6:
-		return fmt.Errorf("%s: %s is the bridge's own address; %s", field, addr, hint)
+	case compat4.Contains(addr):
+		return fmt.Errorf("%s: %s is the unspecified or loopback address, or IPv4-compatible; %s", field, addr, hint)
 	}
 	return nil
 }

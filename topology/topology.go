@@ -28,9 +28,11 @@ type Topology struct {
 	File    string
 	Subnets []Subnet
 	Nodes   []Node // in start order: every node after those it depends on
+	// NoIPv6 is `ipv6: false` at the top of the file: no subnet has IPv6.
+	NoIPv6 bool
 }
 
-// Subnet is a named guest subnet.
+// Subnet is a named guest subnet: IPv4, IPv6 or both (ipam.Subnet).
 type Subnet struct {
 	Name string
 	ipam.Subnet
@@ -38,9 +40,13 @@ type Subnet struct {
 
 // Node is one host of the run.
 type Node struct {
-	Name      string
-	Hostname  string
-	Addr      netip.Addr
+	Name     string
+	Hostname string
+	Addr     netip.Addr // IPv4; invalid for a node of an IPv6-only subnet
+	// Addr6 is the node's IPv6 address: `ip6:`, or by default the one
+	// its IPv4 address maps to in its subnet's /64 (ipam.Pair6); invalid
+	// with `ipv6: false` or in a subnet without IPv6.
+	Addr6     netip.Addr
 	Subnet    int      // index into Topology.Subnets
 	Argv      []string // empty: the node only holds its namespace (sleeps)
 	Env       []string // KEY=VALUE, added to nsrun's environment
@@ -172,27 +178,40 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap"}
+var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
-	pairs, err := p.mapping(root, "the file", "subnets", "nodes")
+	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6")
 	if err != nil {
 		return nil, err
 	}
 	t := &Topology{}
-	var nodesNode *yaml.Node
+	var nodesNode, subnetsNode *yaml.Node
 	for _, kv := range pairs {
 		switch kv[0].Value {
 		case "subnets":
-			if t.Subnets, err = p.subnets(kv[1]); err != nil {
-				return nil, err
-			}
+			subnetsNode = kv[1]
 		case "nodes":
 			nodesNode = kv[1]
+		case "ipv6":
+			on, err := p.boolean("ipv6", kv[1])
+			if err != nil {
+				return nil, err
+			}
+			t.NoIPv6 = !on
+		}
+	}
+	if subnetsNode != nil {
+		if t.Subnets, err = p.subnets(subnetsNode, t.NoIPv6); err != nil {
+			return nil, err
 		}
 	}
 	if len(t.Subnets) == 0 {
-		t.Subnets = []Subnet{{Name: "default", Subnet: ipam.DefaultSubnet()}}
+		def := ipam.DefaultSubnet()
+		if !t.NoIPv6 {
+			def = def.Dual()
+		}
+		t.Subnets = []Subnet{{Name: "default", Subnet: def}}
 	}
 	if nodesNode == nil {
 		return nil, &Error{File: p.file, Msg: "no `nodes:`; a file needs at least one node"}
@@ -212,10 +231,14 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 		if err != nil {
 			return nil, err
 		}
-		if other, dup := byAddr[n.Addr]; dup {
+		if other, dup := byAddr[n.Addr]; dup && n.Addr.IsValid() {
 			return nil, p.errAt(kv[0], "nodes.%s.ip: %s is already node %s's address; give each node its own", n.Name, n.Addr, other)
 		}
+		if other, dup := byAddr[n.Addr6]; dup && n.Addr6.IsValid() {
+			return nil, p.errAt(kv[0], "nodes.%s.ip6: %s is already node %s's IPv6 address (given as ip6:, or mapped from its ip:); give each node its own", n.Name, n.Addr6, other)
+		}
 		byAddr[n.Addr] = n.Name
+		byAddr[n.Addr6] = n.Name
 		byName[n.Name] = kv[0]
 		all = append(all, n)
 	}
@@ -259,7 +282,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-func (p *parser) subnets(n *yaml.Node) ([]Subnet, error) {
+// subnets reads `NAME: CIDR` (an IPv4 prefix, paired with its default
+// IPv6 /64, or an IPv6 /64 alone) or `NAME: {ipv4: CIDR, ipv6: CIDR}`,
+// where ipv6 may be false and either may be left out.
+func (p *parser) subnets(n *yaml.Node, noIPv6 bool) ([]Subnet, error) {
 	pairs, err := p.mapping(n, "subnets")
 	if err != nil {
 		return nil, err
@@ -270,16 +296,16 @@ func (p *parser) subnets(n *yaml.Node) ([]Subnet, error) {
 		if err := ipam.CheckNodeName(field, kv[0].Value); err != nil {
 			return nil, p.errAt(kv[0], "%v", err)
 		}
-		if kv[1].Kind != yaml.ScalarNode {
-			return nil, p.errAt(kv[1], "%s: write a CIDR such as 172.18.1.0/24", field)
-		}
-		s, err := ipam.NewSubnet(field, kv[1].Value)
+		s, at4, at6, err := p.subnet(field, kv[1], noIPv6)
 		if err != nil {
-			return nil, p.errAt(kv[1], "%v", err)
+			return nil, err
 		}
 		for _, o := range out {
-			if o.Prefix.Overlaps(s.Prefix) {
-				return nil, p.errAt(kv[1], "%s: %s overlaps subnets.%s (%s); subnets must not overlap", field, s.Prefix, o.Name, o.Prefix)
+			if s.HasIPv4() && o.HasIPv4() && o.Prefix.Overlaps(s.Prefix) {
+				return nil, p.errAt(at4, "%s: %s overlaps subnets.%s (%s); subnets must not overlap", field, s.Prefix, o.Name, o.Prefix)
+			}
+			if s.HasIPv6() && o.HasIPv6() && o.Prefix6.Overlaps(s.Prefix6) {
+				return nil, p.errAt(at6, "%s: IPv6 prefix %s overlaps subnets.%s (%s); give each subnet its own /64 (ipv6: ...)", field, s.Prefix6, o.Name, o.Prefix6)
 			}
 		}
 		out = append(out, Subnet{Name: kv[0].Value, Subnet: s})
@@ -288,6 +314,85 @@ func (p *parser) subnets(n *yaml.Node) ([]Subnet, error) {
 		return nil, p.errAt(n, "subnets: at most 16 subnets")
 	}
 	return out, nil
+}
+
+// subnet reads one subnet's value; at4 and at6 are where its IPv4 and
+// IPv6 prefixes came from, for errors.
+func (p *parser) subnet(field string, v *yaml.Node, noIPv6 bool) (s ipam.Subnet, at4, at6 *yaml.Node, err error) {
+	const hint = "write a CIDR such as 172.18.1.0/24 (paired with its IPv6 /64) or fd00:ac12:100::/64 (IPv6 only), or {ipv4: 172.18.1.0/24, ipv6: fd00:1::/64}"
+	var v4, v6 *yaml.Node
+	switch v.Kind {
+	case yaml.ScalarNode:
+		if strings.Contains(v.Value, ":") {
+			v6 = v
+		} else {
+			v4 = v
+		}
+	case yaml.MappingNode:
+		pairs, err := p.mapping(v, field, "ipv4", "ipv6")
+		if err != nil {
+			return s, nil, nil, err
+		}
+		for _, kv := range pairs {
+			if kv[1].Kind != yaml.ScalarNode {
+				return s, nil, nil, p.errAt(kv[1], "%s.%s: %s", field, kv[0].Value, hint)
+			}
+			if kv[0].Value == "ipv4" {
+				v4 = kv[1]
+			} else {
+				v6 = kv[1]
+			}
+		}
+		if v4 == nil && (v6 == nil || v6.Value == "false") {
+			return s, nil, nil, p.errAt(v, "%s: needs ipv4:, ipv6: or both", field)
+		}
+		if v4 == nil && v6.Value == "false" {
+			return s, nil, nil, p.errAt(v6, "%s.ipv6: false leaves the subnet no address at all; give it ipv4:", field)
+		}
+	default:
+		return s, nil, nil, p.errAt(v, "%s: %s", field, hint)
+	}
+	if v4 != nil {
+		f := field
+		if v.Kind == yaml.MappingNode {
+			f += ".ipv4"
+		}
+		if strings.Contains(v4.Value, ":") {
+			return s, nil, nil, p.errAt(v4, "%s: %q is an IPv6 prefix; write an IPv4 CIDR such as 172.18.1.0/24 (or put it under ipv6:)", f, v4.Value)
+		}
+		if s, err = ipam.NewSubnet(f, v4.Value); err != nil {
+			return s, nil, nil, p.errAt(v4, "%v", err)
+		}
+	}
+	switch {
+	case v6 != nil && v6.Value == "false":
+		// IPv4 only.
+	case v6 != nil:
+		f := field
+		if v.Kind == yaml.MappingNode {
+			f += ".ipv6"
+		}
+		if noIPv6 {
+			return s, nil, nil, p.errAt(v6, "%s: the file says ipv6: false, so no subnet may have an IPv6 prefix; remove one of them", f)
+		}
+		p6, err := ipam.ParsePrefix6(f, v6.Value)
+		if err != nil {
+			return s, nil, nil, p.errAt(v6, "%v", err)
+		}
+		s = s.WithIPv6(p6)
+	case !noIPv6:
+		s = s.Dual()
+		v6 = v4
+	}
+	return s, v4, v6, nil
+}
+
+// boolean reads true or false.
+func (p *parser) boolean(f string, v *yaml.Node) (bool, error) {
+	if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+		return false, p.errAt(v, "%s: write true or false", f)
+	}
+	return v.Value == "true", nil
 }
 
 func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
@@ -303,13 +408,17 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	if err != nil {
 		return n, err
 	}
-	var ipNode, taps *yaml.Node
+	var ipNode, ip6Node, ipv6Node, taps *yaml.Node
 	for _, kv := range pairs {
 		k, v := kv[0].Value, kv[1]
 		f := field + "." + k
 		switch k {
 		case "ip":
 			ipNode = v
+		case "ip6":
+			ip6Node = v
+		case "ipv6":
+			ipv6Node = v
 		case "hostname":
 			if err := ipam.CheckHostname(f, v.Value); err != nil || v.Kind != yaml.ScalarNode {
 				return n, p.errAt(v, "%v", err)
@@ -358,25 +467,8 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			n.Capture = v.Value == "true"
 		}
 	}
-	if ipNode == nil {
-		return n, p.errAt(key, "%s.ip: missing; give the node a fixed address in one of the subnets (%s)", field, subnetList(t))
-	}
-	addr, err := netip.ParseAddr(ipNode.Value)
-	if err != nil || !addr.Is4() || ipNode.Kind != yaml.ScalarNode {
-		return n, p.errAt(ipNode, "%s.ip: %q is not an IPv4 address such as 172.18.0.7", field, ipNode.Value)
-	}
-	n.Addr = addr
-	n.Subnet = -1
-	for i, s := range t.Subnets {
-		if s.Prefix.Contains(addr) {
-			if err := s.CheckGuest(field+".ip", addr); err != nil {
-				return n, p.errAt(ipNode, "%v", err)
-			}
-			n.Subnet = i
-		}
-	}
-	if n.Subnet < 0 {
-		return n, p.errAt(ipNode, "%s.ip: %s is in no subnet of the file (%s); pick an address inside one, or add its subnet under subnets:", field, addr, subnetList(t))
+	if err := p.addresses(t, &n, key, ipNode, ip6Node, ipv6Node); err != nil {
+		return n, err
 	}
 	if taps != nil {
 		if n.Taps, err = p.taps(t, field+".tap", taps, n.Subnet); err != nil {
@@ -387,6 +479,85 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// addresses sets the node's IPv4 and IPv6 addresses and its subnet from
+// `ip:`, `ip6:` and `ipv6:`.
+func (p *parser) addresses(t *Topology, n *Node, key, ipNode, ip6Node, ipv6Node *yaml.Node) error {
+	field := "nodes." + n.Name
+	v6 := true
+	if ipv6Node != nil {
+		on, err := p.boolean(field+".ipv6", ipv6Node)
+		if err != nil {
+			return err
+		}
+		v6 = on
+	}
+	if ipNode == nil && ip6Node == nil {
+		return p.errAt(key, "%s.ip: missing; give the node a fixed address in one of the subnets (%s)", field, subnetList(t))
+	}
+	n.Subnet = -1
+	if ipNode != nil {
+		addr, err := netip.ParseAddr(ipNode.Value)
+		if err != nil || !addr.Is4() || ipNode.Kind != yaml.ScalarNode {
+			return p.errAt(ipNode, "%s.ip: %q is not an IPv4 address such as 172.18.0.7 (IPv6 addresses go under ip6:)", field, ipNode.Value)
+		}
+		n.Addr = addr
+		for i, s := range t.Subnets {
+			if s.HasIPv4() && s.Prefix.Contains(addr) {
+				if err := s.CheckGuest(field+".ip", addr); err != nil {
+					return p.errAt(ipNode, "%v", err)
+				}
+				n.Subnet = i
+			}
+		}
+		if n.Subnet < 0 {
+			return p.errAt(ipNode, "%s.ip: %s is in no subnet of the file (%s); pick an address inside one, or add its subnet under subnets:", field, addr, subnetList(t))
+		}
+	}
+	if ip6Node != nil {
+		f := field + ".ip6"
+		if !v6 {
+			return p.errAt(ip6Node, "%s: the node says ipv6: false; remove one of them", f)
+		}
+		addr, err := netip.ParseAddr(ip6Node.Value)
+		if err != nil || !addr.Is6() || ip6Node.Kind != yaml.ScalarNode {
+			return p.errAt(ip6Node, "%s: %q is not an IPv6 address such as fd00:ac12::7", f, ip6Node.Value)
+		}
+		if err := ipam.CheckAddr6(f, addr); err != nil {
+			return p.errAt(ip6Node, "%v", err)
+		}
+		if n.Subnet >= 0 {
+			s := t.Subnets[n.Subnet]
+			if s.HasIPv6() && !s.Prefix6.Contains(addr) {
+				return p.errAt(ip6Node, "%s: %s is outside %s, the IPv6 prefix of subnets.%s where ip: %s puts the node; pick an address in %s", f, addr, s.Prefix6, s.Name, n.Addr, s.Prefix6)
+			}
+			if err := s.CheckGuest6(f, addr); err != nil {
+				return p.errAt(ip6Node, "%v", err)
+			}
+		} else {
+			for i, s := range t.Subnets {
+				if s.HasIPv6() && s.Prefix6.Contains(addr) {
+					n.Subnet = i
+				}
+			}
+			if n.Subnet < 0 {
+				return p.errAt(ip6Node, "%s: %s is in no subnet's IPv6 prefix (%s); pick an address inside one, or add its subnet under subnets:", f, addr, subnetList(t))
+			}
+			if err := t.Subnets[n.Subnet].CheckGuest6(f, addr); err != nil {
+				return p.errAt(ip6Node, "%v", err)
+			}
+		}
+		n.Addr6 = addr
+	}
+	s := t.Subnets[n.Subnet]
+	if !s.HasIPv4() && !v6 {
+		return p.errAt(ipv6Node, "%s.ipv6: false leaves the node no address in its IPv6-only subnet %s", field, s.Name)
+	}
+	if v6 && !n.Addr6.IsValid() {
+		n.Addr6 = s.Guest6(n.Addr)
+	}
+	return nil
 }
 
 // taps reads `tap: [link0, link1]` (all on the node's subnet) or
@@ -447,7 +618,14 @@ func (p *parser) taps(t *Topology, f string, v *yaml.Node, subnet int) ([]Tap, e
 func subnetList(t *Topology) string {
 	var s []string
 	for _, sn := range t.Subnets {
-		s = append(s, sn.Name+" "+sn.Prefix.String())
+		var ps []string
+		if sn.HasIPv4() {
+			ps = append(ps, sn.Prefix.String())
+		}
+		if sn.HasIPv6() {
+			ps = append(ps, sn.Prefix6.String())
+		}
+		s = append(s, sn.Name+" "+strings.Join(ps, " and "))
 	}
 	return strings.Join(s, ", ")
 }

@@ -62,10 +62,10 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"yaml syntax", "nodes:\n  a: {ip: 172.18.0.1\n", "f.yaml:"},
 		{"unknown top key", "nodez: {}\n", "f.yaml:1:1: the file: unknown key \"nodez\""},
-		{"unknown node key", "nodes:\n  a:\n    ip: 172.18.0.1\n    comand: x\n", "f.yaml:4:5: nodes.a: unknown key \"comand\"; known keys: ip, hostname"},
+		{"unknown node key", "nodes:\n  a:\n    ip: 172.18.0.1\n    comand: x\n", "f.yaml:4:5: nodes.a: unknown key \"comand\"; known keys: ip, ip6, ipv6, hostname"},
 		{"missing ip", "nodes:\n  a: {hostname: x}\n", "nodes.a.ip: missing"},
 		{"bad ip", "nodes:\n  a: {ip: 172.18.0.300}\n", "f.yaml:2:11: nodes.a.ip: \"172.18.0.300\" is not an IPv4 address"},
-		{"outside subnets", "nodes:\n  a: {ip: 10.0.0.1}\n", "nodes.a.ip: 10.0.0.1 is in no subnet of the file (default 172.18.0.0/24)"},
+		{"outside subnets", "nodes:\n  a: {ip: 10.0.0.1}\n", "nodes.a.ip: 10.0.0.1 is in no subnet of the file (default 172.18.0.0/24 and fd00:ac12::/64)"},
 		{"bridge address", "nodes:\n  a: {ip: 172.18.0.254}\n", "nodes.a.ip: 172.18.0.254 is the bridge's own address"},
 		{"network address", "nodes:\n  a: {ip: 172.18.0.0}\n", "is the network address"},
 		{"duplicate address", "nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.1}\n", "nodes.b.ip: 172.18.0.1 is already node a's address"},

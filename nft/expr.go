@@ -147,3 +147,98 @@ func rule(parts ...[]expr.Any) []expr.Any {
 	}
 	return out
 }
+
+// nfproto matches the packet's family in an inet table.
+//
+//	[ meta load nfproto => reg 1 ]
+//	[ cmp eq reg 1 0x00000002 ]
+func nfproto(family byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{family}},
+	}
+}
+
+// l4proto matches the layer-4 protocol.
+//
+//	[ meta load l4proto => reg 1 ]
+//	[ cmp eq reg 1 0x00000006 ]
+func l4proto(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
+
+// sportBelow matches a TCP or UDP source port below port (after l4proto).
+//
+//	[ payload load 2b @ transport header + 0 => reg 1 ]
+//	[ cmp lt reg 1 0x00000004 ]
+func sportBelow(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// thByte matches one byte of the transport header (an ICMPv6 type).
+//
+//	[ payload load 1b @ transport header + 0 => reg 1 ]
+//	[ cmp eq reg 1 0x00000086 ]
+func thByte(offset uint32, v byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{v}},
+	}
+}
+
+// saddr6 matches the IPv6 source address.
+//
+//	[ payload load 16b @ network header + 8 => reg 1 ]
+//	[ cmp neq reg 1 0x... ]
+func saddr6(op expr.CmpOp, a netip.Addr) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+		&expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()},
+	}
+}
+
+// metaInSet matches the input or output interface name against the
+// guard table's set of nsrun interfaces.
+//
+//	[ meta load iifname => reg 1 ]
+//	[ lookup reg 1 set gateways ]
+func metaInSet(key expr.MetaKey) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: gatewaySet},
+	}
+}
+
+// ctEstablished matches packets of known connections.
+//
+//	[ ct load state => reg 1 ]
+//	[ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]
+//	[ cmp neq reg 1 0x00000000 ]
+func ctEstablished() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// masqueradePorts rewrites the source to the output interface's address
+// and the source port into min-max.
+//
+//	[ immediate reg 1 0x00000004 ]
+//	[ immediate reg 2 0x0000ffff ]
+//	[ masq proto_min reg 1 proto_max reg 2 ]
+func masqueradePorts(min, max uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(min)},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(max)},
+		&expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 2},
+	}
+}

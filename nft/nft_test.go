@@ -40,32 +40,62 @@ func findRule(t *testing.T, tb *Table, chain, text string) Rule {
 	return Rule{}
 }
 
+var nsrun1000 = []expr.Any{
+	// [ meta load iifname => reg 1 ]
+	&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+	// [ cmp eq reg 1 0x7572736e 0x3031316e 0x00003030 0x00000000 ]
+	&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+}
+
+var ipv4Only = []expr.Any{
+	// [ meta load nfproto => reg 1 ]
+	&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+	// [ cmp eq reg 1 0x00000002 ]
+	&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+}
+
 func TestHostTableAntiSpoof(t *testing.T) {
-	r := findRule(t, HostTable(host), "forward", `iifname "nsrun1000" ip saddr != 172.18.255.2 drop`)
-	want := []expr.Any{
-		// [ meta load iifname => reg 1 ]
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		// [ cmp eq reg 1 0x7572736e 0x3031316e 0x00003030 0x00000000 ]
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+	r := findRule(t, HostTable(host), "guard", `iifname "nsrun1000" ip saddr != 172.18.255.2 drop`)
+	want := rule(nsrun1000, ipv4Only, []expr.Any{
 		// [ payload load 4b @ network header + 12 => reg 1 ]
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 		// [ cmp neq reg 1 0x02ff12ac ]
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{172, 18, 255, 2}},
 		// [ immediate reg 0 drop ]
 		&expr.Verdict{Kind: expr.VerdictDrop},
-	}
+	})
 	if d := cmp.Diff(want, r.Exprs); d != "" {
 		t.Error(d)
 	}
+	g := HostTable(host).Chains[0]
+	if g.Name != "guard" || *g.Hook != *nftables.ChainHookPrerouting || *g.Priority != *nftables.ChainPriorityRaw {
+		t.Errorf("anti-spoofing must run first, at prerouting raw: %+v", g)
+	}
+}
+
+func TestHostTableNoIPv6(t *testing.T) {
+	r := findRule(t, HostTable(host), "guard", `iifname "nsrun1000" meta nfproto ipv6 drop`)
+	want := rule(nsrun1000, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		// [ cmp eq reg 1 0x0000000a ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	})
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+	// With a static gateway IPv6 address (a later install option), router
+	// advertisements and redirects are still dropped.
+	c := host
+	c.Gateway6 = netip.MustParseAddr("fd00:ac12:ffff::2")
+	findRule(t, HostTable(c), "guard", `iifname "nsrun1000" icmpv6 type nd-router-advert drop`)
+	findRule(t, HostTable(c), "guard", `iifname "nsrun1000" icmpv6 type nd-redirect drop`)
+	findRule(t, HostTable(c), "guard", `iifname "nsrun1000" ip6 saddr != fd00:ac12:ffff::2 drop`)
 }
 
 func TestHostTableDNS(t *testing.T) {
 	r := findRule(t, HostTable(host), "prerouting", `iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat to 127.0.0.53:53`)
-	want := []expr.Any{
-		// [ meta load iifname => reg 1 ]
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		// [ cmp eq reg 1 0x7572736e 0x3031316e 0x00003030 0x00000000 ]
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+	want := rule(nsrun1000, ipv4Only, []expr.Any{
 		// [ payload load 4b @ network header + 16 => reg 1 ]
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		// [ cmp eq reg 1 0x01ff12ac ]
@@ -84,24 +114,29 @@ func TestHostTableDNS(t *testing.T) {
 		&expr.Immediate{Register: 2, Data: []byte{0, 53}},
 		// [ nat dnat ip addr_min reg 1 proto_min reg 2 flags 0x2 ]
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
-	}
+	})
 	if d := cmp.Diff(want, r.Exprs); d != "" {
 		t.Error(d)
 	}
 }
 
-func TestHostTableLoopbackOnlyDNS(t *testing.T) {
+func TestHostTableInput(t *testing.T) {
 	tb := HostTable(host)
-	r := findRule(t, tb, "input", `iifname "nsrun1000" ip daddr 127.0.0.0/8 ct status dnat accept`)
-	want := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
-		// [ payload load 4b @ network header + 16 => reg 1 ]
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		// [ bitwise reg 1 = ( reg 1 & 0x000000ff ) ^ 0x00000000 ]
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
-		// [ cmp eq reg 1 0x0000007f ]
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}},
+	r := findRule(t, tb, "input", `iifname "nsrun1000" udp sport < 1024 drop`)
+	want := rule(nsrun1000, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{17}},
+		// [ payload load 2b @ transport header + 0 => reg 1 ]
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		// [ cmp lt reg 1 0x00000004 ]
+		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: []byte{4, 0}},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	})
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+	r = findRule(t, tb, "input", `iifname "nsrun1000" ct status dnat accept`)
+	want = rule(nsrun1000, []expr.Any{
 		// [ ct load status => reg 1 ]
 		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
 		// [ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]
@@ -110,22 +145,69 @@ func TestHostTableLoopbackOnlyDNS(t *testing.T) {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
 		// [ immediate reg 0 accept ]
 		&expr.Verdict{Kind: expr.VerdictAccept},
-	}
+	})
 	if d := cmp.Diff(want, r.Exprs); d != "" {
 		t.Error(d)
 	}
 	// The accept of DNATed DNS must come before the drop of the rest.
-	in := tb.Chains[1]
-	if in.Name != "input" || len(in.Rules) != 3 || !strings.HasSuffix(in.Rules[2].Text, "127.0.0.0/8 drop") {
+	in := tb.Chains[2]
+	if in.Name != "input" || len(in.Rules) != 4 || in.Rules[3].Text != `iifname "nsrun1000" ip daddr != 172.18.255.1 drop` {
 		t.Errorf("input chain order: %+v", in.Rules)
+	}
+}
+
+func TestHostTableMasqueradePorts(t *testing.T) {
+	r := findRule(t, HostTable(host), "postrouting", `ip saddr 172.18.255.2 oifname != "nsrun1000" meta l4proto udp masquerade to :1024-65535`)
+	want := rule(ipv4Only, []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{172, 18, 255, 2}},
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{17}},
+		// [ immediate reg 1 0x00000004 ]
+		&expr.Immediate{Register: 1, Data: []byte{4, 0}},
+		// [ immediate reg 2 0x0000ffff ]
+		&expr.Immediate{Register: 2, Data: []byte{0xff, 0xff}},
+		// [ masq proto_min reg 1 proto_max reg 2 ]
+		&expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 2},
+	})
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
 	}
 }
 
 func TestHostTableWithoutResolver(t *testing.T) {
 	c := host
 	c.Resolver = netip.AddrPort{}
-	if n := len(HostTable(c).Chains[0].Rules); n != 0 {
+	if n := len(HostTable(c).Chains[1].Rules); n != 0 {
 		t.Errorf("prerouting has %d rules without a resolver, want 0", n)
+	}
+}
+
+func TestGuardTable(t *testing.T) {
+	g := GuardTable(Guard{Interfaces: []string{"nsrun1000"}, DropOthers: true})
+	fwd := g.Chains[0]
+	if !fwd.Drop || len(fwd.Rules) != 3 || fwd.Rules[0].Text != "iifname @gateways oifname @gateways drop" {
+		t.Fatalf("guard forward chain: %s", g)
+	}
+	want := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		// [ lookup reg 1 set gateways ]
+		&expr.Lookup{SourceRegister: 1, SetName: "gateways"},
+		// [ ct load state => reg 1 ]
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		// [ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{6, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+	if d := cmp.Diff(want, fwd.Rules[2].Exprs); d != "" {
+		t.Error(d)
+	}
+	// Forwarding was on before: only gateway to gateway is dropped.
+	if fwd := GuardTable(Guard{}).Chains[0]; fwd.Drop || len(fwd.Rules) != 1 {
+		t.Errorf("guard without DropOthers: %s", GuardTable(Guard{}))
 	}
 }
 
@@ -174,7 +256,7 @@ func TestApplyInNamespace(t *testing.T) {
 		return string(out)
 	}
 	for i := 0; i < 2; i++ { // twice: applying is idempotent
-		if err := Apply(ns, HostTable(host)); err != nil {
+		if err := ApplyAll(ns, HostTable(host), GuardTable(Guard{Interfaces: []string{"nsrun1000", "nsrun1001"}, DropOthers: true})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,12 +265,18 @@ func TestApplyInNamespace(t *testing.T) {
 	}
 	got := list()
 	for _, want := range []string{
-		`iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat to 127.0.0.53:53`,
+		`iifname "nsrun1000" meta nfproto ipv6 drop`,
 		`iifname "nsrun1000" ip saddr != 172.18.255.2 drop`,
-		`iifname "nsrun1000" ip daddr 127.0.0.0/8 ct status dnat accept`,
-		`iifname "nsrun1000" ip daddr 127.0.0.0/8 drop`,
-		`oifname "nsrun1000" accept`,
+		`iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat ip to 127.0.0.53:53`,
+		`iifname "nsrun1000" udp sport < 1024 drop`,
+		`iifname "nsrun1000" ct status dnat accept`,
+		`iifname "nsrun1000" ip daddr != 172.18.255.1 drop`,
+		`ip saddr 172.18.255.2 oifname != "nsrun1000" meta l4proto tcp masquerade to :1024-65535`,
 		`ip saddr 172.18.255.2 oifname != "nsrun1000" masquerade`,
+		`elements = { "nsrun1000",`, `"nsrun1001" }`,
+		`type filter hook forward priority filter; policy drop;`,
+		`iifname @gateways oifname @gateways drop`,
+		`oifname @gateways ct state established,related accept`,
 		`ip daddr 172.18.0.254 tcp dport 53 dnat to 172.18.255.1:53`,
 		`oifname "uplink" masquerade`,
 	} {
@@ -196,14 +284,26 @@ func TestApplyInNamespace(t *testing.T) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got)
 		}
 	}
-	if n := strings.Count(got, "table ip nsrun-1000"); n != 1 {
+	if n := strings.Count(got, "table inet nsrun-1000"); n != 1 {
 		t.Errorf("table appears %d times after two applies", n)
 	}
-	if ok, err := Exists(ns, nftables.TableFamilyIPv4, "nsrun-1000"); !ok || err != nil {
+	var g Guard
+	err = nsfd.Do(ns, func() error {
+		var ok bool
+		g, ok, err = ReadGuard()
+		if !ok && err == nil {
+			err = fmt.Errorf("no guard table")
+		}
+		return err
+	})
+	if err != nil || !g.DropOthers || strings.Join(g.Interfaces, ",") != "nsrun1000,nsrun1001" {
+		t.Errorf("ReadGuard = %+v, %v", g, err)
+	}
+	if ok, err := Exists(ns, nftables.TableFamilyINet, "nsrun-1000"); !ok || err != nil {
 		t.Errorf("Exists = %v, %v", ok, err)
 	}
 	for i := 0; i < 2; i++ { // deleting twice is fine
-		if err := Delete(ns, nftables.TableFamilyIPv4, "nsrun-1000"); err != nil {
+		if err := Delete(ns, nftables.TableFamilyINet, "nsrun-1000"); err != nil {
 			t.Fatal(err)
 		}
 	}

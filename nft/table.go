@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
@@ -38,6 +39,7 @@ type Chain struct {
 	Type     nftables.ChainType
 	Hook     *nftables.ChainHook
 	Priority *nftables.ChainPriority
+	Drop     bool // policy drop; the default is accept
 	Rules    []Rule
 }
 
@@ -45,7 +47,16 @@ type Chain struct {
 type Table struct {
 	Family nftables.TableFamily
 	Name   string
+	Sets   []NamedSet
 	Chains []Chain
+}
+
+// NamedSet is a named set of a table; rules refer to it by name with a
+// Lookup whose SetName is Name.
+type NamedSet struct {
+	Name    string
+	KeyType nftables.SetDatatype
+	Keys    [][]byte
 }
 
 // String renders the table in nft syntax (as `nft list table` would,
@@ -53,8 +64,19 @@ type Table struct {
 func (t *Table) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", familyName(t.Family), t.Name)
+	for _, set := range t.Sets {
+		keys := make([]string, len(set.Keys))
+		for i, k := range set.Keys {
+			keys[i] = fmt.Sprintf("%q", strings.TrimRight(string(k), "\x00"))
+		}
+		fmt.Fprintf(&b, "  set %s { type %s; elements = { %s } }\n", set.Name, set.KeyType.Name, strings.Join(keys, ", "))
+	}
 	for _, c := range t.Chains {
-		fmt.Fprintf(&b, "  chain %s { type %s hook %s priority %d; policy accept;\n", c.Name, c.Type, hookName(c.Hook), int32(*c.Priority))
+		policy := "accept"
+		if c.Drop {
+			policy = "drop"
+		}
+		fmt.Fprintf(&b, "  chain %s { type %s hook %s priority %d; policy %s;\n", c.Name, c.Type, hookName(c.Hook), int32(*c.Priority), policy)
 		for _, r := range c.Rules {
 			fmt.Fprintf(&b, "    %s\n", r.Text)
 		}
@@ -97,13 +119,28 @@ func queue(c *nftables.Conn, t *Table) error {
 	c.AddTable(nt)
 	c.DelTable(nt)
 	c.AddTable(nt)
+	named := map[string]*nftables.Set{}
+	for _, ns := range t.Sets {
+		set := &nftables.Set{Table: nt, Name: ns.Name, KeyType: ns.KeyType, KeyByteOrder: binaryutil.NativeEndian}
+		elems := make([]nftables.SetElement, len(ns.Keys))
+		for i, k := range ns.Keys {
+			elems[i] = nftables.SetElement{Key: k}
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return fmt.Errorf("nftables set %s: %w", ns.Name, err)
+		}
+		named[ns.Name] = set
+	}
 	for _, ch := range t.Chains {
 		policy := nftables.ChainPolicyAccept
+		if ch.Drop {
+			policy = nftables.ChainPolicyDrop
+		}
 		nc := c.AddChain(&nftables.Chain{
 			Name: ch.Name, Table: nt, Type: ch.Type, Hooknum: ch.Hook, Priority: ch.Priority, Policy: &policy,
 		})
 		for _, r := range ch.Rules {
-			exprs := r.Exprs
+			exprs := withNamedSets(r.Exprs, named)
 			for _, as := range r.Sets {
 				set := &nftables.Set{Table: nt, Anonymous: true, Constant: true, KeyType: as.KeyType, Concatenation: as.Concat}
 				elems := make([]nftables.SetElement, len(as.Keys))
@@ -119,6 +156,21 @@ func queue(c *nftables.Conn, t *Table) error {
 		}
 	}
 	return nil
+}
+
+// withNamedSets returns exprs with each Lookup of a named set given the
+// set's id in this transaction.
+func withNamedSets(exprs []expr.Any, named map[string]*nftables.Set) []expr.Any {
+	out := make([]expr.Any, len(exprs))
+	for i, e := range exprs {
+		if l, ok := e.(*expr.Lookup); ok && named[l.SetName] != nil {
+			cp := *l
+			cp.SetID = named[l.SetName].ID
+			e = &cp
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // withSet returns exprs with the first unnamed Lookup pointed at set.
@@ -202,8 +254,8 @@ type ForwardDrop struct {
 }
 
 // FindForwardDrops lists the forward-hook chains with a drop policy in the
-// current network namespace, except those of tables named ownTable.
-func FindForwardDrops(ownTable string) ([]ForwardDrop, error) {
+// current network namespace, except nsrun's own (tables named nsrun-*).
+func FindForwardDrops() ([]ForwardDrop, error) {
 	c, err := conn(nil)
 	if err != nil {
 		return nil, err
@@ -218,7 +270,7 @@ func FindForwardDrops(ownTable string) ([]ForwardDrop, error) {
 		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyDrop {
 			continue
 		}
-		if ch.Table.Name == ownTable {
+		if strings.HasPrefix(ch.Table.Name, "nsrun-") {
 			continue
 		}
 		out = append(out, ForwardDrop{Family: familyName(ch.Table.Family), Table: ch.Table.Name, Chain: ch.Name})
@@ -262,68 +314,6 @@ func natChain(name string, hook *nftables.ChainHook, prio *nftables.ChainPriorit
 
 func filterChain(name string, hook *nftables.ChainHook, rules ...Rule) Chain {
 	return Chain{Name: name, Type: nftables.ChainTypeFilter, Hook: hook, Priority: nftables.ChainPriorityFilter, Rules: rules}
-}
-
-// HostConfig describes nsrun-helper's host side for one user.
-type HostConfig struct {
-	Table     string         // e.g. nsrun-1000
-	Interface string         // host end of the gateway veth, e.g. nsrun1000
-	HostAddr  netip.Addr     // host end's address, e.g. 172.18.255.1
-	Gateway   netip.Addr     // the gateway's address, the only source accepted
-	Resolver  netip.AddrPort // where DNS to HostAddr:53 goes; invalid: no DNS rules
-}
-
-var loopback = netip.MustParsePrefix("127.0.0.0/8")
-
-// HostTable builds the host table of one user:
-//   - DNS sent to the host address is DNATed to the host's resolver;
-//   - only the gateway's own address may come in or be forwarded from the
-//     nsrun interface (the user is root in the gateway and could forge any);
-//   - of host loopback only the DNATed DNS is reachable (route_localnet is
-//     on for the nsrun interface only so that this DNAT works);
-//   - forwarding to and from the interface is accepted, and what leaves
-//     for elsewhere is masqueraded to the host's own address.
-func HostTable(c HostConfig) *Table {
-	iif := c.Interface
-	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
-	if c.Resolver.IsValid() {
-		for _, p := range []struct {
-			name  string
-			proto byte
-		}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}} {
-			pre.Rules = append(pre.Rules, Rule{
-				Text:  fmt.Sprintf("iifname %q ip daddr %s %s dport 53 dnat to %s", iif, c.HostAddr, p.name, c.Resolver),
-				Exprs: rule(iifname(expr.CmpOpEq, iif), daddr(expr.CmpOpEq, c.HostAddr), l4dport(p.proto, 53), dnatTo(c.Resolver)),
-			})
-		}
-	}
-	antiSpoof := Rule{
-		Text:  fmt.Sprintf("iifname %q ip saddr != %s drop", iif, c.Gateway),
-		Exprs: rule(iifname(expr.CmpOpEq, iif), saddr(expr.CmpOpNeq, c.Gateway), drop()),
-	}
-	input := filterChain("input", nftables.ChainHookInput,
-		antiSpoof,
-		Rule{
-			Text:  fmt.Sprintf("iifname %q ip daddr 127.0.0.0/8 ct status dnat accept", iif),
-			Exprs: rule(iifname(expr.CmpOpEq, iif), daddrIn(loopback), ctDNAT(), accept()),
-		},
-		Rule{
-			Text:  fmt.Sprintf("iifname %q ip daddr 127.0.0.0/8 drop", iif),
-			Exprs: rule(iifname(expr.CmpOpEq, iif), daddrIn(loopback), drop()),
-		},
-	)
-	forward := filterChain("forward", nftables.ChainHookForward,
-		antiSpoof,
-		Rule{Text: fmt.Sprintf("iifname %q accept", iif), Exprs: rule(iifname(expr.CmpOpEq, iif), accept())},
-		Rule{Text: fmt.Sprintf("oifname %q accept", iif), Exprs: rule(oifname(expr.CmpOpEq, iif), accept())},
-	)
-	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource,
-		Rule{
-			Text:  fmt.Sprintf("ip saddr %s oifname != %q masquerade", c.Gateway, iif),
-			Exprs: rule(saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, iif), masquerade()),
-		},
-	)
-	return &Table{Family: nftables.TableFamilyIPv4, Name: c.Table, Chains: []Chain{pre, input, forward, post}}
 }
 
 // TableName is the name of nsrun's tables inside its own namespaces.

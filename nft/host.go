@@ -1,0 +1,198 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// HostConfig describes nsrun-helper's host side for one user.
+type HostConfig struct {
+	Table     string         // e.g. nsrun-1000
+	Interface string         // host end of the gateway veth, e.g. nsrun1000
+	HostAddr  netip.Addr     // host end's address, e.g. 172.18.255.1
+	Gateway   netip.Addr     // the gateway's address, the only source accepted
+	Resolver  netip.AddrPort // where DNS to HostAddr:53 goes; invalid: no DNS rules
+	// Gateway6 is the gateway's static IPv6 address, when the helper gives
+	// it one (not yet: until then every IPv6 packet from the gateway is
+	// dropped). With it, only that source is accepted, and router
+	// advertisements and redirects are still dropped.
+	Gateway6 netip.Addr
+}
+
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// HostTable builds the host table "inet nsrun-UID" of one user. Nothing
+// from the gateway is trusted (the user is root there):
+//   - at prerouting, before anything else looks at it: IPv6 that nsrun did
+//     not ask for (all of it, until a static gateway address exists; router
+//     advertisements and redirects always) and any IPv4 source but the
+//     gateway's own address are dropped;
+//   - DNS sent to the host address is DNATed to the host's resolver;
+//   - into the host itself: privileged source ports (< 1024) are dropped,
+//     the DNATed DNS is accepted (route_localnet is on for this interface
+//     only, so that a loopback resolver works), and every other address of
+//     the host but the user's own host address (loopback, other users',
+//     the LAN's) is dropped;
+//   - what leaves for elsewhere is masqueraded, TCP and UDP to ports
+//     1024-65535 so that no privileged source port reaches anyone.
+func HostTable(c HostConfig) *Table {
+	iif := iifname(expr.CmpOpEq, c.Interface)
+	guard := Chain{Name: "guard", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
+	if c.Gateway6.IsValid() {
+		for _, icmp := range []struct {
+			name string
+			typ  byte
+		}{{"nd-router-advert", 134}, {"nd-redirect", 137}} {
+			guard.Rules = append(guard.Rules, Rule{
+				Text:  fmt.Sprintf("iifname %q icmpv6 type %s drop", c.Interface, icmp.name),
+				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), thByte(0, icmp.typ), drop()),
+			})
+		}
+		guard.Rules = append(guard.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q ip6 saddr != %s drop", c.Interface, c.Gateway6),
+			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), saddr6(expr.CmpOpNeq, c.Gateway6), drop()),
+		})
+	} else {
+		guard.Rules = append(guard.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q meta nfproto ipv6 drop", c.Interface),
+			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), drop()),
+		})
+	}
+	guard.Rules = append(guard.Rules, Rule{
+		Text:  fmt.Sprintf("iifname %q ip saddr != %s drop", c.Interface, c.Gateway),
+		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpNeq, c.Gateway), drop()),
+	})
+	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	if c.Resolver.IsValid() {
+		for _, p := range protos {
+			pre.Rules = append(pre.Rules, Rule{
+				Text:  fmt.Sprintf("iifname %q ip daddr %s %s dport 53 dnat to %s", c.Interface, c.HostAddr, p.name, c.Resolver),
+				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpEq, c.HostAddr), l4dport(p.proto, 53), dnatTo(c.Resolver)),
+			})
+		}
+	}
+	input := filterChain("input", nftables.ChainHookInput)
+	for _, p := range protos {
+		input.Rules = append(input.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q %s sport < 1024 drop", c.Interface, p.name),
+			Exprs: rule(iif, l4proto(p.proto), sportBelow(1024), drop()),
+		})
+	}
+	input.Rules = append(input.Rules,
+		Rule{
+			Text:  fmt.Sprintf("iifname %q ct status dnat accept", c.Interface),
+			Exprs: rule(iif, ctDNAT(), accept()),
+		},
+		Rule{
+			Text:  fmt.Sprintf("iifname %q ip daddr != %s drop", c.Interface, c.HostAddr),
+			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpNeq, c.HostAddr), drop()),
+		},
+	)
+	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+	fromGW := rule(nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, c.Interface))
+	for _, p := range protos {
+		post.Rules = append(post.Rules, Rule{
+			Text:  fmt.Sprintf("ip saddr %s oifname != %q meta l4proto %s masquerade to :1024-65535", c.Gateway, c.Interface, p.name),
+			Exprs: rule(fromGW, l4proto(p.proto), masqueradePorts(1024, 65535)),
+		})
+	}
+	post.Rules = append(post.Rules, Rule{
+		Text:  fmt.Sprintf("ip saddr %s oifname != %q masquerade", c.Gateway, c.Interface),
+		Exprs: rule(fromGW, masquerade()),
+	})
+	return &Table{Family: nftables.TableFamilyINet, Name: c.Table, Chains: []Chain{guard, pre, input, post}}
+}
+
+var protos = []struct {
+	name  string
+	proto byte
+}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}}
+
+// GuardTableName is the one host-wide table of nsrun-helper, shared by
+// every user's install.
+const GuardTableName = "nsrun-guard"
+
+// gatewaySet is the guard table's set of every user's nsrun interface.
+const gatewaySet = "gateways"
+
+// Guard is the state of the host-wide guard table.
+type Guard struct {
+	// Interfaces are the nsrun interfaces of every installed user.
+	Interfaces []string
+	// DropOthers is set when forwarding was off before the first install:
+	// the host then forwards only what involves an nsrun interface, and
+	// the last uninstall turns forwarding off again.
+	DropOthers bool
+}
+
+// GuardTable builds the host-wide table "inet nsrun-guard". A drop in any
+// base chain wins over an accept in another, so this rule set lives in one
+// table for all users, not in each user's:
+//   - the gateways of different users never reach each other;
+//   - with DropOthers, nothing is forwarded that does not come from an nsrun
+//     interface, or go back to one as part of a connection it started.
+func GuardTable(g Guard) *Table {
+	keys := make([][]byte, len(g.Interfaces))
+	for i, name := range g.Interfaces {
+		keys[i] = ifname(name)
+	}
+	fwd := filterChain("forward", nftables.ChainHookForward, Rule{
+		Text:  "iifname @gateways oifname @gateways drop",
+		Exprs: rule(metaInSet(expr.MetaKeyIIFNAME), metaInSet(expr.MetaKeyOIFNAME), drop()),
+	})
+	if g.DropOthers {
+		fwd.Drop = true
+		fwd.Rules = append(fwd.Rules,
+			Rule{Text: "iifname @gateways accept", Exprs: rule(metaInSet(expr.MetaKeyIIFNAME), accept())},
+			Rule{Text: "oifname @gateways ct state established,related accept", Exprs: rule(metaInSet(expr.MetaKeyOIFNAME), ctEstablished(), accept())},
+		)
+	}
+	return &Table{
+		Family: nftables.TableFamilyINet, Name: GuardTableName,
+		Sets:   []NamedSet{{Name: gatewaySet, KeyType: nftables.TypeIFName, Keys: keys}},
+		Chains: []Chain{fwd},
+	}
+}
+
+// ReadGuard reads the guard table of the current network namespace; ok is
+// false when there is none.
+func ReadGuard() (g Guard, ok bool, err error) {
+	c, err := conn(nil)
+	if err != nil {
+		return g, false, err
+	}
+	defer c.CloseLasting()
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: GuardTableName}
+	set, err := c.GetSetByName(t, gatewaySet)
+	if errors.Is(err, unix.ENOENT) {
+		return g, false, nil
+	}
+	if err != nil {
+		return g, false, fmt.Errorf("read nftables set %s of table inet %s: %w", gatewaySet, GuardTableName, err)
+	}
+	elems, err := c.GetSetElements(set)
+	if err != nil {
+		return g, false, fmt.Errorf("read nftables set %s of table inet %s: %w", gatewaySet, GuardTableName, err)
+	}
+	for _, e := range elems {
+		g.Interfaces = append(g.Interfaces, strings.TrimRight(string(e.Key), "\x00"))
+	}
+	slices.Sort(g.Interfaces)
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return g, false, fmt.Errorf("list nftables chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == GuardTableName && ch.Name == "forward" && ch.Policy != nil {
+			g.DropOthers = *ch.Policy == nftables.ChainPolicyDrop
+		}
+	}
+	return g, true, nil
+}

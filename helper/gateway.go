@@ -2,6 +2,7 @@ package helper
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,13 +24,17 @@ const (
 	HoldArg0 = "nsrun-helper:hold"
 )
 
-// gateway is a freshly created user + network namespace, owned by the user
-// and held by a process until Release.
+// gatewayTimeout bounds everything root waits for from the processes that
+// run as the user (who may stop or ptrace them).
+const gatewayTimeout = 10 * time.Second
+
+// gateway is a freshly created user + network namespace, owned by the user,
+// held by descriptors the helper opened and verified itself.
 type gateway struct {
 	UserNS, NetNS *os.File
-	pid           int
 	release       io.Closer
 	inter         *exec.Cmd
+	cancel        context.CancelFunc
 }
 
 // createGateway creates the user namespace and gateway network namespace
@@ -37,81 +42,141 @@ type gateway struct {
 // namespace, and root cloning on the user's behalf would own it itself
 // (clone happens before setuid). So the helper starts itself as the user
 // (GatewayArg0), and that process creates the namespaces in a child
-// (HoldArg0) with the mapping "0 UID 1".
+// (HoldArg0) with the mapping "0 UID 1". What that process reports is not
+// trusted: the namespaces the pid leads to are verified (VerifyGateway).
 func createGateway(uid, gid int) (*gateway, error) {
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer stdinR.Close()
-	cmd := &exec.Cmd{
-		Path:   "/proc/self/exe",
-		Args:   []string{GatewayArg0},
-		Env:    []string{},
-		Dir:    "/",
-		Stdin:  stdinR,
-		Stderr: os.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
-			Pdeathsig:  syscall.SIGKILL,
-		},
-	}
-	out, err := cmd.StdoutPipe()
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		stdinW.Close()
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	defer outR.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayTimeout)
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args, cmd.Env, cmd.Dir = []string{GatewayArg0}, []string{}, "/"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, os.Stderr
+	cmd.WaitDelay = time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	err = cmd.Start()
+	outW.Close()
+	if err != nil {
 		stdinW.Close()
+		cancel()
 		if errors.Is(err, os.ErrPermission) {
 			exe, _ := os.Executable()
 			return nil, fmt.Errorf("uid %d cannot execute %s (needed to create a user namespace it owns); install nsrun-helper where the user can run it, e.g. `sudo make install`", uid, exe)
 		}
 		return nil, fmt.Errorf("start namespace creator as uid %d: %w", uid, err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	g := &gateway{release: stdinW, inter: cmd, cancel: cancel}
+	_ = outR.SetReadDeadline(time.Now().Add(gatewayTimeout))
+	line, err := bufio.NewReader(io.LimitReader(outR, 32)).ReadString('\n')
 	pid, perr := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || perr != nil {
-		stdinW.Close()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("create user namespace as uid %d failed (is user.max_user_namespaces 0?)", uid)
+	if err != nil || perr != nil || pid <= 0 {
+		g.Release()
+		return nil, fmt.Errorf("create a user namespace as uid %d: no answer within %s (is user.max_user_namespaces 0?)", uid, gatewayTimeout)
 	}
-	g := &gateway{pid: pid, release: stdinW, inter: cmd}
-	if g.UserNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/user", pid)); err == nil {
+	g.UserNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if err == nil {
 		g.NetNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	}
+	if err == nil {
+		err = VerifyGateway(g.UserNS, g.NetNS, uid)
 	}
 	if err != nil {
 		g.Release()
-		return nil, fmt.Errorf("open gateway namespaces: %w", err)
-	}
-	owner, err := nsOwner(g.UserNS)
-	if err != nil || owner != uid {
-		g.Release()
-		return nil, fmt.Errorf("user namespace owner is uid %d (%v), expected %d", owner, err, uid)
+		return nil, fmt.Errorf("gateway namespaces of uid %d: %w", uid, err)
 	}
 	return g, nil
 }
 
-// Release lets the holder exit; the namespaces live on in their mounts.
+// Release lets the holder exit (the namespaces live on in their mounts)
+// and waits for it, at most gatewayTimeout in all, then kills it.
 func (g *gateway) Release() {
 	g.release.Close()
 	_ = g.inter.Wait()
-	if g.UserNS != nil {
-		g.UserNS.Close()
-	}
-	if g.NetNS != nil {
-		g.NetNS.Close()
+	g.cancel()
+	for _, f := range []*os.File{g.UserNS, g.NetNS} {
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
-// nsOwner returns the owner uid of the user namespace f (NS_GET_OWNER_UID).
-func nsOwner(f *os.File) (int, error) {
-	var uid uint32
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), uintptr(unix.NS_GET_OWNER_UID), uintptr(unsafe.Pointer(&uid)))
-	if errno != 0 {
-		return -1, errno
+// VerifyGateway checks, from descriptors the caller opened itself, that
+// netNS is a network namespace owned by the user namespace userNS, that
+// userNS is a child of the initial user namespace (the helper's own, as
+// real root) and that uid owns it. This is what makes a gateway a gateway:
+// the pid a user's process reports, or a path the user can swap, could lead
+// to the host's own namespace or anybody else's.
+func VerifyGateway(userNS, netNS *os.File, uid int) error {
+	if err := nsType(userNS, unix.CLONE_NEWUSER); err != nil {
+		return err
 	}
-	return int(uid), nil
+	if err := nsType(netNS, unix.CLONE_NEWNET); err != nil {
+		return err
+	}
+	owner, err := nsIoctlFile(netNS, unix.NS_GET_USERNS)
+	if err != nil {
+		return fmt.Errorf("owner of the network namespace: %w", err)
+	}
+	defer owner.Close()
+	if !sameFile(owner, userNS) {
+		return errors.New("the network namespace does not belong to the user namespace the user created: refusing it")
+	}
+	parent, err := nsIoctlFile(userNS, unix.NS_GET_PARENT)
+	if err != nil {
+		return fmt.Errorf("parent of the user namespace (the initial one has none: refusing it): %w", err)
+	}
+	defer parent.Close()
+	initial, err := os.Open("/proc/self/ns/user")
+	if err != nil {
+		return err
+	}
+	defer initial.Close()
+	if !sameFile(parent, initial) {
+		return errors.New("the user namespace is not a child of the initial user namespace: refusing it")
+	}
+	got, err := unix.IoctlGetUint32(int(userNS.Fd()), unix.NS_GET_OWNER_UID)
+	if err != nil {
+		return fmt.Errorf("owner of the user namespace: %w", err)
+	}
+	if int(got) != uid {
+		return fmt.Errorf("the user namespace is owned by uid %d, not %d: refusing it", got, uid)
+	}
+	return nil
+}
+
+func nsType(f *os.File, want int) error {
+	got, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil || got != want {
+		return fmt.Errorf("%s is not a namespace of the expected type (%#x): refusing it", f.Name(), want)
+	}
+	return nil
+}
+
+func nsIoctlFile(f *os.File, req uint) (*os.File, error) {
+	fd, err := unix.IoctlRetInt(int(f.Fd()), req)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "namespace"), nil
+}
+
+// sameFile compares two descriptors by device and inode, as namespaces are
+// compared.
+func sameFile(a, b *os.File) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(int(a.Fd()), &sa) == nil && unix.Fstat(int(b.Fd()), &sb) == nil &&
+		sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // GatewayMain is the re-executed helper running as the user: it creates the

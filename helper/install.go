@@ -1,63 +1,142 @@
 package helper
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
 	"github.com/nsrun/nsrun/nsfd"
 )
 
-// stateDir holds the helper's machine-wide state: the ip_forward value
-// before the first install, and one file per installed user.
-const stateDir = "/run/nsrun-helper"
-
 // installer carries what the steps of one install share.
 type installer struct {
-	o     Options
-	rec   install.Record
-	host  *netlink.Handle
-	nsDir *dir     // /run/user/UID/nsrun once opened
-	gwNet *os.File // the gateway network namespace once known
-	gw    *gateway // set when this install created the namespaces
+	o       Options
+	rec     install.Record // what this install makes
+	prev    install.Record // the authoritative record of an earlier install
+	st      *state
+	host    *netlink.Handle
+	userDir *os.File // /run/user/UID, once it exists (verified)
+	nsDir   *os.File // /run/user/UID/nsrun, once it exists (verified)
+	gwNet   *os.File // the gateway network namespace, once mounted (verified)
 }
 
 // Install sets up the gateway for o's user and prints every step to w.
-// With dryRun it only prints what it would do.
+// With dryRun it only prints what it would do. It holds the host-wide lock
+// throughout; a signal or a failure half-way rolls back what it made, so
+// that either the whole install is in place or nothing is.
 func Install(o Options, w io.Writer, dryRun bool) error {
-	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
+	stop, restore := holdSignals()
+	defer restore()
+	in := &installer{o: o}
+	defer in.close()
+	var err error
+	if in.st, err = openState(!dryRun); err != nil {
+		return err
+	}
+	if err := in.st.acquire(stop); err != nil {
+		return err
+	}
+	if in.host, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return fmt.Errorf("open netlink: %w", err)
 	}
-	defer host.Close()
-	in := &installer{o: o, host: host}
-	defer in.close()
+	if in.userDir, in.nsDir, err = openUserDirs(o.UID); err != nil {
+		return err
+	}
+	if in.prev, _, err = in.st.record(o.UID); err != nil {
+		return err
+	}
+	if err := in.chooseAddresses(); err != nil {
+		return err
+	}
+	applied, err := in.plan().Run(w, dryRun, stop)
+	if err != nil && applied > 0 {
+		fmt.Fprintf(w, "install stopped (%v): undoing it\n", err)
+		in.close()
+		if uerr := uninstall(in.st, o.UID, io.Discard, func() bool { return false }); uerr != nil {
+			return fmt.Errorf("%w; undoing it failed too: %w", err, uerr)
+		}
+		return fmt.Errorf("%w; nothing is left of this install", err)
+	}
+	if err != nil {
+		return err
+	}
+	if !o.Resolver.IsValid() {
+		fmt.Fprintln(w, "note: /etc/resolv.conf names no IPv4 nameserver; guests get no DNS (use --resolver ADDR[:PORT])")
+	}
+	warnForwardDrops(w, in.rec.Interface)
+	return nil
+}
 
+func (in *installer) close() {
+	for _, f := range []*os.File{in.gwNet, in.nsDir, in.userDir} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	in.gwNet, in.nsDir, in.userDir = nil, nil, nil
+	if in.host != nil {
+		in.host.Close()
+		in.host = nil
+	}
+}
+
+// openUserDirs opens /run/user/UID and its nsrun folder where they exist,
+// refusing (before anything changes) what the helper did not make: a
+// symlink, a folder of the wrong owner.
+func openUserDirs(uid int) (userDir, nsDir *os.File, err error) {
+	userDir, err = install.OpenVerifiedDir(nil, install.RunUserDir(uid), uid)
+	if errors.Is(err, install.ErrNotInstalled) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	nsDir, err = install.OpenVerifiedDir(userDir, "nsrun", 0)
+	if errors.Is(err, install.ErrNotInstalled) {
+		return userDir, nil, nil
+	}
+	if err != nil {
+		userDir.Close()
+		return nil, nil, err
+	}
+	return userDir, nsDir, nil
+}
+
+// chooseAddresses fills in the record: the user's host /30 is the earlier
+// install's if still free, else the first one of the pool that neither a
+// host route nor another user's install overlaps.
+func (in *installer) chooseAddresses() error {
+	o := in.o
 	ifname := install.InterfaceName(o.UID)
-	routes, names, err := hostRoutes(host, ifname)
+	routes, names, err := hostRoutes(in.host, ifname)
 	if err != nil {
 		return err
 	}
 	if r, ok := clash(o.RunsCIDR, routes, names); ok {
 		return fmt.Errorf("--runs-cidr %s overlaps the host route %s; pick a free range with --runs-cidr", o.RunsCIDR, r)
 	}
-	prev := previousRecord(o.UID)
-	hostNet, err := chooseHostNet(o.HostPool, prev, routes, names)
+	others, err := in.st.others(o.UID)
+	if err != nil {
+		return err
+	}
+	for _, r := range others {
+		routes = append(routes, r.HostAddr.Masked())
+		names = append(names, fmt.Sprintf("%s (%s's nsrun install)", r.HostAddr.Masked(), r.User))
+	}
+	hostNet, err := chooseHostNet(o.HostPool, in.prev, routes, names)
 	if err != nil {
 		return err
 	}
@@ -70,54 +149,21 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 		RunsCIDR:  o.RunsCIDR,
 		Resolver:  o.Resolver,
 		Table:     install.TableName(o.UID),
-		MadeDir:   prev.MadeDir,
+		MadeDir:   in.prev.MadeDir,
 	}
-	if err := in.plan().Run(w, dryRun); err != nil {
-		return err
-	}
-	if !o.Resolver.IsValid() {
-		fmt.Fprintln(w, "note: /etc/resolv.conf names no IPv4 nameserver; guests get no DNS (use --resolver ADDR[:PORT])")
-	}
-	warnForwardDrops(w, in.rec)
 	return nil
 }
 
-func (in *installer) close() {
-	if in.gw != nil {
-		in.gw.Release()
-	}
-	if in.gwNet != nil {
-		in.gwNet.Close()
-	}
-	if in.nsDir != nil {
-		in.nsDir.Close()
-	}
-}
-
-// previousRecord reads an earlier install's record, if any, to keep its
-// addresses. It is informative only: every value is checked again.
-func previousRecord(uid int) install.Record {
-	var r install.Record
-	b, err := os.ReadFile(install.RecordPath(uid))
-	if err == nil {
-		_ = json.Unmarshal(b, &r)
-	}
-	return r
-}
-
 // chooseHostNet picks the user's host /30: the previous one if still in the
-// pool, else the first one that no host route overlaps.
+// pool, else the first one that nothing overlaps.
 func chooseHostNet(pool netip.Prefix, prev install.Record, routes []netip.Prefix, names []string) (netip.Prefix, error) {
-	if prev.HostAddr.IsValid() {
-		p := prev.HostAddr.Masked()
-		if pool.Contains(p.Addr()) {
-			if _, ok := clash(p, routes, names); !ok {
-				return p, nil
-			}
+	if p := prev.HostAddr.Masked(); prev.HostAddr.IsValid() && pool.Contains(p.Addr()) {
+		if _, ok := clash(p, routes, names); !ok {
+			return p, nil
 		}
 	}
 	var first string
-	for a := pool.Addr(); pool.Contains(a); {
+	for a := pool.Addr(); pool.Contains(a); a = a.Next().Next().Next().Next() {
 		p := netip.PrefixFrom(a, 30)
 		r, ok := clash(p, routes, names)
 		if !ok {
@@ -126,222 +172,199 @@ func chooseHostNet(pool netip.Prefix, prev install.Record, routes []netip.Prefix
 		if first == "" {
 			first = r
 		}
-		for i := 0; i < 4; i++ {
-			a = a.Next()
-		}
 	}
-	return netip.Prefix{}, fmt.Errorf("--host-cidr %s: no free /30 left (it overlaps the host route %s, or every /30 is taken by other users); pick a free range with --host-cidr", pool, first)
+	return netip.Prefix{}, fmt.Errorf("--host-cidr %s: no free /30 left (it overlaps %s, or every /30 is taken by other users); pick a free range with --host-cidr", pool, first)
 }
 
+// plan is the install, step by step, in an order that never leaves a
+// window: the tables exist before the interface does (they match it by
+// name), and the host end comes up only once its IPv6 and redirects are
+// off and its address is set.
 func (in *installer) plan() Plan {
-	o, rec := in.o, in.rec
-	userDir := install.RunUserDir(o.UID)
-	table := nft.HostTable(nft.HostConfig{
-		Table: rec.Table, Interface: rec.Interface,
-		HostAddr: rec.HostAddr.Addr(), Gateway: rec.Gateway.Addr(), Resolver: rec.Resolver,
-	})
-	recJSON, _ := json.MarshalIndent(rec, "", "  ")
-	recJSON = append(recJSON, '\n')
-	return Plan{
-		{
-			Describe: fmt.Sprintf("create %s (owner %s, mode 0700), as logind would", userDir, o.User),
-			Done: func() (bool, error) {
-				d, _, err := openDir(nil, userDir, false, 0, 0, 0)
-				if errors.Is(err, unix.ENOENT) {
-					return false, nil
-				}
-				if err != nil {
-					return false, err
-				}
-				defer d.Close()
-				return true, d.requireOwner(o.UID)
-			},
-			Apply: func() error {
-				if err := os.MkdirAll("/run/user", 0o755); err != nil {
-					return err
-				}
-				d, made, err := openDir(nil, userDir, true, 0o700, o.UID, o.GID)
-				if err != nil {
-					return err
-				}
-				d.Close()
-				in.rec.MadeDir = in.rec.MadeDir || made
-				return nil
-			},
-		},
-		{
-			Describe: fmt.Sprintf("create %s (owner root, mode 0755) for the namespace mounts", install.Dir(o.UID)),
-			Done: func() (bool, error) {
-				ud, _, err := openDir(nil, userDir, false, 0, 0, 0)
-				if err != nil {
-					return false, nil // the previous step creates it
-				}
-				defer ud.Close()
-				if err := ud.requireOwner(o.UID); err != nil {
-					return false, err
-				}
-				d, _, err := openDir(ud, "nsrun", false, 0, 0, 0)
-				if errors.Is(err, errUnsafePath) {
-					return false, err
-				}
-				if err != nil {
-					return false, nil
-				}
-				if err := d.requireOwner(0); err != nil {
-					d.Close()
-					return false, err
-				}
-				in.nsDir = d
-				return true, nil
-			},
-			Apply: func() error {
-				ud, _, err := openDir(nil, userDir, false, 0, 0, 0)
-				if err != nil {
-					return err
-				}
-				defer ud.Close()
-				d, _, err := openDir(ud, "nsrun", true, 0o755, 0, 0)
-				if err != nil {
-					return err
-				}
-				if err := d.requireOwner(0); err != nil {
-					d.Close()
-					return err
-				}
-				in.nsDir = d
-				return nil
-			},
-		},
-		{
-			Describe: fmt.Sprintf("create a user namespace owned by %s (uid map \"0 %d 1\", gid map \"0 %d 1\") holding the gateway network namespace;\nbind-mount them onto %s and %s",
-				o.User, o.UID, o.GID, install.UserNSPath(o.UID), install.NetNSPath(o.UID)),
-			Done: func() (bool, error) {
-				if in.nsDir == nil || !install.IsNamespaceMount(install.UserNSPath(o.UID)) || !install.IsNamespaceMount(install.NetNSPath(o.UID)) {
-					return false, nil
-				}
-				f, err := os.Open(install.UserNSPath(o.UID))
-				if err != nil {
-					return false, nil
-				}
-				defer f.Close()
-				owner, err := nsOwner(f)
-				if err != nil || owner != o.UID {
-					return false, nil
-				}
-				return true, in.openGatewayNet()
-			},
-			Apply: func() error {
-				for _, name := range []string{"userns", "netns"} {
-					if err := in.nsDir.unmountAndRemove(name); err != nil {
-						return err
-					}
-				}
-				g, err := createGateway(o.UID, o.GID)
-				if err != nil {
-					return err
-				}
-				in.gw = g
-				for name, kind := range map[string]string{"userns": "user", "netns": "net"} {
-					target, err := in.nsDir.openFile(name, true)
-					if err != nil {
-						return err
-					}
-					err = bindMount(fmt.Sprintf("/proc/%d/ns/%s", g.pid, kind), target)
-					target.Close()
-					if err != nil {
-						return err
-					}
-				}
-				return in.openGatewayNet()
-			},
-		},
-		{
-			Describe: fmt.Sprintf("create veth %s (host, %s) with its peer %q inside the gateway (%s); bring both up",
-				rec.Interface, rec.HostAddr, install.GatewayUplink, rec.Gateway),
-			Done: func() (bool, error) {
-				if !hasAddr(in.host, rec.Interface, rec.HostAddr) || in.gwNet == nil {
-					return false, nil
-				}
-				gh, err := nsHandle(in.gwNet)
-				if err != nil {
-					return false, err
-				}
-				defer gh.Close()
-				return hasAddr(gh, install.GatewayUplink, rec.Gateway), nil
-			},
-			Apply: func() error { return in.createVeth() },
-		},
-		{
-			Describe: fmt.Sprintf("in the gateway: lo up, default route via %s, net.ipv4.ip_forward=1, and\n%s",
-				rec.HostAddr.Addr(), nft.UplinkNAT(install.GatewayUplink, nil, netip.AddrPort{})),
-			Done: func() (bool, error) {
-				if in.gwNet == nil {
-					return false, nil
-				}
-				ok, err := in.gatewayConfigured()
-				return ok, err
-			},
-			Apply: func() error { return in.configureGateway() },
-		},
-		{
-			Describe: fmt.Sprintf("set net.ipv4.conf.%s.route_localnet=1 (this interface only: lets the DNS DNAT to a loopback resolver through)", rec.Interface),
-			Done: func() (bool, error) {
-				return readSysctl("net/ipv4/conf/"+rec.Interface+"/route_localnet") == "1", nil
-			},
-			Apply: func() error {
-				return writeSysctl("net/ipv4/conf/"+rec.Interface+"/route_localnet", "1")
-			},
-		},
-		{
-			Describe: fmt.Sprintf("set net.ipv4.ip_forward=1 (now %s; the last uninstall restores it); register uid %d in %s",
-				readSysctl("net/ipv4/ip_forward"), o.UID, stateDir),
-			Done: func() (bool, error) {
-				_, err := os.Stat(filepath.Join(stateDir, "users", strconv.Itoa(o.UID)))
-				return err == nil && readSysctl("net/ipv4/ip_forward") == "1", nil
-			},
-			Apply: func() error { return enableForwarding(o.UID) },
-		},
-		{
-			Describe: "write the host's nftables table\n" + table.String(),
-			Done: func() (bool, error) {
-				ok, err := nft.Exists(nil, nftables.TableFamilyIPv4, rec.Table)
-				if err != nil || !ok || in.nsDir == nil {
-					return false, err
-				}
-				old, _ := in.nsDir.readFile("install.json")
-				return bytes.Equal(old, recJSON), nil
-			},
-			Apply: func() error { return nft.Apply(nil, table) },
-		},
-		{
-			Describe: "write " + install.RecordPath(o.UID),
-			Done: func() (bool, error) {
-				if in.nsDir == nil {
-					return false, nil
-				}
-				old, _ := in.nsDir.readFile("install.json")
-				return bytes.Equal(old, recJSON), nil
-			},
-			Apply: func() error {
-				b, _ := json.MarshalIndent(in.rec, "", "  ")
-				return in.nsDir.writeFile("install.json", append(b, '\n'))
-			},
+	return Plan{in.stepUserDir(), in.stepNsDir(), in.stepGateway(), in.stepTables(),
+		in.stepVeth(), in.stepGatewayNet(), in.stepForwarding(), in.stepRecord()}
+}
+
+func (in *installer) stepUserDir() Step {
+	return Step{
+		Describe: fmt.Sprintf("create %s (owner %s, mode 0700), as logind would", install.RunUserDir(in.o.UID), in.o.User),
+		Done:     func() (bool, error) { return in.userDir != nil, nil },
+		Apply: func() error {
+			if err := os.MkdirAll("/run/user", 0o755); err != nil {
+				return err
+			}
+			made, err := mkdirAt(nil, install.RunUserDir(in.o.UID), 0o700, in.o.UID, in.o.GID)
+			if err != nil {
+				return err
+			}
+			in.rec.MadeDir = in.rec.MadeDir || made
+			in.userDir, err = install.OpenVerifiedDir(nil, install.RunUserDir(in.o.UID), in.o.UID)
+			return err
 		},
 	}
 }
 
-// openGatewayNet opens the mounted gateway network namespace (through the
-// verified folder, no symlinks).
-func (in *installer) openGatewayNet() error {
+func (in *installer) stepNsDir() Step {
+	return Step{
+		Describe: fmt.Sprintf("create %s (owner root, mode 0755) for the namespace mounts", install.Dir(in.o.UID)),
+		Done:     func() (bool, error) { return in.nsDir != nil, nil },
+		Apply: func() error {
+			if _, err := mkdirAt(in.userDir, "nsrun", 0o755, 0, 0); err != nil {
+				return err
+			}
+			var err error
+			in.nsDir, err = install.OpenVerifiedDir(in.userDir, "nsrun", 0)
+			return err
+		},
+	}
+}
+
+func (in *installer) stepGateway() Step {
+	o := in.o
+	return Step{
+		Describe: fmt.Sprintf("create a user namespace owned by %s (uid map \"0 %d 1\", gid map \"0 %d 1\") holding the gateway network namespace;\nverify both from their descriptors, and bind-mount them onto %s and %s",
+			o.User, o.UID, o.GID, install.UserNSPath(o.UID), install.NetNSPath(o.UID)),
+		Done: func() (bool, error) { return in.openGateway() == nil, nil },
+		Apply: func() error {
+			for _, name := range []string{"userns", "netns"} {
+				if err := unmountAndRemove(in.nsDir, name); err != nil {
+					return err
+				}
+			}
+			g, err := createGateway(o.UID, o.GID)
+			if err != nil {
+				return err
+			}
+			defer g.Release()
+			for name, ns := range map[string]*os.File{"userns": g.UserNS, "netns": g.NetNS} {
+				target, err := mountTarget(in.nsDir, name)
+				if err != nil {
+					return err
+				}
+				err = bindMount(ns, target)
+				target.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return in.openGateway()
+		},
+	}
+}
+
+// openGateway opens the mounted gateway namespaces through the verified
+// folder and checks them again, keeping the network namespace.
+func (in *installer) openGateway() error {
 	if in.gwNet != nil {
 		return nil
 	}
-	fd, err := unix.Openat(in.nsDir.fd, "netns", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", install.NetNSPath(in.o.UID), err)
+	if in.nsDir == nil {
+		return install.ErrNotInstalled
 	}
-	in.gwNet = os.NewFile(uintptr(fd), install.NetNSPath(in.o.UID))
+	var fs [2]*os.File
+	for i, name := range []string{"userns", "netns"} {
+		if !install.NamespaceMounted(in.nsDir, name) {
+			return install.ErrNotInstalled
+		}
+		fd, err := unix.Openat(int(in.nsDir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fs[i] = os.NewFile(uintptr(fd), in.nsDir.Name()+"/"+name)
+	}
+	defer fs[0].Close()
+	if err := VerifyGateway(fs[0], fs[1], in.o.UID); err != nil {
+		fs[1].Close()
+		return err
+	}
+	in.gwNet = fs[1]
 	return nil
+}
+
+func (in *installer) hostConfig() nft.HostConfig {
+	return nft.HostConfig{
+		Table: in.rec.Table, Interface: in.rec.Interface,
+		HostAddr: in.rec.HostAddr.Addr(), Gateway: in.rec.Gateway.Addr(), Resolver: in.rec.Resolver,
+	}
+}
+
+// guardWith is the guard table with this user's interface added. Created
+// now, it limits forwarding to nsrun interfaces when forwarding is off.
+func (in *installer) guardWith() (nft.Guard, error) {
+	g, ok, err := nft.ReadGuard()
+	if err != nil {
+		return g, err
+	}
+	if !ok {
+		g.DropOthers = sysctl("net/ipv4/ip_forward") != "1"
+	}
+	if !slices.Contains(g.Interfaces, in.rec.Interface) {
+		g.Interfaces = append(g.Interfaces, in.rec.Interface)
+		slices.Sort(g.Interfaces)
+	}
+	return g, nil
+}
+
+func (in *installer) stepTables() Step {
+	g, _ := in.guardWith()
+	return Step{
+		Describe: "write the host's nftables tables (before the interface exists; they match it by name)\n" +
+			nft.HostTable(in.hostConfig()).String() + "\n" + nft.GuardTable(g).String(),
+		Done: func() (bool, error) {
+			ok, err := nft.Exists(nil, nftables.TableFamilyINet, in.rec.Table)
+			g, gok, gerr := nft.ReadGuard()
+			return ok && gok && slices.Contains(g.Interfaces, in.rec.Interface) && in.prev == in.rec, errors.Join(err, gerr)
+		},
+		Apply: func() error {
+			g, err := in.guardWith()
+			if err != nil {
+				return err
+			}
+			return nft.ApplyAll(nil, nft.HostTable(in.hostConfig()), nft.GuardTable(g))
+		},
+	}
+}
+
+// hostSide are the sysctls of the host end, set while it is still down:
+// no router advertisement, redirect or address autoconfiguration from the
+// gateway ever reaches the host's routing (a static IPv6 address may be
+// added later without changing any of this), and route_localnet lets the
+// DNS DNAT to a loopback resolver through, on this interface only.
+var hostSide = [][2]string{
+	{"net/ipv6/conf/%s/accept_ra", "0"},
+	{"net/ipv6/conf/%s/accept_redirects", "0"},
+	{"net/ipv6/conf/%s/addr_gen_mode", "1"}, // IN6_ADDR_GEN_MODE_NONE: not even a link-local address
+	{"net/ipv4/conf/%s/accept_redirects", "0"},
+	{"net/ipv4/conf/%s/route_localnet", "1"},
+}
+
+func (in *installer) stepVeth() Step {
+	rec := in.rec
+	var settings []string
+	for _, s := range hostSide {
+		settings = append(settings, strings.ReplaceAll(fmt.Sprintf(s[0], rec.Interface), "/", ".")+"="+s[1])
+	}
+	return Step{
+		Describe: fmt.Sprintf("create veth %s (host, %s) with its peer %q inside the gateway (%s); while %s is down set\n%s;\nthen bring both up",
+			rec.Interface, rec.HostAddr, install.GatewayUplink, rec.Gateway, rec.Interface, strings.Join(settings, ", ")),
+		Done: func() (bool, error) {
+			if !hasAddr(in.host, rec.Interface, rec.HostAddr) || in.gwNet == nil {
+				return false, nil
+			}
+			for _, s := range hostSide {
+				if v := sysctl(fmt.Sprintf(s[0], rec.Interface)); v != s[1] && v != "" {
+					return false, nil
+				}
+			}
+			gh, err := netsetup.Handle(in.gwNet)
+			if err != nil {
+				return false, err
+			}
+			defer gh.Close()
+			return hasAddr(gh, install.GatewayUplink, rec.Gateway), nil
+		},
+		Apply: in.createVeth,
+	}
 }
 
 func (in *installer) createVeth() error {
@@ -352,26 +375,46 @@ func (in *installer) createVeth() error {
 		}
 	}
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: rec.Interface, Flags: net.FlagUp},
+		LinkAttrs:     netlink.LinkAttrs{Name: rec.Interface}, // down
 		PeerName:      install.GatewayUplink,
 		PeerNamespace: netlink.NsFd(int(in.gwNet.Fd())),
 	}
 	if err := in.host.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s: %w", rec.Interface, err)
 	}
-	if err := addrUp(in.host, rec.Interface, rec.HostAddr); err != nil {
+	for _, s := range hostSide {
+		err := setSysctl(fmt.Sprintf(s[0], rec.Interface), s[1])
+		if err != nil && !(errors.Is(err, os.ErrNotExist) && strings.HasPrefix(s[0], "net/ipv6/")) {
+			return err // (a host without IPv6 has no net/ipv6)
+		}
+	}
+	if err := netsetup.AddrUp(in.host, rec.Interface, rec.HostAddr); err != nil {
 		return err
 	}
-	gh, err := nsHandle(in.gwNet)
+	gh, err := netsetup.Handle(in.gwNet)
 	if err != nil {
 		return err
 	}
 	defer gh.Close()
-	return addrUp(gh, install.GatewayUplink, rec.Gateway)
+	return netsetup.AddrUp(gh, install.GatewayUplink, rec.Gateway)
+}
+
+func (in *installer) stepGatewayNet() Step {
+	return Step{
+		Describe: fmt.Sprintf("in the gateway: lo up, default route via %s, net.ipv4.ip_forward=1, and\n%s",
+			in.rec.HostAddr.Addr(), nft.UplinkNAT(install.GatewayUplink, nil, netip.AddrPort{})),
+		Done: func() (bool, error) {
+			if in.gwNet == nil {
+				return false, nil
+			}
+			return in.gatewayConfigured()
+		},
+		Apply: in.configureGateway,
+	}
 }
 
 func (in *installer) gatewayConfigured() (bool, error) {
-	gh, err := nsHandle(in.gwNet)
+	gh, err := netsetup.Handle(in.gwNet)
 	if err != nil {
 		return false, err
 	}
@@ -382,28 +425,24 @@ func (in *installer) gatewayConfigured() (bool, error) {
 	}
 	hasDefault := false
 	for _, r := range routes {
-		if isDefault(r) && r.Gw.Equal(net.IP(in.rec.HostAddr.Addr().AsSlice())) {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.Equal(net.IP(in.rec.HostAddr.Addr().AsSlice())) {
 			hasDefault = true
 		}
 	}
 	fwd := ""
-	_ = nsfd.Do(in.gwNet, func() error { fwd = readSysctl("net/ipv4/ip_forward"); return nil })
+	_ = nsfd.Do(in.gwNet, func() error { fwd = sysctl("net/ipv4/ip_forward"); return nil })
 	ok, err := nft.Exists(in.gwNet, nftables.TableFamilyIPv4, nft.TableName)
 	return hasDefault && fwd == "1" && ok, err
 }
 
 func (in *installer) configureGateway() error {
-	gh, err := nsHandle(in.gwNet)
+	gh, err := netsetup.Handle(in.gwNet)
 	if err != nil {
 		return err
 	}
 	defer gh.Close()
-	lo, err := gh.LinkByName("lo")
-	if err == nil {
-		err = gh.LinkSetUp(lo)
-	}
-	if err != nil {
-		return fmt.Errorf("gateway lo up: %w", err)
+	if err := netsetup.AddrUp(gh, "lo", netip.MustParsePrefix("127.0.0.1/8")); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 	up, err := gh.LinkByName(install.GatewayUplink)
 	if err != nil {
@@ -413,46 +452,37 @@ func (in *installer) configureGateway() error {
 	if err := gh.RouteReplace(route); err != nil {
 		return fmt.Errorf("gateway default route: %w", err)
 	}
-	if err := nsfd.WriteSysctl(in.gwNet, "net/ipv4/ip_forward", "1"); err != nil {
+	if err := netsetup.EnableForwarding(in.gwNet); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nft.Apply(in.gwNet, nft.UplinkNAT(install.GatewayUplink, nil, netip.AddrPort{}))
 }
 
-// enableForwarding records the ip_forward value of before the first
-// install, registers uid and turns forwarding on.
-func enableForwarding(uid int) error {
-	if err := os.MkdirAll(filepath.Join(stateDir, "users"), 0o755); err != nil {
-		return err
+func (in *installer) stepForwarding() Step {
+	return Step{
+		Describe: fmt.Sprintf("set net.ipv4.ip_forward=1 (now %s; if it was 0 before the first install, the guard table limits forwarding to nsrun interfaces and the last uninstall sets it back to 0)",
+			sysctl("net/ipv4/ip_forward")),
+		Done:  func() (bool, error) { return sysctl("net/ipv4/ip_forward") == "1", nil },
+		Apply: func() error { return setSysctl("net/ipv4/ip_forward", "1") },
 	}
-	prev := filepath.Join(stateDir, "ip_forward.before")
-	if _, err := os.Stat(prev); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(prev, []byte(readSysctl("net/ipv4/ip_forward")), 0o644); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(stateDir, "users", strconv.Itoa(uid)), nil, 0o644); err != nil {
-		return err
-	}
-	return writeSysctl("net/ipv4/ip_forward", "1")
 }
 
-// isDefault reports whether r is a default route (netlink reports its
-// destination as 0.0.0.0/0).
-func isDefault(r netlink.Route) bool {
-	if r.Dst == nil {
-		return true
+func (in *installer) stepRecord() Step {
+	name := strconv.Itoa(in.o.UID) + ".json"
+	return Step{
+		Describe: fmt.Sprintf("write the record %s/users/%s and its copy for nsrun, %s", stateDir, name, install.RecordPath(in.o.UID)),
+		Done: func() (bool, error) {
+			b := marshalRecord(in.rec)
+			return hasFile(in.st.users, name, b) && hasFile(in.nsDir, "install.json", b), nil
+		},
+		Apply: func() error {
+			b := marshalRecord(in.rec)
+			if err := writeFile(in.st.users, name, b); err != nil {
+				return err
+			}
+			return writeFile(in.nsDir, "install.json", b)
+		},
 	}
-	ones, _ := r.Dst.Mask.Size()
-	return ones == 0
-}
-
-func nsHandle(ns *os.File) (*netlink.Handle, error) {
-	h, err := netlink.NewHandleAt(netns.NsHandle(int(ns.Fd())), unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in gateway: %w", err)
-	}
-	return h, nil
 }
 
 func hasAddr(h *netlink.Handle, ifname string, p netip.Prefix) bool {
@@ -472,22 +502,8 @@ func hasAddr(h *netlink.Handle, ifname string, p netip.Prefix) bool {
 	return false
 }
 
-func addrUp(h *netlink.Handle, ifname string, p netip.Prefix) error {
-	l, err := h.LinkByName(ifname)
-	if err != nil {
-		return fmt.Errorf("find %s: %w", ifname, err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := h.AddrReplace(l, a); err != nil {
-		return fmt.Errorf("address %s on %s: %w", p, ifname, err)
-	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fmt.Errorf("bring %s up: %w", ifname, err)
-	}
-	return nil
-}
-
-func readSysctl(key string) string {
+// sysctl reads a sysctl of the helper's network namespace ("" if none).
+func sysctl(key string) string {
 	b, err := os.ReadFile("/proc/sys/" + key)
 	if err != nil {
 		return ""
@@ -495,22 +511,22 @@ func readSysctl(key string) string {
 	return strings.TrimSpace(string(b))
 }
 
-func writeSysctl(key, value string) error {
+func setSysctl(key, value string) error {
 	if err := os.WriteFile("/proc/sys/"+key, []byte(value), 0); err != nil {
-		return fmt.Errorf("write /proc/sys/%s: %w", key, err)
+		return fmt.Errorf("set %s=%s: %w", strings.ReplaceAll(key, "/", "."), value, err)
 	}
 	return nil
 }
 
 // warnForwardDrops tells about other tables that drop forwarded traffic.
-func warnForwardDrops(w io.Writer, rec install.Record) {
-	drops, err := nft.FindForwardDrops(rec.Table)
+func warnForwardDrops(w io.Writer, ifname string) {
+	drops, err := nft.FindForwardDrops()
 	if err != nil {
 		fmt.Fprintln(w, "note: could not check other firewall tables:", err)
 		return
 	}
 	for _, d := range drops {
-		fmt.Fprintf(w, "warning: %s\n", forwardDropAdvice(d, rec.Interface))
+		fmt.Fprintf(w, "warning: %s\n", forwardDropAdvice(d, ifname))
 	}
 }
 

@@ -62,19 +62,40 @@ func ResolveUser(flagUser string) (name string, uid, gid int, err error) {
 	return u.Username, uid, gid, nil
 }
 
-// ParseOptions validates the flags for uid. Nothing is changed.
-func ParseOptions(f Flags, name string, uid, gid int) (Options, error) {
-	o := Options{User: name, UID: uid, GID: gid, HostPool: install.DefaultHostPool, RunsCIDR: install.DefaultRunsCIDR}
-	var err error
-	if f.HostCIDR != "" {
-		if o.HostPool, err = parsePool("--host-cidr", f.HostCIDR, 30); err != nil {
-			return o, err
-		}
+// ParseOptions validates the flags for uid against the admin's config.
+// Under sudo (underSudo), flags that choose host addresses or the
+// resolver are refused unless the admin's config allows them: the user
+// must not claim an address the host reaches elsewhere (the site's DNS or
+// proxy) nor point the host's DNAT at any IP:port. Nothing is changed.
+func ParseOptions(f Flags, name string, uid, gid int, cfg AdminConfig, configPath string, underSudo bool) (Options, error) {
+	o := Options{User: name, UID: uid, GID: gid, HostPool: install.DefaultHostPool, RunsCIDR: install.DefaultRunsCIDR, Resolver: cfg.Resolver}
+	if cfg.HostPool.IsValid() {
+		o.HostPool = cfg.HostPool
 	}
-	if f.RunsCIDR != "" {
-		if o.RunsCIDR, err = parsePool("--runs-cidr", f.RunsCIDR, 24); err != nil {
+	if cfg.RunsCIDR.IsValid() {
+		o.RunsCIDR = cfg.RunsCIDR
+	}
+	for _, fl := range []struct {
+		name, value string
+		maxBits     int
+		allowed     netip.Prefix
+		dst         *netip.Prefix
+	}{{"--host-cidr", f.HostCIDR, 30, cfg.HostPool, &o.HostPool}, {"--runs-cidr", f.RunsCIDR, 24, cfg.RunsCIDR, &o.RunsCIDR}} {
+		if fl.value == "" {
+			continue
+		}
+		p, err := parsePool(fl.name, fl.value, fl.maxBits)
+		if err != nil {
 			return o, err
 		}
+		key := strings.TrimPrefix(fl.name, "--")
+		switch {
+		case underSudo && !fl.allowed.IsValid():
+			return o, fmt.Errorf("%s: under sudo only the admin picks host ranges: set %s in the root-owned %s, or run as root with --user", fl.name, key, configPath)
+		case underSudo && !(fl.allowed.Bits() <= p.Bits() && fl.allowed.Contains(p.Addr())):
+			return o, fmt.Errorf("%s: %s is outside the admin's %s %s (%s); under sudo pick a range inside it", fl.name, p, key, fl.allowed, configPath)
+		}
+		*fl.dst = p
 	}
 	if o.HostPool.Overlaps(o.RunsCIDR) {
 		return o, fmt.Errorf("--runs-cidr %s overlaps --host-cidr %s; pick ranges that do not overlap", o.RunsCIDR, o.HostPool)
@@ -84,10 +105,15 @@ func ParseOptions(f Flags, name string, uid, gid int) (Options, error) {
 	}
 	switch {
 	case f.Resolver != "":
-		if o.Resolver, err = parseResolver(f.Resolver); err != nil {
+		r, err := parseResolver("--resolver", f.Resolver)
+		if err != nil {
 			return o, err
 		}
-	default:
+		if underSudo && r != cfg.Resolver {
+			return o, fmt.Errorf("--resolver: under sudo only the admin picks where guests' DNS goes: set resolver = %s in the root-owned %s, or run as root with --user", r, configPath)
+		}
+		o.Resolver = r
+	case !o.Resolver.IsValid():
 		o.Resolver = systemResolver("/etc/resolv.conf")
 	}
 	return o, nil
@@ -107,14 +133,14 @@ func parsePool(field, s string, maxBits int) (netip.Prefix, error) {
 	return p, nil
 }
 
-func parseResolver(s string) (netip.AddrPort, error) {
+func parseResolver(field, s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() && ap.Port() != 0 {
 		return ap, nil
 	}
 	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
 		return netip.AddrPortFrom(a, 53), nil
 	}
-	return netip.AddrPort{}, fmt.Errorf("--resolver: %q is not an IPv4 address with an optional port, such as 127.0.0.53 or 127.0.0.1:5353", s)
+	return netip.AddrPort{}, fmt.Errorf("%s: %q is not an IPv4 address with an optional port, such as 127.0.0.53 or 127.0.0.1:5353", field, s)
 }
 
 // systemResolver returns the first IPv4 nameserver of resolv.conf (a

@@ -1,184 +1,141 @@
 package helper
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/install"
 )
 
-// errUnsafePath marks a path the helper refuses to follow.
-var errUnsafePath = errors.New("refusing to follow it")
+// Every path the helper touches under /run/user/UID is reached from a
+// folder opened with O_NOFOLLOW and checked (install.OpenVerifiedDir), and
+// every change inside goes through that folder's fd: a user who swaps a
+// folder or plants a symlink or FIFO gets an error, never a mount, a write
+// or a read elsewhere.
 
-// dir is a directory opened without following symlinks; all work inside it
-// goes through its fd.
-type dir struct {
-	fd   int
-	path string // for messages only
-}
-
-func (d *dir) Close() { unix.Close(d.fd) }
-
-// openDir opens name inside parent (or the absolute path when parent is
-// nil) as a directory, refusing symlinks. With create, a missing directory
-// is made with mode and then chowned to uid:gid.
-func openDir(parent *dir, name string, create bool, mode uint32, uid, gid int) (*dir, bool, error) {
+// mkdirAt creates the folder name inside parent (an absolute path when
+// parent is nil) with mode, owned by uid:gid, unless it exists. The owner
+// and mode are set through the new folder's fd, since the name may have
+// been swapped meanwhile.
+func mkdirAt(parent *os.File, name string, mode uint32, uid, gid int) (made bool, err error) {
 	at, path := unix.AT_FDCWD, name
 	if parent != nil {
-		at, path = parent.fd, filepath.Join(parent.path, name)
+		at, path = int(parent.Fd()), parent.Name()+"/"+name
 	}
-	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	made := false
-	fd, err := unix.Openat(at, name, flags, 0)
-	if errors.Is(err, unix.ENOENT) && create {
-		if err := unix.Mkdirat(at, name, mode); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, false, fmt.Errorf("create %s: %w", path, err)
-		}
-		made = true
-		fd, err = unix.Openat(at, name, flags, 0)
-		if err == nil {
-			// Through the fd: the name may have been swapped meanwhile.
-			if err := unix.Fchown(fd, uid, gid); err != nil {
-				unix.Close(fd)
-				return nil, false, fmt.Errorf("chown %s: %w", path, err)
-			}
-			if err := unix.Fchmod(fd, mode); err != nil {
-				unix.Close(fd)
-				return nil, false, fmt.Errorf("chmod %s: %w", path, err)
-			}
-		}
+	if err := unix.Mkdirat(at, name, mode); errors.Is(err, unix.EEXIST) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("create %s: %w", path, err)
 	}
-	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-		return nil, false, fmt.Errorf("%s is a symlink or not a directory: %w; remove it and run install again", path, errUnsafePath)
-	}
+	fd, err := unix.Openat(at, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, false, fmt.Errorf("open %s: %w", path, err)
+		return true, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &dir{fd: fd, path: path}, made, nil
+	defer unix.Close(fd)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return true, fmt.Errorf("chown %s: %w", path, err)
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return true, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return true, nil
 }
 
-// owner returns the directory's owner and mode.
-func (d *dir) owner() (uid int, mode uint32, err error) {
+// mountTarget creates the empty root-owned file name inside d, if missing,
+// and opens it (O_PATH, no symlinks) to mount onto. It must be a regular
+// file of root's.
+func mountTarget(d *os.File, name string) (*os.File, error) {
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0o444)
+	if err == nil {
+		unix.Close(fd)
+	} else if !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("create %s/%s: %w", d.Name(), name, err)
+	}
+	fd, err = unix.Openat(int(d.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s/%s: %w", d.Name(), name, err)
+	}
+	f := os.NewFile(uintptr(fd), d.Name()+"/"+name)
 	var st unix.Stat_t
-	if err := unix.Fstat(d.fd, &st); err != nil {
-		return 0, 0, fmt.Errorf("stat %s: %w", d.path, err)
-	}
-	return int(st.Uid), st.Mode, nil
-}
-
-// requireOwner refuses a directory owned by anyone but uid, or writable by
-// group or others.
-func (d *dir) requireOwner(uid int) error {
-	got, mode, err := d.owner()
-	if err != nil {
-		return err
-	}
-	if got != uid {
-		return fmt.Errorf("%s is owned by uid %d, expected %d: refusing to use it; remove it and run install again", d.path, got, uid)
-	}
-	if mode&0o022 != 0 {
-		return fmt.Errorf("%s is writable by group or others (mode %o): refusing to use it", d.path, mode&0o777)
-	}
-	return nil
-}
-
-// openFile opens name inside d for mounting onto (O_PATH, no symlinks),
-// creating an empty root-owned file first if create is set. It must be a
-// regular root-owned file.
-func (d *dir) openFile(name string, create bool) (*os.File, error) {
-	if create {
-		fd, err := unix.Openat(d.fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0o444)
-		if err == nil {
-			unix.Close(fd)
-		} else if !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("create %s/%s: %w", d.path, name, err)
-		}
-	}
-	fd, err := unix.Openat(d.fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s/%s: %w", d.path, name, err)
-	}
-	f := os.NewFile(uintptr(fd), d.path+"/"+name)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 {
 		f.Close()
-		return nil, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 {
-		f.Close()
-		return nil, fmt.Errorf("%s/%s is not a root-owned regular file (a symlink?): refusing to use it", d.path, name)
+		return nil, fmt.Errorf("%s is not a root-owned regular file (%w): refusing to mount onto it", f.Name(), install.ErrUnsafe)
 	}
 	return f, nil
 }
 
-// writeFile atomically writes name inside d (root-owned, mode 0644).
-func (d *dir) writeFile(name string, data []byte) error {
-	tmp := name + ".tmp"
-	fd, err := unix.Openat(d.fd, tmp, unix.O_CREAT|unix.O_TRUNC|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s/%s: %w", d.path, tmp, err)
-	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if werr != nil || cerr != nil {
-		return fmt.Errorf("write %s/%s: %w", d.path, tmp, errors.Join(werr, cerr))
-	}
-	if err := unix.Renameat(d.fd, tmp, d.fd, name); err != nil {
-		return fmt.Errorf("rename %s/%s: %w", d.path, name, err)
+// fdPath names an open file by its descriptor, so that the kernel looks no
+// path up again.
+func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// bindMount bind-mounts the namespace held by ns onto target, both by fd.
+func bindMount(ns, target *os.File) error {
+	if err := unix.Mount(fdPath(ns), fdPath(target), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mount the gateway namespace onto %s: %w", target.Name(), err)
 	}
 	return nil
 }
 
-// readFile reads name inside d, not following symlinks.
-func (d *dir) readFile(name string) ([]byte, error) {
-	fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	return io.ReadAll(f)
-}
-
-// bindMount bind-mounts source onto the file target (opened by openFile),
-// through /proc/self/fd so that no path is looked up again.
-func bindMount(source string, target *os.File) error {
-	dst := "/proc/self/fd/" + strconv.Itoa(int(target.Fd()))
-	if err := unix.Mount(source, dst, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind-mount %s onto %s: %w", source, target.Name(), err)
-	}
-	return nil
-}
-
-// unmountFile detaches whatever is mounted on name inside d, then removes it.
-func (d *dir) unmountAndRemove(name string) error {
-	for {
-		fd, err := unix.Openat(d.fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
+// unmountAndRemove detaches every namespace mounted on name inside d, then
+// removes it.
+func unmountAndRemove(d *os.File, name string) error {
+	for install.NamespaceMounted(d, name) {
+		fd, err := unix.Openat(int(d.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("open %s/%s: %w", d.path, name, err)
-		}
-		var st unix.Statfs_t
-		isNS := unix.Fstatfs(fd, &st) == nil && st.Type == unix.NSFS_MAGIC
-		if !isNS {
-			unix.Close(fd)
-			break
+			return fmt.Errorf("open %s/%s: %w", d.Name(), name, err)
 		}
 		err = unix.Unmount("/proc/self/fd/"+strconv.Itoa(fd), unix.MNT_DETACH)
 		unix.Close(fd)
 		if err != nil {
-			return fmt.Errorf("unmount %s/%s: %w", d.path, name, err)
+			return fmt.Errorf("unmount %s/%s: %w", d.Name(), name, err)
 		}
 	}
-	if err := unix.Unlinkat(d.fd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove %s/%s: %w", d.path, name, err)
+	if err := unix.Unlinkat(int(d.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s/%s: %w", d.Name(), name, err)
 	}
 	return nil
+}
+
+// writeFile atomically replaces name inside d with data (root's, 0644).
+func writeFile(d *os.File, name string, data []byte) error {
+	tmp := name + ".tmp"
+	_ = unix.Unlinkat(int(d.Fd()), tmp, 0)
+	fd, err := unix.Openat(int(d.Fd()), tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", d.Name(), tmp, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("write %s/%s: %w", d.Name(), tmp, err)
+	}
+	if err := unix.Renameat(int(d.Fd()), tmp, int(d.Fd()), name); err != nil {
+		return fmt.Errorf("rename %s/%s: %w", d.Name(), name, err)
+	}
+	return nil
+}
+
+// removeFile removes name (and a leftover name.tmp) inside d.
+func removeFile(d *os.File, name string) error {
+	for _, n := range []string{name, name + ".tmp"} {
+		if err := unix.Unlinkat(int(d.Fd()), n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove %s/%s: %w", d.Name(), n, err)
+		}
+	}
+	return nil
+}
+
+// hasFile reports whether name inside d is a root-owned regular file
+// holding exactly data.
+func hasFile(d *os.File, name string, data []byte) bool {
+	if d == nil {
+		return false
+	}
+	b, err := install.ReadRootFile(d, name, install.MaxRecordSize)
+	return err == nil && bytes.Equal(b, data)
 }

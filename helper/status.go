@@ -42,15 +42,14 @@ func GetStatus(uid int) Status {
 	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		s.User = u.Username
 	}
-	rec, err := install.Load(uid)
-	s.NamespacesMounted = install.IsNamespaceMount(install.UserNSPath(uid)) && install.IsNamespaceMount(install.NetNSPath(uid))
+	rec, err := loadRecord(uid)
 	switch {
-	case errors.Is(err, install.ErrNotInstalled) && !s.NamespacesMounted && rec.UID == 0:
+	case errors.Is(err, install.ErrNotInstalled) && rec.UID == 0:
 		s.Problem = "not installed: run `sudo nsrun-helper install`"
 	case err != nil:
 		s.Problem = err.Error()
 	default:
-		s.Installed = true
+		s.Installed, s.NamespacesMounted = true, true
 		s.HostAddr, s.GatewayAddr, s.RunsCIDR = rec.HostAddr.String(), rec.Gateway.String(), rec.RunsCIDR.String()
 		if rec.Resolver.IsValid() {
 			s.Resolver = rec.Resolver.String()
@@ -67,15 +66,15 @@ func GetStatus(uid int) Status {
 		s.Lingering = err == nil
 	}
 	if os.Geteuid() == 0 {
-		ok, err := nft.Exists(nil, nftables.TableFamilyIPv4, s.Table)
+		ok, err := nft.Exists(nil, nftables.TableFamilyINet, s.Table)
 		if err == nil {
 			s.TablePresent = &ok
 			if s.Installed && !ok {
 				s.Installed = false
-				s.Problem = fmt.Sprintf("nftables table ip %s is missing: run `sudo nsrun-helper install` again", s.Table)
+				s.Problem = fmt.Sprintf("nftables table inet %s is missing: run `sudo nsrun-helper install` again", s.Table)
 			}
 		}
-		drops, _ := nft.FindForwardDrops(s.Table)
+		drops, _ := nft.FindForwardDrops()
 		for _, d := range drops {
 			s.ForwardDrops = append(s.ForwardDrops, forwardDropAdvice(d, s.Interface))
 		}
@@ -107,13 +106,48 @@ func (s Status) Print(w io.Writer) {
 	}
 	switch {
 	case s.TablePresent == nil:
-		fmt.Fprintf(w, "  firewall    table ip %s: run status as root to check it and other tables\n", s.Table)
+		fmt.Fprintf(w, "  firewall    table inet %s: run status as root to check it and other tables\n", s.Table)
 	case *s.TablePresent:
-		fmt.Fprintf(w, "  firewall    table ip %s present\n", s.Table)
+		fmt.Fprintf(w, "  firewall    table inet %s present\n", s.Table)
 	default:
-		fmt.Fprintf(w, "  firewall    table ip %s missing\n", s.Table)
+		fmt.Fprintf(w, "  firewall    table inet %s missing\n", s.Table)
 	}
 	for _, d := range s.ForwardDrops {
 		fmt.Fprintf(w, "warning: %s\n", d)
 	}
+}
+
+// loadRecord reads uid's record: as root the authoritative one (root reads
+// nothing of the user's), otherwise the user's copy; either way it checks
+// that the namespaces are still mounted, through verified folders.
+func loadRecord(uid int) (install.Record, error) {
+	if os.Geteuid() != 0 {
+		return install.Load(uid)
+	}
+	st, err := openState(false)
+	if err != nil {
+		return install.Record{}, err
+	}
+	defer st.close()
+	rec, ok, err := st.record(uid)
+	if err != nil || !ok {
+		return rec, errors.Join(err, install.ErrNotInstalled)
+	}
+	userDir, nsDir, err := openUserDirs(uid)
+	if userDir != nil {
+		defer userDir.Close()
+	}
+	if err != nil {
+		return rec, err
+	}
+	if nsDir == nil {
+		return rec, fmt.Errorf("%w: %s is gone (after a reboot or logout); run `sudo nsrun-helper install` again", install.ErrNotInstalled, install.Dir(uid))
+	}
+	defer nsDir.Close()
+	for _, name := range []string{"userns", "netns"} {
+		if !install.NamespaceMounted(nsDir, name) {
+			return rec, fmt.Errorf("%w: %s/%s is no longer a mounted namespace (gone after a reboot or logout); run `sudo nsrun-helper install` again", install.ErrNotInstalled, install.Dir(uid), name)
+		}
+	}
+	return rec, nil
 }

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -18,25 +17,68 @@ import (
 )
 
 // Uninstall removes exactly what Install made for uid, printing every step.
-// Running it again, or without an install, changes nothing.
+// Running it again, or without an install, changes nothing. A signal does
+// not stop it half-way: it finishes, then reports the signal.
 func Uninstall(name string, uid int, w io.Writer, dryRun bool) error {
+	stop, restore := holdSignals()
+	defer restore()
+	st, err := openState(!dryRun)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	if err := st.acquire(stop); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "uninstalling nsrun-helper for %s (uid %d)\n", name, uid)
+	if dryRun {
+		return withUninstall(st, uid, func(p Plan) error {
+			_, err := p.Run(w, true, func() bool { return false })
+			return err
+		})
+	}
+	if err := uninstall(st, uid, w, func() bool { return false }); err != nil {
+		return err
+	}
+	if stop() {
+		return fmt.Errorf("%w: finished uninstalling first", errStopped)
+	}
+	return nil
+}
+
+// uninstall runs the uninstall plan for uid under the lock held in st.
+func uninstall(st *state, uid int, w io.Writer, stop func() bool) error {
+	return withUninstall(st, uid, func(p Plan) error {
+		_, err := p.Run(w, false, stop)
+		return err
+	})
+}
+
+// withUninstall opens what the uninstall of uid needs, refusing (before
+// anything changes) a /run/user/UID/nsrun that is not the helper's, and
+// passes the plan to run.
+func withUninstall(st *state, uid int, run func(Plan) error) error {
 	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	defer host.Close()
-	rec := previousRecord(uid)
+	userDir, nsDir, err := openUserDirs(uid)
+	if err != nil {
+		return err
+	}
+	for _, f := range []*os.File{userDir, nsDir} {
+		if f != nil {
+			defer f.Close()
+		}
+	}
+	rec, _, err := st.record(uid)
+	if err != nil {
+		return err
+	}
 	ifname, table := install.InterfaceName(uid), install.TableName(uid)
-	userDir := install.RunUserDir(uid)
+	record := strconv.Itoa(uid) + ".json"
 	plan := Plan{
-		{
-			Describe: fmt.Sprintf("delete the host's nftables table ip %s", table),
-			Done: func() (bool, error) {
-				ok, err := nft.Exists(nil, nftables.TableFamilyIPv4, table)
-				return !ok, err
-			},
-			Apply: func() error { return nft.Delete(nil, nftables.TableFamilyIPv4, table) },
-		},
 		{
 			Describe: fmt.Sprintf("delete veth %s (its peer in the gateway goes with it)", ifname),
 			Done: func() (bool, error) {
@@ -44,100 +86,86 @@ func Uninstall(name string, uid int, w io.Writer, dryRun bool) error {
 				return err != nil, nil
 			},
 			Apply: func() error {
-				l, err := host.LinkByName(ifname)
-				if err != nil {
-					return nil
+				if l, err := host.LinkByName(ifname); err == nil {
+					return host.LinkDel(l)
 				}
-				return host.LinkDel(l)
+				return nil
 			},
+		},
+		{
+			Describe: fmt.Sprintf("delete the host's nftables table inet %s (after the interface is gone) and %s from the guard table inet %s;\nthe last user's uninstall deletes the guard table too, and sets net.ipv4.ip_forward back to 0 if it was 0 before the first install",
+				table, ifname, nft.GuardTableName),
+			Done: func() (bool, error) {
+				ok, err := nft.Exists(nil, nftables.TableFamilyINet, table)
+				g, _, gerr := nft.ReadGuard()
+				return !ok && !slices.Contains(g.Interfaces, ifname), errors.Join(err, gerr)
+			},
+			Apply: func() error { return removeTables(table, ifname) },
 		},
 		{
 			Describe: fmt.Sprintf("unmount and remove %s and %s, remove %s and %s",
 				install.UserNSPath(uid), install.NetNSPath(uid), install.RecordPath(uid), install.Dir(uid)),
-			Done: func() (bool, error) {
-				_, err := os.Lstat(install.Dir(uid))
-				return errors.Is(err, os.ErrNotExist), nil
+			Done: func() (bool, error) { return nsDir == nil, nil },
+			Apply: func() error {
+				for _, name := range []string{"userns", "netns"} {
+					if err := unmountAndRemove(nsDir, name); err != nil {
+						return err
+					}
+				}
+				if err := removeFile(nsDir, "install.json"); err != nil {
+					return err
+				}
+				if err := unix.Unlinkat(int(userDir.Fd()), "nsrun", unix.AT_REMOVEDIR); err != nil {
+					return fmt.Errorf("remove %s: %w", install.Dir(uid), err)
+				}
+				return nil
 			},
-			Apply: func() error { return removeNamespaceDir(userDir) },
 		},
 		{
-			Describe: fmt.Sprintf("unregister uid %d; if no user is left, restore net.ipv4.ip_forward to its value before the first install and remove %s", uid, stateDir),
+			Describe: fmt.Sprintf("remove the record %s/users/%s", stateDir, record),
 			Done: func() (bool, error) {
-				_, err := os.Stat(filepath.Join(stateDir, "users", strconv.Itoa(uid)))
-				return errors.Is(err, os.ErrNotExist), nil
+				_, ok, err := st.record(uid)
+				return !ok, err
 			},
-			Apply: func() error { return disableForwarding(uid) },
+			Apply: func() error { return removeFile(st.users, record) },
 		},
 	}
 	if rec.MadeDir {
+		userPath := install.RunUserDir(uid)
 		plan = append(plan, Step{
-			Describe: fmt.Sprintf("remove %s (install created it), if empty", userDir),
-			Done: func() (bool, error) {
-				_, err := os.Lstat(userDir)
-				return errors.Is(err, os.ErrNotExist), nil
-			},
+			Describe: fmt.Sprintf("remove %s (install created it), if empty", userPath),
+			Done:     func() (bool, error) { return userDir == nil, nil },
 			Apply: func() error {
-				if err := unix.Rmdir(userDir); err != nil && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
-					return fmt.Errorf("remove %s: %w", userDir, err)
+				if err := unix.Rmdir(userPath); err != nil && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+					return fmt.Errorf("remove %s: %w", userPath, err)
 				}
 				return nil
 			},
 		})
 	}
-	fmt.Fprintf(w, "uninstalling nsrun-helper for %s (uid %d)\n", name, uid)
-	return plan.Run(w, dryRun)
+	return run(plan)
 }
 
-// removeNamespaceDir unmounts and removes /run/user/UID/nsrun through
-// verified fds.
-func removeNamespaceDir(userDir string) error {
-	ud, _, err := openDir(nil, userDir, false, 0, 0, 0)
-	if err != nil {
+// removeTables deletes the user's table and takes the interface out of the
+// guard table; with no interface left, it turns forwarding back off (when
+// the guard says it was off before the first install), then deletes the
+// guard, in that order: forwarding is never on without the guard.
+func removeTables(table, ifname string) error {
+	if err := nft.Delete(nil, nftables.TableFamilyINet, table); err != nil {
 		return err
 	}
-	defer ud.Close()
-	d, _, err := openDir(ud, "nsrun", false, 0, 0, 0)
-	if errors.Is(err, errUnsafePath) {
-		// Not ours (a symlink the user made): remove the link itself only.
-		return unix.Unlinkat(ud.fd, "nsrun", 0)
-	}
-	if err != nil {
+	g, ok, err := nft.ReadGuard()
+	if err != nil || !ok {
 		return err
 	}
-	defer d.Close()
-	if err := d.requireOwner(0); err != nil {
-		return err
+	g.Interfaces = slices.DeleteFunc(g.Interfaces, func(s string) bool { return s == ifname })
+	if len(g.Interfaces) > 0 {
+		return nft.Apply(nil, nft.GuardTable(g))
 	}
-	for _, name := range []string{"userns", "netns"} {
-		if err := d.unmountAndRemove(name); err != nil {
+	if g.DropOthers {
+		if err := setSysctl("net/ipv4/ip_forward", "0"); err != nil {
 			return err
 		}
 	}
-	for _, name := range []string{"install.json", "install.json.tmp"} {
-		if err := unix.Unlinkat(d.fd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("remove %s/%s: %w", d.path, name, err)
-		}
-	}
-	if err := unix.Unlinkat(ud.fd, "nsrun", unix.AT_REMOVEDIR); err != nil {
-		return fmt.Errorf("remove %s: %w", d.path, err)
-	}
-	return nil
-}
-
-func disableForwarding(uid int) error {
-	if err := os.Remove(filepath.Join(stateDir, "users", strconv.Itoa(uid))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	left, _ := os.ReadDir(filepath.Join(stateDir, "users"))
-	if len(left) > 0 {
-		return nil
-	}
-	if b, err := os.ReadFile(filepath.Join(stateDir, "ip_forward.before")); err == nil {
-		if v := strings.TrimSpace(string(b)); v == "0" || v == "1" {
-			if err := writeSysctl("net/ipv4/ip_forward", v); err != nil {
-				return err
-			}
-		}
-	}
-	return os.RemoveAll(stateDir)
+	return nft.Delete(nil, nftables.TableFamilyINet, nft.GuardTableName)
 }

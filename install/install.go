@@ -2,12 +2,17 @@
 // the folder of persisted namespaces under /run/user/UID/nsrun and the
 // record (install.json) that nsrun and `nsrun-helper status` read, without
 // root, to join the gateway and reach the host.
+//
+// install.json is the user's copy of the record, for nsrun's convenience.
+// The helper itself (root) never reads it: its authoritative copy lives in
+// the root-only /run/nsrun-helper.
 package install
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -35,9 +40,17 @@ type Record struct {
 	Gateway   netip.Prefix   `json:"gateway_addr"`      // e.g. 172.18.255.2/30
 	RunsCIDR  netip.Prefix   `json:"runs_cidr"`         // run uplinks are /30s of it
 	Resolver  netip.AddrPort `json:"resolver,omitzero"` // DNS target on the host, if any
-	Table     string         `json:"table"`             // host nftables table (family ip)
+	Table     string         `json:"table"`             // host nftables table (family inet)
 	MadeDir   bool           `json:"made_run_user_dir"` // install created /run/user/UID
+	// HostAddr6 and Gateway6 are the static IPv6 addresses of the host
+	// veth's two ends, when the helper gives the gateway one (not yet:
+	// until then the host drops all IPv6 from the gateway).
+	HostAddr6 netip.Prefix `json:"host_addr6,omitzero"`
+	Gateway6  netip.Prefix `json:"gateway_addr6,omitzero"`
 }
+
+// MaxRecordSize bounds what is read of a record.
+const MaxRecordSize = 64 << 10
 
 // RunUserDir is /run/user/UID.
 func RunUserDir(uid int) string { return filepath.Join("/run/user", strconv.Itoa(uid)) }
@@ -45,7 +58,7 @@ func RunUserDir(uid int) string { return filepath.Join("/run/user", strconv.Itoa
 // Dir is the root-owned folder of persisted namespaces and the record.
 func Dir(uid int) string { return filepath.Join(RunUserDir(uid), "nsrun") }
 
-// UserNSPath and NetNSPath are the bind mounts of the gateway's namespaces.
+// UserNSPath is the bind mount of the gateway's user namespace.
 func UserNSPath(uid int) string { return filepath.Join(Dir(uid), "userns") }
 
 // NetNSPath is the bind mount of the gateway network namespace.
@@ -64,47 +77,144 @@ func TableName(uid int) string { return "nsrun-" + strconv.Itoa(uid) }
 // since boot (or was uninstalled).
 var ErrNotInstalled = errors.New("nsrun-helper is not installed for this user")
 
+// ErrUnsafe marks a path that is not what the helper made: a symlink, a
+// FIFO, or a folder or file of the wrong owner.
+var ErrUnsafe = errors.New("not what nsrun-helper made")
+
 // Load reads uid's record and checks that the namespaces are still
-// mounted. It needs no privilege.
+// mounted. It needs no privilege. Nothing is read through a symlink, a
+// FIFO or a folder that is not root's: those are ErrUnsafe.
 func Load(uid int) (Record, error) {
 	var r Record
-	b, err := os.ReadFile(RecordPath(uid))
+	// Inside nsrun's own user namespace the caller is root and root is
+	// nobody: the checks are "the caller's" and "not the caller's".
+	ud, err := OpenVerifiedDir(nil, RunUserDir(uid), os.Geteuid())
+	if err != nil {
+		return r, err
+	}
+	defer ud.Close()
+	d, err := OpenVerifiedDir(ud, "nsrun", NotCaller)
+	if err != nil {
+		return r, err
+	}
+	defer d.Close()
+	b, err := ReadOwnedFile(d, "install.json", NotCaller, MaxRecordSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return r, ErrNotInstalled
 	}
 	if err != nil {
-		return r, fmt.Errorf("read %s: %w", RecordPath(uid), err)
+		return r, fmt.Errorf("%s: %w", RecordPath(uid), err)
 	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("read %s: %w", RecordPath(uid), err)
+	if err := json.Unmarshal(b, &r); err != nil || r.UID != uid {
+		return Record{}, fmt.Errorf("%s is not a valid install record; run `sudo nsrun-helper install` again", RecordPath(uid))
 	}
-	for _, p := range []string{UserNSPath(uid), NetNSPath(uid)} {
-		if !IsNamespaceMount(p) {
-			return r, fmt.Errorf("%w: %s is no longer a mounted namespace (gone after a reboot or logout); run `sudo nsrun-helper install` again", ErrNotInstalled, p)
+	for _, name := range []string{"userns", "netns"} {
+		if !NamespaceMounted(d, name) {
+			return r, fmt.Errorf("%w: %s is no longer a mounted namespace (gone after a reboot or logout); run `sudo nsrun-helper install` again", ErrNotInstalled, filepath.Join(Dir(uid), name))
 		}
 	}
 	return r, nil
 }
 
-// Save writes the record (root-owned, world-readable).
-func Save(r Record) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
+// NotCaller, as an owner to check, is any uid but the caller's own.
+const NotCaller = -1
+
+func ownerOK(got uint32, want int) bool {
+	if want == NotCaller {
+		return int(got) != os.Geteuid()
 	}
-	tmp := RecordPath(r.UID) + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, RecordPath(r.UID)); err != nil {
-		return fmt.Errorf("write %s: %w", RecordPath(r.UID), err)
-	}
-	return nil
+	return int(got) == want
 }
 
-// IsNamespaceMount reports whether path is a file with a namespace
-// (nsfs) mounted on it.
-func IsNamespaceMount(path string) bool {
+// OpenVerifiedDir opens name inside parent (an absolute path when parent
+// is nil) as a directory without following a symlink, and checks that it
+// belongs to owner (or, with NotCaller, not to the caller) and is not
+// writable by group or others. A missing folder is ErrNotInstalled.
+func OpenVerifiedDir(parent *os.File, name string, owner int) (*os.File, error) {
+	at, path := unix.AT_FDCWD, name
+	if parent != nil {
+		at, path = int(parent.Fd()), filepath.Join(parent.Name(), name)
+	}
+	fd, err := unix.Openat(at, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNotInstalled, path)
+	case errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("%s is a symlink or not a folder (%w): refusing to use it; remove it and run install again", path, ErrUnsafe)
+	case err != nil:
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d := os.NewFile(uintptr(fd), path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !ownerOK(st.Uid, owner) || st.Mode&0o022 != 0 {
+		d.Close()
+		return nil, fmt.Errorf("%s is owned by uid %d with mode %o, expected %s and not writable by others (%w): refusing to use it; remove it and run install again", path, st.Uid, st.Mode&0o777, ownerName(owner), ErrUnsafe)
+	}
+	return d, nil
+}
+
+func ownerName(owner int) string {
+	if owner == NotCaller {
+		return "root's"
+	}
+	return fmt.Sprintf("uid %d", owner)
+}
+
+// ReadRootFile reads name inside the folder d: it must be a regular file
+// owned by root, not writable by others, and at most limit bytes. It is
+// opened without following a symlink and without blocking on a FIFO.
+// Errors name what is wrong, never the contents.
+func ReadRootFile(d *os.File, name string, limit int64) ([]byte, error) {
+	return ReadOwnedFile(d, name, 0, limit)
+}
+
+// ReadOwnedFile is ReadRootFile for a file of owner (or NotCaller).
+func ReadOwnedFile(d *os.File, name string, owner int, limit int64) ([]byte, error) {
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, os.ErrNotExist
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("a symlink (%w): refusing to read it", ErrUnsafe)
+	case err != nil:
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return nil, fmt.Errorf("not a regular file (%w): refusing to read it", ErrUnsafe)
+	case !ownerOK(st.Uid, owner) || st.Mode&0o022 != 0:
+		return nil, fmt.Errorf("owned by uid %d with mode %o, not %s (%w): refusing to read it", st.Uid, st.Mode&0o777, ownerName(owner), ErrUnsafe)
+	case st.Size > limit:
+		return nil, fmt.Errorf("%d bytes, more than the %d allowed (%w)", st.Size, limit, ErrUnsafe)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("more than the %d bytes allowed (%w)", limit, ErrUnsafe)
+	}
+	return b, nil
+}
+
+// NamespaceMounted reports whether name inside the folder d is a file with
+// a namespace (nsfs) mounted on it, not following a symlink.
+func NamespaceMounted(d *os.File, name string) bool {
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
 	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+	return unix.Fstatfs(fd, &st) == nil && st.Type == unix.NSFS_MAGIC
 }

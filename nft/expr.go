@@ -7,7 +7,6 @@
 package nft
 
 import (
-	"encoding/binary"
 	"net/netip"
 
 	"github.com/google/nftables/binaryutil"
@@ -63,21 +62,6 @@ func daddr(op expr.CmpOp, a netip.Addr) []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()},
-	}
-}
-
-// daddrIn matches an IPv4 destination inside prefix p.
-//
-//	[ payload load 4b @ network header + 16 => reg 1 ]
-//	[ bitwise reg 1 = ( reg 1 & 0xMASK ) ^ 0x00000000 ]
-//	[ cmp eq reg 1 0xNET ]
-func daddrIn(p netip.Prefix) []expr.Any {
-	mask := make([]byte, 4)
-	binary.BigEndian.PutUint32(mask, ^uint32(0)<<(32-p.Bits()))
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
 }
 

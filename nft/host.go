@@ -26,8 +26,6 @@ type HostConfig struct {
 	Gateway6 netip.Addr
 }
 
-var loopback = netip.MustParsePrefix("127.0.0.0/8")
-
 // HostTable builds the host table "inet nsrun-UID" of one user. Nothing
 // from the gateway is trusted (the user is root there):
 //   - at prerouting, before anything else looks at it: IPv6 that nsrun did

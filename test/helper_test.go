@@ -387,7 +387,7 @@ func TestHelperUninstallLeavesNothing(t *testing.T) {
 	if _, err := os.Lstat(install.Dir(u.UID)); err == nil {
 		t.Errorf("%s left", install.Dir(u.UID))
 	}
-	if _, err := os.Lstat("/run/nsrun-helper/users/" + fmt.Sprint(u.UID)); err == nil {
+	if _, err := os.Lstat("/run/nsrun-helper/users/" + fmt.Sprint(u.UID) + ".json"); err == nil {
 		t.Error("user registration left")
 	}
 	// nsrun still works, isolated again.

@@ -17,6 +17,11 @@ import (
 
 var version = "dev"
 
+// adminConfig is the admin's root-owned config. It is fixed at build time:
+// the tests build a helper with `-ldflags -X main.adminConfig=PATH`, which
+// no user of an installed helper can do (no flag or variable changes it).
+var adminConfig = "/etc/nsrun/helper.conf"
+
 const usage = `nsrun-helper: the one-time privileged setup of nsrun.
 
 Usage:
@@ -27,9 +32,10 @@ Usage:
 
 install   creates your gateway (a user namespace you own, with a network
           namespace inside), the host veth nsrunUID, the host table
-          ip nsrun-UID (NAT, DNS, anti-spoofing) and enables IPv4
-          forwarding. It prints every change; --dry-run only prints them.
-          Running it twice changes nothing.
+          inet nsrun-UID (NAT, DNS, anti-spoofing), the shared table
+          inet nsrun-guard, and enables IPv4 forwarding. It prints every
+          change; --dry-run only prints them. Running it twice changes
+          nothing.
 uninstall removes exactly what install made.
 
 Flags:
@@ -39,6 +45,11 @@ Flags:
   --runs-cidr CIDR   pool of run uplink /30s, 2048 in a /19 (default 172.18.192.0/19)
   --resolver ADDR    where guests' DNS goes (default: the first nameserver
                      of /etc/resolv.conf, port 53)
+
+The admin's root-owned /etc/nsrun/helper.conf may set host-cidr, runs-cidr
+and resolver (KEY = VALUE lines). Under sudo, --host-cidr and --runs-cidr
+must lie inside the admin's ranges and --resolver must be the admin's;
+without the config they are refused.
 `
 
 func main() {
@@ -133,7 +144,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(stderr, err)
 		}
-		o, err := helper.ParseOptions(f, name, uid, gid)
+		cfg, err := helper.LoadAdminConfig(adminConfig)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		o, err := helper.ParseOptions(f, name, uid, gid, cfg, adminConfig, os.Getenv("SUDO_UID") != "")
 		if err != nil {
 			return fail(stderr, err)
 		}

@@ -1,6 +1,13 @@
 // Package netsetup wires a run's network with netlink: a Linux bridge in the
 // run's bridge namespace and one veth per node whose peer is created directly
 // inside the node's namespace as eth0.
+//
+// IPv6: addresses are static and usable at once. Every namespace nsrun
+// wires gets, before any of its interfaces exists, default interface
+// settings with no router advertisements (accept_ra=0), no SLAAC
+// (autoconf=0) and no duplicate address detection (accept_dad=0), so
+// every interface nsrun creates inherits them; addresses are added with
+// IFA_F_NODAD as well. Bridge ports carry no IPv6 of their own.
 package netsetup
 
 import (
@@ -44,14 +51,22 @@ type Bridge struct {
 }
 
 // AddBridge creates a bridge named name in the namespace of h, up, with
-// the subnet's bridge address, and brings lo up.
+// the subnet's bridge addresses (IPv4, IPv6 or both), and brings lo up.
+// Call PrepareNamespace on the namespace first.
 func AddBridge(h *netlink.Handle, name string, subnet ipam.Subnet) (*Bridge, error) {
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, Flags: net.FlagUp}}
 	if err := h.LinkAdd(br); err != nil {
 		return nil, fmt.Errorf("create bridge %q: %w", name, err)
 	}
-	if err := addAddr(h, br, subnet.Bridge, subnet.Prefix.Bits()); err != nil {
-		return nil, fmt.Errorf("bridge %q: %w", name, err)
+	if subnet.HasIPv4() {
+		if err := addAddr(h, br, subnet.Bridge, subnet.Prefix.Bits()); err != nil {
+			return nil, fmt.Errorf("bridge %q: %w", name, err)
+		}
+	}
+	if subnet.HasIPv6() {
+		if err := addAddr(h, br, subnet.Bridge6, subnet.Prefix6.Bits()); err != nil {
+			return nil, fmt.Errorf("bridge %q: %w", name, err)
+		}
 	}
 	if err := loUp(h); err != nil {
 		return nil, err
@@ -62,27 +77,54 @@ func AddBridge(h *netlink.Handle, name string, subnet ipam.Subnet) (*Bridge, err
 // Node describes one guest to plug into a bridge.
 type Node struct {
 	PortName string     // the veth end on the bridge, in the bridge namespace
-	Addr     netip.Addr // the guest's address on eth0
+	Addr     netip.Addr // the guest's IPv4 address on eth0; invalid for none
+	Addr6    netip.Addr // the guest's IPv6 address on eth0; invalid for none
+	// NoIPv6 turns IPv6 off on eth0 altogether (`ipv6: false`): no
+	// link-local address either. Without it, eth0 has its link-local
+	// address, without duplicate address detection.
+	NoIPv6 bool
+}
+
+// String names the node by its addresses, for errors.
+func (n Node) String() string {
+	switch {
+	case n.Addr.IsValid() && n.Addr6.IsValid():
+		return n.Addr.String() + " " + n.Addr6.String()
+	case n.Addr.IsValid():
+		return n.Addr.String()
+	}
+	return n.Addr6.String()
 }
 
 // AddNode creates a veth pair with one end (n.PortName) enslaved to br in the
 // bridge namespace of bh and the other end created directly as eth0 in the
 // guest namespace guest, then configures the guest: lo and eth0 up, the
-// address, and a default route via the bridge.
+// addresses, and default routes via the bridge in each family. The guest
+// namespace is prepared (PrepareNamespace) before eth0 exists in it.
 func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node) error {
+	// Open the guest's handle and set its defaults in one visit, before
+	// eth0 arrives there.
+	var gh *netlink.Handle
+	err := nsfd.Do(guest, func() error {
+		if err := writeDefaults(!n.NoIPv6); err != nil {
+			return err
+		}
+		var err error
+		gh, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("guest namespace: %w", err)
+	}
+	defer gh.Close()
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: n.PortName, Flags: net.FlagUp, MasterIndex: br.Index},
 		PeerName:      GuestIfName,
 		PeerNamespace: netlink.NsFd(int(guest.Fd())),
 	}
 	if err := bh.LinkAdd(veth); err != nil {
-		return fmt.Errorf("create veth %q for %s: %w", n.PortName, n.Addr, err)
+		return fmt.Errorf("create veth %q for %s: %w", n.PortName, n, err)
 	}
-	gh, err := Handle(guest)
-	if err != nil {
-		return err
-	}
-	defer gh.Close()
 	if err := loUp(gh); err != nil {
 		return err
 	}
@@ -90,26 +132,86 @@ func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node) error {
 	if err != nil {
 		return fmt.Errorf("find %s in guest namespace: %w", GuestIfName, err)
 	}
-	if err := addAddr(gh, eth, n.Addr, br.Subnet.Prefix.Bits()); err != nil {
-		return fmt.Errorf("guest %s: %w", n.Addr, err)
+	if n.Addr.IsValid() {
+		if err := addAddr(gh, eth, n.Addr, br.Subnet.Prefix.Bits()); err != nil {
+			return fmt.Errorf("guest %s: %w", n.Addr, err)
+		}
+	}
+	if n.Addr6.IsValid() {
+		if err := addAddr(gh, eth, n.Addr6, br.Subnet.Prefix6.Bits()); err != nil {
+			return fmt.Errorf("guest %s: %w", n.Addr6, err)
+		}
 	}
 	if err := gh.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("bring guest %s up: %w", GuestIfName, err)
 	}
-	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.IP(br.Subnet.Bridge.AsSlice())}
-	if err := gh.RouteAdd(route); err != nil {
-		return fmt.Errorf("add default route via %s in guest: %w", br.Subnet.Bridge, err)
+	if n.Addr.IsValid() {
+		route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.IP(br.Subnet.Bridge.AsSlice())}
+		if err := gh.RouteAdd(route); err != nil {
+			return fmt.Errorf("add default route via %s in guest: %w", br.Subnet.Bridge, err)
+		}
+	}
+	if n.Addr6.IsValid() {
+		route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.IP(br.Subnet.Bridge6.AsSlice()), Family: unix.AF_INET6}
+		if err := gh.RouteAdd(route); err != nil {
+			return fmt.Errorf("add IPv6 default route via %s in guest: %w", br.Subnet.Bridge6, err)
+		}
 	}
 	return nil
 }
 
-// EnableForwarding turns on IPv4 forwarding in the namespace held by ns.
-func EnableForwarding(ns *os.File) error {
-	return nsfd.WriteSysctl(ns, "net/ipv4/ip_forward", "1")
+// PrepareNamespace sets the default interface settings of the namespace
+// held by ns before nsrun creates interfaces in it: no router
+// advertisements, no SLAAC, no duplicate address detection, and, when
+// ipv6 is false, IPv6 off (no addresses at all, link-local included).
+// Interfaces created afterwards inherit them.
+func PrepareNamespace(ns *os.File, ipv6 bool) error {
+	return nsfd.Do(ns, func() error { return writeDefaults(ipv6) })
 }
 
+// NoIPv6ForNewLinks turns IPv6 off for interfaces created from now on in
+// the namespace held by ns: in the bridge namespace, after the bridges
+// and before their ports, which need none.
+func NoIPv6ForNewLinks(ns *os.File) error {
+	return nsfd.WriteSysctl(ns, "net/ipv6/conf/default/disable_ipv6", "1")
+}
+
+// writeDefaults writes the IPv6 defaults of the current thread's network
+// namespace (see PrepareNamespace).
+func writeDefaults(ipv6 bool) error {
+	settings := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_dad", "0"}}
+	if !ipv6 {
+		settings = append(settings, [2]string{"disable_ipv6", "1"})
+	}
+	for _, kv := range settings {
+		path := "/proc/sys/net/ipv6/conf/default/" + kv[0]
+		if err := os.WriteFile(path, []byte(kv[1]), 0); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// EnableForwarding turns on IPv4 and IPv6 forwarding in the namespace
+// held by ns.
+func EnableForwarding(ns *os.File) error {
+	return nsfd.Do(ns, func() error {
+		for _, path := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+			if err := os.WriteFile(path, []byte("1"), 0); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+		}
+		return nil
+	})
+}
+
+// addAddr adds addr/bits to link; IPv6 addresses skip duplicate address
+// detection (IFA_F_NODAD), so they are usable at once.
 func addAddr(h *netlink.Handle, link netlink.Link, addr netip.Addr, bits int) error {
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(addr.AsSlice()), Mask: net.CIDRMask(bits, 32)}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(addr.AsSlice()), Mask: net.CIDRMask(bits, addr.BitLen())}}
+	if addr.Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
 	if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add address %s/%d: %w", addr, bits, err)
 	}

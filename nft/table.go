@@ -26,11 +26,16 @@ type Rule struct {
 	Sets []*AnonSet
 }
 
-// AnonSet is an anonymous constant set of keys.
+// AnonSet is an anonymous constant set of keys, or, with a Name, a set
+// named in the rule's table and created in the same transaction.
 type AnonSet struct {
 	KeyType nftables.SetDatatype
 	Concat  bool
 	Keys    [][]byte
+	// Name makes the set a named one whose keys are in host byte order
+	// (interface names): google/nftables marks every anonymous set
+	// big-endian, and nft would print such names as "".
+	Name string
 }
 
 // Chain is a base chain and its rules.
@@ -143,6 +148,9 @@ func queue(c *nftables.Conn, t *Table) error {
 			exprs := withNamedSets(r.Exprs, named)
 			for _, as := range r.Sets {
 				set := &nftables.Set{Table: nt, Anonymous: true, Constant: true, KeyType: as.KeyType, Concatenation: as.Concat}
+				if as.Name != "" {
+					set = &nftables.Set{Table: nt, Name: as.Name, KeyType: as.KeyType, KeyByteOrder: binaryutil.NativeEndian}
+				}
 				elems := make([]nftables.SetElement, len(as.Keys))
 				for i, k := range as.Keys {
 					elems[i] = nftables.SetElement{Key: k}

@@ -82,9 +82,17 @@ func (s *supervisor) netVerb(p *control.Peer) {
 
 // applyNet writes st and the loss faults as one transaction.
 func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
-	addr := map[string]netip.Addr{}
+	member := map[string]nft.Member{}
 	for _, n := range s.allNodes() {
-		addr[n.cfg.Name] = netip.MustParseAddr(n.cfg.Addr)
+		m := nft.Member{Addrs: []netip.Addr{netip.MustParseAddr(n.cfg.Addr)}}
+		if len(n.cfg.Taps) > 0 {
+			for _, tp := range n.cfg.Taps {
+				m.Ports = append(m.Ports, ipam.IfName("t", n.cfg.Name+"."+tp.Name))
+			}
+		} else {
+			m.Ports = []string{ipam.IfName("v", n.cfg.Name)}
+		}
+		member[n.cfg.Name] = m
 	}
 	ns := nft.NetState{}
 	if s.net.uplink != nil {
@@ -93,15 +101,15 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	for _, g := range st.Groups(s.nodeList()) {
 		var ng nft.Group
 		for _, n := range g.From {
-			ng.From = append(ng.From, addr[n])
+			ng.From = append(ng.From, member[n])
 		}
 		for _, n := range g.To {
-			ng.To = append(ng.To, addr[n])
+			ng.To = append(ng.To, member[n])
 		}
 		ns.Groups = append(ns.Groups, ng)
 	}
 	for _, n := range st.UplinkCut {
-		ns.UplinkCut = append(ns.UplinkCut, addr[n])
+		ns.UplinkCut = append(ns.UplinkCut, member[n].Addrs...)
 	}
 	names := make([]string, 0, len(fs))
 	for name := range fs {

@@ -77,6 +77,11 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger, onWired func(i int, ns
 		return n, err
 	}
 	defer bh.Close()
+	// No router advertisements, SLAAC or duplicate address detection on
+	// any interface of the bridge namespace.
+	if err = netsetup.PrepareNamespace(n.bridgeNS, true); err != nil {
+		return n, err
+	}
 	var bridgeAddrs []netip.Addr
 	for i, s := range cfg.Subnets {
 		subnet, err := ipam.NewSubnet("subnets."+s.Name, s.CIDR)
@@ -91,6 +96,10 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger, onWired func(i int, ns
 		}
 		n.bridges = append(n.bridges, br)
 		bridgeAddrs = append(bridgeAddrs, subnet.Bridge)
+	}
+	// The bridges' ports (and the uplink) need no IPv6 of their own.
+	if err = netsetup.NoIPv6ForNewLinks(n.bridgeNS); err != nil {
+		return n, err
 	}
 	if len(cfg.Subnets) > 1 && !cfg.Uplink {
 		// Route between the subnets (the uplink turns it on anyway).

@@ -75,26 +75,51 @@ func (r *liveRun) exec(t *testing.T, node string, argv ...string) result {
 	return run(t, r.u.nsrun(ctx, append([]string{"net", "exec", "--run", r.id, node, "--"}, argv...)...))
 }
 
-// matrix probes TCP from every node to every other node's port 9000.
+// matrix probes TCP from every node to every other node's port 9000, by
+// name (IPv4).
 func (r *liveRun) matrix(t *testing.T, nodes []string) map[[2]string]bool {
+	t.Helper()
+	return r.matrixVia(t, nodes, func(to string) string { return to + ":9000" })
+}
+
+// matrixVia probes TCP from every node to every other node at target(node).
+func (r *liveRun) matrixVia(t *testing.T, nodes []string, target func(node string) string) map[[2]string]bool {
 	t.Helper()
 	got := map[[2]string]bool{}
 	for _, from := range nodes {
 		var targets []string
+		byTarget := map[string]string{}
 		for _, to := range nodes {
 			if to != from {
-				targets = append(targets, to+":9000")
+				targets = append(targets, target(to))
+				byTarget[target(to)] = to
 			}
 		}
 		res := r.exec(t, from, append([]string{"probe", "scan", "700ms"}, targets...)...)
 		for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
 			f := strings.Fields(line)
 			if len(f) == 2 {
-				got[[2]string{from, strings.TrimSuffix(f[0], ":9000")}] = f[1] == "ok"
+				got[[2]string{from, byTarget[f[0]]}] = f[1] == "ok"
 			}
 		}
 	}
 	return got
+}
+
+// linkLocal returns node's link-local address on eth0, as host:port for
+// a dialler inside a node (zone eth0).
+func (r *liveRun) linkLocal(t *testing.T, node string, port int) string {
+	t.Helper()
+	res := r.exec(t, node, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link")
+	f := strings.Fields(res.Stdout)
+	for i, w := range f {
+		if w == "inet6" && i+1 < len(f) {
+			a, _, _ := strings.Cut(f[i+1], "/")
+			return fmt.Sprintf("[%s%%eth0]:%d", a, port)
+		}
+	}
+	t.Fatalf("%s has no link-local address: %s %s", node, res.Stdout, res.Stderr)
+	return ""
 }
 
 // expectMatrix compares the probed matrix with allowed(from, to): a TCP
@@ -135,41 +160,62 @@ nodes:
   n5: {ip: 172.18.0.5, command: "sh -c 'probe tick 0.0.0.0:9001 & probe udp-listen 0.0.0.0:9002 & exec probe listen 0.0.0.0:9000'"}
 `
 
+// fiveYAMLDual is fiveYAML with servers bound to :: (both families,
+// link-local included).
+var fiveYAMLDual = strings.ReplaceAll(strings.ReplaceAll(fiveYAML, "0.0.0.0:9000", "[::]:9000"), "0.0.0.0:9001", "[::]:9001")
+
 // TestPartitionMatrix probes the whole connectivity matrix with real TCP
 // connections after every verb.
 func TestPartitionMatrix(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	r := startRun(t, u, fiveYAML, "n5    | listening")
+	partitionMatrix(t, r, r.matrix, true)
+}
+
+// TestPartitionMatrixLinkLocal repeats the matrix over the nodes'
+// IPv6 link-local addresses, which every node has and which no address
+// rule would match: the cut is by bridge port.
+func TestPartitionMatrixLinkLocal(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, fiveYAMLDual, "n5    | listening")
+	ll := map[string]string{}
+	for _, n := range fiveNodes {
+		ll[n] = r.linkLocal(t, n, 9000)
+	}
+	partitionMatrix(t, r, func(t *testing.T, nodes []string) map[[2]string]bool {
+		return r.matrixVia(t, nodes, func(n string) string { return ll[n] })
+	}, false)
+}
+
+// partitionMatrix applies every verb to a run of fiveYAML's nodes and
+// checks the matrix probe gives after each; udp also checks that drop is
+// one-way with IPv4 datagrams.
+func partitionMatrix(t *testing.T, r *liveRun, probe func(t *testing.T, nodes []string) map[[2]string]bool, udp bool) {
 	all := func(a, b string) bool { return true }
-	expectMatrix(t, "at start", r.matrix(t, fiveNodes), fiveNodes, all)
+	expectMatrix(t, "at start", probe(t, fiveNodes), fiveNodes, all)
 
 	r.netOK(t, "isolate", "n1", "n3")
 	cut := in("n1", "n3")
-	expectMatrix(t, "isolate n1 n3", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return !cut[a] && !cut[b] })
+	expectMatrix(t, "isolate n1 n3", probe(t, fiveNodes), fiveNodes, func(a, b string) bool { return !cut[a] && !cut[b] })
 	// Applying the same spec twice changes nothing.
 	r.netOK(t, "isolate", "n1", "n3")
-	expectMatrix(t, "isolate n1 n3 again", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return !cut[a] && !cut[b] })
+	expectMatrix(t, "isolate n1 n3 again", probe(t, fiveNodes), fiveNodes, func(a, b string) bool { return !cut[a] && !cut[b] })
 
 	r.netOK(t, "disjoint", "n1", "n2", "--", "n3", "n4", "n5")
 	left := in("n1", "n2")
-	expectMatrix(t, "disjoint", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return left[a] == left[b] })
+	expectMatrix(t, "disjoint", probe(t, fiveNodes), fiveNodes, func(a, b string) bool { return left[a] == left[b] })
 
 	r.netOK(t, "split", "n1", "n2", "--", "n2", "n3")
 	c1, c2 := in("n1", "n2"), in("n2", "n3")
-	expectMatrix(t, "split", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return c1[a] && c1[b] || c2[a] && c2[b] })
+	expectMatrix(t, "split", probe(t, fiveNodes), fiveNodes, func(a, b string) bool { return c1[a] && c1[b] || c2[a] && c2[b] })
 
 	r.netOK(t, "drop", "n1", "n2")
-	expectMatrix(t, "drop n1 n2", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return !(a == "n1" && b == "n2") })
+	expectMatrix(t, "drop n1 n2", probe(t, fiveNodes), fiveNodes, func(a, b string) bool { return !(a == "n1" && b == "n2") })
 	// One way only: datagrams n2 -> n1 arrive, n1 -> n2 do not.
-	r.exec(t, "n1", "probe", "udp-burst", "n2:9002", "20")
-	r.exec(t, "n2", "probe", "udp-burst", "n1:9002", "20")
-	time.Sleep(300 * time.Millisecond)
-	if got := strings.Count(r.out.all(), "n2    | from 172.18.0.1:"); got != 0 {
-		t.Errorf("drop n1 n2: %d datagrams from n1 reached n2", got)
-	}
-	if got := strings.Count(r.out.all(), "n1    | from 172.18.0.2:"); got != 20 {
-		t.Errorf("drop n1 n2: %d of 20 datagrams from n2 reached n1", got)
+	if udp {
+		udpOneWay(t, r)
 	}
 
 	out := r.netOK(t, "halves", "--seed", "3")
@@ -185,10 +231,25 @@ func TestPartitionMatrix(t *testing.T) {
 	if len(h) != 3 {
 		t.Errorf("halves of 5: first half %v", show.Partition.Clusters[0])
 	}
-	expectMatrix(t, "halves", r.matrix(t, fiveNodes), fiveNodes, func(a, b string) bool { return h[a] == h[b] })
+	expectMatrix(t, "halves", probe(t, fiveNodes), fiveNodes, func(a, b string) bool { return h[a] == h[b] })
 
 	r.netOK(t, "fullmesh")
-	expectMatrix(t, "fullmesh", r.matrix(t, fiveNodes), fiveNodes, all)
+	expectMatrix(t, "fullmesh", probe(t, fiveNodes), fiveNodes, all)
+}
+
+// udpOneWay checks, after drop n1 n2, that datagrams n2 -> n1 arrive
+// and n1 -> n2 do not.
+func udpOneWay(t *testing.T, r *liveRun) {
+	r.exec(t, "n1", "probe", "udp-burst", "n2:9002", "20")
+	r.exec(t, "n2", "probe", "udp-burst", "n1:9002", "20")
+	time.Sleep(300 * time.Millisecond)
+	if got := strings.Count(r.out.all(), "n2    | from 172.18.0.1:"); got != 0 {
+		t.Errorf("drop n1 n2: %d datagrams from n1 reached n2", got)
+	}
+	if got := strings.Count(r.out.all(), "n1    | from 172.18.0.2:"); got != 20 {
+		t.Errorf("drop n1 n2: %d of 20 datagrams from n2 reached n1", got)
+	}
+
 }
 
 // TestPartitionBreaksEstablished: a TCP stream between two cut nodes stalls
@@ -286,8 +347,9 @@ func TestPartitionRulesBounded(t *testing.T) {
 		r.netOK(t, v[0], v[1:]...)
 		maxRules = max(maxRules, count())
 	}
-	// Each table holds at most one rule per group of nodes: 5 nodes, 2 tables.
-	if maxRules > 10 {
+	// Each table holds at most one rule per group of nodes: 5 nodes, 3
+	// tables (bridge, ip, ip6).
+	if maxRules > 15 {
 		t.Errorf("up to %d drop rules for 5 nodes: rules accumulate", maxRules)
 	}
 	r.netOK(t, "fullmesh")

@@ -29,6 +29,8 @@ func (s *supervisor) handle(p *control.Peer) {
 		s.nodeVerb(p)
 	case "attach":
 		s.attach(p)
+	case control.SocketVerb:
+		s.socketVerb(p)
 	default:
 		p.Reply(control.Response{Error: fmt.Sprintf("unknown request %q", p.Req.Verb), ExitCode: 125})
 	}

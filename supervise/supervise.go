@@ -63,10 +63,15 @@ func Run(cfg runconfig.Config) (int, error) {
 	s.gcDone = make(chan struct{})
 	go func() { _, _ = runstate.GC(cfg.RuntimeDir); close(s.gcDone) }()
 	if cfg.Up {
+		s.out.note(UpNote + cfg.RunID)
 		return s.superviseUp(sigs), nil
 	}
 	return s.superviseOne(sigs), nil
 }
+
+// UpNote starts the line `nsrun up` prints (after "nsrun |") once every
+// node is up, followed by the run's id; package nstest waits for it.
+const UpNote = "every node is up: run "
 
 // exitCodeFor is nsrun's exit code for a failure to set up or start: 127
 // for a command that does not exist, 126 for one that cannot be run, 125
@@ -507,8 +512,8 @@ const launcherGoneExit = 128 + 9
 // launcher's death always did, but the capture first writes out what the
 // kernel holds, so that every pcap file ends on a whole record. Exiting,
 // the supervisor (PID 1 of the run's pid namespace) takes every other
-// process of the run with it; the run's state folder is left to the next
-// run's clean-up, as after a SIGKILL.
+// process of the run with it; it removes the run's state folder first
+// (which, if the supervisor itself is killed, the next run or gc does).
 func (s *supervisor) launcherGone() {
 	s.stop()
 	// Twice, for a node that was being started the first time round.
@@ -522,6 +527,8 @@ func (s *supervisor) launcherGone() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.cap.Load().stop()
+	// The run's folder goes too, so that nothing is left for gc.
+	_ = os.RemoveAll(s.cfg.RunDir)
 	os.Exit(launcherGoneExit)
 }
 

@@ -1,0 +1,224 @@
+package nstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/control"
+)
+
+// Node is one node of a Net.
+type Node struct {
+	net  *Net
+	name string
+	addr netip.Addr
+	err  error // not a node of the network (Net.Node of New's)
+}
+
+// Name is the node's name in the file.
+func (n *Node) Name() string { return n.name }
+
+// Addr is the node's IPv4 address.
+func (n *Node) Addr() netip.Addr { return n.addr }
+
+// DialContext connects to address as this node does: the socket is made in
+// the node's network namespace (by the run, and handed to the test
+// process), so the connection leaves from the node's address, crosses the
+// run's bridge and partitions, and is an ordinary net.Conn of the test
+// process. Host names in address are the run's node names and hostnames
+// (as in the run's /etc/hosts), or IP addresses; network is "tcp", "tcp4",
+// "tcp6", "udp", "udp4" or "udp6".
+func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if n.err != nil {
+		return nil, n.err
+	}
+	addr, err := n.net.resolve(address)
+	if err != nil {
+		return nil, fmt.Errorf("nstest: dial %s from node %s: %w", address, n.name, err)
+	}
+	d := net.Dialer{Control: n.control}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("nstest: from node %s: %w", n.name, err)
+	}
+	return c, nil
+}
+
+// Dial is DialContext without a context.
+func (n *Node) Dial(network, address string) (net.Conn, error) {
+	return n.DialContext(context.Background(), network, address)
+}
+
+// Listen listens on address inside the node ("tcp", ":9000"): other nodes
+// reach the listener at the node's address, and it is an ordinary
+// net.Listener of the test process.
+func (n *Node) Listen(network, address string) (net.Listener, error) {
+	if n.err != nil {
+		return nil, n.err
+	}
+	addr, err := n.net.resolve(address)
+	if err != nil {
+		return nil, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
+	}
+	lc := net.ListenConfig{Control: n.control}
+	l, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("nstest: in node %s: %w", n.name, err)
+	}
+	return l, nil
+}
+
+// ListenPacket is Listen for datagrams ("udp", ":5353").
+func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
+	if n.err != nil {
+		return nil, n.err
+	}
+	addr, err := n.net.resolve(address)
+	if err != nil {
+		return nil, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
+	}
+	lc := net.ListenConfig{Control: n.control}
+	c, err := lc.ListenPacket(context.Background(), network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("nstest: in node %s: %w", n.name, err)
+	}
+	return c, nil
+}
+
+// control swaps the socket package net made (in the test's own network
+// namespace) for one of the same kind made in the node's, before net binds
+// or connects it.
+func (n *Node) control(_, _ string, c syscall.RawConn) error {
+	var err error
+	if cerr := c.Control(func(fd uintptr) { err = n.replace(int(fd)) }); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// copiedOptions are the options package net sets before Control, carried
+// over to the node's socket.
+var copiedOptions = [][2]int{
+	{unix.SOL_SOCKET, unix.SO_REUSEADDR},
+	{unix.SOL_SOCKET, unix.SO_REUSEPORT},
+	{unix.SOL_SOCKET, unix.SO_BROADCAST},
+	{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY},
+}
+
+func (n *Node) replace(fd int) error {
+	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("read the socket's family: %w", err)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return fmt.Errorf("read the socket's type: %w", err)
+	}
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return fmt.Errorf("read the socket's protocol: %w", err)
+	}
+	f, err := control.Socket(n.net.ctl, n.name, family, typ, proto)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	nfd := int(f.Fd())
+	for _, o := range copiedOptions {
+		if o[0] == unix.IPPROTO_IPV6 && family != unix.AF_INET6 {
+			continue
+		}
+		if v, err := unix.GetsockoptInt(fd, o[0], o[1]); err == nil {
+			if err := unix.SetsockoptInt(nfd, o[0], o[1], v); err != nil {
+				return fmt.Errorf("set socket option %d/%d: %w", o[0], o[1], err)
+			}
+		}
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		return err
+	}
+	if err := unix.Dup3(nfd, fd, unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("take the node's socket: %w", err)
+	}
+	return nil
+}
+
+// resolve replaces a node name or hostname in host:port by its address.
+func (n *Net) resolve(address string) (string, error) {
+	host, port, err := splitHostPort(address)
+	if err != nil {
+		return "", err
+	}
+	if host == "" || host == "localhost" {
+		return address, nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return address, nil
+	}
+	a, ok := n.names[host]
+	if !ok {
+		return "", fmt.Errorf("no node or hostname %q in this network (its nodes: %s); use a node's name or an address", host, strings.Join(n.nodeNames(), ", "))
+	}
+	return net.JoinHostPort(a.String(), port), nil
+}
+
+func splitHostPort(address string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(address)
+	if err != nil {
+		return "", "", fmt.Errorf("address %q: write host:port, such as e2:2379 or :9000", address)
+	}
+	return strings.Trim(host, "[]"), port, nil
+}
+
+// Stop ends the node's command (SIGTERM, SIGKILL after the stop timeout);
+// the node keeps its namespace and address, and its exit is not reported
+// as a failure.
+func (n *Node) Stop() error { return n.ending("stop") }
+
+// Start starts the node's command again after Stop, at the same address.
+func (n *Node) Start() error { return n.verb("start") }
+
+// Restart is Stop, then Start.
+func (n *Node) Restart() error { return n.ending("restart") }
+
+// ending runs a verb that ends the node's command, whose exit is then
+// expected.
+func (n *Node) ending(verb string) error {
+	n.net.mu.Lock()
+	if n.net.running[n.name] {
+		n.net.expected[n.name]++
+	}
+	n.net.mu.Unlock()
+	return n.verb(verb)
+}
+
+// Pause freezes the node's processes (SIGSTOP to its process group).
+func (n *Node) Pause() error { return n.verb("pause") }
+
+// Resume thaws them (SIGCONT).
+func (n *Node) Resume() error { return n.verb("resume") }
+
+func (n *Node) verb(v string) error {
+	if n.err != nil {
+		return n.err
+	}
+	out, err := n.net.nsrun("node", v, "--run", n.net.id, n.name)
+	if err != nil {
+		return err
+	}
+	if v == "start" || v == "restart" {
+		n.net.mu.Lock()
+		n.net.running[n.name] = true
+		n.net.mu.Unlock()
+	}
+	if out = strings.TrimSpace(out); out != "" {
+		n.net.out.log("nstest: %s", out)
+	}
+	return nil
+}

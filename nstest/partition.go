@@ -1,0 +1,184 @@
+package nstest
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Each of these replaces the network's whole partition, as `nsrun net`
+// does: every node switches at once (one netlink transaction), applying
+// the same one twice changes nothing, and nodes always reach their bridge.
+// A cut drops every packet, so established connections stall (TCP keeps
+// retrying) and resume once healed.
+
+// Isolate cuts the nodes from every other node and from each other.
+func (n *Net) Isolate(nodes ...string) error { return n.netVerb("isolate", nodes...) }
+
+// Disjoint splits the network into clusters that cannot reach each other;
+// every node must be named exactly once.
+func (n *Net) Disjoint(clusters ...[]string) error {
+	return n.netVerb("disjoint", joinClusters(clusters)...)
+}
+
+// Split is Disjoint where clusters may share nodes (a shared node reaches
+// both); nodes in no cluster are isolated.
+func (n *Net) Split(clusters ...[]string) error {
+	return n.netVerb("split", joinClusters(clusters)...)
+}
+
+// Drop cuts one way: packets from node from to node to are dropped, the
+// other way still passes (TCP from to to from breaks too: its handshake
+// needs both ways).
+func (n *Net) Drop(from, to string) error { return n.netVerb("drop", from, to) }
+
+// Heal removes every cut (`nsrun net fullmesh`); link faults (Flaky) stay.
+func (n *Net) Heal() error { return n.netVerb("fullmesh") }
+
+// Halves, MajoritiesRing, Bridge and RandomNode are Jepsen's partition
+// shapes over the network's nodes, shuffled by seed (0: a random seed,
+// which the test's log shows, so that a cut can be repeated).
+
+// Halves cuts the network into two halves (the first has the extra node).
+func (n *Net) Halves(seed uint64) error { return n.shape("halves", seed) }
+
+// MajoritiesRing lets each node see the majority centred on itself.
+func (n *Net) MajoritiesRing(seed uint64) error { return n.shape("majorities-ring", seed) }
+
+// Bridge cuts two halves that share one node.
+func (n *Net) Bridge(seed uint64) error { return n.shape("bridge", seed) }
+
+// RandomNode isolates one node.
+func (n *Net) RandomNode(seed uint64) error { return n.shape("random-node", seed) }
+
+func (n *Net) shape(verb string, seed uint64) error {
+	if seed == 0 {
+		return n.netVerb(verb)
+	}
+	return n.netVerb(verb, "--seed", strconv.FormatUint(seed, 10))
+}
+
+func joinClusters(clusters [][]string) []string {
+	var args []string
+	for i, c := range clusters {
+		if i > 0 {
+			args = append(args, "--")
+		}
+		args = append(args, c...)
+	}
+	return args
+}
+
+// FlakyOption is one link fault of Flaky.
+type FlakyOption func(*[]string)
+
+// Loss drops that fraction of the node's IPv4 packets, both ways (0.3:
+// 30%; the run applies whole percents).
+func Loss(fraction float64) FlakyOption {
+	return func(a *[]string) {
+		*a = append(*a, "--loss", strconv.FormatFloat(fraction*100, 'f', -1, 64)+"%")
+	}
+}
+
+// Rate limits what the node receives to bitsPerSecond.
+func Rate(bitsPerSecond uint64) FlakyOption {
+	return func(a *[]string) { *a = append(*a, "--rate", strconv.FormatUint(bitsPerSecond, 10)+"bit") }
+}
+
+// Delay delays what the node receives (needs the kernel's netem).
+func Delay(d time.Duration) FlakyOption {
+	return func(a *[]string) { *a = append(*a, "--delay", d.String()) }
+}
+
+// Jitter varies the Delay by up to d.
+func Jitter(d time.Duration) FlakyOption {
+	return func(a *[]string) { *a = append(*a, "--jitter", d.String()) }
+}
+
+// Flaky sets the node's link faults, replacing those it had; with no
+// option it clears them.
+func (n *Net) Flaky(node string, opts ...FlakyOption) error {
+	args := []string{node}
+	for _, o := range opts {
+		o(&args)
+	}
+	return n.netVerb("flaky", args...)
+}
+
+// State is the network's partition and link faults, as Show reports them.
+type State struct {
+	// Verb and Args are the partition verb that made the state
+	// ("fullmesh" when healed).
+	Verb string   `json:"verb"`
+	Args []string `json:"args,omitempty"`
+	// Clusters are the groups whose members reach each other; nil means
+	// everyone reaches everyone.
+	Clusters [][]string `json:"clusters,omitempty"`
+	// Drops are one-way cuts [from, to] on top of the clusters.
+	Drops [][2]string `json:"drops,omitempty"`
+	// UplinkCut are the nodes cut from the host and the outside.
+	UplinkCut []string `json:"uplink_cut,omitempty"`
+	// Blocked are every one-way pair [from, to] that cannot reach.
+	Blocked [][2]string `json:"blocked"`
+	// Faults are the link faults, by node.
+	Faults map[string]Faults `json:"faults"`
+}
+
+// Faults are one node's link faults.
+type Faults struct {
+	Loss   float64       // fraction of packets dropped
+	Rate   string        // rate limit as the run shows it ("1000000bit"), "" for none
+	Delay  time.Duration // added delay
+	Jitter time.Duration
+}
+
+// Show returns the network's current partition and link faults.
+func (n *Net) Show() (State, error) {
+	out, err := n.nsrun("net", "show", "--json", "--run", n.id)
+	if err != nil {
+		return State{}, err
+	}
+	var raw struct {
+		Partition State       `json:"partition"`
+		Blocked   [][2]string `json:"blocked"`
+		Faults    map[string]struct {
+			Loss   int    `json:"loss_percent"`
+			Rate   string `json:"rate"`
+			Delay  string `json:"delay"`
+			Jitter string `json:"jitter"`
+		} `json:"faults"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		return State{}, fmt.Errorf("nstest: read nsrun net show --json: %w", err)
+	}
+	st := raw.Partition
+	st.Blocked = raw.Blocked
+	st.Faults = map[string]Faults{}
+	for name, f := range raw.Faults {
+		d, _ := time.ParseDuration(orZero(f.Delay))
+		j, _ := time.ParseDuration(orZero(f.Jitter))
+		st.Faults[name] = Faults{Loss: float64(f.Loss) / 100, Rate: f.Rate, Delay: d, Jitter: j}
+	}
+	return st, nil
+}
+
+func orZero(s string) string {
+	if s == "" {
+		return "0s"
+	}
+	return s
+}
+
+// netVerb runs `nsrun net VERB --run ID ARGS...` and logs what it says.
+func (n *Net) netVerb(verb string, args ...string) error {
+	out, err := n.nsrun(append([]string{"net", verb, "--run", n.id}, args...)...)
+	if err != nil {
+		return err
+	}
+	if out = strings.TrimSpace(out); out != "" {
+		n.out.log("nstest: net %s: %s", verb, out)
+	}
+	return nil
+}

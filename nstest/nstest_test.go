@@ -3,10 +3,16 @@ package nstest_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,11 +23,24 @@ const three = `
 nodes:
   a: {ip: 172.18.0.11}
   b: {ip: 172.18.0.12}
-  c: {ip: 172.18.0.13}
+  c: {ip: 172.18.0.13, hostname: sea}
 `
 
-// echo serves l, echoing every line back with the server's prefix.
-func echo(l net.Listener, prefix string) {
+// needUserNS skips (or, with CI=true, fails) where this user cannot create
+// user namespaces, which every network needs.
+func needUserNS(t testing.TB) {
+	t.Helper()
+	if err := exec.Command("unshare", "-Urn", "true").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot run in CI: unprivileged user namespaces are unavailable: %v", err)
+		}
+		t.Skipf("skipped: unprivileged user namespaces are unavailable: %v", err)
+	}
+}
+
+// echo serves l: every line comes back prefixed with the server's name
+// and the client's address.
+func echo(l net.Listener, name string) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -31,41 +50,629 @@ func echo(l net.Listener, prefix string) {
 			defer c.Close()
 			sc := bufio.NewScanner(c)
 			for sc.Scan() {
-				fmt.Fprintf(c, "%s %s %s\n", prefix, c.RemoteAddr().(*net.TCPAddr).IP, sc.Text())
+				ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				fmt.Fprintf(c, "%s %s %s\n", name, ip, sc.Text())
 			}
 		}()
 	}
 }
 
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// roundTrip sends line on c and reads the answer, within d.
+func roundTrip(c net.Conn, r *bufio.Reader, line string, d time.Duration) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(d))
+	defer c.SetDeadline(time.Time{})
+	if _, err := fmt.Fprintln(c, line); err != nil {
+		return "", err
+	}
+	return r.ReadString('\n')
+}
+
 // TestDialListenByName: the test listens inside c and dials from a, by
-// node name; the server sees a's address.
+// node name and by hostname; the server sees a's address. UDP too.
 func TestDialListenByName(t *testing.T) {
+	needUserNS(t)
 	t.Parallel()
 	n := nstest.Start(t, three)
+	if got := n.Node("c").Addr().String(); got != "172.18.0.13" {
+		t.Errorf("c.Addr() = %s", got)
+	}
 	l, err := n.Node("c").Listen("tcp", ":9000")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	go echo(l, "c")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := n.Node("a").DialContext(ctx, "tcp", "c:9000")
+	for _, target := range []string{"c:9000", "sea:9000", "172.18.0.13:9000"} {
+		conn, err := n.Node("a").DialContext(ctxFor(t, 10*time.Second), "tcp", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := conn.RemoteAddr().String(); got != "172.18.0.13:9000" {
+			t.Errorf("%s: remote address %s, want 172.18.0.13:9000", target, got)
+		}
+		line, err := roundTrip(conn, bufio.NewReader(conn), "hello", 5*time.Second)
+		conn.Close()
+		if want := "c 172.18.0.11 hello\n"; err != nil || line != want {
+			t.Errorf("%s: got %q (%v), want %q", target, line, err, want)
+		}
+	}
+	// The listener is in c's network namespace only: c's loopback has
+	// it, b's does not.
+	if c, err := n.Node("c").Dial("tcp", "127.0.0.1:9000"); err != nil {
+		t.Errorf("c's own loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	if c, err := n.Node("b").Dial("tcp", "127.0.0.1:9000"); err == nil {
+		c.Close()
+		t.Error("the listener in c is on b's loopback too")
+	}
+	if _, err := n.Node("a").Dial("tcp", "nosuch:80"); err == nil || !strings.Contains(err.Error(), `no node or hostname "nosuch"`) {
+		t.Errorf("dial to an unknown name: %v", err)
+	}
+
+	pc, err := n.Node("b").ListenPacket("udp", ":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	uc, err := n.Node("a").Dial("udp", "b:5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if _, err := uc.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	nr, from, err := pc.ReadFrom(buf)
+	if err != nil || string(buf[:nr]) != "ping" || !strings.HasPrefix(from.String(), "172.18.0.11:") {
+		t.Errorf("udp: got %q from %v (%v)", buf[:nr], from, err)
+	}
+}
+
+// TestIsolateStallsThenHeals: a connection dialled from a node stalls
+// while that node is isolated, and carries on once healed.
+func TestIsolateStallsThenHeals(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	n := nstest.Start(t, three)
+	l, err := n.Node("b").Listen("tcp", ":7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go echo(l, "b")
+	conn, err := n.Node("a").DialContext(ctxFor(t, 10*time.Second), "tcp", "b:7000")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if got := conn.RemoteAddr().String(); got != "172.18.0.13:9000" {
-		t.Errorf("remote address %s, want 172.18.0.13:9000", got)
+	r := bufio.NewReader(conn)
+	if line, err := roundTrip(conn, r, "before", 5*time.Second); err != nil || line != "b 172.18.0.11 before\n" {
+		t.Fatalf("before the cut: %q %v", line, err)
 	}
-	fmt.Fprintln(conn, "hello")
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err := n.Isolate("a"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := n.Show()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "c 172.18.0.11 hello\n"; line != want {
-		t.Errorf("got %q, want %q", line, want)
+	if st.Verb != "isolate" || !contains(st.Blocked, [2]string{"a", "b"}) || !contains(st.Blocked, [2]string{"b", "a"}) {
+		t.Errorf("Show after Isolate(a): %+v", st)
 	}
-	_ = io.Discard
-	_ = strings.TrimSpace
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintln(conn, "during")
+	if line, err := r.ReadString('\n'); !isTimeout(err) {
+		t.Fatalf("while a is isolated the connection answered: %q %v", line, err)
+	}
+	// A new connection cannot be made either.
+	if c, err := n.Node("a").DialContext(ctxFor(t, 500*time.Millisecond), "tcp", "b:7000"); err == nil {
+		c.Close()
+		t.Error("dialled b from an isolated a")
+	}
+	if err := n.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	line, err := r.ReadString('\n')
+	if err != nil || line != "b 172.18.0.11 during\n" {
+		t.Fatalf("after healing: %q %v", line, err)
+	}
+	if st, err := n.Show(); err != nil || st.Verb != "fullmesh" || len(st.Blocked) != 0 {
+		t.Errorf("Show after Heal: %+v %v", st, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func contains(pairs [][2]string, p [2]string) bool {
+	for _, q := range pairs {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPartitionShapes: Drop, Disjoint, Split and Flaky are applied and
+// shown; bad specs are refused with nsrun's message.
+func TestPartitionShapes(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	n := nstest.Start(t, three)
+	pc, err := n.Node("b").ListenPacket("udp", ":6000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if err := n.Drop("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	uc, err := n.Node("a").Dial("udp", "b:6000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	_, _ = uc.Write([]byte("dropped"))
+	_ = pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, _, err := pc.ReadFrom(make([]byte, 64)); !isTimeout(err) {
+		t.Errorf("a datagram crossed drop a b: %v", err)
+	}
+	if err := n.Disjoint([]string{"a"}, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := n.Show(); st.Verb != "disjoint" || !contains(st.Blocked, [2]string{"c", "a"}) || contains(st.Blocked, [2]string{"b", "c"}) {
+		t.Errorf("Show after Disjoint: %+v", st)
+	}
+	if err := n.Split([]string{"a", "b"}, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := n.Show(); st.Verb != "split" || !contains(st.Blocked, [2]string{"a", "c"}) || contains(st.Blocked, [2]string{"a", "b"}) {
+		t.Errorf("Show after Split: %+v", st)
+	}
+	if err := n.Halves(7); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Disjoint([]string{"a"}, []string{"b"}); err == nil || !strings.Contains(err.Error(), "c") {
+		t.Errorf("Disjoint without c: %v", err)
+	}
+	if err := n.Isolate("zz"); err == nil || !strings.Contains(err.Error(), "zz") {
+		t.Errorf("Isolate(zz): %v", err)
+	}
+	if err := n.Flaky("c", nstest.Loss(0.25), nstest.Rate(2_000_000)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := n.Show()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := st.Faults["c"]; f.Loss != 0.25 || f.Rate == "" {
+		t.Errorf("Show after Flaky: %+v", st.Faults)
+	}
+	if err := n.Flaky("c"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := n.Show(); len(st.Faults) != 0 {
+		t.Errorf("faults after clearing: %+v", st.Faults)
+	}
+}
+
+// TestExec: exit codes, output, stdin, the node's hostname and address,
+// and a context that kills the command.
+func TestExec(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	n := nstest.Start(t, three)
+	c := n.Node("c")
+	out, err := c.Exec(ctxFor(t, 10*time.Second), "sh", "-c", "hostname; echo to-stderr >&2; exit 3")
+	var ee *nstest.ExitError
+	if !errors.As(err, &ee) || ee.Code != 3 || ee.Node != "c" {
+		t.Errorf("exit 3: err %v", err)
+	}
+	if got := string(out); got != "sea\nto-stderr\n" {
+		t.Errorf("output %q", got)
+	}
+	out, err = c.Exec(ctxFor(t, 10*time.Second), "cat", "/etc/hosts")
+	if err != nil || !strings.Contains(string(out), "172.18.0.13\tsea c") {
+		t.Errorf("the run's hosts file in the node: %q %v", out, err)
+	}
+	if _, err := c.Exec(ctxFor(t, 10*time.Second), "no-such-command-here"); err == nil || !strings.Contains(err.Error(), "no-such-command-here") {
+		t.Errorf("a missing command: %v", err)
+	}
+	cmd := c.Command(ctxFor(t, 10*time.Second), "sh", "-c", "read x; echo got $x; exit 0")
+	cmd.Stdin = strings.NewReader("line\n")
+	if out, err := cmd.Output(); err != nil || string(out) != "got line\n" {
+		t.Errorf("stdin: %q %v", out, err)
+	}
+	pipe := c.Command(ctxFor(t, 10*time.Second), "cat")
+	w, _ := pipe.StdinPipe()
+	r, _ := pipe.StdoutPipe()
+	if err := pipe.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(w, "through")
+	w.Close()
+	if line, err := bufio.NewReader(r).ReadString('\n'); err != nil || line != "through\n" {
+		t.Errorf("StdinPipe/StdoutPipe: %q %v", line, err)
+	}
+	if err := pipe.Wait(); err != nil {
+		t.Errorf("cat: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sleep := c.Command(ctx, "sleep", "100")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cancel()
+	err = sleep.Wait()
+	if err == nil || sleep.ExitCode() != 128+int(syscall.SIGKILL) || time.Since(start) > 5*time.Second {
+		t.Errorf("cancelled sleep: %v, code %d after %s", err, sleep.ExitCode(), time.Since(start))
+	}
+}
+
+// TestStopStartKeepsAddress: a node's server stopped and started again
+// answers at the same address; its exit is not reported as a failure;
+// paused, it does not answer until resumed.
+func TestStopStartKeepsAddress(t *testing.T) {
+	needUserNS(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("skipped: needs python3")
+	}
+	t.Parallel()
+	n := nstest.Start(t, `
+nodes:
+  web: {ip: 172.18.0.30, command: python3 -m http.server 8000, ready: "tcp:8000"}
+  client: {ip: 172.18.0.31}
+`)
+	get := func(d time.Duration) error {
+		c, err := n.Node("client").DialContext(ctxFor(t, d), "tcp", "web:8000")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(d))
+		fmt.Fprint(c, "GET / HTTP/1.0\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil && !strings.HasPrefix(line, "HTTP/1.0 200") {
+			err = fmt.Errorf("answer %q", line)
+		}
+		return err
+	}
+	if err := get(5 * time.Second); err != nil {
+		t.Fatalf("before stop: %v", err)
+	}
+	if err := n.Node("web").Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(time.Second); err == nil {
+		t.Error("web answers while stopped")
+	}
+	if err := n.Node("web").Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get(time.Second) != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := get(5 * time.Second); err != nil {
+		t.Fatalf("after start: %v", err)
+	}
+	if out, err := n.Node("web").Exec(ctxFor(t, 10*time.Second), "cat", "/proc/net/fib_trie"); err != nil || !strings.Contains(string(out), "172.18.0.30") {
+		t.Errorf("web's address after start: %v\n%s", err, out)
+	}
+	if err := n.Node("web").Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(500 * time.Millisecond); err == nil {
+		t.Error("a paused web answered")
+	}
+	if err := n.Node("web").Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(5 * time.Second); err != nil {
+		t.Errorf("after resume: %v", err)
+	}
+	if err := n.Node("web").Restart(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNodeExitReported: a node that exits on its own is reported with its
+// name and code.
+func TestNodeExitReported(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	type exit struct {
+		node string
+		code int
+	}
+	exits := make(chan exit, 4)
+	nstest.Start(t, `
+nodes:
+  crash: {ip: 172.18.0.40, command: "sh -c 'echo going; sleep 0.2; exit 7'"}
+  idle: {ip: 172.18.0.41}
+`, nstest.OnExit(func(node string, code int) { exits <- exit{node, code} }))
+	select {
+	case e := <-exits:
+		if e != (exit{"crash", 7}) {
+			t.Errorf("exit reported: %+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the node's exit was not reported")
+	}
+	// Without OnExit, the test fails naming the node and code.
+	rec := &recorder{TB: t}
+	rec.wg.Add(1)
+	go func() {
+		defer rec.wg.Done()
+		nstest.Start(rec, `
+nodes:
+  crash: {ip: 172.18.0.42, command: "sh -c 'sleep 0.2; exit 9'"}
+  idle: {ip: 172.18.0.43}
+`)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && !strings.Contains(rec.errors(), "exited") {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	rec.wg.Wait()
+	if got := rec.errors(); !strings.Contains(got, "node crash exited with code 9") {
+		t.Errorf("reported: %q", got)
+	}
+}
+
+// recorder is a test that records its errors and fatal messages instead of
+// failing (Fatal ends the goroutine, as it does a test).
+type recorder struct {
+	testing.TB
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *recorder) Fatal(args ...any) {
+	r.Errorf("%s", fmt.Sprint(args...))
+	runtime.Goexit()
+}
+
+func (r *recorder) Failed() bool { return r.errors() != "" }
+
+func (r *recorder) errors() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.errs, "\n")
+}
+
+// fatal runs Start with a recorder and returns what it failed with.
+func fatal(t *testing.T, yaml string, opts ...nstest.Option) string {
+	msg, _ := fatalAt(t, yaml, opts...)
+	return msg
+}
+
+// fatalAt is fatal, also returning the line that called Start.
+func fatalAt(t *testing.T, yaml string, opts ...nstest.Option) (msg string, line int) {
+	rec := &recorder{TB: t}
+	rec.wg.Add(1)
+	go func() {
+		defer rec.wg.Done()
+		_, _, line, _ = runtime.Caller(0)
+		nstest.Start(rec, yaml, opts...)
+		rec.Errorf("Start returned")
+	}()
+	rec.wg.Wait()
+	return rec.errors(), line + 1
+}
+
+// TestBadYAMLFails: a bad file fails the test with the file position of
+// the error and the test line that started it; a node that cannot start
+// fails it with nsrun's message.
+func TestBadYAMLFails(t *testing.T) {
+	msg, line := fatalAt(t, "nodes:\n  a:\n    ip: 172.18.0.300\n")
+	for _, want := range []string{"nsrun.yaml:3:9", "nodes.a.ip", fmt.Sprintf("(nstest_test.go:%d)", line)} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if msg := fatal(t, "nodes:\n  a: {ip: 172.18.0.1, comand: true}\n"); !strings.Contains(msg, "nsrun.yaml:2:") || !strings.Contains(msg, "comand") {
+		t.Errorf("unknown key: %q", msg)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cluster.yaml")
+	_ = os.WriteFile(path, []byte("nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.1}\n"), 0o644)
+	if msg := fatal(t, "", nstest.File(path)); !strings.Contains(msg, "cluster.yaml:3:") || !strings.Contains(msg, "already node a's address") {
+		t.Errorf("duplicate address in a file: %q", msg)
+	}
+	needUserNS(t)
+	if msg := fatal(t, "nodes:\n  a: {ip: 172.18.0.1, command: no-such-program-anywhere}\n"); !strings.Contains(msg, "no-such-program-anywhere") {
+		t.Errorf("missing program: %q", msg)
+	}
+}
+
+// TestParallelNetworks: 20 tests at once, each with a network of 3 nodes
+// on the same addresses, never see each other.
+func TestParallelNetworks(t *testing.T) {
+	needUserNS(t)
+	for i := range 20 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			n := nstest.Start(t, three)
+			l, err := n.Node("c").Listen("tcp", ":9000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go echo(l, fmt.Sprint("c", i))
+			conn, err := n.Node("a").DialContext(ctxFor(t, 20*time.Second), "tcp", "c:9000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			line, err := roundTrip(conn, bufio.NewReader(conn), "hi", 10*time.Second)
+			if want := fmt.Sprintf("c%d 172.18.0.11 hi\n", i); err != nil || line != want {
+				t.Errorf("got %q (%v), want %q", line, err, want)
+			}
+			if err := n.Isolate("c"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestKilledTestLeavesNothing runs this test binary again, as a test that
+// starts a network and waits; SIGKILL of that binary mid-test must leave
+// no process, no mount and no run folder of the network.
+func TestKilledTestLeavesNothing(t *testing.T) {
+	if os.Getenv("NSTEST_VICTIM") != "" {
+		victim(t)
+		return
+	}
+	needUserNS(t)
+	t.Parallel()
+	marker := fmt.Sprintf("%d", 500000+time.Now().UnixNano()%100000)
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "-test.run", "^TestKilledTestLeavesNothing$", "-test.v")
+	cmd.Env = append(os.Environ(), "NSTEST_VICTIM="+marker)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var runID string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "victim up: "); ok {
+			runID = id
+			break
+		}
+	}
+	if runID == "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("the victim test did not start its network")
+	}
+	runDir := findRunDir(t, runID)
+	if p := processes(marker); len(p) != 3 {
+		t.Errorf("want the victim's nodes' sh and two sleeps, found %v", psArgs(p))
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	go func() { _, _ = bufioDrain(sc) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && (len(processes(marker)) > 0 || len(processes(runID)) > 0 || exists(runDir)) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p := processes(marker); len(p) > 0 {
+		t.Errorf("node processes survived SIGKILL of the test binary: %v", p)
+	}
+	if p := processes("up -f"); len(p) > 0 {
+		for _, pid := range p {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); strings.Contains(string(b), "NSTEST_VICTIM="+marker) {
+				t.Errorf("the victim's launcher or supervisor survived: pid %d", pid)
+			}
+		}
+	}
+	if exists(runDir) {
+		t.Errorf("the run folder %s survived", runDir)
+	}
+	if b, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(b), runID) {
+		t.Errorf("mounts mention the run:\n%s", b)
+	}
+}
+
+func bufioDrain(sc *bufio.Scanner) (int, error) {
+	n := 0
+	for sc.Scan() {
+		n++
+	}
+	return n, sc.Err()
+}
+
+// victim is the test TestKilledTestLeavesNothing kills.
+func victim(t *testing.T) {
+	marker := os.Getenv("NSTEST_VICTIM")
+	n := nstest.Start(t, `
+nodes:
+  a: {ip: 172.18.0.50, command: "sleep `+marker+`"}
+  b: {ip: 172.18.0.51, command: "sh -c 'sleep `+marker+`; true'"}
+`)
+	for !strings.Contains(strings.Join(psArgs(processes(marker)), "\n"), "sh -c") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("victim up:", n.RunID())
+	time.Sleep(time.Minute)
+}
+
+func findRunDir(t *testing.T, id string) string {
+	for _, base := range []string{os.Getenv("XDG_RUNTIME_DIR"), fmt.Sprintf("/run/user/%d", os.Getuid())} {
+		if base == "" {
+			continue
+		}
+		if d := filepath.Join(base, "nsrun-runs", "runs", id); exists(d) {
+			return d
+		}
+	}
+	if d := filepath.Join(os.TempDir(), fmt.Sprintf("nsrun-%d", os.Getuid()), "runs", id); exists(d) {
+		return d
+	}
+	t.Fatalf("no run folder for run %s", id)
+	return ""
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// processes lists this user's live processes whose command line contains s.
+func processes(s string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) == 0 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func psArgs(pids []int) []string {
+	var out []string
+	for _, p := range pids {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
+	}
+	return out
 }

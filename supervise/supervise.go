@@ -515,6 +515,10 @@ const launcherGoneExit = 128 + 9
 // process of the run with it; it removes the run's state folder first
 // (which, if the supervisor itself is killed, the next run or gc does).
 func (s *supervisor) launcherGone() {
+	// Whoever read nsrun's output may have died with it (a killed test
+	// binary of package nstest): a write must not end the supervisor
+	// before the run's folder is removed.
+	signal.Ignore(syscall.SIGPIPE)
 	s.stop()
 	// Twice, for a node that was being started the first time round.
 	for range 2 {

@@ -1,0 +1,50 @@
+package test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// goTestBinary builds the test binary of the package in dir (a folder of
+// this module, or of a module of its own such as an example) into binDir.
+func goTestBinary(t *testing.T, dir, name string) string {
+	t.Helper()
+	out := filepath.Join(binDir, name)
+	cmd := exec.Command("go", "test", "-c", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test -c in %s: %v\n%s", dir, err, b)
+	}
+	return out
+}
+
+// runTestBinary runs a Go test binary as u, exactly as `go test` would as
+// that user, and fails with its output unless it passes.
+func runTestBinary(t *testing.T, u testUser, bin string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := u.command(ctx, bin, append([]string{"-test.v", "-test.count=1", "-test.timeout=4m"}, args...)...)
+	cmd.Env = append(cmd.Env, "CI="+os.Getenv("CI"))
+	r := run(t, cmd)
+	if r.Code != 0 {
+		t.Fatalf("%s as %s: exit %d\n%s\n%s", filepath.Base(bin), u.Name, r.Code, r.Stdout, r.Stderr)
+	}
+	t.Logf("%s as %s:\n%s", filepath.Base(bin), u.Name, r.Stdout)
+}
+
+// TestNstest runs package nstest's own tests (and examples) as the
+// unprivileged user: plain `go test`, no root, no helper, no nsrun binary.
+func TestNstest(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	runTestBinary(t, u, goTestBinary(t, "../nstest", "nstest.test"))
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left after nstest's tests: %v", left)
+	}
+}

@@ -134,7 +134,7 @@ func VerifyGateway(userNS, netNS *os.File, uid int) error {
 	}
 	parent, err := nsIoctlFile(userNS, unix.NS_GET_PARENT)
 	if err != nil {
-		return fmt.Errorf("parent of the user namespace (the initial one has none: refusing it): %w", err)
+		return fmt.Errorf("parent of the user namespace: %w (the initial user namespace has none): refusing it", err)
 	}
 	defer parent.Close()
 	initial, err := os.Open("/proc/self/ns/user")

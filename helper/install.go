@@ -65,7 +65,7 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 	if err != nil && applied > 0 {
 		fmt.Fprintf(w, "install stopped (%v): undoing it\n", err)
 		in.close()
-		if uerr := uninstall(in.st, o.UID, io.Discard, func() bool { return false }); uerr != nil {
+		if uerr := uninstall(in.st, o.UID, in.rec.MadeDir, io.Discard, func() bool { return false }); uerr != nil {
 			return fmt.Errorf("%w; undoing it failed too: %w", err, uerr)
 		}
 		return fmt.Errorf("%w; nothing is left of this install", err)

@@ -124,6 +124,13 @@ func loadRecord(uid int) (install.Record, error) {
 	if os.Geteuid() != 0 {
 		return install.Load(uid)
 	}
+	userDir, nsDir, err := openUserDirs(uid)
+	if userDir != nil {
+		defer userDir.Close()
+	}
+	if err != nil {
+		return install.Record{}, err
+	}
 	st, err := openState(false)
 	if err != nil {
 		return install.Record{}, err
@@ -132,13 +139,6 @@ func loadRecord(uid int) (install.Record, error) {
 	rec, ok, err := st.record(uid)
 	if err != nil || !ok {
 		return rec, errors.Join(err, install.ErrNotInstalled)
-	}
-	userDir, nsDir, err := openUserDirs(uid)
-	if userDir != nil {
-		defer userDir.Close()
-	}
-	if err != nil {
-		return rec, err
 	}
 	if nsDir == nil {
 		return rec, fmt.Errorf("%w: %s is gone (after a reboot or logout); run `sudo nsrun-helper install` again", install.ErrNotInstalled, install.Dir(uid))

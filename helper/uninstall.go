@@ -32,12 +32,12 @@ func Uninstall(name string, uid int, w io.Writer, dryRun bool) error {
 	}
 	fmt.Fprintf(w, "uninstalling nsrun-helper for %s (uid %d)\n", name, uid)
 	if dryRun {
-		return withUninstall(st, uid, func(p Plan) error {
+		return withUninstall(st, uid, false, func(p Plan) error {
 			_, err := p.Run(w, true, func() bool { return false })
 			return err
 		})
 	}
-	if err := uninstall(st, uid, w, func() bool { return false }); err != nil {
+	if err := uninstall(st, uid, false, w, func() bool { return false }); err != nil {
 		return err
 	}
 	if stop() {
@@ -46,9 +46,11 @@ func Uninstall(name string, uid int, w io.Writer, dryRun bool) error {
 	return nil
 }
 
-// uninstall runs the uninstall plan for uid under the lock held in st.
-func uninstall(st *state, uid int, w io.Writer, stop func() bool) error {
-	return withUninstall(st, uid, func(p Plan) error {
+// uninstall runs the uninstall plan for uid under the lock held in st;
+// madeDir says that install created /run/user/UID (when no record says so
+// yet: an install rolling back).
+func uninstall(st *state, uid int, madeDir bool, w io.Writer, stop func() bool) error {
+	return withUninstall(st, uid, madeDir, func(p Plan) error {
 		_, err := p.Run(w, false, stop)
 		return err
 	})
@@ -57,7 +59,7 @@ func uninstall(st *state, uid int, w io.Writer, stop func() bool) error {
 // withUninstall opens what the uninstall of uid needs, refusing (before
 // anything changes) a /run/user/UID/nsrun that is not the helper's, and
 // passes the plan to run.
-func withUninstall(st *state, uid int, run func(Plan) error) error {
+func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error {
 	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open netlink: %w", err)
@@ -130,7 +132,7 @@ func withUninstall(st *state, uid int, run func(Plan) error) error {
 			Apply: func() error { return removeFile(st.users, record) },
 		},
 	}
-	if rec.MadeDir {
+	if rec.MadeDir || madeDir {
 		userPath := install.RunUserDir(uid)
 		plan = append(plan, Step{
 			Describe: fmt.Sprintf("remove %s (install created it), if empty", userPath),

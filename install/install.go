@@ -152,16 +152,19 @@ func OpenVerifiedDir(parent *os.File, name string, owner int) (*os.File, error) 
 	}
 	if !ownerOK(st.Uid, owner) || st.Mode&0o022 != 0 {
 		d.Close()
-		return nil, fmt.Errorf("%s is owned by uid %d with mode %o, expected %s and not writable by others (%w): refusing to use it; remove it and run install again", path, st.Uid, st.Mode&0o777, ownerName(owner), ErrUnsafe)
+		return nil, fmt.Errorf("%s is owned by uid %d with mode %o, where it must be %s and writable by no one else (%w): refusing to use it; remove it and run install again", path, st.Uid, st.Mode&0o777, ownerName(owner), ErrUnsafe)
 	}
 	return d, nil
 }
 
 func ownerName(owner int) string {
-	if owner == NotCaller {
+	switch owner {
+	case NotCaller:
+		return "another user's (root's)"
+	case 0:
 		return "root's"
 	}
-	return fmt.Sprintf("uid %d", owner)
+	return fmt.Sprintf("uid %d's", owner)
 }
 
 // ReadRootFile reads name inside the folder d: it must be a regular file
@@ -193,7 +196,7 @@ func ReadOwnedFile(d *os.File, name string, owner int, limit int64) ([]byte, err
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return nil, fmt.Errorf("not a regular file (%w): refusing to read it", ErrUnsafe)
 	case !ownerOK(st.Uid, owner) || st.Mode&0o022 != 0:
-		return nil, fmt.Errorf("owned by uid %d with mode %o, not %s (%w): refusing to read it", st.Uid, st.Mode&0o777, ownerName(owner), ErrUnsafe)
+		return nil, fmt.Errorf("owned by uid %d with mode %o, where it must be %s and writable by no one else (%w): refusing to read it", st.Uid, st.Mode&0o777, ownerName(owner), ErrUnsafe)
 	case st.Size > limit:
 		return nil, fmt.Errorf("%d bytes, more than the %d allowed (%w)", st.Size, limit, ErrUnsafe)
 	}

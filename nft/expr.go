@@ -212,17 +212,3 @@ func ctEstablished() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	}
 }
-
-// masqueradePorts rewrites the source to the output interface's address
-// and the source port into min-max.
-//
-//	[ immediate reg 1 0x00000004 ]
-//	[ immediate reg 2 0x0000ffff ]
-//	[ masq proto_min reg 1 proto_max reg 2 ]
-func masqueradePorts(min, max uint16) []expr.Any {
-	return []expr.Any{
-		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(min)},
-		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(max)},
-		&expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 2},
-	}
-}

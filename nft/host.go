@@ -30,16 +30,18 @@ type HostConfig struct {
 // from the gateway is trusted (the user is root there):
 //   - at prerouting, before anything else looks at it: IPv6 that nsrun did
 //     not ask for (all of it, until a static gateway address exists; router
-//     advertisements and redirects always) and any IPv4 source but the
-//     gateway's own address are dropped;
+//     advertisements and redirects always), any IPv4 source but the
+//     gateway's own address, and TCP and UDP from privileged source ports
+//     (< 1024, which NFS or rsh-style services on the host or beyond may
+//     trust) are dropped. (Masquerade cannot map those ports instead:
+//     google/nftables v0.3.0 sends a masquerade's port range without the
+//     flag that makes the kernel use it.)
 //   - DNS sent to the host address is DNATed to the host's resolver;
-//   - into the host itself: privileged source ports (< 1024) are dropped,
-//     the DNATed DNS is accepted (route_localnet is on for this interface
-//     only, so that a loopback resolver works), and every other address of
-//     the host but the user's own host address (loopback, other users',
-//     the LAN's) is dropped;
-//   - what leaves for elsewhere is masqueraded, TCP and UDP to ports
-//     1024-65535 so that no privileged source port reaches anyone.
+//   - into the host itself: the DNATed DNS is accepted (route_localnet is
+//     on for this interface only, so that a loopback resolver works), and
+//     every other address of the host but the user's own host address
+//     (loopback, other users', the LAN's) is dropped;
+//   - what leaves for elsewhere is masqueraded.
 func HostTable(c HostConfig) *Table {
 	iif := iifname(expr.CmpOpEq, c.Interface)
 	guard := Chain{Name: "guard", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw}
@@ -67,6 +69,12 @@ func HostTable(c HostConfig) *Table {
 		Text:  fmt.Sprintf("iifname %q ip saddr != %s drop", c.Interface, c.Gateway),
 		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpNeq, c.Gateway), drop()),
 	})
+	for _, p := range protos {
+		guard.Rules = append(guard.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q %s sport < 1024 drop", c.Interface, p.name),
+			Exprs: rule(iif, l4proto(p.proto), sportBelow(1024), drop()),
+		})
+	}
 	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
 	if c.Resolver.IsValid() {
 		for _, p := range protos {
@@ -76,14 +84,7 @@ func HostTable(c HostConfig) *Table {
 			})
 		}
 	}
-	input := filterChain("input", nftables.ChainHookInput)
-	for _, p := range protos {
-		input.Rules = append(input.Rules, Rule{
-			Text:  fmt.Sprintf("iifname %q %s sport < 1024 drop", c.Interface, p.name),
-			Exprs: rule(iif, l4proto(p.proto), sportBelow(1024), drop()),
-		})
-	}
-	input.Rules = append(input.Rules,
+	input := filterChain("input", nftables.ChainHookInput,
 		Rule{
 			Text:  fmt.Sprintf("iifname %q ct status dnat accept", c.Interface),
 			Exprs: rule(iif, ctDNAT(), accept()),
@@ -93,17 +94,9 @@ func HostTable(c HostConfig) *Table {
 			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpNeq, c.HostAddr), drop()),
 		},
 	)
-	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
-	fromGW := rule(nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, c.Interface))
-	for _, p := range protos {
-		post.Rules = append(post.Rules, Rule{
-			Text:  fmt.Sprintf("ip saddr %s oifname != %q meta l4proto %s masquerade to :1024-65535", c.Gateway, c.Interface, p.name),
-			Exprs: rule(fromGW, l4proto(p.proto), masqueradePorts(1024, 65535)),
-		})
-	}
-	post.Rules = append(post.Rules, Rule{
+	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, Rule{
 		Text:  fmt.Sprintf("ip saddr %s oifname != %q masquerade", c.Gateway, c.Interface),
-		Exprs: rule(fromGW, masquerade()),
+		Exprs: rule(nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, c.Interface), masquerade()),
 	})
 	return &Table{Family: nftables.TableFamilyINet, Name: c.Table, Chains: []Chain{guard, pre, input, post}}
 }

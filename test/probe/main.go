@@ -7,7 +7,10 @@
 //	                                and exits 0, 3 or 4
 //	probe dns ADDR:PORT NAME=IP...  a DNS server (UDP and TCP) answering A queries
 //	probe udp-listen ADDR:PORT      prints "listening", then "from SRC: DATA" per datagram
-//	probe udp-send SRC DST:PORT MSG sends one datagram from address SRC
+//	probe udp-send SRC DST:PORT MSG sends one datagram from address SRC (or SRC:PORT)
+//	probe udp-from ADDR:PORT        as udp-listen, printing "from SRC:PORT: DATA"
+//	probe ra IFACE PREFIX           sends a router advertisement (router lifetime
+//	                                1800 s) announcing PREFIX/64 on IFACE, 3 times
 //	probe scan TIMEOUT ADDR:PORT... dials each; prints "ADDR ok|refused|unreachable"
 //	probe tick ADDR:PORT            serves a counter line every 50ms to each client
 //	probe follow ADDR:PORT          prints each line received, with a timestamp
@@ -44,7 +47,14 @@ func main() {
 	case "dns":
 		serveDNS(os.Args[2], os.Args[3:])
 	case "udp-listen":
-		udpListen(os.Args[2])
+		udpListen(os.Args[2], false)
+	case "udp-from":
+		udpListen(os.Args[2], true)
+	case "ra":
+		if len(os.Args) < 4 {
+			os.Exit(2)
+		}
+		os.Exit(routerAdvert(os.Args[2], os.Args[3]))
 	case "udp-send":
 		if len(os.Args) < 5 {
 			os.Exit(2)
@@ -127,7 +137,7 @@ func dial(addr string, timeout time.Duration) int {
 	return 0
 }
 
-func udpListen(addr string) {
+func udpListen(addr string, withPort bool) {
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -140,12 +150,20 @@ func udpListen(addr string) {
 		if err != nil {
 			os.Exit(1)
 		}
-		fmt.Printf("from %s: %s\n", from.(*net.UDPAddr).IP, buf[:n])
+		if withPort {
+			fmt.Printf("from %s: %s\n", from, buf[:n])
+		} else {
+			fmt.Printf("from %s: %s\n", from.(*net.UDPAddr).IP, buf[:n])
+		}
 	}
 }
 
 func udpSend(src, dst, msg string) int {
-	d := net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(src)}}
+	local := &net.UDPAddr{IP: net.ParseIP(src)}
+	if ap, err := net.ResolveUDPAddr("udp", src); err == nil && local.IP == nil {
+		local = ap
+	}
+	d := net.Dialer{LocalAddr: local}
 	c, err := d.Dial("udp", dst)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -367,4 +385,51 @@ func udpARP(local, peer, src, dst string) int {
 		return buf[:n], err
 	}
 	return askARP(net.ParseIP(src), net.ParseIP(dst), 10*time.Second, send, recv)
+}
+
+// routerAdvert sends an ICMPv6 router advertisement with one prefix
+// information option (on-link, autonomous) to all nodes on ifname.
+func routerAdvert(ifname, prefix string) int {
+	ifi, err := net.InterfaceByName(ifname)
+	p := net.ParseIP(prefix)
+	if err != nil || p == nil || p.To4() != nil {
+		fmt.Fprintln(os.Stderr, "ra: need an interface and an IPv6 prefix:", err)
+		return 2
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ra: raw socket:", err)
+		return 1
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifi.Index)
+	msg := []byte{
+		134, 0, 0, 0, // router advertisement, checksum by the kernel
+		64, 0, 0x07, 0x08, // hop limit, flags, router lifetime 1800 s
+		0, 0, 0, 0, 0, 0, 0, 0, // reachable, retransmit
+		3, 4, 64, 0xc0, // prefix information, 32 bytes, /64, on-link + autonomous
+		0, 1, 0x51, 0x80, 0, 0, 0x38, 0x40, // valid 86400 s, preferred 14400 s
+		0, 0, 0, 0,
+	}
+	msg = append(msg, p.To16()...)
+	to := &unix.SockaddrInet6{ZoneId: uint32(ifi.Index)}
+	copy(to.Addr[:], net.ParseIP("ff02::1").To16())
+	// Until the link-local source address is past duplicate address
+	// detection, sending fails with EADDRNOTAVAIL.
+	deadline := time.Now().Add(5 * time.Second)
+	for sent := 0; sent < 3; {
+		err := unix.Sendto(fd, msg, 0, to)
+		switch {
+		case err == nil:
+			sent++
+		case errors.Is(err, unix.EADDRNOTAVAIL) && time.Now().Before(deadline):
+		default:
+			fmt.Fprintln(os.Stderr, "ra: send:", err)
+			return 1
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Println("sent")
+	return 0
 }

@@ -285,6 +285,7 @@ func (in *installer) hostConfig() nft.HostConfig {
 	return nft.HostConfig{
 		Table: in.rec.Table, Interface: in.rec.Interface,
 		HostAddr: in.rec.HostAddr.Addr(), Gateway: in.rec.Gateway.Addr(), Resolver: in.rec.Resolver,
+		Gateway6: in.rec.Gateway6.Addr(), // none yet: all IPv6 from the gateway is dropped
 	}
 }
 

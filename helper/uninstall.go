@@ -153,8 +153,11 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 // the guard says it was off before the first install), then deletes the
 // guard, in that order: forwarding is never on without the guard.
 func removeTables(table, ifname string) error {
-	if err := nft.Delete(nil, nftables.TableFamilyINet, table); err != nil {
-		return err
+	// (and "ip nsrun-UID", the table of helpers before the guard table)
+	for _, family := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyIPv4} {
+		if err := nft.Delete(nil, family, table); err != nil {
+			return err
+		}
 	}
 	g, ok, err := nft.ReadGuard()
 	if err != nil || !ok {

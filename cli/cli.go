@@ -11,8 +11,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nsrun/nsrun/runconfig"
 	"github.com/nsrun/nsrun/runstate"
+	"github.com/nsrun/nsrun/supervise"
 	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
 )
 
@@ -55,13 +55,14 @@ Flags of nsrun -- CMD:
                      (default: your own uid and gid, as outside)
   --isolated         no uplink to the host or beyond, even when nsrun-helper
                      is installed (without the helper every run is isolated)
+  --dry-run [--json] print the run's plan (as JSON) and start nothing
 
 Flags of nsrun up:
   -f FILE            the topology file (default nsrun.yaml)
   --exit-code-from NODE   exit with NODE's exit code; implies --abort-on-exit
   --abort-on-exit    stop every node when one exits
   --timeout SECONDS  between SIGTERM and SIGKILL when stopping (default 10)
-  --root, --isolated as above
+  --root, --isolated, --dry-run [--json]   as above
 
 CMD's exit code is nsrun's (128+N if it was killed by signal N); 125 means
 nsrun itself failed, 126 that CMD cannot be executed, 127 that it was not
@@ -171,5 +172,5 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 
 func fail(stderr io.Writer, err error) int {
 	fmt.Fprintln(stderr, "nsrun:", err)
-	return runconfig.ExitSetupFailed
+	return supervise.ExitSetupFailed
 }

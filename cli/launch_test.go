@@ -22,7 +22,7 @@ func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 			var f upFlags
 			fs := f.flagSet()
 			fs.SetOutput(io.Discard)
-			if err := fs.Parse(args[1:]); err != nil {
+			if err := fs.Parse(args[1:]); err != nil || f.dryRun || f.json {
 				return launch.None, false, false
 			}
 			return launch.Up, f.root, f.isolated
@@ -31,7 +31,7 @@ func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 	var f runFlags
 	fs := f.flagSet()
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil || f.version || fs.NArg() == 0 {
+	if err := fs.Parse(args); err != nil || f.version || f.dryRun || f.json || fs.NArg() == 0 {
 		return launch.None, false, false
 	}
 	return launch.Run, f.root, f.isolated
@@ -52,6 +52,9 @@ func TestLaunchReadsFlagsLikeGo(t *testing.T) {
 		"up", "up -f x.yaml", "up --root", "up --root=false --isolated", "up -f", "up --help",
 		"up --timeout 3 --abort-on-exit web", "up --exit-code-from web -f a.yaml", "up --bogus",
 		"up --capture dir --log-level info db", "up -- --root", "up web --root", "up --abort-on-exit=false",
+		"--dry-run -- true", "--dry-run=false -- true", "--json --dry-run -- true", "--json -- true",
+		"--dry-run=0 --root -- id", "up --dry-run", "up --dry-run=false --root", "up --json --dry-run -f x.yaml",
+		"up --json", "up --dry-run=f", "up --dry-run=maybe",
 		"ls", "gc", "net exec a -- true", "node stop a", "attach --run x", "ls --root",
 	}
 	for _, line := range lines {

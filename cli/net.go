@@ -14,8 +14,8 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/ipam"
-	"github.com/nsrun/nsrun/runconfig"
 	"github.com/nsrun/nsrun/runstate"
+	"github.com/nsrun/nsrun/supervise"
 )
 
 // EnvControl is set in every node: the control socket of its run, so that
@@ -131,7 +131,7 @@ func call(runID string, req control.Request, stdout, stderr io.Writer, files ...
 	}
 	if r.Error != "" {
 		fmt.Fprintln(stderr, "nsrun:", r.Error)
-		return runconfig.ExitSetupFailed
+		return supervise.ExitSetupFailed
 	}
 	if r.Output != "" {
 		fmt.Fprintln(stdout, r.Output)
@@ -195,7 +195,7 @@ func cmdNetExec(args []string, stdout, stderr io.Writer) int {
 		for {
 			r, err := c.Recv()
 			if err != nil {
-				r = control.Response{Error: "the run ended", ExitCode: runconfig.ExitSetupFailed}
+				r = control.Response{Error: "the run ended", ExitCode: supervise.ExitSetupFailed}
 			}
 			responses <- r
 			if r.Done || r.Error != "" {

@@ -8,13 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
 	"github.com/nsrun/nsrun/ipam"
-	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/topology"
@@ -28,6 +28,7 @@ type runFlags struct {
 	logLevel       string
 	root, isolated bool
 	version        bool
+	dryRun, json   bool
 }
 
 // flagSet is the flag set of `nsrun [flags] -- CMD`. Package launch's C
@@ -40,6 +41,8 @@ func (f *runFlags) flagSet() *flag.FlagSet {
 	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.BoolVar(&f.version, "version", false, "")
 	fs.StringVar(&f.logLevel, "log-level", "", "")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "")
+	fs.BoolVar(&f.json, "json", false, "")
 	return fs
 }
 
@@ -53,6 +56,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "nsrun", version)
 		return 0
 	}
+	if f.json && !f.dryRun {
+		return fail(stderr, errors.New("--json prints the plan: use it with --dry-run"))
+	}
 	argv := fs.Args()
 	if len(argv) == 0 {
 		return fail(stderr, errors.New("no command given: write nsrun [flags] -- CMD [ARGS...]; see nsrun --help"))
@@ -65,22 +71,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := ipam.CheckHostname("--hostname", f.hostname); err != nil {
 		return fail(stderr, err)
 	}
-	st := launch.Get()
-	if err := launched(st, f.root); err != nil {
-		return fail(stderr, err)
+	top := &topology.Topology{
+		Subnets: []topology.Subnet{{Name: "default", Subnet: subnet}},
+		Nodes:   []topology.Node{{Name: f.hostname, Hostname: f.hostname, Addr: addr, Argv: argv}},
 	}
-	cfg, err := baseConfig(st)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	wd, _ := os.Getwd()
-	cfg.Subnets = []runconfig.Subnet{{Name: "default", CIDR: subnet.Prefix.String()}}
-	cfg.Nodes = []runconfig.Node{{
-		Name: f.hostname, Hostname: f.hostname, Addr: addr.String(),
-		Argv: argv, Env: os.Environ(), Dir: wd,
-	}}
-	cfg.LogLevel = f.logLevel
-	return start(cfg, st, f.isolated, stderr)
+	in := plan.Input{Top: top, LogLevel: f.logLevel}
+	return runPlan(in, f.root, f.isolated, f.dryRun, f.json, stdout, stderr)
 }
 
 // upFlags are the flags of `nsrun up`.
@@ -90,6 +86,7 @@ type upFlags struct {
 	abortOnExit        bool
 	timeout            float64
 	root, isolated     bool
+	dryRun, json       bool
 }
 
 // flagSet is the flag set of `nsrun up`, read by package launch too.
@@ -103,6 +100,8 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.StringVar(&f.capture, "capture", "", "")
 	fs.StringVar(&f.logLevel, "log-level", "", "")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "")
+	fs.BoolVar(&f.json, "json", false, "")
 	return fs
 }
 
@@ -112,6 +111,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr, "up: "); done {
 		return code
 	}
+	if f.json && !f.dryRun {
+		return fail(stderr, errors.New("up: --json prints the plan: use it with --dry-run"))
+	}
 	if f.timeout < 0 {
 		return fail(stderr, fmt.Errorf("up: --timeout %v: must be 0 or more seconds", f.timeout))
 	}
@@ -119,121 +121,93 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	nodes, err := selectNodes(top, fs.Args())
-	if err != nil {
-		return fail(stderr, err)
+	in := plan.Input{
+		Top:    top,
+		Select: fs.Args(),
+		Run: plan.Run{
+			File: f.file, Up: true, Color: isTerminal(1),
+			ExitCodeFrom: f.exitCodeFrom, AbortOnExit: f.abortOnExit,
+			StopTimeout: time.Duration(f.timeout * float64(time.Second)),
+		},
+		LogLevel:   f.logLevel,
+		CaptureAll: f.capture != "",
+		CaptureDir: f.capture,
 	}
-	if f.exitCodeFrom != "" {
-		found := false
-		for _, n := range nodes {
-			found = found || n.Name == f.exitCodeFrom && len(n.Argv) > 0
-		}
-		if !found {
-			return fail(stderr, fmt.Errorf("--exit-code-from %s: no started node of that name has a command", f.exitCodeFrom))
-		}
-	}
-	st := launch.Get()
-	if err := launched(st, f.root); err != nil {
-		return fail(stderr, err)
-	}
-	cfg, err := baseConfig(st)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	cfg.File = f.file
-	cfg.Up = true
-	cfg.Color = isTerminal(1)
-	cfg.ExitCodeFrom = f.exitCodeFrom
-	cfg.AbortOnExit = f.abortOnExit
-	cfg.StopTimeout = f.timeout
-	cfg.LogLevel = f.logLevel
-	anyCapture := f.capture != ""
-	for _, n := range nodes {
-		anyCapture = anyCapture || n.Capture
-	}
-	if anyCapture {
-		dir := f.capture
-		if dir == "" {
-			dir = filepath.Join(filepath.Dir(f.file), "capture")
-		}
-		if cfg.CaptureDir, err = filepath.Abs(dir); err != nil {
-			return fail(stderr, fmt.Errorf("--capture: %w", err))
-		}
-	}
-	for _, s := range top.Subnets {
-		if !s.HasIPv4() {
-			return fail(stderr, fmt.Errorf("%s: subnets.%s: IPv6-only subnets are not wired to runs yet; give it an IPv4 prefix too (ipv4: ...)", top.File, s.Name))
-		}
-		cfg.Subnets = append(cfg.Subnets, runconfig.Subnet{Name: s.Name, CIDR: s.Prefix.String()})
-	}
-	wd, _ := os.Getwd()
-	for _, n := range nodes {
-		mn := runconfig.Node{
-			Name: n.Name, Hostname: n.Hostname, Addr: n.Addr.String(), Subnet: n.Subnet,
-			Argv: n.Argv, Env: append(os.Environ(), n.Env...), Dir: n.Dir, DependsOn: n.DependsOn,
-		}
-		if mn.Dir == "" {
-			mn.Dir = wd
-		}
-		mn.Capture = n.Capture || f.capture != ""
-		for _, tp := range n.Taps {
-			mn.Taps = append(mn.Taps, runconfig.Tap{Name: tp.Name, Subnet: tp.Subnet})
-		}
-		if n.Ready != nil {
-			mn.ReadyPort = n.Ready.Port
-		}
-		for _, p := range n.Ports {
-			mn.Ports = append(mn.Ports, runconfig.Port{Host: p.Host, Node: p.Node})
-		}
-		cfg.Nodes = append(cfg.Nodes, mn)
-	}
-	return start(cfg, st, f.isolated, stderr)
+	return runPlan(in, f.root, f.isolated, f.dryRun, f.json, stdout, stderr)
 }
 
-// selectNodes returns the named nodes and what they depend on, in start
-// order; all nodes when none is named.
-func selectNodes(top *topology.Topology, names []string) ([]topology.Node, error) {
-	if len(names) == 0 {
-		return top.Nodes, nil
-	}
-	byName := map[string]topology.Node{}
-	for _, n := range top.Nodes {
-		byName[n.Name] = n
-	}
-	want := map[string]bool{}
-	var add func(string) error
-	add = func(name string) error {
-		n, ok := byName[name]
-		if !ok {
-			var known []string
-			for _, n := range top.Nodes {
-				known = append(known, n.Name)
-			}
-			return fmt.Errorf("up: no node %q in %s; its nodes: %s", name, top.File, strings.Join(known, ", "))
+// runPlan completes in with what the launcher did (or, for a dry run,
+// would do), builds the plan, and carries it out or prints it.
+func runPlan(in plan.Input, root, isolated, dryRun, asJSON bool, stdout, stderr io.Writer) int {
+	var joined bool
+	if dryRun {
+		in.User.UID, in.User.GID = os.Getuid(), os.Getgid()
+		_, err := install.Load(in.User.UID)
+		joined = !isolated && err == nil
+	} else {
+		st := launch.Get()
+		if err := launched(st, root); err != nil {
+			return fail(stderr, err)
 		}
-		if want[name] {
-			return nil
-		}
-		want[name] = true
-		for _, d := range n.DependsOn {
-			if err := add(d); err != nil {
-				return err
-			}
-		}
-		return nil
+		in.User.UID, in.User.GID = st.UID, st.GID
+		in.Run.NsrunPid, in.Run.Terminal = st.NsrunPid, st.Terminal
+		joined = st.Joined
 	}
-	for _, name := range names {
-		if err := add(name); err != nil {
-			return nil, err
+	switch {
+	case root:
+		in.User.Mode = plan.UserRoot
+	case joined && in.User.UID != 0:
+		// Only the gateway's user namespace maps the caller to uid 0.
+		in.User.Mode = plan.UserMapped
+	default:
+		in.User.Mode = plan.UserCaller
+	}
+	rt, err := runstate.RuntimeDir(in.User.UID)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	in.Run.ID = runstate.NewID()
+	in.Run.Dir = filepath.Join(runstate.RunsDir(rt), in.Run.ID)
+	in.Run.RuntimeDir = rt
+	in.Env = os.Environ()
+	in.Dir, _ = os.Getwd()
+	if joined {
+		rec, err := install.Load(in.User.UID)
+		if err != nil {
+			return fail(stderr, fmt.Errorf("%w\nrun `sudo nsrun-helper install` again, or pass --isolated", err))
+		}
+		in.Uplink = &plan.UplinkInput{GatewayNS: install.NetNSPath(in.User.UID), Pool: rec.RunsCIDR}
+		if rec.Resolver.IsValid() {
+			in.Uplink.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53)
 		}
 	}
-	var out []topology.Node
-	for _, n := range top.Nodes {
-		if want[n.Name] {
-			out = append(out, n)
-		}
+	p, err := plan.Build(in)
+	if err != nil {
+		return fail(stderr, err)
 	}
-	return out, nil
+	if dryRun {
+		if asJSON {
+			writeJSON(stdout, p)
+			return 0
+		}
+		if err := p.Write(stdout); err != nil {
+			return fail(stderr, err)
+		}
+		return 0
+	}
+	if !joined && !isolated {
+		_, err := install.Load(in.User.UID)
+		noteIsolated(stderr, rt, err)
+	}
+	listeners, err := bindPorts(p)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), Listeners: listeners})
+	if err != nil {
+		fmt.Fprintln(stderr, "nsrun:", err)
+	}
+	return code
 }
 
 // launched checks that the launcher (package launch) made this process the
@@ -255,77 +229,23 @@ func launched(st launch.State, root bool) error {
 	return nil
 }
 
-// baseConfig is what every run's configuration starts with.
-func baseConfig(st launch.State) (runconfig.Config, error) {
-	rt, err := runstate.RuntimeDir(st.UID)
-	if err != nil {
-		return runconfig.Config{}, err
-	}
-	id := runstate.NewID()
-	return runconfig.Config{
-		LauncherGone: launch.LauncherGone(),
-		RunID:        id,
-		RunDir:       filepath.Join(runstate.RunsDir(rt), id),
-		RuntimeDir:   rt,
-		Root:         st.Root,
-		UID:          st.UID,
-		GID:          st.GID,
-		NsrunPid:     st.NsrunPid,
-		Terminal:     st.Terminal,
-		// Only the gateway's user namespace maps the caller to uid 0.
-		MapUser: st.Joined && !st.Root && st.UID != 0,
-	}, nil
-}
-
-// start binds the published ports, connects the run to the helper's gateway when the
-// launcher joined it, and carries out the run.
-func start(cfg runconfig.Config, st launch.State, isolated bool, stderr io.Writer) int {
-	if err := bindPorts(&cfg); err != nil {
-		return fail(stderr, err)
-	}
-	switch {
-	case st.Joined:
-		rec, err := install.Load(cfg.UID)
-		if err != nil {
-			return fail(stderr, fmt.Errorf("%w\nrun `sudo nsrun-helper install` again, or pass --isolated", err))
-		}
-		cfg.Uplink = true
-		cfg.GatewayNS = install.NetNSPath(cfg.UID)
-		cfg.RunsCIDR = rec.RunsCIDR.String()
-		if rec.Resolver.IsValid() {
-			cfg.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53).String()
-		}
-		for _, s := range cfg.Subnets {
-			if p, err := netip.ParsePrefix(s.CIDR); err == nil && rec.RunsCIDR.Overlaps(p) {
-				return fail(stderr, fmt.Errorf("subnet %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", p, rec.RunsCIDR))
-			}
-		}
-	case !isolated:
-		_, err := install.Load(cfg.UID)
-		noteIsolated(stderr, cfg.RuntimeDir, err)
-	}
-	code, err := supervise.Run(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "nsrun:", err)
-	}
-	return code
-}
-
 // bindPorts binds every published port on the caller's 127.0.0.1, through
 // the launcher (this process is already in the run's bridge namespace).
-func bindPorts(cfg *runconfig.Config) error {
-	for i := range cfg.Nodes {
-		n := &cfg.Nodes[i]
-		for j := range n.Ports {
-			p := &n.Ports[j]
-			f, err := launch.BindPort(p.Host)
+func bindPorts(p *plan.Plan) (map[netip.AddrPort]*os.File, error) {
+	out := map[netip.AddrPort]*os.File{}
+	for _, n := range p.Nodes {
+		for _, pb := range n.Publish {
+			f, err := launch.BindPort(pb.Host.Port())
 			if err != nil {
-				return fmt.Errorf("nodes.%s.ports: cannot publish 127.0.0.1:%d: %w (is another run of this file, or another program, using it? change the host port)", n.Name, p.Host, err)
+				for _, f := range out {
+					f.Close()
+				}
+				return nil, fmt.Errorf("nodes.%s.ports: cannot publish %s: %w (is another run of this file, or another program, using it? change the host port)", n.Name, pb.Host, err)
 			}
-			p.Listener = f
+			out[pb.Host] = f
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // noteIsolated says once (per boot) that runs are isolated for want of the

@@ -15,21 +15,26 @@ import (
 // TunDevice is where tap devices come from.
 const TunDevice = "/dev/net/tun"
 
-// AddTapLink gives the namespace node a persistent tap device named tap,
+// TapLink names a tap link's devices.
+type TapLink struct {
+	Tap    string // the tap device, in the node
+	Port   string // the veth's end on the run's bridge
+	Peer   string // the veth's end in the node
+	Bridge string // the bridge in the node that joins Tap and Peer
+}
+
+// AddTapLink gives the namespace node a persistent tap device named t.Tap,
 // owned by this process's uid and gid (the user, however the run maps it), so
 // that a VM started in node (QEMU -netdev tap,ifname=TAP) attaches to it;
-// and wires it to the bridge br through a bridge inside node and a veth
-// whose bridge-side end is port. The tap dies with the node namespace.
-func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, tap, port string) error {
+// and wires it to the bridge br through a bridge inside node (t.Bridge) and
+// a veth from t.Peer to the bridge port t.Port. The tap dies with the node
+// namespace.
+func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, t TapLink) error {
+	tap, port, inner, nodeBridge := t.Tap, t.Port, t.Peer, t.Bridge
 	if f, err := os.OpenFile(TunDevice, os.O_RDWR, 0); err != nil {
 		return fmt.Errorf("tap %s: cannot open %s (%w): an unprivileged user needs it mode 0666, as most distributions ship it (sudo chmod 0666 %s)", tap, TunDevice, err, TunDevice)
 	} else {
 		f.Close()
-	}
-	inner := "tp-" + tap // the node-side end of the veth
-	nodeBridge := "tb-" + tap
-	if len(inner) > 15 || len(nodeBridge) > 15 {
-		return fmt.Errorf("tap name %q: at most 12 characters", tap)
 	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: port, Flags: net.FlagUp, MasterIndex: br.Index},

@@ -12,7 +12,7 @@ import (
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
-	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/plan"
 )
 
 // attach plugs an existing process's network namespace (its fd attached
@@ -56,7 +56,7 @@ func (s *supervisor) attach(p *control.Peer) {
 		return
 	}
 	for _, n := range s.allNodes() {
-		if n.cfg.Addr == addr.String() {
+		if n.cfg.Addr == addr {
 			reply(fmt.Errorf("--ip: %s is node %s's address; pick another", addr, n.cfg.Name))
 			return
 		}
@@ -65,13 +65,18 @@ func (s *supervisor) attach(p *control.Peer) {
 		reply(err)
 		return
 	}
+	port := plan.VethPort(name)
+	if other, taken := s.portOwner(port); taken {
+		reply(fmt.Errorf("--name: %s's bridge port would be %s, which is already %s's; pick another name", name, port, other))
+		return
+	}
 	bh, err := netsetup.Handle(s.net.bridgeNS)
 	if err != nil {
 		reply(err)
 		return
 	}
 	defer bh.Close()
-	if err := netsetup.AddNode(bh, s.net.bridges[subnet], ns, netsetup.Node{PortName: ipam.IfName("v", name), Addr: addr}); err != nil {
+	if err := netsetup.AddNode(bh, s.net.bridges[subnet], ns, netsetup.Node{PortName: port, Addr: addr}); err != nil {
 		reply(fmt.Errorf("attach %s: %w", name, err))
 		return
 	}
@@ -80,13 +85,16 @@ func (s *supervisor) attach(p *control.Peer) {
 		reply(err)
 		return
 	}
-	n := &node{cfg: runconfig.Node{Name: name, Hostname: name, Addr: addr.String(), Subnet: subnet}, ns: own,
+	br := s.plan.Bridges[subnet]
+	link := plan.Link{Kind: plan.Veth, Node: name, Bridge: subnet, Port: port, Inside: plan.GuestIfName,
+		Addr: netip.PrefixFrom(addr, br.Prefix.Bits()), Gateway: br.Router}
+	n := &node{cfg: plan.Node{Name: name, Hostname: name, Addr: addr, Subnet: subnet, Links: []plan.Link{link}}, ns: own,
 		up: make(chan struct{}), done: make(chan struct{}), attached: true}
 	close(n.up)
 	s.addNode(n)
-	_, _ = s.state.WriteFileInPlace("hosts", hostsFile(s.nodeConfigs()))
+	_, _ = s.state.WriteFileInPlace("hosts", hostsFile(s.hostEntries()))
 	s.writeInfo()
-	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("attached %s as %s on %s", name, addr, bridgeName(subnet))})
+	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("attached %s as %s on %s", name, addr, br.Name)})
 }
 
 // checkNamespaceOwner explains the one case the kernel refuses: a network
@@ -134,4 +142,24 @@ func (s *supervisor) subnetList() string {
 		out += br.Subnet.Prefix.String()
 	}
 	return out
+}
+
+// portOwner says which node (or nsrun itself) has the bridge port port.
+func (s *supervisor) portOwner(port string) (string, bool) {
+	for _, b := range s.plan.Bridges {
+		if b.Name == port {
+			return "the bridge of subnet " + b.Subnet, true
+		}
+	}
+	if u := s.plan.Uplink; u != nil && u.Port == port {
+		return "the uplink", true
+	}
+	for _, n := range s.allNodes() {
+		for _, l := range n.cfg.Links {
+			if l.Port == port {
+				return "node " + n.cfg.Name, true
+			}
+		}
+	}
+	return "", false
 }

@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/nsfd"
 )
 
@@ -39,33 +38,24 @@ func (s *supervisor) startCapture() (*capture, error) {
 	}()
 	wired := false
 	for _, n := range s.allNodes() {
-		if !n.cfg.Capture {
-			continue
-		}
-		if !wired { // capture starts on every link before any node does
-			if err := s.net.waitAllWired(); err != nil {
-				return nil, err
+		for _, l := range n.cfg.Links {
+			if l.Capture == "" {
+				continue
 			}
-			wired = true
-		}
-
-		// One file per link: NODE.pcap, or NODE.TAP.pcap for tap links.
-		links := map[string]string{ipam.IfName("v", n.cfg.Name): n.cfg.Name + ".pcap"}
-		if len(n.cfg.Taps) > 0 {
-			links = map[string]string{}
-			for _, tp := range n.cfg.Taps {
-				links[ipam.IfName("t", n.cfg.Name+"."+tp.Name)] = n.cfg.Name + "." + tp.Name + ".pcap"
+			if !wired { // capture starts on every link before any node does
+				if err := s.net.waitAllWired(); err != nil {
+					return nil, err
+				}
+				wired = true
 			}
-		}
-		for port, file := range links {
-			done := step(s.log, "open packet socket", "node", n.cfg.Name, "port", port)
-			f, err := packetSocket(s.net.bridgeNS, port)
+			done := step(s.log, "open packet socket", "node", n.cfg.Name, "port", l.Port)
+			f, err := packetSocket(s.net.bridgeNS, l.Port)
 			done(err)
 			if err != nil {
 				return nil, fmt.Errorf("capture %s: %w", n.cfg.Name, err)
 			}
 			socks = append(socks, f)
-			files = append(files, filepath.Join(s.cfg.CaptureDir, file))
+			files = append(files, l.Capture)
 		}
 	}
 	if len(files) == 0 {

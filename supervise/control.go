@@ -10,14 +10,13 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
-	"github.com/nsrun/nsrun/runconfig"
 )
 
 // handle serves one control request.
 func (s *supervisor) handle(p *control.Peer) {
 	// Verbs act on wired nodes only (the run is still starting otherwise).
 	if err := s.net.waitAllWired(); err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: runconfig.ExitSetupFailed})
+		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
 		return
 	}
 	switch p.Req.Verb {
@@ -42,7 +41,7 @@ func (s *supervisor) handle(p *control.Peer) {
 func (s *supervisor) exec(p *control.Peer) {
 	n, ok := s.lookup(p.Req.Node)
 	if !ok {
-		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", p.Req.Node, s.cfg.RunID, s.nodeNames()), ExitCode: 125})
+		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", p.Req.Node, s.plan.Run.ID, s.nodeNames()), ExitCode: 125})
 		return
 	}
 	if len(p.Files) != 3 {

@@ -5,35 +5,30 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
+
+	"github.com/nsrun/nsrun/plan"
 	"time"
 )
 
-// newLogger makes the supervisor's step log: to stderr at level (quiet
-// when level is ""), and, when capturing, to DIR/nsrun.log at info.
-func newLogger(level, captureDir string) (*slog.Logger, io.Closer, error) {
+// newLogger makes the supervisor's step log: to stderr at its level
+// (when asked), and, when capturing, to the capture's log.
+func newLogger(l plan.Log, c *plan.Capture) (*slog.Logger, io.Closer, error) {
 	var ws []io.Writer
-	lvl := slog.LevelInfo
-	if level != "" {
-		if err := lvl.UnmarshalText([]byte(level)); err != nil {
-			return nil, nil, fmt.Errorf("--log-level %q: write debug, info, warn or error", level)
-		}
+	lvl := l.Level
+	if l.Stderr {
 		ws = append(ws, os.Stderr)
 	}
 	var closer io.Closer = io.NopCloser(nil)
-	if captureDir != "" {
-		if err := os.MkdirAll(captureDir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("--capture: create %s: %w", captureDir, err)
+	if c != nil {
+		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("--capture: create %s: %w", c.Dir, err)
 		}
-		f, err := os.OpenFile(filepath.Join(captureDir, "nsrun.log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(c.Log, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--capture: %w", err)
 		}
 		ws = append(ws, f)
 		closer = f
-		if level == "" {
-			lvl = slog.LevelInfo
-		}
 	}
 	if len(ws) == 0 {
 		return slog.New(slog.DiscardHandler), closer, nil

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/control"
-	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
 	"github.com/nsrun/nsrun/partition"
@@ -84,19 +83,15 @@ func (s *supervisor) netVerb(p *control.Peer) {
 func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	member := map[string]nft.Member{}
 	for _, n := range s.allNodes() {
-		m := nft.Member{Addrs: []netip.Addr{netip.MustParseAddr(n.cfg.Addr)}}
-		if len(n.cfg.Taps) > 0 {
-			for _, tp := range n.cfg.Taps {
-				m.Ports = append(m.Ports, ipam.IfName("t", n.cfg.Name+"."+tp.Name))
-			}
-		} else {
-			m.Ports = []string{ipam.IfName("v", n.cfg.Name)}
+		m := nft.Member{Addrs: []netip.Addr{n.cfg.Addr}}
+		for _, l := range n.cfg.Links {
+			m.Ports = append(m.Ports, l.Port)
 		}
 		member[n.cfg.Name] = m
 	}
 	ns := nft.NetState{}
 	if s.net.uplink != nil {
-		ns.Uplink = UplinkName
+		ns.Uplink = s.plan.Uplink.Port
 	}
 	for _, g := range st.Groups(s.nodeList()) {
 		var ng nft.Group
@@ -118,7 +113,9 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	sort.Strings(names)
 	for _, name := range names {
 		if f := fs[name]; f.Loss > 0 {
-			ns.Loss = append(ns.Loss, nft.Lossy{Port: ipam.IfName("v", name), Percent: f.Loss})
+			if n, ok := s.lookup(name); ok {
+				ns.Loss = append(ns.Loss, nft.Lossy{Port: n.cfg.VethPort(), Percent: f.Loss})
+			}
 		}
 	}
 	return nft.ApplyAll(s.net.bridgeNS, nft.PartitionTables(ns)...)
@@ -223,7 +220,10 @@ func (s *supervisor) flaky(args []string, req control.Request) (string, error) {
 			return "", errors.New("flaky: --jitter needs --delay")
 		}
 	}
-	port := ipam.IfName("v", n.cfg.Name)
+	port := n.cfg.VethPort()
+	if port == "" {
+		return "", fmt.Errorf("flaky: node %q has tap links only; set faults on its VM's side", n.cfg.Name)
+	}
 	if err := s.setQdisc(port, rate, delay, jitter); err != nil {
 		return "", err
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -14,7 +13,7 @@ import (
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
-	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/plan"
 )
 
 // wireWorkers bounds how many nodes are wired at once.
@@ -36,18 +35,16 @@ type network struct {
 	wiring   sync.WaitGroup
 }
 
-// bridgeName names the bridge of subnet i.
-func bridgeName(i int) string { return "br" + strconv.Itoa(i) }
-
-// buildNetwork creates the bridge namespace with one bridge per subnet and
-// the uplink, and starts wiring one namespace per node to its subnet's
-// bridge in the background (waitWired, waitAllWired).
-func buildNetwork(cfg runconfig.Config, log *slog.Logger, onWired func(i int, ns *os.File)) (*network, error) {
+// buildNetwork applies the network part of the plan: the bridge
+// namespace with one bridge per subnet, forwarding and the uplink; and it
+// starts wiring one namespace per node to its bridges in the background
+// (waitWired, waitAllWired).
+func buildNetwork(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*network, error) {
 	n := &network{
-		nodeNS:   make([]*os.File, len(cfg.Nodes)),
+		nodeNS:   make([]*os.File, len(p.Nodes)),
 		log:      log,
-		wired:    make([]chan struct{}, len(cfg.Nodes)),
-		wireErr:  make([]error, len(cfg.Nodes)),
+		wired:    make([]chan struct{}, len(p.Nodes)),
+		wireErr:  make([]error, len(p.Nodes)),
 		allWired: make(chan struct{}),
 	}
 	for i := range n.wired {
@@ -62,7 +59,7 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger, onWired func(i int, ns
 		return n, fmt.Errorf("bridge namespace: %w", err)
 	}
 	// The nodes' namespaces are created while the bridges are.
-	nodeNS := n.newNodeNamespaces(len(cfg.Nodes))
+	nodeNS := n.newNodeNamespaces(len(p.Nodes))
 	wiring := false
 	defer func() { // after an early failure: keep them for close
 		if !wiring {
@@ -82,36 +79,31 @@ func buildNetwork(cfg runconfig.Config, log *slog.Logger, onWired func(i int, ns
 	if err = netsetup.PrepareNamespace(n.bridgeNS, true); err != nil {
 		return n, err
 	}
-	var bridgeAddrs []netip.Addr
-	for i, s := range cfg.Subnets {
-		subnet, err := ipam.NewSubnet("subnets."+s.Name, s.CIDR)
-		if err != nil {
-			return n, err
-		}
-		done := step(log, "create bridge", "name", bridgeName(i), "addr", fmt.Sprintf("%s/%d", subnet.Bridge, subnet.Prefix.Bits()))
-		br, err := netsetup.AddBridge(bh, bridgeName(i), subnet)
+	for _, b := range p.Bridges {
+		done := step(log, "create bridge", "name", b.Name, "addr", netip.PrefixFrom(b.Router, b.Prefix.Bits()))
+		var br *netsetup.Bridge
+		br, err = netsetup.AddBridge(bh, b.Name, ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router})
 		done(err)
 		if err != nil {
 			return n, err
 		}
 		n.bridges = append(n.bridges, br)
-		bridgeAddrs = append(bridgeAddrs, subnet.Bridge)
 	}
 	// The bridges' ports (and the uplink) need no IPv6 of their own.
 	if err = netsetup.NoIPv6ForNewLinks(n.bridgeNS); err != nil {
 		return n, err
 	}
-	if len(cfg.Subnets) > 1 && !cfg.Uplink {
+	if p.Forward && p.Uplink == nil {
 		// Route between the subnets (the uplink turns it on anyway).
 		if err = netsetup.EnableForwarding(n.bridgeNS); err != nil {
 			return n, err
 		}
 	}
 	wiring = true
-	n.wireNodes(cfg, nodeNS, onWired)
-	if cfg.Uplink {
-		done := step(log, "add uplink to the gateway")
-		n.uplink, err = addUplink(cfg, n.bridgeNS, bridgeAddrs)
+	n.wireNodes(p.Nodes, nodeNS, onWired)
+	if p.Uplink != nil {
+		done := step(log, "add uplink to the gateway", "port", p.Uplink.Port, "gateway_port", p.Uplink.GatewayPort)
+		n.uplink, err = addUplink(p, n.bridgeNS)
 		done(err)
 		if err != nil {
 			return n, fmt.Errorf("uplink: %w", err)
@@ -176,11 +168,11 @@ func (n *network) newNodeNamespaces(count int) <-chan nsResult {
 	return out
 }
 
-// wireNodes wires each node namespace, as it arrives, to its bridge,
+// wireNodes wires each node namespace, as it arrives, to its bridges,
 // several at a time, in the background: wired[i] is closed as node i is
 // done, and allWired after the last.
-func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult, onWired func(i int, ns *os.File)) {
-	workers := min(wireWorkers, len(cfg.Nodes))
+func (n *network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired func(i int, ns *os.File)) {
+	workers := min(wireWorkers, len(nodes))
 	n.wiring.Add(workers)
 	for w := 0; w < workers; w++ {
 		go func() {
@@ -192,7 +184,7 @@ func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult, onWire
 				}
 			}()
 			for r := range nodeNS {
-				node := cfg.Nodes[r.i]
+				node := &nodes[r.i]
 				n.nodeNS[r.i] = r.ns
 				err := r.err
 				if err != nil {
@@ -201,7 +193,7 @@ func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult, onWire
 					bh, err = netsetup.Handle(n.bridgeNS)
 				}
 				if err == nil {
-					err = n.wireNode(bh, node, r.i)
+					err = n.wireNode(bh, node, r.ns)
 				}
 				if err != nil {
 					n.wireErr[r.i] = fmt.Errorf("node %q: %w", node.Name, err)
@@ -214,24 +206,24 @@ func (n *network) wireNodes(cfg runconfig.Config, nodeNS <-chan nsResult, onWire
 	go func() { n.wiring.Wait(); close(n.allWired) }()
 }
 
-func (n *network) wireNode(bh *netlink.Handle, node runconfig.Node, i int) (err error) {
-	done := step(n.log, "wire node", "node", node.Name, "addr", node.Addr, "port", ipam.IfName("v", node.Name))
-	defer func() { done(err) }()
-	ns := n.nodeNS[i]
-	if len(node.Taps) > 0 {
-		for _, tp := range node.Taps {
-			port := ipam.IfName("t", node.Name+"."+tp.Name)
-			if err := netsetup.AddTapLink(bh, n.bridges[tp.Subnet], ns, tp.Name, port); err != nil {
-				return err
-			}
+// wireNode creates node's links, from bridge ports in the bridge
+// namespace of bh into the node's namespace ns.
+func (n *network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) error {
+	for _, l := range node.Links {
+		done := step(n.log, "wire node", "node", node.Name, "link", l.Kind, "inside", l.Inside, "addr", l.Addr, "port", l.Port)
+		var err error
+		switch l.Kind {
+		case plan.Veth:
+			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr()})
+		case plan.Tap:
+			err = netsetup.AddTapLink(bh, n.bridges[l.Bridge], ns, netsetup.TapLink{Tap: l.Inside, Port: l.Port, Peer: l.TapPeer, Bridge: l.TapBridge})
 		}
-		return nil
+		done(err)
+		if err != nil {
+			return err
+		}
 	}
-	addr, err := netip.ParseAddr(node.Addr)
-	if err != nil {
-		return fmt.Errorf("address %q: %w", node.Addr, err)
-	}
-	return netsetup.AddNode(bh, n.bridges[node.Subnet], ns, netsetup.Node{PortName: ipam.IfName("v", node.Name), Addr: addr})
+	return nil
 }
 
 // close releases the namespaces, once wiring has ended; the kernel

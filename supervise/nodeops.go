@@ -80,7 +80,7 @@ func (s *supervisor) stopNode(n *node) error {
 	n.held = true
 	_ = unix.Kill(-n.proc.Pid, unix.SIGCONT)
 	_ = unix.Kill(-n.proc.Pid, unix.SIGTERM)
-	timeout := time.Duration(s.cfg.StopTimeout * float64(time.Second))
+	timeout := s.plan.Run.StopTimeout
 	select {
 	case <-n.done:
 	case <-time.After(timeout):
@@ -101,7 +101,7 @@ func (s *supervisor) restartNode(n *node) error {
 	default:
 	}
 	done := make(chan struct{})
-	if err := s.launch(n, s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir), done); err != nil {
+	if err := s.launch(n, s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir), done); err != nil {
 		return fmt.Errorf("node start: %w", err)
 	}
 	n.done, n.held = done, false

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/plan"
 )
 
 // prefixer writes every node's output line by line, prefixed with the
@@ -23,7 +23,7 @@ type prefixer struct {
 
 var palette = []string{"36", "33", "32", "35", "34", "31", "96", "93", "92", "95"}
 
-func newPrefixer(w io.Writer, nodes []runconfig.Node, color bool) *prefixer {
+func newPrefixer(w io.Writer, nodes []plan.Node, color bool) *prefixer {
 	p := &prefixer{w: w, width: len("nsrun"), colors: map[string]string{}}
 	for i, n := range nodes {
 		p.width = max(p.width, len(n.Name))

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/nsrun/nsrun/nsfd"
@@ -16,15 +15,18 @@ import (
 // connection is joined to a connection made from the bridge namespace to
 // the node.
 func (s *supervisor) publishPorts() error {
-	for _, n := range s.cfg.Nodes {
-		for _, p := range n.Ports {
-			l, err := net.FileListener(p.Listener)
-			p.Listener.Close()
-			if err != nil {
-				return fmt.Errorf("node %q: published port %d: %w", n.Name, p.Host, err)
+	for _, n := range s.plan.Nodes {
+		for _, p := range n.Publish {
+			f := s.handles.Listeners[p.Host]
+			if f == nil {
+				return fmt.Errorf("node %q: published port %s: no socket was bound for it", n.Name, p.Host)
 			}
-			target := netip.AddrPortFrom(netip.MustParseAddr(n.Addr), p.Node).String()
-			go s.forward(l, target)
+			l, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("node %q: published port %s: %w", n.Name, p.Host, err)
+			}
+			go s.forward(l, p.Target.String())
 		}
 	}
 	return nil

@@ -17,7 +17,7 @@ func (s *supervisor) socketVerb(p *control.Peer) {
 	fail := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
 	n, ok := s.lookup(p.Req.Node)
 	if !ok {
-		fail(fmt.Errorf("no node %q in run %s; its nodes: %s", p.Req.Node, s.cfg.RunID, s.nodeNames()))
+		fail(fmt.Errorf("no node %q in run %s; its nodes: %s", p.Req.Node, s.plan.Run.ID, s.nodeNames()))
 		return
 	}
 	family, typ, proto, err := control.SocketArgs(p.Req)

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,31 +25,43 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
-	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/nsfd"
-	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/userns"
 )
 
-// readyTimeout bounds how long a node's ready check may take.
-const readyTimeout = 60 * time.Second
+// ExitSetupFailed is nsrun's exit code when the run could not be set up
+// (as with docker run and podman run).
+const ExitSetupFailed = 125
 
-// Run carries out the run cfg in this process, which the launcher made
+// Handles are what a run holds besides its plan: channels and open files
+// from the launcher.
+type Handles struct {
+	// LauncherGone is closed when the launcher (the nsrun process the
+	// caller started) has died, even by SIGKILL: the run must end now.
+	LauncherGone <-chan struct{}
+	// Listeners are the published ports' sockets, bound on the host's
+	// loopback before the run left its network namespace, by
+	// Publish.Host. The supervisor closes them.
+	Listeners map[netip.AddrPort]*os.File
+}
+
+// Run carries out the plan p in this process, which the launcher made
 // PID 1 of the run's pid namespace with all capabilities in its user
 // namespace (package launch), and returns nsrun's exit code: the command's
 // (or, with `up`, the run's). A failure to set up or start is returned as
 // an error, with 125, or 126/127 for a command that cannot run.
-func Run(cfg runconfig.Config) (int, error) {
+func Run(p *plan.Plan, h Handles) (int, error) {
 	// Catch signals from the start, so none is lost or kills us before the
 	// nodes run.
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, userns.ForwardedSignals(cfg.Terminal)...)
+	signal.Notify(sigs, userns.ForwardedSignals(p.Run.Terminal)...)
 	signal.Notify(sigs, userns.TerminalSignals...)
 
-	s := &supervisor{cfg: cfg, byName: map[string]*node{}, exited: make(chan *node, len(cfg.Nodes)), abort: make(chan struct{})}
-	if cfg.LauncherGone != nil {
-		go func() { <-cfg.LauncherGone; s.launcherGone() }()
+	s := &supervisor{plan: p, handles: h, byName: map[string]*node{}, exited: make(chan *node, len(p.Nodes)), abort: make(chan struct{})}
+	if h.LauncherGone != nil {
+		go func() { <-h.LauncherGone; s.launcherGone() }()
 	}
 	defer s.tearDown()
 	if err := s.setUp(); err != nil {
@@ -61,9 +74,9 @@ func Run(cfg runconfig.Config) (int, error) {
 	// What dead runs left is removed once this one runs, off its start-up
 	// path. (Leases of dead runs are reclaimed as they are needed anyway.)
 	s.gcDone = make(chan struct{})
-	go func() { _, _ = runstate.GC(cfg.RuntimeDir); close(s.gcDone) }()
-	if cfg.Up {
-		s.out.note(UpNote + cfg.RunID)
+	go func() { _, _ = runstate.GC(p.Run.RuntimeDir); close(s.gcDone) }()
+	if p.Run.Up {
+		s.out.note(UpNote + p.Run.ID)
 		return s.superviseUp(sigs), nil
 	}
 	return s.superviseOne(sigs), nil
@@ -83,30 +96,30 @@ func exitCodeFor(err error) int {
 	case errors.Is(err, guest.ErrNotExecutable):
 		return 126
 	}
-	return runconfig.ExitSetupFailed
+	return ExitSetupFailed
 }
 
 // supervisor is one run.
 type supervisor struct {
-	cfg    runconfig.Config
-	state  *runstate.Run
-	net    *network
-	nodes  []*node
-	byName map[string]*node
-	hosts  string
-	resolv []string // by subnet
-	out    *prefixer
-	ctl    *control.Server
-	log    *slog.Logger
-	logEnd io.Closer
-	cap    atomic.Pointer[capture]
-	exited chan *node
-	abort  chan struct{} // closed when the run is being stopped
-	gcDone chan struct{} // closed when the removal of dead runs is done
-	once   sync.Once
-	netst  netState
-	nodeMu sync.Mutex   // serializes node verbs and attach
-	listMu sync.RWMutex // guards nodes and byName, which attach extends
+	plan    *plan.Plan
+	handles Handles
+	state   *runstate.Run
+	net     *network
+	nodes   []*node
+	byName  map[string]*node
+	hosts   string
+	out     *prefixer
+	ctl     *control.Server
+	log     *slog.Logger
+	logEnd  io.Closer
+	cap     atomic.Pointer[capture]
+	exited  chan *node
+	abort   chan struct{} // closed when the run is being stopped
+	gcDone  chan struct{} // closed when the removal of dead runs is done
+	once    sync.Once
+	netst   netState
+	nodeMu  sync.Mutex   // serializes node verbs and attach
+	listMu  sync.RWMutex // guards nodes and byName, which attach extends
 }
 
 // lookup finds a node by name.
@@ -132,18 +145,9 @@ func (s *supervisor) addNode(n *node) {
 	s.byName[n.cfg.Name] = n
 }
 
-// nodeConfigs returns every node's configuration.
-func (s *supervisor) nodeConfigs() []runconfig.Node {
-	var out []runconfig.Node
-	for _, n := range s.allNodes() {
-		out = append(out, n.cfg)
-	}
-	return out
-}
-
 // node is one node's state.
 type node struct {
-	cfg    runconfig.Node
+	cfg    plan.Node
 	idx    int      // in the file's nodes (unused for attached nodes)
 	ns     *os.File // set once wired (network.waitWired)
 	proc   *guest.Process
@@ -158,12 +162,12 @@ type node struct {
 }
 
 func (s *supervisor) setUp() error {
-	cfg := s.cfg
+	p := s.plan
 	var err error
-	if s.log, s.logEnd, err = newLogger(cfg.LogLevel, cfg.CaptureDir); err != nil {
+	if s.log, s.logEnd, err = newLogger(p.Run.Log, p.Capture); err != nil {
 		return err
 	}
-	for i, n := range cfg.Nodes {
+	for i, n := range p.Nodes {
 		nd := &node{cfg: n, idx: i, up: make(chan struct{}), done: make(chan struct{})}
 		s.nodes = append(s.nodes, nd)
 		s.byName[n.Name] = nd
@@ -175,7 +179,7 @@ func (s *supervisor) setUp() error {
 	netErr := make(chan error, 1)
 	go func() {
 		var err error
-		s.net, err = buildNetwork(cfg, s.log, func(i int, ns *os.File) { s.nodes[i].ns = ns })
+		s.net, err = buildNetwork(p, s.log, func(i int, ns *os.File) { s.nodes[i].ns = ns })
 		netErr <- err
 	}()
 	err = s.setUpFiles()
@@ -185,7 +189,7 @@ func (s *supervisor) setUp() error {
 	if err != nil {
 		return err
 	}
-	if s.ctl, err = control.Listen(control.Path(cfg.RunDir)); err != nil {
+	if s.ctl, err = control.Listen(control.Path(p.Run.Dir)); err != nil {
 		return err
 	}
 	go s.ctl.Serve(s.handle)
@@ -197,8 +201,8 @@ func (s *supervisor) setUp() error {
 	if err := s.publishPorts(); err != nil {
 		return err
 	}
-	if cfg.Up {
-		s.out = newPrefixer(os.Stdout, cfg.Nodes, cfg.Color)
+	if p.Run.Up {
+		s.out = newPrefixer(os.Stdout, p.Nodes, p.Run.Color)
 	}
 	return nil
 }
@@ -207,7 +211,7 @@ func (s *supervisor) setUp() error {
 // namespace with /proc of the run's pid namespace, the run folder, and the
 // run's /etc/hosts and resolv.conf.
 func (s *supervisor) setUpFiles() error {
-	cfg := s.cfg
+	p := s.plan
 	var err error
 	// Mounts made for guests must never propagate back to the caller.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -217,42 +221,44 @@ func (s *supervisor) setUpFiles() error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc of the run's pid namespace: %w", err)
 	}
-	if s.state, err = runstate.Create(cfg.RunDir, cfg.RunID); err != nil {
+	if s.state, err = runstate.Create(p.Run.Dir, p.Run.ID); err != nil {
 		return err
 	}
-	if s.hosts, err = s.state.WriteFile("hosts", hostsFile(cfg.Nodes)); err != nil {
-		return err
-	}
-	for i, sn := range cfg.Subnets {
-		subnet, err := ipam.NewSubnet("subnets."+sn.Name, sn.CIDR)
-		if err != nil {
-			return err
-		}
-		bridge := subnet.Bridge
-		path, err := s.state.WriteFile(fmt.Sprintf("resolv-%d.conf", i),
-			[]byte("# written by nsrun for run "+cfg.RunID+"\nnameserver "+bridge.String()+"\n"))
-		if err != nil {
-			return err
-		}
-		s.resolv = append(s.resolv, path)
-	}
-	// The run's /etc/hosts and the first subnet's /etc/resolv.conf, in the
+	// Files for every node and for the first subnet's are mounted in the
 	// supervisor's mount namespace, which its nodes share; nodes of other
-	// subnets get a mount namespace of their own for their resolv.conf.
-	for target, source := range map[string]string{"/etc/hosts": s.hosts, "/etc/resolv.conf": s.resolv[0]} {
-		if err := guest.BindReadOnly(source, target); err != nil {
+	// subnets get a mount namespace of their own (mounts).
+	for _, m := range p.Mounts {
+		var content []byte
+		switch m.Kind {
+		case plan.HostsFile:
+			content = hostsFile(p.Hosts)
+		case plan.ResolvFile:
+			content = []byte("# written by nsrun for run " + p.Run.ID + "\nnameserver " + m.Nameserver.String() + "\n")
+		}
+		path, err := s.state.WriteFile(m.File, content)
+		if err != nil {
 			return err
+		}
+		if m.Kind == plan.HostsFile {
+			s.hosts = path
+		}
+		if m.Subnet == plan.AllSubnets || m.Subnet == 0 {
+			if err := guest.BindReadOnly(path, m.Target); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// mounts are the files node n sees other than the supervisor does.
+// mounts are the files node n sees other than the supervisor does:
+// target to source.
 func (s *supervisor) mounts(n *node) map[string]string {
-	if n.cfg.Subnet == 0 {
-		return nil
+	m := s.plan.NodeMounts(&n.cfg)
+	for target, file := range m {
+		m[target] = filepath.Join(s.state.Dir, file)
 	}
-	return map[string]string{"/etc/resolv.conf": s.resolv[n.cfg.Subnet]}
+	return m
 }
 
 // spec is how node n's command (or an exec into n) is started.
@@ -262,12 +268,12 @@ func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
 		Hostname: n.cfg.Hostname,
 		Mounts:   s.mounts(n),
 		Argv:     argv,
-		Env: append(append([]string{}, env...), "NSRUN_RUN="+s.cfg.RunID, "NSRUN_NODE="+n.cfg.Name,
-			"NSRUN_CONTROL="+control.Path(s.cfg.RunDir)),
+		Env: append(append([]string{}, env...), "NSRUN_RUN="+s.plan.Run.ID, "NSRUN_NODE="+n.cfg.Name,
+			"NSRUN_CONTROL="+control.Path(s.plan.Run.Dir)),
 		Dir:     dir,
-		MapUser: s.cfg.MapUser,
-		UID:     s.cfg.UID,
-		GID:     s.cfg.GID,
+		MapUser: s.plan.User.Mode == plan.UserMapped,
+		UID:     s.plan.User.UID,
+		GID:     s.plan.User.GID,
 	}
 }
 
@@ -313,23 +319,23 @@ func (s *supervisor) startNode(n *node) error {
 		close(n.up)
 		return nil
 	}
-	sp := s.spec(n, n.cfg.Argv, n.cfg.Env, n.cfg.Dir)
-	if !s.cfg.Up {
-		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.cfg.Terminal
+	sp := s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir)
+	if !s.plan.Run.Up {
+		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.plan.Run.Terminal
 	}
 	if err := s.launch(n, sp, n.done); err != nil {
 		close(n.done)
 		return err
 	}
 	p := n.proc
-	if s.cfg.Up {
+	if s.plan.Run.Up {
 		s.out.event(n.cfg.Name, fmt.Sprintf("started (pid %d)", p.Pid))
 	}
-	if n.cfg.ReadyPort != 0 {
+	if n.cfg.Ready.Kind == plan.ReadyTCP {
 		if err := s.waitReady(n); err != nil {
 			return err
 		}
-		s.out.event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.ReadyPort))
+		s.out.event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.Ready.Addr.Port()))
 	}
 	close(n.up)
 	return nil
@@ -339,7 +345,7 @@ func (s *supervisor) startNode(n *node) error {
 // its output prefixed) and watches it: done is closed when it ends, and the
 // node is reported on s.exited.
 func (s *supervisor) launch(n *node, sp guest.Spec, done chan struct{}) error {
-	if s.cfg.Up {
+	if s.plan.Run.Up {
 		devnull, w, err := s.nodeIO(n)
 		if err != nil {
 			return err
@@ -383,8 +389,8 @@ func (s *supervisor) nodeIO(n *node) (stdin, out *os.File, err error) {
 
 // waitReady polls the node's ready port from the bridge namespace.
 func (s *supervisor) waitReady(n *node) error {
-	addr := netip.AddrPortFrom(netip.MustParseAddr(n.cfg.Addr), n.cfg.ReadyPort).String()
-	deadline := time.Now().Add(readyTimeout)
+	r := n.cfg.Ready
+	deadline := time.Now().Add(r.Timeout)
 	for time.Now().Before(deadline) {
 		var ok bool
 		_ = nsfd.Do(s.net.bridgeNS, func() error {
@@ -393,8 +399,7 @@ func (s *supervisor) waitReady(n *node) error {
 				return err
 			}
 			defer unix.Close(fd)
-			a := netip.MustParseAddrPort(addr)
-			ok = unix.Connect(fd, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}) == nil
+			ok = unix.Connect(fd, &unix.SockaddrInet4{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As4()}) == nil
 			return nil
 		})
 		if ok {
@@ -402,19 +407,19 @@ func (s *supervisor) waitReady(n *node) error {
 		}
 		select {
 		case <-n.done:
-			return fmt.Errorf("node %q exited with code %d before tcp:%d accepted", n.cfg.Name, n.code, n.cfg.ReadyPort)
+			return fmt.Errorf("node %q exited with code %d before tcp:%d accepted", n.cfg.Name, n.code, r.Addr.Port())
 		case <-s.abort:
 			return nil
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(r.Interval):
 		}
 	}
-	return fmt.Errorf("node %q: tcp:%d did not accept within %s", n.cfg.Name, n.cfg.ReadyPort, readyTimeout)
+	return fmt.Errorf("node %q: tcp:%d did not accept within %s", n.cfg.Name, r.Addr.Port(), r.Timeout)
 }
 
 // superviseOne runs `nsrun -- CMD`: signals go to the command, whose exit
 // ends the run.
 func (s *supervisor) superviseOne(sigs chan os.Signal) int {
-	forward := userns.ForwardedSet(s.cfg.Terminal)
+	forward := userns.ForwardedSet(s.plan.Run.Terminal)
 	n := s.nodes[0]
 	for {
 		select {
@@ -441,7 +446,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 			idle = true
 		}
 	}
-	timeout := time.Duration(s.cfg.StopTimeout * float64(time.Second))
+	timeout := s.plan.Run.StopTimeout
 	stopped := make(chan struct{})
 	startStop := func() {
 		s.once.Do(func() {
@@ -480,7 +485,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				continue // stopped on request; `nsrun node start` brings it back
 			}
 			running--
-			if s.cfg.AbortOnExit || s.cfg.ExitCodeFrom != "" {
+			if s.plan.Run.AbortOnExit || s.plan.Run.ExitCodeFrom != "" {
 				startStop()
 			}
 		}
@@ -491,8 +496,8 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	default:
 	}
 	s.out.flush()
-	if s.cfg.ExitCodeFrom != "" {
-		n, _ := s.lookup(s.cfg.ExitCodeFrom)
+	if s.plan.Run.ExitCodeFrom != "" {
+		n, _ := s.lookup(s.plan.Run.ExitCodeFrom)
 		return n.code
 	}
 	for _, n := range s.allNodes() {
@@ -532,7 +537,7 @@ func (s *supervisor) launcherGone() {
 	}
 	s.cap.Load().stop()
 	// The run's folder goes too, so that nothing is left for gc.
-	_ = os.RemoveAll(s.cfg.RunDir)
+	_ = os.RemoveAll(s.plan.Run.Dir)
 	os.Exit(launcherGoneExit)
 }
 
@@ -571,7 +576,7 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 func (s *supervisor) tearDown() {
 	if s.log != nil {
 		defer s.logEnd.Close()
-		defer step(s.log, "tear down", "run", s.cfg.RunID)(nil)
+		defer step(s.log, "tear down", "run", s.plan.Run.ID)(nil)
 	}
 	if s.ctl != nil {
 		s.ctl.Close()
@@ -600,12 +605,12 @@ func (s *supervisor) tearDown() {
 
 // writeInfo records the run for `nsrun ls`.
 func (s *supervisor) writeInfo() {
-	info := runstate.Info{ID: s.cfg.RunID, File: s.cfg.File, Pid: s.cfg.NsrunPid}
+	info := runstate.Info{ID: s.plan.Run.ID, File: s.plan.Run.File, Pid: s.plan.Run.NsrunPid}
 	if s.net.uplink != nil {
 		info.Uplink = s.net.uplink.block.String()
 	}
 	for _, n := range s.allNodes() {
-		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr}
+		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr.String()}
 		if n.proc != nil {
 			ni.Pid = n.proc.Pid
 		}
@@ -614,16 +619,29 @@ func (s *supervisor) writeInfo() {
 	_ = s.state.WriteInfo(info)
 }
 
-// hostsFile lists every node under its hostname and name.
-func hostsFile(nodes []runconfig.Node) []byte {
+// hostsFile is the run's /etc/hosts: localhost, then entries.
+func hostsFile(entries []plan.HostEntry) []byte {
 	var b strings.Builder
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	for _, n := range nodes {
-		names := n.Hostname
-		if n.Name != n.Hostname {
-			names += " " + n.Name
-		}
-		fmt.Fprintf(&b, "%s\t%s\n", n.Addr, names)
+	for _, e := range entries {
+		fmt.Fprintf(&b, "%s\t%s\n", e.Addr, strings.Join(e.Names, " "))
 	}
 	return []byte(b.String())
+}
+
+// hostEntries are the lines of the run's /etc/hosts: the plan's, then
+// attached nodes'.
+func (s *supervisor) hostEntries() []plan.HostEntry {
+	out := append([]plan.HostEntry(nil), s.plan.Hosts...)
+	for _, n := range s.allNodes() {
+		if n.attached {
+			out = append(out, plan.HostEntry{Addr: n.cfg.Addr, Names: []string{n.cfg.Name}})
+		}
+	}
+	return out
+}
+
+// nodeEnv is node n's environment: nsrun's, then the node's own.
+func (s *supervisor) nodeEnv(n *node) []string {
+	return append(append([]string(nil), s.plan.Env...), n.cfg.Env...)
 }

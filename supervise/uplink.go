@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 
 	"github.com/vishvananda/netlink"
 
@@ -13,12 +12,9 @@ import (
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
 	"github.com/nsrun/nsrun/nsfd"
-	"github.com/nsrun/nsrun/runconfig"
+	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/runstate"
 )
-
-// UplinkName is the bridge namespace's end of the run's uplink veth.
-const UplinkName = "uplink"
 
 // uplink is a run's way out: a /30 leased from the user's pool, a veth from
 // the gateway (nsrun-helper's network namespace) into the bridge
@@ -31,26 +27,23 @@ type uplink struct {
 	owner  string
 }
 
-func addUplink(cfg runconfig.Config, bridgeNS *os.File, bridgeAddrs []netip.Addr) (*uplink, error) {
-	var pool netip.Prefix
-	gwNS, err := nsfd.Open(cfg.GatewayNS)
+func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
+	u := p.Uplink
+	gwNS, err := nsfd.Open(u.GatewayNS)
 	if err != nil {
 		return nil, fmt.Errorf("the gateway of nsrun-helper: %w", err)
 	}
 	defer gwNS.Close()
-	pool, err = netip.ParsePrefix(cfg.RunsCIDR)
-	if err != nil {
-		return nil, fmt.Errorf("runs CIDR %q: %w", cfg.RunsCIDR, err)
-	}
+	runtimeDir := p.Run.RuntimeDir
 	up := &uplink{
 		leases: &ipam.Leases{
-			Dir:   filepath.Join(cfg.RuntimeDir, "leases"),
-			Pool:  pool,
-			Alive: func(id string) bool { return runstate.Alive(cfg.RuntimeDir, id) },
+			Dir:   u.LeaseDir,
+			Pool:  u.Pool,
+			Alive: func(id string) bool { return runstate.Alive(runtimeDir, id) },
 		},
-		owner: cfg.RunID,
+		owner: p.Run.ID,
 	}
-	if up.block, err = up.leases.Acquire(cfg.RunID); err != nil {
+	if up.block, err = up.leases.Acquire(p.Run.ID); err != nil {
 		return nil, err
 	}
 	gwAddr := up.block.Addr().Next()
@@ -61,16 +54,15 @@ func addUplink(cfg runconfig.Config, bridgeNS *os.File, bridgeAddrs []netip.Addr
 		return up, err
 	}
 	defer gh.Close()
-	name := "nr" + cfg.RunID
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: name, Flags: net.FlagUp},
-		PeerName:      UplinkName,
+		LinkAttrs:     netlink.LinkAttrs{Name: u.GatewayPort, Flags: net.FlagUp},
+		PeerName:      u.Port,
 		PeerNamespace: netlink.NsFd(int(bridgeNS.Fd())),
 	}
 	if err := gh.LinkAdd(veth); err != nil {
-		return up, fmt.Errorf("create uplink veth %s in the gateway: %w", name, err)
+		return up, fmt.Errorf("create uplink veth %s in the gateway: %w", u.GatewayPort, err)
 	}
-	if err := netsetup.AddrUp(gh, name, netip.PrefixFrom(gwAddr, 30)); err != nil {
+	if err := netsetup.AddrUp(gh, u.GatewayPort, netip.PrefixFrom(gwAddr, 30)); err != nil {
 		return up, fmt.Errorf("gateway side of the uplink: %w", err)
 	}
 	bh, err := netsetup.Handle(bridgeNS)
@@ -78,22 +70,20 @@ func addUplink(cfg runconfig.Config, bridgeNS *os.File, bridgeAddrs []netip.Addr
 		return up, err
 	}
 	defer bh.Close()
-	if err := netsetup.AddrUp(bh, UplinkName, netip.PrefixFrom(brAddr, 30)); err != nil {
+	if err := netsetup.AddrUp(bh, u.Port, netip.PrefixFrom(brAddr, 30)); err != nil {
 		return up, fmt.Errorf("bridge side of the uplink: %w", err)
 	}
-	if err := netsetup.DefaultRoute(bh, UplinkName, gwAddr); err != nil {
+	if err := netsetup.DefaultRoute(bh, u.Port, gwAddr); err != nil {
 		return up, err
 	}
 	if err := netsetup.EnableForwarding(bridgeNS); err != nil {
 		return up, err
 	}
-	var dns netip.AddrPort
-	if cfg.HostDNS != "" {
-		if dns, err = netip.ParseAddrPort(cfg.HostDNS); err != nil {
-			return up, fmt.Errorf("host DNS %q: %w", cfg.HostDNS, err)
-		}
+	var routers []netip.Addr
+	for _, br := range p.Bridges {
+		routers = append(routers, br.Router)
 	}
-	if err := nft.Apply(bridgeNS, nft.UplinkNAT(UplinkName, bridgeAddrs, dns)); err != nil {
+	if err := nft.Apply(bridgeNS, nft.UplinkNAT(u.Port, routers, u.HostDNS)); err != nil {
 		return up, err
 	}
 	return up, nil

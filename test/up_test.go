@@ -2,8 +2,10 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nsrun/nsrun/plan"
 )
 
 // project writes files into a folder the test user can read and returns it.
@@ -380,5 +384,119 @@ func TestAttach(t *testing.T) {
 		if res := attach(sp[0], "172.18.0.60", "sibling"); res.Code != 125 || !strings.Contains(res.Stderr, "sibling of the run's") {
 			t.Errorf("attach of a plain unshare -Urn process: %d %q", res.Code, res.Stderr)
 		}
+	}
+}
+
+// TestUpDryRun: `nsrun up --dry-run` prints the plan (and --json gives it
+// to scripts as typed data) and starts nothing: no run folder, no
+// process, no published port; `nsrun --dry-run -- CMD` does the same for
+// one node.
+func TestUpDryRun(t *testing.T) {
+	u := unprivileged(t)
+	port := freePort(t)
+	dir := project(t, map[string]string{"nsrun.yaml": fmt.Sprintf(`
+subnets:
+  front: 172.18.0.0/24
+  back: 172.18.1.0/24
+nodes:
+  db:
+    ip: 172.18.1.10
+    command: redis-server
+    ready: tcp:6379
+  web:
+    ip: 172.18.0.20
+    hostname: web1
+    command: python3 -m http.server 8000
+    depends_on: [db]
+    ports: ["%d:8000"]
+  vm:
+    ip: 172.18.1.30
+    tap: {link0: front}
+`, port)})
+	before, dirsBefore := len(nsrunProcesses(u)), len(u.runDirs())
+	r := u.up(t, dir, "--dry-run", "--isolated", "--capture", "pcaps")
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{
+		"bridge br1    subnet back       172.18.1.0/24      router 172.18.1.254",
+		"veth eth0 172.18.0.20/24 via 172.18.0.254, bridge port vweb on br0",
+		"tap link0 (joined by bridge tb-link0 to veth tp-link0), bridge port tvm.link0 on br0",
+		"captured to " + filepath.Join(dir, "pcaps", "vm.link0.pcap"),
+		"ready when 172.18.1.10:6379 accepts TCP (within 1m0s)",
+		fmt.Sprintf("publishes 127.0.0.1:%d -> 172.18.0.20:8000", port),
+		"starts once db is up",
+	} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	r = u.up(t, dir, "--dry-run", "--json", "--isolated")
+	if r.Code != 0 {
+		t.Fatalf("--json: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(r.Stdout), &p); err != nil {
+		t.Fatalf("--json: %v\n%s", err, r.Stdout)
+	}
+	if len(p.Nodes) != 3 || p.Nodes[0].Name != "db" || p.Nodes[0].Ready.Addr != netip.MustParseAddrPort("172.18.1.10:6379") ||
+		p.Nodes[1].Links[0].Gateway != netip.MustParseAddr("172.18.0.254") || p.Nodes[2].Links[0].Kind != plan.Tap ||
+		p.Nodes[1].Publish[0].Host.Port() != uint16(port) || p.Uplink != nil || p.Capture != nil || p.User.UID != u.UID {
+		t.Errorf("--json plan: %+v", p)
+	}
+	// Nothing started: no run folder, no process, the port is free.
+	if dirs := u.runDirs(); len(dirs) > dirsBefore {
+		t.Errorf("run folders after a dry run: %v (%d before)", dirs, dirsBefore)
+	}
+	if after := len(nsrunProcesses(u)); after > before {
+		t.Errorf("%d nsrun processes after a dry run, %d before", after, before)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Errorf("published port taken after a dry run: %v", err)
+	} else {
+		l.Close()
+	}
+
+	r = run(t, u.nsrun(context.Background(), "--dry-run", "--json", "--root", "--ip", "172.18.0.7", "--hostname", "db", "--", "true"))
+	if r.Code != 0 {
+		t.Fatalf("nsrun --dry-run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	p = plan.Plan{}
+	if err := json.Unmarshal([]byte(r.Stdout), &p); err != nil {
+		t.Fatalf("nsrun --dry-run --json: %v\n%s", err, r.Stdout)
+	}
+	if len(p.Nodes) != 1 || p.Nodes[0].Hostname != "db" || p.Nodes[0].Addr != netip.MustParseAddr("172.18.0.7") ||
+		p.User.Mode != plan.UserRoot || p.Run.Up || strings.Join(p.Nodes[0].Argv, " ") != "true" {
+		t.Errorf("nsrun --dry-run --json: %+v", p)
+	}
+	r = run(t, u.nsrun(context.Background(), "--json", "--", "true"))
+	if r.Code != 125 || !strings.Contains(r.Stderr, "--json prints the plan: use it with --dry-run") {
+		t.Errorf("--json without --dry-run: exit %d, %s", r.Code, r.Stderr)
+	}
+}
+
+// TestUpNameClash: two nodes whose derived names clash (node a.b's tap c
+// and node a's tap b.c both make bridge port ta.b.c) are refused with the
+// file position, the field and the fix, by a dry run and by a real one,
+// before anything starts.
+func TestUpNameClash(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  a.b: {ip: 172.18.0.2, tap: [c]}
+  a: {ip: 172.18.0.3, tap: [b.c]}
+`})
+	dirsBefore := len(u.runDirs())
+	want := `nsrun.yaml:4:29: nodes.a.tap.b.c: the bridge port of tap b.c of node a gets the interface name "ta.b.c" in the bridge namespace, which is already the bridge port of tap c of node a.b (nodes.a.b.tap.c at line 3); rename one of the nodes or taps`
+	for _, args := range [][]string{{"--dry-run"}, {"--isolated"}} {
+		r := u.up(t, dir, args...)
+		if r.Code != 125 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("up %v: exit %d, stderr %q; want 125 and %q", args, r.Code, r.Stderr, want)
+		}
+	}
+	if dirs := u.runDirs(); len(dirs) > dirsBefore {
+		t.Errorf("run folders after a refused file: %v (%d before)", dirs, dirsBefore)
 	}
 }

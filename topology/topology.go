@@ -38,8 +38,15 @@ type Subnet struct {
 	ipam.Subnet
 }
 
+// Pos is where something is written in the file (1-based; zero when it
+// did not come from a file).
+type Pos struct {
+	Line, Column int
+}
+
 // Node is one host of the run.
 type Node struct {
+	Pos      Pos // of the node's name
 	Name     string
 	Hostname string
 	Addr     netip.Addr // IPv4; invalid for a node of an IPv6-only subnet
@@ -62,6 +69,7 @@ type Node struct {
 
 // Tap is one tap link of a node.
 type Tap struct {
+	Pos    Pos // of the tap's name
 	Name   string
 	Subnet int // index into Topology.Subnets
 }
@@ -88,6 +96,15 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
 	}
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// ErrorAt is an error at pos of file; without a file (a run from the
+// command line), just the message.
+func ErrorAt(file string, pos Pos, format string, args ...any) error {
+	if file == "" {
+		return fmt.Errorf(format, args...)
+	}
+	return &Error{File: file, Line: pos.Line, Column: pos.Column, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Load reads and validates path.
@@ -243,7 +260,6 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 		all = append(all, n)
 	}
 	hosts := map[string]string{}
-	ifnames := map[string]string{}
 	for _, n := range all {
 		for _, name := range []string{n.Name, n.Hostname} {
 			if other, dup := hosts[name]; dup && other != n.Name {
@@ -251,11 +267,6 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 			}
 			hosts[name] = n.Name
 		}
-		ifn := ipam.IfName("v", n.Name)
-		if other, dup := ifnames[ifn]; dup {
-			return nil, p.errAt(byName[n.Name], "nodes.%s: its interface name %s clashes with node %s's; rename one", n.Name, ifn, other)
-		}
-		ifnames[ifn] = n.Name
 		for _, d := range n.DependsOn {
 			if _, ok := byName[d]; !ok {
 				return nil, p.errAt(byName[n.Name], "nodes.%s.depends_on: no node named %q; known nodes: %s", n.Name, d, strings.Join(sortedKeys(byName), ", "))
@@ -396,7 +407,7 @@ func (p *parser) boolean(f string, v *yaml.Node) (bool, error) {
 }
 
 func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
-	n := Node{Name: key.Value, Hostname: key.Value}
+	n := Node{Pos: Pos{key.Line, key.Column}, Name: key.Value, Hostname: key.Value}
 	field := "nodes." + n.Name
 	if err := ipam.CheckNodeName(field, n.Name); err != nil {
 		return n, p.errAt(key, "%v", err)
@@ -573,7 +584,7 @@ func (p *parser) taps(t *Topology, f string, v *yaml.Node, subnet int) ([]Tap, e
 				return p.errAt(at, "%s: tap %q appears twice", f, name)
 			}
 		}
-		out = append(out, Tap{Name: name, Subnet: sn})
+		out = append(out, Tap{Pos: Pos{at.Line, at.Column}, Name: name, Subnet: sn})
 		return nil
 	}
 	switch v.Kind {

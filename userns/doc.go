@@ -32,7 +32,7 @@
 //     persisted user namespace of the gateway (uid 0 there), then clones the
 //     supervisor with CLONE_NEWPID|CLONE_NEWNS. Node commands that are not
 //     --root start in a nested user namespace mapping the caller's uid and
-//     gid back (runconfig.Config.MapUser).
+//     gid back (plan.UserMapped).
 //
 // The supervisor stays in the caller's network namespace, where it binds
 // published ports on 127.0.0.1; it reaches the bridge, node and gateway

@@ -78,7 +78,7 @@ struct flagdef {
 	const char *name;
 	int value;  /* takes a value: -name V or -name=V */
 	int *bool_; /* a boolean flag stored here (NULL for value flags) */
-	int version;
+	int version; /* set: the command line starts no run (--version, --dry-run) */
 };
 
 static int parse_bool(const char *v, int *out)
@@ -150,12 +150,14 @@ int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
 	const struct flagdef run_flags[] = {
 		{"ip", 1, NULL, 0}, {"hostname", 1, NULL, 0}, {"log-level", 1, NULL, 0},
 		{"root", 0, root, 0}, {"isolated", 0, isolated, 0}, {"version", 0, NULL, 1},
+		{"dry-run", 0, NULL, 1}, {"json", 0, NULL, 1},
 		{NULL, 0, NULL, 0},
 	};
 	const struct flagdef up_flags[] = {
 		{"f", 1, NULL, 0}, {"exit-code-from", 1, NULL, 0}, {"timeout", 1, NULL, 0},
 		{"capture", 1, NULL, 0}, {"log-level", 1, NULL, 0}, {"abort-on-exit", 0, NULL, 0},
 		{"root", 0, root, 0}, {"isolated", 0, isolated, 0},
+		{"dry-run", 0, NULL, 1}, {"json", 0, NULL, 1},
 		{NULL, 0, NULL, 0},
 	};
 	int rest;

@@ -1,0 +1,218 @@
+package plan
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nsrun/nsrun/topology"
+)
+
+// ReadyTimeout bounds how long a node's ready check may take.
+const ReadyTimeout = 60 * time.Second
+
+// readyInterval is the pause between two ready checks.
+const readyInterval = 50 * time.Millisecond
+
+// Input is what a plan is built from: a validated topology (for
+// `nsrun -- CMD`, one of a single node), the command line's settings and
+// what the launcher found.
+type Input struct {
+	Top *topology.Topology
+	// Select names the nodes to start (with what they depend on); none:
+	// every node.
+	Select []string
+	// Run is the run's identity and how it ends; Log is set from
+	// LogLevel.
+	Run      Run
+	LogLevel string // --log-level; "" for a quiet run
+	User     User
+	Env      []string // nsrun's environment
+	Dir      string   // nsrun's working folder
+	// CaptureAll captures every link (--capture); CaptureDir is where
+	// pcap files go ("" for the file's folder's capture/).
+	CaptureAll bool
+	CaptureDir string
+	// Uplink is set when the run joined nsrun-helper's gateway.
+	Uplink *UplinkInput
+}
+
+// UplinkInput is what nsrun-helper installed for the user.
+type UplinkInput struct {
+	GatewayNS string
+	Pool      netip.Prefix
+	HostDNS   netip.AddrPort // zero: no resolver
+}
+
+// Build makes the plan of in, checking every derived name for clashes.
+// Errors name the file, line and column (for a file), the field and the
+// fix.
+func Build(in Input) (*Plan, error) {
+	top := in.Top
+	p := &Plan{Run: in.Run, User: in.User, Env: in.Env}
+	if in.LogLevel != "" {
+		if err := p.Run.Log.Level.UnmarshalText([]byte(in.LogLevel)); err != nil {
+			return nil, fmt.Errorf("--log-level %q: write debug, info, warn or error", in.LogLevel)
+		}
+		p.Run.Log.Stderr = true
+	} else {
+		p.Run.Log.Level = slog.LevelInfo
+	}
+	nodes, err := selectNodes(top, in.Select)
+	if err != nil {
+		return nil, err
+	}
+	if name := in.Run.ExitCodeFrom; name != "" {
+		found := false
+		for _, n := range nodes {
+			found = found || n.Name == name && len(n.Argv) > 0
+		}
+		if !found {
+			return nil, fmt.Errorf("--exit-code-from %s: no started node of that name has a command", name)
+		}
+	}
+	for i, s := range top.Subnets {
+		if !s.HasIPv4() {
+			return nil, fmt.Errorf("%s: subnets.%s: IPv6-only subnets are not wired to runs yet; give it an IPv4 prefix too (ipv4: ...)", top.File, s.Name)
+		}
+		// The IPv6 side (s.Prefix6, s.Bridge6, nodes' Addr6) stays out of
+		// the plan until supervise applies it (issue 13).
+		if in.Uplink != nil && in.Uplink.Pool.Overlaps(s.Prefix) {
+			return nil, fmt.Errorf("subnets.%s: %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", s.Name, s.Prefix, in.Uplink.Pool)
+		}
+		p.Bridges = append(p.Bridges, Bridge{Name: BridgeName(i), Subnet: s.Name, Prefix: s.Prefix, Router: s.Bridge})
+	}
+	p.Forward = len(p.Bridges) > 1 || in.Uplink != nil
+	if u := in.Uplink; u != nil {
+		p.Uplink = &Uplink{
+			GatewayNS:   u.GatewayNS,
+			Pool:        u.Pool,
+			LeaseDir:    filepath.Join(in.Run.RuntimeDir, "leases"),
+			Port:        UplinkPort,
+			GatewayPort: GatewayPort(in.Run.ID),
+			HostDNS:     u.HostDNS,
+		}
+	}
+	capture := in.CaptureAll
+	for _, n := range nodes {
+		capture = capture || n.Capture
+	}
+	if capture {
+		dir := in.CaptureDir
+		if dir == "" {
+			dir = filepath.Join(filepath.Dir(top.File), "capture")
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("--capture: %w", err)
+		}
+		p.Capture = &Capture{Dir: abs, Log: filepath.Join(abs, CaptureLog)}
+	}
+	for _, tn := range nodes {
+		if !tn.Addr.IsValid() {
+			return nil, topology.ErrorAt(top.File, tn.Pos, "nodes.%s.ip: nodes without an IPv4 address are not wired to runs yet; give it ip:", tn.Name)
+		}
+		n := Node{
+			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr,
+			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},
+			DependsOn: tn.DependsOn,
+		}
+		if n.Dir == "" && len(n.Argv) > 0 {
+			n.Dir = in.Dir
+		}
+		if tn.Ready != nil {
+			n.Ready = Ready{Kind: ReadyTCP, Addr: netip.AddrPortFrom(tn.Addr, tn.Ready.Port), Timeout: ReadyTimeout, Interval: readyInterval}
+		}
+		captured := p.Capture != nil && (in.CaptureAll || tn.Capture)
+		if len(tn.Taps) == 0 {
+			br := p.Bridges[tn.Subnet]
+			l := Link{
+				Kind: Veth, Node: n.Name, Bridge: tn.Subnet, Port: VethPort(n.Name), Inside: GuestIfName,
+				Addr: netip.PrefixFrom(tn.Addr, br.Prefix.Bits()), Gateway: br.Router,
+			}
+			if captured {
+				l.Capture = filepath.Join(p.Capture.Dir, n.Name+".pcap")
+			}
+			n.Links = append(n.Links, l)
+		}
+		for _, tp := range tn.Taps {
+			l := Link{
+				Kind: Tap, Node: n.Name, Bridge: tp.Subnet, Port: TapPort(n.Name, tp.Name), Inside: tp.Name,
+				TapPeer: "tp-" + tp.Name, TapBridge: "tb-" + tp.Name,
+			}
+			if captured {
+				l.Capture = filepath.Join(p.Capture.Dir, n.Name+"."+tp.Name+".pcap")
+			}
+			n.Links = append(n.Links, l)
+		}
+		for _, pt := range tn.Ports {
+			n.Publish = append(n.Publish, Publish{
+				Host:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), pt.Host),
+				Target: netip.AddrPortFrom(tn.Addr, pt.Node),
+			})
+		}
+		p.Nodes = append(p.Nodes, n)
+		names := []string{n.Hostname}
+		if n.Name != n.Hostname {
+			names = append(names, n.Name)
+		}
+		p.Hosts = append(p.Hosts, HostEntry{Addr: n.Addr, Names: names})
+	}
+	p.Mounts = append(p.Mounts, Mount{Kind: HostsFile, File: "hosts", Target: "/etc/hosts", Subnet: AllSubnets})
+	for i, br := range p.Bridges {
+		p.Mounts = append(p.Mounts, Mount{Kind: ResolvFile, File: fmt.Sprintf("resolv-%d.conf", i), Target: "/etc/resolv.conf", Subnet: i, Nameserver: br.Router})
+	}
+	if err := checkNames(top, nodes, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// selectNodes returns the named nodes and what they depend on, in start
+// order; all nodes when none is named.
+func selectNodes(top *topology.Topology, names []string) ([]topology.Node, error) {
+	if len(names) == 0 {
+		return top.Nodes, nil
+	}
+	byName := map[string]topology.Node{}
+	for _, n := range top.Nodes {
+		byName[n.Name] = n
+	}
+	want := map[string]bool{}
+	var add func(string) error
+	add = func(name string) error {
+		n, ok := byName[name]
+		if !ok {
+			var known []string
+			for _, n := range top.Nodes {
+				known = append(known, n.Name)
+			}
+			return fmt.Errorf("up: no node %q in %s; its nodes: %s", name, top.File, strings.Join(known, ", "))
+		}
+		if want[name] {
+			return nil
+		}
+		want[name] = true
+		for _, d := range n.DependsOn {
+			if err := add(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, name := range names {
+		if err := add(name); err != nil {
+			return nil, err
+		}
+	}
+	var out []topology.Node
+	for _, n := range top.Nodes {
+		if want[n.Name] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}

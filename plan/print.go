@@ -1,0 +1,119 @@
+package plan
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Write prints the plan for people: what nsrun would create, in the order
+// it creates it.
+func (p *Plan) Write(w io.Writer) error {
+	b := &strings.Builder{}
+	pf := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	r := p.Run
+	pf("run %s", r.ID)
+	if r.File != "" {
+		pf(" of %s", r.File)
+	}
+	pf(" (state folder %s)\n", r.Dir)
+	pf("user: %s (uid %d, gid %d)\n", p.User.Mode, p.User.UID, p.User.GID)
+	forward := "off"
+	if p.Forward {
+		forward = "on"
+	}
+	pf("bridge namespace (forwarding %s):\n", forward)
+	for _, br := range p.Bridges {
+		pf("  bridge %-6s subnet %-10s %-18s router %s\n", br.Name, br.Subnet, br.Prefix, br.Router)
+	}
+	if u := p.Uplink; u != nil {
+		pf("  uplink %s <-> %s in the gateway %s: a /30 of %s, default route and NAT", u.Port, u.GatewayPort, u.GatewayNS, u.Pool)
+		if u.HostDNS.IsValid() {
+			pf(", DNS to %s", u.HostDNS)
+		}
+		pf("\n")
+	} else {
+		pf("  no uplink: isolated (nodes reach each other only)\n")
+	}
+	pf("nodes, in start order:\n")
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		pf("  %s: %s", n.Name, n.Addr)
+		if n.Hostname != n.Name {
+			pf(", hostname %s", n.Hostname)
+		}
+		pf("\n")
+		for _, l := range n.Links {
+			br := p.Bridges[l.Bridge]
+			switch l.Kind {
+			case Veth:
+				pf("    veth %s %s via %s, bridge port %s on %s\n", l.Inside, l.Addr, l.Gateway, l.Port, br.Name)
+			case Tap:
+				pf("    tap %s (joined by bridge %s to veth %s), bridge port %s on %s\n", l.Inside, l.TapBridge, l.TapPeer, l.Port, br.Name)
+			}
+			if l.Capture != "" {
+				pf("      captured to %s\n", l.Capture)
+			}
+		}
+		if len(n.Argv) == 0 {
+			pf("    no command: holds its namespaces\n")
+		} else {
+			pf("    command %q", n.Argv)
+			if n.Dir != "" {
+				pf(" in %s", n.Dir)
+			}
+			pf("\n")
+			if len(n.Env) > 0 {
+				pf("    environment: nsrun's, and %s\n", strings.Join(n.Env, " "))
+			}
+		}
+		if m := p.NodeMounts(n); len(m) > 0 {
+			for _, mt := range p.Mounts {
+				if mt.Subnet == n.Subnet {
+					pf("    own mount: %s from %s\n", mt.Target, mt.File)
+				}
+			}
+		}
+		if n.Ready.Kind == ReadyTCP {
+			pf("    ready when %s accepts TCP (within %s)\n", n.Ready.Addr, n.Ready.Timeout)
+		}
+		if len(n.DependsOn) > 0 {
+			pf("    starts once %s up\n", strings.Join(n.DependsOn, " and ")+map[bool]string{true: " is", false: " are"}[len(n.DependsOn) == 1])
+		}
+		for _, pb := range n.Publish {
+			pf("    publishes %s -> %s\n", pb.Host, pb.Target)
+		}
+	}
+	pf("files:\n")
+	for _, m := range p.Mounts {
+		who := "every node"
+		if m.Subnet != AllSubnets {
+			who = "nodes of " + p.Bridges[m.Subnet].Subnet
+		}
+		pf("  %s, mounted on %s for %s", m.File, m.Target, who)
+		switch m.Kind {
+		case ResolvFile:
+			pf(": nameserver %s\n", m.Nameserver)
+		case HostsFile:
+			pf(": localhost and\n")
+			for _, h := range p.Hosts {
+				pf("    %s\t%s\n", h.Addr, strings.Join(h.Names, " "))
+			}
+		}
+	}
+	if c := p.Capture; c != nil {
+		pf("capture folder %s (step log %s)\n", c.Dir, c.Log)
+	}
+	if r.Up {
+		pf("on exit: stop every node after %s", r.StopTimeout)
+		switch {
+		case r.ExitCodeFrom != "":
+			pf(" once %s exits; exit with its code", r.ExitCodeFrom)
+		case r.AbortOnExit:
+			pf(" once one exits")
+		}
+		pf("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

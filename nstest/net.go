@@ -169,6 +169,9 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 	}
 	for _, tn := range top.Nodes {
 		nd := &Node{net: n, name: tn.Name, addr: tn.Addr}
+		if tn.Ready != nil {
+			nd.ready = tn.Ready.Port
+		}
 		n.nodes[tn.Name] = nd
 		n.names[tn.Name] = tn.Addr
 		n.names[tn.Hostname] = tn.Addr

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -18,7 +19,9 @@ type Node struct {
 	net  *Net
 	name string
 	addr netip.Addr
-	err  error // not a node of the network (Net.Node of New's)
+	// ready is the node's ready port (0: none), waited for after Start.
+	ready uint16
+	err   error // not a node of the network (Net.Node of New's)
 }
 
 // Name is the node's name in the file.
@@ -181,11 +184,44 @@ func splitHostPort(address string) (host, port string, err error) {
 // as a failure.
 func (n *Node) Stop() error { return n.ending("stop") }
 
-// Start starts the node's command again after Stop, at the same address.
+// Start starts the node's command again after Stop, at the same address,
+// and waits for its ready check, as Start of the network does.
 func (n *Node) Start() error { return n.verb("start") }
 
 // Restart is Stop, then Start.
 func (n *Node) Restart() error { return n.ending("restart") }
+
+// readyTimeout bounds the wait for a node's ready port, as nsrun's.
+const readyTimeout = 60 * time.Second
+
+// waitReady waits until the node's ready port accepts, tried from inside
+// the node.
+func (n *Node) waitReady() error {
+	if n.ready == 0 {
+		return nil
+	}
+	addr := netip.AddrPortFrom(n.addr, n.ready).String()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := (&net.Dialer{Control: n.control}).DialContext(ctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nstest: node %s: tcp:%d did not accept within %s of its start: %w", n.name, n.ready, readyTimeout, err)
+		}
+		n.net.mu.Lock()
+		running := n.net.running[n.name]
+		n.net.mu.Unlock()
+		if !running {
+			return fmt.Errorf("nstest: node %s exited before tcp:%d accepted", n.name, n.ready)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // ending runs a verb that ends the node's command, whose exit is then
 // expected.
@@ -212,13 +248,14 @@ func (n *Node) verb(v string) error {
 	if err != nil {
 		return err
 	}
+	if out = strings.TrimSpace(out); out != "" {
+		n.net.out.log("nstest: %s", out)
+	}
 	if v == "start" || v == "restart" {
 		n.net.mu.Lock()
 		n.net.running[n.name] = true
 		n.net.mu.Unlock()
-	}
-	if out = strings.TrimSpace(out); out != "" {
-		n.net.out.log("nstest: %s", out)
+		return n.waitReady()
 	}
 	return nil
 }

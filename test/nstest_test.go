@@ -16,7 +16,7 @@ func goTestBinary(t *testing.T, dir, name string) string {
 	out := filepath.Join(binDir, name)
 	cmd := exec.Command("go", "test", "-c", "-o", out, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOSUMDB=off")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go test -c in %s: %v\n%s", dir, err, b)
 	}
@@ -47,4 +47,13 @@ func TestNstest(t *testing.T) {
 	if left := u.runDirs(); len(left) != 0 {
 		t.Errorf("run folders left after nstest's tests: %v", left)
 	}
+}
+
+// TestNstestExample runs the tests of examples/kvstore, a module of its
+// own that tests a small replicated store under partitions with nstest,
+// as the unprivileged user.
+func TestNstestExample(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	runTestBinary(t, u, goTestBinary(t, "../examples/kvstore", "kvstore.test"))
 }

@@ -16,7 +16,7 @@ runs=${BENCH_RUNS:-30}
 FLOOR=$out/floor
 go build -trimpath -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags -static' -o "$FLOOR" ./bench/floor
 hf() { hyperfine -N --warmup 3 --runs "$runs" --style basic "$@"; }
-# BENCH_ONLY=startup|up|partitions|throughput runs one section (appending
+# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
 want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 
@@ -74,6 +74,32 @@ hf --export-json "$out/up.json" \
   go run ./bench/report -title "nsrun up: N nodes started until all are up, then stopped" -base shellout-ip-batch-30 \
     -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3. The shell-out scripts wire the namespaces and start no process in them; spawn-30-sleeps starts 30 \`sleep\`s from Go and stops them, no namespace made (bench/floor): the floor of nsrun-up-30." \
     "$out/up.json"
+} >> BENCHMARKS.md
+fi
+
+# ---- nstest: a Go test's network (package nstest) against nsrun up of the
+# same nodes: Start of 3 command-less nodes, one DialContext + round trip,
+# and Close, in a test binary; and the Go benchmarks' own figures.
+if want nstest; then
+echo "== nstest: Start + DialContext + Close of 3 nodes vs nsrun up"
+go test -c -o "$out/nstest.test" ./nstest
+printf 'nodes:\n  a: {ip: 172.18.0.11}\n  b: {ip: 172.18.0.12}\n  c: {ip: 172.18.0.13}\n  done: {ip: 172.18.0.14, command: [\x27true\x27], depends_on: [a, b, c]}\n' > "$out/idle3.yaml"
+hf --export-json "$out/nstest.json" \
+  -n "nsrun-up-3-idle" "$NSRUN up --isolated -f $out/idle3.yaml --exit-code-from done --timeout 1" \
+  -n "nstest-3-idle" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkStartDialClose\$ -test.benchtime 1x" \
+  -n "nstest-binary" "$out/nstest.test -test.run ^\$" >/dev/null
+gobench=$("$out/nstest.test" -test.run '^$' -test.bench . -test.benchtime "${runs}x" 2>/dev/null | awk '/^Benchmark/ { printf "| %s | %.3f ms |\n", $1, $3 / 1e6 }')
+{
+  echo
+  go run ./bench/report -title "nstest: a Go test's network of 3 command-less nodes, started, dialled once, stopped" -base nsrun-up-3-idle \
+    -note "nstest-3-idle is the nstest test binary running BenchmarkStartDialClose once (Start, Listen in c, DialContext from a, one round trip, Close); nstest-binary is that test binary running no test, what it costs to start; nsrun-up-3-idle is nsrun up of the same three nodes and a fourth that exits at once (--exit-code-from)." \
+    "$out/nstest.json"
+  echo
+  echo "Go benchmarks (\`go test -bench . ./nstest\`, $runs iterations; BenchmarkDial is DialContext from a node plus a 1-byte round trip in a running network):"
+  echo
+  echo "| benchmark | per op |"
+  echo "|---|---:|"
+  echo "$gobench"
 } >> BENCHMARKS.md
 fi
 

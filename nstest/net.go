@@ -87,7 +87,8 @@ func OnExit(fn func(node string, code int)) Option { return func(o *options) { o
 
 // LogLines is how many lines of node output go to the test's log (t.Log);
 // beyond that, output goes to a file whose path is printed when the test
-// fails. Default 200.
+// fails. Default 200 (with New: all of it, to stderr); 0 sends it all to
+// the file.
 func LogLines(n int) Option { return func(o *options) { o.maxLogLines = n } }
 
 // Start starts the network described by yaml, the text of an nsrun.yaml
@@ -151,9 +152,15 @@ func (n *Net) Close() error {
 
 // start starts a network, reporting to r; tb, when set, is the test.
 func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts []Option) (*Net, error) {
-	o := options{stopTimeout: 5 * time.Second, maxLogLines: 200}
+	o := options{stopTimeout: 5 * time.Second, maxLogLines: -1}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.maxLogLines < 0 {
+		o.maxLogLines = 200
+		if tb == nil {
+			o.maxLogLines = int(^uint(0) >> 1) // stderr takes it all
+		}
 	}
 	top, file, dir, err := load(tempDir, yaml, o.file)
 	if err != nil {
@@ -163,9 +170,6 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 		t: r, tb: tb, top: top, opts: o, nodes: map[string]*Node{}, names: map[string]netip.Addr{},
 		exited: make(chan struct{}), expected: map[string]int{}, running: map[string]bool{},
 		out: &outLog{t: r, max: o.maxLogLines},
-	}
-	if tb == nil {
-		n.out.max = int(^uint(0) >> 1) // stderr takes it all
 	}
 	for _, tn := range top.Nodes {
 		nd := &Node{net: n, name: tn.Name, addr: tn.Addr}
@@ -556,7 +560,9 @@ func (l *outLog) log(format string, args ...any) {
 			fmt.Fprintln(f, s)
 		}
 		l.lines = nil
-		l.t.Logf("nstest: more node output than %d lines; all of it goes to %s", l.max, f.Name())
+		if l.max > 0 {
+			l.t.Logf("nstest: more node output than %d lines; all of it goes to %s", l.max, f.Name())
+		}
 	}
 	fmt.Fprintln(l.file, line)
 }

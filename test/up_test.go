@@ -500,3 +500,33 @@ nodes:
 		t.Errorf("run folders after a refused file: %v (%d before)", dirs, dirsBefore)
 	}
 }
+
+// TestUpDryRunUplink: with nsrun-helper installed, the plan has the
+// uplink (the helper's pool, the gateway's namespace, DNS to the host) and
+// a subnet overlapping the pool is refused; --isolated has none.
+func TestUpDryRunUplink(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	rec := installFor(t, u, testResolverAddr(t))
+	dir := project(t, map[string]string{
+		"nsrun.yaml":   "nodes:\n  a: {ip: 172.18.0.2, command: 'true'}\n",
+		"overlap.yaml": fmt.Sprintf("subnets:\n  x: %s\nnodes:\n  a: {ip: %s}\n", netip.PrefixFrom(rec.RunsCIDR.Addr(), 24), rec.RunsCIDR.Addr().Next()),
+	})
+	r := u.up(t, dir, "--dry-run", "--json")
+	var p plan.Plan
+	if err := json.Unmarshal([]byte(r.Stdout), &p); r.Code != 0 || err != nil {
+		t.Fatalf("exit %d, %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	if p.Uplink == nil || p.Uplink.Pool != rec.RunsCIDR || p.Uplink.GatewayPort != "nr"+p.Run.ID || p.Uplink.Port != "uplink" ||
+		p.Uplink.HostDNS != netip.AddrPortFrom(rec.HostAddr.Addr(), 53) || !p.Forward || p.User.Mode != plan.UserMapped {
+		t.Errorf("plan with the helper: uplink %+v, forward %v, user %+v", p.Uplink, p.Forward, p.User)
+	}
+	r = u.up(t, dir, "--dry-run", "--isolated")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "no uplink: isolated") || !strings.Contains(r.Stdout, "user: caller") {
+		t.Errorf("--isolated: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r = u.up(t, dir, "--dry-run", "-f", "overlap.yaml")
+	if want := "overlaps the run uplinks " + rec.RunsCIDR.String(); r.Code != 125 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("overlapping subnet: exit %d, %q; want 125 and %q", r.Code, r.Stderr, want)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +35,7 @@ type Net struct {
 	ctl     string // the run's control socket
 	top     *topology.Topology
 	nodes   map[string]*Node
-	names   map[string]netip.Addr // node names and hostnames
+	names   map[string]*Node // by node name and hostname
 	opts    options
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once nsrun has exited
@@ -72,7 +71,9 @@ func File(path string) Option { return func(o *options) { o.file = path } }
 func StopTimeout(d time.Duration) Option { return func(o *options) { o.stopTimeout = d } }
 
 // Capture writes a pcap file of every node's link into dir
-// (`nsrun up --capture`): DIR/NODE.pcap, readable once the test ends.
+// (`nsrun up --capture`): DIR/NODE.pcap, whole once the network is
+// stopped. It needs nsrun-capture on PATH (`sudo make install` in nsrun's
+// repository installs it), which carries the pcap writer.
 func Capture(dir string) Option { return func(o *options) { o.capture = dir } }
 
 // Isolated gives the network no uplink even when nsrun-helper is
@@ -167,18 +168,18 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 		return nil, err
 	}
 	n := &Net{
-		t: r, tb: tb, top: top, opts: o, nodes: map[string]*Node{}, names: map[string]netip.Addr{},
+		t: r, tb: tb, top: top, opts: o, nodes: map[string]*Node{}, names: map[string]*Node{},
 		exited: make(chan struct{}), expected: map[string]int{}, running: map[string]bool{},
 		out: &outLog{t: r, max: o.maxLogLines},
 	}
 	for _, tn := range top.Nodes {
-		nd := &Node{net: n, name: tn.Name, addr: tn.Addr}
+		nd := &Node{net: n, name: tn.Name, addr: tn.Addr, addr6: tn.Addr6}
 		if tn.Ready != nil {
 			nd.ready = tn.Ready.Port
 		}
 		n.nodes[tn.Name] = nd
-		n.names[tn.Name] = tn.Addr
-		n.names[tn.Hostname] = tn.Addr
+		n.names[tn.Name] = nd
+		n.names[tn.Hostname] = nd
 		n.running[tn.Name] = len(tn.Argv) > 0
 	}
 	id, err := n.launch(file, dir)

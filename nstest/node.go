@@ -16,9 +16,10 @@ import (
 
 // Node is one node of a Net.
 type Node struct {
-	net  *Net
-	name string
-	addr netip.Addr
+	net   *Net
+	name  string
+	addr  netip.Addr
+	addr6 netip.Addr
 	// ready is the node's ready port (0: none), waited for after Start.
 	ready uint16
 	err   error // not a node of the network (Net.Node of New's)
@@ -27,8 +28,14 @@ type Node struct {
 // Name is the node's name in the file.
 func (n *Node) Name() string { return n.name }
 
-// Addr is the node's IPv4 address.
+// Addr is the node's IPv4 address (invalid for a node of an IPv6-only
+// subnet).
 func (n *Node) Addr() netip.Addr { return n.addr }
+
+// Addr6 is the node's IPv6 address as the file gives it (`ip6:`, or the
+// default pairing with its IPv4 address; invalid for a node without one).
+// Dials to a node by name use it for networks "tcp6" and "udp6".
+func (n *Node) Addr6() netip.Addr { return n.addr6 }
 
 // DialContext connects to address as this node does: the socket is made in
 // the node's network namespace (by the run, and handed to the test
@@ -41,7 +48,7 @@ func (n *Node) DialContext(ctx context.Context, network, address string) (net.Co
 	if n.err != nil {
 		return nil, n.err
 	}
-	addr, err := n.net.resolve(address)
+	addr, err := n.net.resolve(network, address)
 	if err != nil {
 		return nil, fmt.Errorf("nstest: dial %s from node %s: %w", address, n.name, err)
 	}
@@ -65,7 +72,7 @@ func (n *Node) Listen(network, address string) (net.Listener, error) {
 	if n.err != nil {
 		return nil, n.err
 	}
-	addr, err := n.net.resolve(address)
+	addr, err := n.net.resolve(network, address)
 	if err != nil {
 		return nil, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
 	}
@@ -82,7 +89,7 @@ func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
 	if n.err != nil {
 		return nil, n.err
 	}
-	addr, err := n.net.resolve(address)
+	addr, err := n.net.resolve(network, address)
 	if err != nil {
 		return nil, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
 	}
@@ -152,8 +159,9 @@ func (n *Node) replace(fd int) error {
 	return nil
 }
 
-// resolve replaces a node name or hostname in host:port by its address.
-func (n *Net) resolve(address string) (string, error) {
+// resolve replaces a node name or hostname in host:port by its address:
+// IPv6 for a network that ends in 6 or a node with no IPv4, else IPv4.
+func (n *Net) resolve(network, address string) (string, error) {
 	host, port, err := splitHostPort(address)
 	if err != nil {
 		return "", err
@@ -164,9 +172,16 @@ func (n *Net) resolve(address string) (string, error) {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return address, nil
 	}
-	a, ok := n.names[host]
+	nd, ok := n.names[host]
 	if !ok {
 		return "", fmt.Errorf("no node or hostname %q in this network (its nodes: %s); use a node's name or an address", host, strings.Join(n.nodeNames(), ", "))
+	}
+	a := nd.addr
+	if strings.HasSuffix(network, "6") || !a.IsValid() {
+		a = nd.addr6
+	}
+	if !a.IsValid() {
+		return "", fmt.Errorf("node %s has no address for %s", host, network)
 	}
 	return net.JoinHostPort(a.String(), port), nil
 }
@@ -200,7 +215,11 @@ func (n *Node) waitReady() error {
 	if n.ready == 0 {
 		return nil
 	}
-	addr := netip.AddrPortFrom(n.addr, n.ready).String()
+	a := n.addr
+	if !a.IsValid() {
+		a = n.addr6
+	}
+	addr := netip.AddrPortFrom(a, n.ready).String()
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

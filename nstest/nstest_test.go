@@ -441,6 +441,22 @@ type recorder struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	errs []string
+	logs []string
+}
+
+func (r *recorder) Log(args ...any) {
+	r.mu.Lock()
+	r.logs = append(r.logs, fmt.Sprint(args...))
+	r.mu.Unlock()
+	r.TB.Log(args...)
+}
+
+func (r *recorder) Logf(format string, args ...any) { r.Log(fmt.Sprintf(format, args...)) }
+
+func (r *recorder) logged() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.logs...)
 }
 
 func (r *recorder) Errorf(format string, args ...any) {
@@ -465,6 +481,93 @@ func (r *recorder) errors() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return strings.Join(r.errs, "\n")
+}
+
+// TestNodeOutput: node output reaches the test's log prefixed by node, up
+// to LogLines lines; then all of it goes to a file, named in the log.
+func TestNodeOutput(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	rec := &recorder{TB: t}
+	nstest.Start(rec, `
+nodes:
+  talk: {ip: 172.18.0.60, command: "sh -c 'for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; exec sleep 1000'"}
+`, nstest.LogLines(3))
+	var file string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && file == "" {
+		for _, l := range rec.logged() {
+			if _, f, ok := strings.Cut(l, "all of it goes to "); ok {
+				file = f
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	logs := strings.Join(rec.logged(), "\n")
+	if file == "" {
+		t.Fatalf("no file named in the log:\n%s", logs)
+	}
+	for _, want := range []string{"talk | line 1", "talk | line 2"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "talk | line 5") {
+		t.Errorf("the log took more than 3 lines:\n%s", logs)
+	}
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(file); strings.Contains(string(b), "talk | oops") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := os.ReadFile(file)
+	for _, want := range []string{"talk | line 1", "talk | line 5", "talk | oops"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %q (%v):\n%s", file, want, err, b)
+		}
+	}
+}
+
+// TestCapture: Capture writes a pcap file per node, whole once the network
+// has stopped.
+func TestCapture(t *testing.T) {
+	needUserNS(t)
+	if _, err := exec.LookPath("nsrun-capture"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("cannot run in CI: nsrun-capture is not on PATH")
+		}
+		t.Skip("skipped: Capture needs nsrun-capture on PATH (sudo make install)")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	n, err := nstest.New(three, nstest.Capture(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := n.Node("b").Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go echo(l, "b")
+	c, err := n.Node("a").Dial("tcp", "b:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := roundTrip(c, bufio.NewReader(c), "captured", 5*time.Second); err != nil {
+		t.Fatalf("%q %v", line, err)
+	}
+	c.Close()
+	l.Close()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{"a", "b"} {
+		b, err := os.ReadFile(filepath.Join(dir, node+".pcap"))
+		if err != nil || len(b) < 24+16 || !strings.Contains(string(b), "captured") {
+			t.Errorf("%s.pcap: %d bytes, %v", node, len(b), err)
+		}
+	}
 }
 
 // fatal runs Start with a recorder and returns what it failed with.

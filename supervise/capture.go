@@ -65,9 +65,15 @@ func (s *supervisor) startCapture() (*capture, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Next to nsrun; else (a Go test binary serving as nsrun, package
+	// nstest) on PATH.
 	bin := filepath.Join(filepath.Dir(exe), "nsrun-capture")
 	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("capture: %s not found; it is installed next to nsrun (make install)", bin)
+		found, perr := exec.LookPath("nsrun-capture")
+		if perr != nil {
+			return nil, fmt.Errorf("capture: %s not found, nor nsrun-capture on PATH; it is installed next to nsrun (sudo make install)", bin)
+		}
+		bin = found
 	}
 	cmd := exec.Command(bin, files...)
 	cmd.Args[0] = "nsrun-capture"

@@ -5,9 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/nsrun/nsrun/plan"
-	"time"
 )
 
 // newLogger makes the supervisor's step log: to stderr at its level

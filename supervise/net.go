@@ -222,7 +222,7 @@ func (s *supervisor) flaky(args []string, req control.Request) (string, error) {
 	}
 	port := n.cfg.VethPort()
 	if port == "" {
-		return "", fmt.Errorf("flaky: node %q has tap links only; set faults on its VM's side", n.cfg.Name)
+		return "", fmt.Errorf("flaky: node %q has tap links only; flaky sets the faults of a node's eth0", n.cfg.Name)
 	}
 	if err := s.setQdisc(port, rate, delay, jitter); err != nil {
 		return "", err

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,11 +245,13 @@ func (h *simHost) start(t *testing.T, argv ...string) *lineLog {
 }
 
 // TestHelperUsersIsolated: user A's gateway and runs reach neither user B's
-// gateway nor B's host address; each reaches their own.
+// gateway, nor B's runs, nor B's host address; each reaches their own.
 func TestHelperUsersIsolated(t *testing.T) {
 	ua, ub := unprivileged(t), secondUser(t)
 	h := newSimHost(t, false)
-	ra, rb := h.install(t, ua), h.install(t, ub)
+	// B's runs get uplinks of their own range, so that A's packets to
+	// them cannot land in A's own runs.
+	ra, rb := h.install(t, ua), h.install(t, ub, "--runs-cidr", "10.98.0.0/19")
 	h.start(t, "listen", "0.0.0.0:7030")
 	// A listener in B's gateway, as B.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -272,12 +275,35 @@ func TestHelperUsersIsolated(t *testing.T) {
 	if out := nsrunOK(t, ua, "--", "probe", "dial", aHost); !strings.HasPrefix(out, "ok ") {
 		t.Fatalf("A's run -> A's host address: %q", out)
 	}
-	script := "probe dial " + bHost + " 1s; probe dial " + bGW + " 1s; true"
-	if r := inGateway(t, ua, script); strings.Contains(r.Stdout, "ok ") || strings.Count(r.Stdout, "unreachable") != 2 {
-		t.Errorf("A's gateway -> B's host address and gateway: %q %q; want both dropped", r.Stdout, r.Stderr)
+	// A run of B's, alive while A tries; its uplink /30 is the lease its
+	// run holds, and the run's end of it the /30's second address.
+	bRun := ub.nsrun(ctx, "--", "sleep", "60")
+	if err := bRun.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if out := nsrunOK(t, ua, "--", "sh", "-c", script); strings.Contains(out, "ok ") || strings.Count(out, "unreachable") != 2 {
-		t.Errorf("A's run -> B's host address and gateway: %q; want both dropped", out)
+	t.Cleanup(func() { _ = bRun.Process.Kill(); _ = bRun.Wait() })
+	rt := fmt.Sprintf("/run/user/%d/nsrun-runs", ub.UID)
+	var bRunAddr string
+	eventually(10*time.Second, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(rt, "leases"))
+		for _, e := range ents {
+			p, err := netip.ParseAddr(e.Name())
+			owner, _ := os.ReadFile(filepath.Join(rt, "leases", e.Name()))
+			if _, serr := os.Stat(filepath.Join(rt, "runs", strings.TrimSpace(string(owner)))); err == nil && serr == nil && len(owner) > 0 {
+				bRunAddr = p.Next().Next().String() + ":9"
+			}
+		}
+		return bRunAddr != ""
+	})
+	if bRunAddr == "" || !strings.HasPrefix(inGateway(t, ub, "probe dial "+bRunAddr+" 1s").Stdout, "refused") {
+		t.Fatalf("control: B's gateway does not reach B's run at %q", bRunAddr)
+	}
+	script := "probe dial " + bHost + " 1s; probe dial " + bGW + " 1s; probe dial " + bRunAddr + " 1s; true"
+	if r := inGateway(t, ua, script); strings.Contains(r.Stdout, "ok ") || strings.Count("\n"+r.Stdout, "\nunreachable") != 3 {
+		t.Errorf("A's gateway -> B's host address, gateway and run: %q %q; want all dropped", r.Stdout, r.Stderr)
+	}
+	if out := nsrunOK(t, ua, "--", "sh", "-c", script); strings.Contains(out, "ok ") || strings.Count("\n"+out, "\nunreachable") != 3 {
+		t.Errorf("A's run -> B's host address, gateway and run: %q; want all dropped", out)
 	}
 }
 

@@ -36,6 +36,11 @@ func ResolveUser(flagUser string) (name string, uid, gid int, err error) {
 	if os.Geteuid() != 0 {
 		return "", 0, 0, errors.New("must run as root: use sudo nsrun-helper")
 	}
+	for _, v := range []string{"DOAS_USER", "PKEXEC_UID"} {
+		if os.Getenv(v) != "" { // whose flags the admin's config would not bound
+			return "", 0, 0, fmt.Errorf("%s is set: run nsrun-helper with sudo, or as root with --user NAME", v)
+		}
+	}
 	sudoUID := os.Getenv("SUDO_UID")
 	var u *user.User
 	switch {

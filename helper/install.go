@@ -46,6 +46,7 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 	if in.st, err = openState(!dryRun); err != nil {
 		return err
 	}
+	defer in.st.close()
 	if err := in.st.acquire(stop); err != nil {
 		return err
 	}

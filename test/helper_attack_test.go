@@ -702,6 +702,14 @@ func TestHelperSudoConfig(t *testing.T) {
 	if r := sudo(); r.Code != 0 {
 		t.Errorf("under sudo without flags: exit %d %s", r.Code, r.Stderr)
 	}
+	// doas and pkexec do not name the user as sudo does: refused.
+	for _, v := range []string{"DOAS_USER", "PKEXEC_UID"} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := h.helperCmd(ctx, bin, "install", "--dry-run", "--user", u.Name, "--host-cidr", "10.200.0.0/24")
+		cmd.Env = append(cmd.Env, v+"="+u.Name)
+		refused(run(t, cmd), v+" is set: run nsrun-helper with sudo")
+		cancel()
+	}
 	// As root without sudo, the flags are the admin's own choice.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -116,12 +116,12 @@ nodes:
 		_ = os.Mkdir(capDir, 0o755)
 		_ = os.Chown(capDir, u.UID, u.GID)
 		rc, _ := startUp(t, u, dir, "client | sending", "--capture", capDir)
+		procs := followRun(t, rc.cmd.Process.Pid)
 		time.Sleep(1500 * time.Millisecond)
 		_ = rc.cmd.Process.Signal(syscall.SIGKILL)
 		rc.wait()
-		anyProcess := func([]string) bool { return true }
-		if !eventually(10*time.Second, func() bool { return len(userProcesses(u, anyProcess)) == 0 }) {
-			t.Fatalf("round %d: processes left after SIGKILL of nsrun: %v", round, userProcesses(u, anyProcess))
+		if !eventually(10*time.Second, func() bool { return len(procs.live()) == 0 }) {
+			t.Fatalf("round %d: processes of the run left after SIGKILL of nsrun: %v", round, procs.live())
 		}
 		for _, node := range []string{"server", "client"} {
 			file := filepath.Join(capDir, node+".pcap")

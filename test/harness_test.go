@@ -247,6 +247,79 @@ func userProcesses(u testUser, match func(argv []string) bool) []int {
 	return pids
 }
 
+// runProcesses follows the processes of one run. Every process nsrun
+// starts for a run (supervisor, nodes, nsrun-capture, their daemons) lives
+// in the run's own pid namespace, which the launcher creates for its one
+// child, the supervisor; the launcher itself is the caller's child. So the
+// processes a run left are exactly the live ones in that namespace, whoever
+// else the test user runs (when the test user is the caller, that includes
+// make, go test and this test binary). The namespace is held open by an fd,
+// so its inode cannot be reused by a namespace created later.
+type runProcesses struct {
+	ns  *os.File
+	ino uint64
+}
+
+// followRun finds the pid namespace of the run whose launcher is pid.
+func followRun(t *testing.T, launcher int) *runProcesses {
+	t.Helper()
+	var sup int
+	if !eventually(10*time.Second, func() bool { sup = firstChild(launcher); return sup > 0 }) {
+		t.Fatalf("nsrun (pid %d) has no supervisor", launcher)
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", sup))
+	if err != nil {
+		t.Fatalf("open the run's pid namespace: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	var own syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/pid", &own); err != nil || own.Ino == st.Ino {
+		t.Fatalf("pid %d (child of nsrun) is not in a pid namespace of its own: %v", sup, err)
+	}
+	return &runProcesses{ns: f, ino: st.Ino}
+}
+
+// firstChild returns a child of pid, or 0.
+func firstChild(pid int) int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			c, _ := strconv.Atoi(f[0])
+			return c
+		}
+	}
+	return 0
+}
+
+// live lists the run's processes that still run: zombies are not counted
+// (this machine's PID 1 reaps orphans late), every other state is.
+func (r *runProcesses) live() []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name()+"/ns/pid", &st) != nil || st.Ino != r.ino {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X' {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		out = append(out, e.Name()+" "+strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " "))
+	}
+	return out
+}
+
 // eventually retries cond for up to d.
 func eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)

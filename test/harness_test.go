@@ -26,6 +26,12 @@ import (
 // binDir holds the binaries built for this test run, readable by everyone.
 var binDir string
 
+// raceDir, when the tests run against an nsrun built with -race
+// (NSRUN_TEST_RACE=1, `make e2e-race`), is where every nsrun process of the
+// test user writes its race reports (GORACE log_path): any report there
+// fails the test that was running, and the whole run.
+var raceDir string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nsrun-e2e-")
 	if err != nil {
@@ -33,14 +39,48 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	if os.Getenv("NSRUN_TEST_RACE") == "1" {
+		raceDir = filepath.Join(dir, "race")
+		if err := os.Mkdir(raceDir, 0o777); err == nil {
+			err = os.Chmod(raceDir, 0o1777) // any test user may write here
+		}
+	}
 	code := 1
 	if err := build(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
 	} else {
 		code = m.Run()
 	}
+	if reports := raceReports(); len(reports) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: nsrun reported data races:\n%s", strings.Join(reports, "\n"))
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// raceReports returns the race reports written so far and removes them.
+func raceReports() []string {
+	if raceDir == "" {
+		return nil
+	}
+	var out []string
+	ents, _ := os.ReadDir(raceDir)
+	for _, e := range ents {
+		path := filepath.Join(raceDir, e.Name())
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			out = append(out, e.Name()+":\n"+string(b))
+		}
+		_ = os.Remove(path)
+	}
+	return out
+}
+
+// checkRaces fails t if nsrun reported a data race while t ran.
+func checkRaces(t *testing.T) {
+	if reports := raceReports(); len(reports) > 0 {
+		t.Errorf("nsrun reported data races:\n%s", strings.Join(reports, "\n"))
+	}
 }
 
 // staticBuild are the build flags of nsrun in the Makefile: a static
@@ -57,7 +97,10 @@ func build(dir string) error {
 			src = "./probe"
 		}
 		args := []string{"build", "-o", filepath.Join(dir, pkg)}
-		if pkg == "nsrun" {
+		switch {
+		case pkg == "nsrun" && raceDir != "":
+			args = append(args, "-race") // dynamically linked: -race needs libc's loader
+		case pkg == "nsrun":
 			args = append(args, staticBuild...) // as the Makefile builds it
 		}
 		cmd := exec.Command("go", append(args, src)...)
@@ -93,6 +136,11 @@ type testUser struct {
 
 func unprivileged(t *testing.T) testUser {
 	t.Helper()
+	if raceDir != "" {
+		// Registered first, so it runs after the test's own clean-ups
+		// (which stop its runs).
+		t.Cleanup(func() { checkRaces(t) })
+	}
 	if os.Getuid() != 0 {
 		u, err := user.Current()
 		if err != nil {
@@ -127,6 +175,9 @@ func (u testUser) command(ctx context.Context, name string, args ...string) *exe
 		"HOME=" + u.Home,
 		"USER=" + u.Name,
 		"LANG=C",
+	}
+	if raceDir != "" {
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=50 log_path="+filepath.Join(raceDir, "race")) // the default 1s wait at exit slows every call
 	}
 	if os.Getuid() != 0 {
 		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+os.Getenv("XDG_RUNTIME_DIR"))

@@ -12,8 +12,9 @@
 //	probe ra IFACE PREFIX           sends a router advertisement (router lifetime
 //	                                1800 s) announcing PREFIX/64 on IFACE, 3 times
 //	probe scan TIMEOUT ADDR:PORT... dials each; prints "ADDR ok|refused|unreachable"
-//	probe tick ADDR:PORT            serves a counter line every 50ms to each client
-//	probe follow ADDR:PORT          prints each line received, with a timestamp
+//	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
+//	probe follow ADDR:PORT          prints each line received after the time
+//	                                it was received ("RECV_MS tick N SENT_MS")
 //	probe udp-burst DST:PORT N      sends N numbered datagrams, 2ms apart
 //	probe tap-arp TAP SRCIP DSTIP   as a VM on tap device TAP with address SRCIP,
 //	                                asks ARP who has DSTIP; prints the reply's MAC
@@ -222,7 +223,9 @@ func tick(addr string) {
 		go func() {
 			defer c.Close()
 			for i := 0; ; i++ {
-				if _, err := fmt.Fprintf(c, "tick %d\n", i); err != nil {
+				// The time of sending: a tick sent after a cut took
+				// effect must not arrive before the heal.
+				if _, err := fmt.Fprintf(c, "tick %d %d\n", i, time.Now().UnixMilli()); err != nil {
 					return
 				}
 				time.Sleep(50 * time.Millisecond)

@@ -41,8 +41,13 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	if os.Getenv("NSRUN_TEST_RACE") == "1" {
 		raceDir = filepath.Join(dir, "race")
-		if err := os.Mkdir(raceDir, 0o777); err == nil {
+		err := os.Mkdir(raceDir, 0o777)
+		if err == nil {
 			err = os.Chmod(raceDir, 0o1777) // any test user may write here
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "race report folder:", err)
+			os.Exit(1)
 		}
 	}
 	code := 1

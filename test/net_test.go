@@ -358,7 +358,6 @@ func (s *stream) ticks() []tickLine {
 type cutRound struct {
 	what       string
 	cut, heal  int64
-	resumedBy  int64 // a tick sent after this arrived (0: never)
 	healedLate bool
 }
 

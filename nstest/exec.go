@@ -47,6 +47,10 @@ type Cmd struct {
 	Env []string
 	// Dir is its working directory; "" is the test process's.
 	Dir string
+	// Root runs it as root of the run's user namespace (`nsrun net exec
+	// --root`): with every capability over the node's network, enough for
+	// ip, tc and nft there.
+	Root bool
 	// Stdin, Stdout and Stderr are as with exec.Cmd: nil is /dev/null;
 	// an *os.File is passed as it is; anything else through a pipe.
 	Stdin          io.Reader
@@ -127,7 +131,7 @@ func (c *Cmd) Start() error {
 		c.closeAll()
 		return err
 	}
-	conn, err := control.Dial(c.node.net.ctl, control.Request{Verb: "exec", Node: c.node.name, Args: c.Args, Env: env, Dir: dir}, files...)
+	conn, err := control.Dial(c.node.net.ctl, control.Request{Verb: "exec", Node: c.node.name, Args: c.Args, Env: env, Dir: dir, Root: c.Root}, files...)
 	// The command holds the ends it was given; ours of its stdin and
 	// output pipes are closed, so that its exit ends the copies.
 	for _, f := range files {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/nstest"
+	"github.com/nsrun/nsrun/runstate"
 )
 
 const three = `
@@ -290,6 +291,11 @@ func TestExec(t *testing.T) {
 	}
 	if _, err := c.Exec(ctxFor(t, 10*time.Second), "no-such-command-here"); err == nil || !strings.Contains(err.Error(), "no-such-command-here") {
 		t.Errorf("a missing command: %v", err)
+	}
+	root := c.Command(ctxFor(t, 10*time.Second), "sh", "-c", "grep CapEff /proc/self/status")
+	root.Root = true
+	if out, err := root.Output(); err != nil || strings.Contains(string(out), "0000000000000000") {
+		t.Errorf("Root: %q %v", out, err)
 	}
 	cmd := c.Command(ctxFor(t, 10*time.Second), "sh", "-c", "read x; echo got $x; exit 0")
 	cmd.Stdin = strings.NewReader("line\n")
@@ -646,8 +652,9 @@ func TestParallelNetworks(t *testing.T) {
 }
 
 // TestKilledTestLeavesNothing runs this test binary again, as a test that
-// starts a network and waits; SIGKILL of that binary mid-test must leave
-// no process, no mount and no run folder of the network.
+// starts a network and waits; that binary killed mid-test, by SIGKILL or by
+// its -test.timeout running out, must leave no process, no mount and no
+// run folder of the network.
 func TestKilledTestLeavesNothing(t *testing.T) {
 	if os.Getenv("NSTEST_VICTIM") != "" {
 		victim(t)
@@ -655,12 +662,23 @@ func TestKilledTestLeavesNothing(t *testing.T) {
 	}
 	needUserNS(t)
 	t.Parallel()
+	for _, how := range []string{"SIGKILL", "timeout"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			killedTest(t, how == "timeout")
+		})
+	}
+}
+
+func killedTest(t *testing.T, timeout bool) {
 	marker := fmt.Sprintf("%d", 500000+time.Now().UnixNano()%100000)
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "-test.run", "^TestKilledTestLeavesNothing$", "-test.v")
+	if timeout {
+		cmd.Args = append(cmd.Args, "-test.timeout=3s")
+	}
 	cmd.Env = append(os.Environ(), "NSTEST_VICTIM="+marker)
 	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -677,25 +695,36 @@ func TestKilledTestLeavesNothing(t *testing.T) {
 		_ = cmd.Wait()
 		t.Fatal("the victim test did not start its network")
 	}
-	runDir := findRunDir(t, runID)
+	runDir := filepath.Join(runstate.RunsDir(runtimeDir(t)), runID)
+	if !exists(runDir) {
+		t.Errorf("no run folder %s while the victim runs", runDir)
+	}
 	if p := processes(marker); len(p) != 3 {
 		t.Errorf("want the victim's nodes' sh and two sleeps, found %v", psArgs(p))
 	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
 	go func() { _, _ = bufioDrain(sc) }()
+	if !timeout {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-waited
+		t.Fatal("the victim test binary did not end")
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && (len(processes(marker)) > 0 || len(processes(runID)) > 0 || exists(runDir)) {
+	for time.Now().Before(deadline) && (len(processes(marker)) > 0 || exists(runDir)) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if p := processes(marker); len(p) > 0 {
-		t.Errorf("node processes survived SIGKILL of the test binary: %v", p)
+		t.Errorf("node processes survived the test binary: %v", psArgs(p))
 	}
-	if p := processes("up -f"); len(p) > 0 {
-		for _, pid := range p {
-			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); strings.Contains(string(b), "NSTEST_VICTIM="+marker) {
-				t.Errorf("the victim's launcher or supervisor survived: pid %d", pid)
-			}
+	for _, pid := range processes(" up -f ") {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); strings.Contains(string(b), "NSTEST_VICTIM="+marker) {
+			t.Errorf("the victim's launcher or supervisor survived: pid %d", pid)
 		}
 	}
 	if exists(runDir) {
@@ -704,6 +733,14 @@ func TestKilledTestLeavesNothing(t *testing.T) {
 	if b, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(b), runID) {
 		t.Errorf("mounts mention the run:\n%s", b)
 	}
+}
+
+func runtimeDir(t *testing.T) string {
+	rt, err := runstate.RuntimeDir(os.Getuid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }
 
 func bufioDrain(sc *bufio.Scanner) (int, error) {
@@ -722,27 +759,11 @@ nodes:
   a: {ip: 172.18.0.50, command: "sleep `+marker+`"}
   b: {ip: 172.18.0.51, command: "sh -c 'sleep `+marker+`; true'"}
 `)
-	for !strings.Contains(strings.Join(psArgs(processes(marker)), "\n"), "sh -c") {
+	for len(processes(marker)) < 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println("victim up:", n.RunID())
 	time.Sleep(time.Minute)
-}
-
-func findRunDir(t *testing.T, id string) string {
-	for _, base := range []string{os.Getenv("XDG_RUNTIME_DIR"), fmt.Sprintf("/run/user/%d", os.Getuid())} {
-		if base == "" {
-			continue
-		}
-		if d := filepath.Join(base, "nsrun-runs", "runs", id); exists(d) {
-			return d
-		}
-	}
-	if d := filepath.Join(os.TempDir(), fmt.Sprintf("nsrun-%d", os.Getuid()), "runs", id); exists(d) {
-		return d
-	}
-	t.Fatalf("no run folder for run %s", id)
-	return ""
 }
 
 func exists(path string) bool {

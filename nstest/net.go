@@ -45,8 +45,9 @@ type Net struct {
 
 	mu       sync.Mutex
 	closing  bool           // the test is over: exits are expected
-	expected map[string]int // exits asked for (Stop, Restart), by node
-	running  map[string]bool
+	expected map[string]int  // exits asked for (Stop, Restart) not yet reported, by node
+	running  map[string]bool // as far as the test's verbs and unasked exits tell
+	crashes  map[string]int  // exits not asked for, by node
 }
 
 // Option changes how Start starts a network.
@@ -169,7 +170,7 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 	}
 	n := &Net{
 		t: r, tb: tb, top: top, opts: o, nodes: map[string]*Node{}, names: map[string]*Node{},
-		exited: make(chan struct{}), expected: map[string]int{}, running: map[string]bool{},
+		exited: make(chan struct{}), expected: map[string]int{}, running: map[string]bool{}, crashes: map[string]int{},
 		out: &outLog{t: r, max: o.maxLogLines},
 	}
 	for _, tn := range top.Nodes {
@@ -373,16 +374,10 @@ func (n *Net) readOutput(r io.ReadCloser, up chan<- string) {
 }
 
 // event follows a node's life-cycle line from nsrun up ("NODE exited with
-// code N", "NODE started ...") and reports exits the test did not ask for.
+// code N") and reports exits the test did not ask for.
 func (n *Net) event(text string) {
 	node, what, _ := strings.Cut(text, " ")
 	if _, ok := n.nodes[node]; !ok {
-		return
-	}
-	if strings.HasPrefix(what, "started") {
-		n.mu.Lock()
-		n.running[node] = true
-		n.mu.Unlock()
 		return
 	}
 	codeText, ok := strings.CutPrefix(what, "exited with code ")
@@ -393,11 +388,15 @@ func (n *Net) event(text string) {
 	if err != nil {
 		return
 	}
+	// An exit the test asked for may be reported after the node was
+	// started again: it is counted off, and changes nothing else.
 	n.mu.Lock()
-	n.running[node] = false
 	asked := n.closing || n.expected[node] > 0
 	if n.expected[node] > 0 {
 		n.expected[node]--
+	} else {
+		n.running[node] = false
+		n.crashes[node]++
 	}
 	n.mu.Unlock()
 	switch {

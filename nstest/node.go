@@ -211,7 +211,7 @@ const readyTimeout = 60 * time.Second
 
 // waitReady waits until the node's ready port accepts, tried from inside
 // the node.
-func (n *Node) waitReady() error {
+func (n *Node) waitReady(crashes int) error {
 	if n.ready == 0 {
 		return nil
 	}
@@ -233,9 +233,9 @@ func (n *Node) waitReady() error {
 			return fmt.Errorf("nstest: node %s: tcp:%d did not accept within %s of its start: %w", n.name, n.ready, readyTimeout, err)
 		}
 		n.net.mu.Lock()
-		running := n.net.running[n.name]
+		crashed := n.net.crashes[n.name] != crashes
 		n.net.mu.Unlock()
-		if !running {
+		if crashed {
 			return fmt.Errorf("nstest: node %s exited before tcp:%d accepted", n.name, n.ready)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -248,6 +248,7 @@ func (n *Node) ending(verb string) error {
 	n.net.mu.Lock()
 	if n.net.running[n.name] {
 		n.net.expected[n.name]++
+		n.net.running[n.name] = false
 	}
 	n.net.mu.Unlock()
 	return n.verb(verb)
@@ -263,6 +264,9 @@ func (n *Node) verb(v string) error {
 	if n.err != nil {
 		return n.err
 	}
+	n.net.mu.Lock()
+	crashes := n.net.crashes[n.name]
+	n.net.mu.Unlock()
 	out, err := n.net.nsrun("node", v, "--run", n.net.id, n.name)
 	if err != nil {
 		return err
@@ -274,7 +278,7 @@ func (n *Node) verb(v string) error {
 		n.net.mu.Lock()
 		n.net.running[n.name] = true
 		n.net.mu.Unlock()
-		return n.waitReady()
+		return n.waitReady(crashes)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ type Net struct {
 	out     *outLog
 
 	mu       sync.Mutex
-	closing  bool           // the test is over: exits are expected
+	closing  bool            // the test is over: exits are expected
 	expected map[string]int  // exits asked for (Stop, Restart) not yet reported, by node
 	running  map[string]bool // as far as the test's verbs and unasked exits tell
 	crashes  map[string]int  // exits not asked for, by node

@@ -30,8 +30,8 @@ type HostConfig struct {
 // from the gateway is trusted (the user is root there):
 //   - at prerouting, before anything else looks at it: IPv6 that nsrun did
 //     not ask for (all of it, until a static gateway address exists; router
-//     advertisements and redirects always), any IPv4 source but the
-//     gateway's own address, and TCP and UDP from privileged source ports
+//     advertisements and redirects always), IPv4 redirects, any IPv4
+//     source but the gateway's own address, and TCP and UDP from privileged source ports
 //     (< 1024, which NFS or rsh-style services on the host or beyond may
 //     trust) are dropped. (Masquerade cannot map those ports instead:
 //     google/nftables v0.3.0 sends a masquerade's port range without the
@@ -68,6 +68,10 @@ func HostTable(c HostConfig) *Table {
 	guard.Rules = append(guard.Rules, Rule{
 		Text:  fmt.Sprintf("iifname %q ip saddr != %s drop", c.Interface, c.Gateway),
 		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpNeq, c.Gateway), drop()),
+	})
+	guard.Rules = append(guard.Rules, Rule{
+		Text:  fmt.Sprintf("iifname %q icmp type redirect drop", c.Interface),
+		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), l4proto(unix.IPPROTO_ICMP), thByte(0, 5), drop()),
 	})
 	for _, p := range protos {
 		guard.Rules = append(guard.Rules, Rule{

@@ -246,6 +246,7 @@ func TestApplyInNamespace(t *testing.T) {
 	for _, want := range []string{
 		`iifname "nsrun1000" meta nfproto ipv6 drop`,
 		`iifname "nsrun1000" ip saddr != 172.18.255.2 drop`,
+		`iifname "nsrun1000" icmp type redirect drop`,
 		`iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat ip to 127.0.0.53:53`,
 		`iifname "nsrun1000" udp sport < 1024 drop`,
 		`iifname "nsrun1000" ct status dnat accept`,

@@ -9,7 +9,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X github.com/nsrun/nsrun/cli.versi
 STATIC   := -tags netgo,osusergo -ldflags '$(LDFLAGS) -linkmode external -extldflags -static' 
 SHELL    := /bin/bash
 
-.PHONY: all build demo test unit e2e lint bench install uninstall clean
+.PHONY: all build demo test unit e2e e2e-race lint bench install uninstall clean
 
 all: build
 
@@ -32,6 +32,13 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -v -timeout 20m ./test/
+
+# The end-to-end tests against an nsrun built with -race (dynamically
+# linked): any data race the supervisor or the CLI reports fails the test
+# that ran. E2E_RACE_RUN narrows it (a go test -run pattern).
+E2E_RACE_RUN ?= .
+e2e-race:
+	NSRUN_TEST_RACE=1 $(GO) test -count=1 -v -timeout 20m -run '$(E2E_RACE_RUN)' ./test/
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -30,8 +30,8 @@ func (s *supervisor) attach(p *control.Peer) {
 		reply(err)
 		return
 	}
-	s.nodeMu.Lock()
-	defer s.nodeMu.Unlock()
+	s.attachMu.Lock()
+	defer s.attachMu.Unlock()
 	if _, dup := s.lookup(name); dup {
 		reply(fmt.Errorf("--name: the run already has a node %q; pick another name", name))
 		return
@@ -88,8 +88,8 @@ func (s *supervisor) attach(p *control.Peer) {
 	br := s.plan.Bridges[subnet]
 	link := plan.Link{Kind: plan.Veth, Node: name, Bridge: subnet, Port: port, Inside: plan.GuestIfName,
 		Addr: netip.PrefixFrom(addr, br.Prefix.Bits()), Gateway: br.Router}
-	n := &node{cfg: plan.Node{Name: name, Hostname: name, Addr: addr, Subnet: subnet, Links: []plan.Link{link}}, ns: own,
-		up: make(chan struct{}), done: make(chan struct{}), attached: true}
+	n := newNode(plan.Node{Name: name, Hostname: name, Addr: addr, Subnet: subnet, Links: []plan.Link{link}}, -1)
+	n.ns, n.attached = own, true
 	close(n.up)
 	s.addNode(n)
 	_, _ = s.state.WriteFileInPlace("hosts", hostsFile(s.hostEntries()))

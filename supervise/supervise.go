@@ -59,7 +59,7 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	signal.Notify(sigs, userns.ForwardedSignals(p.Run.Terminal)...)
 	signal.Notify(sigs, userns.TerminalSignals...)
 
-	s := &supervisor{plan: p, handles: h, byName: map[string]*node{}, exited: make(chan *node, len(p.Nodes)), abort: make(chan struct{})}
+	s := newSupervisor(p, h)
 	if h.LauncherGone != nil {
 		go func() { <-h.LauncherGone; s.launcherGone() }()
 	}
@@ -99,27 +99,39 @@ func exitCodeFor(err error) int {
 	return ExitSetupFailed
 }
 
+// newSupervisor makes the supervisor of plan p, with its nodes, before any
+// of its goroutines starts.
+func newSupervisor(p *plan.Plan, h Handles) *supervisor {
+	s := &supervisor{plan: p, handles: h, byName: map[string]*node{}, exited: make(chan exit, len(p.Nodes)), abort: make(chan struct{})}
+	for i, n := range p.Nodes {
+		nd := newNode(n, i)
+		s.nodes = append(s.nodes, nd)
+		s.byName[n.Name] = nd
+	}
+	return s
+}
+
 // supervisor is one run.
 type supervisor struct {
-	plan    *plan.Plan
-	handles Handles
-	state   *runstate.Run
-	net     *network
-	nodes   []*node
-	byName  map[string]*node
-	hosts   string
-	out     *prefixer
-	ctl     *control.Server
-	log     *slog.Logger
-	logEnd  io.Closer
-	cap     atomic.Pointer[capture]
-	exited  chan *node
-	abort   chan struct{} // closed when the run is being stopped
-	gcDone  chan struct{} // closed when the removal of dead runs is done
-	once    sync.Once
-	netst   netState
-	nodeMu  sync.Mutex   // serializes node verbs and attach
-	listMu  sync.RWMutex // guards nodes and byName, which attach extends
+	plan     *plan.Plan
+	handles  Handles
+	state    *runstate.Run
+	net      *network
+	nodes    []*node
+	byName   map[string]*node
+	hosts    string
+	out      *prefixer
+	ctl      *control.Server
+	log      *slog.Logger
+	logEnd   io.Closer
+	cap      atomic.Pointer[capture]
+	exited   chan exit     // every end of a node's process
+	abort    chan struct{} // closed when the run is being stopped
+	gcDone   chan struct{} // closed when the removal of dead runs is done
+	once     sync.Once
+	netst    netState
+	attachMu sync.Mutex   // serializes attach
+	listMu   sync.RWMutex // guards nodes and byName, which attach extends
 }
 
 // lookup finds a node by name.
@@ -145,41 +157,21 @@ func (s *supervisor) addNode(n *node) {
 	s.byName[n.cfg.Name] = n
 }
 
-// node is one node's state.
-type node struct {
-	cfg    plan.Node
-	idx    int      // in the file's nodes (unused for attached nodes)
-	ns     *os.File // set once wired (network.waitWired)
-	proc   *guest.Process
-	up     chan struct{} // closed once started and ready
-	done   chan struct{} // closed once its process ended (never, without one)
-	code   int
-	killed bool
-	held   bool // stopped on request: its exit does not end the run
-	// attached nodes were plugged in by `nsrun attach`: their namespace
-	// belongs to a process of the user's.
-	attached bool
-}
-
 func (s *supervisor) setUp() error {
 	p := s.plan
 	var err error
 	if s.log, s.logEnd, err = newLogger(p.Run.Log, p.Capture); err != nil {
 		return err
 	}
-	for i, n := range p.Nodes {
-		nd := &node{cfg: n, idx: i, up: make(chan struct{}), done: make(chan struct{})}
-		s.nodes = append(s.nodes, nd)
-		s.byName[n.Name] = nd
-	}
 	// The network is built while the run's files and mounts are made: the
 	// kernel takes milliseconds over the first bridge of a user namespace.
 	// Each node's namespace is set (node.ns) as it is wired, before its
 	// wired channel closes.
 	netErr := make(chan error, 1)
+	nodes := s.allNodes()
 	go func() {
 		var err error
-		s.net, err = buildNetwork(p, s.log, func(i int, ns *os.File) { s.nodes[i].ns = ns })
+		s.net, err = buildNetwork(p, s.log, func(i int, ns *os.File) { nodes[i].ns = ns })
 		netErr <- err
 	}()
 	err = s.setUpFiles()
@@ -323,13 +315,12 @@ func (s *supervisor) startNode(n *node) error {
 	if !s.plan.Run.Up {
 		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.plan.Run.Terminal
 	}
-	if err := s.launch(n, sp, n.done); err != nil {
-		close(n.done)
+	if err := s.launch(n, sp); err != nil {
+		n.failedFirstStart()
 		return err
 	}
-	p := n.proc
 	if s.plan.Run.Up {
-		s.out.event(n.cfg.Name, fmt.Sprintf("started (pid %d)", p.Pid))
+		s.out.event(n.cfg.Name, fmt.Sprintf("started (pid %d)", n.pid()))
 	}
 	if n.cfg.Ready.Kind == plan.ReadyTCP {
 		if err := s.waitReady(n); err != nil {
@@ -342,9 +333,9 @@ func (s *supervisor) startNode(n *node) error {
 }
 
 // launch starts n's command as sp says (in `up`, with stdin /dev/null and
-// its output prefixed) and watches it: done is closed when it ends, and the
-// node is reported on s.exited.
-func (s *supervisor) launch(n *node, sp guest.Spec, done chan struct{}) error {
+// its output prefixed) and watches it (node.begin): its end is reported
+// on s.exited.
+func (s *supervisor) launch(n *node, sp guest.Spec) error {
 	if s.plan.Run.Up {
 		devnull, w, err := s.nodeIO(n)
 		if err != nil {
@@ -360,12 +351,7 @@ func (s *supervisor) launch(n *node, sp guest.Spec, done chan struct{}) error {
 	if err != nil {
 		return fmt.Errorf("node %q: %w", n.cfg.Name, err)
 	}
-	n.proc = p
-	go func() {
-		n.code = guest.ExitCode(p.Wait())
-		close(done)
-		s.exited <- n
-	}()
+	n.begin(p, s.exited)
 	return nil
 }
 
@@ -405,9 +391,10 @@ func (s *supervisor) waitReady(n *node) error {
 		if ok {
 			return nil
 		}
+		_, done := n.process()
 		select {
-		case <-n.done:
-			return fmt.Errorf("node %q exited with code %d before tcp:%d accepted", n.cfg.Name, n.code, r.Addr.Port())
+		case <-done:
+			return fmt.Errorf("node %q exited with code %d before tcp:%d accepted", n.cfg.Name, n.exitCode(), r.Addr.Port())
 		case <-s.abort:
 			return nil
 		case <-time.After(r.Interval):
@@ -420,15 +407,18 @@ func (s *supervisor) waitReady(n *node) error {
 // ends the run.
 func (s *supervisor) superviseOne(sigs chan os.Signal) int {
 	forward := userns.ForwardedSet(s.plan.Run.Terminal)
-	n := s.nodes[0]
+	n := s.allNodes()[0]
 	for {
+		_, done := n.process()
 		select {
 		case sig := <-sigs:
-			if forward[sig] {
-				_ = unix.Kill(n.proc.Pid, sig.(syscall.Signal))
+			if pid := n.pid(); forward[sig] && pid != 0 {
+				_ = unix.Kill(pid, sig.(syscall.Signal))
 			}
-		case <-n.done:
-			return n.code
+		case <-done:
+			if !n.running() { // not started again meanwhile
+				return n.exitCode()
+			}
 		}
 	}
 }
@@ -440,7 +430,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	// stopped; the others keep it going until they have all exited.
 	running, idle := 0, false
 	for _, n := range s.allNodes() {
-		if n.proc != nil {
+		if n.pid() != 0 {
 			running++
 		} else {
 			idle = true
@@ -471,17 +461,14 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				}
 			default:
 				for _, n := range s.allNodes() {
-					if n.proc != nil {
-						_ = unix.Kill(-n.proc.Pid, sig.(syscall.Signal))
+					if pid := n.pid(); pid != 0 {
+						_ = unix.Kill(-pid, sig.(syscall.Signal))
 					}
 				}
 			}
-		case n := <-s.exited:
-			s.out.event(n.cfg.Name, fmt.Sprintf("exited with code %d", n.code))
-			s.nodeMu.Lock()
-			held := n.held
-			s.nodeMu.Unlock()
-			if held {
+		case e := <-s.exited:
+			s.out.event(e.n.cfg.Name, fmt.Sprintf("exited with code %d", e.code))
+			if e.held {
 				continue // stopped on request; `nsrun node start` brings it back
 			}
 			running--
@@ -498,10 +485,10 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	s.out.flush()
 	if s.plan.Run.ExitCodeFrom != "" {
 		n, _ := s.lookup(s.plan.Run.ExitCodeFrom)
-		return n.code
+		return n.exitCode()
 	}
 	for _, n := range s.allNodes() {
-		if n.killed {
+		if n.wasKilled() {
 			return 1
 		}
 	}
@@ -528,10 +515,7 @@ func (s *supervisor) launcherGone() {
 	// Twice, for a node that was being started the first time round.
 	for range 2 {
 		for _, n := range s.allNodes() {
-			if p := n.proc; p != nil {
-				_ = unix.Kill(-p.Pid, unix.SIGKILL)
-				_ = unix.Kill(p.Pid, unix.SIGKILL)
-			}
+			n.kill()
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -552,22 +536,12 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 	deadline := time.After(timeout)
 	nodes := s.allNodes()
 	for _, n := range nodes {
-		if n.proc != nil && timeout > 0 {
-			_ = unix.Kill(-n.proc.Pid, unix.SIGTERM)
+		if pid := n.pid(); pid != 0 && timeout > 0 {
+			_ = unix.Kill(-pid, unix.SIGTERM)
 		}
 	}
 	for _, n := range nodes {
-		if n.proc == nil {
-			continue
-		}
-		select {
-		case <-n.done:
-		case <-deadline:
-			n.killed = true
-			_ = unix.Kill(-n.proc.Pid, unix.SIGKILL)
-			_ = unix.Kill(n.proc.Pid, unix.SIGKILL)
-			<-n.done
-		}
+		n.end(deadline)
 	}
 }
 
@@ -582,12 +556,8 @@ func (s *supervisor) tearDown() {
 		s.ctl.Close()
 	}
 	for _, n := range s.allNodes() {
-		if n.proc != nil {
-			select {
-			case <-n.done:
-			default:
-				_ = unix.Kill(n.proc.Pid, unix.SIGKILL)
-			}
+		if n.running() {
+			_ = unix.Kill(n.pid(), unix.SIGKILL)
 		}
 		if n.attached && n.ns != nil {
 			n.ns.Close()
@@ -610,10 +580,7 @@ func (s *supervisor) writeInfo() {
 		info.Uplink = s.net.uplink.block.String()
 	}
 	for _, n := range s.allNodes() {
-		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr.String()}
-		if n.proc != nil {
-			ni.Pid = n.proc.Pid
-		}
+		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr.String(), Pid: n.pid()}
 		info.Nodes = append(info.Nodes, ni)
 	}
 	_ = s.state.WriteInfo(info)

@@ -62,6 +62,8 @@
 // line and column of an error in the YAML and the test line that called
 // Start.
 //
+// Topology writes the network in Go rather than YAML.
+//
 // New is Start outside a test (TestMain, to share one network between the
 // tests of a package; benchmarks; programs), stopped by Close.
 //

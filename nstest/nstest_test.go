@@ -800,3 +800,35 @@ func psArgs(pids []int) []string {
 	}
 	return out
 }
+
+// TestTopologyBuilder: a network written in Go starts as its YAML would,
+// and its mistakes are nsrun's, naming the field.
+func TestTopologyBuilder(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	n := nstest.Start(t, nstest.Topology{Nodes: []nstest.NodeSpec{
+		{Name: "srv", IP: "172.18.0.70", Hostname: "server", Command: []string{"sh", "-c", "echo up; exec sleep 1000"}},
+		{Name: "cli", IP: "172.18.0.71", DependsOn: []string{"srv"}},
+	}}.YAML())
+	if got := n.Node("srv").Addr().String(); got != "172.18.0.70" {
+		t.Errorf("srv.Addr() = %s", got)
+	}
+	l, err := n.Node("srv").Listen("tcp", ":1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go echo(l, "srv")
+	c, err := n.Node("cli").Dial("tcp", "server:1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if line, err := roundTrip(c, bufio.NewReader(c), "built", 5*time.Second); err != nil || line != "srv 172.18.0.71 built\n" {
+		t.Errorf("%q %v", line, err)
+	}
+	bad := nstest.Topology{Nodes: []nstest.NodeSpec{{Name: "x", IP: "10.0.0.1"}}}.YAML()
+	if msg := fatal(t, bad); !strings.Contains(msg, "nodes.x.ip") {
+		t.Errorf("an address outside the subnet: %q", msg)
+	}
+}

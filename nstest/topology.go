@@ -1,0 +1,68 @@
+package nstest
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Topology is a network written in Go rather than YAML; YAML turns it
+// into the text Start takes:
+//
+//	n := nstest.Start(t, nstest.Topology{Nodes: []nstest.NodeSpec{
+//		{Name: "db", IP: "172.18.0.10", Command: []string{"redis-server"}, Ready: 6379},
+//		{Name: "web", IP: "172.18.0.11", DependsOn: []string{"db"}},
+//	}}.YAML())
+//
+// Fields mean what the nsrun.yaml keys of the same names mean; empty
+// fields are left out.
+type Topology struct {
+	// Subnets by name, as CIDR prefixes; none is one 172.18.0.0/24.
+	Subnets map[string]string
+	Nodes   []NodeSpec
+}
+
+// NodeSpec is one node of a Topology.
+type NodeSpec struct {
+	Name        string
+	IP          string
+	IP6         string
+	Hostname    string
+	Command     []string
+	Ready       uint16 // a TCP port that accepts once the node is up
+	Environment map[string]string
+	WorkingDir  string
+	DependsOn   []string
+	Ports       []string // "HOST:NODE"
+	Capture     bool
+}
+
+// YAML is the topology as the text of an nsrun.yaml (JSON, which YAML
+// reads as it is).
+func (tp Topology) YAML() string {
+	type node struct {
+		IP          string            `json:"ip,omitempty"`
+		IP6         string            `json:"ip6,omitempty"`
+		Hostname    string            `json:"hostname,omitempty"`
+		Command     []string          `json:"command,omitempty"`
+		Ready       string            `json:"ready,omitempty"`
+		Environment map[string]string `json:"environment,omitempty"`
+		WorkingDir  string            `json:"working_dir,omitempty"`
+		DependsOn   []string          `json:"depends_on,omitempty"`
+		Ports       []string          `json:"ports,omitempty"`
+		Capture     bool              `json:"capture,omitempty"`
+	}
+	doc := struct {
+		Subnets map[string]string `json:"subnets,omitempty"`
+		Nodes   map[string]node   `json:"nodes"`
+	}{Subnets: tp.Subnets, Nodes: map[string]node{}}
+	for _, n := range tp.Nodes {
+		nd := node{IP: n.IP, IP6: n.IP6, Hostname: n.Hostname, Command: n.Command, Environment: n.Environment,
+			WorkingDir: n.WorkingDir, DependsOn: n.DependsOn, Ports: n.Ports, Capture: n.Capture}
+		if n.Ready != 0 {
+			nd.Ready = fmt.Sprintf("tcp:%d", n.Ready)
+		}
+		doc.Nodes[n.Name] = nd
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ") // strings, slices and maps of strings: cannot fail
+	return string(b) + "\n"
+}

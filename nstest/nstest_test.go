@@ -262,6 +262,14 @@ func TestPartitionShapes(t *testing.T) {
 	if f := st.Faults["c"]; f.Loss != 0.25 || f.Rate == "" {
 		t.Errorf("Show after Flaky: %+v", st.Faults)
 	}
+	// Delay needs the kernel's netem; without it the error names it.
+	if err := n.Flaky("c", nstest.Delay(50*time.Millisecond)); err != nil && !strings.Contains(err.Error(), "netem") {
+		t.Errorf("Flaky Delay: %v", err)
+	} else if err == nil {
+		if st, _ := n.Show(); st.Faults["c"].Delay != 50*time.Millisecond {
+			t.Errorf("Show after Flaky Delay: %+v", st.Faults)
+		}
+	}
 	if err := n.Flaky("c"); err != nil {
 		t.Fatal(err)
 	}

@@ -72,39 +72,42 @@ func joinClusters(clusters [][]string) []string {
 }
 
 // FlakyOption is one link fault of Flaky.
-type FlakyOption func(*[]string)
+type FlakyOption func(*flakyArgs)
+
+// flakyArgs are the flags of `nsrun net flaky` that the options make.
+type flakyArgs struct{ args []string }
 
 // Loss drops that fraction of the node's IPv4 packets, both ways (0.3:
 // 30%; the run applies whole percents).
 func Loss(fraction float64) FlakyOption {
-	return func(a *[]string) {
-		*a = append(*a, "--loss", strconv.FormatFloat(fraction*100, 'f', -1, 64)+"%")
+	return func(a *flakyArgs) {
+		a.args = append(a.args, "--loss", strconv.FormatFloat(fraction*100, 'f', -1, 64)+"%")
 	}
 }
 
 // Rate limits what the node receives to bitsPerSecond.
 func Rate(bitsPerSecond uint64) FlakyOption {
-	return func(a *[]string) { *a = append(*a, "--rate", strconv.FormatUint(bitsPerSecond, 10)+"bit") }
+	return func(a *flakyArgs) { a.args = append(a.args, "--rate", strconv.FormatUint(bitsPerSecond, 10)+"bit") }
 }
 
 // Delay delays what the node receives (needs the kernel's netem).
 func Delay(d time.Duration) FlakyOption {
-	return func(a *[]string) { *a = append(*a, "--delay", d.String()) }
+	return func(a *flakyArgs) { a.args = append(a.args, "--delay", d.String()) }
 }
 
 // Jitter varies the Delay by up to d.
 func Jitter(d time.Duration) FlakyOption {
-	return func(a *[]string) { *a = append(*a, "--jitter", d.String()) }
+	return func(a *flakyArgs) { a.args = append(a.args, "--jitter", d.String()) }
 }
 
 // Flaky sets the node's link faults, replacing those it had; with no
 // option it clears them.
 func (n *Net) Flaky(node string, opts ...FlakyOption) error {
-	args := []string{node}
+	a := flakyArgs{args: []string{node}}
 	for _, o := range opts {
-		o(&args)
+		o(&a)
 	}
-	return n.netVerb("flaky", args...)
+	return n.netVerb("flaky", a.args...)
 }
 
 // State is the network's partition and link faults, as Show reports them.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 
 	"github.com/google/nftables"
@@ -34,6 +35,10 @@ type Status struct {
 	Table             string   `json:"table,omitempty"`
 	TablePresent      *bool    `json:"table_present,omitempty"` // nil: not checked (needs root)
 	ForwardDrops      []string `json:"forward_drops,omitempty"`
+	// Forwarding is how the guard table treats forwarding of other
+	// interfaces (root only): "nsrun only" (it was off before the first
+	// install) or "unchanged".
+	Forwarding string `json:"forwarding,omitempty"`
 }
 
 // GetStatus inspects what is installed for uid.
@@ -74,6 +79,16 @@ func GetStatus(uid int) Status {
 				s.Problem = fmt.Sprintf("nftables table inet %s is missing: run `sudo nsrun-helper install` again", s.Table)
 			}
 		}
+		if g, ok, err := nft.ReadGuard(); err == nil && ok {
+			s.Forwarding = map[bool]string{true: "nsrun only", false: "unchanged"}[g.DropOthers]
+			if s.Installed && !slices.Contains(g.Interfaces, s.Interface) {
+				s.Installed = false
+				s.Problem = fmt.Sprintf("%s is missing from the guard table inet %s: run `sudo nsrun-helper install` again", s.Interface, nft.GuardTableName)
+			}
+		} else if s.Installed {
+			s.Installed = false
+			s.Problem = fmt.Sprintf("the guard table inet %s is missing: run `sudo nsrun-helper install` again", nft.GuardTableName)
+		}
 		drops, _ := nft.FindForwardDrops()
 		for _, d := range drops {
 			s.ForwardDrops = append(s.ForwardDrops, forwardDropAdvice(d, s.Interface))
@@ -111,6 +126,12 @@ func (s Status) Print(w io.Writer) {
 		fmt.Fprintf(w, "  firewall    table inet %s present\n", s.Table)
 	default:
 		fmt.Fprintf(w, "  firewall    table inet %s missing\n", s.Table)
+	}
+	switch s.Forwarding {
+	case "nsrun only":
+		fmt.Fprintf(w, "  forwarding  only to and from nsrun interfaces (it was off before the first install; table inet %s)\n", nft.GuardTableName)
+	case "unchanged":
+		fmt.Fprintf(w, "  forwarding  was on before the first install: unchanged for other interfaces (table inet %s)\n", nft.GuardTableName)
 	}
 	for _, d := range s.ForwardDrops {
 		fmt.Fprintf(w, "warning: %s\n", d)

@@ -211,6 +211,15 @@ func TestHelperForwardGuard(t *testing.T) {
 			if got := h.sysctl(t, "net.ipv4.ip_forward", ""); got != "1" {
 				t.Fatalf("ip_forward after install = %s", got)
 			}
+			var st struct {
+				Installed  bool   `json:"installed"`
+				Forwarding string `json:"forwarding"`
+			}
+			r := h.helper(t, "status", "--json", "--user", u.Name)
+			want := map[string]string{"0": "nsrun only", "1": "unchanged"}[before]
+			if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil || !st.Installed || st.Forwarding != want {
+				t.Errorf("status as root: %s %s; want installed, forwarding %q", r.Stdout, r.Stderr, want)
+			}
 			out := probeIn(t, a.Name, "dial", bAddr+":7020", "1s")
 			if before == "0" && !strings.HasPrefix(out, "unreachable") {
 				t.Errorf("forwarding was off before install; a -> b now: %q, want it dropped", out)

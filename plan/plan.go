@@ -82,6 +82,7 @@ const (
 
 var userModes = []string{"caller", "root", "mapped"}
 
+// String returns the name used in the plan's text and JSON.
 func (m UserMode) String() string { return enumName(int(m), userModes) }
 
 func enumName(v int, names []string) string {
@@ -142,6 +143,7 @@ const (
 
 var linkKinds = []string{"veth", "tap"}
 
+// String returns the name used in the plan's text and JSON.
 func (k LinkKind) String() string { return enumName(int(k), linkKinds) }
 
 // UnmarshalText reads a kind's name.
@@ -196,6 +198,7 @@ const (
 
 var readyKinds = []string{"none", "tcp"}
 
+// String returns the name used in the plan's text and JSON.
 func (k ReadyKind) String() string { return enumName(int(k), readyKinds) }
 
 // UnmarshalText reads a kind's name.
@@ -267,6 +270,7 @@ const (
 
 var mountKinds = []string{"hosts", "resolv"}
 
+// String returns the name used in the plan's text and JSON.
 func (k MountKind) String() string { return enumName(int(k), mountKinds) }
 
 // UnmarshalText reads a kind's name.

@@ -26,6 +26,7 @@ const lockTimeout = 2 * time.Minute
 type state struct {
 	dir, users *os.File
 	lock       *os.File
+	create     bool // not a dry run: the lock file may be made
 }
 
 // openState opens the state folder, checking that it and users/ are
@@ -44,7 +45,7 @@ func openState(create bool) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &state{dir: d}
+	s := &state{dir: d, create: create}
 	if create {
 		if err := unix.Mkdirat(int(d.Fd()), "users", 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			s.close()
@@ -65,7 +66,14 @@ func (s *state) acquire(stop func() bool) error {
 	if s.dir == nil {
 		return nil // dry run on a host without the state folder
 	}
-	fd, err := unix.Openat(int(s.dir.Fd()), "lock", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	flags := unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if s.create {
+		flags |= unix.O_CREAT
+	}
+	fd, err := unix.Openat(int(s.dir.Fd()), "lock", flags, 0o600)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // a dry run, and no install has ever run
+	}
 	if err != nil {
 		return fmt.Errorf("open %s/lock: %w", stateDir, err)
 	}

@@ -163,11 +163,12 @@ func TestHelperRouterAdvertisement(t *testing.T) {
 	if !eventually(5*time.Second, func() bool { return strings.Contains(h.sh(t, "ip -6 route"), "fd77:2::/64") }) {
 		t.Fatalf("the control advertisement changed nothing: the test proves nothing\n%s", h.sh(t, "ip -6 route"))
 	}
-	r := inGateway(t, u, "probe ra uplink fd77:1::")
+	// The attacker gives itself a link-local source if it has none.
+	r := inGateway(t, u, "ip -6 addr add fe80::77/64 dev uplink nodad 2>/dev/null; probe ra uplink fd77:1::")
 	if !strings.Contains(r.Stdout, "sent") {
 		t.Fatalf("advertisement from the gateway: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
-	out := nsrunOK(t, u, "--root", "--", "probe", "ra", "eth0", "fd77:3::")
+	out := nsrunOK(t, u, "--root", "--", "sh", "-c", "ip -6 addr add fe80::77/64 dev eth0 nodad 2>/dev/null; probe ra eth0 fd77:3::")
 	if !strings.Contains(out, "sent") {
 		t.Fatalf("advertisement from a --root node: %q", out)
 	}

@@ -62,7 +62,9 @@ func (s *supervisor) exec(p *control.Peer) {
 			sp.Dir = ""
 		}
 	}
+	s.nsUse.RLock()
 	proc, err := guest.Start(sp)
+	s.nsUse.RUnlock()
 	if err != nil {
 		p.Reply(control.Response{Error: err.Error(), ExitCode: exitCodeFor(err)})
 		return

@@ -38,6 +38,8 @@ func (s *supervisor) socketVerb(p *control.Peer) {
 		return
 	}
 	var fd int
+	s.nsUse.RLock()
+	defer s.nsUse.RUnlock()
 	err = nsfd.Do(n.ns, func() error {
 		var err error
 		fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)

@@ -132,6 +132,10 @@ type supervisor struct {
 	netst    netState
 	attachMu sync.Mutex   // serializes attach
 	listMu   sync.RWMutex // guards nodes and byName, which attach extends
+	// nsUse is held (read) while a request starts something with a node's
+	// namespace fd (exec, socket), and taken for good by tearDown before
+	// it closes the namespaces.
+	nsUse sync.RWMutex
 }
 
 // lookup finds a node by name.
@@ -564,6 +568,7 @@ func (s *supervisor) tearDown() {
 		}
 	}
 	s.cap.Load().stop()
+	s.nsUse.Lock() // never released: the namespaces are gone
 	s.net.close()
 	if s.state != nil {
 		_ = s.state.Remove()

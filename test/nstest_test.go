@@ -14,7 +14,11 @@ import (
 func goTestBinary(t *testing.T, dir, name string) string {
 	t.Helper()
 	out := filepath.Join(binDir, name)
-	cmd := exec.Command("go", "test", "-c", "-o", out, ".")
+	args := []string{"test", "-c", "-o", out}
+	if raceDir != "" {
+		args = append(args, "-race") // its supervisors are the test binary: race reports as nsrun's
+	}
+	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOSUMDB=off")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -840,3 +840,30 @@ func TestTopologyBuilder(t *testing.T) {
 		t.Errorf("an address outside the subnet: %q", msg)
 	}
 }
+
+// TestUplink: with nsrun-helper installed, a node reaches the host through
+// the run's uplink, and an Isolated network does not. The server is
+// started by test/nstest_test.go (NSTEST_HOST_SERVER), on the host's nsrun
+// address.
+func TestUplink(t *testing.T) {
+	server := os.Getenv("NSTEST_HOST_SERVER")
+	if server == "" {
+		t.Skip("skipped: needs nsrun-helper installed and a server on the host (run by test/nstest_test.go)")
+	}
+	t.Parallel()
+	n := nstest.Start(t, three)
+	c, err := n.Node("a").DialContext(ctxFor(t, 5*time.Second), "tcp", server)
+	if err != nil {
+		t.Fatalf("node a to the host's %s: %v", server, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line == "" {
+		t.Errorf("the host's server said %q (%v)", line, err)
+	}
+	iso := nstest.Start(t, three, nstest.Isolated())
+	if c, err := iso.Node("a").DialContext(ctxFor(t, 500*time.Millisecond), "tcp", server); err == nil {
+		c.Close()
+		t.Error("an Isolated network reached the host")
+	}
+}

@@ -29,12 +29,12 @@ func goTestBinary(t *testing.T, dir, name string) string {
 
 // runTestBinary runs a Go test binary as u, exactly as `go test` would as
 // that user, and fails with its output unless it passes.
-func runTestBinary(t *testing.T, u testUser, bin string, args ...string) {
+func runTestBinary(t *testing.T, u testUser, bin string, env ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := u.command(ctx, bin, append([]string{"-test.v", "-test.count=1", "-test.timeout=4m"}, args...)...)
-	cmd.Env = append(cmd.Env, "CI="+os.Getenv("CI"))
+	cmd := u.command(ctx, bin, "-test.v", "-test.count=1", "-test.timeout=4m")
+	cmd.Env = append(append(cmd.Env, "CI="+os.Getenv("CI")), env...)
 	r := run(t, cmd)
 	if r.Code != 0 {
 		t.Fatalf("%s as %s: exit %d\n%s\n%s", filepath.Base(bin), u.Name, r.Code, r.Stdout, r.Stderr)
@@ -51,6 +51,18 @@ func TestNstest(t *testing.T) {
 	if left := u.runDirs(); len(left) != 0 {
 		t.Errorf("run folders left after nstest's tests: %v", left)
 	}
+}
+
+// TestNstestWithHelper runs package nstest's tests as a user who has
+// nsrun-helper installed: the test binary's runs join the user's gateway
+// and have an uplink, which TestUplink dials to a server on the host's
+// nsrun address.
+func TestNstestWithHelper(t *testing.T) {
+	u := unprivileged(t)
+	rec := installFor(t, u, testResolver(t))
+	server := rec.HostAddr.Addr().String() + ":7004"
+	hostServer(t, "listen", server)
+	runTestBinary(t, u, goTestBinary(t, "../nstest", "nstest.test"), "NSTEST_HOST_SERVER="+server)
 }
 
 // TestNstestExample runs the tests of examples/kvstore, a module of its

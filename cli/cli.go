@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/supervise"
 	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
@@ -20,29 +21,14 @@ import (
 // -ldflags "-X github.com/nsrun/nsrun/cli.version=...".
 var version = "dev"
 
-const usage = `nsrun runs commands as hosts on networks of their own, without root.
+// usage is nsrun --help; the net and node verbs come from their table
+// (control.Verbs), which the supervisor shares.
+var usage = `nsrun runs commands as hosts on networks of their own, without root.
 
 Usage:
   nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
   nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
-  nsrun net exec [--run ID] NODE -- CMD [ARGS...]
-                                     run CMD in NODE's network (from inside a run,
-                                     or from the host with --run ID)
-  nsrun net isolate NODE...          cut NODEs from every other node and each other
-  nsrun net disjoint A B -- C D      clusters that cannot see each other (every node once)
-  nsrun net split A B -- B C         clusters may share nodes; unnamed nodes isolated
-  nsrun net fullmesh                 heal everything
-  nsrun net drop A B                 one-way: packets from A to B are dropped
-  nsrun net halves | majorities-ring | bridge | random-node [--seed N]
-                                     Jepsen's partition shapes over the run's nodes
-  nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]
-                                     link faults (no option: clear them)
-  nsrun net show [--json]            the current cut and link faults
-  nsrun node stop|start|restart|pause|resume NODE
-                                     crash, bring back, freeze a node
-                                     (net and node verbs take --run ID from the host,
-                                     and --uplink to also cut the way out)
-  nsrun attach --run ID --pid PID --ip ADDR [--name NAME]
+` + control.Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--name NAME]
                                      plug a process you started in its own network
                                      namespace into a run (see README for which)
   nsrun ls [--json]                  list your live runs
@@ -77,21 +63,23 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return mainCLI(args, stdout, stderr)
 }
 
+// commands are nsrun's commands, by their first argument; any other
+// command line is `nsrun [flags] -- CMD`. The C launcher (userns/launch)
+// knows these names too, to leave them alone ("up" excepted, which starts
+// a run): FuzzLaunchDecision holds the two together.
+var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"gc":     func(_ []string, stdout, stderr io.Writer) int { return cmdGC(stdout, stderr) },
+	"ls":     cmdLs,
+	"up":     cmdUp,
+	"net":    cmdNet,
+	"node":   cmdNode,
+	"attach": cmdAttach,
+}
+
 func mainCLI(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
-		switch args[0] {
-		case "gc":
-			return cmdGC(stdout, stderr)
-		case "ls":
-			return cmdLs(args[1:], stdout, stderr)
-		case "up":
-			return cmdUp(args[1:], stdout, stderr)
-		case "net":
-			return cmdNet(args[1:], stdout, stderr)
-		case "node":
-			return cmdNode(args[1:], stdout, stderr)
-		case "attach":
-			return cmdAttach(args[1:], stdout, stderr)
+		if cmd, ok := commands[args[0]]; ok {
+			return cmd(args[1:], stdout, stderr)
 		}
 	}
 	return cmdRun(args, stdout, stderr)

@@ -15,9 +15,10 @@ import (
 // none: another command, help, the version or a flag error).
 func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 	if len(args) > 0 {
-		switch args[0] {
-		case "gc", "ls", "net", "node", "attach":
+		if _, ok := commands[args[0]]; ok && args[0] != "up" {
 			return launch.None, false, false
+		}
+		switch args[0] {
 		case "up":
 			var f upFlags
 			fs := f.flagSet()
@@ -41,34 +42,59 @@ func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 // line to package flag's: a run the launcher does not start is an internal
 // error, and a --root it misreads maps the wrong uid.
 func TestLaunchReadsFlagsLikeGo(t *testing.T) {
-	lines := []string{
-		"-- true", "true", "", "--", "-- ", "--root -- id", "-root id", "--root=true -- id",
-		"--root=false -- id", "--root=0 -- id", "--root=T -- x", "--root=yes -- x", "--root false -- x",
-		"--isolated -- true", "--isolated=1 --root -- true", "--ip 172.18.0.7 -- true",
-		"--ip=172.18.0.7 --hostname db -- true", "--ip", "--ip --root -- true", "--hostname -- true",
-		"--log-level debug -- true", "--version", "--version -- true", "--version=false -- true",
-		"-h", "--help -- true", "-help", "--bogus -- true", "---root -- true", "-=x -- true",
-		"- true", "-- --root", "true --root", "--root", "--isolated",
-		"up", "up -f x.yaml", "up --root", "up --root=false --isolated", "up -f", "up --help",
-		"up --timeout 3 --abort-on-exit web", "up --exit-code-from web -f a.yaml", "up --bogus",
-		"up --capture dir --log-level info db", "up -- --root", "up web --root", "up --abort-on-exit=false",
-		"--dry-run -- true", "--dry-run=false -- true", "--json --dry-run -- true", "--json -- true",
-		"--dry-run=0 --root -- id", "up --dry-run", "up --dry-run=false --root", "up --json --dry-run -f x.yaml",
-		"up --json", "up --dry-run=f", "up --dry-run=maybe",
-		"ls", "gc", "net exec a -- true", "node stop a", "attach --run x", "ls --root",
-	}
-	for _, line := range lines {
+	for _, line := range launchLines {
 		args := strings.Fields(line)
 		if strings.HasSuffix(line, " ") {
 			args = append(args, "")
 		}
-		gk, groot, giso := goDecision(args)
-		ck, croot, ciso := launch.Decide(args)
-		if ck != gk || (gk != launch.None && (croot != groot || ciso != giso)) {
-			t.Errorf("%q: launcher says kind %d root %v isolated %v; Go says kind %d root %v isolated %v",
-				line, ck, croot, ciso, gk, groot, giso)
-		}
+		checkLaunchDecision(t, line, args)
 	}
+}
+
+// FuzzLaunchDecision: on every command line, the C launcher and Go decide
+// the same (run or not, --root, --isolated). An input is a command line
+// with its arguments separated by spaces (so arguments may be empty).
+func FuzzLaunchDecision(f *testing.F) {
+	for _, line := range launchLines {
+		f.Add(line)
+	}
+	for name := range commands {
+		f.Add(name + " --root -- true")
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsRune(line, 0) {
+			return // an argument cannot hold a NUL byte
+		}
+		checkLaunchDecision(t, line, strings.Split(line, " "))
+	})
+}
+
+func checkLaunchDecision(t *testing.T, line string, args []string) {
+	t.Helper()
+	gk, groot, giso := goDecision(args)
+	ck, croot, ciso := launch.Decide(args)
+	if ck != gk || (gk != launch.None && (croot != groot || ciso != giso)) {
+		t.Errorf("%q: launcher says kind %d root %v isolated %v; Go says kind %d root %v isolated %v",
+			line, ck, croot, ciso, gk, groot, giso)
+	}
+}
+
+// launchLines are command lines the launcher must read as Go does.
+var launchLines = []string{
+	"-- true", "true", "", "--", "-- ", "--root -- id", "-root id", "--root=true -- id",
+	"--root=false -- id", "--root=0 -- id", "--root=T -- x", "--root=yes -- x", "--root false -- x",
+	"--isolated -- true", "--isolated=1 --root -- true", "--ip 172.18.0.7 -- true",
+	"--ip=172.18.0.7 --hostname db -- true", "--ip", "--ip --root -- true", "--hostname -- true",
+	"--log-level debug -- true", "--version", "--version -- true", "--version=false -- true",
+	"-h", "--help -- true", "-help", "--bogus -- true", "---root -- true", "-=x -- true",
+	"- true", "-- --root", "true --root", "--root", "--isolated",
+	"up", "up -f x.yaml", "up --root", "up --root=false --isolated", "up -f", "up --help",
+	"up --timeout 3 --abort-on-exit web", "up --exit-code-from web -f a.yaml", "up --bogus",
+	"up --capture dir --log-level info db", "up -- --root", "up web --root", "up --abort-on-exit=false",
+	"--dry-run -- true", "--dry-run=false -- true", "--json --dry-run -- true", "--json -- true",
+	"--dry-run=0 --root -- id", "up --dry-run", "up --dry-run=false --root", "up --json --dry-run -f x.yaml",
+	"up --json", "up --dry-run=f", "up --dry-run=maybe",
+	"ls", "gc", "net exec a -- true", "node stop a", "attach --run x", "ls --root",
 }
 
 // TestLaunchNotInTests checks that the test binary itself was not launched

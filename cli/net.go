@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/nsrun/nsrun/control"
@@ -23,103 +21,66 @@ import (
 const envControl = "NSRUN_CONTROL"
 
 func cmdNet(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		return fail(stderr, errors.New("net: which verb? see nsrun --help"))
+	a, err := control.SplitArgs("net", args)
+	if errors.Is(err, control.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
 	}
-	verb, args := args[0], args[1:]
-	switch verb {
-	case "exec":
-		return cmdNetExec(args, stdout, stderr)
-	case "isolate", "disjoint", "split", "fullmesh", "drop", "flaky", "show",
-		"halves", "majorities-ring", "bridge", "random-node":
-		return cmdNetVerb(verb, args, stdout, stderr)
-	}
-	return fail(stderr, fmt.Errorf("net: unknown verb %q; see nsrun --help", verb))
-}
-
-// netArgs splits the arguments of a net verb into its flags (accepted
-// anywhere) and the rest, keeping the "--" that separates clusters.
-func netArgs(verb string, args []string) (runID string, req control.Request, rest []string, err error) {
-	value := func(i *int, name string) (string, error) {
-		a := args[*i]
-		if v, ok := strings.CutPrefix(a, name+"="); ok {
-			return v, nil
-		}
-		if *i+1 >= len(args) {
-			return "", fmt.Errorf("net %s: %s needs a value", verb, name)
-		}
-		*i++
-		return args[*i], nil
-	}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, _, _ := strings.Cut(a, "=")
-		switch name {
-		case "--run":
-			runID, err = value(&i, name)
-		case "--uplink":
-			req.Uplink = true
-		case "--json":
-			req.JSON = true
-		case "--seed":
-			var v string
-			if v, err = value(&i, name); err == nil {
-				if req.Seed, err = strconv.ParseUint(v, 10, 64); err != nil || req.Seed == 0 {
-					err = fmt.Errorf("net %s: --seed %q: write a positive whole number", verb, v)
-				}
-			}
-		case "--loss":
-			req.Loss, err = value(&i, name)
-		case "--rate":
-			req.Rate, err = value(&i, name)
-		case "--delay":
-			req.Delay, err = value(&i, name)
-		case "--jitter":
-			req.Jitter, err = value(&i, name)
-		default:
-			if strings.HasPrefix(a, "-") && a != "--" {
-				err = fmt.Errorf("net %s: unknown flag %s; see nsrun --help", verb, a)
-			} else {
-				rest = append(rest, a)
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-	return
-}
-
-// cmdNetVerb sends a partition, flaky or show verb to the run's supervisor.
-func cmdNetVerb(verb string, args []string, stdout, stderr io.Writer) int {
-	runID, req, rest, err := netArgs(verb, args)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	req.Verb = "net"
-	req.Args = append([]string{verb}, rest...)
-	return call(runID, req, stdout, stderr)
+	if a.Verb.Name == "exec" {
+		return cmdNetExec(a, stdout, stderr)
+	}
+	path, err := controlPath(a.RunID)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("net %s: %w", a.Verb.Name, err))
+	}
+	c, err := control.ParseNet(a, runNodes(path))
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return call(path, control.Request{Verb: "net", Net: &c}, stdout, stderr)
 }
 
 // cmdNode sends a node life-cycle verb to the run's supervisor.
 func cmdNode(args []string, stdout, stderr io.Writer) int {
-	runID, _, rest, err := netArgs("node", args)
+	a, err := control.SplitArgs("node", args)
+	if errors.Is(err, control.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if len(rest) != 2 {
-		return fail(stderr, errors.New("node: write nsrun node stop|start|restart|pause|resume [--run ID] NODE"))
+	path, err := controlPath(a.RunID)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("node %s: %w", a.Verb.Name, err))
 	}
-	return call(runID, control.Request{Verb: "node", Args: rest}, stdout, stderr)
+	c, err := control.ParseNode(a, runNodes(path))
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return call(path, control.Request{Verb: "node", NodeVerb: &c}, stdout, stderr)
+}
+
+// runNodes are the node names of the run whose control socket is path, as
+// its record says; nil while the run is starting (not checkable yet).
+func runNodes(path string) []string {
+	info, err := runstate.ReadInfo(filepath.Dir(path))
+	if err != nil || len(info.Nodes) == 0 {
+		return nil
+	}
+	var names []string
+	for _, n := range info.Nodes {
+		names = append(names, n.Name)
+	}
+	return names
 }
 
 // call sends req (with files attached) to the run's supervisor and prints
 // its answer.
-func call(runID string, req control.Request, stdout, stderr io.Writer, files ...*os.File) int {
-	path, err := controlPath(runID)
-	if err != nil {
-		return fail(stderr, fmt.Errorf("%s: %w", req.Verb, err))
-	}
+func call(path string, req control.Request, stdout, stderr io.Writer, files ...*os.File) int {
 	c, err := control.Dial(path, req, files...)
 	if err != nil {
 		return fail(stderr, err)
@@ -158,14 +119,9 @@ func controlPath(id string) (string, error) {
 	return control.Path(filepath.Join(runstate.RunsDir(rt), id)), nil
 }
 
-func cmdNetExec(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("nsrun net exec", flag.ContinueOnError)
-	runID := fs.String("run", "", "")
-	root := fs.Bool("root", false, "")
-	if code, done := parseFlags(fs, args, stdout, stderr, "net exec: "); done {
-		return code
-	}
-	rest := fs.Args()
+func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
+	_, root := a.Flags["--root"]
+	rest := a.Rest
 	if len(rest) < 2 {
 		return fail(stderr, errors.New("net exec: write nsrun net exec [--run ID] NODE -- CMD [ARGS...]"))
 	}
@@ -176,7 +132,7 @@ func cmdNetExec(args []string, stdout, stderr io.Writer) int {
 	if err := ipam.CheckNodeName("net exec", node); err != nil || len(argv) == 0 {
 		return fail(stderr, fmt.Errorf("net exec: write nsrun net exec [--run ID] NODE -- CMD [ARGS...]"))
 	}
-	path, err := controlPath(*runID)
+	path, err := controlPath(a.RunID)
 	if err != nil {
 		return fail(stderr, fmt.Errorf("net exec: %w", err))
 	}
@@ -184,7 +140,7 @@ func cmdNetExec(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	c, err := control.Dial(path, control.Request{Verb: "exec", Node: node, Args: argv, Env: os.Environ(), Dir: wd, Root: *root},
+	c, err := control.Dial(path, control.Request{Verb: "exec", Node: node, Args: argv, Env: os.Environ(), Dir: wd, Root: root},
 		os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		return fail(stderr, err)
@@ -253,5 +209,9 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, fmt.Errorf("attach: --pid %d: cannot open its network namespace: %w", *pid, err))
 	}
 	defer ns.Close()
-	return call(*runID, control.Request{Verb: "attach", Args: []string{*name, *ip}}, stdout, stderr, ns)
+	path, err := controlPath(*runID)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("attach: %w", err))
+	}
+	return call(path, control.Request{Verb: "attach", Args: []string{*name, *ip}}, stdout, stderr, ns)
 }

@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +87,7 @@ type upFlags struct {
 	capture, logLevel  string
 	abortOnExit        bool
 	timeout            float64
+	timeoutText        string // --timeout as given; read after the launch decision (see FuzzLaunchDecision)
 	root, isolated     bool
 	dryRun, json       bool
 }
@@ -95,7 +98,10 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	fs.StringVar(&f.file, "f", topology.DefaultFile, "")
 	fs.StringVar(&f.exitCodeFrom, "exit-code-from", "", "")
 	fs.BoolVar(&f.abortOnExit, "abort-on-exit", false, "")
-	fs.Float64Var(&f.timeout, "timeout", 10, "")
+	// A string, read by cmdUp: package flag would refuse a bad number
+	// while parsing, where the C launcher, which does not read numbers,
+	// has already started the run.
+	fs.StringVar(&f.timeoutText, "timeout", "10", "")
 	fs.BoolVar(&f.root, "root", false, "")
 	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.StringVar(&f.capture, "capture", "", "")
@@ -114,8 +120,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if f.json && !f.dryRun {
 		return fail(stderr, errors.New("up: --json prints the plan: use it with --dry-run"))
 	}
-	if f.timeout < 0 {
-		return fail(stderr, fmt.Errorf("up: --timeout %v: must be 0 or more seconds", f.timeout))
+	var err error
+	if f.timeout, err = strconv.ParseFloat(f.timeoutText, 64); err != nil || f.timeout < 0 || math.IsInf(f.timeout, 0) || math.IsNaN(f.timeout) {
+		return fail(stderr, fmt.Errorf("up: --timeout %q: write 0 or more seconds, such as 10 or 0.5", f.timeoutText))
 	}
 	top, err := topology.Load(f.file)
 	if err != nil {

@@ -20,24 +20,25 @@ import (
 // SocketName is the socket's name in the run folder.
 const SocketName = "ctl"
 
-// Request is what a client asks.
+// Request is what a client asks. Verb says which request it is: "exec"
+// (Node, Args as argv, Env, Dir, Root; the caller's stdin, stdout and
+// stderr attached), "signal" (Sig, on an exec's connection), "net" (Net),
+// "node" (Node), "attach" (Args: name and address; the namespace
+// attached) or SocketVerb.
 type Request struct {
-	Verb string   `json:"verb"` // "exec", "signal", or a partition verb
+	Verb string   `json:"verb"`
 	Node string   `json:"node,omitempty"`
-	Args []string `json:"args,omitempty"` // exec: argv; partition verbs: their arguments
+	Args []string `json:"args,omitempty"`
 	Env  []string `json:"env,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
 	Root bool     `json:"root,omitempty"`
 	Sig  int      `json:"sig,omitempty"` // signal: the signal to forward to the exec'd process
 
-	// Network verbs ("net"): Args[0] is the verb, the rest its arguments.
-	Uplink bool   `json:"uplink,omitempty"`
-	Seed   uint64 `json:"seed,omitempty"`
-	JSON   bool   `json:"json,omitempty"`
-	Loss   string `json:"loss,omitempty"`
-	Rate   string `json:"rate,omitempty"`
-	Delay  string `json:"delay,omitempty"`
-	Jitter string `json:"jitter,omitempty"`
+	// Net is a `nsrun net` verb other than exec, checked by the client
+	// (ParseNet) and again by the supervisor.
+	Net *NetCall `json:"net,omitempty"`
+	// NodeVerb is a `nsrun node` verb.
+	NodeVerb *NodeCall `json:"node_verb,omitempty"`
 }
 
 // Response is the supervisor's answer: Started (exec), then Done with

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strings"
 )
 
 // State is the complete partition of a run.
@@ -76,120 +75,6 @@ func (s State) Blocked(nodes []string) [][2]string {
 		return out[i][1] < out[j][1]
 	})
 	return out
-}
-
-// Options are the flags shared by the verbs.
-type Options struct {
-	Uplink bool   // also cut (or, for fullmesh, keep open) the uplink of the cut nodes
-	Seed   uint64 // for the random shapes; 0: random
-}
-
-// Parse builds the state of verb with args over the run's nodes. Unknown
-// nodes, a node twice in disjoint, a node missing from disjoint and the
-// like are refused with the culprit named.
-func Parse(verb string, args []string, nodes []string, o Options) (State, error) {
-	known := map[string]bool{}
-	for _, n := range nodes {
-		known[n] = true
-	}
-	check := func(names []string) error {
-		for _, n := range names {
-			if !known[n] {
-				return fmt.Errorf("%s: no node %q in this run; its nodes: %s", verb, n, strings.Join(nodes, ", "))
-			}
-		}
-		return nil
-	}
-	s := State{Verb: verb, Args: args}
-	switch verb {
-	case "fullmesh":
-		if len(args) > 0 {
-			return s, fmt.Errorf("fullmesh takes no nodes (it heals everything)")
-		}
-		s.Args = nil
-		return s, nil
-	case "isolate":
-		if len(args) == 0 {
-			return s, fmt.Errorf("isolate: name the nodes to cut off, e.g. nsrun net isolate db")
-		}
-		if err := check(args); err != nil {
-			return s, err
-		}
-		if d := firstDuplicate(args); d != "" {
-			return s, fmt.Errorf("isolate: %q is named twice", d)
-		}
-		cut := map[string]bool{}
-		for _, n := range args {
-			cut[n] = true
-		}
-		var rest []string
-		for _, n := range nodes {
-			if !cut[n] {
-				rest = append(rest, n)
-			}
-		}
-		s.Clusters = [][]string{rest}
-		if o.Uplink {
-			s.UplinkCut = append([]string(nil), args...)
-		}
-		return s, nil
-	case "disjoint", "split":
-		clusters := splitClusters(args)
-		if len(clusters) < 2 {
-			return s, fmt.Errorf("%s: name at least two clusters separated by --, e.g. nsrun net %s a b -- c d", verb, verb)
-		}
-		seen := map[string]bool{}
-		for _, c := range clusters {
-			if len(c) == 0 {
-				return s, fmt.Errorf("%s: an empty cluster (two -- in a row, or one at an end)", verb)
-			}
-			if err := check(c); err != nil {
-				return s, err
-			}
-			if d := firstDuplicate(c); d != "" {
-				return s, fmt.Errorf("%s: %q is named twice in one cluster", verb, d)
-			}
-			for _, n := range c {
-				if verb == "disjoint" && seen[n] {
-					return s, fmt.Errorf("disjoint: %q is in two clusters; every node must be named exactly once (use split for clusters that share nodes)", n)
-				}
-				seen[n] = true
-			}
-		}
-		if verb == "disjoint" {
-			for _, n := range nodes {
-				if !seen[n] {
-					return s, fmt.Errorf("disjoint: node %q is in no cluster; name every node exactly once (or use split, which isolates unnamed nodes)", n)
-				}
-			}
-		}
-		s.Clusters = clusters
-		if o.Uplink {
-			s.UplinkCut = append([]string(nil), nodes...)
-		}
-		return s, nil
-	case "drop":
-		if len(args) != 2 {
-			return s, fmt.Errorf("drop: write nsrun net drop FROM TO (packets from FROM to TO are dropped; TO to FROM still pass)")
-		}
-		if err := check(args); err != nil {
-			return s, err
-		}
-		if args[0] == args[1] {
-			return s, fmt.Errorf("drop: FROM and TO are both %q", args[0])
-		}
-		s.Drops = [][2]string{{args[0], args[1]}}
-		if o.Uplink {
-			s.UplinkCut = []string{args[0]}
-		}
-		return s, nil
-	case "halves", "majorities-ring", "bridge", "random-node":
-		if len(args) > 0 {
-			return s, fmt.Errorf("%s takes no nodes: it is computed over all of the run's nodes", verb)
-		}
-		return jepsen(verb, nodes, o)
-	}
-	return s, fmt.Errorf("unknown verb %q", verb)
 }
 
 func splitClusters(args []string) [][]string {

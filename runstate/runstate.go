@@ -165,6 +165,19 @@ func (r *Run) WriteInfo(info Info) error {
 	return os.Rename(tmp, filepath.Join(r.Dir, "info.json"))
 }
 
+// ReadInfo reads the record WriteInfo wrote in the run folder dir.
+func ReadInfo(dir string) (Info, error) {
+	var info Info
+	b, err := os.ReadFile(filepath.Join(dir, "info.json"))
+	if err != nil {
+		return info, fmt.Errorf("read run info: %w", err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("read run info %s: %w", filepath.Join(dir, "info.json"), err)
+	}
+	return info, nil
+}
+
 // Remove deletes the state folder and releases the lock.
 func (r *Run) Remove() error {
 	err := os.RemoveAll(r.Dir)

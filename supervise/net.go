@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,31 +43,36 @@ func (s *supervisor) nodeList() []string {
 	return names
 }
 
-// netVerb serves `nsrun net VERB` for partitions, flaky and show.
+// netVerb serves `nsrun net VERB` for partitions, flaky and show: the
+// client parsed and checked the call (control.ParseNet); it is checked
+// again here, against the run's nodes as they are now.
 func (s *supervisor) netVerb(p *control.Peer) {
-	args := p.Req.Args
-	if len(args) == 0 {
-		p.Reply(control.Response{Error: "net: no verb", ExitCode: 125})
+	c := p.Req.Net
+	if c == nil {
+		p.Reply(control.Response{Error: "net: the request carries no verb", ExitCode: 125})
 		return
 	}
-	verb := args[0]
+	if err := c.Check(); err != nil {
+		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
+		return
+	}
 	s.netst.mu.Lock()
 	defer s.netst.mu.Unlock()
 	var out string
 	var err error
-	switch verb {
-	case "show":
-		out = s.show(p.Req.JSON)
-	case "flaky":
-		out, err = s.flaky(args[1:], p.Req)
+	switch {
+	case c.Show != nil:
+		out = s.show(c.Show.JSON)
+	case c.Flaky != nil:
+		out, err = s.flaky(*c.Flaky)
 	default:
 		var st partition.State
-		st, err = partition.Parse(verb, args[1:], s.nodeList(), partition.Options{Uplink: p.Req.Uplink, Seed: p.Req.Seed})
+		st, err = c.Spec().State(s.nodeList())
 		if err == nil {
 			start := time.Now()
 			if err = s.applyNet(st, s.netst.faults); err == nil {
 				s.netst.part = st
-				out = fmt.Sprintf("%s applied in %s: %s", verb, time.Since(start).Round(time.Microsecond), describe(st, s.nodeList()))
+				out = fmt.Sprintf("%s applied in %s: %s", c.Verb(), time.Since(start).Round(time.Microsecond), describe(st, s.nodeList()))
 			}
 		}
 	}
@@ -167,7 +171,13 @@ func (s *supervisor) show(asJSON bool) string {
 		return string(b)
 	}
 	out := describe(st, s.nodeList())
-	for name, f := range s.netst.faults {
+	names := make([]string, 0, len(s.netst.faults))
+	for name := range s.netst.faults {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f := s.netst.faults[name]
 		out += fmt.Sprintf("\n%s: loss %d%%, rate %s, delay %s, jitter %s", name, f.Loss, or(f.Rate), or(f.Delay), or(f.Jitter))
 	}
 	return out
@@ -180,45 +190,23 @@ func or(s string) string {
 	return s
 }
 
-// flaky sets (or, with no option, clears) a node's link faults.
-func (s *supervisor) flaky(args []string, req control.Request) (string, error) {
-	if len(args) != 1 {
-		return "", errors.New("flaky: write nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]")
-	}
-	n, ok := s.lookup(args[0])
+// flaky sets (or, with no fault, clears) a node's link faults.
+func (s *supervisor) flaky(fl control.Flaky) (string, error) {
+	n, ok := s.lookup(fl.Node)
 	if !ok {
-		return "", fmt.Errorf("flaky: no node %q in this run; its nodes: %s", args[0], s.nodeNames())
+		return "", fmt.Errorf("flaky: no node %q in this run; its nodes: %s", fl.Node, s.nodeNames())
 	}
-	f := faults{Rate: req.Rate, Delay: req.Delay, Jitter: req.Jitter}
-	if req.Loss != "" {
-		v, err := strconv.ParseFloat(strings.TrimSuffix(req.Loss, "%"), 64)
-		if err != nil || v < 0 || v > 100 {
-			return "", fmt.Errorf("flaky: --loss %q: write a percentage from 0 to 100, such as 30%%", req.Loss)
-		}
-		f.Loss = int(v + 0.5)
+	ff := fl.Faults
+	rate, delay, jitter := ff.Rate, ff.Delay, ff.Jitter
+	f := faults{Loss: ff.LossPercent}
+	if rate > 0 {
+		f.Rate = fmt.Sprintf("%dbit", rate)
 	}
-	var rate uint64
-	if f.Rate != "" {
-		var err error
-		if rate, err = parseRate(f.Rate); err != nil {
-			return "", fmt.Errorf("flaky: --rate %q: %w", f.Rate, err)
-		}
+	if delay > 0 {
+		f.Delay = delay.String()
 	}
-	var delay, jitter time.Duration
-	if f.Delay != "" {
-		var err error
-		if delay, err = time.ParseDuration(f.Delay); err != nil || delay < 0 {
-			return "", fmt.Errorf("flaky: --delay %q: write a duration such as 100ms", f.Delay)
-		}
-	}
-	if f.Jitter != "" {
-		var err error
-		if jitter, err = time.ParseDuration(f.Jitter); err != nil || jitter < 0 {
-			return "", fmt.Errorf("flaky: --jitter %q: write a duration such as 20ms", f.Jitter)
-		}
-		if f.Delay == "" {
-			return "", errors.New("flaky: --jitter needs --delay")
-		}
+	if jitter > 0 {
+		f.Jitter = jitter.String()
 	}
 	port := n.cfg.VethPort()
 	if port == "" {
@@ -288,26 +276,4 @@ func (s *supervisor) setQdisc(port string, rate uint64, delay, jitter time.Durat
 		}
 	}
 	return nil
-}
-
-// parseRate reads tc-style rates: 1mbit, 500kbit, 10mbps (bytes), 1gbit.
-func parseRate(s string) (uint64, error) {
-	l := strings.ToLower(s)
-	units := []struct {
-		suffix string
-		mult   float64
-	}{
-		{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1},
-		{"gbps", 8e9}, {"mbps", 8e6}, {"kbps", 8e3}, {"bps", 8},
-	}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(l, u.suffix); ok {
-			v, err := strconv.ParseFloat(num, 64)
-			if err != nil || v <= 0 {
-				break
-			}
-			return uint64(v * u.mult), nil
-		}
-	}
-	return 0, errors.New("write a rate such as 1mbit, 500kbit or 2mbps (bytes per second)")
 }

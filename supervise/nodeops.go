@@ -9,11 +9,16 @@ import (
 // nodeVerb serves `nsrun node stop|start|restart|pause|resume NODE`. A
 // stopped node keeps its namespace and address; the run goes on.
 func (s *supervisor) nodeVerb(p *control.Peer) {
-	if len(p.Req.Args) != 2 {
-		p.Reply(control.Response{Error: "node: write nsrun node stop|start|restart|pause|resume NODE", ExitCode: 125})
+	c := p.Req.NodeVerb
+	if c == nil {
+		p.Reply(control.Response{Error: "node: the request carries no verb", ExitCode: 125})
 		return
 	}
-	action, name := p.Req.Args[0], p.Req.Args[1]
+	if err := c.Check(); err != nil {
+		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
+		return
+	}
+	action, name := c.Action, c.Node
 	n, ok := s.lookup(name)
 	if !ok {
 		p.Reply(control.Response{Error: fmt.Sprintf("node %s: no node %q in this run; its nodes: %s", action, name, s.nodeNames()), ExitCode: 125})

@@ -41,9 +41,10 @@ type Handles struct {
 	// LauncherGone is closed when the launcher (the nsrun process the
 	// caller started) has died, even by SIGKILL: the run must end now.
 	LauncherGone <-chan struct{}
-	// Listeners are the published ports' sockets, bound on the host's
-	// loopback before the run left its network namespace, by
-	// Publish.Host. The supervisor closes them.
+	// Listeners are the published ports' sockets, by Publish.Host,
+	// bound on the host's loopback by the launcher, which stays in the
+	// caller's network namespace (launch.BindPort). The supervisor closes
+	// them.
 	Listeners map[netip.AddrPort]*os.File
 }
 

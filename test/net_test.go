@@ -513,11 +513,24 @@ func TestPartitionBadInput(t *testing.T) {
 		{"flaky", []string{"n1", "--delay", "soon"}, "--delay \"soon\""},
 		{"flaky", []string{"zz", "--loss", "10%"}, `no node "zz"`},
 		{"isolate", []string{"n1", "--bogus"}, "unknown flag --bogus"},
+		{"isolate", []string{"n1", "--loss", "3%"}, "isolate: unknown flag --loss"},
+		{"flaky", []string{"n1", "--jitter", "5ms"}, "--jitter needs --delay"},
+		{"halves", []string{"--seed", "0"}, `--seed "0"`},
 	} {
 		res := r.net(t, tc.verb, tc.args...)
 		if res.Code != 125 || !strings.Contains(res.Stderr, tc.want) {
 			t.Errorf("net %s %v: exit %d, %q; want %q", tc.verb, tc.args, res.Code, res.Stderr, tc.want)
 		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if res := run(t, u.nsrun(ctx, "node", "--run", r.id, "stop", "zz")); res.Code != 125 || !strings.Contains(res.Stderr, `no node "zz"`) {
+		t.Errorf("node --run ID stop zz: exit %d, %q", res.Code, res.Stderr)
+	}
+	// Flags go anywhere after net (the README says so): the same isolate
+	// again changes nothing.
+	if res := run(t, u.nsrun(ctx, "net", "--run", r.id, "isolate", "n4")); res.Code != 0 {
+		t.Errorf("net --run ID isolate n4: exit %d, %q", res.Code, res.Stderr)
 	}
 	if after := r.netOK(t, "show", "--json"); after != before {
 		t.Errorf("bad input changed the state:\n%s\n->\n%s", before, after)

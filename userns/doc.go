@@ -34,10 +34,12 @@
 //     --root start in a nested user namespace mapping the caller's uid and
 //     gid back (plan.UserMapped).
 //
-// The supervisor stays in the caller's network namespace, where it binds
-// published ports on 127.0.0.1; it reaches the bridge, node and gateway
-// namespaces through fds, on threads that die if they cannot return
-// (package nsfd).
+// The launcher stays in the caller's network namespace, where it binds
+// published ports on 127.0.0.1 when the supervisor asks (over the port
+// socket, SCM_RIGHTS); the supervisor gets a network namespace of its own
+// right after the clone, which is the run's bridge namespace. It reaches
+// the node and gateway namespaces through fds, on threads that die if they
+// cannot return (package nsfd).
 //
 // # Synchronisation and lifetime
 //

@@ -1,0 +1,412 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/partition"
+)
+
+// Verb is one verb of `nsrun net` or `nsrun node`: the one table that the
+// command line (ParseNet, ParseNode), its usage text (Usage) and the
+// supervisor (which refuses a verb not listed) share.
+type Verb struct {
+	Cmd   string   // "net" or "node"
+	Name  string   // the verb
+	Args  string   // its arguments, for the usage text
+	Help  string   // what it does, for the usage text
+	Flags []string // the flags it takes besides --run
+}
+
+// Verbs are every verb of `nsrun net` and `nsrun node`.
+var Verbs = []Verb{
+	{"net", "exec", "NODE -- CMD [ARGS...]", "run CMD in NODE's network", []string{"--root"}},
+	{"net", "isolate", "NODE...", "cut NODEs from every other node and each other", []string{"--uplink"}},
+	{"net", "disjoint", "A B -- C D", "clusters that cannot see each other (every node once)", []string{"--uplink"}},
+	{"net", "split", "A B -- B C", "clusters may share nodes; unnamed nodes isolated", []string{"--uplink"}},
+	{"net", "fullmesh", "", "heal everything", nil},
+	{"net", "drop", "A B", "one-way: packets from A to B are dropped", []string{"--uplink"}},
+	{"net", "halves", "", "Jepsen's partition shapes over the run's nodes", []string{"--seed", "--uplink"}},
+	{"net", "majorities-ring", "", "", []string{"--seed", "--uplink"}},
+	{"net", "bridge", "", "", []string{"--seed", "--uplink"}},
+	{"net", "random-node", "", "", []string{"--seed", "--uplink"}},
+	{"net", "flaky", "NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]", "link faults (no option: clear them)", []string{"--loss", "--rate", "--delay", "--jitter"}},
+	{"net", "show", "[--json]", "the current cut and link faults", []string{"--json"}},
+	{"node", "stop", "NODE", "end NODE's command; the run goes on", nil},
+	{"node", "start", "NODE", "start a stopped NODE again, in the same namespaces", nil},
+	{"node", "restart", "NODE", "stop, then start", nil},
+	{"node", "pause", "NODE", "freeze NODE's processes (SIGSTOP)", nil},
+	{"node", "resume", "NODE", "thaw them (SIGCONT)", nil},
+}
+
+// valueFlags are the flags that take a value.
+var valueFlags = []string{"--run", "--seed", "--loss", "--rate", "--delay", "--jitter"}
+
+// LookupVerb finds verb name of cmd ("net" or "node").
+func LookupVerb(cmd, name string) (Verb, bool) {
+	for _, v := range Verbs {
+		if v.Cmd == cmd && v.Name == name {
+			return v, true
+		}
+	}
+	return Verb{}, false
+}
+
+// Usage is the usage text of every verb, one or two lines each, indented
+// like nsrun's usage.
+func Usage() string {
+	var b strings.Builder
+	for _, v := range Verbs {
+		if v.Help == "" {
+			continue // a shape, listed with halves
+		}
+		line := "  nsrun " + v.Cmd + " " + v.Name
+		if v.Name == "halves" {
+			line += " | majorities-ring | bridge | random-node [--seed N]"
+		} else if v.Args != "" {
+			line += " " + v.Args
+		}
+		if len(line) > 36 {
+			fmt.Fprintf(&b, "%s\n  %-35s%s\n", line, "", v.Help)
+		} else {
+			fmt.Fprintf(&b, "%-37s%s\n", line, v.Help)
+		}
+	}
+	b.WriteString("  (net and node verbs take --run ID from the host; the cutting verbs take\n   --uplink to also cut the way out; flags go anywhere after net or node)\n")
+	return b.String()
+}
+
+// Args are a net or node command line split into its verb, its flags
+// (accepted anywhere after `net` or `node`) and the rest, in order; "--"
+// is kept in the rest (it separates clusters, and exec's command).
+type Args struct {
+	Verb  Verb
+	RunID string
+	Flags map[string]string // flag name ("--loss") to value ("" for a bool flag)
+	Rest  []string
+}
+
+// SplitArgs reads `nsrun CMD ARGS...` (CMD "net" or "node"): the verb is
+// the first argument that is not a flag or a flag's value. A flag the verb
+// does not take is refused, naming it. For exec, everything after NODE
+// is the command, flags or not.
+func SplitArgs(cmd string, args []string) (Args, error) {
+	a := Args{Flags: map[string]string{}}
+	var verb string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if verb == "exec" && (arg == "--" || len(a.Rest) > 0) {
+			a.Rest = append(a.Rest, args[i:]...) // exec's command, as given
+			break
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" || arg == "--" {
+			if verb == "" {
+				verb = arg
+			} else {
+				a.Rest = append(a.Rest, arg)
+			}
+			continue
+		}
+		name, value, hasValue := strings.Cut(arg, "=")
+		if !strings.HasPrefix(name, "--") {
+			name = "-" + name // -run is --run, as package flag reads it
+		}
+		if slices.Contains(valueFlags, name) && !hasValue {
+			if i+1 >= len(args) {
+				return a, fmt.Errorf("%s: %s needs a value", cmd, name)
+			}
+			i++
+			value = args[i]
+		}
+		if _, dup := a.Flags[name]; dup {
+			return a, fmt.Errorf("%s: %s is given twice", cmd, name)
+		}
+		a.Flags[name] = value
+	}
+	if verb == "" {
+		return a, fmt.Errorf("%s: which verb? see nsrun --help", cmd)
+	}
+	v, ok := LookupVerb(cmd, verb)
+	if !ok {
+		return a, fmt.Errorf("%s: unknown verb %q; see nsrun --help", cmd, verb)
+	}
+	a.Verb = v
+	for name, value := range a.Flags {
+		switch {
+		case name == "--run":
+			a.RunID = value
+			delete(a.Flags, name)
+		case name == "--help" || name == "-h":
+			return a, ErrHelp
+		case !slices.Contains(v.Flags, name):
+			return a, fmt.Errorf("%s %s: unknown flag %s; see nsrun --help", cmd, verb, name)
+		case !slices.Contains(valueFlags, name) && value != "" && value != "true":
+			return a, fmt.Errorf("%s %s: %s takes no value", cmd, verb, name)
+		}
+	}
+	return a, nil
+}
+
+// ErrHelp is returned for --help.
+var ErrHelp = errors.New("help requested")
+
+// NetCall is one `nsrun net` verb other than exec, parsed and checked by
+// the client: exactly one of its fields is set.
+type NetCall struct {
+	Isolate  *partition.Isolate  `json:"isolate,omitempty"`
+	Disjoint *partition.Disjoint `json:"disjoint,omitempty"`
+	Split    *partition.Split    `json:"split,omitempty"`
+	Drop     *partition.Drop     `json:"drop,omitempty"`
+	Heal     *partition.Heal     `json:"fullmesh,omitempty"`
+	Shape    *partition.Shape    `json:"shape,omitempty"`
+	Flaky    *Flaky              `json:"flaky,omitempty"`
+	Show     *Show               `json:"show,omitempty"`
+}
+
+// Flaky sets (with no fault: clears) a node's link faults.
+type Flaky struct {
+	Node   string `json:"node"`
+	Faults Faults `json:"faults"`
+}
+
+// Faults are a node's link faults.
+type Faults struct {
+	LossPercent int           `json:"loss_percent,omitempty"` // 0..100
+	Rate        uint64        `json:"rate_bits,omitempty"`    // bits per second, 0: none
+	Delay       time.Duration `json:"delay,omitempty"`
+	Jitter      time.Duration `json:"jitter,omitempty"` // only with Delay
+}
+
+// Show asks for the current cut and faults.
+type Show struct {
+	JSON bool `json:"json,omitempty"`
+}
+
+// Spec is the call's partition spec, nil for flaky and show.
+func (c NetCall) Spec() partition.Spec {
+	switch {
+	case c.Isolate != nil:
+		return *c.Isolate
+	case c.Disjoint != nil:
+		return *c.Disjoint
+	case c.Split != nil:
+		return *c.Split
+	case c.Drop != nil:
+		return *c.Drop
+	case c.Heal != nil:
+		return *c.Heal
+	case c.Shape != nil:
+		return *c.Shape
+	}
+	return nil
+}
+
+// Verb is the call's verb ("" for an empty call).
+func (c NetCall) Verb() string {
+	switch {
+	case c.Flaky != nil:
+		return "flaky"
+	case c.Show != nil:
+		return "show"
+	}
+	if sp := c.Spec(); sp != nil {
+		return sp.Verb()
+	}
+	return ""
+}
+
+// Check refuses a call that is not exactly one verb the table lists, and
+// names that cannot be nodes.
+func (c NetCall) Check() error {
+	set := 0
+	for _, p := range []bool{c.Isolate != nil, c.Disjoint != nil, c.Split != nil, c.Drop != nil, c.Heal != nil, c.Shape != nil, c.Flaky != nil, c.Show != nil} {
+		if p {
+			set++
+		}
+	}
+	if set != 1 {
+		return fmt.Errorf("net: a request must carry exactly one verb, not %d", set)
+	}
+	if _, ok := LookupVerb("net", c.Verb()); !ok || c.Verb() == "exec" {
+		return fmt.Errorf("net: unknown verb %q", c.Verb())
+	}
+	if f := c.Flaky; f != nil {
+		if err := ipam.CheckNodeName("flaky", f.Node); err != nil {
+			return err
+		}
+		if f.Faults.LossPercent < 0 || f.Faults.LossPercent > 100 {
+			return fmt.Errorf("flaky: --loss %d%%: write a percentage from 0 to 100", f.Faults.LossPercent)
+		}
+		if f.Faults.Delay < 0 || f.Faults.Jitter < 0 {
+			return errors.New("flaky: --delay and --jitter cannot be negative")
+		}
+		if f.Faults.Jitter > 0 && f.Faults.Delay == 0 {
+			return errors.New("flaky: --jitter needs --delay")
+		}
+	}
+	return nil
+}
+
+// ParseNet reads `nsrun net VERB ...` (args after "net"; not exec) into a
+// checked call: every bad value is refused here, naming its flag, before
+// anything is sent. nodes, when known (nil otherwise), are the run's
+// nodes: a name that is not one of them is refused too.
+func ParseNet(a Args, nodes []string) (NetCall, error) {
+	var c NetCall
+	verb := a.Verb.Name
+	_, uplink := a.Flags["--uplink"]
+	var seed uint64
+	if v, ok := a.Flags["--seed"]; ok {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil || seed == 0 {
+			return c, fmt.Errorf("net %s: --seed %q: write a positive whole number", verb, v)
+		}
+	}
+	switch verb {
+	case "flaky":
+		if len(a.Rest) != 1 {
+			return c, errors.New("flaky: write nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]")
+		}
+		f, err := parseFaults(a.Flags)
+		if err != nil {
+			return c, err
+		}
+		c.Flaky = &Flaky{Node: a.Rest[0], Faults: f}
+	case "show":
+		if len(a.Rest) > 0 {
+			return c, errors.New("show takes no nodes")
+		}
+		_, js := a.Flags["--json"]
+		c.Show = &Show{JSON: js}
+	default:
+		sp, err := partition.ParseSpec(verb, a.Rest, partition.Options{Uplink: uplink, Seed: seed})
+		if err != nil {
+			return c, err
+		}
+		switch v := sp.(type) {
+		case partition.Isolate:
+			c.Isolate = &v
+		case partition.Disjoint:
+			c.Disjoint = &v
+		case partition.Split:
+			c.Split = &v
+		case partition.Drop:
+			c.Drop = &v
+		case partition.Heal:
+			c.Heal = &v
+		case partition.Shape:
+			c.Shape = &v
+		}
+	}
+	if err := c.Check(); err != nil {
+		return c, err
+	}
+	if nodes != nil {
+		if f := c.Flaky; f != nil && !slices.Contains(nodes, f.Node) {
+			return c, fmt.Errorf("flaky: no node %q in this run; its nodes: %s", f.Node, strings.Join(nodes, ", "))
+		}
+		if sp := c.Spec(); sp != nil {
+			if _, err := sp.State(nodes); err != nil {
+				return c, err
+			}
+		}
+	}
+	return c, nil
+}
+
+// parseFaults reads flaky's flags.
+func parseFaults(flags map[string]string) (Faults, error) {
+	var f Faults
+	if v, ok := flags["--loss"]; ok {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+		if err != nil || p < 0 || p > 100 {
+			return f, fmt.Errorf("flaky: --loss %q: write a percentage from 0 to 100, such as 30%%", v)
+		}
+		f.LossPercent = int(p + 0.5)
+	}
+	if v, ok := flags["--rate"]; ok {
+		r, err := ParseRate(v)
+		if err != nil {
+			return f, fmt.Errorf("flaky: --rate %q: %w", v, err)
+		}
+		f.Rate = r
+	}
+	for _, d := range []struct {
+		flag string
+		to   *time.Duration
+		eg   string
+	}{{"--delay", &f.Delay, "100ms"}, {"--jitter", &f.Jitter, "20ms"}} {
+		if v, ok := flags[d.flag]; ok {
+			t, err := time.ParseDuration(v)
+			if err != nil || t < 0 {
+				return f, fmt.Errorf("flaky: %s %q: write a duration such as %s", d.flag, v, d.eg)
+			}
+			*d.to = t
+		}
+	}
+	if _, ok := flags["--jitter"]; ok {
+		if _, ok := flags["--delay"]; !ok {
+			return f, errors.New("flaky: --jitter needs --delay")
+		}
+	}
+	return f, nil
+}
+
+// ParseRate reads tc-style rates into bits per second: 1mbit, 500kbit,
+// 1gbit, or bytes per second: 10mbps, 2kbps.
+func ParseRate(s string) (uint64, error) {
+	l := strings.ToLower(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1},
+		{"gbps", 8e9}, {"mbps", 8e6}, {"kbps", 8e3}, {"bps", 8},
+	}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(l, u.suffix); ok {
+			v, err := strconv.ParseFloat(num, 64)
+			if err != nil || v*u.mult < 1 || v*u.mult > 1e15 {
+				break
+			}
+			return uint64(v * u.mult), nil
+		}
+	}
+	return 0, errors.New("write a rate such as 1mbit, 500kbit or 2mbps (bytes per second)")
+}
+
+// NodeCall is one `nsrun node` verb.
+type NodeCall struct {
+	Action string `json:"action"` // stop, start, restart, pause or resume
+	Node   string `json:"node"`
+}
+
+// Check refuses an action the table does not list and a name that cannot
+// be a node.
+func (c NodeCall) Check() error {
+	if _, ok := LookupVerb("node", c.Action); !ok {
+		return fmt.Errorf("node: unknown action %q; write stop, start, restart, pause or resume", c.Action)
+	}
+	return ipam.CheckNodeName("node "+c.Action, c.Node)
+}
+
+// ParseNode reads `nsrun node ACTION NODE` into a checked call; nodes, when
+// known, are the run's nodes.
+func ParseNode(a Args, nodes []string) (NodeCall, error) {
+	if len(a.Rest) != 1 {
+		return NodeCall{}, errors.New("node: write nsrun node stop|start|restart|pause|resume [--run ID] NODE")
+	}
+	c := NodeCall{Action: a.Verb.Name, Node: a.Rest[0]}
+	if err := c.Check(); err != nil {
+		return c, err
+	}
+	if nodes != nil && !slices.Contains(nodes, c.Node) {
+		return c, fmt.Errorf("node %s: no node %q in this run; its nodes: %s", c.Action, c.Node, strings.Join(nodes, ", "))
+	}
+	return c, nil
+}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -157,7 +158,35 @@ func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node) error {
 			return fmt.Errorf("add IPv6 default route via %s in guest: %w", br.Subnet.Bridge6, err)
 		}
 	}
-	return nil
+	if err := waitOperUp(gh, GuestIfName); err != nil {
+		return fmt.Errorf("guest %s: %w", n, err)
+	}
+	return waitOperUp(bh, n.PortName)
+}
+
+// operUpTimeout bounds the wait for a new link to be operationally up.
+const operUpTimeout = 5 * time.Second
+
+// waitOperUp waits until the link name, just set up with its carrier on,
+// is operationally up. The kernel activates a link's queue after its
+// carrier comes on, asynchronously (linkwatch); until then it drops what is
+// sent through the link, so the first ARP request of a node that talks at
+// once is lost and its first connection waits a second for the retry.
+func waitOperUp(h *netlink.Handle, name string) error {
+	deadline := time.Now().Add(operUpTimeout)
+	for {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("find %s: %w", name, err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("link %s not up within %s (operational state %s)", name, operUpTimeout, l.Attrs().OperState)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // PrepareNamespace sets the default interface settings of the namespace

@@ -643,11 +643,17 @@ func TestParallelNetworks(t *testing.T) {
 			}
 			defer l.Close()
 			go echo(l, fmt.Sprint("c", i))
+			start := time.Now()
 			conn, err := n.Node("a").DialContext(ctxFor(t, 20*time.Second), "tcp", "c:9000")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
+			// A lost first ARP request or SYN is retried after a second:
+			// a link that was not yet up when Start returned.
+			if d := time.Since(start); d > 900*time.Millisecond {
+				t.Errorf("the first dial after Start took %s", d)
+			}
 			line, err := roundTrip(conn, bufio.NewReader(conn), "hi", 10*time.Second)
 			if want := fmt.Sprintf("c%d 172.18.0.11 hi\n", i); err != nil || line != want {
 				t.Errorf("got %q (%v), want %q", line, err, want)

@@ -82,6 +82,20 @@ func Do(ns *os.File, fn func() error) error {
 	return <-errc
 }
 
+// CanEnter reports whether this process may join the network namespace
+// held by ns (it needs CAP_SYS_ADMIN over the namespace's owning user
+// namespace), by trying on a throwaway thread that then dies with its
+// goroutine, never unlocked.
+func CanEnter(ns *os.File) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+		errc <- unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+	}()
+	return <-errc
+}
+
 // WriteSysctl writes value to the sysctl file under /proc/sys (for example
 // "net/ipv4/ip_forward") as seen from the network namespace ns. Files under
 // /proc/sys/net belong to the namespace of the thread that opens them.

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
 )
 
@@ -102,7 +102,7 @@ func (s *supervisor) attach(p *control.Peer) {
 // (a plain `unshare -Urn` makes a sibling), which no unprivileged process
 // may wire to the run.
 func (s *supervisor) checkNamespaceOwner(ns *os.File) error {
-	err := nsfdDo(ns)
+	err := nsfd.CanEnter(ns)
 	if err == nil {
 		return nil
 	}
@@ -110,19 +110,6 @@ func (s *supervisor) checkNamespaceOwner(ns *os.File) error {
 		"A namespace made with plain `unshare -Urn` is a sibling of the run's, and the kernel lets no unprivileged process join the two. "+
 		"Start the process inside the run instead, e.g. `nsrun net exec NODE -- unshare -rn CMD`, "+
 		"or with nsrun-helper installed, in your gateway: `nsenter --preserve-credentials --user=/run/user/$(id -u)/nsrun/userns unshare -n CMD`", err)
-}
-
-// nsfdDo checks that this process may enter ns (CAP_SYS_ADMIN over its
-// owner), on a throwaway thread.
-func nsfdDo(ns *os.File) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Locked and never unlocked: if setns succeeds the thread dies with
-		// the goroutine.
-		runtime.LockOSThread()
-		errc <- unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
-	}()
-	return <-errc
 }
 
 func dupFile(f *os.File) (*os.File, error) {

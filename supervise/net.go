@@ -10,9 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
@@ -243,37 +240,12 @@ func (s *supervisor) setQdisc(port string, rate uint64, delay, jitter time.Durat
 		return err
 	}
 	defer h.Close()
-	link, err := h.LinkByName(port)
+	err = netsetup.SetShaping(h, port, netsetup.Shaping{Rate: rate, Delay: delay, Jitter: jitter})
+	if errors.Is(err, netsetup.ErrNoNetem) {
+		return fmt.Errorf("flaky: --delay/--jitter: %w; --loss and --rate still work", err)
+	}
 	if err != nil {
-		return fmt.Errorf("flaky: bridge port %s: %w", port, err)
-	}
-	root := netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
-	_ = h.QdiscDel(&netlink.GenericQdisc{QdiscAttrs: root, QdiscType: "noqueue"})
-	if delay > 0 {
-		nq := netlink.NewNetem(root, netlink.NetemQdiscAttrs{Latency: uint32(delay.Microseconds()), Jitter: uint32(jitter.Microseconds())})
-		if rate > 0 {
-			nq.Rate64 = rate / 8
-		}
-		if err := h.QdiscAdd(nq); err != nil {
-			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
-				return fmt.Errorf("flaky: --delay/--jitter need the netem qdisc, which this kernel lacks (CONFIG_NET_SCH_NETEM, module sch_netem): %w; --loss and --rate still work", err)
-			}
-			return fmt.Errorf("flaky: netem on %s: %w", port, err)
-		}
-		return nil
-	}
-	if rate > 0 {
-		bytesPerSec := rate / 8
-		tbf := &netlink.Tbf{
-			QdiscAttrs: root,
-			Rate:       bytesPerSec,
-			Limit:      uint32(max(bytesPerSec/4, 16*1500)), // queue about 250 ms
-			// The burst, about 20 ms of the rate, in scheduler ticks.
-			Buffer: netlink.Xmittime(bytesPerSec, uint32(max(bytesPerSec/50, 2*1514))),
-		}
-		if err := h.QdiscAdd(tbf); err != nil {
-			return fmt.Errorf("flaky: --rate needs the tbf qdisc: %w", err)
-		}
+		return fmt.Errorf("flaky: bridge port of %w", err)
 	}
 	return nil
 }

@@ -2,11 +2,8 @@ package supervise
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
@@ -54,13 +51,8 @@ func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
 		return up, err
 	}
 	defer gh.Close()
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: u.GatewayPort, Flags: net.FlagUp},
-		PeerName:      u.Port,
-		PeerNamespace: netlink.NsFd(int(bridgeNS.Fd())),
-	}
-	if err := gh.LinkAdd(veth); err != nil {
-		return up, fmt.Errorf("create uplink veth %s in the gateway: %w", u.GatewayPort, err)
+	if err := netsetup.AddVethPair(gh, u.GatewayPort, u.Port, bridgeNS); err != nil {
+		return up, fmt.Errorf("uplink, in the gateway: %w", err)
 	}
 	if err := netsetup.AddrUp(gh, u.GatewayPort, netip.PrefixFrom(gwAddr, 30)); err != nil {
 		return up, fmt.Errorf("gateway side of the uplink: %w", err)

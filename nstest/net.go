@@ -73,8 +73,8 @@ func StopTimeout(d time.Duration) Option { return func(o *options) { o.stopTimeo
 
 // Capture writes a pcap file of every node's link into dir
 // (`nsrun up --capture`): DIR/NODE.pcap, whole once the network is
-// stopped. It needs nsrun-capture on PATH (`sudo make install` in nsrun's
-// repository installs it), which carries the pcap writer.
+// stopped. It needs nsrun-capture on PATH, which carries the pcap writer:
+// `go install github.com/nsrun/nsrun/cmd/nsrun-capture` (Start says so).
 func Capture(dir string) Option { return func(o *options) { o.capture = dir } }
 
 // Isolated gives the network no uplink even when nsrun-helper is
@@ -162,6 +162,12 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 		o.maxLogLines = 200
 		if tb == nil {
 			o.maxLogLines = int(^uint(0) >> 1) // stderr takes it all
+		}
+	}
+	if o.capture != "" {
+		if _, err := exec.LookPath("nsrun-capture"); err != nil {
+			return nil, errors.New("Capture needs nsrun-capture on PATH, which writes the pcap files: " +
+				"go install github.com/nsrun/nsrun/cmd/nsrun-capture (or sudo make install in nsrun's repository)")
 		}
 	}
 	top, file, dir, err := load(tempDir, yaml, o.file)

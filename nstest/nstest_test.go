@@ -876,3 +876,37 @@ func TestUplink(t *testing.T) {
 		t.Error("an Isolated network reached the host")
 	}
 }
+
+// TestUnknownNode: Node of a name the network lacks fails the test naming
+// the nodes it has; in a network made by New, the node's methods fail.
+func TestUnknownNode(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	rec := &recorder{TB: t}
+	var names []string
+	rec.wg.Add(1)
+	go func() {
+		defer rec.wg.Done()
+		n := nstest.Start(rec, three)
+		for _, nd := range n.Nodes() {
+			names = append(names, nd.Name())
+		}
+		n.Node("zz")
+		rec.Errorf("Node(zz) returned")
+	}()
+	rec.wg.Wait()
+	if got := rec.errors(); !strings.Contains(got, `no node "zz"`) || !strings.Contains(got, "a, b, c") {
+		t.Errorf("Node(zz): %q", got)
+	}
+	if strings.Join(names, " ") != "a b c" {
+		t.Errorf("Nodes(): %v", names)
+	}
+	n, err := nstest.New(three)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Node("zz").Exec(context.Background(), "true"); err == nil || !strings.Contains(err.Error(), `no node "zz"`) {
+		t.Errorf("Exec in an unknown node of New's: %v", err)
+	}
+}

@@ -48,6 +48,8 @@ type Net struct {
 	expected map[string]int  // exits asked for (Stop, Restart) not yet reported, by node
 	running  map[string]bool // as far as the test's verbs and unasked exits tell
 	crashes  map[string]int  // exits not asked for, by node
+	// cutUplink: partition verbs cut the uplink too (CutUplink).
+	cutUplink bool
 }
 
 // Option changes how Start starts a network.

@@ -870,6 +870,31 @@ func TestUplink(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line == "" {
 		t.Errorf("the host's server said %q (%v)", line, err)
 	}
+	// Cut with the uplink, a can reach neither; healed, it can again.
+	n.CutUplink(true)
+	if err := n.Isolate("a"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := n.Node("a").DialContext(ctxFor(t, 500*time.Millisecond), "tcp", server); err == nil {
+		c.Close()
+		t.Error("node a reached the host while isolated with its uplink")
+	}
+	if c, err := n.Node("b").DialContext(ctxFor(t, 5*time.Second), "tcp", server); err != nil {
+		t.Errorf("node b, not cut, to the host: %v", err)
+	} else {
+		c.Close()
+	}
+	if st, err := n.Show(); err != nil || len(st.UplinkCut) != 1 || st.UplinkCut[0] != "a" {
+		t.Errorf("Show: uplink cut %v (%v)", st.UplinkCut, err)
+	}
+	if err := n.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := n.Node("a").DialContext(ctxFor(t, 5*time.Second), "tcp", server); err != nil {
+		t.Errorf("node a to the host after Heal: %v", err)
+	} else {
+		c.Close()
+	}
 	iso := nstest.Start(t, three, nstest.Isolated())
 	if c, err := iso.Node("a").DialContext(ctxFor(t, 500*time.Millisecond), "tcp", server); err == nil {
 		c.Close()

@@ -174,8 +174,25 @@ func orZero(s string) string {
 	return s
 }
 
+// CutUplink makes the partition verbs that follow also cut the nodes they
+// cut off from the host and the outside (`nsrun net ... --uplink`:
+// Isolate the named nodes, Drop its from, the others every node), or,
+// with false, leave the uplink open again (the default); Heal always
+// reopens it. It matters only
+// with nsrun-helper installed: without it no network has an uplink.
+func (n *Net) CutUplink(on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cutUplink = on
+}
+
 // netVerb runs `nsrun net VERB --run ID ARGS...` and logs what it says.
 func (n *Net) netVerb(verb string, args ...string) error {
+	n.mu.Lock()
+	if n.cutUplink && verb != "flaky" && verb != "show" && verb != "fullmesh" {
+		args = append([]string{"--uplink"}, args...)
+	}
+	n.mu.Unlock()
 	out, err := n.nsrun(append([]string{"net", verb, "--run", n.id}, args...)...)
 	if err != nil {
 		return err

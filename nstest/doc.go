@@ -32,7 +32,10 @@
 // connect). Traffic therefore leaves from the node's address and is cut by
 // partitions like the node's own. Names in addresses are the run's node
 // names and hostnames. A dial costs one round trip to the supervisor on a
-// unix socket on top of the connect.
+// unix socket on top of the connect. Anything that takes a dial function
+// can speak as a node, an HTTP client for one:
+//
+//	client := &http.Client{Transport: &http.Transport{DialContext: n.Node("a").DialContext}}
 //
 // # How the test binary runs the network
 //

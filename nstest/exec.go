@@ -120,7 +120,7 @@ func (c *Cmd) Start() error {
 	var err error
 	if files[0], err = c.input(c.Stdin); err == nil {
 		if files[1], err = c.output(c.Stdout); err == nil {
-			if c.Stderr == c.Stdout && c.Stdout != nil {
+			if c.Stdout != nil && sameWriter(c.Stderr, c.Stdout) {
 				files[2] = files[1]
 			} else {
 				files[2], err = c.output(c.Stderr)
@@ -203,6 +203,17 @@ func (c *Cmd) output(w io.Writer) (*os.File, error) {
 		}()
 		return pw, nil
 	}
+}
+
+// sameWriter reports whether a and b are the same writer (as exec.Cmd
+// does: a type that cannot be compared is never the same).
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // dupFile is a copy of f that Start may close.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -933,5 +935,32 @@ func TestUnknownNode(t *testing.T) {
 	defer n.Close()
 	if _, err := n.Node("zz").Exec(context.Background(), "true"); err == nil || !strings.Contains(err.Error(), `no node "zz"`) {
 		t.Errorf("Exec in an unknown node of New's: %v", err)
+	}
+}
+
+// TestHTTPAsNode: an HTTP client dials as node a and a server listens in
+// node c, by name; the server sees a's address.
+func TestHTTPAsNode(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	n := nstest.Start(t, three)
+	l, err := n.Node("c").Listen("tcp", ":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.RemoteAddr)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{DialContext: n.Node("a").DialContext}, Timeout: 10 * time.Second}
+	resp, err := client.Get("http://c:8080/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.HasPrefix(string(body), "hello 172.18.0.11:") {
+		t.Errorf("body %q", body)
 	}
 }

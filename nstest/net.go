@@ -119,21 +119,18 @@ func Start(t testing.TB, yaml string, opts ...Option) *Net {
 // are written to stderr, and Close stops the network.
 func New(yaml string, opts ...Option) (*Net, error) {
 	r := &stderrReporter{w: os.Stderr}
-	var tmp string
-	tempDir := func() string {
-		if tmp == "" {
-			tmp, _ = os.MkdirTemp("", "nstest-")
-		}
-		return tmp
+	tmp, err := os.MkdirTemp("", "nstest-")
+	if err != nil {
+		return nil, fmt.Errorf("nstest.New: %w", err)
 	}
-	n, err := start(r, nil, tempDir, yaml, opts)
+	n, err := start(r, nil, func() string { return tmp }, yaml, opts)
 	if n != nil {
 		n.tmp = tmp
 	}
 	if err != nil {
 		if n != nil {
 			_ = n.Close()
-		} else if tmp != "" {
+		} else {
 			_ = os.RemoveAll(tmp)
 		}
 		return nil, fmt.Errorf("nstest.New: %w", err)

@@ -101,6 +101,21 @@ func main() {
 	}
 }
 
+// family returns network, or network+"6" when *addr starts with "6/"
+// (which it strips): "6/db:9000" dials db's IPv6 address (its AAAA
+// entry), "4/db:9000" its IPv4 one.
+func family(network string, addr *string) string {
+	if a, ok := strings.CutPrefix(*addr, "6/"); ok {
+		*addr = a
+		return network + "6"
+	}
+	if a, ok := strings.CutPrefix(*addr, "4/"); ok {
+		*addr = a
+		return network + "4"
+	}
+	return network
+}
+
 func listen(addr string) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -122,7 +137,7 @@ func listen(addr string) {
 }
 
 func dial(addr string, timeout time.Duration) int {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	c, err := net.DialTimeout(family("tcp", &addr), addr, timeout)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		fmt.Println("refused")
 		return 3
@@ -187,7 +202,8 @@ func scan(timeout time.Duration, addrs []string) {
 	ch := make(chan res)
 	for i, a := range addrs {
 		go func() {
-			c, err := net.DialTimeout("tcp", a, timeout)
+			n := family("tcp", &a)
+			c, err := net.DialTimeout(n, a, timeout)
 			switch {
 			case err == nil:
 				c.Close()
@@ -235,7 +251,7 @@ func tick(addr string) {
 }
 
 func follow(addr string) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := net.DialTimeout(family("tcp", &addr), addr, 5*time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(4)
@@ -260,7 +276,7 @@ func follow(addr string) {
 }
 
 func udpBurst(dst string, n int) int {
-	c, err := net.Dial("udp", dst)
+	c, err := net.Dial(family("udp", &dst), dst)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -36,6 +36,9 @@ Usage:
 
 Flags of nsrun -- CMD:
   --ip ADDR          the host's address in 172.18.0.0/24 (default 172.18.0.1)
+  --ip6 ADDR         its IPv6 address in fd00:ac12::/64 (default: the one --ip
+                     maps to, fd00:ac12::1 for 172.18.0.1)
+  --ipv6=false       no IPv6 at all (by default every run is dual-stack)
   --hostname NAME    the host's hostname (default "node")
   --root             run CMD as uid 0 of the run's user namespace
                      (default: your own uid and gid, as outside)
@@ -144,7 +147,11 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	for _, r := range runs {
 		var nodes []string
 		for _, n := range r.Nodes {
-			nodes = append(nodes, n.Name+"="+n.Addr)
+			addrs := n.Addr
+			if n.Addr6 != "" {
+				addrs = strings.TrimPrefix(addrs+","+n.Addr6, ",")
+			}
+			nodes = append(nodes, n.Name+"="+addrs)
 		}
 		file, up := r.File, r.Uplink
 		if file == "" {

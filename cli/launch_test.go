@@ -85,6 +85,8 @@ var launchLines = []string{
 	"--root=false -- id", "--root=0 -- id", "--root=T -- x", "--root=yes -- x", "--root false -- x",
 	"--isolated -- true", "--isolated=1 --root -- true", "--ip 172.18.0.7 -- true",
 	"--ip=172.18.0.7 --hostname db -- true", "--ip", "--ip --root -- true", "--hostname -- true",
+	"--ip6 fd00:ac12::7 -- true", "--ip6=fd00:ac12::7 --root -- id", "--ip6", "--ipv6=false -- true", "--ipv6 -- true",
+	"--ipv6=maybe -- true", "--ipv6 false -- true",
 	"--log-level debug -- true", "--version", "--version -- true", "--version=false -- true",
 	"-h", "--help -- true", "-help", "--bogus -- true", "---root -- true", "-=x -- true",
 	"- true", "-- --root", "true --root", "--root", "--isolated",

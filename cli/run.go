@@ -27,6 +27,8 @@ import (
 // runFlags are the flags of `nsrun [flags] -- CMD`.
 type runFlags struct {
 	ip, hostname   string
+	ip6            string
+	ipv6           bool
 	logLevel       string
 	root, isolated bool
 	version        bool
@@ -38,6 +40,8 @@ type runFlags struct {
 func (f *runFlags) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("nsrun", flag.ContinueOnError)
 	fs.StringVar(&f.ip, "ip", ipam.DefaultGuest.String(), "")
+	fs.StringVar(&f.ip6, "ip6", "", "")
+	fs.BoolVar(&f.ipv6, "ipv6", true, "")
 	fs.StringVar(&f.hostname, "hostname", "node", "")
 	fs.BoolVar(&f.root, "root", false, "")
 	fs.BoolVar(&f.isolated, "isolated", false, "")
@@ -66,16 +70,31 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, errors.New("no command given: write nsrun [flags] -- CMD [ARGS...]; see nsrun --help"))
 	}
 	subnet := ipam.DefaultSubnet()
+	if f.ipv6 {
+		subnet = subnet.Dual()
+	}
 	addr, err := subnet.ParseGuest("--ip", f.ip)
 	if err != nil {
 		return fail(stderr, err)
+	}
+	var addr6 netip.Addr
+	switch {
+	case f.ip6 != "" && !f.ipv6:
+		return fail(stderr, errors.New("--ip6 gives an IPv6 address, --ipv6=false none: drop one of them"))
+	case f.ip6 != "":
+		if addr6, err = subnet.ParseGuest6("--ip6", f.ip6); err != nil {
+			return fail(stderr, err)
+		}
+	case f.ipv6:
+		addr6 = subnet.Guest6(addr)
 	}
 	if err := ipam.CheckHostname("--hostname", f.hostname); err != nil {
 		return fail(stderr, err)
 	}
 	top := &topology.Topology{
 		Subnets: []topology.Subnet{{Name: "default", Subnet: subnet}},
-		Nodes:   []topology.Node{{Name: f.hostname, Hostname: f.hostname, Addr: addr, Argv: argv}},
+		Nodes:   []topology.Node{{Name: f.hostname, Hostname: f.hostname, Addr: addr, Addr6: addr6, Argv: argv}},
+		NoIPv6:  !f.ipv6,
 	}
 	in := plan.Input{Top: top, LogLevel: f.logLevel}
 	return runPlan(in, f.root, f.isolated, f.dryRun, f.json, stdout, stderr)

@@ -83,7 +83,7 @@ func Build(in Input) (*Plan, error) {
 		if in.Uplink != nil && in.Uplink.Pool.Overlaps(s.Prefix) {
 			return nil, fmt.Errorf("subnets.%s: %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", s.Name, s.Prefix, in.Uplink.Pool)
 		}
-		p.Bridges = append(p.Bridges, Bridge{Name: BridgeName(i), Subnet: s.Name, Prefix: s.Prefix, Router: s.Bridge})
+		p.Bridges = append(p.Bridges, Bridge{Name: BridgeName(i), Subnet: s.Name, Prefix: s.Prefix, Router: s.Bridge, Prefix6: s.Prefix6, Router6: s.Bridge6})
 	}
 	p.Forward = len(p.Bridges) > 1 || in.Uplink != nil
 	if u := in.Uplink; u != nil {
@@ -116,7 +116,7 @@ func Build(in Input) (*Plan, error) {
 			return nil, topology.ErrorAt(top.File, tn.Pos, "nodes.%s.ip: nodes without an IPv4 address are not wired to runs yet; give it ip:", tn.Name)
 		}
 		n := Node{
-			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr,
+			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr, Addr6: tn.Addr6,
 			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},
 			DependsOn: tn.DependsOn,
 		}
@@ -124,14 +124,17 @@ func Build(in Input) (*Plan, error) {
 			n.Dir = in.Dir
 		}
 		if tn.Ready != nil {
-			n.Ready = Ready{Kind: ReadyTCP, Addr: netip.AddrPortFrom(tn.Addr, tn.Ready.Port), Timeout: ReadyTimeout, Interval: readyInterval}
+			n.Ready = Ready{Kind: ReadyTCP, Addr: netip.AddrPortFrom(n.MainAddr(), tn.Ready.Port), Timeout: ReadyTimeout, Interval: readyInterval}
 		}
 		captured := p.Capture != nil && (in.CaptureAll || tn.Capture)
 		if len(tn.Taps) == 0 {
 			br := p.Bridges[tn.Subnet]
-			l := Link{
-				Kind: Veth, Node: n.Name, Bridge: tn.Subnet, Port: VethPort(n.Name), Inside: GuestIfName,
-				Addr: netip.PrefixFrom(tn.Addr, br.Prefix.Bits()), Gateway: br.Router,
+			l := Link{Kind: Veth, Node: n.Name, Bridge: tn.Subnet, Port: VethPort(n.Name), Inside: GuestIfName}
+			if tn.Addr.IsValid() {
+				l.Addr, l.Gateway = netip.PrefixFrom(tn.Addr, br.Prefix.Bits()), br.Router
+			}
+			if tn.Addr6.IsValid() {
+				l.Addr6, l.Gateway6 = netip.PrefixFrom(tn.Addr6, br.Prefix6.Bits()), br.Router6
 			}
 			if captured {
 				l.Capture = filepath.Join(p.Capture.Dir, n.Name+".pcap")
@@ -151,7 +154,7 @@ func Build(in Input) (*Plan, error) {
 		for _, pt := range tn.Ports {
 			n.Publish = append(n.Publish, Publish{
 				Host:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), pt.Host),
-				Target: netip.AddrPortFrom(tn.Addr, pt.Node),
+				Target: netip.AddrPortFrom(n.MainAddr(), pt.Node),
 			})
 		}
 		p.Nodes = append(p.Nodes, n)
@@ -159,11 +162,15 @@ func Build(in Input) (*Plan, error) {
 		if n.Name != n.Hostname {
 			names = append(names, n.Name)
 		}
-		p.Hosts = append(p.Hosts, HostEntry{Addr: n.Addr, Names: names})
+		for _, a := range []netip.Addr{n.Addr, n.Addr6} {
+			if a.IsValid() {
+				p.Hosts = append(p.Hosts, HostEntry{Addr: a, Names: names})
+			}
+		}
 	}
 	p.Mounts = append(p.Mounts, Mount{Kind: HostsFile, File: "hosts", Target: "/etc/hosts", Subnet: AllSubnets})
 	for i, br := range p.Bridges {
-		p.Mounts = append(p.Mounts, Mount{Kind: ResolvFile, File: fmt.Sprintf("resolv-%d.conf", i), Target: "/etc/resolv.conf", Subnet: i, Nameserver: br.Router})
+		p.Mounts = append(p.Mounts, Mount{Kind: ResolvFile, File: fmt.Sprintf("resolv-%d.conf", i), Target: "/etc/resolv.conf", Subnet: i, Nameserver: br.MainRouter()})
 	}
 	if err := checkNames(top, nodes, p); err != nil {
 		return nil, err

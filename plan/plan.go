@@ -123,10 +123,20 @@ type Bridge struct {
 	Subnet string       `json:"subnet"` // the subnet's name in the file
 	Prefix netip.Prefix `json:"prefix"`
 	Router netip.Addr   `json:"router"` // the bridge's own address: nodes' gateway and DNS
-	// Prefix6 and Router6 are the subnet's IPv6 side; zero until IPv6
-	// is wired (issue 13).
+	// Prefix6 and Router6 are the subnet's IPv6 side (a /64 and the
+	// bridge's address in it); zero for an IPv4-only subnet. An
+	// IPv6-only subnet has only these.
 	Prefix6 netip.Prefix `json:"prefix6,omitzero"`
 	Router6 netip.Addr   `json:"router6,omitzero"`
+}
+
+// MainRouter is the bridge's IPv4 address, or its IPv6 one in an
+// IPv6-only subnet: the nodes' DNS server.
+func (b *Bridge) MainRouter() netip.Addr {
+	if b.Router.IsValid() {
+		return b.Router
+	}
+	return b.Router6
 }
 
 // LinkKind is what a link is inside its node.
@@ -164,10 +174,12 @@ type Link struct {
 	// Inside is the interface in the node's namespace: eth0, or the tap.
 	Inside string `json:"inside"`
 	// Veth links: the node's address with the subnet's length, and its
-	// default route.
+	// default route (zero in an IPv6-only subnet).
 	Addr    netip.Prefix `json:"addr,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
-	// Addr6 and Gateway6 are the IPv6 side; zero until IPv6 is wired.
+	// Addr6 and Gateway6 are the IPv6 side: the node's /64 address and
+	// its IPv6 default route. Zero means eth0 has no IPv6 at all, not
+	// even link-local (`ipv6: false`, or an IPv4-only subnet).
 	Addr6    netip.Prefix `json:"addr6,omitzero"`
 	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
 	// Tap links: the node-side end of the veth and the bridge inside the
@@ -230,8 +242,8 @@ type Node struct {
 	Hostname string `json:"hostname"`
 	// Subnet is the index into Plan.Bridges of the node's address.
 	Subnet int        `json:"subnet"`
-	Addr   netip.Addr `json:"addr"`
-	// Addr6 is the node's IPv6 address; zero until IPv6 is wired.
+	Addr   netip.Addr `json:"addr,omitzero"` // zero in an IPv6-only subnet
+	// Addr6 is the node's IPv6 address; zero without IPv6.
 	Addr6 netip.Addr `json:"addr6,omitzero"`
 	// Command is embedded: n.Argv is its command.
 	Command   `json:"command"`
@@ -239,6 +251,15 @@ type Node struct {
 	DependsOn []string  `json:"depends_on,omitempty"`
 	Links     []Link    `json:"links"`
 	Publish   []Publish `json:"publish,omitempty"`
+}
+
+// MainAddr is the node's IPv4 address, or its IPv6 one when it has no
+// IPv4: where its ready check and published ports connect.
+func (n *Node) MainAddr() netip.Addr {
+	if n.Addr.IsValid() {
+		return n.Addr
+	}
+	return n.Addr6
 }
 
 // VethPort returns the bridge port of the node's eth0, or "" for a node

@@ -58,7 +58,8 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Bridges) != 2 || p.Bridges[1] != (Bridge{Name: "br1", Subnet: "back", Prefix: netip.MustParsePrefix("172.18.1.0/24"), Router: netip.MustParseAddr("172.18.1.254")}) {
+	if len(p.Bridges) != 2 || p.Bridges[1] != (Bridge{Name: "br1", Subnet: "back", Prefix: netip.MustParsePrefix("172.18.1.0/24"), Router: netip.MustParseAddr("172.18.1.254"),
+		Prefix6: netip.MustParsePrefix("fd00:ac12:100::/64"), Router6: netip.MustParseAddr("fd00:ac12:100::fe")}) {
 		t.Errorf("bridges: %+v", p.Bridges)
 	}
 	if !p.Forward {
@@ -76,7 +77,8 @@ func TestBuild(t *testing.T) {
 	}
 	db, web, vm := p.Nodes[0], p.Nodes[1], p.Nodes[2]
 	if want := (Link{Kind: Veth, Node: "web", Bridge: 0, Port: "vweb", Inside: "eth0",
-		Addr: netip.MustParsePrefix("172.18.0.2/24"), Gateway: netip.MustParseAddr("172.18.0.254")}); len(web.Links) != 1 || web.Links[0] != want {
+		Addr: netip.MustParsePrefix("172.18.0.2/24"), Gateway: netip.MustParseAddr("172.18.0.254"),
+		Addr6: netip.MustParsePrefix("fd00:ac12::2/64"), Gateway6: netip.MustParseAddr("fd00:ac12::fe")}); len(web.Links) != 1 || web.Links[0] != want {
 		t.Errorf("web's links: %+v, want %+v", web.Links, want)
 	}
 	if web.Dir != "/work" || strings.Join(web.Argv, " ") != "python3 -m http.server" || strings.Join(web.Env, " ") != "ROLE=web" {
@@ -95,7 +97,8 @@ func TestBuild(t *testing.T) {
 		vm.Links[1].Bridge != 1 || vm.Links[1].TapPeer != "tp-link1" || vm.Links[1].TapBridge != "tb-link1" || vm.VethPort() != "" {
 		t.Errorf("vm's links: %+v", vm.Links)
 	}
-	if len(p.Hosts) != 3 || strings.Join(p.Hosts[1].Names, " ") != "web1 web" {
+	// Both addresses of every node, IPv4 first.
+	if len(p.Hosts) != 6 || strings.Join(p.Hosts[2].Names, " ") != "web1 web" || p.Hosts[3].Addr != netip.MustParseAddr("fd00:ac12::2") {
 		t.Errorf("hosts: %+v", p.Hosts)
 	}
 	if m := p.NodeMounts(&db); m["/etc/resolv.conf"] != "resolv-1.conf" || len(m) != 1 || p.NodeMounts(&web) != nil {
@@ -123,7 +126,12 @@ func TestBuildJSON(t *testing.T) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)
 		}
 	}
-	for _, not := range []string{"PATH=/bin", "prefix6", "addr6"} {
+	for _, want := range []string{`"prefix6":"fd00:ac12:100::/64"`, `"router6":"fd00:ac12:100::fe"`, `"addr6":"fd00:ac12::2/64"`, `"gateway6":"fd00:ac12::fe"`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("JSON lacks %s:\n%s", want, b)
+		}
+	}
+	for _, not := range []string{"PATH=/bin"} {
 		if bytes.Contains(b, []byte(not)) {
 			t.Errorf("JSON has %s:\n%s", not, b)
 		}
@@ -148,15 +156,15 @@ func TestWrite(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"bridge br1    subnet back       172.18.1.0/24      router 172.18.1.254",
+		"bridge br1    subnet back       172.18.1.0/24      router 172.18.1.254, fd00:ac12:100::/64 router fd00:ac12:100::fe",
 		"no uplink: isolated",
-		"veth eth0 172.18.0.2/24 via 172.18.0.254, bridge port vweb on br0",
+		"veth eth0 172.18.0.2/24 via 172.18.0.254 fd00:ac12::2/64 via fd00:ac12::fe, bridge port vweb on br0",
 		"tap link1 (joined by bridge tb-link1 to veth tp-link1), bridge port tvm.link1 on br1",
 		"ready when 172.18.1.10:6379 accepts TCP (within 1m0s)",
 		"publishes 127.0.0.1:8080 -> 172.18.0.2:8000",
 		"own mount: /etc/resolv.conf from resolv-1.conf",
 		"starts once db is up",
-		"hosts, mounted on /etc/hosts for every node: localhost and\n    172.18.1.10\tdb\n",
+		"hosts, mounted on /etc/hosts for every node: localhost and\n    172.18.1.10\tdb\n    fd00:ac12:100::a\tdb\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan text lacks %q:\n%s", want, out)
@@ -229,7 +237,7 @@ func TestBuildSelect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Nodes) != 2 || p.Nodes[0].Name != "db" || p.Nodes[1].Name != "web" || len(p.Hosts) != 2 {
+	if len(p.Nodes) != 2 || p.Nodes[0].Name != "db" || p.Nodes[1].Name != "web" || len(p.Hosts) != 4 {
 		t.Errorf("selected: %+v", p.Nodes)
 	}
 }

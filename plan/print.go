@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 )
 
@@ -24,7 +25,14 @@ func (p *Plan) Write(w io.Writer) error {
 	}
 	pf("bridge namespace (forwarding %s):\n", forward)
 	for _, br := range p.Bridges {
-		pf("  bridge %-6s subnet %-10s %-18s router %s\n", br.Name, br.Subnet, br.Prefix, br.Router)
+		switch {
+		case br.Prefix.IsValid() && br.Prefix6.IsValid():
+			pf("  bridge %-6s subnet %-10s %-18s router %s, %s router %s\n", br.Name, br.Subnet, br.Prefix, br.Router, br.Prefix6, br.Router6)
+		case br.Prefix.IsValid():
+			pf("  bridge %-6s subnet %-10s %-18s router %s (no IPv6)\n", br.Name, br.Subnet, br.Prefix, br.Router)
+		default:
+			pf("  bridge %-6s subnet %-10s %-18s router %s (IPv6 only)\n", br.Name, br.Subnet, br.Prefix6, br.Router6)
+		}
 	}
 	if u := p.Uplink; u != nil {
 		pf("  uplink %s <-> %s in the gateway %s: a /30 of %s, default route and NAT", u.Port, u.GatewayPort, u.GatewayNS, u.Pool)
@@ -38,7 +46,7 @@ func (p *Plan) Write(w io.Writer) error {
 	pf("nodes, in start order:\n")
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
-		pf("  %s: %s", n.Name, n.Addr)
+		pf("  %s: %s", n.Name, joinAddrs(n.Addr, n.Addr6))
 		if n.Hostname != n.Name {
 			pf(", hostname %s", n.Hostname)
 		}
@@ -47,7 +55,16 @@ func (p *Plan) Write(w io.Writer) error {
 			br := p.Bridges[l.Bridge]
 			switch l.Kind {
 			case Veth:
-				pf("    veth %s %s via %s, bridge port %s on %s\n", l.Inside, l.Addr, l.Gateway, l.Port, br.Name)
+				pf("    veth %s", l.Inside)
+				if l.Addr.IsValid() {
+					pf(" %s via %s", l.Addr, l.Gateway)
+				}
+				if l.Addr6.IsValid() {
+					pf(" %s via %s", l.Addr6, l.Gateway6)
+				} else {
+					pf(" (IPv6 off)")
+				}
+				pf(", bridge port %s on %s\n", l.Port, br.Name)
 			case Tap:
 				pf("    tap %s (joined by bridge %s to veth %s), bridge port %s on %s\n", l.Inside, l.TapBridge, l.TapPeer, l.Port, br.Name)
 			}
@@ -116,4 +133,15 @@ func (p *Plan) Write(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// joinAddrs lists the valid addresses of as.
+func joinAddrs(as ...netip.Addr) string {
+	var out []string
+	for _, a := range as {
+		if a.IsValid() {
+			out = append(out, a.String())
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -94,9 +94,10 @@ type Info struct {
 
 // NodeInfo describes one node of a run.
 type NodeInfo struct {
-	Name string `json:"name"`
-	Addr string `json:"addr"`
-	Pid  int    `json:"pid,omitempty"`
+	Name  string `json:"name"`
+	Addr  string `json:"addr,omitempty"`  // IPv4 ("" in an IPv6-only subnet)
+	Addr6 string `json:"addr6,omitempty"` // IPv6 ("" without)
+	Pid   int    `json:"pid,omitempty"`
 }
 
 // Create makes and locks the state folder dir of run id. The lock is held

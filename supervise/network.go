@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"sync"
 
@@ -80,9 +79,9 @@ func buildNetwork(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.Fil
 		return n, err
 	}
 	for _, b := range p.Bridges {
-		done := step(log, "create bridge", "name", b.Name, "addr", netip.PrefixFrom(b.Router, b.Prefix.Bits()))
+		done := step(log, "create bridge", "name", b.Name, "addr", b.Prefix, "router", b.Router, "addr6", b.Prefix6, "router6", b.Router6)
 		var br *netsetup.Bridge
-		br, err = netsetup.AddBridge(bh, b.Name, ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router})
+		br, err = netsetup.AddBridge(bh, b.Name, ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router, Prefix6: b.Prefix6, Bridge6: b.Router6})
 		done(err)
 		if err != nil {
 			return n, err
@@ -210,11 +209,11 @@ func (n *network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired f
 // namespace of bh into the node's namespace ns.
 func (n *network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) error {
 	for _, l := range node.Links {
-		done := step(n.log, "wire node", "node", node.Name, "link", l.Kind, "inside", l.Inside, "addr", l.Addr, "port", l.Port)
+		done := step(n.log, "wire node", "node", node.Name, "link", l.Kind, "inside", l.Inside, "addr", l.Addr, "addr6", l.Addr6, "port", l.Port)
 		var err error
 		switch l.Kind {
 		case plan.Veth:
-			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr()})
+			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr(), Addr6: l.Addr6.Addr(), NoIPv6: !l.Addr6.IsValid()})
 		case plan.Tap:
 			err = netsetup.AddTapLink(bh, n.bridges[l.Bridge], ns, netsetup.TapLink{Tap: l.Inside, Port: l.Port, Peer: l.TapPeer, Bridge: l.TapBridge})
 		}

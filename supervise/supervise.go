@@ -385,12 +385,17 @@ func (s *supervisor) waitReady(n *node) error {
 	for time.Now().Before(deadline) {
 		var ok bool
 		_ = nsfd.Do(s.net.bridgeNS, func() error {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			family := unix.AF_INET
+			var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As4()}
+			if r.Addr.Addr().Is6() {
+				family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As16()}
+			}
+			fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				return err
 			}
 			defer unix.Close(fd)
-			ok = unix.Connect(fd, &unix.SockaddrInet4{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As4()}) == nil
+			ok = unix.Connect(fd, sa) == nil
 			return nil
 		})
 		if ok {
@@ -586,7 +591,13 @@ func (s *supervisor) writeInfo() {
 		info.Uplink = s.net.uplink.block.String()
 	}
 	for _, n := range s.allNodes() {
-		ni := runstate.NodeInfo{Name: n.cfg.Name, Addr: n.cfg.Addr.String(), Pid: n.pid()}
+		ni := runstate.NodeInfo{Name: n.cfg.Name, Pid: n.pid()}
+		if n.cfg.Addr.IsValid() {
+			ni.Addr = n.cfg.Addr.String()
+		}
+		if n.cfg.Addr6.IsValid() {
+			ni.Addr6 = n.cfg.Addr6.String()
+		}
 		info.Nodes = append(info.Nodes, ni)
 	}
 	_ = s.state.WriteInfo(info)

@@ -311,12 +311,16 @@ func (p *parser) subnets(n *yaml.Node, noIPv6 bool) ([]Subnet, error) {
 		if err != nil {
 			return nil, err
 		}
+		f4, f6 := field, field
+		if kv[1].Kind == yaml.MappingNode {
+			f4, f6 = field+".ipv4", field+".ipv6"
+		}
 		for _, o := range out {
 			if s.HasIPv4() && o.HasIPv4() && o.Prefix.Overlaps(s.Prefix) {
-				return nil, p.errAt(at4, "%s: %s overlaps subnets.%s (%s); subnets must not overlap", field, s.Prefix, o.Name, o.Prefix)
+				return nil, p.errAt(at4, "%s: %s overlaps subnets.%s (%s); subnets must not overlap", f4, s.Prefix, o.Name, o.Prefix)
 			}
 			if s.HasIPv6() && o.HasIPv6() && o.Prefix6.Overlaps(s.Prefix6) {
-				return nil, p.errAt(at6, "%s: IPv6 prefix %s overlaps subnets.%s (%s); give each subnet its own /64 (ipv6: ...)", field, s.Prefix6, o.Name, o.Prefix6)
+				return nil, p.errAt(at6, "%s: IPv6 prefix %s overlaps subnets.%s (%s); give each subnet its own /64 (ipv6: ...)", f6, s.Prefix6, o.Name, o.Prefix6)
 			}
 		}
 		out = append(out, Subnet{Name: kv[0].Value, Subnet: s})

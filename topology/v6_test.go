@@ -89,7 +89,7 @@ func TestParseIPv6Errors(t *testing.T) {
 		{"prefix mapped", "subnets:\n  s: '::ffff:0:0/96'\nnodes:\n  a: {ip: 172.18.0.1}\n", "subnets.s: ::ffff:0.0.0.0/96 is an IPv4-mapped prefix"},
 		{"v6 prefix under ipv4", "subnets:\n  s: {ipv4: 'fd00:1::/64'}\nnodes:\n  a: {ip: 172.18.0.1}\n", "subnets.s.ipv4: \"fd00:1::/64\" is an IPv6 prefix"},
 		{"overlapping explicit", "subnets:\n  x: fd00:1::/64\n  y: fd00:1::/64\nnodes:\n  a: {ip6: 'fd00:1::1'}\n", "f.yaml:3:6: subnets.y: IPv6 prefix fd00:1::/64 overlaps subnets.x (fd00:1::/64)"},
-		{"overlapping mapped", strings.Replace(two, "%s", "{ipv4: 172.18.1.0/24, ipv6: 'fd00:ac12::/64'}", 1), "subnets.y: IPv6 prefix fd00:ac12::/64 overlaps subnets.x (fd00:ac12::/64)"},
+		{"overlapping mapped", strings.Replace(two, "%s", "{ipv4: 172.18.1.0/24, ipv6: 'fd00:ac12::/64'}", 1), "subnets.y.ipv6: IPv6 prefix fd00:ac12::/64 overlaps subnets.x (fd00:ac12::/64)"},
 		{"no address at all", "subnets:\n  s: {ipv6: false}\nnodes:\n  a: {ip: 172.18.0.1}\n", "subnets.s: needs ipv4:, ipv6: or both"},
 		{"unknown subnet key", "subnets:\n  s: {ipv5: x}\nnodes:\n  a: {ip: 172.18.0.1}\n", "subnets.s: unknown key \"ipv5\"; known keys: ipv4, ipv6"},
 		{"ipv6 false with prefix", "ipv6: false\nsubnets:\n  s: fd00:1::/64\nnodes:\n  a: {ip6: 'fd00:1::1'}\n", "subnets.s: the file says ipv6: false"},

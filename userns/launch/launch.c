@@ -148,7 +148,8 @@ int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
 {
 	static const char *const others[] = {"gc", "ls", "net", "node", "attach"};
 	const struct flagdef run_flags[] = {
-		{"ip", 1, NULL, 0}, {"hostname", 1, NULL, 0}, {"log-level", 1, NULL, 0},
+		{"ip", 1, NULL, 0}, {"ip6", 1, NULL, 0}, {"ipv6", 0, NULL, 0},
+		{"hostname", 1, NULL, 0}, {"log-level", 1, NULL, 0},
 		{"root", 0, root, 0}, {"isolated", 0, isolated, 0}, {"version", 0, NULL, 1},
 		{"dry-run", 0, NULL, 1}, {"json", 0, NULL, 1},
 		{NULL, 0, NULL, 0},

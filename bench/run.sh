@@ -24,7 +24,8 @@ if want startup; then
 echo "== start-up: nsrun -- true vs the floor and the shell-out script (1 guest)"
 cmds=(-n floor "unshare -Urn true"
       -n go-hello "$FLOOR hello"
-      -n nsrun-isolated "$NSRUN --isolated -- true")
+      -n nsrun-isolated "$NSRUN --isolated -- true"
+      -n nsrun-isolated-no-ipv6 "$NSRUN --isolated --ipv6=false -- true")
 if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
   cmds+=(-n nsrun-joined "$NSRUN -- true")
 fi
@@ -61,9 +62,11 @@ gen() { # gen N: N sleeping nodes and a last one that depends on all
 for n in 3 30; do
   { echo "subnets: {s: 172.18.0.0/16}"; gen $n; } > "$out/up$n.yaml"
 done
+{ echo "ipv6: false"; echo "subnets: {s: 172.18.0.0/16}"; gen 30; } > "$out/up30-no-ipv6.yaml"
 hf --export-json "$out/up.json" \
   -n "nsrun-up-3" "$NSRUN up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30" "$NSRUN up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1" \
+  -n "nsrun-up-30-no-ipv6" "$NSRUN up --isolated -f $out/up30-no-ipv6.yaml --exit-code-from done --timeout 1" \
   -n "shellout-ip-3" "unshare -Urnm sh bench/shellout.sh 3" \
   -n "shellout-ip-30" "unshare -Urnm sh bench/shellout.sh 30" \
   -n "shellout-ip-batch-3" "unshare -Urnm sh bench/shellout.sh 3 batch" \
@@ -105,7 +108,7 @@ fi
 
 # ---- partitions: time to apply isolate, disjoint, fullmesh for N nodes
 if want partitions; then
-echo "== partitions: 10, 100, 250 nodes"
+echo "== partitions: 10, 100, 250 nodes (250 with and without IPv6)"
 part_md=$out/partitions.md
 {
   echo "## Partitions: time to apply a verb to N nodes"
@@ -117,13 +120,15 @@ part_md=$out/partitions.md
   echo "| nodes | verb | nsrun transaction | nsrun command | per-node iptables-restore | × |"
   echo "|---:|---|---:|---:|---:|---:|"
 } > "$part_md"
-for n in 10 100 250; do
-  { echo "nodes:"; i=1; while [ "$i" -le "$n" ]; do echo "  n$i: {ip: 172.18.0.$i}"; i=$((i + 1)); done; } > "$out/p$n.yaml"
-  $NSRUN up --isolated -f "$out/p$n.yaml" > "$out/p$n.log" 2>&1 &
+for size in 10 100 250 250-no-ipv6; do
+  n=${size%-no-ipv6}
+  { [ "$size" = "$n" ] || echo "ipv6: false"; echo "nodes:"; i=1; while [ "$i" -le "$n" ]; do echo "  n$i: {ip: 172.18.0.$i}"; i=$((i + 1)); done; } > "$out/p$size.yaml"
+  label=${size/-no-ipv6/ (no IPv6)}
+  $NSRUN up --isolated -f "$out/p$size.yaml" > "$out/p$size.log" 2>&1 &
   uppid=$!
   id=""
   for _ in $(seq 600); do
-    id=$($NSRUN ls --json | grep -B1 "\"file\": \"$out/p$n.yaml\"" | grep '"id"' | cut -d'"' -f4 || true)
+    id=$($NSRUN ls --json | grep -B1 "\"file\": \"$out/p$size.yaml\"" | grep '"id"' | cut -d'"' -f4 || true)
     [ -n "$id" ] && break
     sleep 0.1
   done
@@ -140,7 +145,7 @@ for n in 10 100 250; do
     cmd=$(grep -m1 '"median"' "$out/cmd.json" | tr -dc '0-9.')
     shell=$(for _ in 1 2 3 4 5; do unshare -Urnm sh bench/partition-shellout.sh "$n" "$verb" 2>/dev/null; done | sort -n | sed -n 3p)
     ratio=$(awk -v a="$shell" -v b="$tx" 'BEGIN { if (b > 0 && a != "") printf "%.0f", a / b; else print "-" }')
-    printf '| %d | %s | %s ms | %.1f ms | %s ms | %s |\n' "$n" "$verb" "$tx" "$(awk -v c="$cmd" 'BEGIN{print c*1000}')" "${shell:--}" "$ratio" >> "$part_md"
+    printf '| %s | %s | %s ms | %.1f ms | %s ms | %s |\n' "$label" "$verb" "$tx" "$(awk -v c="$cmd" 'BEGIN{print c*1000}')" "${shell:--}" "$ratio" >> "$part_md"
   done
   kill -TERM "$uppid"; wait "$uppid" 2>/dev/null || true
 done

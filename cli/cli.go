@@ -28,7 +28,7 @@ var usage = `nsrun runs commands as hosts on networks of their own, without root
 Usage:
   nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
   nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
-` + control.Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--name NAME]
+` + control.Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
                                      plug a process you started in its own network
                                      namespace into a run (see README for which)
   nsrun ls [--json]                  list your live runs

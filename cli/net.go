@@ -194,12 +194,13 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	runID := fs.String("run", "", "")
 	pid := fs.Int("pid", 0, "")
 	ip := fs.String("ip", "", "")
+	ip6 := fs.String("ip6", "", "")
 	name := fs.String("name", "", "")
 	if code, done := parseFlags(fs, args, stdout, stderr, "attach: "); done {
 		return code
 	}
-	if *pid <= 0 || *ip == "" || fs.NArg() > 0 {
-		return fail(stderr, errors.New("attach: write nsrun attach --run ID --pid PID --ip ADDR [--name NAME]"))
+	if *pid <= 0 || *ip == "" && *ip6 == "" || fs.NArg() > 0 {
+		return fail(stderr, errors.New("attach: write nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]"))
 	}
 	if *name == "" {
 		*name = fmt.Sprintf("pid%d", *pid)
@@ -213,5 +214,5 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("attach: %w", err))
 	}
-	return call(path, control.Request{Verb: "attach", Args: []string{*name, *ip}}, stdout, stderr, ns)
+	return call(path, control.Request{Verb: "attach", Args: []string{*name, *ip, *ip6}}, stdout, stderr, ns)
 }

@@ -262,6 +262,9 @@ func (n *Node) MainAddr() netip.Addr {
 	return n.Addr6
 }
 
+// Addrs lists the node's addresses, IPv4 first, for people.
+func (n *Node) Addrs() string { return joinAddrs(n.Addr, n.Addr6) }
+
 // VethPort returns the bridge port of the node's eth0, or "" for a node
 // with tap links only.
 func (n *Node) VethPort() string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -21,11 +22,11 @@ import (
 // bridge namespace when the run ends; the process is left alone.
 func (s *supervisor) attach(p *control.Peer) {
 	reply := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
-	if len(p.Files) != 1 || len(p.Req.Args) != 2 {
+	if len(p.Files) != 1 || len(p.Req.Args) < 2 || len(p.Req.Args) > 3 {
 		reply(errors.New("attach: needs the namespace, a name and an address"))
 		return
 	}
-	ns, name, addrText := p.Files[0], p.Req.Args[0], p.Req.Args[1]
+	ns, name := p.Files[0], p.Req.Args[0]
 	if err := ipam.CheckNodeName("--name", name); err != nil {
 		reply(err)
 		return
@@ -36,30 +37,14 @@ func (s *supervisor) attach(p *control.Peer) {
 		reply(fmt.Errorf("--name: the run already has a node %q; pick another name", name))
 		return
 	}
-	addr, err := netip.ParseAddr(addrText)
-	if err != nil || !addr.Is4() {
-		reply(fmt.Errorf("--ip: %q is not an IPv4 address", addrText))
+	ip6Text := ""
+	if len(p.Req.Args) > 2 {
+		ip6Text = p.Req.Args[2]
+	}
+	addr, addr6, subnet, err := s.attachAddrs(p.Req.Args[1], ip6Text)
+	if err != nil {
+		reply(err)
 		return
-	}
-	subnet := -1
-	for i, br := range s.net.bridges {
-		if br.Subnet.Prefix.Contains(addr) {
-			if err := br.Subnet.CheckGuest("--ip", addr); err != nil {
-				reply(err)
-				return
-			}
-			subnet = i
-		}
-	}
-	if subnet < 0 {
-		reply(fmt.Errorf("--ip: %s is in no subnet of the run (%s)", addr, s.subnetList()))
-		return
-	}
-	for _, n := range s.allNodes() {
-		if n.cfg.Addr == addr {
-			reply(fmt.Errorf("--ip: %s is node %s's address; pick another", addr, n.cfg.Name))
-			return
-		}
 	}
 	if err := s.checkNamespaceOwner(ns); err != nil {
 		reply(err)
@@ -76,7 +61,7 @@ func (s *supervisor) attach(p *control.Peer) {
 		return
 	}
 	defer bh.Close()
-	if err := netsetup.AddNode(bh, s.net.bridges[subnet], ns, netsetup.Node{PortName: port, Addr: addr}); err != nil {
+	if err := netsetup.AddNode(bh, s.net.bridges[subnet], ns, netsetup.Node{PortName: port, Addr: addr, Addr6: addr6, NoIPv6: !addr6.IsValid()}); err != nil {
 		reply(fmt.Errorf("attach %s: %w", name, err))
 		return
 	}
@@ -86,15 +71,78 @@ func (s *supervisor) attach(p *control.Peer) {
 		return
 	}
 	br := s.plan.Bridges[subnet]
-	link := plan.Link{Kind: plan.Veth, Node: name, Bridge: subnet, Port: port, Inside: plan.GuestIfName,
-		Addr: netip.PrefixFrom(addr, br.Prefix.Bits()), Gateway: br.Router}
-	n := newNode(plan.Node{Name: name, Hostname: name, Addr: addr, Subnet: subnet, Links: []plan.Link{link}}, -1)
+	link := plan.Link{Kind: plan.Veth, Node: name, Bridge: subnet, Port: port, Inside: plan.GuestIfName}
+	if addr.IsValid() {
+		link.Addr, link.Gateway = netip.PrefixFrom(addr, br.Prefix.Bits()), br.Router
+	}
+	if addr6.IsValid() {
+		link.Addr6, link.Gateway6 = netip.PrefixFrom(addr6, br.Prefix6.Bits()), br.Router6
+	}
+	n := newNode(plan.Node{Name: name, Hostname: name, Addr: addr, Addr6: addr6, Subnet: subnet, Links: []plan.Link{link}}, -1)
 	n.ns, n.attached = own, true
 	close(n.up)
 	s.addNode(n)
 	_, _ = s.state.WriteFileInPlace("hosts", hostsFile(s.hostEntries()))
 	s.writeInfo()
-	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("attached %s as %s on %s", name, addr, br.Name)})
+	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("attached %s as %s on %s", name, n.cfg.Addrs(), br.Name)})
+}
+
+// attachAddrs checks the addresses of `nsrun attach --ip ADDR --ip6
+// ADDR6` (either may be "") and finds their subnet. Without --ip6, a
+// node of a dual-stack subnet gets the IPv6 address its IPv4 one maps to.
+func (s *supervisor) attachAddrs(ip, ip6 string) (addr, addr6 netip.Addr, subnet int, err error) {
+	subnet = -1
+	if ip == "" && ip6 == "" {
+		return addr, addr6, subnet, errors.New("attach: give --ip, --ip6 or both")
+	}
+	if ip != "" {
+		if addr, err = netip.ParseAddr(ip); err != nil || !addr.Is4() {
+			return addr, addr6, subnet, fmt.Errorf("--ip: %q is not an IPv4 address (IPv6 addresses go under --ip6)", ip)
+		}
+		for i, br := range s.net.bridges {
+			if br.Subnet.HasIPv4() && br.Subnet.Prefix.Contains(addr) {
+				if err := br.Subnet.CheckGuest("--ip", addr); err != nil {
+					return addr, addr6, subnet, err
+				}
+				subnet = i
+			}
+		}
+		if subnet < 0 {
+			return addr, addr6, subnet, fmt.Errorf("--ip: %s is in no subnet of the run (%s)", addr, s.subnetList())
+		}
+	}
+	if ip6 != "" {
+		if addr6, err = netip.ParseAddr(ip6); err != nil || !addr6.Is6() {
+			return addr, addr6, subnet, fmt.Errorf("--ip6: %q is not an IPv6 address such as fd00:ac12::7", ip6)
+		}
+		if err := ipam.CheckAddr6("--ip6", addr6); err != nil {
+			return addr, addr6, subnet, err
+		}
+		if subnet < 0 {
+			for i, br := range s.net.bridges {
+				if br.Subnet.HasIPv6() && br.Subnet.Prefix6.Contains(addr6) {
+					subnet = i
+				}
+			}
+			if subnet < 0 {
+				return addr, addr6, subnet, fmt.Errorf("--ip6: %s is in no subnet of the run (%s)", addr6, s.subnetList())
+			}
+		}
+		if err := s.net.bridges[subnet].Subnet.CheckGuest6("--ip6", addr6); err != nil {
+			return addr, addr6, subnet, err
+		}
+	} else {
+		addr6 = s.net.bridges[subnet].Subnet.Guest6(addr)
+	}
+	for _, n := range s.allNodes() {
+		if addr.IsValid() && n.cfg.Addr == addr {
+			return addr, addr6, subnet, fmt.Errorf("--ip: %s is node %s's address; pick another", addr, n.cfg.Name)
+		}
+		if addr6.IsValid() && n.cfg.Addr6 == addr6 {
+			return addr, addr6, subnet, fmt.Errorf("--ip6: %s is node %s's IPv6 address; pick another (with --ip6)", addr6, n.cfg.Name)
+		}
+	}
+	return addr, addr6, subnet, nil
 }
 
 // checkNamespaceOwner explains the one case the kernel refuses: a network
@@ -126,7 +174,14 @@ func (s *supervisor) subnetList() string {
 		if i > 0 {
 			out += ", "
 		}
-		out += br.Subnet.Prefix.String()
+		var ps []string
+		if br.Subnet.HasIPv4() {
+			ps = append(ps, br.Subnet.Prefix.String())
+		}
+		if br.Subnet.HasIPv6() {
+			ps = append(ps, br.Subnet.Prefix6.String())
+		}
+		out += strings.Join(ps, " and ")
 	}
 	return out
 }

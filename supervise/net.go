@@ -149,7 +149,7 @@ func describe(st partition.State, nodes []string) string {
 	if len(st.UplinkCut) > 0 {
 		fmt.Fprintf(&b, "; cut from the uplink: %s", strings.Join(st.UplinkCut, " "))
 	}
-	fmt.Fprintf(&b, " (%d rules)", len(groups))
+	fmt.Fprintf(&b, " (%d rules per table: bridge ports, IPv4, IPv6)", len(groups))
 	return b.String()
 }
 
@@ -160,11 +160,21 @@ func (s *supervisor) show(asJSON bool) string {
 		st = partition.Fullmesh()
 	}
 	if asJSON {
+		type addrs struct {
+			Addr  netip.Addr `json:"addr,omitzero"`
+			Addr6 netip.Addr `json:"addr6,omitzero"`
+		}
+		nodes := map[string]addrs{}
+		for _, n := range s.allNodes() {
+			nodes[n.cfg.Name] = addrs{n.cfg.Addr, n.cfg.Addr6}
+		}
 		b, _ := json.MarshalIndent(struct {
 			Partition partition.State   `json:"partition"`
 			Blocked   [][2]string       `json:"blocked"`
 			Faults    map[string]faults `json:"faults"`
-		}{st, st.Blocked(s.nodeList()), s.netst.faults}, "", "  ")
+			// Nodes are the addresses the cut applies to, in both families.
+			Nodes map[string]addrs `json:"nodes"`
+		}{st, st.Blocked(s.nodeList()), s.netst.faults, nodes}, "", "  ")
 		return string(b)
 	}
 	out := describe(st, s.nodeList())

@@ -619,7 +619,11 @@ func (s *supervisor) hostEntries() []plan.HostEntry {
 	out := append([]plan.HostEntry(nil), s.plan.Hosts...)
 	for _, n := range s.allNodes() {
 		if n.attached {
-			out = append(out, plan.HostEntry{Addr: n.cfg.Addr, Names: []string{n.cfg.Name}})
+			for _, a := range []netip.Addr{n.cfg.Addr, n.cfg.Addr6} {
+				if a.IsValid() {
+					out = append(out, plan.HostEntry{Addr: a, Names: []string{n.cfg.Name}})
+				}
+			}
 		}
 	}
 	return out

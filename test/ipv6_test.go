@@ -2,6 +2,9 @@ package test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,8 +73,11 @@ func TestIPv6ByName(t *testing.T) {
 	}
 	// nsrun ls --json and net show carry both addresses.
 	ls := nsrunOK(t, u, "ls", "--json")
-	if !strings.Contains(ls, "fd00:ac12::1") || !strings.Contains(ls, "172.18.0.1") {
+	if !strings.Contains(ls, `"addr6": "fd00:ac12::1"`) && !strings.Contains(ls, `"addr6":"fd00:ac12::1"`) || !strings.Contains(ls, "172.18.0.1") {
 		t.Errorf("ls --json lacks an address of a: %s", ls)
+	}
+	if show := r.netOK(t, "show", "--json"); !strings.Contains(show, `"addr6": "fd00:6::5"`) {
+		t.Errorf("net show --json lacks e's address: %s", show)
 	}
 }
 
@@ -219,5 +225,80 @@ func TestIPv6SingleNode(t *testing.T) {
 	r = run(t, u.nsrun(ctx, "--ip", "172.18.0.7", "--ip6", "fd00:ac12::77", "--", "sh", "-c", "ip -6 addr show dev eth0; getent ahosts node"))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "fd00:ac12::77/64") || strings.Count(r.Stdout, "fd00:ac12::77") < 2 {
 		t.Errorf("--ip6: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestAttachIPv6: nsrun attach takes an IPv6 address (--ip6), alone or
+// beside --ip; the attached node is reached over IPv6 by name.
+func TestAttachIPv6(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t) // to find the host pids of the user's processes
+	userNamespaces(t, u)
+	r := startRun(t, u, "nodes:\n  a: {ip: 172.18.0.1, command: 'probe listen [::]:9000'}\n", "a     | listening")
+	port := fmt.Sprint(9100 + time.Now().UnixNano()%800)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv := u.nsrun(ctx, "net", "exec", "--run", r.id, "a", "--", "unshare", "-rn", "probe", "listen", "[::]:"+port)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var pids []int
+	if !eventually(10*time.Second, func() bool { pids = processesOf(u, "probe listen [::]:"+port); return len(pids) == 1 }) {
+		t.Fatalf("server process not found: %v", pids)
+	}
+	attach := func(args ...string) result {
+		return run(t, u.nsrun(ctx, append([]string{"attach", "--run", r.id, "--pid", fmt.Sprint(pids[0])}, args...)...))
+	}
+	if res := attach("--ip6", "fd00:ac12::1", "--name", "dup"); res.Code != 125 || !strings.Contains(res.Stderr, "--ip6: fd00:ac12::1 is node a's IPv6 address") {
+		t.Errorf("duplicate IPv6 address: %d %q", res.Code, res.Stderr)
+	}
+	if res := attach("--ip6", "fe80::5", "--name", "ll"); res.Code != 125 || !strings.Contains(res.Stderr, "--ip6: fe80::5 is link-local") {
+		t.Errorf("link-local address: %d %q", res.Code, res.Stderr)
+	}
+	if res := attach("--ip6", "fd00:ac12::50", "--name", "extra"); res.Code != 0 || !strings.Contains(res.Stdout, "attached extra as fd00:ac12::50") {
+		t.Fatalf("attach --ip6: %d %q %q", res.Code, res.Stdout, res.Stderr)
+	}
+	if out := r.exec(t, "a", "probe", "dial", "6/extra:"+port).Stdout; !strings.HasPrefix(out, "ok ") {
+		t.Errorf("node a -> attached extra over IPv6: %q", out)
+	}
+	r.netOK(t, "isolate", "extra")
+	if out := r.exec(t, "a", "probe", "dial", "[fd00:ac12::50]:"+port, "700ms").Stdout; strings.HasPrefix(out, "ok") {
+		t.Errorf("isolated attached node still reachable over IPv6: %q", out)
+	}
+}
+
+// TestCaptureIPv6: a node's pcap file holds its IPv6 frames.
+func TestCaptureIPv6(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "tshark")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  srv:
+    ip: 172.18.0.10
+    command: sh -c 'probe udp-listen [::]:9002 & exec probe listen [::]:9000'
+    ready: tcp:9000
+  cli:
+    ip: 172.18.0.20
+    depends_on: [srv]
+    command: sh -c 'probe udp-burst 6/srv:9002 7 && probe dial 6/srv:9000 && echo client-done; exec sleep 300'
+`})
+	capDir := filepath.Join(dir, "cap")
+	if err := os.Mkdir(capDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chown(capDir, u.UID, u.GID)
+	rc, _ := startUp(t, u, dir, "cli   | client-done", "--capture", capDir, "--timeout", "1")
+	defer rc.kill()
+	time.Sleep(300 * time.Millisecond)
+	for _, node := range []string{"srv", "cli"} {
+		file := filepath.Join(capDir, node+".pcap")
+		if n, out := tshark(t, file, "ipv6.src == fd00:ac12::14 && ipv6.dst == fd00:ac12::a && udp.dstport == 9002"); n != 7 {
+			t.Errorf("%s.pcap: %d IPv6 datagrams to 9002, want exactly 7\n%s", node, n, out)
+		}
+		if n, out := tshark(t, file, "ipv6.src == fd00:ac12::14 && tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == 9000"); n != 1 {
+			t.Errorf("%s.pcap: %d IPv6 SYNs, want 1\n%s", node, n, out)
+		}
 	}
 }

@@ -169,6 +169,12 @@ func Build(in Input) (*Plan, error) {
 		}
 	}
 	p.Mounts = append(p.Mounts, Mount{Kind: HostsFile, File: "hosts", Target: "/etc/hosts", Subnet: AllSubnets})
+	for _, n := range p.Nodes {
+		if n.Addr6.IsValid() {
+			p.Mounts = append(p.Mounts, Mount{Kind: GaiFile, File: "gai.conf", Target: "/etc/gai.conf", Subnet: AllSubnets})
+			break
+		}
+	}
 	for i, br := range p.Bridges {
 		p.Mounts = append(p.Mounts, Mount{Kind: ResolvFile, File: fmt.Sprintf("resolv-%d.conf", i), Target: "/etc/resolv.conf", Subnet: i, Nameserver: br.MainRouter()})
 	}

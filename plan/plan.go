@@ -290,9 +290,16 @@ const (
 	HostsFile MountKind = iota
 	// ResolvFile is a resolv.conf naming Mount.Nameserver.
 	ResolvFile
+	// GaiFile is the run's /etc/gai.conf: glibc's address order of RFC
+	// 6724, where IPv4 comes before unique local IPv6 (fd00::/8), as Go
+	// and the RFC order them. glibc's built-in table (RFC 3484) puts any
+	// IPv6 first, so a client would try a node's ULA before its IPv4
+	// address and miss every server bound to 0.0.0.0. Mounted only where
+	// the host has an /etc/gai.conf to mount over.
+	GaiFile
 )
 
-var mountKinds = []string{"hosts", "resolv"}
+var mountKinds = []string{"hosts", "resolv", "gai"}
 
 // String returns the name used in the plan's text and JSON.
 func (k MountKind) String() string { return enumName(int(k), mountKinds) }

@@ -104,7 +104,7 @@ func TestBuild(t *testing.T) {
 	if m := p.NodeMounts(&db); m["/etc/resolv.conf"] != "resolv-1.conf" || len(m) != 1 || p.NodeMounts(&web) != nil {
 		t.Errorf("mounts of db %v, of web %v", m, p.NodeMounts(&web))
 	}
-	if len(p.Mounts) != 3 || p.Mounts[2].Nameserver != netip.MustParseAddr("172.18.1.254") {
+	if len(p.Mounts) != 4 || p.Mounts[1].Kind != GaiFile || p.Mounts[3].Nameserver != netip.MustParseAddr("172.18.1.254") {
 		t.Errorf("mounts: %+v", p.Mounts)
 	}
 }

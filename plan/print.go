@@ -111,6 +111,8 @@ func (p *Plan) Write(w io.Writer) error {
 		switch m.Kind {
 		case ResolvFile:
 			pf(": nameserver %s\n", m.Nameserver)
+		case GaiFile:
+			pf(": IPv4 before unique local IPv6 (RFC 6724), where the host has one\n")
 		case HostsFile:
 			pf(": localhost and\n")
 			for _, h := range p.Hosts {

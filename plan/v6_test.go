@@ -36,8 +36,13 @@ nodes:
 	if len(p.Hosts) != 2 || p.Hosts[1].Addr != netip.MustParseAddr("fd00:6::5") {
 		t.Errorf("hosts %+v", p.Hosts)
 	}
-	if p.Mounts[2].Nameserver != netip.MustParseAddr("fd00:6::fe") {
-		t.Errorf("IPv6-only subnet's nameserver %+v", p.Mounts[2])
+	if p.Mounts[3].Nameserver != netip.MustParseAddr("fd00:6::fe") || p.Mounts[1].Target != "/etc/gai.conf" {
+		t.Errorf("mounts %+v", p.Mounts)
+	}
+	// Without IPv6, no gai.conf.
+	p4, err := Build(input(parse(t, "ipv6: false\nnodes:\n  a: {ip: 172.18.0.1}\n")))
+	if err != nil || len(p4.Mounts) != 2 {
+		t.Errorf("mounts without IPv6: %+v %v", p4.Mounts, err)
 	}
 	var b bytes.Buffer
 	if err := p.Write(&b); err != nil {

@@ -231,6 +231,11 @@ func (s *supervisor) setUpFiles() error {
 			content = hostsFile(p.Hosts)
 		case plan.ResolvFile:
 			content = []byte("# written by nsrun for run " + p.Run.ID + "\nnameserver " + m.Nameserver.String() + "\n")
+		case plan.GaiFile:
+			if _, err := os.Stat(m.Target); err != nil {
+				continue // nothing to mount over: glibc's own order
+			}
+			content = []byte(gaiConf)
 		}
 		path, err := s.state.WriteFile(m.File, content)
 		if err != nil {
@@ -602,6 +607,30 @@ func (s *supervisor) writeInfo() {
 	}
 	_ = s.state.WriteInfo(info)
 }
+
+// gaiConf is the run's /etc/gai.conf (plan.GaiFile): RFC 6724's policy
+// table, which orders IPv4 before unique local IPv6 addresses.
+const gaiConf = `# written by nsrun: RFC 6724's address order (IPv4 before fd00::/8),
+# as Go and the RFC have it; glibc's default (RFC 3484) tries IPv6 first.
+label ::1/128 0
+label ::/0 1
+label ::ffff:0:0/96 4
+label 2002::/16 2
+label 2001::/32 5
+label fc00::/7 13
+label ::/96 3
+label fec0::/10 11
+label 3ffe::/16 12
+precedence ::1/128 50
+precedence ::/0 40
+precedence ::ffff:0:0/96 35
+precedence 2002::/16 30
+precedence 2001::/32 5
+precedence fc00::/7 3
+precedence ::/96 1
+precedence fec0::/10 1
+precedence 3ffe::/16 1
+`
 
 // hostsFile is the run's /etc/hosts: localhost, then entries.
 func hostsFile(entries []plan.HostEntry) []byte {

@@ -420,7 +420,7 @@ nodes:
 	}
 	for _, want := range []string{
 		"bridge br1    subnet back       172.18.1.0/24      router 172.18.1.254",
-		"veth eth0 172.18.0.20/24 via 172.18.0.254, bridge port vweb on br0",
+		"veth eth0 172.18.0.20/24 via 172.18.0.254 fd00:ac12::14/64 via fd00:ac12::fe, bridge port vweb on br0",
 		"tap link0 (joined by bridge tb-link0 to veth tp-link0), bridge port tvm.link0 on br0",
 		"captured to " + filepath.Join(dir, "pcaps", "vm.link0.pcap"),
 		"ready when 172.18.1.10:6379 accepts TCP (within 1m0s)",
@@ -441,6 +441,7 @@ nodes:
 	}
 	if len(p.Nodes) != 3 || p.Nodes[0].Name != "db" || p.Nodes[0].Ready.Addr != netip.MustParseAddrPort("172.18.1.10:6379") ||
 		p.Nodes[1].Links[0].Gateway != netip.MustParseAddr("172.18.0.254") || p.Nodes[2].Links[0].Kind != plan.Tap ||
+		p.Nodes[1].Links[0].Gateway6 != netip.MustParseAddr("fd00:ac12::fe") || p.Nodes[0].Addr6 != netip.MustParseAddr("fd00:ac12:100::a") ||
 		p.Nodes[1].Publish[0].Host.Port() != uint16(port) || p.Uplink != nil || p.Capture != nil || p.User.UID != u.UID {
 		t.Errorf("--json plan: %+v", p)
 	}

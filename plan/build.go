@@ -75,11 +75,6 @@ func Build(in Input) (*Plan, error) {
 		}
 	}
 	for i, s := range top.Subnets {
-		if !s.HasIPv4() {
-			return nil, fmt.Errorf("%s: subnets.%s: IPv6-only subnets are not wired to runs yet; give it an IPv4 prefix too (ipv4: ...)", top.File, s.Name)
-		}
-		// The IPv6 side (s.Prefix6, s.Bridge6, nodes' Addr6) stays out of
-		// the plan until supervise applies it (issue 13).
 		if in.Uplink != nil && in.Uplink.Pool.Overlaps(s.Prefix) {
 			return nil, fmt.Errorf("subnets.%s: %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", s.Name, s.Prefix, in.Uplink.Pool)
 		}
@@ -112,9 +107,6 @@ func Build(in Input) (*Plan, error) {
 		p.Capture = &Capture{Dir: abs, Log: filepath.Join(abs, CaptureLog)}
 	}
 	for _, tn := range nodes {
-		if !tn.Addr.IsValid() {
-			return nil, topology.ErrorAt(top.File, tn.Pos, "nodes.%s.ip: nodes without an IPv4 address are not wired to runs yet; give it ip:", tn.Name)
-		}
 		n := Node{
 			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr, Addr6: tn.Addr6,
 			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},

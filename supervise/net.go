@@ -84,7 +84,12 @@ func (s *supervisor) netVerb(p *control.Peer) {
 func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 	member := map[string]nft.Member{}
 	for _, n := range s.allNodes() {
-		m := nft.Member{Addrs: []netip.Addr{n.cfg.Addr}}
+		m := nft.Member{}
+		for _, a := range []netip.Addr{n.cfg.Addr, n.cfg.Addr6} {
+			if a.IsValid() {
+				m.Addrs = append(m.Addrs, a)
+			}
+		}
 		for _, l := range n.cfg.Links {
 			m.Ports = append(m.Ports, l.Port)
 		}

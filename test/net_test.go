@@ -28,17 +28,26 @@ type liveRun struct {
 func startRun(t *testing.T, u testUser, yaml, waitFor string) *liveRun {
 	t.Helper()
 	dir := project(t, map[string]string{"nsrun.yaml": yaml})
+	type run struct {
+		ID   string `json:"id"`
+		File string `json:"file"`
+	}
+	list := func() []run {
+		var runs []run
+		_ = json.Unmarshal([]byte(nsrunOK(t, u, "ls", "--json")), &runs)
+		return runs
+	}
+	// The run of an earlier test may still be ending: only a run that
+	// was not there before is this one.
+	before := map[string]bool{}
+	for _, r := range list() {
+		before[r.ID] = true
+	}
 	rc, out := startUp(t, u, dir, waitFor, "--timeout", "2")
 	var id string
 	eventually(10*time.Second, func() bool {
-		ls := nsrunOK(t, u, "ls", "--json")
-		var runs []struct {
-			ID   string `json:"id"`
-			File string `json:"file"`
-		}
-		_ = json.Unmarshal([]byte(ls), &runs)
-		for _, r := range runs {
-			if r.File == "nsrun.yaml" {
+		for _, r := range list() {
+			if r.File == "nsrun.yaml" && !before[r.ID] {
 				id = r.ID
 			}
 		}

@@ -54,6 +54,11 @@ func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
 	if err := netsetup.AddVethPair(gh, u.GatewayPort, u.Port, bridgeNS); err != nil {
 		return up, fmt.Errorf("uplink, in the gateway: %w", err)
 	}
+	// The uplink carries IPv4 only: its gateway end has no IPv6 (the
+	// bridge end inherits the bridge namespace's no-IPv6 default).
+	if err := nsfd.WriteSysctl(gwNS, "net/ipv6/conf/"+u.GatewayPort+"/disable_ipv6", "1"); err != nil {
+		return up, fmt.Errorf("gateway side of the uplink: %w", err)
+	}
 	if err := netsetup.AddrUp(gh, u.GatewayPort, netip.PrefixFrom(gwAddr, 30)); err != nil {
 		return up, fmt.Errorf("gateway side of the uplink: %w", err)
 	}

@@ -23,8 +23,8 @@ const SocketName = "ctl"
 // Request is what a client asks. Verb says which request it is: "exec"
 // (Node, Args as argv, Env, Dir, Root; the caller's stdin, stdout and
 // stderr attached), "signal" (Sig, on an exec's connection), "net" (Net),
-// "node" (Node), "attach" (Args: name and address; the namespace
-// attached) or SocketVerb.
+// "node" (Node), "attach" (Args: name, IPv4 and IPv6 address, either
+// may be ""; the namespace attached) or SocketVerb.
 type Request struct {
 	Verb string   `json:"verb"`
 	Node string   `json:"node,omitempty"`

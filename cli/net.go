@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -204,6 +205,14 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	}
 	if *name == "" {
 		*name = fmt.Sprintf("pid%d", *pid)
+	}
+	// Checked here, before anything is sent; the supervisor checks the
+	// address against its subnets and nodes.
+	if err := ipam.CheckNodeName("--name", *name); err != nil {
+		return fail(stderr, fmt.Errorf("attach: %w", err))
+	}
+	if a, err := netip.ParseAddr(*ip); err != nil || !a.Is4() {
+		return fail(stderr, fmt.Errorf("attach: --ip %q is not an IPv4 address", *ip))
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", *pid))
 	if err != nil {

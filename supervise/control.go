@@ -22,12 +22,19 @@ func (s *supervisor) handle(p *control.Peer) {
 	switch p.Req.Verb {
 	case "exec":
 		s.exec(p)
-	case "net":
-		s.netVerb(p)
-	case "node":
-		s.nodeVerb(p)
-	case "attach":
-		s.attach(p)
+	case "net", "node", "attach":
+		// They use the bridge's or a node's namespace fd throughout: the
+		// run's tear-down waits for them (nsUse).
+		s.nsUse.RLock()
+		defer s.nsUse.RUnlock()
+		switch p.Req.Verb {
+		case "net":
+			s.netVerb(p)
+		case "node":
+			s.nodeVerb(p)
+		default:
+			s.attach(p)
+		}
 	case control.SocketVerb:
 		s.socketVerb(p)
 	default:

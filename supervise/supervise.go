@@ -134,8 +134,9 @@ type supervisor struct {
 	attachMu sync.Mutex   // serializes attach
 	listMu   sync.RWMutex // guards nodes and byName, which attach extends
 	// nsUse is held (read) while a request starts something with a node's
-	// namespace fd (exec, socket), and taken for good by tearDown before
-	// it closes the namespaces.
+	// namespace fd (exec, socket) or uses the run's namespaces (net, node
+	// and attach verbs), and taken for good by tearDown before it closes
+	// the namespaces.
 	nsUse sync.RWMutex
 }
 
@@ -574,12 +575,14 @@ func (s *supervisor) tearDown() {
 		if n.running() {
 			_ = unix.Kill(n.pid(), unix.SIGKILL)
 		}
+	}
+	s.cap.Load().stop()
+	s.nsUse.Lock() // never released: the namespaces are gone
+	for _, n := range s.allNodes() {
 		if n.attached && n.ns != nil {
 			n.ns.Close()
 		}
 	}
-	s.cap.Load().stop()
-	s.nsUse.Lock() // never released: the namespaces are gone
 	s.net.close()
 	if s.state != nil {
 		_ = s.state.Remove()

@@ -59,6 +59,27 @@ func startRun(t *testing.T, u testUser, yaml, waitFor string) *liveRun {
 	return &liveRun{u: u, id: id, rc: rc, out: out}
 }
 
+// startFive starts a run of fiveYAML (or a variant of it) and waits until
+// every node's three listeners (tick, udp-listen, listen) are up: the
+// nodes start in parallel, in no fixed order, so n5 listening says nothing
+// of n1.
+func startFive(t *testing.T, u testUser, yaml string) *liveRun {
+	t.Helper()
+	r := startRun(t, u, yaml, "n5    | listening")
+	if !eventually(30*time.Second, func() bool {
+		all := r.out.all()
+		for _, n := range fiveNodes {
+			if strings.Count(all, n+"    | listening") < 3 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("not every node is listening:\n%s", r.out.all())
+	}
+	return r
+}
+
 // net runs `nsrun net VERB --run ID ARGS...` and returns its result.
 func (r *liveRun) net(t *testing.T, verb string, args ...string) result {
 	t.Helper()
@@ -178,7 +199,7 @@ var fiveYAMLDual = strings.ReplaceAll(strings.ReplaceAll(fiveYAML, "0.0.0.0:9000
 func TestPartitionMatrix(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	partitionMatrix(t, r, r.matrix, true)
 }
 
@@ -188,7 +209,7 @@ func TestPartitionMatrix(t *testing.T) {
 func TestPartitionMatrixLinkLocal(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAMLDual, "n5    | listening")
+	r := startFive(t, u, fiveYAMLDual)
 	ll := map[string]string{}
 	for _, n := range fiveNodes {
 		ll[n] = r.linkLocal(t, n, 9000)
@@ -266,7 +287,7 @@ func udpOneWay(t *testing.T, r *liveRun) {
 func TestPartitionBreaksEstablished(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	s := r.follow(t, "n1", "n2:9001")
 	c := s.cut(t, r, []string{"isolate", "n2"}, []string{"fullmesh"}, 1500*time.Millisecond)
 	s.check(t, []cutRound{c})
@@ -280,7 +301,7 @@ func TestPartitionBreaksEstablished(t *testing.T) {
 func TestPartitionCutHealRounds(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	busy := u.nsrun(ctx, "net", "exec", "--run", r.id, "n5", "--", "sh", "-c", "while :; do :; done")
@@ -428,7 +449,7 @@ func TestPartitionRulesBounded(t *testing.T) {
 	u := unprivileged(t)
 	requireRoot(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	bridgeNS := r.bridgeNamespace(t)
 	count := func() int {
 		out, err := exec.Command("nsenter", "--net="+bridgeNS, "nft", "list", "ruleset").CombinedOutput()
@@ -506,7 +527,7 @@ func childOf(ppid int) int {
 func TestPartitionBadInput(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	r.netOK(t, "isolate", "n4")
 	before := r.netOK(t, "show", "--json")
 	for _, tc := range []struct {
@@ -551,7 +572,7 @@ func TestFlakyLossAndRate(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	needPrograms(t, "iperf3")
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	r.netOK(t, "flaky", "n2", "--loss", "50%")
 	r.exec(t, "n1", "probe", "udp-burst", "n2:9002", "400")
 	time.Sleep(300 * time.Millisecond)
@@ -594,7 +615,7 @@ func TestFlakyLossAndRate(t *testing.T) {
 func TestNodeStopStartPause(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAML, "n5    | listening")
+	r := startFive(t, u, fiveYAML)
 	node := func(args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

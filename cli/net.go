@@ -211,8 +211,11 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	if err := ipam.CheckNodeName("--name", *name); err != nil {
 		return fail(stderr, fmt.Errorf("attach: %w", err))
 	}
-	if a, err := netip.ParseAddr(*ip); err != nil || !a.Is4() {
-		return fail(stderr, fmt.Errorf("attach: --ip %q is not an IPv4 address", *ip))
+	if a, err := netip.ParseAddr(*ip); *ip != "" && (err != nil || !a.Is4()) {
+		return fail(stderr, fmt.Errorf("attach: --ip: %q is not an IPv4 address (IPv6 addresses go under --ip6)", *ip))
+	}
+	if a, err := netip.ParseAddr(*ip6); *ip6 != "" && (err != nil || !a.Is6() || a.Is4In6()) {
+		return fail(stderr, fmt.Errorf("attach: --ip6: %q is not an IPv6 address such as fd00:ac12::7", *ip6))
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", *pid))
 	if err != nil {

@@ -197,12 +197,14 @@ func runPlan(in plan.Input, root, isolated, dryRun, asJSON bool, stdout, stderr 
 	in.Run.RuntimeDir = rt
 	in.Env = os.Environ()
 	in.Dir, _ = os.Getwd()
+	uplinkIPv6 := false
 	if joined {
 		rec, err := install.Load(in.User.UID)
 		if err != nil {
 			return fail(stderr, fmt.Errorf("%w\nrun `sudo nsrun-helper install` again, or pass --isolated", err))
 		}
 		in.Uplink = &plan.UplinkInput{GatewayNS: install.NetNSPath(in.User.UID), Pool: rec.RunsCIDR}
+		uplinkIPv6 = rec.Gateway6.IsValid()
 		if rec.Resolver.IsValid() {
 			in.Uplink.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53)
 		}
@@ -224,6 +226,9 @@ func runPlan(in plan.Input, root, isolated, dryRun, asJSON bool, stdout, stderr 
 	if !joined && !isolated {
 		_, err := install.Load(in.User.UID)
 		noteIsolated(stderr, rt, err)
+	}
+	if in.Uplink != nil && !uplinkIPv6 && planHasIPv6(p) {
+		noteIPv6Inside(stderr, rt)
 	}
 	listeners, err := bindPorts(p)
 	if err != nil {
@@ -287,6 +292,27 @@ func noteIsolated(stderr io.Writer, runtimeDir string, why error) {
 	} else {
 		fmt.Fprintf(stderr, "nsrun: note: running isolated: %v\n", why)
 	}
+	_ = os.WriteFile(marker, nil, 0o600)
+}
+
+// planHasIPv6 reports whether some node of p has an IPv6 address.
+func planHasIPv6(p *plan.Plan) bool {
+	for _, n := range p.Nodes {
+		if n.Addr6.IsValid() {
+			return true
+		}
+	}
+	return false
+}
+
+// noteIPv6Inside says once (per boot) that IPv6 stays inside runs: the
+// helper's uplink carries IPv4 only.
+func noteIPv6Inside(stderr io.Writer, runtimeDir string) {
+	marker := filepath.Join(runtimeDir, ".ipv6-note-shown")
+	if _, err := os.Stat(marker); err == nil {
+		return
+	}
+	fmt.Fprintf(stderr, "nsrun: note: IPv6 stays inside runs: nodes reach each other over IPv6, but the uplink to the host and beyond carries IPv4 only (this note is shown once)\n")
 	_ = os.WriteFile(marker, nil, 0o600)
 }
 

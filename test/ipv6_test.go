@@ -109,16 +109,29 @@ func TestPartitionMatrixIPv6(t *testing.T) {
 	partitionMatrix(t, r, func(t *testing.T, nodes []string) map[[2]string]bool {
 		return r.matrixVia(t, nodes, func(n string) string { return "6/" + n + ":9000" })
 	}, false)
-	// The Jepsen shapes cut IPv6 like IPv4: after each, both families
-	// give the same matrix.
+	jepsenLikeIPv4(t, r, "IPv6", func(n string) string { return "6/" + n + ":9000" })
+}
+
+// jepsenLikeIPv4 applies the Jepsen shapes not in partitionMatrix and
+// checks that target (IPv6 or link-local) gives the same matrix as IPv4
+// after each.
+func jepsenLikeIPv4(t *testing.T, r *liveRun, what string, target func(node string) string) {
+	t.Helper()
 	for _, verb := range []string{"majorities-ring", "bridge", "random-node"} {
 		r.netOK(t, verb, "--seed", "7")
 		v4 := r.matrixVia(t, fiveNodes, func(n string) string { return "4/" + n + ":9000" })
-		v6 := r.matrixVia(t, fiveNodes, func(n string) string { return "6/" + n + ":9000" })
+		other := r.matrixVia(t, fiveNodes, target)
+		cut := 0
 		for k, ok := range v4 {
-			if v6[k] != ok {
-				t.Errorf("%s: %s->%s IPv4 %v, IPv6 %v", verb, k[0], k[1], ok, v6[k])
+			if !ok {
+				cut++
 			}
+			if other[k] != ok {
+				t.Errorf("%s: %s->%s IPv4 %v, %s %v", verb, k[0], k[1], ok, what, other[k])
+			}
+		}
+		if cut == 0 {
+			t.Errorf("%s cut nothing", verb)
 		}
 	}
 }

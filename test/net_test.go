@@ -217,6 +217,7 @@ func TestPartitionMatrixLinkLocal(t *testing.T) {
 	partitionMatrix(t, r, func(t *testing.T, nodes []string) map[[2]string]bool {
 		return r.matrixVia(t, nodes, func(n string) string { return ll[n] })
 	}, false)
+	jepsenLikeIPv4(t, r, "link-local", func(n string) string { return ll[n] })
 }
 
 // partitionMatrix applies every verb to a run of fiveYAML's nodes and

@@ -24,8 +24,10 @@ import (
 // installer carries what the steps of one install share.
 type installer struct {
 	o       Options
-	rec     install.Record // what this install makes
-	prev    install.Record // the authoritative record of an earlier install
+	rec     install.Record   // what this install makes
+	prev    install.Record   // the authoritative record of an earlier install
+	ns      uint64           // the inode of the helper's network namespace
+	local   []install.Record // the other users installed into it
 	st      *state
 	host    *netlink.Handle
 	userDir *os.File // /run/user/UID, once it exists (verified)
@@ -57,6 +59,12 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 		return err
 	}
 	if in.prev, _, err = in.st.record(o.UID); err != nil {
+		return err
+	}
+	if in.ns, err = netNS(); err != nil {
+		return err
+	}
+	if in.local, err = in.st.local(o.UID, in.ns); err != nil {
 		return err
 	}
 	if err := in.chooseAddresses(); err != nil {
@@ -151,6 +159,7 @@ func (in *installer) chooseAddresses() error {
 		Resolver:  o.Resolver,
 		Table:     install.TableName(o.UID),
 		MadeDir:   in.prev.MadeDir,
+		NetNS:     in.ns,
 	}
 	return nil
 }
@@ -182,7 +191,7 @@ func chooseHostNet(pool netip.Prefix, prev install.Record, routes []netip.Prefix
 // name), and the host end comes up only once its IPv6 and redirects are
 // off and its address is set.
 func (in *installer) plan() Plan {
-	return Plan{in.stepUserDir(), in.stepNsDir(), in.stepGateway(), in.stepTables(),
+	return Plan{in.stepSaveHost(), in.stepUserDir(), in.stepNsDir(), in.stepGateway(), in.stepTables(),
 		in.stepVeth(), in.stepGatewayNet(), in.stepForwarding(), in.stepRecord()}
 }
 
@@ -282,47 +291,134 @@ func (in *installer) openGateway() error {
 	return nil
 }
 
-func (in *installer) hostConfig() nft.HostConfig {
+func (in *installer) hostConfig() nft.HostConfig { return hostConfigOf(in.rec) }
+
+// hostConfigOf is the host table of the install rec records.
+func hostConfigOf(rec install.Record) nft.HostConfig {
 	return nft.HostConfig{
-		Table: in.rec.Table, Interface: in.rec.Interface,
-		HostAddr: in.rec.HostAddr.Addr(), Gateway: in.rec.Gateway.Addr(), Resolver: in.rec.Resolver,
-		Gateway6: in.rec.Gateway6.Addr(), // none yet: all IPv6 from the gateway is dropped
+		Table: rec.Table, Interface: rec.Interface,
+		HostAddr: rec.HostAddr.Addr(), Gateway: rec.Gateway.Addr(), Resolver: rec.Resolver,
+		Gateway6: rec.Gateway6.Addr(), // none yet: all IPv6 from the gateway is dropped
 	}
 }
 
-// guardWith is the guard table with this user's interface added. Created
-// now, it limits forwarding to nsrun interfaces when forwarding is off.
-func (in *installer) guardWith() (nft.Guard, error) {
-	g, ok, err := nft.ReadGuard()
+// savedHost is the host state the first install in this network
+// namespace saved; before it is saved, what it would save.
+func (in *installer) savedHost() (hostState, error) {
+	h, ok, err := in.st.readHostState(in.ns)
+	if err != nil || (ok && !in.firstHere()) {
+		return h, err
+	}
+	h = currentHostState()
+	g, gok, err := nft.ReadGuard()
 	if err != nil {
-		return g, err
+		return h, err
 	}
-	if !ok {
-		g.DropOthers = sysctl("net/ipv4/ip_forward") != "1"
+	if gok || len(in.local) > 0 || in.prevHere() {
+		// Installed by a helper that saved nothing: the guard (or, with
+		// the guard gone too, forwarding on) tells as best it can.
+		h.IPForward = map[bool]string{true: "0", false: "1"}[gok && g.DropOthers]
 	}
-	if !slices.Contains(g.Interfaces, in.rec.Interface) {
-		g.Interfaces = append(g.Interfaces, in.rec.Interface)
-		slices.Sort(g.Interfaces)
-	}
-	return g, nil
+	return h, nil
 }
 
-func (in *installer) stepTables() Step {
-	g, _ := in.guardWith()
+// firstHere reports whether no user is installed in this network
+// namespace yet: no record and no guard table. (A host state file then
+// is a leftover of a namespace that had the same inode.)
+func (in *installer) firstHere() bool {
+	_, gok, _ := nft.ReadGuard()
+	ok, _ := nft.Exists(nil, nftables.TableFamilyINet, in.rec.Table)
+	return len(in.local) == 0 && !in.prevHere() && !gok && !ok
+}
+
+// prevHere reports whether this user's earlier install was into this
+// network namespace.
+func (in *installer) prevHere() bool {
+	return in.prev.Interface != "" && (in.prev.NetNS == 0 || in.prev.NetNS == in.ns)
+}
+
+func (in *installer) stepSaveHost() Step {
+	name := hostStateName(in.ns)
 	return Step{
-		Describe: "write the host's nftables tables (before the interface exists; they match it by name)\n" +
-			nft.HostTable(in.hostConfig()).String() + "\n" + nft.GuardTable(g).String(),
+		Describe: fmt.Sprintf("save %s as they are before the first install (now %s) to %s/%s, for the last uninstall to put back",
+			strings.Join(dotted(hostSysctls), ", "), strings.Join(currentHostState().values(), ", "), stateDir, name),
 		Done: func() (bool, error) {
-			ok, err := nft.Exists(nil, nftables.TableFamilyINet, in.rec.Table)
-			g, gok, gerr := nft.ReadGuard()
-			return ok && gok && slices.Contains(g.Interfaces, in.rec.Interface) && in.prev == in.rec, errors.Join(err, gerr)
+			_, ok, err := in.st.readHostState(in.ns)
+			return ok && !in.firstHere(), err
 		},
 		Apply: func() error {
-			g, err := in.guardWith()
+			h, err := in.savedHost()
 			if err != nil {
 				return err
 			}
-			return nft.ApplyAll(nil, nft.HostTable(in.hostConfig()), nft.GuardTable(g))
+			return writeFile(in.st.dir, name, marshalHostState(h))
+		},
+	}
+}
+
+func dotted(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strings.ReplaceAll(k, "/", ".")
+	}
+	return out
+}
+
+// guard is the guard table as it must be: the interfaces of every user
+// recorded in this network namespace and this user's, and DropOthers when
+// forwarding was off before the first install (as saved, never inferred
+// from the live tables, which a `flush ruleset` may have emptied).
+func (in *installer) guard() (nft.Guard, error) {
+	h, err := in.savedHost()
+	g := nft.Guard{Interfaces: []string{in.rec.Interface}, DropOthers: h.IPForward != "1"}
+	for _, r := range in.local {
+		if !slices.Contains(g.Interfaces, r.Interface) {
+			g.Interfaces = append(g.Interfaces, r.Interface)
+		}
+	}
+	slices.Sort(g.Interfaces)
+	return g, err
+}
+
+// missingTables are the host tables of the other users recorded in this
+// network namespace that are gone (a `flush ruleset`, an nftables reload).
+func (in *installer) missingTables() ([]*nft.Table, error) {
+	var out []*nft.Table
+	for _, r := range in.local {
+		ok, err := nft.Exists(nil, nftables.TableFamilyINet, r.Table)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out = append(out, nft.HostTable(hostConfigOf(r)))
+		}
+	}
+	return out, nil
+}
+
+func (in *installer) stepTables() Step {
+	g, _ := in.guard()
+	return Step{
+		Describe: "write the host's nftables tables (before the interface exists; they match it by name), and those of other users' installs if missing\n" +
+			nft.HostTable(in.hostConfig()).String() + "\n" + nft.GuardTable(g).String(),
+		Done: func() (bool, error) {
+			ok, err := nft.Exists(nil, nftables.TableFamilyINet, in.rec.Table)
+			want, werr := in.guard()
+			g, gok, gerr := nft.ReadGuard()
+			missing, merr := in.missingTables()
+			return ok && gok && slices.Equal(g.Interfaces, want.Interfaces) && g.DropOthers == want.DropOthers &&
+				len(missing) == 0 && in.prev == in.rec, errors.Join(err, werr, gerr, merr)
+		},
+		Apply: func() error {
+			g, err := in.guard()
+			if err != nil {
+				return err
+			}
+			tables, err := in.missingTables()
+			if err != nil {
+				return err
+			}
+			return nft.ApplyAll(nil, append(tables, nft.HostTable(in.hostConfig()), nft.GuardTable(g))...)
 		},
 	}
 }
@@ -338,6 +434,13 @@ var hostSide = [][2]string{
 	{"net/ipv6/conf/%s/addr_gen_mode", "1"}, // IN6_ADDR_GEN_MODE_NONE: not even a link-local address
 	{"net/ipv4/conf/%s/accept_redirects", "0"},
 	{"net/ipv4/conf/%s/route_localnet", "1"},
+	// Defences that need no nftables (a `flush ruleset` leaves them): a
+	// source the host would not route back through this interface is
+	// dropped, and ARP on it answers only for its own address, and
+	// announces only that.
+	{"net/ipv4/conf/%s/rp_filter", "1"},
+	{"net/ipv4/conf/%s/arp_ignore", "1"},
+	{"net/ipv4/conf/%s/arp_announce", "2"},
 }
 
 func (in *installer) stepVeth() Step {

@@ -147,3 +147,72 @@ func marshalRecord(r install.Record) []byte {
 	b, _ := json.MarshalIndent(r, "", "  ")
 	return append(b, '\n')
 }
+
+// netNS is the inode of the helper's network namespace.
+func netNS() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("stat /proc/self/ns/net: %w", err)
+	}
+	return st.Ino, nil
+}
+
+// local returns the records of every user but uid installed into the
+// helper's network namespace (a record without one counts as there).
+func (s *state) local(uid int, ns uint64) ([]install.Record, error) {
+	all, err := s.others(uid)
+	var out []install.Record
+	for _, r := range all {
+		if r.NetNS == 0 || r.NetNS == ns {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
+// hostState is what the first install in a network namespace found there,
+// before it changed anything, so that the last uninstall can put it back:
+// writing ip_forward changes net.ipv4.conf.all.accept_redirects too.
+type hostState struct {
+	IPForward              string `json:"ip_forward"`
+	AllAcceptRedirects     string `json:"all_accept_redirects"`
+	DefaultAcceptRedirects string `json:"default_accept_redirects"`
+}
+
+// hostSysctls are the sysctls hostState saves, by key.
+var hostSysctls = []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/accept_redirects", "net/ipv4/conf/default/accept_redirects"}
+
+func hostStateName(ns uint64) string { return "host-" + strconv.FormatUint(ns, 10) + ".json" }
+
+// readHostState reads the saved host state of the namespace ns; ok is
+// false when there is none.
+func (s *state) readHostState(ns uint64) (h hostState, ok bool, err error) {
+	if s.dir == nil {
+		return h, false, nil
+	}
+	b, err := install.ReadRootFile(s.dir, hostStateName(ns), install.MaxRecordSize)
+	if errors.Is(err, os.ErrNotExist) {
+		return h, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &h)
+	}
+	if err != nil {
+		return h, false, fmt.Errorf("%s/%s is not a valid host state: %w", stateDir, hostStateName(ns), err)
+	}
+	return h, true, nil
+}
+
+// currentHostState reads the live values hostState saves.
+func currentHostState() hostState {
+	return hostState{IPForward: sysctl(hostSysctls[0]), AllAcceptRedirects: sysctl(hostSysctls[1]), DefaultAcceptRedirects: sysctl(hostSysctls[2])}
+}
+
+func (h hostState) values() []string {
+	return []string{h.IPForward, h.AllAcceptRedirects, h.DefaultAcceptRedirects}
+}
+
+func marshalHostState(h hostState) []byte {
+	b, _ := json.MarshalIndent(h, "", "  ")
+	return append(b, '\n')
+}

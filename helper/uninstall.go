@@ -99,10 +99,11 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 				table, ifname, nft.GuardTableName),
 			Done: func() (bool, error) {
 				ok, err := nft.Exists(nil, nftables.TableFamilyINet, table)
-				g, _, gerr := nft.ReadGuard()
-				return !ok && !slices.Contains(g.Interfaces, ifname), errors.Join(err, gerr)
+				g, gok, gerr := nft.ReadGuard()
+				saved, serr := hostStateLeft(st, uid)
+				return !ok && !slices.Contains(g.Interfaces, ifname) && !(saved && !gok), errors.Join(err, gerr, serr)
 			},
-			Apply: func() error { return removeTables(table, ifname) },
+			Apply: func() error { return removeTables(st, uid, table) },
 		},
 		{
 			Describe: fmt.Sprintf("unmount and remove %s and %s, remove %s and %s",
@@ -148,29 +149,82 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 	return run(plan)
 }
 
-// removeTables deletes the user's table and takes the interface out of the
-// guard table; with no interface left, it turns forwarding back off (when
-// the guard says it was off before the first install), then deletes the
-// guard, in that order: forwarding is never on without the guard.
-func removeTables(table, ifname string) error {
+// removeTables deletes the user's table and rewrites the guard table
+// with the interfaces of the users still recorded in this network
+// namespace; with none left, it puts back what the first install saved
+// (ip_forward, then the accept_redirects that writing it changed), then
+// deletes the guard, in that order: forwarding is never on without the
+// guard.
+func removeTables(st *state, uid int, table string) error {
 	// (and "ip nsrun-UID", the table of helpers before the guard table)
 	for _, family := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyIPv4} {
 		if err := nft.Delete(nil, family, table); err != nil {
 			return err
 		}
 	}
-	g, ok, err := nft.ReadGuard()
-	if err != nil || !ok {
+	ns, err := netNS()
+	if err != nil {
 		return err
 	}
-	g.Interfaces = slices.DeleteFunc(g.Interfaces, func(s string) bool { return s == ifname })
-	if len(g.Interfaces) > 0 {
+	local, err := st.local(uid, ns)
+	if err != nil {
+		return err
+	}
+	saved, haveSaved, err := st.readHostState(ns)
+	if err != nil {
+		return err
+	}
+	g, gok, err := nft.ReadGuard()
+	if err != nil {
+		return err
+	}
+	if haveSaved {
+		g.DropOthers = saved.IPForward != "1"
+	}
+	if len(local) > 0 {
+		g.Interfaces = nil
+		for _, r := range local {
+			g.Interfaces = append(g.Interfaces, r.Interface)
+		}
+		slices.Sort(g.Interfaces)
 		return nft.Apply(nil, nft.GuardTable(g))
 	}
-	if g.DropOthers {
-		if err := setSysctl("net/ipv4/ip_forward", "0"); err != nil {
+	if haveSaved {
+		if saved.IPForward != "1" {
+			if err := setSysctl(hostSysctls[0], "0"); err != nil {
+				return err
+			}
+		}
+		for i, v := range saved.values()[1:] {
+			if v == "0" || v == "1" {
+				if err := setSysctl(hostSysctls[i+1], v); err != nil {
+					return err
+				}
+			}
+		}
+	} else if gok && g.DropOthers {
+		if err := setSysctl(hostSysctls[0], "0"); err != nil {
 			return err
 		}
 	}
-	return nft.Delete(nil, nftables.TableFamilyINet, nft.GuardTableName)
+	if err := nft.Delete(nil, nftables.TableFamilyINet, nft.GuardTableName); err != nil {
+		return err
+	}
+	return removeFile(st.dir, hostStateName(ns))
+}
+
+// hostStateLeft reports whether the saved host state of this network
+// namespace outlives its last install (an install undone before it wrote
+// its tables).
+func hostStateLeft(st *state, uid int) (bool, error) {
+	ns, err := netNS()
+	if err != nil {
+		return false, err
+	}
+	local, err := st.local(uid, ns)
+	if err != nil || len(local) > 0 {
+		return false, err
+	}
+	_, ok, err := st.readHostState(ns)
+	return ok, err
 }

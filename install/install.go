@@ -47,6 +47,10 @@ type Record struct {
 	// until then the host drops all IPv6 from the gateway).
 	HostAddr6 netip.Prefix `json:"host_addr6,omitzero"`
 	Gateway6  netip.Prefix `json:"gateway_addr6,omitzero"`
+	// NetNS is the inode of the network namespace the helper installed
+	// into (the host's; a test's simulated host has its own): the guard
+	// table of a namespace lists the records of that namespace only.
+	NetNS uint64 `json:"netns,omitzero"`
 }
 
 // MaxRecordSize bounds what is read of a record.

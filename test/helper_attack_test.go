@@ -572,7 +572,7 @@ func TestHelperSignals(t *testing.T) {
 		}
 		return 0, log.String()
 	}
-	const steps = 8
+	const steps = 9
 	undone := 0 // installs stopped half-way and undone
 	for k := 0; k <= steps; k++ {
 		code, log := interrupt(k, "install", "--user", u.Name, "--resolver", "127.0.0.1:15399")
@@ -752,4 +752,110 @@ func TestHelperSudoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(sudo(), conf+":2: unknown key \"bogus\"")
+}
+
+// listenInGateway starts probe listen ADDR inside u's gateway, as u, until
+// the test ends.
+func listenInGateway(t *testing.T, u testUser, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cmd := u.command(ctx, "nsenter", "--preserve-credentials", "--user="+install.UserNSPath(u.UID), "--net="+install.NetNSPath(u.UID),
+		filepath.Join(binDir, "probe"), "listen", addr)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, _ := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(line) != "listening" {
+		t.Fatalf("listener in %s's gateway: %q", u.Name, line)
+	}
+}
+
+// TestHelperRulesetFlushed: after every nsrun table of the (simulated)
+// host is gone, as after `flush ruleset` or an nftables reload, the next
+// install of one user puts back the guard for every recorded user and
+// forwarding still only for nsrun: the guard is built from the helper's
+// records and its saved state, not from what is left of the tables.
+func TestHelperRulesetFlushed(t *testing.T) {
+	ua, ub := unprivileged(t), secondUser(t)
+	h := newSimHost(t, false)
+	a, _ := h.wire(t, "a", 1)
+	b, bAddr := h.wire(t, "b", 2)
+	b.start(t, "listen", bAddr+":7020")
+	h.install(t, ua)
+	rb := h.install(t, ub, "--runs-cidr", "10.98.0.0/19")
+	listenInGateway(t, ub, "0.0.0.0:7031")
+	bGW := rb.Gateway.Addr().String() + ":7031"
+	check := func(when string, want string) {
+		t.Helper()
+		if out := inGateway(t, ua, "probe dial "+bGW+" 1s").Stdout; !strings.HasPrefix(out, want) {
+			t.Errorf("%s: A's gateway -> B's gateway: %q, want %s", when, out, want)
+		}
+		if out := probeIn(t, a.Name, "dial", bAddr+":7020", "1s"); !strings.HasPrefix(out, want) {
+			t.Errorf("%s: a -> b through the host (forwarding was off): %q, want %s", when, out, want)
+		}
+	}
+	check("installed", "unreachable")
+	h.sh(t, fmt.Sprintf("nft delete table inet nsrun-guard; nft delete table inet %s; nft delete table inet %s",
+		install.TableName(ua.UID), install.TableName(ub.UID)))
+	if got := h.sh(t, "nft list tables"); strings.Contains(got, "nsrun") {
+		t.Fatalf("tables left after deleting them: %s", got)
+	}
+	// Control: with the tables gone the attacks work, and the sysctls of
+	// the host end, which need no nftables, are still there.
+	check("tables deleted", "ok ")
+	for key, want := range map[string]string{"rp_filter": "1", "arp_ignore": "1", "arp_announce": "2"} {
+		if got := h.sysctl(t, "net.ipv4.conf."+rb.Interface+"."+key, ""); got != want {
+			t.Errorf("net.ipv4.conf.%s.%s = %s, want %s", rb.Interface, key, got, want)
+		}
+	}
+	h.install(t, ua)
+	if got := h.sh(t, "nft list tables"); !strings.Contains(got, "inet "+install.TableName(ub.UID)+"\n") {
+		t.Errorf("B's table is not back after A's install: %s", got)
+	}
+	check("A installed again", "unreachable")
+	if got := h.sh(t, "nft list set inet nsrun-guard gateways"); !strings.Contains(got, `"`+rb.Interface+`"`) {
+		t.Errorf("B's interface is not in the guard set: %s", got)
+	}
+}
+
+// TestHelperAcceptRedirectsRestored: turning forwarding off makes the kernel
+// set net.ipv4.conf.all.accept_redirects=1; the last uninstall puts back
+// the value from before the first install.
+func TestHelperAcceptRedirectsRestored(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.sysctl(t, "net.ipv4.conf.all.accept_redirects", "0")
+	h.sysctl(t, "net.ipv4.conf.default.accept_redirects", "0")
+	h.install(t, u)
+	if r := h.helper(t, "uninstall", "--user", u.Name); r.Code != 0 {
+		t.Fatalf("uninstall: %s %s", r.Stdout, r.Stderr)
+	}
+	delete(h.installed, u.Name)
+	if got := h.sysctl(t, "net.ipv4.ip_forward", ""); got != "0" {
+		t.Errorf("ip_forward after uninstall = %s, want 0", got)
+	}
+	for _, k := range []string{"all", "default"} {
+		if got := h.sysctl(t, "net.ipv4.conf."+k+".accept_redirects", ""); got != "0" {
+			t.Errorf("net.ipv4.conf.%s.accept_redirects after uninstall = %s, want 0 as before", k, got)
+		}
+	}
+	// Control: the kernel does turn it on by itself when forwarding goes off.
+	h.sysctl(t, "net.ipv4.ip_forward", "1")
+	h.sysctl(t, "net.ipv4.ip_forward", "0")
+	if got := h.sysctl(t, "net.ipv4.conf.all.accept_redirects", ""); got != "1" {
+		t.Errorf("control: all.accept_redirects after ip_forward 1 -> 0 = %s, want 1 (the kernel's doing)", got)
+	}
+	if _, err := os.Stat("/run/nsrun-helper"); err == nil {
+		ents, _ := os.ReadDir("/run/nsrun-helper")
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "host-") {
+				ino := h.sh(t, "stat -L -c %i /proc/self/ns/net")
+				if e.Name() == "host-"+strings.TrimSpace(ino)+".json" {
+					t.Errorf("the saved host state outlives the last uninstall: %s", e.Name())
+				}
+			}
+		}
+	}
 }

@@ -296,7 +296,7 @@ func (in *installer) hostConfig() nft.HostConfig { return hostConfigOf(in.rec) }
 // hostConfigOf is the host table of the install rec records.
 func hostConfigOf(rec install.Record) nft.HostConfig {
 	return nft.HostConfig{
-		Table: rec.Table, Interface: rec.Interface,
+		Table: rec.Table, Interface: rec.Interface, UID: uint32(rec.UID),
 		HostAddr: rec.HostAddr.Addr(), Gateway: rec.Gateway.Addr(), Resolver: rec.Resolver,
 		Gateway6: rec.Gateway6.Addr(), // none yet: all IPv6 from the gateway is dropped
 	}

@@ -212,3 +212,44 @@ func ctEstablished() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	}
 }
+
+// l4protoNoneOf matches a layer-4 protocol that is none of protos.
+//
+//	[ meta load l4proto => reg 1 ]
+//	[ cmp neq reg 1 0x00000006 ]
+//	[ cmp neq reg 1 0x00000011 ]
+//	[ cmp neq reg 1 0x00000001 ]
+func l4protoNoneOf(protos ...byte) []expr.Any {
+	out := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}}
+	for _, p := range protos {
+		out = append(out, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{p}})
+	}
+	return out
+}
+
+// skuidNoneOf matches a packet whose socket belongs to none of uids.
+//
+//	[ meta load skuid => reg 1 ]
+//	[ cmp neq reg 1 0x00000000 ]
+//	[ cmp neq reg 1 0x000003e8 ]
+func skuidNoneOf(uids ...uint32) []expr.Any {
+	out := []expr.Any{&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}}
+	for _, u := range uids {
+		out = append(out, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(u)})
+	}
+	return out
+}
+
+// ctNew matches the first packet of a connection.
+//
+//	[ ct load state => reg 1 ]
+//	[ bitwise reg 1 = ( reg 1 & 0x00000008 ) ^ 0x00000000 ]
+//	[ cmp neq reg 1 0x00000000 ]
+func ctNew() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}

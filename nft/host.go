@@ -15,6 +15,7 @@ import (
 // HostConfig describes nsrun-helper's host side for one user.
 type HostConfig struct {
 	Table     string         // e.g. nsrun-1000
+	UID       uint32         // the user; only they and root open connections to the gateway
 	Interface string         // host end of the gateway veth, e.g. nsrun1000
 	HostAddr  netip.Addr     // host end's address, e.g. 172.18.255.1
 	Gateway   netip.Addr     // the gateway's address, the only source accepted
@@ -33,7 +34,9 @@ type HostConfig struct {
 //     advertisements and redirects always), IPv4 redirects, any IPv4
 //     source but the gateway's own address, and TCP and UDP from privileged source ports
 //     (< 1024, which NFS or rsh-style services on the host or beyond may
-//     trust) are dropped. (Masquerade cannot map those ports instead:
+//     trust) are dropped, and so is every IPv4 protocol but TCP, UDP and
+//     ICMP (GRE, IPIP, SIT, SCTP, DCCP: tunnels and services the other
+//     rules do not look into). (Masquerade cannot map those ports instead:
 //     google/nftables v0.3.0 sends a masquerade's port range without the
 //     flag that makes the kernel use it.)
 //   - DNS sent to the host address is DNATed to the host's resolver;
@@ -41,6 +44,8 @@ type HostConfig struct {
 //     on for this interface only, so that a loopback resolver works), and
 //     every other address of the host but the user's own host address
 //     (loopback, other users', the LAN's) is dropped;
+//   - new connections to the gateway from the host's own processes are
+//     dropped unless they are root's or the user's;
 //   - what leaves for elsewhere is masqueraded.
 func HostTable(c HostConfig) *Table {
 	iif := iifname(expr.CmpOpEq, c.Interface)
@@ -68,6 +73,10 @@ func HostTable(c HostConfig) *Table {
 	guard.Rules = append(guard.Rules, Rule{
 		Text:  fmt.Sprintf("iifname %q ip saddr != %s drop", c.Interface, c.Gateway),
 		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpNeq, c.Gateway), drop()),
+	})
+	guard.Rules = append(guard.Rules, Rule{
+		Text:  fmt.Sprintf("iifname %q meta nfproto ipv4 meta l4proto != tcp meta l4proto != udp meta l4proto != icmp drop", c.Interface),
+		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), l4protoNoneOf(unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_ICMP), drop()),
 	})
 	guard.Rules = append(guard.Rules, Rule{
 		Text:  fmt.Sprintf("iifname %q icmp type redirect drop", c.Interface),
@@ -102,7 +111,11 @@ func HostTable(c HostConfig) *Table {
 		Text:  fmt.Sprintf("ip saddr %s oifname != %q masquerade", c.Gateway, c.Interface),
 		Exprs: rule(nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, c.Interface), masquerade()),
 	})
-	return &Table{Family: nftables.TableFamilyINet, Name: c.Table, Chains: []Chain{guard, pre, input, post}}
+	output := filterChain("output", nftables.ChainHookOutput, Rule{
+		Text:  fmt.Sprintf("oifname %q meta skuid != 0 meta skuid != %d ct state new drop", c.Interface, c.UID),
+		Exprs: rule(oifname(expr.CmpOpEq, c.Interface), skuidNoneOf(0, c.UID), ctNew(), drop()),
+	})
+	return &Table{Family: nftables.TableFamilyINet, Name: c.Table, Chains: []Chain{guard, pre, input, output, post}}
 }
 
 var protos = []struct {

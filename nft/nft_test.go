@@ -18,6 +18,7 @@ import (
 
 var host = HostConfig{
 	Table:     "nsrun-1000",
+	UID:       1000,
 	Interface: "nsrun1000",
 	HostAddr:  netip.MustParseAddr("172.18.255.1"),
 	Gateway:   netip.MustParseAddr("172.18.255.2"),
@@ -70,6 +71,58 @@ func TestHostTableAntiSpoof(t *testing.T) {
 	g := HostTable(host).Chains[0]
 	if g.Name != "guard" || *g.Hook != *nftables.ChainHookPrerouting || *g.Priority != *nftables.ChainPriorityRaw {
 		t.Errorf("anti-spoofing must run first, at prerouting raw: %+v", g)
+	}
+}
+
+func TestHostTableOnlyTCPUDPICMP(t *testing.T) {
+	r := findRule(t, HostTable(host), "guard", `iifname "nsrun1000" meta nfproto ipv4 meta l4proto != tcp meta l4proto != udp meta l4proto != icmp drop`)
+	want := rule(nsrun1000, ipv4Only, []expr.Any{
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		// [ cmp neq reg 1 0x00000006 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{6}},
+		// [ cmp neq reg 1 0x00000011 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{17}},
+		// [ cmp neq reg 1 0x00000001 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{1}},
+		// [ immediate reg 0 drop ]
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	})
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestHostTableOutput(t *testing.T) {
+	tb := HostTable(host)
+	r := findRule(t, tb, "output", `oifname "nsrun1000" meta skuid != 0 meta skuid != 1000 ct state new drop`)
+	want := []expr.Any{
+		// [ meta load oifname => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		// [ cmp eq reg 1 0x7572736e 0x3031316e 0x00003030 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("nsrun1000\x00\x00\x00\x00\x00\x00\x00")},
+		// [ meta load skuid => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
+		// [ cmp neq reg 1 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		// [ cmp neq reg 1 0x000003e8 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0xe8, 0x03, 0, 0}},
+		// [ ct load state => reg 1 ]
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		// [ bitwise reg 1 = ( reg 1 & 0x00000008 ) ^ 0x00000000 ]
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{8, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		// [ cmp neq reg 1 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		// [ immediate reg 0 drop ]
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
+	}
+	for _, c := range tb.Chains {
+		if c.Name == "output" && (*c.Hook != *nftables.ChainHookOutput || c.Type != nftables.ChainTypeFilter) {
+			t.Errorf("output chain: %+v", c)
+		}
 	}
 }
 
@@ -249,6 +302,8 @@ func TestApplyInNamespace(t *testing.T) {
 		`iifname "nsrun1000" icmp type redirect drop`,
 		`iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat ip to 127.0.0.53:53`,
 		`iifname "nsrun1000" udp sport < 1024 drop`,
+		`iifname "nsrun1000" meta nfproto ipv4 meta l4proto != tcp meta l4proto != udp meta l4proto != icmp drop`,
+		`oifname "nsrun1000" meta skuid != 0 meta skuid != 1000 ct state new drop`,
 		`iifname "nsrun1000" ct status dnat accept`,
 		`iifname "nsrun1000" ip daddr != 172.18.255.1 drop`,
 		`ip saddr 172.18.255.2 oifname != "nsrun1000" masquerade`,

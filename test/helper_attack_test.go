@@ -538,14 +538,20 @@ func (h *simHost) simState(t *testing.T, u testUser) bool {
 	return len(lack) == 0
 }
 
-// TestHelperSignals: SIGINT at each step of install and uninstall leaves
-// either the whole install or nothing.
+// TestHelperSignals: SIGINT at each step of install and
+// uninstall leaves either the whole install or nothing.
 func TestHelperSignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { testHelperSignal(t, sig) })
+	}
+}
+
+func testHelperSignal(t *testing.T, sig syscall.Signal) {
 	u := unprivileged(t)
 	h := newSimHost(t, false)
 	h.installed[u.Name] = true
 	bin := filepath.Join(binDir, "nsrun-helper")
-	// interrupt starts args and sends SIGINT once it has printed k steps.
+	// interrupt starts args and sends sig once it has printed k steps.
 	interrupt := func(k int, args ...string) (int, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -562,7 +568,7 @@ func TestHelperSignals(t *testing.T) {
 				seen++
 			}
 		}
-		_ = cmd.Process.Signal(syscall.SIGINT) // nsenter passes it on
+		_ = cmd.Process.Signal(sig) // nsenter passes it on
 		for sc.Scan() {
 			log.WriteString(sc.Text() + "\n")
 		}
@@ -859,3 +865,111 @@ func TestHelperAcceptRedirectsRestored(t *testing.T) {
 		}
 	}
 }
+
+// rawRecv waits in the namespace ns for one IPv4 packet of protocol proto
+// holding marker, and returns what it printed ("got SRC" or a timeout).
+func rawRecv(t *testing.T, ns string, proto int, marker string) func() string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	script := fmt.Sprintf(`import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, %d)
+s.settimeout(3)
+print("ready", flush=True)
+try:
+    while True:
+        d, a = s.recvfrom(4096)
+        if b%q in d:
+            print("got", a[0], flush=True)
+            break
+except socket.timeout:
+    print("timeout", flush=True)
+`, proto, marker)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "python3", "-c", script)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	if line, _ := r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		cancel()
+		t.Fatalf("raw receiver in %s: %q", ns, line)
+	}
+	return func() string {
+		defer cancel()
+		line, _ := r.ReadString('\n')
+		_ = cmd.Wait()
+		return strings.TrimSpace(line)
+	}
+}
+
+// rawSend is a python3 line sending one packet of protocol proto holding
+// marker to addr from a raw socket.
+func rawSend(proto int, addr, marker string) string {
+	return fmt.Sprintf(`python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, %d).sendto(b"\x00\x00\x08\x00%s", ("%s", 0))'`, proto, marker, addr)
+}
+
+// TestHelperOnlyTCPUDPICMP: a GRE (47) or IPv6-in-IPv4 (41) packet from
+// the gateway reaches neither the host's upstream nor the host, while the
+// same packet between two namespaces wired to the host (forwarding on)
+// arrives: only TCP, UDP and ICMP leave the gateway.
+func TestHelperOnlyTCPUDPICMP(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, true)
+	rec := h.install(t, u)
+	a, _ := h.wire(t, "a", 1)
+	b, bAddr := h.wire(t, "b", 2)
+	for _, proto := range []int{47, 41} {
+		marker := fmt.Sprintf("CTL%d", proto)
+		wait := rawRecv(t, b.Name, proto, marker)
+		if out, err := exec.Command("ip", "netns", "exec", a.Name, "sh", "-c", rawSend(proto, bAddr, marker)).CombinedOutput(); err != nil {
+			t.Fatalf("control send: %v %s", err, out)
+		}
+		if got := wait(); !strings.HasPrefix(got, "got ") {
+			t.Fatalf("control: protocol %d from a to b through the host: %q; the test proves nothing", proto, got)
+		}
+		marker = fmt.Sprintf("GW%d", proto)
+		wait = rawRecv(t, b.Name, proto, marker)
+		waitHost := rawRecv(t, h.Name, proto, marker)
+		r := inGateway(t, u, rawSend(proto, bAddr, marker)+" && "+rawSend(proto, rec.HostAddr.Addr().String(), marker))
+		if r.Code != 0 {
+			t.Fatalf("send from the gateway: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+		}
+		if got := wait(); got != "timeout" {
+			t.Errorf("protocol %d from the gateway reached the upstream: %q", proto, got)
+		}
+		if got := waitHost(); got != "timeout" {
+			t.Errorf("protocol %d from the gateway reached the host: %q", proto, got)
+		}
+	}
+}
+
+// TestHelperHostUsersOutput: on the host, another user's process cannot
+// open a connection to a user's gateway; the user and root can.
+func TestHelperHostUsersOutput(t *testing.T) {
+	ua, ub := unprivileged(t), secondUser(t)
+	h := newSimHost(t, false)
+	ra := h.install(t, ua)
+	listenInGateway(t, ua, "0.0.0.0:7040")
+	addr := ra.Gateway.Addr().String() + ":7040"
+	as := func(u *testUser) string {
+		t.Helper()
+		args := []string{"netns", "exec", h.Name}
+		if u != nil {
+			args = append(args, "setpriv", fmt.Sprintf("--reuid=%d", u.UID), fmt.Sprintf("--regid=%d", u.GID), "--clear-groups")
+		}
+		out, _ := exec.Command("ip", append(args, filepath.Join(binDir, "probe"), "dial", addr, "1s")...).CombinedOutput()
+		return string(out)
+	}
+	if out := as(&ua); !strings.HasPrefix(out, "ok ") {
+		t.Fatalf("control: A on the host -> A's gateway: %q", out)
+	}
+	if out := as(nil); !strings.HasPrefix(out, "ok ") {
+		t.Errorf("root on the host -> A's gateway: %q", out)
+	}
+	if out := as(&ub); !strings.HasPrefix(out, "unreachable") || !strings.Contains(out, "timeout") {
+		t.Errorf("B on the host -> A's gateway: %q; want it dropped (a timeout)", out)
+	}
+}
+

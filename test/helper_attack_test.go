@@ -972,4 +972,3 @@ func TestHelperHostUsersOutput(t *testing.T) {
 		t.Errorf("B on the host -> A's gateway: %q; want it dropped (a timeout)", out)
 	}
 }
-

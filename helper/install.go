@@ -77,6 +77,7 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 		if uerr := uninstall(in.st, o.UID, in.rec.MadeDir, io.Discard, func() bool { return false }); uerr != nil {
 			return fmt.Errorf("%w; undoing it failed too: %w", err, uerr)
 		}
+		fmt.Fprintln(w, "undone: nothing is left of this install")
 		return fmt.Errorf("%w; nothing is left of this install", err)
 	}
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Step is one change to the machine.
@@ -64,14 +66,22 @@ func (p Plan) Run(w io.Writer, dryRun bool, stop func() bool) (applied int, err 
 
 var errStopped = fmt.Errorf("interrupted by a signal")
 
-// holdSignals keeps SIGINT, SIGTERM and SIGHUP (a Ctrl-C reaches the
-// helper through sudo) from killing the helper in the middle of a step:
-// they are only noted, and the returned stop reports whether one came.
-// restore gives them back their default action.
+// holdSignals keeps SIGINT, SIGTERM, SIGHUP and SIGQUIT (a Ctrl-C or
+// Ctrl-\ reaches the helper through sudo) from killing the helper in the
+// middle of a step: they are only noted, and the returned stop reports
+// whether one came. SIGPIPE (a closed output: `nsrun-helper install |
+// head -c1`), SIGTSTP, SIGTTIN and SIGTTOU are ignored: neither a lost
+// reader nor job control stops a step half-way. It also fixes the
+// resource limits the caller may have lowered (fixLimits). restore gives
+// the signals back their default action.
 func holdSignals() (stop func() bool, restore func()) {
 	ch := make(chan os.Signal, 4)
 	var got atomic.Bool
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	held := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+	ignored := []os.Signal{syscall.SIGPIPE, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU}
+	signal.Notify(ch, held...)
+	signal.Ignore(ignored...)
+	fixLimits()
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -83,7 +93,28 @@ func holdSignals() (stop func() bool, restore func()) {
 			}
 		}
 	}()
-	return got.Load, func() { signal.Stop(ch); close(done) }
+	return got.Load, func() { signal.Stop(ch); signal.Reset(ignored...); close(done) }
+}
+
+// limits are the resource limits install and uninstall run with, whatever
+// the caller set: a user who lowers them before `sudo nsrun-helper` must
+// not make a step fail half-way (out of file descriptors, CPU time or
+// file size).
+var limits = []struct {
+	resource int
+	value    uint64
+}{
+	{unix.RLIMIT_NOFILE, 4096},
+	{unix.RLIMIT_CPU, unix.RLIM_INFINITY},
+	{unix.RLIMIT_FSIZE, unix.RLIM_INFINITY},
+}
+
+// fixLimits sets limits, as far as the kernel lets it (a helper run
+// without root gets an error later, at its first change).
+func fixLimits() {
+	for _, l := range limits {
+		_ = unix.Setrlimit(l.resource, &unix.Rlimit{Cur: l.value, Max: l.value})
+	}
 }
 
 func firstLine(s string) string {

@@ -538,10 +538,10 @@ func (h *simHost) simState(t *testing.T, u testUser) bool {
 	return len(lack) == 0
 }
 
-// TestHelperSignals: SIGINT at each step of install and
+// TestHelperSignals: SIGINT or SIGQUIT at each step of install and
 // uninstall leaves either the whole install or nothing.
 func TestHelperSignals(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGINT} {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT} {
 		t.Run(sig.String(), func(t *testing.T) { testHelperSignal(t, sig) })
 	}
 }
@@ -970,5 +970,41 @@ func TestHelperHostUsersOutput(t *testing.T) {
 	}
 	if out := as(&ub); !strings.HasPrefix(out, "unreachable") || !strings.Contains(out, "timeout") {
 		t.Errorf("B on the host -> A's gateway: %q; want it dropped (a timeout)", out)
+	}
+}
+
+// TestHelperClosedOutput: install and uninstall whose output nobody reads
+// any more (`nsrun-helper install | head -c1`) leave the whole install or
+// nothing, never half of one.
+func TestHelperClosedOutput(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.installed[u.Name] = true
+	bin := filepath.Join(binDir, "nsrun-helper")
+	for _, args := range [][]string{
+		{"install", "--user", u.Name, "--resolver", "127.0.0.1:15399"},
+		{"uninstall", "--user", u.Name},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := h.helperCmd(ctx, bin, args...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		_, _ = out.Read(b)
+		out.Close()
+		err = cmd.Wait()
+		cancel()
+		whole := h.simState(t, u)
+		if want := args[0] == "install"; whole != want {
+			t.Errorf("%s with its output closed: exit %v, installed %v, want %v", args[0], err, whole, want)
+		}
+		if got, want := h.sysctl(t, "net.ipv4.ip_forward", ""), map[bool]string{true: "1", false: "0"}[whole]; got != want {
+			t.Errorf("%s with its output closed: ip_forward %s, want %s", args[0], got, want)
+		}
 	}
 }

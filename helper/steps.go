@@ -72,8 +72,10 @@ var errStopped = fmt.Errorf("interrupted by a signal")
 // whether one came. SIGPIPE (a closed output: `nsrun-helper install |
 // head -c1`), SIGTSTP, SIGTTIN and SIGTTOU are ignored: neither a lost
 // reader nor job control stops a step half-way. It also fixes the
-// resource limits the caller may have lowered (fixLimits). restore gives
-// the signals back their default action.
+// resource limits the caller may have lowered (fixLimits). The signals
+// stay held after restore, until the helper exits: one that comes once the
+// last step is done finds the work whole, and must not kill the helper
+// then (its exit status would say the install failed).
 func holdSignals() (stop func() bool, restore func()) {
 	ch := make(chan os.Signal, 4)
 	var got atomic.Bool
@@ -93,7 +95,7 @@ func holdSignals() (stop func() bool, restore func()) {
 			}
 		}
 	}()
-	return got.Load, func() { signal.Stop(ch); signal.Reset(ignored...); close(done) }
+	return got.Load, func() { close(done) }
 }
 
 // limits are the resource limits install and uninstall run with, whatever

@@ -795,8 +795,8 @@ func TestHelperRulesetFlushed(t *testing.T) {
 	bGW := rb.Gateway.Addr().String() + ":7031"
 	check := func(when string, want string) {
 		t.Helper()
-		if out := inGateway(t, ua, "probe dial "+bGW+" 1s").Stdout; !strings.HasPrefix(out, want) {
-			t.Errorf("%s: A's gateway -> B's gateway: %q, want %s", when, out, want)
+		if r := inGateway(t, ua, "probe dial "+bGW+" 1s"); !strings.HasPrefix(r.Stdout, want) {
+			t.Errorf("%s: A's gateway -> B's gateway: exit %d %q %q, want %s", when, r.Code, r.Stdout, r.Stderr, want)
 		}
 		if out := probeIn(t, a.Name, "dial", bAddr+":7020", "1s"); !strings.HasPrefix(out, want) {
 			t.Errorf("%s: a -> b through the host (forwarding was off): %q, want %s", when, out, want)
@@ -1006,5 +1006,34 @@ func TestHelperClosedOutput(t *testing.T) {
 		if got, want := h.sysctl(t, "net.ipv4.ip_forward", ""), map[bool]string{true: "1", false: "0"}[whole]; got != want {
 			t.Errorf("%s with its output closed: ip_forward %s, want %s", args[0], got, want)
 		}
+	}
+}
+
+// TestHelperSudoStatus: under sudo, status --user shows only the sudo
+// user's own install: another user's record is refused, read by nothing.
+func TestHelperSudoStatus(t *testing.T) {
+	ua, ub := unprivileged(t), secondUser(t)
+	h := newSimHost(t, false)
+	rb := h.install(t, ub, "--runs-cidr", "10.98.0.0/19")
+	status := func(sudo bool, user string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := h.helperCmd(ctx, filepath.Join(binDir, "nsrun-helper"), "status", "--json", "--user", user)
+		if sudo {
+			cmd.Env = append(cmd.Env, fmt.Sprintf("SUDO_UID=%d", ua.UID), "SUDO_USER="+ua.Name)
+		}
+		return run(t, cmd)
+	}
+	// Control: root itself reads B's record.
+	if r := status(false, ub.Name); r.Code != 0 || !strings.Contains(r.Stdout, rb.Gateway.String()) {
+		t.Fatalf("control: status --user %s as root: exit %d %s %s", ub.Name, r.Code, r.Stdout, r.Stderr)
+	}
+	r := status(true, ub.Name)
+	if r.Code == 0 || strings.Contains(r.Stdout+r.Stderr, rb.Gateway.Addr().String()) || !strings.Contains(r.Stderr, "under sudo, status shows only your own install") {
+		t.Errorf("status --user %s under sudo as %s: exit %d %s %s; want a refusal", ub.Name, ua.Name, r.Code, r.Stdout, r.Stderr)
+	}
+	if r := status(true, ua.Name); strings.Contains(r.Stderr, "under sudo") || !strings.Contains(r.Stdout, fmt.Sprintf(`"uid": %d`, ua.UID)) {
+		t.Errorf("status --user %s (oneself) under sudo: exit %d %s %s", ua.Name, r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -117,14 +117,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, err)
 		}
 		uid := os.Getuid()
+		sudoUID := os.Getenv("SUDO_UID")
+		if sudoUID != "" && os.Getuid() == 0 {
+			u, err := strconv.Atoi(sudoUID)
+			if err != nil {
+				return fail(stderr, fmt.Errorf("SUDO_UID=%q is not a uid", sudoUID))
+			}
+			uid = u
+		}
 		if f.User != "" {
 			u, err := lookupUID(f.User)
 			if err != nil {
 				return fail(stderr, err)
 			}
+			if sudoUID != "" && os.Getuid() == 0 && u != uid {
+				// Root would read another user's record for whoever may sudo it.
+				return fail(stderr, fmt.Errorf("--user %s: under sudo, status shows only your own install (uid %d); others need root itself (SUDO_UID unset)", f.User, uid))
+			}
 			uid = u
-		} else if s := os.Getenv("SUDO_UID"); s != "" && os.Getuid() == 0 {
-			uid, _ = strconv.Atoi(s)
 		}
 		s := helper.GetStatus(uid)
 		if *asJSON {

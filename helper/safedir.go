@@ -37,6 +37,18 @@ func mkdirAt(parent *os.File, name string, mode uint32, uid, gid int) (made bool
 		return true, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer unix.Close(fd)
+	// What the name leads to now must still be the folder just made: root's
+	// and empty. (In a folder the user owns, they may have swapped it.)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return true, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Uid != 0 {
+		return true, fmt.Errorf("%s is owned by uid %d right after root created it: it was swapped (%w); refusing to chown it", path, st.Uid, install.ErrUnsafe)
+	}
+	if empty, err := emptyDir(fd); err != nil || !empty {
+		return true, fmt.Errorf("%s is not empty right after it was created: it was swapped (%w); refusing to chown it", path, errors.Join(install.ErrUnsafe, err))
+	}
 	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return true, fmt.Errorf("chown %s: %w", path, err)
 	}
@@ -138,4 +150,15 @@ func hasFile(d *os.File, name string, data []byte) bool {
 	}
 	b, err := install.ReadRootFile(d, name, install.MaxRecordSize)
 	return err == nil && bytes.Equal(b, data)
+}
+
+// emptyDir reports whether the open folder fd holds nothing but . and ..
+func emptyDir(fd int) (bool, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Getdents(fd, buf)
+	if err != nil {
+		return false, err
+	}
+	_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+	return len(names) == 0, nil
 }

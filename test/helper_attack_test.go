@@ -307,12 +307,73 @@ func TestHelperUsersIsolated(t *testing.T) {
 	if bRunAddr == "" || !strings.HasPrefix(inGateway(t, ub, "probe dial "+bRunAddr+" 1s").Stdout, "refused") {
 		t.Fatalf("control: B's gateway does not reach B's run at %q", bRunAddr)
 	}
-	script := "probe dial " + bHost + " 1s; probe dial " + bGW + " 1s; probe dial " + bRunAddr + " 1s; true"
-	if r := inGateway(t, ua, script); strings.Contains(r.Stdout, "ok ") || strings.Count("\n"+r.Stdout, "\nunreachable") != 3 {
-		t.Errorf("A's gateway -> B's host address, gateway and run: %q %q; want all dropped", r.Stdout, r.Stderr)
+	// Dropped, not refused or unroutable: each dial times out.
+	script := "probe dial " + bHost + " 1s; probe dial " + bGW + " 1s; true"
+	dropped := func(out string) bool {
+		return !strings.Contains(out, "ok ") && strings.Count(out, "unreachable") == 2 && strings.Count(out, "timeout") == 2
 	}
-	if out := nsrunOK(t, ua, "--", "sh", "-c", script); strings.Contains(out, "ok ") || strings.Count("\n"+out, "\nunreachable") != 3 {
-		t.Errorf("A's run -> B's host address, gateway and run: %q; want all dropped", out)
+	if r := inGateway(t, ua, script); !dropped(r.Stdout) {
+		t.Errorf("A's gateway -> B's host address and gateway: %q %q; want both dropped", r.Stdout, r.Stderr)
+	}
+	if out := nsrunOK(t, ua, "--", "sh", "-c", script); !dropped(out) {
+		t.Errorf("A's run -> B's host address and gateway: %q; want both dropped", out)
+	}
+	// B's run: the host has no route to B's runs (every hop masquerades),
+	// so give it one, through B's gateway, and watch what arrives on B's
+	// gateway's uplink. Control: the host's own datagram gets there.
+	runIP := strings.TrimSuffix(bRunAddr, ":9")
+	shOK(t, fmt.Sprintf("ip -n %s route add %s via %s", h.Name, rb.RunsCIDR, rb.Gateway.Addr()))
+	wait := frameSeen(t, install.NetNSPath(ub.UID), install.GatewayUplink, "CTL-RUN")
+	h.sh(t, filepath.Join(binDir, "probe")+" udp-send "+rb.HostAddr.Addr().String()+" "+runIP+":9 CTL-RUN")
+	if got := wait(); !strings.HasPrefix(got, "got") {
+		t.Fatalf("control: the host's datagram to B's run did not reach B's gateway: %q; the test proves nothing", got)
+	}
+	wait = frameSeen(t, install.NetNSPath(ub.UID), install.GatewayUplink, "A-RUN")
+	if r := inGateway(t, ua, "probe udp-send "+ra.Gateway.Addr().String()+" "+runIP+":9 A-RUN-GW"); r.Code != 0 {
+		t.Fatalf("send from A's gateway: %s %s", r.Stdout, r.Stderr)
+	}
+	nsrunOK(t, ua, "--", "probe", "udp-send", "0.0.0.0", runIP+":9", "A-RUN-NODE")
+	if got := wait(); got != "timeout" {
+		t.Errorf("a datagram from A's gateway or run to B's run reached B's gateway: %q", got)
+	}
+}
+
+// frameSeen waits on the interface ifname of the network namespace at
+// netnsPath for one frame holding marker (a packet socket, as root: it
+// sees what arrives, forwarded or not), and returns "got" or "timeout".
+func frameSeen(t *testing.T, netnsPath, ifname, marker string) func() string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	script := fmt.Sprintf(`import socket
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((%q, 0))
+s.settimeout(3)
+print("ready", flush=True)
+try:
+    while True:
+        if b%q in s.recv(65535):
+            print("got", flush=True)
+            break
+except socket.timeout:
+    print("timeout", flush=True)
+`, ifname, marker)
+	cmd := exec.CommandContext(ctx, "nsenter", "--net="+netnsPath, "python3", "-c", script)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	if line, _ := r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		cancel()
+		t.Fatalf("packet socket on %s: %q", ifname, line)
+	}
+	return func() string {
+		defer cancel()
+		line, _ := r.ReadString('\n')
+		_ = cmd.Wait()
+		return strings.TrimSpace(line)
 	}
 }
 

@@ -15,6 +15,18 @@ runs=${BENCH_RUNS:-30}
 # and to start and stop N sleeps, on this machine.
 FLOOR=$out/floor
 go build -trimpath -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags -static' -o "$FLOOR" ./bench/floor
+# BENCH_BEFORE=REV (default: the first commit of this session's work, the
+# last landing before the typed plan) builds nsrun at REV too, so start-up
+# and up show before and after side by side in one run; BENCH_BEFORE=none
+# leaves those rows out.
+BEFORE_REV=${BENCH_BEFORE:-1d17bc6}
+BEFORE=""
+if [ "$BEFORE_REV" != none ] && git rev-parse -q --verify "$BEFORE_REV^{commit}" >/dev/null; then
+  git worktree add -q --detach "$out/before-src" "$BEFORE_REV"
+  trap 'git worktree remove --force "$out/before-src" 2>/dev/null; rm -rf "$out"' EXIT
+  (cd "$out/before-src" && go build -trimpath -tags netgo,osusergo -ldflags '-s -w -linkmode external -extldflags -static' -o "$out/nsrun-before" ./cmd/nsrun)
+  BEFORE=$out/nsrun-before
+fi
 hf() { hyperfine -N --warmup 3 --runs "$runs" --style basic "$@"; }
 # BENCH_ONLY=startup|up|nstest|partitions|throughput|capture runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
@@ -26,6 +38,7 @@ cmds=(-n floor "unshare -Urn true"
       -n go-hello "$FLOOR hello"
       -n nsrun-isolated "$NSRUN --isolated -- true"
       -n nsrun-isolated-no-ipv6 "$NSRUN --isolated --ipv6=false -- true")
+[ -n "$BEFORE" ] && cmds+=(-n "nsrun-isolated-before-$BEFORE_REV" "$BEFORE --isolated -- true")
 if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
   cmds+=(-n nsrun-joined "$NSRUN -- true")
 fi
@@ -63,7 +76,10 @@ for n in 3 30; do
   { echo "subnets: {s: 172.18.0.0/16}"; gen $n; } > "$out/up$n.yaml"
 done
 { echo "ipv6: false"; echo "subnets: {s: 172.18.0.0/16}"; gen 30; } > "$out/up30-no-ipv6.yaml"
-hf --export-json "$out/up.json" \
+before_up=()
+[ -n "$BEFORE" ] && before_up=(-n "nsrun-up-3-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1"
+                             -n "nsrun-up-30-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1")
+hf --export-json "$out/up.json" "${before_up[@]}" \
   -n "nsrun-up-3" "$NSRUN up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30" "$NSRUN up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30-no-ipv6" "$NSRUN up --isolated -f $out/up30-no-ipv6.yaml --exit-code-from done --timeout 1" \

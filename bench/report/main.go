@@ -31,6 +31,18 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// quantile is the q-quantile of xs (nearest rank), 0 for none.
+func quantile(xs []float64, q float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(s))+0.5) - 1
+	i = max(0, min(i, len(s)-1))
+	return s[i]
+}
+
 func main() {
 	title := flag.String("title", "", "section title")
 	base := flag.String("base", "", "command name the ratios are relative to")
@@ -39,6 +51,7 @@ func main() {
 	type row struct {
 		name   string
 		median float64
+		p90    float64
 		runs   int
 	}
 	var rows []row
@@ -54,7 +67,7 @@ func main() {
 			os.Exit(1)
 		}
 		for _, r := range e.Results {
-			rows = append(rows, row{r.Command, median(r.Times), len(r.Times)})
+			rows = append(rows, row{r.Command, median(r.Times), quantile(r.Times, 0.9), len(r.Times)})
 		}
 	}
 	baseline := 0.0
@@ -63,13 +76,13 @@ func main() {
 			baseline = r.median
 		}
 	}
-	fmt.Printf("## %s\n\n| command | median | runs | × %s |\n|---|---:|---:|---:|\n", *title, *base)
+	fmt.Printf("## %s\n\n| command | median | p90 | runs | × %s |\n|---|---:|---:|---:|---:|\n", *title, *base)
 	for _, r := range rows {
 		ratio := "-"
 		if baseline > 0 {
 			ratio = fmt.Sprintf("%.2f", r.median/baseline)
 		}
-		fmt.Printf("| `%s` | %.1f ms | %d | %s |\n", r.name, r.median*1000, r.runs, ratio)
+		fmt.Printf("| `%s` | %.1f ms | %.1f ms | %d | %s |\n", r.name, r.median*1000, r.p90*1000, r.runs, ratio)
 	}
 	if *note != "" {
 		fmt.Printf("\n%s\n", *note)

@@ -494,6 +494,35 @@ func TestHelperPlantedFiles(t *testing.T) {
 	asUser("rm -rf " + dir + " && mkdir " + dir + " && mkfifo " + dir + "/install.json")
 	check("the helper's folder swapped for one with a FIFO", true)
 	asUser("rm -rf " + dir + " && mv " + dir + ".real " + dir)
+	// Planted in the helper's own folder (as root here: the folder checks
+	// above keep the user out; these reach the file checks behind them).
+	// The user's status refuses to read it; install replaces it with the
+	// record, never writing through it.
+	for _, plant := range []struct{ name, script string }{
+		{"a symlink", "ln -s " + secret + " " + dir + "/install.json"},
+		{"a FIFO", "mkfifo " + dir + "/install.json"},
+	} {
+		shOK(t, "rm -f "+dir+"/install.json && "+plant.script)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		r := run(t, u.command(ctx, filepath.Join(binDir, "nsrun-helper"), "status"))
+		cancel()
+		all := r.Stdout + r.Stderr
+		if time.Since(start) > 5*time.Second || r.Code == 0 || strings.Contains(all, "SECRET") || !strings.Contains(all, "refusing") {
+			t.Errorf("%s at install.json in the helper's folder: status as the user: exit %d after %s:\n%s", plant.name, r.Code, time.Since(start), all)
+		}
+		start = time.Now()
+		r = h.helper(t, "install", "--user", u.Name, "--resolver", "127.0.0.1:15399")
+		if all := r.Stdout + r.Stderr; time.Since(start) > 5*time.Second || r.Code != 0 || strings.Contains(all, "SECRET") {
+			t.Errorf("%s at install.json in the helper's folder: install: exit %d after %s:\n%s", plant.name, r.Code, time.Since(start), all)
+		}
+		if fi, err := os.Lstat(dir + "/install.json"); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s at install.json: after install it is %v %v, want the record", plant.name, fi, err)
+		}
+		if b, _ := os.ReadFile(secret); string(b) != "SECRET-12345\n" {
+			t.Errorf("%s at install.json: install wrote through it: the secret is now %q", plant.name, b)
+		}
+	}
 	if r := h.helper(t, "uninstall", "--user", u.Name); r.Code != 0 {
 		t.Errorf("uninstall once the folder is back: %s %s", r.Stdout, r.Stderr)
 	}

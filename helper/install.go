@@ -335,7 +335,7 @@ func (in *installer) firstHere() bool {
 // prevHere reports whether this user's earlier install was into this
 // network namespace.
 func (in *installer) prevHere() bool {
-	return in.prev.Interface != "" && (in.prev.NetNS == 0 || in.prev.NetNS == in.ns)
+	return in.prev.Interface != "" && inNS(in.prev, in.ns)
 }
 
 func (in *installer) stepSaveHost() Step {

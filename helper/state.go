@@ -158,12 +158,13 @@ func netNS() (uint64, error) {
 }
 
 // local returns the records of every user but uid installed into the
-// helper's network namespace (a record without one counts as there).
+// helper's network namespace (a record of a helper that wrote none counts
+// as the host's: init's network namespace).
 func (s *state) local(uid int, ns uint64) ([]install.Record, error) {
 	all, err := s.others(uid)
 	var out []install.Record
 	for _, r := range all {
-		if r.NetNS == 0 || r.NetNS == ns {
+		if inNS(r, ns) {
 			out = append(out, r)
 		}
 	}
@@ -215,4 +216,14 @@ func (h hostState) values() []string {
 func marshalHostState(h hostState) []byte {
 	b, _ := json.MarshalIndent(h, "", "  ")
 	return append(b, '\n')
+}
+
+// inNS reports whether the install r records was into the network
+// namespace ns; one of a helper that recorded none was into init's.
+func inNS(r install.Record, ns uint64) bool {
+	if r.NetNS != 0 {
+		return r.NetNS == ns
+	}
+	var st unix.Stat_t
+	return unix.Stat("/proc/1/ns/net", &st) == nil && st.Ino == ns
 }

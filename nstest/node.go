@@ -69,36 +69,30 @@ func (n *Node) Dial(network, address string) (net.Conn, error) {
 // reach the listener at the node's address, and it is an ordinary
 // net.Listener of the test process.
 func (n *Node) Listen(network, address string) (net.Listener, error) {
-	if n.err != nil {
-		return nil, n.err
-	}
-	addr, err := n.net.resolve(network, address)
-	if err != nil {
-		return nil, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
-	}
-	lc := net.ListenConfig{Control: n.control}
-	l, err := lc.Listen(context.Background(), network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("nstest: in node %s: %w", n.name, err)
-	}
-	return l, nil
+	return listenIn(n, network, address, (*net.ListenConfig).Listen)
 }
 
 // ListenPacket is Listen for datagrams ("udp", ":5353").
 func (n *Node) ListenPacket(network, address string) (net.PacketConn, error) {
+	return listenIn(n, network, address, (*net.ListenConfig).ListenPacket)
+}
+
+// listenIn resolves address through the run's hosts and calls listen with
+// a ListenConfig whose sockets are made inside node n.
+func listenIn[T any](n *Node, network, address string, listen func(*net.ListenConfig, context.Context, string, string) (T, error)) (T, error) {
+	var zero T
 	if n.err != nil {
-		return nil, n.err
+		return zero, n.err
 	}
 	addr, err := n.net.resolve(network, address)
 	if err != nil {
-		return nil, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
+		return zero, fmt.Errorf("nstest: listen on %s in node %s: %w", address, n.name, err)
 	}
-	lc := net.ListenConfig{Control: n.control}
-	c, err := lc.ListenPacket(context.Background(), network, addr)
+	l, err := listen(&net.ListenConfig{Control: n.control}, context.Background(), network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("nstest: in node %s: %w", n.name, err)
+		return zero, fmt.Errorf("nstest: in node %s: %w", n.name, err)
 	}
-	return c, nil
+	return l, nil
 }
 
 // control swaps the socket package net made (in the test's own network

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nsrun/nsrun/partition"
 )
 
 // Each of these replaces the network's whole partition, as `nsrun net`
@@ -112,17 +114,9 @@ func (n *Net) Flaky(node string, opts ...FlakyOption) error {
 
 // State is the network's partition and link faults, as Show reports them.
 type State struct {
-	// Verb and Args are the partition verb that made the state
-	// ("fullmesh" when healed).
-	Verb string   `json:"verb"`
-	Args []string `json:"args,omitempty"`
-	// Clusters are the groups whose members reach each other; nil means
-	// everyone reaches everyone.
-	Clusters [][]string `json:"clusters,omitempty"`
-	// Drops are one-way cuts [from, to] on top of the clusters.
-	Drops [][2]string `json:"drops,omitempty"`
-	// UplinkCut are the nodes cut from the host and the outside.
-	UplinkCut []string `json:"uplink_cut,omitempty"`
+	// State is the partition: the verb that made it ("fullmesh" when
+	// healed), its clusters, one-way drops and uplink cuts.
+	partition.State
 	// Blocked are every one-way pair [from, to] that cannot reach.
 	Blocked [][2]string `json:"blocked"`
 	// Faults are the link faults, by node.

@@ -189,7 +189,15 @@ func removeTables(st *state, uid int, table string) error {
 		slices.Sort(g.Interfaces)
 		return nft.Apply(nil, nft.GuardTable(g))
 	}
-	if haveSaved {
+	// Without the guard and without a record of uid here, nothing was
+	// changed yet (an install undone before its tables), or the file is a
+	// leftover of a namespace that had the same inode: it is only removed.
+	own, ok, err := st.record(uid)
+	if err != nil {
+		return err
+	}
+	changed := gok || (ok && inNS(own, ns))
+	if haveSaved && changed {
 		if saved.IPForward != "1" {
 			if err := setSysctl(hostSysctls[0], "0"); err != nil {
 				return err

@@ -1134,3 +1134,38 @@ func TestHelperSudoStatus(t *testing.T) {
 		t.Errorf("status --user %s (oneself) under sudo: exit %d %s %s", ua.Name, r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// TestHelperLeftoverHostState: a saved host state left by a namespace that
+// had the same inode (or an install undone before its tables) changes
+// nothing: an uninstall with nothing installed removes it without writing
+// ip_forward, and an install saves the host as it is now.
+func TestHelperLeftoverHostState(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, true)
+	ino := strings.TrimSpace(h.sh(t, "stat -L -c %i /proc/self/ns/net"))
+	path := "/run/nsrun-helper/host-" + ino + ".json"
+	if err := os.MkdirAll("/run/nsrun-helper", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	leftover := []byte(`{"ip_forward": "0", "all_accept_redirects": "1", "default_accept_redirects": "1"}` + "\n")
+	if err := os.WriteFile(path, leftover, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	if r := h.helper(t, "uninstall", "--user", u.Name); r.Code != 0 {
+		t.Fatalf("uninstall: %s %s", r.Stdout, r.Stderr)
+	}
+	if got := h.sysctl(t, "net.ipv4.ip_forward", ""); got != "1" {
+		t.Errorf("an uninstall with nothing installed set ip_forward=%s from a leftover state", got)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the leftover state is still there: %v", err)
+	}
+	if err := os.WriteFile(path, leftover, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.install(t, u)
+	if got := h.sh(t, "nft list chain inet nsrun-guard forward"); strings.Contains(got, "policy drop") {
+		t.Errorf("install took the leftover's ip_forward=0: the guard drops others' forwarding on a host that forwarded:\n%s", got)
+	}
+}

@@ -142,6 +142,7 @@ for size in 10 100 250 250-no-ipv6; do
   label=${size/-no-ipv6/ (no IPv6)}
   $NSRUN up --isolated -f "$out/p$size.yaml" > "$out/p$size.log" 2>&1 &
   uppid=$!
+  trap 'kill -TERM "$uppid" 2>/dev/null; git worktree remove --force "$out/before-src" 2>/dev/null; rm -rf "$out"' EXIT
   id=""
   for _ in $(seq 600); do
     id=$($NSRUN ls --json | grep -B1 "\"file\": \"$out/p$size.yaml\"" | grep '"id"' | cut -d'"' -f4 || true)
@@ -159,7 +160,7 @@ for size in 10 100 250 250-no-ipv6; do
       awk '{v = $1; if ($2 == "µs") v /= 1000; else if ($2 == "s") v *= 1000; print v}' | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}')
     hyperfine -N --warmup 2 --runs "$runs" --style none --export-json "$out/cmd.json" "$NSRUN net $verb --run $id $args" >/dev/null
     cmd=$(grep -m1 '"median"' "$out/cmd.json" | tr -dc '0-9.')
-    shell=$(for _ in 1 2 3 4 5; do unshare -Urnm sh bench/partition-shellout.sh "$n" "$verb" 2>/dev/null; done | sort -n | sed -n 3p)
+    shell=$(for _ in 1 2 3 4 5; do unshare -Urnm sh bench/partition-shellout.sh "$n" "$verb" 2>/dev/null; done | sort -n | sed -n 3p || true) # "-" without iptables
     ratio=$(awk -v a="$shell" -v b="$tx" 'BEGIN { if (b > 0 && a != "") printf "%.0f", a / b; else print "-" }')
     printf '| %s | %s | %s ms | %.1f ms | %s ms | %s |\n' "$label" "$verb" "$tx" "$(awk -v c="$cmd" 'BEGIN{print c*1000}')" "${shell:--}" "$ratio" >> "$part_md"
   done

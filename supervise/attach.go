@@ -11,7 +11,6 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/ipam"
-	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
 )
@@ -55,21 +54,6 @@ func (s *supervisor) attach(p *control.Peer) {
 		reply(fmt.Errorf("--name: %s's bridge port would be %s, which is already %s's; pick another name", name, port, other))
 		return
 	}
-	bh, err := netsetup.Handle(s.net.bridgeNS)
-	if err != nil {
-		reply(err)
-		return
-	}
-	defer bh.Close()
-	if err := netsetup.AddNode(bh, s.net.bridges[subnet], ns, netsetup.Node{PortName: port, Addr: addr, Addr6: addr6, NoIPv6: !addr6.IsValid()}); err != nil {
-		reply(fmt.Errorf("attach %s: %w", name, err))
-		return
-	}
-	own, err := dupFile(ns)
-	if err != nil {
-		reply(err)
-		return
-	}
 	br := s.plan.Bridges[subnet]
 	link := plan.Link{Kind: plan.Veth, Node: name, Bridge: subnet, Port: port, Inside: plan.GuestIfName}
 	if addr.IsValid() {
@@ -78,7 +62,17 @@ func (s *supervisor) attach(p *control.Peer) {
 	if addr6.IsValid() {
 		link.Addr6, link.Gateway6 = netip.PrefixFrom(addr6, br.Prefix6.Bits()), br.Router6
 	}
-	n := newNode(plan.Node{Name: name, Hostname: name, Addr: addr, Addr6: addr6, Subnet: subnet, Links: []plan.Link{link}}, -1)
+	cfg := plan.Node{Name: name, Hostname: name, Addr: addr, Addr6: addr6, Subnet: subnet, Links: []plan.Link{link}}
+	if err := s.net.Wire(&cfg, ns); err != nil {
+		reply(fmt.Errorf("attach %s: %w", name, err))
+		return
+	}
+	own, err := dupFile(ns)
+	if err != nil {
+		reply(err)
+		return
+	}
+	n := newNode(cfg, -1)
 	n.ns, n.attached = own, true
 	close(n.up)
 	s.addNode(n)
@@ -99,7 +93,7 @@ func (s *supervisor) attachAddrs(ip, ip6 string) (addr, addr6 netip.Addr, subnet
 		if addr, err = netip.ParseAddr(ip); err != nil || !addr.Is4() {
 			return addr, addr6, subnet, fmt.Errorf("--ip: %q is not an IPv4 address (IPv6 addresses go under --ip6)", ip)
 		}
-		for i, br := range s.net.bridges {
+		for i, br := range s.net.Bridges() {
 			if br.Subnet.HasIPv4() && br.Subnet.Prefix.Contains(addr) {
 				if err := br.Subnet.CheckGuest("--ip", addr); err != nil {
 					return addr, addr6, subnet, err
@@ -119,7 +113,7 @@ func (s *supervisor) attachAddrs(ip, ip6 string) (addr, addr6 netip.Addr, subnet
 			return addr, addr6, subnet, err
 		}
 		if subnet < 0 {
-			for i, br := range s.net.bridges {
+			for i, br := range s.net.Bridges() {
 				if br.Subnet.HasIPv6() && br.Subnet.Prefix6.Contains(addr6) {
 					subnet = i
 				}
@@ -128,11 +122,11 @@ func (s *supervisor) attachAddrs(ip, ip6 string) (addr, addr6 netip.Addr, subnet
 				return addr, addr6, subnet, fmt.Errorf("--ip6: %s is in no subnet of the run (%s)", addr6, s.subnetList())
 			}
 		}
-		if err := s.net.bridges[subnet].Subnet.CheckGuest6("--ip6", addr6); err != nil {
+		if err := s.net.Bridges()[subnet].Subnet.CheckGuest6("--ip6", addr6); err != nil {
 			return addr, addr6, subnet, err
 		}
 	} else {
-		addr6 = s.net.bridges[subnet].Subnet.Guest6(addr)
+		addr6 = s.net.Bridges()[subnet].Subnet.Guest6(addr)
 	}
 	for _, n := range s.allNodes() {
 		if addr.IsValid() && n.cfg.Addr == addr {
@@ -170,7 +164,7 @@ func dupFile(f *os.File) (*os.File, error) {
 
 func (s *supervisor) subnetList() string {
 	var out string
-	for i, br := range s.net.bridges {
+	for i, br := range s.net.Bridges() {
 		if i > 0 {
 			out += ", "
 		}

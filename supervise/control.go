@@ -15,7 +15,7 @@ import (
 // handle serves one control request.
 func (s *supervisor) handle(p *control.Peer) {
 	// Verbs act on wired nodes only (the run is still starting otherwise).
-	if err := s.net.waitAllWired(); err != nil {
+	if err := s.net.WaitAllWired(); err != nil {
 		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
 		return
 	}

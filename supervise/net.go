@@ -96,7 +96,7 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 		member[n.cfg.Name] = m
 	}
 	ns := nft.NetState{}
-	if s.net.uplink != nil {
+	if _, ok := s.net.UplinkBlock(); ok {
 		ns.Uplink = s.plan.Uplink.Port
 	}
 	for _, g := range st.Groups(s.nodeList()) {
@@ -124,7 +124,7 @@ func (s *supervisor) applyNet(st partition.State, fs map[string]faults) error {
 			}
 		}
 	}
-	return nft.ApplyAll(s.net.bridgeNS, nft.PartitionTables(ns)...)
+	return nft.ApplyAll(s.net.BridgeNS(), nft.PartitionTables(ns)...)
 }
 
 // describe says in words who reaches whom.
@@ -250,12 +250,7 @@ func (s *supervisor) flaky(fl control.Flaky) (string, error) {
 // node's bridge port, which carries what the node receives; no option
 // removes them.
 func (s *supervisor) setQdisc(port string, rate uint64, delay, jitter time.Duration) error {
-	h, err := netsetup.Handle(s.net.bridgeNS)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	err = netsetup.SetShaping(h, port, netsetup.Shaping{Rate: rate, Delay: delay, Jitter: jitter})
+	err := s.net.Shape(port, netsetup.Shaping{Rate: rate, Delay: delay, Jitter: jitter})
 	if errors.Is(err, netsetup.ErrNoNetem) {
 		return fmt.Errorf("flaky: --delay/--jitter: %w; --loss and --rate still work", err)
 	}

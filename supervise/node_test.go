@@ -45,9 +45,6 @@ func waitExit(t *testing.T, exited <-chan exit, what string) exit {
 // process that ignores SIGTERM is killed after the timeout, and the run's
 // stop marks a node it had to kill.
 func TestNodeLife(t *testing.T) {
-	if !inNamespaces(t) {
-		return
-	}
 	ns, err := nsfd.NewNet()
 	if err != nil {
 		t.Fatal(err)

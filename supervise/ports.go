@@ -42,7 +42,7 @@ func (s *supervisor) forward(l net.Listener, target string) {
 			defer c.Close()
 			var up net.Conn
 			// The socket is made in the bridge namespace, and stays there.
-			err := nsfd.Do(s.net.bridgeNS, func() error {
+			err := nsfd.Do(s.net.BridgeNS(), func() error {
 				var err error
 				up, err = net.DialTimeout("tcp", target, 5*time.Second)
 				return err

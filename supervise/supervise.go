@@ -23,10 +23,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/capture"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/runlog"
+	"github.com/nsrun/nsrun/runnet"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/userns"
 )
@@ -117,7 +120,7 @@ type supervisor struct {
 	plan     *plan.Plan
 	handles  Handles
 	state    *runstate.Run
-	net      *network
+	net      *runnet.Network
 	nodes    []*node
 	byName   map[string]*node
 	hosts    string
@@ -125,7 +128,7 @@ type supervisor struct {
 	ctl      *control.Server
 	log      *slog.Logger
 	logEnd   io.Closer
-	cap      atomic.Pointer[capture]
+	cap      atomic.Pointer[capture.Capture]
 	exited   chan exit     // every end of a node's process
 	abort    chan struct{} // closed when the run is being stopped
 	gcDone   chan struct{} // closed when the removal of dead runs is done
@@ -166,7 +169,7 @@ func (s *supervisor) addNode(n *node) {
 func (s *supervisor) setUp() error {
 	p := s.plan
 	var err error
-	if s.log, s.logEnd, err = newLogger(p.Run.Log, p.Capture); err != nil {
+	if s.log, s.logEnd, err = runlog.New(p.Run.Log, p.Capture); err != nil {
 		return err
 	}
 	// The network is built while the run's files and mounts are made: the
@@ -177,7 +180,7 @@ func (s *supervisor) setUp() error {
 	nodes := s.allNodes()
 	go func() {
 		var err error
-		s.net, err = buildNetwork(p, s.log, func(i int, ns *os.File) { nodes[i].ns = ns })
+		s.net, err = runnet.Build(p, s.log, func(i int, ns *os.File) { nodes[i].ns = ns })
 		netErr <- err
 	}()
 	err = s.setUpFiles()
@@ -191,17 +194,40 @@ func (s *supervisor) setUp() error {
 		return err
 	}
 	go s.ctl.Serve(s.handle)
-	c, err := s.startCapture()
-	if err != nil {
+	if err := s.startCapture(); err != nil {
 		return err
 	}
-	s.cap.Store(c)
 	if err := s.publishPorts(); err != nil {
 		return err
 	}
 	if p.Run.Up {
 		s.out = newPrefixer(os.Stdout, p.Nodes, p.Run.Color)
 	}
+	return nil
+}
+
+// startCapture starts capturing every link that asks for it (plan.Link's
+// Capture), once every node is wired and before any node starts.
+func (s *supervisor) startCapture() error {
+	var links []capture.Link
+	for _, n := range s.allNodes() {
+		for _, l := range n.cfg.Links {
+			if l.Capture != "" {
+				links = append(links, capture.Link{Node: n.cfg.Name, Port: l.Port, File: l.Capture})
+			}
+		}
+	}
+	if len(links) == 0 {
+		return nil
+	}
+	if err := s.net.WaitAllWired(); err != nil {
+		return err
+	}
+	c, err := capture.Start(s.net.BridgeNS(), links, s.log)
+	if err != nil {
+		return err
+	}
+	s.cap.Store(c)
 	return nil
 }
 
@@ -303,11 +329,11 @@ func (s *supervisor) startNodes() error {
 
 func (s *supervisor) startNode(n *node) error {
 	select {
-	case <-s.net.wired[n.idx]:
+	case <-s.net.Wired(n.idx):
 	case <-s.abort:
 		return nil
 	}
-	if err := s.net.waitWired(n.idx); err != nil {
+	if err := s.net.WaitWired(n.idx); err != nil {
 		return err
 	}
 	for _, d := range n.cfg.DependsOn {
@@ -356,7 +382,7 @@ func (s *supervisor) launch(n *node, sp guest.Spec) error {
 		defer w.Close()
 		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = devnull, w, w, true
 	}
-	end := step(s.log, "start node", "node", n.cfg.Name, "argv", strings.Join(sp.Argv, " "))
+	end := runlog.Step(s.log, "start node", "node", n.cfg.Name, "argv", strings.Join(sp.Argv, " "))
 	p, err := guest.Start(sp)
 	end(err)
 	if err != nil {
@@ -390,7 +416,7 @@ func (s *supervisor) waitReady(n *node) error {
 	deadline := time.Now().Add(r.Timeout)
 	for time.Now().Before(deadline) {
 		var ok bool
-		_ = nsfd.Do(s.net.bridgeNS, func() error {
+		_ = nsfd.Do(s.net.BridgeNS(), func() error {
 			family := unix.AF_INET
 			var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As4()}
 			if r.Addr.Addr().Is6() {
@@ -535,7 +561,7 @@ func (s *supervisor) launcherGone() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	s.cap.Load().stop()
+	s.cap.Load().Stop()
 	// The run's folder goes too, so that nothing is left for gc.
 	_ = os.RemoveAll(s.plan.Run.Dir)
 	os.Exit(launcherGoneExit)
@@ -566,7 +592,7 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 func (s *supervisor) tearDown() {
 	if s.log != nil {
 		defer s.logEnd.Close()
-		defer step(s.log, "tear down", "run", s.plan.Run.ID)(nil)
+		defer runlog.Step(s.log, "tear down", "run", s.plan.Run.ID)(nil)
 	}
 	if s.ctl != nil {
 		s.ctl.Close()
@@ -576,14 +602,14 @@ func (s *supervisor) tearDown() {
 			_ = unix.Kill(n.pid(), unix.SIGKILL)
 		}
 	}
-	s.cap.Load().stop()
+	s.cap.Load().Stop()
 	s.nsUse.Lock() // never released: the namespaces are gone
 	for _, n := range s.allNodes() {
 		if n.attached && n.ns != nil {
 			n.ns.Close()
 		}
 	}
-	s.net.close()
+	s.net.Close()
 	if s.state != nil {
 		_ = s.state.Remove()
 	}
@@ -595,8 +621,8 @@ func (s *supervisor) tearDown() {
 // writeInfo records the run for `nsrun ls`.
 func (s *supervisor) writeInfo() {
 	info := runstate.Info{ID: s.plan.Run.ID, File: s.plan.Run.File, Pid: s.plan.Run.NsrunPid}
-	if s.net.uplink != nil {
-		info.Uplink = s.net.uplink.block.String()
+	if block, ok := s.net.UplinkBlock(); ok {
+		info.Uplink = block.String()
 	}
 	for _, n := range s.allNodes() {
 		ni := runstate.NodeInfo{Name: n.cfg.Name, Pid: n.pid()}

@@ -1,9 +1,15 @@
-package supervise
+// Package capture records a run's links to pcap files (`nsrun up
+// --capture DIR`), as alpy does: one AF_PACKET socket per captured link,
+// bound to the link's bridge port in the bridge namespace (so it sees
+// every frame to and from the node), handed to the nsrun-capture process,
+// which writes one pcap file per link.
+package capture
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,20 +21,32 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/runlog"
 )
 
-// capture is the nsrun-capture process writing one pcap file per captured
-// node link.
-type capture struct {
+// Link is one link to capture.
+type Link struct {
+	Node string // the node's name, for errors and the log
+	Port string // the link's bridge port, in the bridge namespace
+	File string // the pcap file to write
+}
+
+// Capture is the nsrun-capture process writing one pcap file per
+// captured link.
+type Capture struct {
 	cmd      *exec.Cmd
 	stopOnce sync.Once
 }
 
-// startCapture opens a packet socket on every captured node's bridge port
-// (in the bridge namespace: it sees each frame to and from the node) and
-// hands them to nsrun-capture, which writes DIR/NODE.pcap. It returns once
-// every file has its header, before any node starts.
-func (s *supervisor) startCapture() (*capture, error) {
+// Start opens a packet socket on every link's bridge port in the bridge
+// namespace ns and hands them to nsrun-capture, which writes each link's
+// file. It returns once every file has its header, so that a node started
+// afterwards has all its traffic recorded; every port must exist by then.
+// With no links it starts nothing and returns nil, which Stop accepts.
+func Start(ns *os.File, links []Link, log *slog.Logger) (*Capture, error) {
+	if len(links) == 0 {
+		return nil, nil
+	}
 	var socks []*os.File
 	var files []string
 	defer func() {
@@ -36,30 +54,15 @@ func (s *supervisor) startCapture() (*capture, error) {
 			f.Close()
 		}
 	}()
-	wired := false
-	for _, n := range s.allNodes() {
-		for _, l := range n.cfg.Links {
-			if l.Capture == "" {
-				continue
-			}
-			if !wired { // capture starts on every link before any node does
-				if err := s.net.waitAllWired(); err != nil {
-					return nil, err
-				}
-				wired = true
-			}
-			done := step(s.log, "open packet socket", "node", n.cfg.Name, "port", l.Port)
-			f, err := packetSocket(s.net.bridgeNS, l.Port)
-			done(err)
-			if err != nil {
-				return nil, fmt.Errorf("capture %s: %w", n.cfg.Name, err)
-			}
-			socks = append(socks, f)
-			files = append(files, l.Capture)
+	for _, l := range links {
+		done := runlog.Step(log, "open packet socket", "node", l.Node, "port", l.Port)
+		f, err := packetSocket(ns, l.Port)
+		done(err)
+		if err != nil {
+			return nil, fmt.Errorf("capture %s: %w", l.Node, err)
 		}
-	}
-	if len(files) == 0 {
-		return nil, nil
+		socks = append(socks, f)
+		files = append(files, l.File)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -87,7 +90,7 @@ func (s *supervisor) startCapture() (*capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	done := step(s.log, "start nsrun-capture", "files", strings.Join(files, " "))
+	done := runlog.Step(log, "start nsrun-capture", "files", strings.Join(files, " "))
 	if err := cmd.Start(); err != nil {
 		done(err)
 		return nil, fmt.Errorf("capture: %w", err)
@@ -101,17 +104,17 @@ func (s *supervisor) startCapture() (*capture, error) {
 		return nil, err
 	}
 	done(nil)
-	return &capture{cmd: cmd}, nil
+	return &Capture{cmd: cmd}, nil
 }
 
 // captureStopTimeout bounds how long nsrun-capture may take to write out
 // what it holds once asked to stop; it needs about two ring timeouts.
 const captureStopTimeout = 3 * time.Second
 
-// stop ends the capture, leaving every file on a whole record, and
-// returns once it has exited. It may be called more than once, and from
-// more than one goroutine.
-func (c *capture) stop() {
+// Stop ends the capture, leaving every file on a whole record, and
+// returns once nsrun-capture has exited. It may be called more than once,
+// from more than one goroutine, and on a nil Capture.
+func (c *Capture) Stop() {
 	if c == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package supervise
+package runnet
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ import (
 // uplink is a run's way out: a /30 leased from the user's pool, a veth from
 // the gateway (nsrun-helper's network namespace) into the bridge
 // namespace, a default route and NAT there. The veth dies with the bridge
-// namespace; the lease is released by tearDown, or reclaimed once the run
+// namespace; the lease is released by Close, or reclaimed once the run
 // is dead.
 type uplink struct {
 	leases *ipam.Leases

@@ -1,15 +1,13 @@
-package supervise
+package runnet
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
+	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,51 +20,34 @@ import (
 	"github.com/nsrun/nsrun/topology"
 )
 
-// insideEnv marks the copy of the test binary that runs in namespaces of
-// its own.
-const insideEnv = "NSRUN_SUPERVISE_TEST_INSIDE"
-
-// inNamespaces runs the calling test again in a copy of the test binary
-// that has a user namespace (where it is root) and a network namespace of
-// its own, as the launcher gives the supervisor; it returns true in that
-// copy. Without user namespaces the test fails in CI and skips elsewhere.
-func inNamespaces(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(insideEnv) == "1" {
-		return true
+// buildFresh runs Build as the supervisor does, in a network namespace
+// of its own that becomes the bridge namespace: here a new one per test,
+// made by a locked thread that then dies with its goroutine.
+func buildFresh(p *plan.Plan, onWired func(i int, ns *os.File)) (*Network, error) {
+	type result struct {
+		n   *Network
+		err error
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), insideEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-	}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err != nil && !errors.As(err, &ee):
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot run in CI: no user namespace for the test: %v", err)
+	r := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			r <- result{err: err}
+			return
 		}
-		t.Skipf("skipped: no user namespace for the test: %v", err)
-	case err != nil:
-		t.Fatalf("in namespaces of its own:\n%s", out)
-	case strings.Contains(string(out), "--- SKIP"):
-		t.Skipf("in namespaces of its own:\n%s", out)
-	}
-	t.Logf("in namespaces of its own:\n%s", out)
-	return false
+		n, err := Build(p, slog.New(slog.DiscardHandler), onWired)
+		r <- result{n, err}
+	}()
+	res := <-r
+	return res.n, res.err
 }
 
-// TestBuildNetworkAppliesPlan applies the network part of a plan against
+// TestBuildAppliesPlan applies the network part of a plan against
 // the kernel: bridges, veth links with their addresses and routes, a tap
 // link, forwarding between subnets; then a TCP connection crosses from a
 // node of one subnet to a node of the other.
-func TestBuildNetworkAppliesPlan(t *testing.T) {
-	if !inNamespaces(t) {
-		return
-	}
+func TestBuildAppliesPlan(t *testing.T) {
 	yaml := `
 subnets:
   front: 172.18.0.0/24
@@ -90,12 +71,12 @@ nodes:
 		t.Fatal(err)
 	}
 	nodeNS := make([]*os.File, len(p.Nodes))
-	n, err := buildNetwork(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { nodeNS[i] = ns })
-	defer n.close()
+	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
+	t.Cleanup(n.Close) // also after an error: Build returns what it made
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.waitAllWired(); err != nil {
+	if err := n.WaitAllWired(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -214,14 +195,11 @@ func hasAddr(t *testing.T, h *netlink.Handle, name string, want netip.Prefix) {
 	t.Errorf("%s has addresses %v, not %s", name, addrs, want)
 }
 
-// TestBuildNetworkWiringFailure: a link the kernel refuses (here, a plan
+// TestBuildWiringFailure: a link the kernel refuses (here, a plan
 // changed after Build so that two ports share a name, which Build itself
 // refuses) fails that node's wiring, naming the node, and the other node
 // is still wired.
-func TestBuildNetworkWiringFailure(t *testing.T) {
-	if !inNamespaces(t) {
-		return
-	}
+func TestBuildWiringFailure(t *testing.T) {
 	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -231,13 +209,13 @@ func TestBuildNetworkWiringFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Nodes[1].Links[0].Port = p.Nodes[0].Links[0].Port
-	n, err := buildNetwork(p, slog.New(slog.DiscardHandler), func(int, *os.File) {})
-	defer n.close()
+	n, err := buildFresh(p, func(int, *os.File) {})
+	t.Cleanup(n.Close) // also after an error: Build returns what it made
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The two are wired at once: either may get the port first.
-	errA, errB := n.waitWired(0), n.waitWired(1)
+	errA, errB := n.WaitWired(0), n.WaitWired(1)
 	failed, other := errB, errA
 	name := "b"
 	if errA != nil {
@@ -246,7 +224,7 @@ func TestBuildNetworkWiringFailure(t *testing.T) {
 	if other != nil || failed == nil || !strings.Contains(failed.Error(), `node "`+name+`": create veth "va"`) {
 		t.Errorf("two nodes wired with one port name: a: %v; b: %v", errA, errB)
 	}
-	if err := n.waitAllWired(); err == nil {
+	if err := n.WaitAllWired(); err == nil {
 		t.Error("waitAllWired reports no failure")
 	}
 }

@@ -1,9 +1,22 @@
-package supervise
+// Package runnet applies the network part of a run's plan
+// (plan.Plan's Bridges, Forward, Uplink and each node's Links) to the
+// kernel: the bridge namespace with one bridge per subnet, one network
+// namespace per node wired to its bridges, and the uplink to
+// nsrun-helper's gateway. All netlink goes through package netsetup and
+// every namespace is entered through package nsfd; runnet knows nothing
+// of processes, control verbs or partitions.
+//
+// Build returns once the bridges and the uplink are up; the nodes are
+// wired in the background, several at a time, and each node's channel
+// (Wired) closes as soon as its own links are ready, so a node can start
+// while the others are still being wired.
+package runnet
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 
@@ -13,13 +26,15 @@ import (
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/runlog"
 )
 
 // wireWorkers bounds how many nodes are wired at once.
 const wireWorkers = 8
 
-// network is what the run's network namespaces are made of.
-type network struct {
+// Network is what a run's network namespaces are made of. Its methods
+// may be called from any goroutine.
+type Network struct {
 	bridgeNS *os.File
 	bridges  []*netsetup.Bridge
 	nodeNS   []*os.File // by node index; set before wired[i] is closed
@@ -34,12 +49,15 @@ type network struct {
 	wiring   sync.WaitGroup
 }
 
-// buildNetwork applies the network part of the plan: the bridge
-// namespace with one bridge per subnet, forwarding and the uplink; and it
-// starts wiring one namespace per node to its bridges in the background
-// (waitWired, waitAllWired).
-func buildNetwork(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*network, error) {
-	n := &network{
+// Build applies the network part of the plan p in this process's
+// network namespace, which becomes the bridge namespace: one bridge per
+// subnet, forwarding and the uplink; and it starts wiring one namespace
+// per node to its bridges in the background (WaitWired, WaitAllWired).
+// onWired(i, ns) is called with node i's namespace once the node is wired
+// (or failed to be), before Wired(i) closes. Close the Network, also
+// after an error.
+func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*Network, error) {
+	n := &Network{
 		nodeNS:   make([]*os.File, len(p.Nodes)),
 		log:      log,
 		wired:    make([]chan struct{}, len(p.Nodes)),
@@ -79,7 +97,7 @@ func buildNetwork(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.Fil
 		return n, err
 	}
 	for _, b := range p.Bridges {
-		done := step(log, "create bridge", "name", b.Name, "addr", b.Prefix, "router", b.Router, "addr6", b.Prefix6, "router6", b.Router6)
+		done := runlog.Step(log, "create bridge", "name", b.Name, "addr", b.Prefix, "router", b.Router, "addr6", b.Prefix6, "router6", b.Router6)
 		var br *netsetup.Bridge
 		br, err = netsetup.AddBridge(bh, b.Name, ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router, Prefix6: b.Prefix6, Bridge6: b.Router6})
 		done(err)
@@ -101,7 +119,7 @@ func buildNetwork(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.Fil
 	wiring = true
 	n.wireNodes(p.Nodes, nodeNS, onWired)
 	if p.Uplink != nil {
-		done := step(log, "add uplink to the gateway", "port", p.Uplink.Port, "gateway_port", p.Uplink.GatewayPort)
+		done := runlog.Step(log, "add uplink to the gateway", "port", p.Uplink.Port, "gateway_port", p.Uplink.GatewayPort)
 		n.uplink, err = addUplink(p, n.bridgeNS)
 		done(err)
 		if err != nil {
@@ -112,7 +130,7 @@ func buildNetwork(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.Fil
 }
 
 // failWiring marks every node as failed to wire, when wiring never began.
-func (n *network) failWiring(err error) {
+func (n *Network) failWiring(err error) {
 	if err == nil {
 		err = errors.New("the run's network was not built")
 	}
@@ -123,15 +141,19 @@ func (n *network) failWiring(err error) {
 	close(n.allWired)
 }
 
-// waitWired waits until node i is wired and says whether that failed.
-func (n *network) waitWired(i int) error {
+// Wired returns the channel that closes once node i is wired (or failed
+// to be: WaitWired says which).
+func (n *Network) Wired(i int) <-chan struct{} { return n.wired[i] }
+
+// WaitWired waits until node i is wired and says whether that failed.
+func (n *Network) WaitWired(i int) error {
 	<-n.wired[i]
 	return n.wireErr[i]
 }
 
-// waitAllWired waits until every node is wired; it returns the first
+// WaitAllWired waits until every node is wired; it returns every
 // failure, if any.
-func (n *network) waitAllWired() error {
+func (n *Network) WaitAllWired() error {
 	<-n.allWired
 	return errors.Join(n.wireErr...)
 }
@@ -145,7 +167,7 @@ type nsResult struct {
 
 // newNodeNamespaces creates count network namespaces, several at a time,
 // and delivers them on the channel it returns (closed after the last).
-func (n *network) newNodeNamespaces(count int) <-chan nsResult {
+func (n *Network) newNodeNamespaces(count int) <-chan nsResult {
 	out := make(chan nsResult, count)
 	next := make(chan int, count)
 	for i := 0; i < count; i++ {
@@ -170,7 +192,7 @@ func (n *network) newNodeNamespaces(count int) <-chan nsResult {
 // wireNodes wires each node namespace, as it arrives, to its bridges,
 // several at a time, in the background: wired[i] is closed as node i is
 // done, and allWired after the last.
-func (n *network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired func(i int, ns *os.File)) {
+func (n *Network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired func(i int, ns *os.File)) {
 	workers := min(wireWorkers, len(nodes))
 	n.wiring.Add(workers)
 	for w := 0; w < workers; w++ {
@@ -207,9 +229,9 @@ func (n *network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired f
 
 // wireNode creates node's links, from bridge ports in the bridge
 // namespace of bh into the node's namespace ns.
-func (n *network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) error {
+func (n *Network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) error {
 	for _, l := range node.Links {
-		done := step(n.log, "wire node", "node", node.Name, "link", l.Kind, "inside", l.Inside, "addr", l.Addr, "addr6", l.Addr6, "port", l.Port)
+		done := runlog.Step(n.log, "wire node", "node", node.Name, "link", l.Kind, "inside", l.Inside, "addr", l.Addr, "addr6", l.Addr6, "port", l.Port)
 		var err error
 		switch l.Kind {
 		case plan.Veth:
@@ -225,9 +247,10 @@ func (n *network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) err
 	return nil
 }
 
-// close releases the namespaces, once wiring has ended; the kernel
-// removes their interfaces.
-func (n *network) close() {
+// Close releases the namespaces, once wiring has ended; the kernel
+// removes their interfaces. The uplink's lease is released. It may be
+// called on a nil Network.
+func (n *Network) Close() {
 	if n == nil {
 		return
 	}
@@ -241,4 +264,42 @@ func (n *network) close() {
 	if n.bridgeNS != nil {
 		n.bridgeNS.Close()
 	}
+}
+
+// BridgeNS is the bridge namespace (this process's own when Build ran);
+// it stays open until Close.
+func (n *Network) BridgeNS() *os.File { return n.bridgeNS }
+
+// Bridges are the run's bridges, in the plan's order.
+func (n *Network) Bridges() []*netsetup.Bridge { return n.bridges }
+
+// UplinkBlock is the /30 the run's uplink leased from the user's pool;
+// false without an uplink.
+func (n *Network) UplinkBlock() (netip.Prefix, bool) {
+	if n.uplink == nil {
+		return netip.Prefix{}, false
+	}
+	return n.uplink.block, true
+}
+
+// Wire creates node's links (a node plugged in after Build, as `nsrun
+// attach` does) in its namespace ns, which stays the caller's.
+func (n *Network) Wire(node *plan.Node, ns *os.File) error {
+	bh, err := netsetup.Handle(n.bridgeNS)
+	if err != nil {
+		return err
+	}
+	defer bh.Close()
+	return n.wireNode(bh, node, ns)
+}
+
+// Shape sets the shaping (rate, delay, jitter) of what leaves the bridge
+// port port, which is what its node receives.
+func (n *Network) Shape(port string, sh netsetup.Shaping) error {
+	h, err := netsetup.Handle(n.bridgeNS)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return netsetup.SetShaping(h, port, sh)
 }

@@ -1,4 +1,8 @@
-package supervise
+// Package runlog is a run's step log: every step of setting up and
+// tearing down a run is logged when it starts and when it is done (with
+// its duration) or failed (with the error), to stderr at --log-level and,
+// with --capture, to the capture's log beside the pcap files.
+package runlog
 
 import (
 	"fmt"
@@ -10,9 +14,9 @@ import (
 	"github.com/nsrun/nsrun/plan"
 )
 
-// newLogger makes the supervisor's step log: to stderr at its level
-// (when asked), and, when capturing, to the capture's log.
-func newLogger(l plan.Log, c *plan.Capture) (*slog.Logger, io.Closer, error) {
+// New makes a run's step log: to stderr at l's level (when l asks for
+// it) and, when c is not nil, to c.Log, which the caller closes.
+func New(l plan.Log, c *plan.Capture) (*slog.Logger, io.Closer, error) {
 	var ws []io.Writer
 	lvl := l.Level
 	if l.Stderr {
@@ -36,9 +40,9 @@ func newLogger(l plan.Log, c *plan.Capture) (*slog.Logger, io.Closer, error) {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(ws...), &slog.HandlerOptions{Level: lvl})), closer, nil
 }
 
-// step logs the start of a setup or teardown step and returns the function
-// that logs its end: "create bridge… done" or "… failed".
-func step(log *slog.Logger, msg string, args ...any) func(error) {
+// Step logs the start of a setup or teardown step and returns the
+// function that logs its end: "create bridge… done" or "… failed".
+func Step(log *slog.Logger, msg string, args ...any) func(error) {
 	start := time.Now()
 	log.Info(msg+"…", args...)
 	return func(err error) {

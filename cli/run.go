@@ -24,15 +24,38 @@ import (
 	"github.com/nsrun/nsrun/userns/launch"
 )
 
-// runFlags are the flags of `nsrun [flags] -- CMD`.
-type runFlags struct {
-	ip, hostname   string
-	ip6            string
-	ipv6           bool
+// startFlags are the flags that `nsrun -- CMD` and `nsrun up` share: how
+// the run starts, or that it is only planned.
+type startFlags struct {
 	logLevel       string
 	root, isolated bool
-	version        bool
 	dryRun, json   bool
+}
+
+// add defines the shared flags on fs.
+func (f *startFlags) add(fs *flag.FlagSet) {
+	fs.BoolVar(&f.root, "root", false, "")
+	fs.BoolVar(&f.isolated, "isolated", false, "")
+	fs.StringVar(&f.logLevel, "log-level", "", "")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "")
+	fs.BoolVar(&f.json, "json", false, "")
+}
+
+// check refuses --json without --dry-run; prefix names the command.
+func (f *startFlags) check(prefix string) error {
+	if f.json && !f.dryRun {
+		return errors.New(prefix + "--json prints the plan: use it with --dry-run")
+	}
+	return nil
+}
+
+// runFlags are the flags of `nsrun [flags] -- CMD`.
+type runFlags struct {
+	startFlags
+	ip, hostname string
+	ip6          string
+	ipv6         bool
+	version      bool
 }
 
 // flagSet is the flag set of `nsrun [flags] -- CMD`. Package launch's C
@@ -43,12 +66,8 @@ func (f *runFlags) flagSet() *flag.FlagSet {
 	fs.StringVar(&f.ip6, "ip6", "", "")
 	fs.BoolVar(&f.ipv6, "ipv6", true, "")
 	fs.StringVar(&f.hostname, "hostname", "node", "")
-	fs.BoolVar(&f.root, "root", false, "")
-	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.BoolVar(&f.version, "version", false, "")
-	fs.StringVar(&f.logLevel, "log-level", "", "")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "")
-	fs.BoolVar(&f.json, "json", false, "")
+	f.startFlags.add(fs)
 	return fs
 }
 
@@ -62,8 +81,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "nsrun", version)
 		return 0
 	}
-	if f.json && !f.dryRun {
-		return fail(stderr, errors.New("--json prints the plan: use it with --dry-run"))
+	if err := f.check(""); err != nil {
+		return fail(stderr, err)
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
@@ -97,18 +116,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		NoIPv6:  !f.ipv6,
 	}
 	in := plan.Input{Top: top, LogLevel: f.logLevel}
-	return runPlan(in, f.root, f.isolated, f.dryRun, f.json, stdout, stderr)
+	return runPlan(in, f.startFlags, stdout, stderr)
 }
 
 // upFlags are the flags of `nsrun up`.
 type upFlags struct {
+	startFlags
 	file, exitCodeFrom string
-	capture, logLevel  string
+	capture            string
 	abortOnExit        bool
 	timeout            float64
 	timeoutText        string // --timeout as given; read after the launch decision (see FuzzLaunchDecision)
-	root, isolated     bool
-	dryRun, json       bool
 }
 
 // flagSet is the flag set of `nsrun up`, read by package launch too.
@@ -121,12 +139,8 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	// while parsing, where the C launcher, which does not read numbers,
 	// has already started the run.
 	fs.StringVar(&f.timeoutText, "timeout", "10", "")
-	fs.BoolVar(&f.root, "root", false, "")
-	fs.BoolVar(&f.isolated, "isolated", false, "")
 	fs.StringVar(&f.capture, "capture", "", "")
-	fs.StringVar(&f.logLevel, "log-level", "", "")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "")
-	fs.BoolVar(&f.json, "json", false, "")
+	f.startFlags.add(fs)
 	return fs
 }
 
@@ -136,8 +150,8 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr, "up: "); done {
 		return code
 	}
-	if f.json && !f.dryRun {
-		return fail(stderr, errors.New("up: --json prints the plan: use it with --dry-run"))
+	if err := f.check("up: "); err != nil {
+		return fail(stderr, err)
 	}
 	var err error
 	if f.timeout, err = strconv.ParseFloat(f.timeoutText, 64); err != nil || f.timeout < 0 || math.IsInf(f.timeout, 0) || math.IsNaN(f.timeout) {
@@ -159,14 +173,15 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		CaptureAll: f.capture != "",
 		CaptureDir: f.capture,
 	}
-	return runPlan(in, f.root, f.isolated, f.dryRun, f.json, stdout, stderr)
+	return runPlan(in, f.startFlags, stdout, stderr)
 }
 
 // runPlan completes in with what the launcher did (or, for a dry run,
 // would do), builds the plan, and carries it out or prints it.
-func runPlan(in plan.Input, root, isolated, dryRun, asJSON bool, stdout, stderr io.Writer) int {
+func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
+	root, isolated := f.root, f.isolated
 	var joined bool
-	if dryRun {
+	if f.dryRun {
 		in.User.UID, in.User.GID = os.Getuid(), os.Getgid()
 		_, err := install.Load(in.User.UID)
 		joined = !isolated && err == nil
@@ -213,8 +228,8 @@ func runPlan(in plan.Input, root, isolated, dryRun, asJSON bool, stdout, stderr 
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if dryRun {
-		if asJSON {
+	if f.dryRun {
+		if f.json {
 			writeJSON(stdout, p)
 			return 0
 		}

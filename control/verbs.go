@@ -189,21 +189,49 @@ type Show struct {
 
 // Spec is the call's partition spec, nil for flaky and show.
 func (c NetCall) Spec() partition.Spec {
-	switch {
-	case c.Isolate != nil:
-		return *c.Isolate
-	case c.Disjoint != nil:
-		return *c.Disjoint
-	case c.Split != nil:
-		return *c.Split
-	case c.Drop != nil:
-		return *c.Drop
-	case c.Heal != nil:
-		return *c.Heal
-	case c.Shape != nil:
-		return *c.Shape
+	for _, f := range c.specFields() {
+		if sp := f.get(); sp != nil {
+			return sp
+		}
 	}
 	return nil
+}
+
+// specField is one of NetCall's partition fields.
+type specField interface {
+	get() partition.Spec        // the field's spec, nil if unset
+	set(sp partition.Spec) bool // sets the field to sp if sp is of its type
+}
+
+// fieldOf is the specField of a *T field.
+type fieldOf[T partition.Spec] struct{ p **T }
+
+func (f fieldOf[T]) get() partition.Spec {
+	if *f.p == nil {
+		return nil
+	}
+	return **f.p
+}
+
+func (f fieldOf[T]) set(sp partition.Spec) bool {
+	v, ok := sp.(T)
+	if ok {
+		*f.p = &v
+	}
+	return ok
+}
+
+// specFields are c's partition fields: the one list that Spec, Check
+// and ParseNet read.
+func (c *NetCall) specFields() []specField {
+	return []specField{
+		fieldOf[partition.Isolate]{&c.Isolate},
+		fieldOf[partition.Disjoint]{&c.Disjoint},
+		fieldOf[partition.Split]{&c.Split},
+		fieldOf[partition.Drop]{&c.Drop},
+		fieldOf[partition.Heal]{&c.Heal},
+		fieldOf[partition.Shape]{&c.Shape},
+	}
 }
 
 // Verb is the call's verb ("" for an empty call).
@@ -224,10 +252,16 @@ func (c NetCall) Verb() string {
 // names that cannot be nodes.
 func (c NetCall) Check() error {
 	set := 0
-	for _, p := range []bool{c.Isolate != nil, c.Disjoint != nil, c.Split != nil, c.Drop != nil, c.Heal != nil, c.Shape != nil, c.Flaky != nil, c.Show != nil} {
-		if p {
+	for _, f := range c.specFields() {
+		if f.get() != nil {
 			set++
 		}
+	}
+	if c.Flaky != nil {
+		set++
+	}
+	if c.Show != nil {
+		set++
 	}
 	if set != 1 {
 		return fmt.Errorf("net: a request must carry exactly one verb, not %d", set)
@@ -288,19 +322,10 @@ func ParseNet(a Args, nodes []string) (NetCall, error) {
 		if err != nil {
 			return c, err
 		}
-		switch v := sp.(type) {
-		case partition.Isolate:
-			c.Isolate = &v
-		case partition.Disjoint:
-			c.Disjoint = &v
-		case partition.Split:
-			c.Split = &v
-		case partition.Drop:
-			c.Drop = &v
-		case partition.Heal:
-			c.Heal = &v
-		case partition.Shape:
-			c.Shape = &v
+		for _, f := range c.specFields() {
+			if f.set(sp) {
+				break
+			}
 		}
 	}
 	if err := c.Check(); err != nil {

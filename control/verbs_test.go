@@ -211,3 +211,25 @@ func FuzzParseNet(f *testing.F) {
 		}
 	})
 }
+
+// TestEverySpecVerbRoundTrips: each cutting verb parses into a call with
+// exactly one spec field set, whose Spec is that verb, and the call
+// survives JSON (what the supervisor receives).
+func TestEverySpecVerbRoundTrips(t *testing.T) {
+	for _, line := range []string{"isolate n1", "disjoint n1 -- n2 n3 n4 n5", "split n1 n2 -- n2 n3", "drop n1 n2", "fullmesh", "halves", "majorities-ring", "bridge", "random-node"} {
+		_, c, err := parseNet(t, line, five)
+		if err != nil {
+			t.Errorf("%q: %v", line, err)
+			continue
+		}
+		verb := strings.Fields(line)[0]
+		if sp := c.Spec(); sp == nil || sp.Verb() != verb || c.Verb() != verb {
+			t.Errorf("%q: spec %#v, verb %q", line, sp, c.Verb())
+		}
+		b, _ := json.Marshal(c)
+		var back NetCall
+		if err := json.Unmarshal(b, &back); err != nil || back.Check() != nil || !reflect.DeepEqual(back.Spec(), c.Spec()) {
+			t.Errorf("%q: %s came back as %+v (%v, %v)", line, b, back, err, back.Check())
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/jsonout"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/supervise"
 	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
@@ -140,7 +141,9 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 		if runs == nil {
 			runs = []runstate.Info{}
 		}
-		writeJSON(stdout, runs)
+		if err := jsonout.Write(stdout, runs); err != nil {
+			return fail(stderr, err)
+		}
 		return 0
 	}
 	fmt.Fprintf(stdout, "%-10s %-20s %-18s %s\n", "ID", "FILE", "UPLINK", "NODES")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/jsonout"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/runstate"
@@ -230,7 +231,9 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 	}
 	if f.dryRun {
 		if f.json {
-			writeJSON(stdout, p)
+			if err := jsonout.Write(stdout, p); err != nil {
+				return fail(stderr, err)
+			}
 			return 0
 		}
 		if err := p.Write(stdout); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/nsrun/nsrun/helper"
+	"github.com/nsrun/nsrun/internal/jsonout"
 )
 
 var version = "dev"
@@ -138,7 +139,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		s := helper.GetStatus(uid)
 		if *asJSON {
-			writeJSON(stdout, s)
+			if err := jsonout.Write(stdout, s); err != nil {
+				return fail(stderr, err)
+			}
 		} else {
 			s.Print(stdout)
 		}

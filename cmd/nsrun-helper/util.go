@@ -1,18 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os/user"
 	"strconv"
 )
-
-func writeJSON(w io.Writer, v any) {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
 
 func lookupUID(name string) (int, error) {
 	u, err := user.Lookup(name)

@@ -343,7 +343,6 @@ func TestHelperUsersIsolated(t *testing.T) {
 // sees what arrives, forwarded or not), and returns "got" or "timeout".
 func frameSeen(t *testing.T, netnsPath, ifname, marker string) func() string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	script := fmt.Sprintf(`import socket
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((%q, 0))
@@ -357,6 +356,16 @@ try:
 except socket.timeout:
     print("timeout", flush=True)
 `, ifname, marker)
+	return pyReceiver(t, "packet socket on "+ifname, netnsPath, script)
+}
+
+// pyReceiver starts the python3 script in the network namespace at
+// netnsPath (as root) and waits until it prints "ready": its socket is
+// open. The function it returns waits for the next line the script
+// prints, its verdict, and for its end (at most 20 s in all).
+func pyReceiver(t *testing.T, what, netnsPath, script string) func() string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	cmd := exec.CommandContext(ctx, "nsenter", "--net="+netnsPath, "python3", "-c", script)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -367,7 +376,8 @@ except socket.timeout:
 	r := bufio.NewReader(out)
 	if line, _ := r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
 		cancel()
-		t.Fatalf("packet socket on %s: %q", ifname, line)
+		_ = cmd.Wait()
+		t.Fatalf("%s: %q", what, line)
 	}
 	return func() string {
 		defer cancel()
@@ -967,7 +977,6 @@ func TestHelperAcceptRedirectsRestored(t *testing.T) {
 // holding marker, and returns what it printed ("got SRC" or a timeout).
 func rawRecv(t *testing.T, ns string, proto int, marker string) func() string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	script := fmt.Sprintf(`import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, %d)
 s.settimeout(3)
@@ -981,24 +990,7 @@ try:
 except socket.timeout:
     print("timeout", flush=True)
 `, proto, marker)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "python3", "-c", script)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(out)
-	if line, _ := r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
-		cancel()
-		t.Fatalf("raw receiver in %s: %q", ns, line)
-	}
-	return func() string {
-		defer cancel()
-		line, _ := r.ReadString('\n')
-		_ = cmd.Wait()
-		return strings.TrimSpace(line)
-	}
+	return pyReceiver(t, "raw receiver in "+ns, "/run/netns/"+ns, script)
 }
 
 // rawSend is a python3 line sending one packet of protocol proto holding

@@ -204,7 +204,11 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 	default:
 		in.User.Mode = plan.UserCaller
 	}
-	rt, err := runstate.RuntimeDir(in.User.UID)
+	runtimeDir := runstate.RuntimeDir
+	if f.dryRun {
+		runtimeDir = runstate.PlannedRuntimeDir // a dry run creates nothing
+	}
+	rt, err := runtimeDir(in.User.UID)
 	if err != nil {
 		return fail(stderr, err)
 	}

@@ -24,24 +24,42 @@ import (
 // someone else, or a symlink, is refused. Ownership is checked against the
 // current uid as this process sees it (0 inside the user's namespaces).
 func RuntimeDir(hostUID int) (string, error) {
-	uid := os.Getuid()
-	var base string
-	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(hostUID)} {
-		if cand != "" && ownedDir(cand, uid) == nil {
-			base = filepath.Join(cand, "nsrun-runs")
-			break
-		}
-	}
-	if base == "" {
-		base = filepath.Join(os.TempDir(), "nsrun-"+strconv.Itoa(hostUID))
-	}
+	base := runtimeBase(hostUID)
 	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create runtime folder %s: %w", base, err)
 	}
-	if err := ownedDir(base, uid); err != nil {
+	if err := ownedDir(base, os.Getuid()); err != nil {
 		return "", fmt.Errorf("runtime folder %s: %w; remove it or set XDG_RUNTIME_DIR", base, err)
 	}
 	return base, nil
+}
+
+// PlannedRuntimeDir is the folder RuntimeDir would return, for a plan
+// that starts nothing (a dry run): it creates nothing. A folder that
+// exists is checked as RuntimeDir checks it; one that does not is fine.
+func PlannedRuntimeDir(hostUID int) (string, error) {
+	base := runtimeBase(hostUID)
+	if err := ownedDir(base, os.Getuid()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("runtime folder %s: %w; remove it or set XDG_RUNTIME_DIR", base, err)
+	}
+	return base, nil
+}
+
+// runtimeBase picks the user's runtime folder (see RuntimeDir).
+func runtimeBase(hostUID int) string {
+	uid := os.Getuid()
+	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(hostUID)} {
+		if cand != "" && ownedDir(cand, uid) == nil {
+			return filepath.Join(cand, "nsrun-runs")
+		}
+	}
+	return fallbackDir(hostUID)
+}
+
+// fallbackDir is the runtime folder of a user who has no runtime folder
+// of the system's (no login session, no XDG_RUNTIME_DIR).
+func fallbackDir(hostUID int) string {
+	return filepath.Join(os.TempDir(), "nsrun-"+strconv.Itoa(hostUID))
 }
 
 func ownedDir(path string, uid int) error {

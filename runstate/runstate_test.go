@@ -64,3 +64,36 @@ func TestRuntimeDirRefusesSymlink(t *testing.T) {
 		t.Error("a symlinked runtime folder was accepted")
 	}
 }
+
+// TestPlannedRuntimeDirCreatesNothing: the folder a dry run plans with is
+// the one a real run gets, and asking for it creates nothing.
+func TestPlannedRuntimeDirCreatesNothing(t *testing.T) {
+	xdg := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", xdg)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	uid := os.Getuid()
+	planned, err := PlannedRuntimeDir(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{xdg, tmp} {
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("PlannedRuntimeDir created %v in %s", ents, dir)
+		}
+	}
+	got, err := RuntimeDir(uid)
+	if err != nil || got != planned {
+		t.Errorf("RuntimeDir = %s, %v; planned %s", got, err, planned)
+	}
+	// An existing folder is checked as RuntimeDir checks it.
+	if err := os.Remove(got); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlannedRuntimeDir(uid); err == nil {
+		t.Error("PlannedRuntimeDir accepted a symlinked runtime folder")
+	}
+}

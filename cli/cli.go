@@ -108,16 +108,22 @@ func cmdGC(stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	removed, err := runstate.GC(rt)
+	removed, err := runstate.GCAll(rt, os.Getuid())
 	for _, id := range removed {
 		fmt.Fprintln(stdout, "removed run", id)
 	}
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if leases, err := gcLeases(rt); err == nil {
-		for _, l := range leases {
-			fmt.Fprintln(stdout, "released uplink", l)
+	dirs := []string{rt}
+	if fb, ok := runstate.OwnFallback(rt, os.Getuid()); ok {
+		dirs = append(dirs, fb)
+	}
+	for _, dir := range dirs {
+		if leases, err := gcLeases(dir); err == nil {
+			for _, l := range leases {
+				fmt.Fprintln(stdout, "released uplink", l)
+			}
 		}
 	}
 	return 0

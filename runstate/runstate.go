@@ -256,6 +256,60 @@ func GC(runtimeDir string) ([]string, error) {
 	return removed, nil
 }
 
+// GCAll is GC of runtimeDir, the runtime folder of the user whose uid on
+// the host is hostUID, and of the fallback folder $TMPDIR/nsrun-UID when
+// that is another folder: runs started while the user had no runtime
+// folder of the system's (before /run/user/UID existed) live there, and
+// once it exists no run looks there again. The fallback is read only if
+// it is the user's own (see OwnFallback). It returns the ids removed.
+func GCAll(runtimeDir string, hostUID int) ([]string, error) {
+	removed, err := GC(runtimeDir)
+	if err != nil {
+		return removed, err
+	}
+	if fb, ok := OwnFallback(runtimeDir, hostUID); ok {
+		more, err := GC(fb)
+		removed = append(removed, more...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// OwnFallback returns the fallback folder $TMPDIR/nsrun-UID of the user
+// whose uid on the host is hostUID, and true if it is not runtimeDir and
+// is the user's own: a folder, not a symlink, owned by the current uid (as
+// RuntimeDir checks) and writable by no one else, and so is its runs
+// folder if it has one. A folder that another user made in the shared
+// temporary folder is never read.
+func OwnFallback(runtimeDir string, hostUID int) (string, bool) {
+	fb := fallbackDir(hostUID)
+	if filepath.Clean(runtimeDir) == fb || ownDir(fb) != nil {
+		return "", false
+	}
+	if err := ownDir(RunsDir(fb)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", false
+	}
+	return fb, true
+}
+
+// ownDir checks that path is a folder of the current uid's (not a
+// symlink) that no other user may write to.
+func ownDir(path string) error {
+	if err := ownedDir(path, os.Getuid()); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("writable by others (mode %v)", fi.Mode().Perm())
+	}
+	return nil
+}
+
 // Alive reports whether run id of runtimeDir is live.
 func Alive(runtimeDir, id string) bool {
 	return locked(filepath.Join(RunsDir(runtimeDir), id))

@@ -3,6 +3,7 @@ package runstate
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -62,6 +63,109 @@ func TestRuntimeDirRefusesSymlink(t *testing.T) {
 	}
 	if _, err := RuntimeDir(os.Getuid()); err == nil {
 		t.Error("a symlinked runtime folder was accepted")
+	}
+}
+
+// deadRun makes the folder of a run under rt whose supervisor is gone.
+func deadRun(t *testing.T, rt, id string) string {
+	t.Helper()
+	r, err := Create(filepath.Join(RunsDir(rt), id), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.lock.Close()
+	return r.Dir
+}
+
+// TestGCAllFallback: once the user has a runtime folder of the system's,
+// the dead runs left in the fallback folder $TMPDIR/nsrun-UID (made
+// before it existed) are removed too; live ones there stay.
+func TestGCAllFallback(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv("TMPDIR", t.TempDir())
+	uid := os.Getuid()
+	fb := fallbackDir(uid)
+	if err := os.Mkdir(fb, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dead := deadRun(t, fb, "dead0001")
+	live, err := Create(filepath.Join(RunsDir(fb), "live0001"), "live0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Remove()
+	rt, err := RuntimeDir(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt == fb {
+		t.Fatalf("runtime folder is the fallback %s with XDG_RUNTIME_DIR set", rt)
+	}
+	deadHere := deadRun(t, rt, "dead0002")
+	removed, err := GCAll(rt, uid)
+	if err != nil || !slices.Equal(removed, []string{"dead0002", "dead0001"}) {
+		t.Errorf("GCAll = %v, %v; want dead0002 dead0001", removed, err)
+	}
+	for _, dir := range []string{dead, deadHere} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("dead run %s left: %v", dir, err)
+		}
+	}
+	if !Alive(fb, "live0001") {
+		t.Error("GCAll removed a live run of the fallback folder")
+	}
+	// The fallback as the runtime folder itself is collected once.
+	deadRun(t, fb, "dead0003")
+	if removed, err := GCAll(fb, uid); err != nil || !slices.Equal(removed, []string{"dead0003"}) {
+		t.Errorf("GCAll of the fallback = %v, %v", removed, err)
+	}
+}
+
+// TestGCAllFallbackNotOwn: a fallback folder that is a symlink, or that
+// others may write to (anyone may make /tmp/nsrun-UID), is never read.
+func TestGCAllFallbackNotOwn(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv("TMPDIR", t.TempDir())
+	uid := os.Getuid()
+	rt, err := RuntimeDir(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := fallbackDir(uid)
+	elsewhere := t.TempDir()
+	dead := deadRun(t, elsewhere, "dead0001")
+	if err := os.Symlink(elsewhere, fb); err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := GCAll(rt, uid); len(removed) != 0 {
+		t.Errorf("GCAll went through a symlinked fallback: %v", removed)
+	}
+	if err := os.Remove(fb); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(fb, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	deadRun(t, fb, "dead0002")
+	for _, mode := range []os.FileMode{0o777, 0o720} {
+		if err := os.Chmod(fb, mode); err != nil {
+			t.Fatal(err)
+		}
+		if removed, _ := GCAll(rt, uid); len(removed) != 0 {
+			t.Errorf("GCAll read a fallback of mode %v: %v", mode, removed)
+		}
+	}
+	if err := os.Chmod(fb, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(RunsDir(fb), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := GCAll(rt, uid); len(removed) != 0 {
+		t.Errorf("GCAll read a runs folder others may write to: %v", removed)
+	}
+	if _, err := os.Stat(dead); err != nil {
+		t.Errorf("the run the symlink pointed at: %v", err)
 	}
 }
 

@@ -76,9 +76,10 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 		return exitCodeFor(err), err
 	}
 	// What dead runs left is removed once this one runs, off its start-up
-	// path. (Leases of dead runs are reclaimed as they are needed anyway.)
+	// path, also in the fallback folder. (Leases of dead runs are
+	// reclaimed as they are needed anyway.)
 	s.gcDone = make(chan struct{})
-	go func() { _, _ = runstate.GC(p.Run.RuntimeDir); close(s.gcDone) }()
+	go func() { _, _ = runstate.GCAll(p.Run.RuntimeDir, p.User.UID); close(s.gcDone) }()
 	if p.Run.Up {
 		s.out.note(UpNote + p.Run.ID)
 		return s.superviseUp(sigs), nil

@@ -1,7 +1,9 @@
 package test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +33,98 @@ func userDir(t *testing.T, u testUser, name string) string {
 func withRuntime(cmd *exec.Cmd, xdg, tmp string) *exec.Cmd {
 	cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg, "TMPDIR="+tmp)
 	return cmd
+}
+
+// TestGCFallback: runs that died in the fallback runtime folder
+// $TMPDIR/nsrun-UID (made while the user had no runtime folder of the
+// system's) are removed by `nsrun gc` and by the next run once the user
+// has one; a live run there stays.
+func TestGCFallback(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	xdg, tmp := userDir(t, u, "xdg"), userDir(t, u, "tmp")
+	fb := filepath.Join(tmp, fmt.Sprintf("nsrun-%d", u.UID))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// What a dead run leaves: its folder with a lock no one holds.
+	r := run(t, u.command(ctx, "sh", "-c", `set -e; mkdir -m 700 "$1" "$1/runs"; for id in dead0001 dead0002; do mkdir -m 700 "$1/runs/$id"; : > "$1/runs/$id/lock"; done`, "sh", fb))
+	if r.Code != 0 {
+		t.Fatalf("make dead runs: %d %s", r.Code, r.Stderr)
+	}
+	// A live one: the lock is held.
+	live := withRuntime(u.command(ctx, "sh", "-c", `set -e; mkdir -m 700 "$1/runs/live0001"; exec flock "$1/runs/live0001/lock" sh -c 'echo locked; exec sleep 60'`, "sh", fb), xdg, tmp)
+	out, err := live.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = live.Process.Kill(); _ = live.Wait() }()
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "locked\n" {
+		t.Fatalf("live run's lock: %q", line)
+	}
+
+	r = run(t, withRuntime(u.nsrun(ctx, "gc"), xdg, tmp))
+	if r.Code != 0 || !strings.Contains(r.Stdout, "removed run dead0001") || !strings.Contains(r.Stdout, "removed run dead0002") || strings.Contains(r.Stdout, "live0001") {
+		t.Errorf("nsrun gc: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, id := range []string{"dead0001", "dead0002"} {
+		if _, err := os.Stat(filepath.Join(fb, "runs", id)); !os.IsNotExist(err) {
+			t.Errorf("dead run %s left in the fallback folder: %v", id, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(fb, "runs", "live0001")); err != nil {
+		t.Errorf("live run of the fallback folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(xdg, "nsrun-runs")); err != nil {
+		t.Errorf("runtime folder: %v", err)
+	}
+
+	// The next run removes what died since, before it ends.
+	r = run(t, u.command(ctx, "sh", "-c", `mkdir -m 700 "$1/runs/dead0003" && : > "$1/runs/dead0003/lock"`, "sh", fb))
+	if r.Code != 0 {
+		t.Fatalf("make a dead run: %d %s", r.Code, r.Stderr)
+	}
+	r = run(t, withRuntime(u.nsrun(ctx, "--isolated", "--", "true"), xdg, tmp))
+	if r.Code != 0 {
+		t.Fatalf("nsrun --isolated -- true: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(fb, "runs", "dead0003")); !os.IsNotExist(err) {
+		t.Errorf("a run did not remove the dead run of the fallback folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(fb, "runs", "live0001")); err != nil {
+		t.Errorf("live run of the fallback folder after a run: %v", err)
+	}
+}
+
+// TestGCFallbackOthers: a fallback folder that is not the user's own (made
+// by another user in the shared temporary folder) is never read by gc.
+func TestGCFallbackOthers(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t)
+	xdg, tmp := userDir(t, u, "xdg"), userDir(t, u, "tmp")
+	fb := filepath.Join(tmp, fmt.Sprintf("nsrun-%d", u.UID))
+	dead := filepath.Join(fb, "runs", "dead0001")
+	if err := os.MkdirAll(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, "lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(fb, "runs"), u.UID, u.GID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// fb is root's: u cannot read it, and must not try past the check.
+	r := run(t, withRuntime(u.nsrun(ctx, "gc"), xdg, tmp))
+	if r.Code != 0 || strings.Contains(r.Stdout, "dead0001") {
+		t.Errorf("nsrun gc with another user's fallback folder: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if _, err := os.Stat(dead); err != nil {
+		t.Errorf("gc removed a run of another user's folder: %v", err)
+	}
 }
 
 // TestDryRunCreatesNothing: `nsrun up --dry-run` and `nsrun --dry-run`

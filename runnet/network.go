@@ -47,6 +47,8 @@ type Network struct {
 	wireErr  []error
 	allWired chan struct{}
 	wiring   sync.WaitGroup
+
+	closeOnce sync.Once
 }
 
 // Build applies the network part of the plan p in this process's
@@ -249,11 +251,15 @@ func (n *Network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) err
 
 // Close releases the namespaces, once wiring has ended; the kernel
 // removes their interfaces. The uplink's lease is released. It may be
-// called on a nil Network.
+// called more than once, and on a nil Network.
 func (n *Network) Close() {
 	if n == nil {
 		return
 	}
+	n.closeOnce.Do(n.close)
+}
+
+func (n *Network) close() {
 	<-n.allWired
 	n.uplink.release()
 	for _, ns := range n.nodeNS {

@@ -1,0 +1,180 @@
+package runnet
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/topology"
+)
+
+// TestBuildUplink applies a plan with an uplink against the kernel, with
+// a network namespace of the test's standing in for nsrun-helper's
+// gateway: the run leases the pool's /30, the veth joins the gateway and
+// the bridge namespace with an address at each end, the bridge namespace
+// routes out through it, masquerades what leaves and sends DNS asked of
+// the bridge to the host's resolver (here a UDP echo in the gateway).
+// Close releases the lease.
+func TestBuildUplink(t *testing.T) {
+	gw, err := nsfd.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	pool := netip.MustParsePrefix("172.18.192.0/30")
+	gwAddr, brAddr := netip.MustParseAddr("172.18.192.1"), netip.MustParseAddr("172.18.192.2")
+	runtime := t.TempDir()
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{
+		Top: top,
+		Run: plan.Run{ID: "0123abcd", Dir: filepath.Join(runtime, "runs", "0123abcd"), RuntimeDir: runtime},
+		Uplink: &plan.UplinkInput{
+			GatewayNS: fmt.Sprintf("/proc/self/fd/%d", gw.Fd()),
+			Pool:      pool,
+			HostDNS:   netip.AddrPortFrom(gwAddr, 53),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeNS := make([]*os.File, len(p.Nodes))
+	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
+	t.Cleanup(n.Close) // also after an error: Build returns what it made
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitAllWired(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The lease: the pool's only /30, recorded for the run.
+	block, ok := n.UplinkBlock()
+	if !ok || block != pool {
+		t.Fatalf("uplink block %v (%v), want %s", block, ok, pool)
+	}
+	lease := filepath.Join(p.Uplink.LeaseDir, pool.Addr().String())
+	if b, err := os.ReadFile(lease); err != nil || string(b) != p.Run.ID+"\n" {
+		t.Errorf("lease file %s: %q, %v", lease, b, err)
+	}
+
+	// Each end of the veth, addressed and up; the bridge namespace's
+	// default route goes through the gateway.
+	gh, err := netsetup.Handle(gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gh.Close()
+	hasAddr(t, gh, p.Uplink.GatewayPort, netip.PrefixFrom(gwAddr, 30))
+	bh, err := netsetup.Handle(n.BridgeNS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bh.Close()
+	hasAddr(t, bh, p.Uplink.Port, netip.PrefixFrom(brAddr, 30))
+	routes, err := bh.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range routes {
+		found = found || (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == gwAddr.String()
+	}
+	if !found {
+		t.Errorf("bridge namespace: no default route via %s: %v", gwAddr, routes)
+	}
+
+	// TCP from node a to the gateway arrives masqueraded, from the
+	// bridge end of the uplink.
+	var ln net.Listener
+	if err := nsfd.Do(gw, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(gwAddr, 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			peer <- err.Error()
+			return
+		}
+		peer <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		c.Close()
+	}()
+	if err := nsfd.Do(nodeNS[0], func() error {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("a -> the gateway through the uplink: %v", err)
+	}
+	if got := <-peer; got != brAddr.String() {
+		t.Errorf("the gateway saw a's connection from %s, want %s (masqueraded)", got, brAddr)
+	}
+
+	// DNS asked of the bridge goes to the host's resolver, and its answer
+	// comes back.
+	var dns net.PacketConn
+	if err := nsfd.Do(gw, func() error {
+		var err error
+		dns, err = net.ListenPacket("udp", p.Uplink.HostDNS.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			k, from, err := dns.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = dns.WriteTo([]byte("answer to "+string(buf[:k])+" from "+from.(*net.UDPAddr).IP.String()), from)
+		}
+	}()
+	var answer string
+	router := netip.AddrPortFrom(p.Bridges[0].Router, 53)
+	if err := nsfd.Do(nodeNS[0], func() error {
+		c, err := net.Dial("udp", router.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("query")); err != nil {
+			return err
+		}
+		buf := make([]byte, 512)
+		k, err := c.Read(buf)
+		answer = string(buf[:k])
+		return err
+	}); err != nil {
+		t.Fatalf("a asks %s for DNS: %v", router, err)
+	}
+	if want := "answer to query from " + brAddr.String(); answer != want {
+		t.Errorf("DNS through the bridge: %q, want %q", answer, want)
+	}
+
+	n.Close()
+	if _, err := os.Stat(lease); !os.IsNotExist(err) {
+		t.Errorf("the lease is left after Close: %v", err)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/internal/testns"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
@@ -21,26 +21,16 @@ import (
 )
 
 // buildFresh runs Build as the supervisor does, in a network namespace
-// of its own that becomes the bridge namespace: here a new one per test,
-// made by a locked thread that then dies with its goroutine.
-func buildFresh(p *plan.Plan, onWired func(i int, ns *os.File)) (*Network, error) {
-	type result struct {
-		n   *Network
-		err error
+// of its own that becomes the bridge namespace: here a new one per test.
+func buildFresh(p *plan.Plan, onWired func(i int, ns *os.File)) (n *Network, err error) {
+	terr := testns.InNewNet(func() error {
+		n, err = Build(p, slog.New(slog.DiscardHandler), onWired)
+		return nil
+	})
+	if terr != nil {
+		return nil, terr
 	}
-	r := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			r <- result{err: err}
-			return
-		}
-		n, err := Build(p, slog.New(slog.DiscardHandler), onWired)
-		r <- result{n, err}
-	}()
-	res := <-r
-	return res.n, res.err
+	return n, err
 }
 
 // TestBuildAppliesPlan applies the network part of a plan against

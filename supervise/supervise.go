@@ -175,15 +175,8 @@ func (s *supervisor) setUp() error {
 	}
 	// The network is built while the run's files and mounts are made: the
 	// kernel takes milliseconds over the first bridge of a user namespace.
-	// Each node's namespace is set (node.ns) as it is wired, before its
-	// wired channel closes.
 	netErr := make(chan error, 1)
-	nodes := s.allNodes()
-	go func() {
-		var err error
-		s.net, err = runnet.Build(p, s.log, func(i int, ns *os.File) { nodes[i].ns = ns })
-		netErr <- err
-	}()
+	go func() { netErr <- s.buildNetwork() }()
 	err = s.setUpFiles()
 	if nerr := <-netErr; err == nil {
 		err = nerr
@@ -230,6 +223,17 @@ func (s *supervisor) startCapture() error {
 	}
 	s.cap.Store(c)
 	return nil
+}
+
+// buildNetwork applies the plan's network (package runnet) in the
+// supervisor's own network namespace, which becomes the bridge namespace.
+// Each node's namespace is set (node.ns) as it is wired, before its
+// wired channel closes.
+func (s *supervisor) buildNetwork() error {
+	nodes := s.allNodes()
+	var err error
+	s.net, err = runnet.Build(s.plan, s.log, func(i int, ns *os.File) { nodes[i].ns = ns })
+	return err
 }
 
 // setUpFiles makes the run's mounts and state files: a private mount

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -27,8 +28,12 @@ import (
 )
 
 // insideEnv marks the copy of the test binary that runs in the
-// namespaces of its own.
-const insideEnv = "NSRUN_TESTNS_INSIDE"
+// namespaces of its own; outsideEnv is the number of its fd that holds
+// the network namespace of the test binary that started it.
+const (
+	insideEnv  = "NSRUN_TESTNS_INSIDE"
+	outsideEnv = "NSRUN_TESTNS_OUTSIDE_FD"
+)
 
 // Main runs m's tests in a copy of the test binary that has a user and a
 // network namespace of its own, and exits with its exit code.
@@ -40,6 +45,11 @@ func Main(m *testing.M) {
 	runtime.LockOSThread()
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
 	cmd.Env = append(os.Environ(), insideEnv+"=1")
+	if outside, err := os.Open("/proc/thread-self/ns/net"); err == nil {
+		defer outside.Close()
+		cmd.ExtraFiles = []*os.File{outside}
+		cmd.Env = append(cmd.Env, outsideEnv+"=3")
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
@@ -63,6 +73,39 @@ func Main(m *testing.M) {
 	os.Exit(0)
 }
 
+// Outside returns the network namespace of the test binary that started
+// this copy (nil outside the copy): it belongs to a user namespace outside
+// the copy's, as one made by a plain `unshare -Urn` belongs to a sibling
+// of a run's, and the copy may not enter it. The caller must not close
+// it.
+func Outside() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(outsideEnv))
+	if !Inside() || err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "outside-netns")
+}
+
 // Inside reports whether this test binary is the copy in namespaces of
 // its own.
 func Inside() bool { return os.Getenv(insideEnv) == "1" }
+
+// InNewNet runs fn on a locked OS thread that has a new network
+// namespace of its own, as the launcher gives the supervisor one: code
+// that takes "this thread's namespace" (runnet.Build's bridge
+// namespace) gets a fresh one for each test. The thread then dies with
+// its goroutine, never unlocked, so the namespace reaches no other
+// goroutine.
+func InNewNet(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare a network namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}

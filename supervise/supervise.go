@@ -26,6 +26,7 @@ import (
 	"github.com/nsrun/nsrun/capture"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/netctl"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/runlog"
@@ -134,7 +135,6 @@ type supervisor struct {
 	abort    chan struct{} // closed when the run is being stopped
 	gcDone   chan struct{} // closed when the removal of dead runs is done
 	once     sync.Once
-	netst    netState
 	attachMu sync.Mutex   // serializes attach
 	listMu   sync.RWMutex // guards nodes and byName, which attach extends
 	// nsUse is held (read) while a request starts something with a node's
@@ -142,6 +142,9 @@ type supervisor struct {
 	// and attach verbs), and taken for good by tearDown before it closes
 	// the namespaces.
 	nsUse sync.RWMutex
+	// netc carries out `nsrun net`; it is set with net, once the network
+	// is built.
+	netc *netctl.Controller
 }
 
 // lookup finds a node by name.
@@ -233,7 +236,15 @@ func (s *supervisor) buildNetwork() error {
 	nodes := s.allNodes()
 	var err error
 	s.net, err = runnet.Build(s.plan, s.log, func(i int, ns *os.File) { nodes[i].ns = ns })
-	return err
+	if err != nil {
+		return err
+	}
+	uplink := ""
+	if _, ok := s.net.UplinkBlock(); ok {
+		uplink = s.plan.Uplink.Port
+	}
+	s.netc = netctl.New(s.net.BridgeNS(), uplink, s.net.Shape)
+	return nil
 }
 
 // setUpFiles makes the run's mounts and state files: a private mount

@@ -1,0 +1,200 @@
+package netctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/testns"
+	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/partition"
+	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/runnet"
+	"github.com/nsrun/nsrun/topology"
+)
+
+// TestDoAgainstKernel applies net verbs to a run's network built against
+// the kernel (package runnet): isolate cuts a node from the others both
+// ways and leaves the rest connected, drop cuts one way, fullmesh heals,
+// show reports the state (also as JSON), flaky shapes a node's port and
+// clears it, and a verb over an unknown node changes nothing.
+func TestDoAgainstKernel(t *testing.T) {
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{Top: top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeNS := make([]*os.File, len(p.Nodes))
+	var n *runnet.Network
+	if err := testns.InNewNet(func() error {
+		n, err = runnet.Build(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { nodeNS[i] = ns })
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitAllWired(); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []Node
+	for _, nd := range p.Nodes {
+		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort()})
+	}
+	// A listener in every node; reach says whether from dials to's.
+	listeners := map[string]net.Listener{}
+	for i, nd := range p.Nodes {
+		if err := nsfd.Do(nodeNS[i], func() error {
+			l, err := net.Listen("tcp", netip.AddrPortFrom(nd.Addr, 9000).String())
+			listeners[nd.Name] = l
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer listeners[nd.Name].Close()
+		go func(l net.Listener) {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}(listeners[nd.Name])
+	}
+	reach := func(from, to int) bool {
+		ok := false
+		_ = nsfd.Do(nodeNS[from], func() error {
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(p.Nodes[to].Addr, 9000).String(), 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+				ok = true
+			}
+			return nil
+		})
+		return ok
+	}
+	matrix := func() string {
+		var b strings.Builder
+		for i := range p.Nodes {
+			for j := range p.Nodes {
+				if i != j && !reach(i, j) {
+					fmt.Fprintf(&b, "%s-x->%s ", p.Nodes[i].Name, p.Nodes[j].Name)
+				}
+			}
+		}
+		return strings.TrimSpace(b.String())
+	}
+
+	var shaped []string
+	ctl := New(n.BridgeNS(), "", func(port string, sh netsetup.Shaping) error {
+		shaped = append(shaped, fmt.Sprintf("%s %+v", port, sh))
+		return n.Shape(port, sh)
+	})
+	do := func(c control.NetCall) string {
+		t.Helper()
+		out, err := ctl.Do(&c, nodes)
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		return out
+	}
+	if m := matrix(); m != "" {
+		t.Fatalf("before any verb: %s", m)
+	}
+	if out := do(control.NetCall{Isolate: &partition.Isolate{Nodes: []string{"a"}}}); !strings.HasPrefix(out, "isolate applied in ") {
+		t.Errorf("isolate: %q", out)
+	}
+	if m := matrix(); m != "a-x->b a-x->c b-x->a c-x->a" {
+		t.Errorf("isolate a: cut %s", m)
+	}
+	do(control.NetCall{Drop: &partition.Drop{From: "b", To: "c"}})
+	// One way cut: b's packets to c are dropped, so neither b's SYN to c
+	// nor b's SYN-ACK to c gets through.
+	if m := matrix(); m != "b-x->c c-x->b" {
+		t.Errorf("drop b c (which replaces isolate): cut %s", m)
+	}
+	var st struct {
+		Blocked [][2]string                `json:"blocked"`
+		Nodes   map[string]json.RawMessage `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(do(control.NetCall{Show: &control.Show{JSON: true}})), &st); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(st.Blocked) != "[[b c]]" || len(st.Nodes) != 3 || !strings.Contains(string(st.Nodes["a"]), `"addr6": "fd00:ac12::2"`) {
+		t.Errorf("show --json: %+v", st)
+	}
+	do(control.NetCall{Heal: &partition.Heal{}})
+	if m := matrix(); m != "" {
+		t.Errorf("fullmesh: cut %s", m)
+	}
+	if out := do(control.NetCall{Show: &control.Show{}}); out != "every node reaches every node" {
+		t.Errorf("show: %q", out)
+	}
+
+	// flaky: a rate on a's port; show lists it; no fault clears it.
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{Rate: 1_000_000, LossPercent: 10}}}); out != "a: loss 10%, rate 1000000bit, delay -, jitter -" {
+		t.Errorf("flaky: %q", out)
+	}
+	if out := do(control.NetCall{Show: &control.Show{}}); !strings.HasSuffix(out, "\na: loss 10%, rate 1000000bit, delay -, jitter -") {
+		t.Errorf("show with faults: %q", out)
+	}
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a"}}); out != "a: link faults cleared" {
+		t.Errorf("flaky without faults: %q", out)
+	}
+	if want := []string{"va {Rate:1000000 Delay:0s Jitter:0s}", "va {Rate:0 Delay:0s Jitter:0s}"}; fmt.Sprint(shaped) != fmt.Sprint(want) {
+		t.Errorf("shaped %q, want %q", shaped, want)
+	}
+	// A delay needs netem, which some kernels lack: then the error says so.
+	_, err = ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Faults: control.Faults{Delay: 20 * time.Millisecond}}}, nodes)
+	if err != nil && (!errors.Is(err, netsetup.ErrNoNetem) || !strings.Contains(err.Error(), "--loss and --rate still work")) {
+		t.Errorf("flaky --delay: %v", err)
+	}
+
+	// Refused: nothing changes.
+	if _, err := ctl.Do(&control.NetCall{Isolate: &partition.Isolate{Nodes: []string{"zz"}}}, nodes); err == nil {
+		t.Error("isolate of an unknown node was applied")
+	}
+	if _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "zz"}}, nodes); err == nil || !strings.Contains(err.Error(), "its nodes: a, b, c") {
+		t.Errorf("flaky of an unknown node: %v", err)
+	}
+	if m := matrix(); m != "" {
+		t.Errorf("after refused verbs: cut %s", m)
+	}
+}
+
+// TestDescribe: the words a verb answers with.
+func TestDescribe(t *testing.T) {
+	nodes := []string{"a", "b", "c"}
+	for _, c := range []struct {
+		spec partition.Spec
+		want string
+	}{
+		{partition.Heal{}, "every node reaches every node"},
+		{partition.Isolate{Nodes: []string{"a"}}, "clusters [b c] (2 rules per table: bridge ports, IPv4, IPv6)"},
+		{partition.Drop{From: "a", To: "b"}, "a -> b dropped (1 rules per table: bridge ports, IPv4, IPv6)"},
+		{partition.Isolate{Nodes: []string{"a"}, Uplink: true}, "clusters [b c]; cut from the uplink: a (2 rules per table: bridge ports, IPv4, IPv6)"},
+	} {
+		st, err := c.spec.State(nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := describe(st, nodes); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.spec, got, c.want)
+		}
+	}
+}

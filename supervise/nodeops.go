@@ -40,7 +40,7 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 		if err := s.launch(n, s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir)); err != nil {
 			return err
 		}
-		s.out.event(n.cfg.Name, fmt.Sprintf("started again (pid %d)", n.pid()))
+		s.out.Event(n.cfg.Name, fmt.Sprintf("started again (pid %d)", n.pid()))
 		return nil
 	}
 	if err := n.do(action, s.plan.Run.StopTimeout, launch); err != nil {

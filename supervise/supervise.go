@@ -28,6 +28,7 @@ import (
 	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/netctl"
 	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/output"
 	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/runlog"
 	"github.com/nsrun/nsrun/runnet"
@@ -82,7 +83,7 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	s.gcDone = make(chan struct{})
 	go func() { _, _ = runstate.GCAll(p.Run.RuntimeDir, p.User.UID); close(s.gcDone) }()
 	if p.Run.Up {
-		s.out.note(UpNote + p.Run.ID)
+		s.out.Note(UpNote + p.Run.ID)
 		return s.superviseUp(sigs), nil
 	}
 	return s.superviseOne(sigs), nil
@@ -126,7 +127,7 @@ type supervisor struct {
 	nodes    []*node
 	byName   map[string]*node
 	hosts    string
-	out      *prefixer
+	out      *output.Prefixer
 	ctl      *control.Server
 	log      *slog.Logger
 	logEnd   io.Closer
@@ -198,7 +199,11 @@ func (s *supervisor) setUp() error {
 		return err
 	}
 	if p.Run.Up {
-		s.out = newPrefixer(os.Stdout, p.Nodes, p.Run.Color)
+		names := make([]string, len(p.Nodes))
+		for i, n := range p.Nodes {
+			names[i] = n.Name
+		}
+		s.out = output.NewPrefixer(os.Stdout, names, p.Run.Color)
 	}
 	return nil
 }
@@ -373,13 +378,13 @@ func (s *supervisor) startNode(n *node) error {
 		return err
 	}
 	if s.plan.Run.Up {
-		s.out.event(n.cfg.Name, fmt.Sprintf("started (pid %d)", n.pid()))
+		s.out.Event(n.cfg.Name, fmt.Sprintf("started (pid %d)", n.pid()))
 	}
 	if n.cfg.Ready.Kind == plan.ReadyTCP {
 		if err := s.waitReady(n); err != nil {
 			return err
 		}
-		s.out.event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.Ready.Addr.Port()))
+		s.out.Event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.Ready.Addr.Port()))
 	}
 	close(n.up)
 	return nil
@@ -417,7 +422,7 @@ func (s *supervisor) nodeIO(n *node) (stdin, out *os.File, err error) {
 	if s.out == nil {
 		out, err = os.OpenFile("/proc/self/fd/1", os.O_WRONLY, 0)
 	} else {
-		out, err = s.out.writer(n.cfg.Name)
+		out, err = s.out.Writer(n.cfg.Name)
 	}
 	if err != nil {
 		stdin.Close()
@@ -511,10 +516,10 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
 				select {
 				case <-s.abort:
-					s.out.note("killing every node")
+					s.out.Note("killing every node")
 					s.stopAll(0)
 				default:
-					s.out.note(fmt.Sprintf("stopping every node (%s; SIGKILL after %s)", sig, timeout))
+					s.out.Note(fmt.Sprintf("stopping every node (%s; SIGKILL after %s)", sig, timeout))
 					startStop()
 				}
 			default:
@@ -525,7 +530,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				}
 			}
 		case e := <-s.exited:
-			s.out.event(e.n.cfg.Name, fmt.Sprintf("exited with code %d", e.code))
+			s.out.Event(e.n.cfg.Name, fmt.Sprintf("exited with code %d", e.code))
 			if e.held {
 				continue // stopped on request; `nsrun node start` brings it back
 			}
@@ -540,7 +545,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 		<-stopped
 	default:
 	}
-	s.out.flush()
+	s.out.Flush()
 	if s.plan.Run.ExitCodeFrom != "" {
 		n, _ := s.lookup(s.plan.Run.ExitCodeFrom)
 		return n.exitCode()

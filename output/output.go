@@ -1,0 +1,103 @@
+// Package output prints the output of a run's nodes the way `docker
+// compose up` does: line by line, each line prefixed with its node's name
+// (coloured on a terminal), with nsrun's own events under the name
+// "nsrun".
+package output
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Prefixer writes every node's output line by line, prefixed with the
+// node's name. Its methods may be called from any goroutine; Event, Note
+// and Flush also on a nil Prefixer (`nsrun -- CMD` has none), which
+// prints nothing.
+type Prefixer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	width  int
+	colors map[string]string
+	wg     sync.WaitGroup
+}
+
+var palette = []string{"36", "33", "32", "35", "34", "31", "96", "93", "92", "95"}
+
+// NewPrefixer makes the prefixer of a run whose nodes are named names
+// (the prefix is as wide as the longest), writing to w, in colour when
+// color is set.
+func NewPrefixer(w io.Writer, names []string, color bool) *Prefixer {
+	p := &Prefixer{w: w, width: len("nsrun"), colors: map[string]string{}}
+	for i, name := range names {
+		p.width = max(p.width, len(name))
+		if color {
+			p.colors[name] = palette[i%len(palette)]
+		}
+	}
+	if color {
+		p.colors["nsrun"] = "1"
+	}
+	return p
+}
+
+func (p *Prefixer) line(name, text string) {
+	prefix := fmt.Sprintf("%-*s |", p.width, name)
+	if c, ok := p.colors[name]; ok {
+		prefix = "\x1b[" + c + "m" + prefix + "\x1b[0m"
+	}
+	p.mu.Lock()
+	fmt.Fprintf(p.w, "%s %s\n", prefix, text)
+	p.mu.Unlock()
+}
+
+// Event reports a step of node name's life ("started (pid 7)").
+func (p *Prefixer) Event(name, what string) {
+	if p != nil {
+		p.line("nsrun", name+" "+what)
+	}
+}
+
+// Note reports something about the whole run.
+func (p *Prefixer) Note(what string) {
+	if p != nil {
+		p.line("nsrun", what)
+	}
+}
+
+// Writer returns the write end of a pipe whose lines are printed with
+// name's prefix. The caller closes it once the process has it.
+func (p *Prefixer) Writer(name string) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			p.line(name, sc.Text())
+		}
+	}()
+	return w, nil
+}
+
+// Flush waits briefly for the last lines of nodes that have ended (their
+// own children may keep a pipe open; those are not waited for).
+func (p *Prefixer) Flush() {
+	if p == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -1,0 +1,11 @@
+package portproxy
+
+import (
+	"testing"
+
+	"github.com/nsrun/nsrun/internal/testns"
+)
+
+// TestMain runs every test of the package in a user and network
+// namespace of its own (package testns), which stands for the host's.
+func TestMain(m *testing.M) { testns.Main(m) }

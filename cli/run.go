@@ -223,8 +223,8 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(stderr, fmt.Errorf("%w\nrun `sudo nsrun-helper install` again, or pass --isolated", err))
 		}
-		in.Uplink = &plan.UplinkInput{GatewayNS: install.NetNSPath(in.User.UID), Pool: rec.RunsCIDR}
 		uplinkIPv6 = rec.Gateway6.IsValid()
+		in.Uplink = &plan.UplinkInput{GatewayNS: install.NetNSPath(in.User.UID), Pool: rec.RunsCIDR, IPv6: uplinkIPv6}
 		if rec.Resolver.IsValid() {
 			in.Uplink.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53)
 		}
@@ -328,13 +328,13 @@ func planHasIPv6(p *plan.Plan) bool {
 }
 
 // noteIPv6Inside says once (per boot) that IPv6 stays inside runs: the
-// helper's uplink carries IPv4 only.
+// helper's uplink carries IPv4 only (the host has no IPv6).
 func noteIPv6Inside(stderr io.Writer, runtimeDir string) {
 	marker := filepath.Join(runtimeDir, ".ipv6-note-shown")
 	if _, err := os.Stat(marker); err == nil {
 		return
 	}
-	fmt.Fprintf(stderr, "nsrun: note: IPv6 stays inside runs: nodes reach each other over IPv6, but the uplink to the host and beyond carries IPv4 only (this note is shown once)\n")
+	fmt.Fprintf(stderr, "nsrun: note: IPv6 stays inside runs: nodes reach each other over IPv6, but the uplink to the host and beyond carries IPv4 only, as the host has no IPv6 (or the admin set host-cidr6 = none) at nsrun-helper install (this note is shown once)\n")
 	_ = os.WriteFile(marker, nil, 0o600)
 }
 

@@ -19,9 +19,12 @@ import (
 //	host-cidr = 172.18.255.0/24   # pool of host /30s, one per user
 //	runs-cidr = 172.18.192.0/19   # pool of run uplink /30s
 //	resolver  = 127.0.0.53:53     # where guests' DNS goes
+//	host-cidr6 = fd6e:7372::/48   # ULA pool of host /64s; none: no IPv6 uplink
 type AdminConfig struct {
 	HostPool, RunsCIDR netip.Prefix   // invalid: not set
 	Resolver           netip.AddrPort // invalid: not set
+	HostPool6          netip.Prefix   // invalid: not set (or NoIPv6)
+	NoIPv6             bool           // host-cidr6 = none
 }
 
 // maxConfigSize bounds what is read of the config.
@@ -57,15 +60,19 @@ func LoadAdminConfig(path string) (AdminConfig, error) {
 		where := fmt.Sprintf("%s:%d: %s", path, i+1, key)
 		switch {
 		case !ok:
-			err = fmt.Errorf("%s:%d: want KEY = VALUE (keys: host-cidr, runs-cidr, resolver)", path, i+1)
+			err = fmt.Errorf("%s:%d: want KEY = VALUE (keys: host-cidr, runs-cidr, resolver, host-cidr6)", path, i+1)
 		case key == "host-cidr":
 			c.HostPool, err = parsePool(where, value, 30)
 		case key == "runs-cidr":
 			c.RunsCIDR, err = parsePool(where, value, 24)
 		case key == "resolver":
 			c.Resolver, err = parseResolver(where, value)
+		case key == "host-cidr6" && value == "none":
+			c.NoIPv6 = true
+		case key == "host-cidr6":
+			c.HostPool6, err = parsePool6(where, value)
 		default:
-			err = fmt.Errorf("%s:%d: unknown key %q (keys: host-cidr, runs-cidr, resolver)", path, i+1, key)
+			err = fmt.Errorf("%s:%d: unknown key %q (keys: host-cidr, runs-cidr, resolver, host-cidr6)", path, i+1, key)
 		}
 		if err != nil {
 			return AdminConfig{}, err

@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -131,7 +132,7 @@ func openUserDirs(uid int) (userDir, nsDir *os.File, err error) {
 func (in *installer) chooseAddresses() error {
 	o := in.o
 	ifname := install.InterfaceName(o.UID)
-	routes, names, err := hostRoutes(in.host, ifname)
+	routes, names, err := hostRoutes(in.host, ifname, netlink.FAMILY_V4)
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,47 @@ func (in *installer) chooseAddresses() error {
 		MadeDir:   in.prev.MadeDir,
 		NetNS:     in.ns,
 	}
+	if !o.HostPool6.IsValid() || !hostHasIPv6() {
+		return nil // runs stay dual-stack inside; nsrun says so
+	}
+	link6, err := hostLink6(o.HostPool6, o.HostPool, hostNet)
+	if err != nil {
+		return err
+	}
+	routes6, names6, err := hostRoutes(in.host, ifname, netlink.FAMILY_V6)
+	if err != nil {
+		return err
+	}
+	for _, r := range others {
+		if r.HostAddr6.IsValid() {
+			routes6 = append(routes6, r.HostAddr6.Masked())
+			names6 = append(names6, fmt.Sprintf("%s (%s's nsrun install)", r.HostAddr6.Masked(), r.User))
+		}
+	}
+	if r, ok := clash(link6, routes6, names6); ok {
+		return fmt.Errorf("host-cidr6 %s: the /64 for host /30 %s, %s, overlaps %s; the admin picks another host-cidr6 in %s", o.HostPool6, hostNet, link6, r, "/etc/nsrun/helper.conf")
+	}
+	in.rec.HostAddr6 = netip.PrefixFrom(link6.Addr().Next(), 64)
+	in.rec.Gateway6 = netip.PrefixFrom(link6.Addr().Next().Next(), 64)
 	return nil
+}
+
+// hostHasIPv6 reports whether the helper's network namespace has IPv6 on
+// (no net.ipv6 at all, or net.ipv6.conf.all.disable_ipv6=1: none).
+func hostHasIPv6() bool { return sysctl("net/ipv6/conf/all/disable_ipv6") == "0" }
+
+// hostLink6 is the user's host /64: the Nth /64 of pool6 for the Nth /30
+// of the IPv4 host pool (so it follows the /30, which no two users share).
+func hostLink6(pool6, pool4, hostNet netip.Prefix) (netip.Prefix, error) {
+	a, b := pool4.Addr().As4(), hostNet.Addr().As4()
+	n := (binary.BigEndian.Uint32(b[:]) - binary.BigEndian.Uint32(a[:])) / 4
+	if uint64(n) >= 1<<(64-pool6.Bits()) {
+		return netip.Prefix{}, fmt.Errorf("host-cidr6 %s has no /64 for the %s host /30 (number %d of %s); the admin picks a larger host-cidr6", pool6, hostNet, n, pool4)
+	}
+	x := pool6.Addr().As16()
+	hi := binary.BigEndian.Uint64(x[:8]) + uint64(n)
+	binary.BigEndian.PutUint64(x[:8], hi)
+	return netip.PrefixFrom(netip.AddrFrom16(x), 64), nil
 }
 
 // chooseHostNet picks the user's host /30: the previous one if still in the
@@ -299,7 +340,7 @@ func hostConfigOf(rec install.Record) nft.HostConfig {
 	return nft.HostConfig{
 		Table: rec.Table, Interface: rec.Interface, UID: uint32(rec.UID),
 		HostAddr: rec.HostAddr.Addr(), Gateway: rec.Gateway.Addr(), Resolver: rec.Resolver,
-		Gateway6: rec.Gateway6.Addr(), // none yet: all IPv6 from the gateway is dropped
+		Gateway6: rec.Gateway6.Addr(), HostAddr6: rec.HostAddr6.Addr(), // none: all IPv6 from the gateway is dropped
 	}
 }
 
@@ -342,7 +383,7 @@ func (in *installer) stepSaveHost() Step {
 	name := hostStateName(in.ns)
 	return Step{
 		Describe: fmt.Sprintf("save %s as they are before the first install (now %s) to %s/%s, for the last uninstall to put back",
-			strings.Join(dotted(hostSysctls), ", "), strings.Join(currentHostState().values(), ", "), stateDir, name),
+			strings.Join(dotted(append(hostSysctls, forward6)), ", "), strings.Join(append(currentHostState().values(), currentHostState().IPv6Forward), ", "), stateDir, name),
 		Done: func() (bool, error) {
 			_, ok, err := in.st.readHostState(in.ns)
 			return ok && !in.firstHere(), err
@@ -371,7 +412,7 @@ func dotted(keys []string) []string {
 // from the live tables, which a `flush ruleset` may have emptied).
 func (in *installer) guard() (nft.Guard, error) {
 	h, err := in.savedHost()
-	g := nft.Guard{Interfaces: []string{in.rec.Interface}, DropOthers: h.IPForward != "1"}
+	g := nft.Guard{Interfaces: []string{in.rec.Interface}, DropOthers: h.IPForward != "1", DropOthers6: h.IPv6Forward == "0"}
 	for _, r := range in.local {
 		if !slices.Contains(g.Interfaces, r.Interface) {
 			g.Interfaces = append(g.Interfaces, r.Interface)
@@ -452,9 +493,9 @@ func (in *installer) stepVeth() Step {
 	}
 	return Step{
 		Describe: fmt.Sprintf("create veth %s (host, %s) with its peer %q inside the gateway (%s); while %s is down set\n%s;\nthen bring both up",
-			rec.Interface, rec.HostAddr, install.GatewayUplink, rec.Gateway, rec.Interface, strings.Join(settings, ", ")),
+			rec.Interface, addrs(rec.HostAddr, rec.HostAddr6), install.GatewayUplink, addrs(rec.Gateway, rec.Gateway6), rec.Interface, strings.Join(settings, ", ")),
 		Done: func() (bool, error) {
-			if !hasAddr(in.host, rec.Interface, rec.HostAddr) || in.gwNet == nil {
+			if !hasAddr(in.host, rec.Interface, rec.HostAddr) || !hasAddr(in.host, rec.Interface, rec.HostAddr6) || in.gwNet == nil {
 				return false, nil
 			}
 			for _, s := range hostSide {
@@ -467,7 +508,7 @@ func (in *installer) stepVeth() Step {
 				return false, err
 			}
 			defer gh.Close()
-			return hasAddr(gh, install.GatewayUplink, rec.Gateway), nil
+			return hasAddr(gh, install.GatewayUplink, rec.Gateway) && hasAddr(gh, install.GatewayUplink, rec.Gateway6), nil
 		},
 		Apply: in.createVeth,
 	}
@@ -494,21 +535,30 @@ func (in *installer) createVeth() error {
 			return err // (a host without IPv6 has no net/ipv6)
 		}
 	}
-	if err := netsetup.AddrUp(in.host, rec.Interface, rec.HostAddr); err != nil {
-		return err
-	}
 	gh, err := netsetup.Handle(in.gwNet)
 	if err != nil {
 		return err
 	}
 	defer gh.Close()
-	return netsetup.AddrUp(gh, install.GatewayUplink, rec.Gateway)
+	for _, a := range []struct {
+		h      *netlink.Handle
+		ifname string
+		addr   netip.Prefix
+	}{{in.host, rec.Interface, rec.HostAddr6}, {gh, install.GatewayUplink, rec.Gateway6}, {in.host, rec.Interface, rec.HostAddr}, {gh, install.GatewayUplink, rec.Gateway}} {
+		if !a.addr.IsValid() {
+			continue // no IPv6 on this host
+		}
+		if err := netsetup.AddrUp(a.h, a.ifname, a.addr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (in *installer) stepGatewayNet() Step {
 	return Step{
-		Describe: fmt.Sprintf("in the gateway: lo up, default route via %s, net.ipv4.ip_forward=1, and\n%s",
-			in.rec.HostAddr.Addr(), nft.UplinkNAT(install.GatewayUplink, nil, netip.AddrPort{})),
+		Describe: fmt.Sprintf("in the gateway: lo up, default routes via %s, IPv4 and IPv6 forwarding on, and\n%s",
+			vias(in.rec), nft.UplinkNAT(install.GatewayUplink, nil, netip.AddrPort{})),
 		Done: func() (bool, error) {
 			if in.gwNet == nil {
 				return false, nil
@@ -525,19 +575,21 @@ func (in *installer) gatewayConfigured() (bool, error) {
 		return false, err
 	}
 	defer gh.Close()
-	routes, err := gh.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := gh.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return false, nil
 	}
-	hasDefault := false
+	hasDefault, hasDefault6 := false, !in.rec.HostAddr6.IsValid()
 	for _, r := range routes {
-		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.Equal(net.IP(in.rec.HostAddr.Addr().AsSlice())) {
-			hasDefault = true
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			hasDefault = hasDefault || r.Gw.Equal(net.IP(in.rec.HostAddr.Addr().AsSlice()))
+			hasDefault6 = hasDefault6 || r.Gw.Equal(net.IP(in.rec.HostAddr6.Addr().AsSlice()))
 		}
 	}
+	hasDefault = hasDefault && hasDefault6
 	fwd := ""
 	_ = nsfd.Do(in.gwNet, func() error { fwd = sysctl("net/ipv4/ip_forward"); return nil })
-	ok, err := nft.Exists(in.gwNet, nftables.TableFamilyIPv4, nft.TableName)
+	ok, err := nft.Exists(in.gwNet, nftables.TableFamilyINet, nft.TableName)
 	return hasDefault && fwd == "1" && ok, err
 }
 
@@ -554,24 +606,59 @@ func (in *installer) configureGateway() error {
 	if err != nil {
 		return fmt.Errorf("gateway %s: %w", install.GatewayUplink, err)
 	}
-	route := &netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.IP(in.rec.HostAddr.Addr().AsSlice())}
-	if err := gh.RouteReplace(route); err != nil {
-		return fmt.Errorf("gateway default route: %w", err)
+	for _, via := range []netip.Prefix{in.rec.HostAddr, in.rec.HostAddr6} {
+		if !via.IsValid() {
+			continue
+		}
+		route := &netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.IP(via.Addr().AsSlice())}
+		if err := gh.RouteReplace(route); err != nil {
+			return fmt.Errorf("gateway default route via %s: %w", via.Addr(), err)
+		}
 	}
 	if err := netsetup.EnableForwarding(in.gwNet); err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	// (table ip nsrun: an older helper's, IPv4 only)
+	if err := nft.Delete(in.gwNet, nftables.TableFamilyIPv4, nft.TableName); err != nil {
+		return err
 	}
 	return nft.Apply(in.gwNet, nft.UplinkNAT(install.GatewayUplink, nil, netip.AddrPort{}))
 }
 
 func (in *installer) stepForwarding() Step {
+	keys := []string{"net/ipv4/ip_forward"}
+	if in.rec.Gateway6.IsValid() {
+		keys = append(keys, forward6)
+	}
+	var now []string
+	for _, k := range keys {
+		now = append(now, sysctl(k))
+	}
 	return Step{
-		Describe: fmt.Sprintf("set net.ipv4.ip_forward=1 (now %s; if it was 0 before the first install, the guard table limits forwarding to nsrun interfaces and the last uninstall sets it back to 0)",
-			sysctl("net/ipv4/ip_forward")),
-		Done:  func() (bool, error) { return sysctl("net/ipv4/ip_forward") == "1", nil },
-		Apply: func() error { return setSysctl("net/ipv4/ip_forward", "1") },
+		Describe: fmt.Sprintf("set %s=1 (now %s; each that was 0 before the first install: the guard table limits forwarding to nsrun interfaces, and the last uninstall sets it back to 0)",
+			strings.Join(dotted(keys), "=1, "), strings.Join(now, ", ")),
+		Done: func() (bool, error) {
+			for _, k := range keys {
+				if sysctl(k) != "1" {
+					return false, nil
+				}
+			}
+			return true, nil
+		},
+		Apply: func() error {
+			for _, k := range keys {
+				if err := setSysctl(k, "1"); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 	}
 }
+
+// forward6 is the host's IPv6 forwarding: the kernel forwards IPv6 by this
+// one switch (a reply enters by another interface than nsrunUID).
+const forward6 = "net/ipv6/conf/all/forwarding"
 
 func (in *installer) stepRecord() Step {
 	name := strconv.Itoa(in.o.UID) + ".json"
@@ -591,12 +678,33 @@ func (in *installer) stepRecord() Step {
 	}
 }
 
+// vias names the gateway's default routes.
+func vias(rec install.Record) string {
+	if rec.HostAddr6.IsValid() {
+		return rec.HostAddr.Addr().String() + " and " + rec.HostAddr6.Addr().String()
+	}
+	return rec.HostAddr.Addr().String()
+}
+
+// addrs writes an IPv4 address and, if valid, an IPv6 one.
+func addrs(p4, p6 netip.Prefix) string {
+	if p6.IsValid() {
+		return p4.String() + " and " + p6.String() + ", without duplicate address detection"
+	}
+	return p4.String()
+}
+
+// hasAddr reports whether ifname is up with the address p; an invalid p
+// (no IPv6 on this host) is always there.
 func hasAddr(h *netlink.Handle, ifname string, p netip.Prefix) bool {
+	if !p.IsValid() {
+		return true
+	}
 	l, err := h.LinkByName(ifname)
 	if err != nil || l.Attrs().Flags&net.FlagUp == 0 {
 		return false
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return false
 	}

@@ -23,6 +23,9 @@ type Options struct {
 	HostPool netip.Prefix   // /30s for the host veths of all users
 	RunsCIDR netip.Prefix   // /30s for the uplinks of this user's runs
 	Resolver netip.AddrPort // DNS target; invalid: none
+	// HostPool6 is the ULA pool of the host links' IPv6 /64s (the
+	// admin's host-cidr6); invalid: no IPv6 uplink.
+	HostPool6 netip.Prefix
 }
 
 // Flags are install's raw flags, as typed.
@@ -79,6 +82,13 @@ func ParseOptions(f Flags, name string, uid, gid int, cfg AdminConfig, configPat
 	}
 	if cfg.RunsCIDR.IsValid() {
 		o.RunsCIDR = cfg.RunsCIDR
+	}
+	switch {
+	case cfg.NoIPv6:
+	case cfg.HostPool6.IsValid():
+		o.HostPool6 = cfg.HostPool6
+	default:
+		o.HostPool6 = install.DefaultHostPool6
 	}
 	for _, fl := range []struct {
 		name, value string
@@ -138,6 +148,24 @@ func parsePool(field, s string, maxBits int) (netip.Prefix, error) {
 	return p, nil
 }
 
+// ula is the unique local range (RFC 4193) the host /64s come from: never
+// an address the host could reach elsewhere on the internet.
+var ula = netip.MustParsePrefix("fc00::/7")
+
+func parsePool6(field, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || !ula.Contains(p.Addr()) {
+		return p, fmt.Errorf("%s: %q is not a unique local IPv6 prefix such as fd6e:7372::/48 (or none)", field, s)
+	}
+	if p.Masked() != p {
+		return p, fmt.Errorf("%s: %q has host bits set; write %s", field, s, p.Masked())
+	}
+	if p.Bits() > 64 || p.Bits() < 16 {
+		return p, fmt.Errorf("%s: %q must be between /16 and /64", field, s)
+	}
+	return p, nil
+}
+
 func parseResolver(field, s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() && ap.Port() != 0 {
 		return ap, nil
@@ -168,8 +196,10 @@ func systemResolver(path string) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// hostRoutes lists the IPv4 routes of the host, except those through ifname.
-func hostRoutes(h *netlink.Handle, ifname string) ([]netip.Prefix, []string, error) {
+// hostRoutes lists the routes of family (netlink.FAMILY_V4 or _V6) of the
+// host, except those through ifname, the default route, loopback,
+// multicast and link-local.
+func hostRoutes(h *netlink.Handle, ifname string, family int) ([]netip.Prefix, []string, error) {
 	own := -1
 	if l, err := h.LinkByName(ifname); err == nil {
 		own = l.Attrs().Index
@@ -177,9 +207,9 @@ func hostRoutes(h *netlink.Handle, ifname string) ([]netip.Prefix, []string, err
 	var prefixes []netip.Prefix
 	var names []string
 	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE)
+	routes, err := h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
 	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		routes, err = h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE)
+		routes, err = h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("list host routes: %w", err)
@@ -189,12 +219,16 @@ func hostRoutes(h *netlink.Handle, ifname string) ([]netip.Prefix, []string, err
 			continue
 		}
 		ones, _ := r.Dst.Mask.Size()
-		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		ip := r.Dst.IP
+		if family == netlink.FAMILY_V4 {
+			ip = ip.To4()
+		}
+		a, ok := netip.AddrFromSlice(ip)
 		if !ok || ones == 0 {
 			continue
 		}
 		p := netip.PrefixFrom(a, ones).Masked()
-		if p.Addr().IsLoopback() || p.Addr().IsMulticast() {
+		if p.Addr().IsLoopback() || p.Addr().IsMulticast() || family == netlink.FAMILY_V6 && p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
 		dev := ""

@@ -178,6 +178,9 @@ type hostState struct {
 	IPForward              string `json:"ip_forward"`
 	AllAcceptRedirects     string `json:"all_accept_redirects"`
 	DefaultAcceptRedirects string `json:"default_accept_redirects"`
+	// IPv6Forward is net.ipv6.conf.all.forwarding ("" where the host has
+	// no IPv6, or the state was saved by a helper that never changed it).
+	IPv6Forward string `json:"ipv6_forwarding,omitempty"`
 }
 
 // hostSysctls are the sysctls hostState saves, by key.
@@ -206,7 +209,7 @@ func (s *state) readHostState(ns uint64) (h hostState, ok bool, err error) {
 
 // currentHostState reads the live values hostState saves.
 func currentHostState() hostState {
-	return hostState{IPForward: sysctl(hostSysctls[0]), AllAcceptRedirects: sysctl(hostSysctls[1]), DefaultAcceptRedirects: sysctl(hostSysctls[2])}
+	return hostState{IPForward: sysctl(hostSysctls[0]), AllAcceptRedirects: sysctl(hostSysctls[1]), DefaultAcceptRedirects: sysctl(hostSysctls[2]), IPv6Forward: sysctl(forward6)}
 }
 
 func (h hostState) values() []string {

@@ -95,7 +95,7 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 			},
 		},
 		{
-			Describe: fmt.Sprintf("delete the host's nftables table inet %s (after the interface is gone) and %s from the guard table inet %s;\nthe last user's uninstall deletes the guard table too, and sets net.ipv4.ip_forward back to 0 if it was 0 before the first install",
+			Describe: fmt.Sprintf("delete the host's nftables table inet %s (after the interface is gone) and %s from the guard table inet %s;\nthe last user's uninstall deletes the guard table too, and sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding back to 0 if they were 0 before the first install",
 				table, ifname, nft.GuardTableName),
 			Done: func() (bool, error) {
 				ok, err := nft.Exists(nil, nftables.TableFamilyINet, table)
@@ -179,7 +179,7 @@ func removeTables(st *state, uid int, table string) error {
 		return err
 	}
 	if haveSaved {
-		g.DropOthers = saved.IPForward != "1"
+		g.DropOthers, g.DropOthers6 = saved.IPForward != "1", saved.IPv6Forward == "0"
 	}
 	if len(local) > 0 {
 		g.Interfaces = nil
@@ -200,6 +200,11 @@ func removeTables(st *state, uid int, table string) error {
 	if haveSaved && changed {
 		if saved.IPForward != "1" {
 			if err := setSysctl(hostSysctls[0], "0"); err != nil {
+				return err
+			}
+		}
+		if saved.IPv6Forward == "0" && sysctl(forward6) == "1" {
+			if err := setSysctl(forward6, "0"); err != nil {
 				return err
 			}
 		}

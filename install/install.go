@@ -25,6 +25,9 @@ import (
 var (
 	DefaultHostPool = netip.MustParsePrefix("172.18.255.0/24")
 	DefaultRunsCIDR = netip.MustParsePrefix("172.18.192.0/19")
+	// DefaultHostPool6 is the ULA pool of the host links' IPv6 /64s: the
+	// user whose host /30 is the Nth of the host pool gets its Nth /64.
+	DefaultHostPool6 = netip.MustParsePrefix("fd6e:7372::/48")
 )
 
 // GatewayUplink is the gateway's end of the host veth, inside the gateway.
@@ -43,8 +46,9 @@ type Record struct {
 	Table     string         `json:"table"`             // host nftables table (family inet)
 	MadeDir   bool           `json:"made_run_user_dir"` // install created /run/user/UID
 	// HostAddr6 and Gateway6 are the static IPv6 addresses of the host
-	// veth's two ends, when the helper gives the gateway one (not yet:
-	// until then the host drops all IPv6 from the gateway).
+	// veth's two ends (PREFIX::1/64 and PREFIX::2/64 of the user's /64 of
+	// the admin's host-cidr6); none where the host has no IPv6, and then
+	// the host drops all IPv6 from the gateway.
 	HostAddr6 netip.Prefix `json:"host_addr6,omitzero"`
 	Gateway6  netip.Prefix `json:"gateway_addr6,omitzero"`
 	// NetNS is the inode of the network namespace the helper installed

@@ -43,6 +43,13 @@ func Pair6(p4 netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
 }
 
+// PairRange6 returns the IPv6 prefix holding every /64 that Pair6 maps
+// the addresses of p4 to (fd00:AABB:CCDD::/(16+len)). The uplink of a run
+// whose IPv4 /30 is B gets Pair6(B): nsrun's run uplinks in the gateway.
+func PairRange6(p4 netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(Pair6(p4).Addr(), 16+p4.Bits())
+}
+
 // hostNumber returns a's offset from the network address of p4.
 func hostNumber(p4 netip.Prefix, a netip.Addr) uint32 {
 	n := p4.Masked().Addr().As4()

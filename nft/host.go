@@ -21,10 +21,13 @@ type HostConfig struct {
 	Gateway   netip.Addr     // the gateway's address, the only source accepted
 	Resolver  netip.AddrPort // where DNS to HostAddr:53 goes; invalid: no DNS rules
 	// Gateway6 is the gateway's static IPv6 address, when the helper gives
-	// it one (not yet: until then every IPv6 packet from the gateway is
-	// dropped). With it, only that source is accepted, and router
-	// advertisements and redirects are still dropped.
+	// it one (none where the host has no IPv6: then every IPv6 packet from
+	// the gateway is dropped). With it, IPv6 gets the rules of IPv4: only
+	// that source is accepted (and neighbour discovery from link-local),
+	// router advertisements and redirects are dropped, and so on.
 	Gateway6 netip.Addr
+	// HostAddr6 is the host end's static IPv6 address (with Gateway6).
+	HostAddr6 netip.Addr
 }
 
 // HostTable builds the host table "inet nsrun-UID" of one user. Nothing
@@ -60,9 +63,20 @@ func HostTable(c HostConfig) *Table {
 				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), thByte(0, icmp.typ), drop()),
 			})
 		}
+		// Neighbour discovery may come from the gateway's link-local
+		// address: the kernel never forwards a link-local source.
+		for _, nd := range neighbourDiscovery {
+			guard.Rules = append(guard.Rules, Rule{
+				Text:  fmt.Sprintf("iifname %q ip6 saddr fe80::/10 icmpv6 type %s accept", c.Interface, nd.name),
+				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), saddr6LinkLocal(), l4proto(unix.IPPROTO_ICMPV6), thByte(0, nd.typ), accept()),
+			})
+		}
 		guard.Rules = append(guard.Rules, Rule{
 			Text:  fmt.Sprintf("iifname %q ip6 saddr != %s drop", c.Interface, c.Gateway6),
 			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), saddr6(expr.CmpOpNeq, c.Gateway6), drop()),
+		}, Rule{
+			Text:  fmt.Sprintf("iifname %q meta nfproto ipv6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp drop", c.Interface),
+			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), l4protoNoneOf(unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_ICMPV6), drop()),
 		})
 	} else {
 		guard.Rules = append(guard.Rules, Rule{
@@ -92,7 +106,7 @@ func HostTable(c HostConfig) *Table {
 	if c.Resolver.IsValid() {
 		for _, p := range protos {
 			pre.Rules = append(pre.Rules, Rule{
-				Text:  fmt.Sprintf("iifname %q ip daddr %s %s dport 53 dnat to %s", c.Interface, c.HostAddr, p.name, c.Resolver),
+				Text:  fmt.Sprintf("iifname %q ip daddr %s %s dport 53 dnat ip to %s", c.Interface, c.HostAddr, p.name, c.Resolver),
 				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpEq, c.HostAddr), l4dport(p.proto, 53), dnatTo(c.Resolver)),
 			})
 		}
@@ -107,16 +121,41 @@ func HostTable(c HostConfig) *Table {
 			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpNeq, c.HostAddr), drop()),
 		},
 	)
+	if c.Gateway6.IsValid() {
+		for _, nd := range neighbourDiscovery { // to the solicited-node multicast address
+			input.Rules = append(input.Rules, Rule{
+				Text:  fmt.Sprintf("iifname %q icmpv6 type %s accept", c.Interface, nd.name),
+				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), thByte(0, nd.typ), accept()),
+			})
+		}
+		input.Rules = append(input.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q ip6 daddr != %s drop", c.Interface, c.HostAddr6),
+			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), daddr6(expr.CmpOpNeq, c.HostAddr6), drop()),
+		})
+	}
 	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, Rule{
 		Text:  fmt.Sprintf("ip saddr %s oifname != %q masquerade", c.Gateway, c.Interface),
 		Exprs: rule(nfproto(unix.NFPROTO_IPV4), saddr(expr.CmpOpEq, c.Gateway), oifname(expr.CmpOpNeq, c.Interface), masquerade()),
 	})
+	if c.Gateway6.IsValid() {
+		post.Rules = append(post.Rules, Rule{
+			Text:  fmt.Sprintf("ip6 saddr %s oifname != %q masquerade", c.Gateway6, c.Interface),
+			Exprs: rule(nfproto(unix.NFPROTO_IPV6), saddr6(expr.CmpOpEq, c.Gateway6), oifname(expr.CmpOpNeq, c.Interface), masquerade()),
+		})
+	}
 	output := filterChain("output", nftables.ChainHookOutput, Rule{
 		Text:  fmt.Sprintf("oifname %q meta skuid != 0 meta skuid != %d ct state new drop", c.Interface, c.UID),
 		Exprs: rule(oifname(expr.CmpOpEq, c.Interface), skuidNoneOf(0, c.UID), ctNew(), drop()),
 	})
 	return &Table{Family: nftables.TableFamilyINet, Name: c.Table, Chains: []Chain{guard, pre, input, output, post}}
 }
+
+// neighbourDiscovery are the ICMPv6 types of neighbour discovery (the
+// IPv6 ARP), which the host end must hear from the gateway.
+var neighbourDiscovery = []struct {
+	name string
+	typ  byte
+}{{"nd-neighbor-solicit", 135}, {"nd-neighbor-advert", 136}}
 
 var protos = []struct {
 	name  string
@@ -138,6 +177,10 @@ type Guard struct {
 	// the host then forwards only what involves an nsrun interface, and
 	// the last uninstall turns forwarding off again.
 	DropOthers bool
+	// DropOthers6 is the same for IPv6 forwarding. (ReadGuard reads
+	// DropOthers back from the chain's policy; this one the helper knows
+	// from the host state it saved.)
+	DropOthers6 bool
 }
 
 // GuardTable builds the host-wide table "inet nsrun-guard". A drop in any
@@ -155,12 +198,18 @@ func GuardTable(g Guard) *Table {
 		Text:  "iifname @gateways oifname @gateways drop",
 		Exprs: rule(metaInSet(expr.MetaKeyIIFNAME), metaInSet(expr.MetaKeyOIFNAME), drop()),
 	})
-	if g.DropOthers {
-		fwd.Drop = true
+	if g.DropOthers || g.DropOthers6 {
+		fwd.Drop = g.DropOthers
 		fwd.Rules = append(fwd.Rules,
 			Rule{Text: "iifname @gateways accept", Exprs: rule(metaInSet(expr.MetaKeyIIFNAME), accept())},
 			Rule{Text: "oifname @gateways ct state established,related accept", Exprs: rule(metaInSet(expr.MetaKeyOIFNAME), ctEstablished(), accept())},
 		)
+		switch {
+		case g.DropOthers && !g.DropOthers6: // the drop policy is for IPv4 only
+			fwd.Rules = append(fwd.Rules, Rule{Text: "meta nfproto ipv6 accept", Exprs: rule(nfproto(unix.NFPROTO_IPV6), accept())})
+		case !g.DropOthers:
+			fwd.Rules = append(fwd.Rules, Rule{Text: "meta nfproto ipv6 drop", Exprs: rule(nfproto(unix.NFPROTO_IPV6), drop())})
+		}
 	}
 	return &Table{
 		Family: nftables.TableFamilyINet, Name: GuardTableName,

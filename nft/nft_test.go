@@ -147,7 +147,7 @@ func TestHostTableNoIPv6(t *testing.T) {
 }
 
 func TestHostTableDNS(t *testing.T) {
-	r := findRule(t, HostTable(host), "prerouting", `iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat to 127.0.0.53:53`)
+	r := findRule(t, HostTable(host), "prerouting", `iifname "nsrun1000" ip daddr 172.18.255.1 udp dport 53 dnat ip to 127.0.0.53:53`)
 	want := rule(nsrun1000, ipv4Only, []expr.Any{
 		// [ payload load 4b @ network header + 16 => reg 1 ]
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
@@ -218,7 +218,7 @@ func TestHostTableWithoutResolver(t *testing.T) {
 }
 
 func TestGuardTable(t *testing.T) {
-	g := GuardTable(Guard{Interfaces: []string{"nsrun1000"}, DropOthers: true})
+	g := GuardTable(Guard{Interfaces: []string{"nsrun1000"}, DropOthers: true, DropOthers6: true})
 	fwd := g.Chains[0]
 	if !fwd.Drop || len(fwd.Rules) != 3 || fwd.Rules[0].Text != "iifname @gateways oifname @gateways drop" {
 		t.Fatalf("guard forward chain: %s", g)
@@ -241,6 +241,14 @@ func TestGuardTable(t *testing.T) {
 	if fwd := GuardTable(Guard{}).Chains[0]; fwd.Drop || len(fwd.Rules) != 1 {
 		t.Errorf("guard without DropOthers: %s", GuardTable(Guard{}))
 	}
+	// One family forwarded before, the other not: the drop is for that
+	// family only.
+	if fwd := GuardTable(Guard{DropOthers: true}).Chains[0]; !fwd.Drop || len(fwd.Rules) != 4 || fwd.Rules[3].Text != "meta nfproto ipv6 accept" {
+		t.Errorf("guard with DropOthers only: %s", GuardTable(Guard{DropOthers: true}))
+	}
+	if fwd := GuardTable(Guard{DropOthers6: true}).Chains[0]; fwd.Drop || len(fwd.Rules) != 4 || fwd.Rules[3].Text != "meta nfproto ipv6 drop" {
+		t.Errorf("guard with DropOthers6 only: %s", GuardTable(Guard{DropOthers6: true}))
+	}
 }
 
 func TestUplinkNAT(t *testing.T) {
@@ -257,7 +265,7 @@ func TestUplinkNAT(t *testing.T) {
 	if d := cmp.Diff(want, r.Exprs); d != "" {
 		t.Error(d)
 	}
-	findRule(t, tb, "prerouting", "ip daddr 172.18.0.254 tcp dport 53 dnat to 172.18.255.1:53")
+	findRule(t, tb, "prerouting", "ip daddr 172.18.0.254 tcp dport 53 dnat ip to 172.18.255.1:53")
 	if got := len(UplinkNAT("uplink", nil, netip.AddrPort{}).Chains[0].Rules); got != 0 {
 		t.Errorf("no DNS wanted, got %d prerouting rules", got)
 	}
@@ -311,12 +319,40 @@ func TestApplyInNamespace(t *testing.T) {
 		`type filter hook forward priority filter; policy drop;`,
 		`iifname @gateways oifname @gateways drop`,
 		`oifname @gateways ct state established,related accept`,
-		`ip daddr 172.18.0.254 tcp dport 53 dnat to 172.18.255.1:53`,
+		`ip daddr 172.18.0.254 tcp dport 53 dnat ip to 172.18.255.1:53`,
 		`oifname "uplink" masquerade`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got)
 		}
+	}
+	// With IPv6: what nft prints back is each rule's Text.
+	h6 := host
+	h6.Table, h6.Interface = "nsrun-1001", "nsrun1001"
+	h6.Gateway6, h6.HostAddr6 = netip.MustParseAddr("fd6e:7372::2"), netip.MustParseAddr("fd6e:7372::1")
+	if err := ApplyAll(ns, HostTable(h6), GuardTable(Guard{Interfaces: []string{"nsrun1001"}, DropOthers6: true})); err != nil {
+		t.Fatal(err)
+	}
+	got6 := list()
+	for _, tb := range []*Table{HostTable(h6), GuardTable(Guard{Interfaces: []string{"nsrun1001"}, DropOthers6: true})} {
+		for _, ch := range tb.Chains {
+			for _, r := range ch.Rules {
+				if !strings.Contains(got6, r.Text) {
+					t.Errorf("ruleset lacks %q:\n%s", r.Text, got6)
+				}
+			}
+		}
+	}
+	for _, want := range []string{`iifname "nsrun1001" ip6 saddr != fd6e:7372::2 drop`, `ip6 saddr fd6e:7372::2 oifname != "nsrun1001" masquerade`} {
+		if !strings.Contains(got6, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, got6)
+		}
+	}
+	if err := Delete(ns, nftables.TableFamilyINet, "nsrun-1001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyAll(ns, GuardTable(Guard{Interfaces: []string{"nsrun1000", "nsrun1001"}, DropOthers: true, DropOthers6: true})); err != nil {
+		t.Fatal(err)
 	}
 	if n := strings.Count(got, "table inet nsrun-1000"); n != 1 {
 		t.Errorf("table appears %d times after two applies", n)

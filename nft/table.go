@@ -327,13 +327,13 @@ func filterChain(name string, hook *nftables.ChainHook, rules ...Rule) Chain {
 // TableName is the name of nsrun's tables inside its own namespaces.
 const TableName = "nsrun"
 
-// UplinkNAT builds the table of a namespace whose traffic leaves through
-// the interface uplink: the gateway (uplink to the host) and each run's
-// bridge namespace (uplink to the gateway). Everything leaving through
-// uplink is masqueraded; when dns is valid, DNS sent to any of the
-// addresses in local is DNATed to dns (the host's DNS address), which is
-// how guests whose resolv.conf names their bridge reach the host's
-// resolver.
+// UplinkNAT builds the table "inet nsrun" of a namespace whose traffic
+// leaves through the interface uplink: the gateway (uplink to the host)
+// and each run's bridge namespace (uplink to the gateway). Everything
+// leaving through uplink, IPv4 and IPv6, is masqueraded; when dns is
+// valid, DNS sent to any of the IPv4 addresses in local is DNATed to dns
+// (the host's DNS address), which is how guests whose resolv.conf names
+// their bridge reach the host's resolver.
 func UplinkNAT(uplink string, local []netip.Addr, dns netip.AddrPort) *Table {
 	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
 	if dns.IsValid() {
@@ -343,8 +343,8 @@ func UplinkNAT(uplink string, local []netip.Addr, dns netip.AddrPort) *Table {
 				proto byte
 			}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}} {
 				pre.Rules = append(pre.Rules, Rule{
-					Text:  fmt.Sprintf("ip daddr %s %s dport 53 dnat to %s", a, p.name, dns),
-					Exprs: rule(daddr(expr.CmpOpEq, a), l4dport(p.proto, 53), dnatTo(dns)),
+					Text:  fmt.Sprintf("ip daddr %s %s dport 53 dnat ip to %s", a, p.name, dns),
+					Exprs: rule(nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpEq, a), l4dport(p.proto, 53), dnatTo(dns)),
 				})
 			}
 		}
@@ -352,5 +352,5 @@ func UplinkNAT(uplink string, local []netip.Addr, dns netip.AddrPort) *Table {
 	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource,
 		Rule{Text: fmt.Sprintf("oifname %q masquerade", uplink), Exprs: rule(oifname(expr.CmpOpEq, uplink), masquerade())},
 	)
-	return &Table{Family: nftables.TableFamilyIPv4, Name: TableName, Chains: []Chain{pre, post}}
+	return &Table{Family: nftables.TableFamilyINet, Name: TableName, Chains: []Chain{pre, post}}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/topology"
 )
 
@@ -45,6 +46,20 @@ type UplinkInput struct {
 	GatewayNS string
 	Pool      netip.Prefix
 	HostDNS   netip.AddrPort // zero: no resolver
+	// IPv6: the gateway has a static IPv6 uplink to the host (the
+	// helper's record has gateway_addr6), so the run's uplink carries
+	// IPv6 too.
+	IPv6 bool
+}
+
+// hasIPv6 reports whether some bridge of p has an IPv6 /64.
+func (p *Plan) hasIPv6() bool {
+	for _, b := range p.Bridges {
+		if b.Prefix6.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 // Build makes the plan of in, checking every derived name for clashes.
@@ -78,6 +93,9 @@ func Build(in Input) (*Plan, error) {
 		if in.Uplink != nil && in.Uplink.Pool.Overlaps(s.Prefix) {
 			return nil, fmt.Errorf("subnets.%s: %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", s.Name, s.Prefix, in.Uplink.Pool)
 		}
+		if u := in.Uplink; u != nil && u.IPv6 && s.Prefix6.IsValid() && ipam.PairRange6(u.Pool).Overlaps(s.Prefix6) {
+			return nil, fmt.Errorf("subnets.%s: %s overlaps the IPv6 run uplinks %s (the runs' IPv4 uplinks %s, mapped as subnets are); pick another /64", s.Name, s.Prefix6, ipam.PairRange6(u.Pool), u.Pool)
+		}
 		p.Bridges = append(p.Bridges, Bridge{Name: BridgeName(i), Subnet: s.Name, Prefix: s.Prefix, Router: s.Bridge, Prefix6: s.Prefix6, Router6: s.Bridge6})
 	}
 	p.Forward = len(p.Bridges) > 1 || in.Uplink != nil
@@ -89,6 +107,7 @@ func Build(in Input) (*Plan, error) {
 			Port:        UplinkPort,
 			GatewayPort: GatewayPort(in.Run.ID),
 			HostDNS:     u.HostDNS,
+			IPv6:        u.IPv6 && p.hasIPv6(),
 		}
 	}
 	capture := in.CaptureAll

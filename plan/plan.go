@@ -358,6 +358,10 @@ type Uplink struct {
 	GatewayPort string       `json:"gateway_port"`
 	// HostDNS is where DNS sent to a bridge goes (zero: nowhere).
 	HostDNS netip.AddrPort `json:"host_dns,omitzero"`
+	// IPv6: the uplink carries IPv6 too, on the /64 its /30 maps to
+	// (ipam.Pair6: gateway end ::1, bridge end ::2), with a default route
+	// and masquerade like IPv4's.
+	IPv6 bool `json:"ipv6,omitempty"`
 }
 
 // Capture is where pcap files go (each captured link names its file).

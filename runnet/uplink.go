@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
@@ -54,12 +56,24 @@ func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
 	if err := netsetup.AddVethPair(gh, u.GatewayPort, u.Port, bridgeNS); err != nil {
 		return up, fmt.Errorf("uplink, in the gateway: %w", err)
 	}
-	// The uplink carries IPv4 only: its gateway end has no IPv6 (the
+	// With IPv6, the uplink's /64 is the one its /30 maps to (gateway end
+	// ::1, bridge end ::2); without, its gateway end has no IPv6 (the
 	// bridge end inherits the bridge namespace's no-IPv6 default).
-	if err := nsfd.WriteSysctl(gwNS, "net/ipv6/conf/"+u.GatewayPort+"/disable_ipv6", "1"); err != nil {
-		return up, fmt.Errorf("gateway side of the uplink: %w", err)
-	}
-	if err := netsetup.AddrUp(gh, u.GatewayPort, netip.PrefixFrom(gwAddr, 30)); err != nil {
+	var gw6, br6 netip.Prefix
+	if u.IPv6 {
+		p6 := ipam.Pair6(up.block)
+		gw6, br6 = netip.PrefixFrom(p6.Addr().Next(), 64), netip.PrefixFrom(p6.Addr().Next().Next(), 64)
+		for _, side := range []struct {
+			ns   *os.File
+			port string
+		}{{gwNS, u.GatewayPort}, {bridgeNS, u.Port}} {
+			for _, kv := range [][2]string{{"accept_ra", "0"}, {"disable_ipv6", "0"}} {
+				if err := nsfd.WriteSysctl(side.ns, "net/ipv6/conf/"+side.port+"/"+kv[0], kv[1]); err != nil {
+					return up, fmt.Errorf("uplink %s: %w", side.port, err)
+				}
+			}
+		}
+	} else if err := nsfd.WriteSysctl(gwNS, "net/ipv6/conf/"+u.GatewayPort+"/disable_ipv6", "1"); err != nil {
 		return up, fmt.Errorf("gateway side of the uplink: %w", err)
 	}
 	bh, err := netsetup.Handle(bridgeNS)
@@ -67,11 +81,27 @@ func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
 		return up, err
 	}
 	defer bh.Close()
-	if err := netsetup.AddrUp(bh, u.Port, netip.PrefixFrom(brAddr, 30)); err != nil {
-		return up, fmt.Errorf("bridge side of the uplink: %w", err)
-	}
-	if err := netsetup.DefaultRoute(bh, u.Port, gwAddr); err != nil {
-		return up, err
+	for _, a := range []struct {
+		h    *netlink.Handle
+		port string
+		addr netip.Prefix
+		gw   netip.Addr // the default route, from the bridge namespace
+		what string
+	}{
+		{gh, u.GatewayPort, gw6, netip.Addr{}, "gateway"}, {gh, u.GatewayPort, netip.PrefixFrom(gwAddr, 30), netip.Addr{}, "gateway"},
+		{bh, u.Port, br6, gw6.Addr(), "bridge"}, {bh, u.Port, netip.PrefixFrom(brAddr, 30), gwAddr, "bridge"},
+	} {
+		if !a.addr.IsValid() {
+			continue
+		}
+		if err := netsetup.AddrUp(a.h, a.port, a.addr); err != nil {
+			return up, fmt.Errorf("%s side of the uplink: %w", a.what, err)
+		}
+		if a.gw.IsValid() {
+			if err := netsetup.DefaultRoute(a.h, a.port, a.gw); err != nil {
+				return up, err
+			}
+		}
 	}
 	if err := netsetup.EnableForwarding(bridgeNS); err != nil {
 		return up, err

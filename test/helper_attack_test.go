@@ -844,7 +844,7 @@ func TestHelperSudoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := sudo()
-	if r.Code != 0 || !strings.Contains(r.Stdout, "10.200.0.1/30") || !strings.Contains(r.Stdout, "dnat to 127.0.0.1:15399") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "10.200.0.1/30") || !strings.Contains(r.Stdout, "dnat ip to 127.0.0.1:15399") {
 		t.Errorf("the config's ranges and resolver are not the defaults: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if r := sudo("--host-cidr", "10.200.5.0/24", "--runs-cidr", "10.201.32.0/19", "--resolver", "127.0.0.1:15399"); r.Code != 0 || !strings.Contains(r.Stdout, "10.200.5.1/30") {

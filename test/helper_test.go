@@ -285,7 +285,7 @@ func TestHelperAntiSpoofing(t *testing.T) {
 	got := up.start(t, "udp-listen", up.Remote.String()+":9999")
 	dst := up.Remote.String() + ":9999"
 	r := inGateway(t, u, `set -e
-nft delete table ip nsrun
+nft delete table inet nsrun
 ip addr add 203.0.113.7/32 dev lo
 probe udp-send 203.0.113.7 `+dst+` forged
 probe udp-send `+rec.Gateway.Addr().String()+` `+dst+` genuine`)

@@ -12,18 +12,20 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// serveDNS answers A queries for the given NAME=IP pairs, on UDP and TCP,
-// until killed. Other names get NXDOMAIN.
+// serveDNS answers A and AAAA queries for the given NAME=IP pairs (a
+// name may be given twice, with an IPv4 and an IPv6 address), on UDP and
+// TCP, until killed. Other names get NXDOMAIN.
 func serveDNS(addr string, pairs []string) {
-	names := map[string]netip.Addr{}
+	names := map[string][]netip.Addr{}
 	for _, p := range pairs {
 		n, ip, ok := strings.Cut(p, "=")
 		a, err := netip.ParseAddr(ip)
-		if !ok || err != nil || !a.Is4() {
+		if !ok || err != nil {
 			fmt.Fprintln(os.Stderr, "bad NAME=IP:", p)
 			os.Exit(2)
 		}
-		names[strings.TrimSuffix(strings.ToLower(n), ".")+"."] = a
+		key := strings.TrimSuffix(strings.ToLower(n), ".") + "."
+		names[key] = append(names[key], a)
 	}
 	uc, err := net.ListenPacket("udp", addr)
 	if err != nil {
@@ -71,7 +73,7 @@ func serveDNS(addr string, pairs []string) {
 	}
 }
 
-func answer(q []byte, names map[string]netip.Addr) []byte {
+func answer(q []byte, names map[string][]netip.Addr) []byte {
 	var p dnsmessage.Parser
 	h, err := p.Start(q)
 	if err != nil {
@@ -82,15 +84,21 @@ func answer(q []byte, names map[string]netip.Addr) []byte {
 		return nil
 	}
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired})
-	a, ok := names[strings.ToLower(qs[0].Name.String())]
+	addrs, ok := names[strings.ToLower(qs[0].Name.String())]
 	if !ok {
 		b = dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, RCode: dnsmessage.RCodeNameError})
 	}
 	_ = b.StartQuestions()
 	_ = b.Question(qs[0])
-	if ok && qs[0].Type == dnsmessage.TypeA {
-		_ = b.StartAnswers()
-		_ = b.AResource(dnsmessage.ResourceHeader{Name: qs[0].Name, Class: dnsmessage.ClassINET, TTL: 5}, dnsmessage.AResource{A: a.As4()})
+	_ = b.StartAnswers()
+	for _, a := range addrs {
+		rh := dnsmessage.ResourceHeader{Name: qs[0].Name, Class: dnsmessage.ClassINET, TTL: 5}
+		switch {
+		case a.Is4() && qs[0].Type == dnsmessage.TypeA:
+			_ = b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+		case a.Is6() && qs[0].Type == dnsmessage.TypeAAAA:
+			_ = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
 	}
 	r, _ := b.Finish()
 	return r

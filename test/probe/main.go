@@ -5,7 +5,7 @@
 //	probe listen ADDR:PORT          serve until killed; prints "listening"
 //	probe dial ADDR:PORT [TIMEOUT]  prints "ok REPLY", "refused" or "unreachable"
 //	                                and exits 0, 3 or 4
-//	probe dns ADDR:PORT NAME=IP...  a DNS server (UDP and TCP) answering A queries
+//	probe dns ADDR:PORT NAME=IP...  a DNS server (UDP and TCP) answering A and AAAA queries
 //	probe udp-listen ADDR:PORT      prints "listening", then "from SRC: DATA" per datagram
 //	probe udp-send SRC DST:PORT MSG sends one datagram from address SRC (or SRC:PORT)
 //	probe udp-from ADDR:PORT        as udp-listen, printing "from SRC:PORT: DATA"

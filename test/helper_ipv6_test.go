@@ -1,0 +1,236 @@
+package test
+
+// The IPv6 uplink of issue 13, and the attacks on it, performed for real
+// in a simulated host (see helper_attack_test.go): no packet leaves the
+// namespaces the test made.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// wire6 gives the namespace wire made as tag number n IPv6 too: the
+// simulated host's side fd99:N::1/64, the peer fd99:N::2/64 with a default
+// route via the host. It returns the peer's address.
+func (h *simHost) wire6(t *testing.T, tag string, n int) string {
+	t.Helper()
+	peer := h.Name + "-" + tag
+	shOK(t, fmt.Sprintf(`ip -n %[2]s addr add fd99:%[3]d::1/64 dev hv-%[4]s nodad
+ip -n %[1]s addr add fd99:%[3]d::2/64 dev eth0 nodad
+ip -n %[1]s route add default via fd99:%[3]d::1`, peer, h.Name, n, tag))
+	return fmt.Sprintf("fd99:%d::2", n)
+}
+
+// TestHelperIPv6Uplink: with the helper installed in a host with IPv6, a
+// guest reaches the host's own IPv6 address and a server upstream over
+// IPv6, and the server sees the host's address (masquerade); the guest's
+// AAAA lookups go through the bridge, the gateway and the host to the
+// host's resolver.
+func TestHelperIPv6Uplink(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.start(t, "dns", "127.0.0.1:15399", "upstream.test=198.51.100.2", "upstream.test=fd99:4::2")
+	rec := h.install(t, u)
+	if !rec.Gateway6.IsValid() || !rec.HostAddr6.IsValid() || rec.HostAddr6.Bits() != 64 || !rec.HostAddr6.Overlaps(rec.Gateway6) {
+		t.Fatalf("record: host %s gateway %s; want a static /64 on the host link", rec.HostAddr6, rec.Gateway6)
+	}
+	if !strings.HasPrefix(rec.HostAddr6.String(), "fd6e:7372:") {
+		t.Errorf("host address %s is not from the default pool fd6e:7372::/48", rec.HostAddr6)
+	}
+	up, _ := h.wire(t, "up6", 4)
+	upAddr := h.wire6(t, "up6", 4)
+	up.start(t, "listen", "["+upAddr+"]:8006")
+	hostAddr := rec.HostAddr6.Addr().String()
+	h.start(t, "listen", "["+hostAddr+"]:7006")
+	out := nsrunOK(t, u, "--", "sh", "-c", "probe dial ["+hostAddr+"]:7006; probe dial ["+upAddr+"]:8006; getent ahostsv6 upstream.test | head -1")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ok ") {
+		t.Fatalf("guest -> host [%s]:7006, upstream, DNS: %q", hostAddr, out)
+	}
+	// The upstream answers "HOSTNAME REMOTEADDR": the host's own address
+	// on that link, never the gateway's or a guest's.
+	if !strings.HasPrefix(lines[1], "ok ") || !strings.Contains(lines[1], " [fd99:4::1]:") {
+		t.Errorf("guest -> upstream over IPv6: %q; want the upstream to see the host's fd99:4::1", lines[1])
+	}
+	if !strings.HasPrefix(lines[2], "fd99:4::2 ") {
+		t.Errorf("AAAA of upstream.test through the bridge: %q, want fd99:4::2", lines[2])
+	}
+	// A dual-stack run over an IPv6 uplink says nothing about IPv6.
+	for _, d := range u.runtimeDirs() {
+		_ = os.Remove(d + "/.ipv6-note-shown")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if r := run(t, u.nsrun(ctx, "--", "true")); strings.Contains(r.Stderr, "IPv6 stays inside") {
+		t.Errorf("IPv6 note with an IPv6 uplink: %q", r.Stderr)
+	}
+}
+
+// TestHelperIPv6NoHostIPv6: where the host has IPv6 off, install gives the
+// gateway no IPv6, the host drops every IPv6 packet from it, and a run
+// stays dual-stack inside and says so once.
+func TestHelperIPv6NoHostIPv6(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.sysctl(t, "net.ipv6.conf.all.disable_ipv6", "1")
+	h.sysctl(t, "net.ipv6.conf.default.disable_ipv6", "1")
+	rec := h.install(t, u)
+	if rec.Gateway6.IsValid() || rec.HostAddr6.IsValid() {
+		t.Errorf("record on a host without IPv6: host %s gateway %s", rec.HostAddr6, rec.Gateway6)
+	}
+	if got := h.sh(t, "nft list table inet "+rec.Table); !strings.Contains(got, "meta nfproto ipv6 drop") {
+		t.Errorf("host table without IPv6 does not drop it:\n%s", got)
+	}
+	for _, d := range u.runtimeDirs() {
+		_ = os.Remove(d + "/.ipv6-note-shown")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i, want := range []bool{true, false} {
+		r := run(t, u.nsrun(ctx, "--", "sh", "-c", "ip -6 addr show dev eth0 | grep -c 'inet6 fd00:ac12::1/64'"))
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "1" {
+			t.Errorf("run %d: no IPv6 inside: exit %d %q %q", i+1, r.Code, r.Stdout, r.Stderr)
+		}
+		if got := strings.Count(r.Stderr, "IPv6 stays inside runs"); got != map[bool]int{true: 1, false: 0}[want] {
+			t.Errorf("run %d: IPv6 note %d times, want it once at first: %q", i+1, got, r.Stderr)
+		}
+	}
+}
+
+// TestHelperIPv6Attacks: what the gateway (where the user is root) sends
+// over IPv6 gets the rules IPv4 gets: a forged source, a protocol other
+// than TCP, UDP and ICMPv6, a privileged source port, and any address of
+// the host but the user's own host address are dropped; the same packets
+// from the gateway's own address and an unprivileged port arrive.
+func TestHelperIPv6Attacks(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	rec := h.install(t, u)
+	up, _ := h.wire(t, "up6", 4)
+	upAddr := h.wire6(t, "up6", 4)
+	gw, host := rec.Gateway6.Addr().String(), rec.HostAddr6.Addr().String()
+	got := up.start(t, "udp-from", "["+upAddr+"]:9999")
+	dst := "[" + upAddr + "]:9999"
+	// The gateway's own NAT would hide a forged source: remove it.
+	r := inGateway(t, u, `set -e
+nft delete table inet nsrun
+ip -6 addr add fd6e:dead::7/128 dev lo
+probe udp-send fd6e:dead::7 `+dst+` forged
+probe udp-send [`+gw+`]:700 `+dst+` privileged
+probe udp-send [`+gw+`]:40000 `+dst+` genuine`)
+	if r.Code != 0 {
+		t.Fatalf("gateway script: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !eventually(3*time.Second, func() bool { return strings.Contains(got.all(), "genuine") }) {
+		t.Fatalf("control: the genuine datagram did not arrive: %q", got.all())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(got.all(), "forged") {
+		t.Errorf("a datagram with a forged IPv6 source crossed the host: %q", got.all())
+	}
+	if strings.Contains(got.all(), ": privileged") {
+		t.Errorf("a datagram from port 700 crossed the host: %q", got.all())
+	}
+	// Protocol 47 (GRE) over IPv6: the host itself delivers it upstream
+	// (control), the gateway's never arrives.
+	wait := rawRecv6(t, up.Name, 47, "CTL47")
+	h.sh(t, rawSend6(47, upAddr, "CTL47"))
+	if got := wait(); !strings.HasPrefix(got, "got ") {
+		t.Fatalf("control: protocol 47 from the host to the upstream: %q; the test proves nothing", got)
+	}
+	wait = rawRecv6(t, up.Name, 47, "GW47")
+	if r := inGateway(t, u, rawSend6(47, upAddr, "GW47")); r.Code != 0 {
+		t.Fatalf("send from the gateway: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if got := wait(); got != "timeout" {
+		t.Errorf("protocol 47 over IPv6 from the gateway reached the upstream: %q", got)
+	}
+	// The host's other addresses: only the user's own host address answers.
+	h.start(t, "listen", "[::]:7007")
+	r = inGateway(t, u, "ip -6 route add fd99:4::/64 via "+host+" 2>/dev/null; probe dial ["+host+"]:7007 1s; probe dial [fd99:4::1]:7007 1s; true")
+	if !strings.HasPrefix(r.Stdout, "ok ") || strings.Count(r.Stdout, "ok ") != 1 || !strings.Contains(r.Stdout, "timeout") {
+		t.Errorf("gateway -> host [%s]:7007 and the host's [fd99:4::1]:7007: %q %q; want the first only", host, r.Stdout, r.Stderr)
+	}
+}
+
+// rawRecv6 waits in the namespace ns for one IPv6 packet of protocol
+// proto holding marker ("got SRC" or "timeout").
+func rawRecv6(t *testing.T, ns string, proto int, marker string) func() string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	script := fmt.Sprintf(`import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, %d)
+s.settimeout(3)
+print("ready", flush=True)
+try:
+    while True:
+        d, a = s.recvfrom(4096)
+        if b%q in d:
+            print("got", a[0], flush=True)
+            break
+except socket.timeout:
+    print("timeout", flush=True)
+`, proto, marker)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "python3", "-c", script)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	if line, _ := r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		cancel()
+		t.Fatalf("raw receiver in %s: %q", ns, line)
+	}
+	return func() string {
+		defer cancel()
+		line, _ := r.ReadString('\n')
+		_ = cmd.Wait()
+		return strings.TrimSpace(line)
+	}
+}
+
+// rawSend6 is a python3 line sending one IPv6 packet of protocol proto
+// holding marker to addr.
+func rawSend6(proto int, addr, marker string) string {
+	return fmt.Sprintf(`python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_RAW, %d).sendto(b"\x00\x00\x08\x00%s", ("%s", 0))'`, proto, marker, addr)
+}
+
+// TestHelperIPv6UplinkPartition: `--uplink` cuts a node's IPv6 way to the
+// host too.
+func TestHelperIPv6UplinkPartition(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	rec := h.install(t, u)
+	host := "[" + rec.HostAddr6.Addr().String() + "]:7008"
+	h.start(t, "listen", host)
+	r := startRun(t, u, "nodes:\n  a: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}\n  b: {ip: 172.18.0.2, command: probe listen 0.0.0.0:9000}\n", "b     | listening")
+	reach := func(node string) bool {
+		return strings.HasPrefix(r.exec(t, node, "probe", "dial", host, "700ms").Stdout, "ok ")
+	}
+	if !reach("a") || !reach("b") {
+		t.Fatal("nodes do not reach the host over IPv6 before any cut")
+	}
+	r.netOK(t, "isolate", "a")
+	if !reach("a") {
+		t.Error("isolate without --uplink cut a's IPv6 way to the host")
+	}
+	r.netOK(t, "isolate", "--uplink", "a")
+	if reach("a") {
+		t.Error("isolate --uplink a: a still reaches the host over IPv6")
+	}
+	if !reach("b") {
+		t.Error("isolate --uplink a: b lost the host too")
+	}
+	r.netOK(t, "fullmesh")
+	if !reach("a") {
+		t.Error("fullmesh did not restore a's IPv6 uplink")
+	}
+}

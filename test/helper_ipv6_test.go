@@ -24,7 +24,26 @@ func (h *simHost) wire6(t *testing.T, tag string, n int) string {
 	shOK(t, fmt.Sprintf(`ip -n %[2]s addr add fd99:%[3]d::1/64 dev hv-%[4]s nodad
 ip -n %[1]s addr add fd99:%[3]d::2/64 dev eth0 nodad
 ip -n %[1]s route add default via fd99:%[3]d::1`, peer, h.Name, n, tag))
+	untentative(t, peer, h.Name)
 	return fmt.Sprintf("fd99:%d::2", n)
+}
+
+// untentative waits until no address in the namespaces is tentative:
+// neighbour discovery and router advertisements need the link-local
+// addresses links get when they come up (duplicate address detection,
+// about a second).
+func untentative(t *testing.T, namespaces ...string) {
+	t.Helper()
+	if !eventually(5*time.Second, func() bool {
+		for _, ns := range namespaces {
+			if out, _ := exec.Command("ip", "-n", ns, "-6", "addr", "show", "tentative").CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("addresses of %v still tentative", namespaces)
+	}
 }
 
 // TestHelperIPv6Uplink: with the helper installed in a host with IPv6, a
@@ -232,5 +251,43 @@ func TestHelperIPv6UplinkPartition(t *testing.T) {
 	r.netOK(t, "fullmesh")
 	if !reach("a") {
 		t.Error("fullmesh did not restore a's IPv6 uplink")
+	}
+}
+
+// TestHelperIPv6ForwardGuard: on a host whose IPv6 forwarding was off,
+// install turns it on for nsrun only: two namespaces the test wires to the
+// host do not reach each other over IPv6, while a run reaches the
+// upstream; the last uninstall turns IPv6 forwarding off again.
+func TestHelperIPv6ForwardGuard(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	const fwd = "net.ipv6.conf.all.forwarding"
+	a, _ := h.wire(t, "a", 1)
+	h.wire6(t, "a", 1)
+	b, _ := h.wire(t, "b", 2)
+	bAddr := "[" + h.wire6(t, "b", 2) + "]:7020"
+	b.start(t, "listen", bAddr)
+	// Control: with IPv6 forwarding on and no nsrun, a reaches b.
+	h.sysctl(t, fwd, "1")
+	if out := probeIn(t, a.Name, "dial", bAddr, "2s"); !strings.HasPrefix(out, "ok ") {
+		t.Fatalf("control a -> b over IPv6 with forwarding on: %q", out)
+	}
+	h.sysctl(t, fwd, "0")
+	h.install(t, u)
+	if got := h.sysctl(t, fwd, ""); got != "1" {
+		t.Fatalf("%s after install = %s", fwd, got)
+	}
+	if out := probeIn(t, a.Name, "dial", bAddr, "1s"); !strings.HasPrefix(out, "unreachable") {
+		t.Errorf("IPv6 forwarding was off before install; a -> b now: %q, want it dropped", out)
+	}
+	if out := nsrunOK(t, u, "--", "probe", "dial", bAddr); !strings.HasPrefix(out, "ok ") {
+		t.Errorf("a run -> upstream b over IPv6: %q", out)
+	}
+	if r := h.helper(t, "uninstall", "--user", u.Name); r.Code != 0 {
+		t.Fatalf("uninstall: %s %s", r.Stdout, r.Stderr)
+	}
+	delete(h.installed, u.Name)
+	if got := h.sysctl(t, fwd, ""); got != "0" {
+		t.Errorf("%s after the last uninstall = %s, want 0 as before", fwd, got)
 	}
 }

@@ -28,6 +28,8 @@ type Status struct {
 	InterfaceUp       bool     `json:"interface_up"`
 	HostAddr          string   `json:"host_addr,omitempty"`
 	GatewayAddr       string   `json:"gateway_addr,omitempty"`
+	HostAddr6         string   `json:"host_addr6,omitempty"`    // none: the uplink carries IPv4 only
+	GatewayAddr6      string   `json:"gateway_addr6,omitempty"` // (the host had no IPv6 at install)
 	RunsCIDR          string   `json:"runs_cidr,omitempty"`
 	Resolver          string   `json:"resolver,omitempty"`
 	NamespacesMounted bool     `json:"namespaces_mounted"`
@@ -56,6 +58,9 @@ func GetStatus(uid int) Status {
 	default:
 		s.Installed, s.NamespacesMounted = true, true
 		s.HostAddr, s.GatewayAddr, s.RunsCIDR = rec.HostAddr.String(), rec.Gateway.String(), rec.RunsCIDR.String()
+		if rec.Gateway6.IsValid() {
+			s.HostAddr6, s.GatewayAddr6 = rec.HostAddr6.String(), rec.Gateway6.String()
+		}
 		if rec.Resolver.IsValid() {
 			s.Resolver = rec.Resolver.String()
 		}
@@ -106,6 +111,11 @@ func (s Status) Print(w io.Writer) {
 	fmt.Fprintf(w, "nsrun-helper for %s (uid %d): %s\n", s.User, s.UID, state)
 	if s.HostAddr != "" {
 		fmt.Fprintf(w, "  interface   %s %s (up: %v), gateway %s\n", s.Interface, s.HostAddr, s.InterfaceUp, s.GatewayAddr)
+		if s.HostAddr6 != "" {
+			fmt.Fprintf(w, "  IPv6        %s, gateway %s\n", s.HostAddr6, s.GatewayAddr6)
+		} else {
+			fmt.Fprintln(w, "  IPv6        none: the host had no IPv6 at install (runs keep IPv6 inside)")
+		}
 		fmt.Fprintf(w, "  run uplinks %s\n", s.RunsCIDR)
 		if s.Resolver != "" {
 			fmt.Fprintf(w, "  DNS         guests' DNS goes to %s\n", s.Resolver)

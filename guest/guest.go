@@ -10,6 +10,12 @@
 // thread waits for the process (PR_SET_PDEATHSIG fires when the forking
 // thread exits) and then dies with its goroutine, never unlocked, so the
 // namespaces never leak into other goroutines.
+//
+// The network namespace is joined with nsfd.Enter, not nsfd.Do: the
+// thread does not come back. It goes on to unshare a UTS namespace (and
+// a mount namespace) of its own, which a thread cannot leave again, and
+// it must live as long as the process for the parent-death signal; Go's
+// SysProcAttr has no setns, so the fork cannot do it instead.
 package guest
 
 import (
@@ -24,6 +30,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/nsfd"
 )
 
 // Spec is what to start and where.
@@ -118,8 +126,8 @@ func ExitCode(st *os.ProcessState) int {
 // prepare joins and unshares the namespaces on the current (locked) thread
 // and builds the command.
 func prepare(s Spec, path string) (*exec.Cmd, error) {
-	if err := unix.Setns(int(s.NetNS.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("enter node network namespace: %w", err)
+	if err := nsfd.Enter(s.NetNS); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	flags := unix.CLONE_NEWUTS
 	if len(s.Mounts) > 0 {

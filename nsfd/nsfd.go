@@ -1,5 +1,23 @@
 // Package nsfd creates network namespaces held by file descriptors and runs
-// code inside them on a locked OS thread.
+// code inside them on a locked OS thread. It is nsrun's one way into a
+// network namespace from Go: every setns(2) of a network namespace goes
+// through here (netlink handles, sysctls, sockets made in a node, the
+// capture's packet sockets, guest processes), always on a locked thread,
+// and no thread that is in a foreign namespace is ever handed back to the
+// scheduler.
+//
+// Three shapes, by how long the thread stays:
+//   - Do: for the length of a closure, then back (containernetworking's
+//     ns.Do); the thread is unlocked only if the return succeeded.
+//   - Enter: for good, on a thread the caller has locked and never
+//     unlocks (it dies with its goroutine); for a thread that goes on to
+//     change what cannot be changed back, as package guest's does before
+//     it forks a node's process.
+//   - NewNet and CanEnter: on a throwaway thread that dies at once.
+//
+// User namespaces are not entered here: a Go process is multithreaded, and
+// the kernel refuses it (package userns does it before the Go runtime
+// starts, in C).
 //
 // Namespaces are never bind-mounted: a namespace lives as long as some fd or
 // process holds it, so everything a run creates disappears with its
@@ -69,12 +87,12 @@ func Do(ns *os.File, fn func() error) error {
 			return // thread dies locked
 		}
 		defer orig.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter network namespace: %w", err)
+		if err := Enter(ns); err != nil {
+			errc <- err
 			return
 		}
 		err = fn()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+		if setns(orig) == nil {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
@@ -91,9 +109,26 @@ func CanEnter(ns *os.File) error {
 	go func() {
 		runtime.LockOSThread()
 		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
-		errc <- unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+		errc <- setns(ns)
 	}()
 	return <-errc
+}
+
+// Enter moves the calling thread into the network namespace held by ns,
+// for good. The caller must have locked the thread
+// (runtime.LockOSThread) and must never unlock it: the thread then dies
+// with its goroutine, and the namespace reaches no other goroutine.
+// Code that only needs the namespace for a while uses Do instead.
+func Enter(ns *os.File) error {
+	if err := setns(ns); err != nil {
+		return fmt.Errorf("enter network namespace: %w", err)
+	}
+	return nil
+}
+
+// setns moves the calling thread into the network namespace held by ns.
+func setns(ns *os.File) error {
+	return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
 }
 
 // WriteSysctl writes value to the sysctl file under /proc/sys (for example

@@ -25,6 +25,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/nsfd"
 )
 
 // insideEnv marks the copy of the test binary that runs in the
@@ -97,12 +99,17 @@ func Inside() bool { return os.Getenv(insideEnv) == "1" }
 // its goroutine, never unlocked, so the namespace reaches no other
 // goroutine.
 func InNewNet(fn func() error) error {
+	ns, err := nsfd.NewNet()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare a network namespace: %w", err)
+		if err := nsfd.Enter(ns); err != nil {
+			errc <- err
 			return
 		}
 		errc <- fn()

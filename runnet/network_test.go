@@ -173,7 +173,7 @@ func hasAddr(t *testing.T, h *netlink.Handle, name string, want netip.Prefix) {
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}

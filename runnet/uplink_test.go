@@ -6,11 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
@@ -23,8 +25,15 @@ import (
 // the bridge namespace with an address at each end, the bridge namespace
 // routes out through it, masquerades what leaves and sends DNS asked of
 // the bridge to the host's resolver (here a UDP echo in the gateway).
-// Close releases the lease.
+// Close releases the lease. With IPv6, the uplink also carries the /64
+// its /30 maps to (ipam.Pair6), routed and masqueraded alike.
 func TestBuildUplink(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ipv6=%v", v6), func(t *testing.T) { testBuildUplink(t, v6) })
+	}
+}
+
+func testBuildUplink(t *testing.T, v6 bool) {
 	gw, err := nsfd.NewNet()
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +53,7 @@ func TestBuildUplink(t *testing.T) {
 			GatewayNS: fmt.Sprintf("/proc/self/fd/%d", gw.Fd()),
 			Pool:      pool,
 			HostDNS:   netip.AddrPortFrom(gwAddr, 53),
+			IPv6:      v6,
 		},
 	})
 	if err != nil {
@@ -97,36 +107,15 @@ func TestBuildUplink(t *testing.T) {
 
 	// TCP from node a to the gateway arrives masqueraded, from the
 	// bridge end of the uplink.
-	var ln net.Listener
-	if err := nsfd.Do(gw, func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(gwAddr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			peer <- err.Error()
-			return
-		}
-		peer <- c.RemoteAddr().(*net.TCPAddr).IP.String()
-		c.Close()
-	}()
-	if err := nsfd.Do(nodeNS[0], func() error {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatalf("a -> the gateway through the uplink: %v", err)
-	}
-	if got := <-peer; got != brAddr.String() {
-		t.Errorf("the gateway saw a's connection from %s, want %s (masqueraded)", got, brAddr)
+	masqueraded(t, gw, nodeNS[0], gwAddr, brAddr)
+	if v6 {
+		p6 := ipam.Pair6(pool)
+		gw6, br6 := p6.Addr().Next(), p6.Addr().Next().Next()
+		hasAddr(t, gh, p.Uplink.GatewayPort, netip.PrefixFrom(gw6, 64))
+		hasAddr(t, bh, p.Uplink.Port, netip.PrefixFrom(br6, 64))
+		masqueraded(t, gw, nodeNS[0], gw6, br6)
+	} else if b, err := readSysctl(gw, "net/ipv6/conf/"+p.Uplink.GatewayPort+"/disable_ipv6"); err != nil || b != "1" {
+		t.Errorf("without IPv6, the gateway end has IPv6: disable_ipv6 %q, %v", b, err)
 	}
 
 	// DNS asked of the bridge goes to the host's resolver, and its answer
@@ -177,4 +166,52 @@ func TestBuildUplink(t *testing.T) {
 	if _, err := os.Stat(lease); !os.IsNotExist(err) {
 		t.Errorf("the lease is left after Close: %v", err)
 	}
+}
+
+// masqueraded checks that a TCP connection from the namespace node to
+// addr in the namespace gw arrives from want.
+func masqueraded(t *testing.T, gw, node *os.File, addr, want netip.Addr) {
+	t.Helper()
+	var ln net.Listener
+	if err := nsfd.Do(gw, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			peer <- err.Error()
+			return
+		}
+		peer <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		c.Close()
+	}()
+	if err := nsfd.Do(node, func() error {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("node -> %s in the gateway, through the uplink: %v", addr, err)
+	}
+	if got := <-peer; got != want.String() {
+		t.Errorf("the gateway saw the connection to %s from %s, want %s (masqueraded)", addr, got, want)
+	}
+}
+
+// readSysctl reads the sysctl key as the namespace ns has it.
+func readSysctl(ns *os.File, key string) (string, error) {
+	var v string
+	err := nsfd.Do(ns, func() error {
+		b, err := os.ReadFile("/proc/sys/" + key)
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	return v, err
 }

@@ -27,7 +27,7 @@ type installer struct {
 	o       Options
 	rec     install.Record   // what this install makes
 	prev    install.Record   // the authoritative record of an earlier install
-	ns      uint64           // the inode of the helper's network namespace
+	ns      nsID             // the helper's network namespace
 	local   []install.Record // the other users installed into it
 	st      *state
 	host    *netlink.Handle
@@ -154,14 +154,15 @@ func (in *installer) chooseAddresses() error {
 	hostAddr := netip.PrefixFrom(hostNet.Addr().Next(), 30)
 	in.rec = install.Record{
 		User: o.User, UID: o.UID, GID: o.GID,
-		Interface: ifname,
-		HostAddr:  hostAddr,
-		Gateway:   netip.PrefixFrom(hostAddr.Addr().Next(), 30),
-		RunsCIDR:  o.RunsCIDR,
-		Resolver:  o.Resolver,
-		Table:     install.TableName(o.UID),
-		MadeDir:   in.prev.MadeDir,
-		NetNS:     in.ns,
+		Interface:   ifname,
+		HostAddr:    hostAddr,
+		Gateway:     netip.PrefixFrom(hostAddr.Addr().Next(), 30),
+		RunsCIDR:    o.RunsCIDR,
+		Resolver:    o.Resolver,
+		Table:       install.TableName(o.UID),
+		MadeDir:     in.prev.MadeDir,
+		NetNS:       in.ns.Ino,
+		NetNSCookie: in.ns.Cookie,
 	}
 	if !o.HostPool6.IsValid() || !hostHasIPv6() {
 		return nil // runs stay dual-stack inside; nsrun says so
@@ -347,7 +348,7 @@ func hostConfigOf(rec install.Record) nft.HostConfig {
 // savedHost is the host state the first install in this network
 // namespace saved; before it is saved, what it would save.
 func (in *installer) savedHost() (hostState, error) {
-	h, ok, err := in.st.readHostState(in.ns)
+	h, ok, err := in.st.readHostState(in.ns.Ino)
 	if err != nil || (ok && !in.firstHere()) {
 		return h, err
 	}
@@ -380,12 +381,12 @@ func (in *installer) prevHere() bool {
 }
 
 func (in *installer) stepSaveHost() Step {
-	name := hostStateName(in.ns)
+	name := hostStateName(in.ns.Ino)
 	return Step{
 		Describe: fmt.Sprintf("save %s as they are before the first install (now %s) to %s/%s, for the last uninstall to put back",
 			strings.Join(dotted(append(hostSysctls, forward6)), ", "), strings.Join(append(currentHostState().values(), currentHostState().IPv6Forward), ", "), stateDir, name),
 		Done: func() (bool, error) {
-			_, ok, err := in.st.readHostState(in.ns)
+			_, ok, err := in.st.readHostState(in.ns.Ino)
 			return ok && !in.firstHere(), err
 		},
 		Apply: func() error {

@@ -149,18 +149,32 @@ func marshalRecord(r install.Record) []byte {
 }
 
 // netNS is the inode of the helper's network namespace.
-func netNS() (uint64, error) {
+func netNS() (nsID, error) {
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-		return 0, fmt.Errorf("stat /proc/self/ns/net: %w", err)
+		return nsID{}, fmt.Errorf("stat /proc/self/ns/net: %w", err)
 	}
-	return st.Ino, nil
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nsID{}, fmt.Errorf("socket for the network namespace's cookie: %w", err)
+	}
+	defer unix.Close(fd)
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		cookie = 0 // before Linux 5.14: the inode alone
+	}
+	return nsID{Ino: st.Ino, Cookie: cookie}, nil
 }
+
+// nsID names a network namespace: by its inode, which the kernel gives
+// to the next new namespace once this one is gone, and by its cookie,
+// which it never gives twice (0 where the kernel has none).
+type nsID struct{ Ino, Cookie uint64 }
 
 // local returns the records of every user but uid installed into the
 // helper's network namespace (a record of a helper that wrote none counts
 // as the host's: init's network namespace).
-func (s *state) local(uid int, ns uint64) ([]install.Record, error) {
+func (s *state) local(uid int, ns nsID) ([]install.Record, error) {
 	all, err := s.others(uid)
 	var out []install.Record
 	for _, r := range all {
@@ -222,11 +236,17 @@ func marshalHostState(h hostState) []byte {
 }
 
 // inNS reports whether the install r records was into the network
-// namespace ns; one of a helper that recorded none was into init's.
-func inNS(r install.Record, ns uint64) bool {
-	if r.NetNS != 0 {
-		return r.NetNS == ns
+// namespace ns: by the cookie, else (a record of an older helper) by the
+// inode; one of a helper that recorded neither was into init's. (A record
+// left by a namespace that died without its uninstall names an inode that
+// a later namespace may get, but never its cookie.)
+func inNS(r install.Record, ns nsID) bool {
+	switch {
+	case r.NetNSCookie != 0 && ns.Cookie != 0:
+		return r.NetNSCookie == ns.Cookie
+	case r.NetNS != 0:
+		return r.NetNS == ns.Ino
 	}
 	var st unix.Stat_t
-	return unix.Stat("/proc/1/ns/net", &st) == nil && st.Ino == ns
+	return unix.Stat("/proc/1/ns/net", &st) == nil && st.Ino == ns.Ino
 }

@@ -170,7 +170,7 @@ func removeTables(st *state, uid int, table string) error {
 	if err != nil {
 		return err
 	}
-	saved, haveSaved, err := st.readHostState(ns)
+	saved, haveSaved, err := st.readHostState(ns.Ino)
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func removeTables(st *state, uid int, table string) error {
 	if err := nft.Delete(nil, nftables.TableFamilyINet, nft.GuardTableName); err != nil {
 		return err
 	}
-	return removeFile(st.dir, hostStateName(ns))
+	return removeFile(st.dir, hostStateName(ns.Ino))
 }
 
 // hostStateLeft reports whether the saved host state of this network
@@ -238,6 +238,6 @@ func hostStateLeft(st *state, uid int) (bool, error) {
 	if err != nil || len(local) > 0 {
 		return false, err
 	}
-	_, ok, err := st.readHostState(ns)
+	_, ok, err := st.readHostState(ns.Ino)
 	return ok, err
 }

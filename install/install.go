@@ -55,6 +55,10 @@ type Record struct {
 	// into (the host's; a test's simulated host has its own): the guard
 	// table of a namespace lists the records of that namespace only.
 	NetNS uint64 `json:"netns,omitzero"`
+	// NetNSCookie is that namespace's cookie (SO_NETNS_COOKIE), which,
+	// unlike its inode, the kernel never gives to another namespace: a
+	// namespace made after this one died often gets its inode.
+	NetNSCookie uint64 `json:"netns_cookie,omitzero"`
 }
 
 // MaxRecordSize bounds what is read of a record.

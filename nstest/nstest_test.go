@@ -707,8 +707,13 @@ func killedTest(t *testing.T, timeout bool) {
 	var runID string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		if id, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "victim up: "); ok {
-			runID = id
+		if up, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "victim up: "); ok {
+			var tmp string
+			runID, tmp, _ = strings.Cut(up, " ")
+			// The victim's temporary folders: killed, it cannot remove them.
+			if strings.HasPrefix(tmp, filepath.Join(os.TempDir(), "TestKilledTestLeavesNothing")) {
+				t.Cleanup(func() { os.RemoveAll(tmp) })
+			}
 			break
 		}
 	}
@@ -784,7 +789,7 @@ nodes:
 	for len(processes(marker)) < 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	fmt.Println("victim up:", n.RunID())
+	fmt.Println("victim up:", n.RunID(), filepath.Dir(t.TempDir()))
 	time.Sleep(time.Minute)
 }
 

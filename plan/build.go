@@ -109,6 +109,11 @@ func Build(in Input) (*Plan, error) {
 			HostDNS:     u.HostDNS,
 			IPv6:        u.IPv6 && p.hasIPv6(),
 		}
+		for _, b := range p.Bridges {
+			if u.HostDNS.IsValid() && !b.Prefix.IsValid() && b.Router6.IsValid() {
+				p.Uplink.DNSRelays = append(p.Uplink.DNSRelays, netip.AddrPortFrom(b.Router6, 53))
+			}
+		}
 	}
 	capture := in.CaptureAll
 	for _, n := range nodes {

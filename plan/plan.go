@@ -362,6 +362,10 @@ type Uplink struct {
 	// (ipam.Pair6: gateway end ::1, bridge end ::2), with a default route
 	// and masquerade like IPv4's.
 	IPv6 bool `json:"ipv6,omitempty"`
+	// DNSRelays are the addresses (the IPv6 routers of IPv6-only
+	// subnets, port 53) on which the supervisor relays DNS to HostDNS:
+	// NAT cannot turn an IPv6 query into an IPv4 one.
+	DNSRelays []netip.AddrPort `json:"dns_relays,omitempty"`
 }
 
 // Capture is where pcap files go (each captured link names its file).

@@ -36,8 +36,14 @@ func (p *Plan) Write(w io.Writer) error {
 	}
 	if u := p.Uplink; u != nil {
 		pf("  uplink %s <-> %s in the gateway %s: a /30 of %s, default route and NAT", u.Port, u.GatewayPort, u.GatewayNS, u.Pool)
+		if u.IPv6 {
+			pf(", IPv6 too")
+		}
 		if u.HostDNS.IsValid() {
 			pf(", DNS to %s", u.HostDNS)
+		}
+		for _, r := range u.DNSRelays {
+			pf(", DNS relayed from %s", r)
 		}
 		pf("\n")
 	} else {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/nsrun/nsrun/dnsrelay"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
@@ -15,15 +16,17 @@ import (
 	"github.com/nsrun/nsrun/runstate"
 )
 
-// uplink is a run's way out: a /30 leased from the user's pool, a veth from
-// the gateway (nsrun-helper's network namespace) into the bridge
-// namespace, a default route and NAT there. The veth dies with the bridge
+// uplink is a run's way out: a /30 leased from the user's pool (and the
+// IPv6 /64 it maps to), a veth from the gateway (nsrun-helper's network
+// namespace) into the bridge namespace, default routes and NAT there, and
+// the DNS relays of IPv6-only subnets. The veth dies with the bridge
 // namespace; the lease is released by Close, or reclaimed once the run
 // is dead.
 type uplink struct {
 	leases *ipam.Leases
 	block  netip.Prefix
 	owner  string
+	relays []*dnsrelay.Relay // DNS of IPv6-only subnets
 }
 
 func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
@@ -108,16 +111,31 @@ func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
 	}
 	var routers []netip.Addr
 	for _, br := range p.Bridges {
-		routers = append(routers, br.Router)
+		if br.Router.IsValid() { // (an IPv6-only subnet's DNS is relayed)
+			routers = append(routers, br.Router)
+		}
 	}
 	if err := nft.Apply(bridgeNS, nft.UplinkNAT(u.Port, routers, u.HostDNS)); err != nil {
 		return up, err
+	}
+	for _, listen := range u.DNSRelays {
+		r, err := dnsrelay.Start(bridgeNS, listen, u.HostDNS)
+		if err != nil {
+			return up, err
+		}
+		up.relays = append(up.relays, r)
 	}
 	return up, nil
 }
 
 func (u *uplink) release() {
-	if u != nil && u.block.IsValid() {
+	if u == nil {
+		return
+	}
+	for _, r := range u.relays {
+		r.Close()
+	}
+	if u.block.IsValid() {
 		_ = u.leases.Release(u.block, u.owner)
 	}
 }

@@ -215,3 +215,87 @@ func readSysctl(ns *os.File, key string) (string, error) {
 	})
 	return v, err
 }
+
+// TestBuildUplinkDNSRelay: a node of an IPv6-only subnet asks its
+// bridge's IPv6 address for DNS, and the supervisor's relay carries the
+// question to the host's (IPv4) resolver, here a UDP echo in the gateway,
+// and the answer back.
+func TestBuildUplinkDNSRelay(t *testing.T) {
+	gw, err := nsfd.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	pool := netip.MustParsePrefix("172.18.192.4/30")
+	gwAddr := netip.MustParseAddr("172.18.192.5")
+	runtime := t.TempDir()
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("subnets:\n  front: 172.18.0.0/24\n  v6: \"fd00:6::/64\"\nnodes:\n  a: {ip: 172.18.0.2}\n  b: {ip6: \"fd00:6::5\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{
+		Top: top,
+		Run: plan.Run{ID: "0123abce", Dir: filepath.Join(runtime, "runs", "0123abce"), RuntimeDir: runtime},
+		Uplink: &plan.UplinkInput{
+			GatewayNS: fmt.Sprintf("/proc/self/fd/%d", gw.Fd()),
+			Pool:      pool,
+			HostDNS:   netip.AddrPortFrom(gwAddr, 53),
+			IPv6:      true,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Uplink.DNSRelays) != 1 || p.Uplink.DNSRelays[0].String() != "[fd00:6::fe]:53" {
+		t.Fatalf("plan's DNS relays: %v, want [fd00:6::fe]:53 (the IPv6-only subnet's router) only", p.Uplink.DNSRelays)
+	}
+	nodeNS := make([]*os.File, len(p.Nodes))
+	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
+	t.Cleanup(n.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitAllWired(); err != nil {
+		t.Fatal(err)
+	}
+	var dns net.PacketConn
+	if err := nsfd.Do(gw, func() error {
+		var err error
+		dns, err = net.ListenPacket("udp", p.Uplink.HostDNS.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			k, from, err := dns.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = dns.WriteTo([]byte("answer to "+string(buf[:k])), from)
+		}
+	}()
+	var answer string
+	if err := nsfd.Do(nodeNS[1], func() error {
+		c, err := net.Dial("udp", "[fd00:6::fe]:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("query6")); err != nil {
+			return err
+		}
+		buf := make([]byte, 512)
+		k, err := c.Read(buf)
+		answer = string(buf[:k])
+		return err
+	}); err != nil {
+		t.Fatalf("b asks [fd00:6::fe]:53: %v", err)
+	}
+	if answer != "answer to query6" {
+		t.Errorf("DNS relayed from the IPv6-only bridge: %q", answer)
+	}
+}

@@ -291,3 +291,40 @@ func TestHelperIPv6ForwardGuard(t *testing.T) {
 		t.Errorf("%s after the last uninstall = %s, want 0 as before", fwd, got)
 	}
 }
+
+// TestHelperIPv6OnlyDNS: a node of an IPv6-only subnet asks its bridge's
+// IPv6 address for names (its resolv.conf names nothing else); the run
+// relays the query over UDP and TCP to the host's resolver, and the node
+// reaches the upstream over IPv6.
+func TestHelperIPv6OnlyDNS(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.start(t, "dns", "127.0.0.1:15399", "upstream.test=198.51.100.2", "upstream.test=fd99:4::2")
+	h.install(t, u)
+	up, _ := h.wire(t, "up6", 4)
+	upAddr := h.wire6(t, "up6", 4)
+	up.start(t, "listen", "["+upAddr+"]:8006")
+	r := startRun(t, u, "subnets:\n  v6: \"fd00:6::/64\"\nnodes:\n  a:\n    ip6: \"fd00:6::5\"\n    command: probe listen [::]:9000\n", "a     | listening")
+	if got := r.exec(t, "a", "cat", "/etc/resolv.conf").Stdout; !strings.Contains(got, "nameserver fd00:6::fe") {
+		t.Fatalf("resolv.conf of an IPv6-only node: %q", got)
+	}
+	if got := r.exec(t, "a", "getent", "ahostsv6", "upstream.test").Stdout; !strings.HasPrefix(got, "fd99:4::2 ") {
+		t.Errorf("AAAA of upstream.test from an IPv6-only node (UDP): %q", got)
+	}
+	// The same question over TCP (a DNS message with its length first).
+	tcp := `import socket, struct
+q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x08upstream\x04test\x00" + struct.pack(">HH", 28, 1)
+s = socket.create_connection(("fd00:6::fe", 53), timeout=5)
+s.sendall(struct.pack(">H", len(q)) + q)
+n = struct.unpack(">H", s.recv(2))[0]
+a = b""
+while len(a) < n:
+    a += s.recv(n - len(a))
+print(socket.inet_ntop(socket.AF_INET6, a[-16:]))`
+	if got := strings.TrimSpace(r.exec(t, "a", "python3", "-c", tcp).Stdout); got != "fd99:4::2" {
+		t.Errorf("AAAA of upstream.test from an IPv6-only node (TCP): %q", got)
+	}
+	if got := r.exec(t, "a", "probe", "dial", "upstream.test:8006").Stdout; !strings.HasPrefix(got, "ok ") || !strings.Contains(got, "[fd99:4::1]:") {
+		t.Errorf("an IPv6-only node -> upstream.test:8006: %q; want it reached, from the host's address", got)
+	}
+}

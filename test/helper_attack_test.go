@@ -26,6 +26,7 @@ import (
 
 	nshelper "github.com/nsrun/nsrun/helper"
 	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/runstate"
 )
 
 var simCount atomic.Int32
@@ -296,15 +297,16 @@ func TestHelperUsersIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = bRun.Process.Kill(); _ = bRun.Wait() })
+	// The run is up once its record lists its uplink: written after its
+	// nodes started, so its end of the /30 answers by then. (Its lease
+	// and folder exist before the uplink is wired.)
 	rt := fmt.Sprintf("/run/user/%d/nsrun-runs", ub.UID)
 	var bRunAddr string
 	eventually(10*time.Second, func() bool {
-		ents, _ := os.ReadDir(filepath.Join(rt, "leases"))
-		for _, e := range ents {
-			p, err := netip.ParseAddr(e.Name())
-			owner, _ := os.ReadFile(filepath.Join(rt, "leases", e.Name()))
-			if _, serr := os.Stat(filepath.Join(rt, "runs", strings.TrimSpace(string(owner)))); err == nil && serr == nil && len(owner) > 0 {
-				bRunAddr = p.Next().Next().String() + ":9"
+		runs, _ := runstate.List(rt)
+		for _, r := range runs {
+			if p, err := netip.ParsePrefix(r.Uplink); err == nil {
+				bRunAddr = p.Addr().Next().Next().String() + ":9"
 			}
 		}
 		return bRunAddr != ""

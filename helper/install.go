@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -53,8 +52,8 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 	if err := in.st.acquire(stop); err != nil {
 		return err
 	}
-	if in.host, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		return fmt.Errorf("open netlink: %w", err)
+	if in.host, err = netsetup.Here(); err != nil {
+		return err
 	}
 	if in.userDir, in.nsDir, err = openUserDirs(o.UID); err != nil {
 		return err
@@ -132,7 +131,7 @@ func openUserDirs(uid int) (userDir, nsDir *os.File, err error) {
 func (in *installer) chooseAddresses() error {
 	o := in.o
 	ifname := install.InterfaceName(o.UID)
-	routes, names, err := hostRoutes(in.host, ifname, netlink.FAMILY_V4)
+	routes, names, err := hostRoutes(in.host, ifname, false)
 	if err != nil {
 		return err
 	}
@@ -171,7 +170,7 @@ func (in *installer) chooseAddresses() error {
 	if err != nil {
 		return err
 	}
-	routes6, names6, err := hostRoutes(in.host, ifname, netlink.FAMILY_V6)
+	routes6, names6, err := hostRoutes(in.host, ifname, true)
 	if err != nil {
 		return err
 	}
@@ -517,18 +516,12 @@ func (in *installer) stepVeth() Step {
 
 func (in *installer) createVeth() error {
 	rec := in.rec
-	if old, err := in.host.LinkByName(rec.Interface); err == nil {
-		if err := in.host.LinkDel(old); err != nil {
-			return fmt.Errorf("remove stale %s: %w", rec.Interface, err)
-		}
+	if err := netsetup.DeleteLink(in.host, rec.Interface); err != nil {
+		return fmt.Errorf("remove stale %s: %w", rec.Interface, err)
 	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: rec.Interface}, // down
-		PeerName:      install.GatewayUplink,
-		PeerNamespace: netlink.NsFd(int(in.gwNet.Fd())),
-	}
-	if err := in.host.LinkAdd(veth); err != nil {
-		return fmt.Errorf("create veth %s: %w", rec.Interface, err)
+	// Both ends down until their sysctls are set.
+	if err := netsetup.AddVethPair(in.host, rec.Interface, install.GatewayUplink, in.gwNet); err != nil {
+		return err
 	}
 	for _, s := range hostSide {
 		err := setSysctl(fmt.Sprintf(s[0], rec.Interface), s[1])
@@ -576,16 +569,14 @@ func (in *installer) gatewayConfigured() (bool, error) {
 		return false, err
 	}
 	defer gh.Close()
-	routes, err := gh.RouteList(nil, netlink.FAMILY_ALL)
+	gws, err := netsetup.DefaultGateways(gh)
 	if err != nil {
 		return false, nil
 	}
 	hasDefault, hasDefault6 := false, !in.rec.HostAddr6.IsValid()
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			hasDefault = hasDefault || r.Gw.Equal(net.IP(in.rec.HostAddr.Addr().AsSlice()))
-			hasDefault6 = hasDefault6 || r.Gw.Equal(net.IP(in.rec.HostAddr6.Addr().AsSlice()))
-		}
+	for _, gw := range gws {
+		hasDefault = hasDefault || gw == in.rec.HostAddr.Addr()
+		hasDefault6 = hasDefault6 || gw == in.rec.HostAddr6.Addr()
 	}
 	hasDefault = hasDefault && hasDefault6
 	fwd := ""
@@ -603,17 +594,12 @@ func (in *installer) configureGateway() error {
 	if err := netsetup.AddrUp(gh, "lo", netip.MustParsePrefix("127.0.0.1/8")); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	up, err := gh.LinkByName(install.GatewayUplink)
-	if err != nil {
-		return fmt.Errorf("gateway %s: %w", install.GatewayUplink, err)
-	}
 	for _, via := range []netip.Prefix{in.rec.HostAddr, in.rec.HostAddr6} {
 		if !via.IsValid() {
 			continue
 		}
-		route := &netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.IP(via.Addr().AsSlice())}
-		if err := gh.RouteReplace(route); err != nil {
-			return fmt.Errorf("gateway default route via %s: %w", via.Addr(), err)
+		if err := netsetup.DefaultRoute(gh, install.GatewayUplink, via.Addr()); err != nil {
+			return fmt.Errorf("gateway: %w", err)
 		}
 	}
 	if err := netsetup.EnableForwarding(in.gwNet); err != nil {
@@ -698,23 +684,7 @@ func addrs(p4, p6 netip.Prefix) string {
 // hasAddr reports whether ifname is up with the address p; an invalid p
 // (no IPv6 on this host) is always there.
 func hasAddr(h *netlink.Handle, ifname string, p netip.Prefix) bool {
-	if !p.IsValid() {
-		return true
-	}
-	l, err := h.LinkByName(ifname)
-	if err != nil || l.Attrs().Flags&net.FlagUp == 0 {
-		return false
-	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if a.IP.Equal(net.IP(p.Addr().AsSlice())) {
-			return true
-		}
-	}
-	return false
+	return !p.IsValid() || netsetup.HasAddr(h, ifname, p)
 }
 
 // sysctl reads a sysctl of the helper's network namespace ("" if none).

@@ -11,9 +11,9 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/netsetup"
 )
 
 // Options are install's validated settings.
@@ -196,44 +196,24 @@ func systemResolver(path string) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// hostRoutes lists the routes of family (netlink.FAMILY_V4 or _V6) of the
-// host, except those through ifname, the default route, loopback,
-// multicast and link-local.
-func hostRoutes(h *netlink.Handle, ifname string, family int) ([]netip.Prefix, []string, error) {
-	own := -1
-	if l, err := h.LinkByName(ifname); err == nil {
-		own = l.Attrs().Index
+// hostRoutes lists the host's routes (IPv6 ones when v6, else IPv4),
+// except those through ifname, the default route, loopback, multicast and
+// link-local.
+func hostRoutes(h *netlink.Handle, ifname string, v6 bool) ([]netip.Prefix, []string, error) {
+	routes, err := netsetup.Routes(h, v6, ifname)
+	if err != nil {
+		return nil, nil, fmt.Errorf("host: %w", err)
 	}
 	var prefixes []netip.Prefix
 	var names []string
-	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
-	routes, err := h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		routes, err = h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("list host routes: %w", err)
-	}
 	for _, r := range routes {
-		if r.Dst == nil || r.LinkIndex == own {
-			continue
-		}
-		ones, _ := r.Dst.Mask.Size()
-		ip := r.Dst.IP
-		if family == netlink.FAMILY_V4 {
-			ip = ip.To4()
-		}
-		a, ok := netip.AddrFromSlice(ip)
-		if !ok || ones == 0 {
-			continue
-		}
-		p := netip.PrefixFrom(a, ones).Masked()
-		if p.Addr().IsLoopback() || p.Addr().IsMulticast() || family == netlink.FAMILY_V6 && p.Addr().IsLinkLocalUnicast() {
+		p := r.Dst
+		if p.Addr().IsLoopback() || p.Addr().IsMulticast() || v6 && p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
 		dev := ""
-		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
-			dev = " dev " + l.Attrs().Name
+		if r.Dev != "" {
+			dev = " dev " + r.Dev
 		}
 		prefixes = append(prefixes, p)
 		names = append(names, p.String()+dev)

@@ -4,16 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/user"
 	"slices"
 	"strconv"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
 
 	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
 )
 
@@ -65,8 +64,8 @@ func GetStatus(uid int) Status {
 			s.Resolver = rec.Resolver.String()
 		}
 	}
-	if l, err := netlink.LinkByName(s.Interface); err == nil {
-		s.InterfaceUp = l.Attrs().Flags&net.FlagUp != 0
+	if up, ok := interfaceUp(s.Interface); ok {
+		s.InterfaceUp = up
 	} else if s.Installed {
 		s.Installed = false
 		s.Problem = fmt.Sprintf("interface %s is missing: run `sudo nsrun-helper install` again", s.Interface)
@@ -181,4 +180,15 @@ func loadRecord(uid int) (install.Record, error) {
 		}
 	}
 	return rec, nil
+}
+
+// interfaceUp says whether the host has the interface name (ok) and
+// whether it is up.
+func interfaceUp(name string) (up, ok bool) {
+	h, err := netsetup.Here()
+	if err != nil {
+		return false, false
+	}
+	defer h.Close()
+	return netsetup.LinkUp(h, name)
 }

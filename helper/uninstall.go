@@ -9,10 +9,10 @@ import (
 	"strconv"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
 )
 
@@ -60,9 +60,9 @@ func uninstall(st *state, uid int, madeDir bool, w io.Writer, stop func() bool) 
 // anything changes) a /run/user/UID/nsrun that is not the helper's, and
 // passes the plan to run.
 func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error {
-	host, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	host, err := netsetup.Here()
 	if err != nil {
-		return fmt.Errorf("open netlink: %w", err)
+		return err
 	}
 	defer host.Close()
 	userDir, nsDir, err := openUserDirs(uid)
@@ -84,15 +84,10 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 		{
 			Describe: fmt.Sprintf("delete veth %s (its peer in the gateway goes with it)", ifname),
 			Done: func() (bool, error) {
-				_, err := host.LinkByName(ifname)
-				return err != nil, nil
+				_, ok := netsetup.LinkUp(host, ifname)
+				return !ok, nil
 			},
-			Apply: func() error {
-				if l, err := host.LinkByName(ifname); err == nil {
-					return host.LinkDel(l)
-				}
-				return nil
-			},
+			Apply: func() error { return netsetup.DeleteLink(host, ifname) },
 		},
 		{
 			Describe: fmt.Sprintf("delete the host's nftables table inet %s (after the interface is gone) and %s from the guard table inet %s;\nthe last user's uninstall deletes the guard table too, and sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding back to 0 if they were 0 before the first install",

@@ -28,6 +28,16 @@ import (
 // GuestIfName is the name of a node's interface inside its namespace.
 const GuestIfName = "eth0"
 
+// Here opens a route netlink handle on the calling thread's network
+// namespace (the helper's: the host's).
+func Here() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	return h, nil
+}
+
 // Handle opens a route netlink handle on the network namespace held by ns.
 func Handle(ns *os.File) (*netlink.Handle, error) {
 	// Not netlink.NewHandleAt: it ignores a failed return to the original
@@ -272,13 +282,14 @@ func AddrUp(h *netlink.Handle, ifname string, p netip.Prefix) error {
 	return nil
 }
 
-// DefaultRoute adds a default route via gw on ifname in h's namespace.
+// DefaultRoute sets the default route of gw's family via gw on ifname in
+// h's namespace, replacing one that is there.
 func DefaultRoute(h *netlink.Handle, ifname string, gw netip.Addr) error {
 	l, err := h.LinkByName(ifname)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", ifname, err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
 		return fmt.Errorf("add default route via %s: %w", gw, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package netsetup
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -27,6 +28,15 @@ func TestVethPairAndShaping(t *testing.T) {
 	defer h.Close()
 	if err := AddVethPair(h, "vtest", "ptest", peerNS); err != nil {
 		t.Fatal(err)
+	}
+	if up, ok := LinkUp(h, "vtest"); !ok || up {
+		t.Fatalf("vtest: exists %v, up %v; want it down", ok, up)
+	}
+	if err := AddrUp(h, "vtest", netip.MustParsePrefix("10.9.0.1/30")); err != nil {
+		t.Fatal(err)
+	}
+	if !HasAddr(h, "vtest", netip.MustParsePrefix("10.9.0.1/30")) || HasAddr(h, "vtest", netip.MustParsePrefix("10.9.0.2/30")) {
+		t.Error("HasAddr does not tell vtest's address from another")
 	}
 	link, err := h.LinkByName("vtest")
 	if err != nil || link.Attrs().Flags&net.FlagUp == 0 {

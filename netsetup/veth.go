@@ -2,19 +2,20 @@ package netsetup
 
 import (
 	"fmt"
-	"net"
 	"os"
 
 	"github.com/vishvananda/netlink"
 )
 
-// AddVethPair creates a veth pair: name, up, in the namespace of h, and
-// its peer peerName created directly in the namespace held by peerNS (not
-// moved there afterwards: moves serialise on a kernel lock). The peer is
-// left down, for its owner to address and bring up.
+// AddVethPair creates a veth pair: name in the namespace of h, and its
+// peer peerName created directly in the namespace held by peerNS (not
+// moved there afterwards: moves serialise on a kernel lock). Both ends
+// are left down, so that their owners can set an interface's sysctls
+// (no router advertisements, no IPv6) before it is up, then address it
+// and bring it up (AddrUp).
 func AddVethPair(h *netlink.Handle, name, peerName string, peerNS *os.File) error {
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: name, Flags: net.FlagUp},
+		LinkAttrs:     netlink.LinkAttrs{Name: name},
 		PeerName:      peerName,
 		PeerNamespace: netlink.NsFd(int(peerNS.Fd())),
 	}

@@ -33,13 +33,25 @@ nodes:
 // user namespaces, which every network needs.
 func needUserNS(t testing.TB) {
 	t.Helper()
-	if err := exec.Command("unshare", "-Urn", "true").Run(); err != nil {
+	if err := userNSErr(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("cannot run in CI: unprivileged user namespaces are unavailable: %v", err)
 		}
 		t.Skipf("skipped: unprivileged user namespaces are unavailable: %v", err)
 	}
 }
+
+// userNSErr starts `true` in a new user namespace, once per test binary.
+// A user namespace alone says enough (its root may make network
+// namespaces) and costs no network namespace: the kernel tears one down
+// asynchronously, holding RTNL for part of it, and the first network of
+// the test would wait for that (as BenchmarkStartDialClose did, behind
+// `unshare -Urn true`).
+var userNSErr = sync.OnceValue(func() error {
+	cmd := exec.Command("true")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+	return cmd.Run()
+})
 
 // echo serves l: every line comes back prefixed with the server's name
 // and the client's address.

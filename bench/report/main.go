@@ -1,7 +1,10 @@
 // Command report turns hyperfine's JSON exports into the Markdown tables of
 // BENCHMARKS.md: the median of each command and its ratio to a baseline.
 //
-//	report -title T -base NAME FILE.json...   prints one section to stdout
+//	report -title T -base NAME [-diff A,B] FILE.json...   prints one section to stdout
+//
+// -diff A,B adds a row for the median of A less the median of B (what A
+// costs beyond B), with its ratio to the baseline.
 package main
 
 import (
@@ -10,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 )
 
 type export struct {
@@ -47,6 +51,7 @@ func main() {
 	title := flag.String("title", "", "section title")
 	base := flag.String("base", "", "command name the ratios are relative to")
 	note := flag.String("note", "", "a line printed under the table")
+	diff := flag.String("diff", "", "A,B: add a row for the median of A less that of B")
 	flag.Parse()
 	type row struct {
 		name   string
@@ -83,6 +88,27 @@ func main() {
 			ratio = fmt.Sprintf("%.2f", r.median/baseline)
 		}
 		fmt.Printf("| `%s` | %.1f ms | %.1f ms | %d | %s |\n", r.name, r.median*1000, r.p90*1000, r.runs, ratio)
+	}
+	if a, b, ok := strings.Cut(*diff, ","); ok {
+		var ma, mb float64
+		found := 0
+		for _, r := range rows {
+			switch r.name {
+			case a:
+				ma, found = r.median, found+1
+			case b:
+				mb, found = r.median, found+1
+			}
+		}
+		if found != 2 {
+			fmt.Fprintf(os.Stderr, "report: -diff %s: no rows of those names\n", *diff)
+			os.Exit(1)
+		}
+		ratio := "-"
+		if baseline > 0 {
+			ratio = fmt.Sprintf("%.2f", (ma-mb)/baseline)
+		}
+		fmt.Printf("| `%s` less `%s` | %.1f ms | | | %s |\n", a, b, (ma-mb)*1000, ratio)
 	}
 	if *note != "" {
 		fmt.Printf("\n%s\n", *note)

@@ -36,6 +36,16 @@ func BenchmarkStartDialClose(b *testing.B) {
 	}
 }
 
+// BenchmarkEmpty is BenchmarkStartDialClose with nothing in its loop:
+// what the test binary, the benchmark framework and the user-namespace
+// check cost, which bench/run.sh subtracts from a run of
+// BenchmarkStartDialClose to give what Start, the dial and Close cost.
+func BenchmarkEmpty(b *testing.B) {
+	needUserNS(b)
+	for b.Loop() {
+	}
+}
+
 // BenchmarkDial: DialContext from a node to a listener in another, with
 // one round trip, in a network that runs throughout.
 func BenchmarkDial(b *testing.B) {

@@ -28,6 +28,24 @@ if [ "$BEFORE_REV" != none ] && git rev-parse -q --verify "$BEFORE_REV^{commit}"
   BEFORE=$out/nsrun-before
 fi
 hf() { hyperfine -N --warmup 3 --runs "$runs" --style basic "$@"; }
+# hfb NAME -n N1 CMD1 -n N2 CMD2 ...: the commands in BENCH_BLOCKS blocks
+# (default 3) of runs/blocks runs each, in reverse order every other
+# block, exported to $out/NAME.B.json: on a shared machine the load
+# drifts, and one command's runs all in a row would meet another load
+# than the next command's (bench/report merges the blocks by name).
+# HFB_PREPARE, if set, runs before every run (hyperfine --prepare).
+blocks=${BENCH_BLOCKS:-3}
+hfb() {
+  local name=$1 b i; shift
+  local fwd=("$@") rev=()
+  for ((i = ${#fwd[@]} - 3; i >= 0; i -= 3)); do rev+=("${fwd[i]}" "${fwd[i + 1]}" "${fwd[i + 2]}"); done
+  local prep=()
+  [ -n "${HFB_PREPARE:-}" ] && prep=(--prepare "$HFB_PREPARE")
+  for b in $(seq "$blocks"); do
+    if ((b % 2)); then set -- "${fwd[@]}"; else set -- "${rev[@]}"; fi
+    hyperfine -N --warmup 2 --runs $(((runs + blocks - 1) / blocks)) --style none "${prep[@]}" --export-json "$out/$name.$b.json" "$@" >/dev/null
+  done
+}
 # BENCH_ONLY=startup|up|nstest|partitions|throughput|capture runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
 want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
@@ -44,7 +62,7 @@ if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&
 fi
 cmds+=(-n shellout-ip "unshare -Urnm sh bench/shellout.sh 1"
        -n shellout-ip-batch "unshare -Urnm sh bench/shellout.sh 1 batch")
-hf --export-json "$out/startup.json" "${cmds[@]}"
+hfb startup "${cmds[@]}"
 
 {
   echo "# Benchmarks"
@@ -54,7 +72,7 @@ hf --export-json "$out/startup.json" "${cmds[@]}"
   echo
   go run ./bench/report -title "Start-up: one guest, then exit" -base floor \
     -note "shellout-* build the same bridge + guest with \`ip\` (bench/shellout.sh), rootless in \`unshare -Urnm\`. go-hello is a static Go program that only exits (bench/floor): what any Go program pays to start here." \
-    "$out/startup.json"
+    "$out"/startup.*.json
 } > BENCHMARKS.md
 fi
 
@@ -79,7 +97,7 @@ done
 before_up=()
 [ -n "$BEFORE" ] && before_up=(-n "nsrun-up-3-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1"
                              -n "nsrun-up-30-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1")
-hf --export-json "$out/up.json" "${before_up[@]}" \
+hfb up "${before_up[@]}" \
   -n "nsrun-up-3" "$NSRUN up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30" "$NSRUN up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30-no-ipv6" "$NSRUN up --isolated -f $out/up30-no-ipv6.yaml --exit-code-from done --timeout 1" \
@@ -87,12 +105,12 @@ hf --export-json "$out/up.json" "${before_up[@]}" \
   -n "shellout-ip-30" "unshare -Urnm sh bench/shellout.sh 30" \
   -n "shellout-ip-batch-3" "unshare -Urnm sh bench/shellout.sh 3 batch" \
   -n "shellout-ip-batch-30" "unshare -Urnm sh bench/shellout.sh 30 batch" \
-  -n "spawn-30-sleeps" "$FLOOR spawn 30" >/dev/null
+  -n "spawn-30-sleeps" "$FLOOR spawn 30"
 {
   echo
   go run ./bench/report -title "nsrun up: N nodes started until all are up, then stopped" -base shellout-ip-batch-30 \
     -note "nsrun-up-N runs N \`sleep\` nodes plus one that depends on all of them and exits. Per node at 30: see the ratio of nsrun-up-30 to nsrun-up-3. The shell-out scripts wire the namespaces and start no process in them; spawn-30-sleeps starts 30 \`sleep\`s from Go and stops them, no namespace made (bench/floor): the floor of nsrun-up-30." \
-    "$out/up.json"
+    "$out"/up.*.json
 } >> BENCHMARKS.md
 fi
 
@@ -103,27 +121,24 @@ if want nstest; then
 echo "== nstest: Start + DialContext + Close of 3 nodes vs nsrun up"
 go test -c -o "$out/nstest.test" ./nstest
 printf 'nodes:\n  a: {ip: 172.18.0.11}\n  b: {ip: 172.18.0.12}\n  c: {ip: 172.18.0.13}\n  done: {ip: 172.18.0.14, command: [\x27true\x27], depends_on: [a, b, c]}\n' > "$out/idle3.yaml"
-hf --export-json "$out/nstest.json" \
-  -n "nsrun-up-3-idle" "$NSRUN up --isolated -f $out/idle3.yaml --exit-code-from done --timeout 1" \
-  -n "nstest-3-idle" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkStartDialClose\$ -test.benchtime 1x" \
-  -n "nstest-empty" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkEmpty\$ -test.benchtime 1x" >/dev/null
+nstest_cmds=(-n "nsrun-up-3-idle" "$NSRUN up --isolated -f $out/idle3.yaml --exit-code-from done --timeout 1"
+  -n "nstest-3-idle" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkStartDialClose\$ -test.benchtime 1x"
+  -n "nstest-empty" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkEmpty\$ -test.benchtime 1x")
+hfb nstest "${nstest_cmds[@]}"
 # The same, each run 0.2 s after the last: back to back, about every other
 # run waits for the kernel's teardown of the one before (RTNL, held while
 # it frees the last run's bridge), whichever program runs, and the medians
 # then say more about that than about the programs.
-hf --prepare "sleep 0.2" --export-json "$out/nstest-settled.json" \
-  -n "nsrun-up-3-idle" "$NSRUN up --isolated -f $out/idle3.yaml --exit-code-from done --timeout 1" \
-  -n "nstest-3-idle" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkStartDialClose\$ -test.benchtime 1x" \
-  -n "nstest-empty" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkEmpty\$ -test.benchtime 1x" >/dev/null
+HFB_PREPARE="sleep 0.2" hfb nstest-settled "${nstest_cmds[@]}"
 gobench=$("$out/nstest.test" -test.run '^$' -test.bench . -test.benchtime "${runs}x" 2>/dev/null | awk '/^Benchmark/ && !/^BenchmarkEmpty/ { printf "| %s | %.3f ms |\n", $1, $3 / 1e6 }')
 {
   echo
   go run ./bench/report -title "nstest: a Go test's network of 3 command-less nodes, started, dialled once, stopped" -base nsrun-up-3-idle \
     -diff nstest-3-idle,nstest-empty \
     -note "nstest-3-idle is the nstest test binary running BenchmarkStartDialClose once (Start, Listen in c, DialContext from a, one round trip, Close); nstest-empty is that test binary running BenchmarkEmpty once, the same benchmark with nothing in its loop: what the test binary, the benchmark framework (its garbage collections) and the tests' user-namespace check cost; the row between them is what the API itself costs, Start to Close, against nsrun-up-3-idle: nsrun up of the same three nodes and a fourth that exits at once (--exit-code-from)." \
-    "$out/nstest.json"
+    "$out"/nstest.*.json
   go run ./bench/report -title "nstest, each run 0.2 s after the last (hyperfine --prepare 'sleep 0.2')" -base nsrun-up-3-idle \
-    -diff nstest-3-idle,nstest-empty "$out/nstest-settled.json"
+    -diff nstest-3-idle,nstest-empty "$out"/nstest-settled.*.json
   echo "Go benchmarks (\`go test -bench . ./nstest\`, $runs iterations; BenchmarkDial is DialContext from a node plus a 1-byte round trip in a running network):"
   echo
   echo "| benchmark | per op |"

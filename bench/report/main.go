@@ -3,8 +3,9 @@
 //
 //	report -title T -base NAME [-diff A,B] FILE.json...   prints one section to stdout
 //
-// -diff A,B adds a row for the median of A less the median of B (what A
-// costs beyond B), with its ratio to the baseline.
+// The runs of a command found in several files (bench/run.sh measures in
+// blocks) make one row. -diff A,B adds a row for the median of A less the
+// median of B (what A costs beyond B), with its ratio to the baseline.
 package main
 
 import (
@@ -60,6 +61,10 @@ func main() {
 		runs   int
 	}
 	var rows []row
+	// Runs of one command in several files (blocks of one measurement)
+	// are one row.
+	times := map[string][]float64{}
+	var order []string
 	for _, f := range flag.Args() {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -72,8 +77,15 @@ func main() {
 			os.Exit(1)
 		}
 		for _, r := range e.Results {
-			rows = append(rows, row{r.Command, median(r.Times), quantile(r.Times, 0.9), len(r.Times)})
+			if _, ok := times[r.Command]; !ok {
+				order = append(order, r.Command)
+			}
+			times[r.Command] = append(times[r.Command], r.Times...)
 		}
+	}
+	for _, name := range order {
+		t := times[name]
+		rows = append(rows, row{name, median(t), quantile(t, 0.9), len(t)})
 	}
 	baseline := 0.0
 	for _, r := range rows {

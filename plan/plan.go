@@ -5,7 +5,7 @@
 // order, the published ports and the capture files.
 //
 // The command line and package topology produce a Plan (Build); package
-// supervise applies it. Every name derived from the user's names (bridge
+// supervise applies it (its network through package runnet). Every name derived from the user's names (bridge
 // ports, tap links, capture files) is made here, once, and Build refuses
 // clashes before anything starts. Nothing after Build parses a string that
 // was once typed. Write prints a plan for people, and its JSON form is for

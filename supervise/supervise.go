@@ -1,9 +1,12 @@
 // Package supervise is the run supervisor: PID 1 of the run's pid
-// namespace and root of its user namespace. It builds the run's network
-// (bridge namespace, a bridge per subnet, one namespace per node, the
-// uplink), starts every node's command in dependency order, forwards
-// signals, serves the control socket, publishes ports, and tears
-// everything down when the run ends.
+// namespace and root of its user namespace, and the orchestrator of the
+// run's life. It has the run's network built (package runnet) while it
+// makes the run's mounts and files, starts every node's command in
+// dependency order (package guest) and watches it (node), forwards
+// signals, serves the control socket (net verbs through package netctl;
+// node verbs, exec, socket and attach here), starts the capture (package
+// capture) and the published ports (package portproxy), prints the nodes'
+// output (package output), and tears everything down when the run ends.
 package supervise
 
 import (

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -80,13 +81,17 @@ func Main(m *testing.M) {
 // the copy's, as one made by a plain `unshare -Urn` belongs to a sibling
 // of a run's, and the copy may not enter it. The caller must not close
 // it.
-func Outside() *os.File {
+func Outside() *os.File { return outside() }
+
+// outside wraps the inherited fd once: a second *os.File of the same fd
+// would close it when the first is collected.
+var outside = sync.OnceValue(func() *os.File {
 	fd, err := strconv.Atoi(os.Getenv(outsideEnv))
 	if !Inside() || err != nil {
 		return nil
 	}
 	return os.NewFile(uintptr(fd), "outside-netns")
-}
+})
 
 // Inside reports whether this test binary is the copy in namespaces of
 // its own.

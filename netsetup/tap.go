@@ -27,8 +27,9 @@ type TapLink struct {
 // owned by this process's uid and gid (the user, however the run maps it), so
 // that a VM started in node (QEMU -netdev tap,ifname=TAP) attaches to it;
 // and wires it to the bridge br through a bridge inside node (t.Bridge) and
-// a veth from t.Peer to the bridge port t.Port. The tap dies with the node
-// namespace.
+// a veth from t.Peer to the bridge port t.Port. It returns once both ends
+// of the veth are operationally up (the tap is, once a VM attaches). The
+// tap dies with the node namespace.
 func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, t TapLink) error {
 	tap, port, inner, nodeBridge := t.Tap, t.Port, t.Peer, t.Bridge
 	if f, err := os.OpenFile(TunDevice, os.O_RDWR, 0); err != nil {
@@ -46,7 +47,7 @@ func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, t TapLink) error 
 	}
 	// Tap devices are created in the namespace of the thread that opens
 	// /dev/net/tun: do it all from inside the node.
-	return nsfd.Do(node, func() error {
+	err := nsfd.Do(node, func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -81,6 +82,15 @@ func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, t TapLink) error 
 				return fmt.Errorf("bring %s up: %w", name, err)
 			}
 		}
-		return h.LinkSetUp(b)
+		if err := h.LinkSetUp(b); err != nil {
+			return fmt.Errorf("bring %s up: %w", nodeBridge, err)
+		}
+		// As for a node's eth0 (AddNode): frames sent before the kernel
+		// has activated the veth's queue are dropped.
+		return waitOperUp(h, inner)
 	})
+	if err != nil {
+		return err
+	}
+	return waitOperUp(bh, port)
 }

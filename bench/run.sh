@@ -121,7 +121,8 @@ if want nstest; then
 echo "== nstest: Start + DialContext + Close of 3 nodes vs nsrun up"
 go test -c -o "$out/nstest.test" ./nstest
 printf 'nodes:\n  a: {ip: 172.18.0.11}\n  b: {ip: 172.18.0.12}\n  c: {ip: 172.18.0.13}\n  done: {ip: 172.18.0.14, command: [\x27true\x27], depends_on: [a, b, c]}\n' > "$out/idle3.yaml"
-nstest_cmds=(-n "nsrun-up-3-idle" "$NSRUN up --isolated -f $out/idle3.yaml --exit-code-from done --timeout 1"
+nstest_cmds=(-n floor "unshare -Urn true" -n go-hello "$FLOOR hello"
+  -n "nsrun-up-3-idle" "$NSRUN up --isolated -f $out/idle3.yaml --exit-code-from done --timeout 1"
   -n "nstest-3-idle" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkStartDialClose\$ -test.benchtime 1x"
   -n "nstest-empty" "$out/nstest.test -test.run ^\$ -test.bench ^BenchmarkEmpty\$ -test.benchtime 1x")
 hfb nstest "${nstest_cmds[@]}"

@@ -29,6 +29,14 @@ func TestVethPairAndShaping(t *testing.T) {
 	if err := AddVethPair(h, "vtest", "ptest", peerNS); err != nil {
 		t.Fatal(err)
 	}
+	// Deleted here, not left to the peer namespace's end: the kernel
+	// removes a veth with its namespace asynchronously, so a next run of
+	// this test (-count) would find vtest still there.
+	defer func() {
+		if err := DeleteLink(h, "vtest"); err != nil {
+			t.Errorf("delete vtest: %v", err)
+		}
+	}()
 	if up, ok := LinkUp(h, "vtest"); !ok || up {
 		t.Fatalf("vtest: exists %v, up %v; want it down", ok, up)
 	}

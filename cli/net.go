@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,7 +40,7 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	return call(path, control.Request{Verb: "net", Net: &c}, stdout, stderr)
+	return call(path, control.Request{Verb: control.NetVerb, Net: &c}, stdout, stderr)
 }
 
 // cmdNode sends a node life-cycle verb to the run's supervisor.
@@ -62,7 +61,7 @@ func cmdNode(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	return call(path, control.Request{Verb: "node", NodeVerb: &c}, stdout, stderr)
+	return call(path, control.Request{Verb: control.NodeVerb, Node: &c}, stdout, stderr)
 }
 
 // runNodes are the node names of the run whose control socket is path, as
@@ -126,22 +125,23 @@ func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
 	if len(rest) < 2 {
 		return fail(stderr, errors.New("net exec: write nsrun net exec [--run ID] NODE -- CMD [ARGS...]"))
 	}
-	node, argv := rest[0], rest[1:]
+	argv := rest[1:]
 	if argv[0] == "--" {
 		argv = argv[1:]
 	}
-	if err := ipam.CheckNodeName("net exec", node); err != nil || len(argv) == 0 {
-		return fail(stderr, fmt.Errorf("net exec: write nsrun net exec [--run ID] NODE -- CMD [ARGS...]"))
+	wd, _ := os.Getwd()
+	ex := control.ExecCall{Node: rest[0], Argv: argv, Env: os.Environ(), Dir: wd, Root: root}
+	if err := ex.Check(); err != nil {
+		return fail(stderr, err)
 	}
 	path, err := controlPath(a.RunID)
 	if err != nil {
 		return fail(stderr, fmt.Errorf("net exec: %w", err))
 	}
-	wd, _ := os.Getwd()
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	c, err := control.Dial(path, control.Request{Verb: "exec", Node: node, Args: argv, Env: os.Environ(), Dir: wd, Root: root},
+	c, err := control.Dial(path, control.Request{Verb: control.ExecVerb, Exec: &ex},
 		os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		return fail(stderr, err)
@@ -163,7 +163,7 @@ func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case s := <-sigs:
-			_ = c.Send(control.Request{Verb: "signal", Sig: int(s.(syscall.Signal))})
+			_ = c.Send(control.Request{Verb: control.SignalVerb, Signal: &control.SignalCall{Sig: int(s.(syscall.Signal))}})
 		case r := <-responses:
 			if r.Error != "" {
 				fmt.Fprintln(stderr, "nsrun: net exec:", r.Error)
@@ -207,15 +207,10 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 		*name = fmt.Sprintf("pid%d", *pid)
 	}
 	// Checked here, before anything is sent; the supervisor checks the
-	// address against its subnets and nodes.
-	if err := ipam.CheckNodeName("--name", *name); err != nil {
+	// addresses against its subnets and nodes.
+	at, err := control.ParseAttach(*name, *ip, *ip6)
+	if err != nil {
 		return fail(stderr, fmt.Errorf("attach: %w", err))
-	}
-	if a, err := netip.ParseAddr(*ip); *ip != "" && (err != nil || !a.Is4()) {
-		return fail(stderr, fmt.Errorf("attach: --ip: %q is not an IPv4 address (IPv6 addresses go under --ip6)", *ip))
-	}
-	if a, err := netip.ParseAddr(*ip6); *ip6 != "" && (err != nil || !a.Is6() || a.Is4In6()) {
-		return fail(stderr, fmt.Errorf("attach: --ip6: %q is not an IPv6 address such as fd00:ac12::7", *ip6))
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", *pid))
 	if err != nil {
@@ -226,5 +221,5 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("attach: %w", err))
 	}
-	return call(path, control.Request{Verb: "attach", Args: []string{*name, *ip, *ip6}}, stdout, stderr, ns)
+	return call(path, control.Request{Verb: control.AttachVerb, Attach: &at}, stdout, stderr, ns)
 }

@@ -7,6 +7,7 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,25 +21,23 @@ import (
 // SocketName is the socket's name in the run folder.
 const SocketName = "ctl"
 
-// Request is what a client asks. Verb says which request it is: "exec"
-// (Node, Args as argv, Env, Dir, Root; the caller's stdin, stdout and
-// stderr attached), "signal" (Sig, on an exec's connection), "net" (Net),
-// "node" (Node), "attach" (Args: name, IPv4 and IPv6 address, either
-// may be ""; the namespace attached) or SocketVerb.
+// Request is what a client asks: Verb, and exactly the one typed body that
+// Verb names — "exec" (Exec; the caller's stdin, stdout and stderr
+// attached), "signal" (Signal, on an exec's connection), "net" (Net),
+// "node" (Node), "attach" (Attach; the process's network namespace
+// attached) or SocketVerb (Socket). The client builds and checks the body
+// before sending; the server reads every request through Check (in
+// Serve and Next), so a handler sees only well-formed ones.
 type Request struct {
-	Verb string   `json:"verb"`
-	Node string   `json:"node,omitempty"`
-	Args []string `json:"args,omitempty"`
-	Env  []string `json:"env,omitempty"`
-	Dir  string   `json:"dir,omitempty"`
-	Root bool     `json:"root,omitempty"`
-	Sig  int      `json:"sig,omitempty"` // signal: the signal to forward to the exec'd process
-
-	// Net is a `nsrun net` verb other than exec, checked by the client
-	// (ParseNet) and again by the supervisor.
+	Verb   string      `json:"verb"`
+	Exec   *ExecCall   `json:"exec,omitempty"`
+	Signal *SignalCall `json:"signal,omitempty"`
+	// Net is a `nsrun net` verb other than exec.
 	Net *NetCall `json:"net,omitempty"`
-	// NodeVerb is a `nsrun node` verb.
-	NodeVerb *NodeCall `json:"node_verb,omitempty"`
+	// Node is a `nsrun node` verb.
+	Node   *NodeCall   `json:"node,omitempty"`
+	Attach *AttachCall `json:"attach,omitempty"`
+	Socket *SocketCall `json:"socket,omitempty"`
 }
 
 // Response is the supervisor's answer: Started (exec), then Done with
@@ -137,11 +136,15 @@ func (s *Server) Serve(handle func(*Peer)) {
 		}
 		go func() {
 			p, err := readRequest(c)
-			if err != nil {
+			if p == nil {
 				c.Close()
 				return
 			}
 			defer p.close()
+			if err != nil {
+				p.Reply(Response{Error: err.Error(), ExitCode: 125})
+				return
+			}
 			handle(p)
 		}()
 	}
@@ -170,22 +173,41 @@ func readRequest(c *net.UnixConn) (*Peer, error) {
 	// The first message may carry more than the request line (a signal
 	// sent right after): keep the rest for the decoder.
 	first, rest, _ := cutLine(line)
-	if err := json.Unmarshal(first, &p.Req); err != nil {
-		p.close()
-		return nil, errors.New("bad request")
-	}
 	p.dec = json.NewDecoder(prepend(rest, c))
-	return p, nil
+	p.Req, err = DecodeRequest(first)
+	return p, err
+}
+
+// DecodeRequest reads one request line and checks it (Request.Check): a
+// field no body has, an unknown verb and a body that is not the verb's
+// are refused.
+func DecodeRequest(line []byte) (Request, error) {
+	var r Request
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Request{}, fmt.Errorf("bad request: %w", err)
+	}
+	if dec.More() {
+		return Request{}, errors.New("bad request: more than one value on its line")
+	}
+	if err := r.Check(); err != nil {
+		return Request{}, err
+	}
+	return r, nil
 }
 
 // Reply sends a response.
 func (p *Peer) Reply(r Response) { _ = p.enc.Encode(r) }
 
-// Next reads a further request (signals) until the client goes away.
+// Next reads a further request (signals) until the client goes away; a
+// request that fails its Check is an error.
 func (p *Peer) Next() (Request, error) {
-	var r Request
-	err := p.dec.Decode(&r)
-	return r, err
+	var raw json.RawMessage
+	if err := p.dec.Decode(&raw); err != nil {
+		return Request{}, err
+	}
+	return DecodeRequest(raw)
 }
 
 func (p *Peer) close() {

@@ -36,7 +36,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Dial(path, Request{Verb: "exec", Node: "db", Args: []string{"true"}}, w)
+	c, err := Dial(path, Request{Verb: ExecVerb, Exec: &ExecCall{Node: "db", Argv: []string{"true"}}}, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +45,16 @@ func TestRoundTrip(t *testing.T) {
 	if resp, err := c.Recv(); err != nil || !resp.Started {
 		t.Fatalf("first response %+v, %v", resp, err)
 	}
-	if err := c.Send(Request{Verb: "signal", Sig: 15}); err != nil {
+	if err := c.Send(Request{Verb: SignalVerb, Signal: &SignalCall{Sig: 15}}); err != nil {
 		t.Fatal(err)
 	}
 	if resp, err := c.Recv(); err != nil || !resp.Done || resp.ExitCode != 7 {
 		t.Fatalf("second response %+v, %v", resp, err)
 	}
-	if req := <-got; req.Verb != "exec" || req.Node != "db" || strings.Join(req.Args, " ") != "true" {
+	if req := <-got; req.Verb != "exec" || req.Exec == nil || req.Exec.Node != "db" || strings.Join(req.Exec.Argv, " ") != "true" {
 		t.Errorf("request %+v", req)
 	}
-	if req := <-got; req.Verb != "signal" || req.Sig != 15 {
+	if req := <-got; req.Verb != "signal" || req.Signal == nil || req.Signal.Sig != 15 {
 		t.Errorf("signal %+v", req)
 	}
 	b := make([]byte, 100)

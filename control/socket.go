@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,8 +21,11 @@ const SocketVerb = "socket"
 // created in node's network namespace, and returns it (close-on-exec,
 // blocking). family is AF_INET or AF_INET6, typ SOCK_STREAM or SOCK_DGRAM.
 func Socket(path, node string, family, typ, proto int) (*os.File, error) {
-	c, err := Dial(path, Request{Verb: SocketVerb, Node: node, Args: []string{
-		strconv.Itoa(family), strconv.Itoa(typ), strconv.Itoa(proto)}})
+	call := SocketCall{Node: node, Family: family, Type: typ, Proto: proto}
+	if err := call.Check(); err != nil {
+		return nil, err
+	}
+	c, err := Dial(path, Request{Verb: SocketVerb, Socket: &call})
 	if err != nil {
 		return nil, err
 	}
@@ -57,21 +59,6 @@ func Socket(path, node string, family, typ, proto int) (*os.File, error) {
 	}
 	unix.CloseOnExec(fds[0])
 	return os.NewFile(uintptr(fds[0]), "socket in node "+node), nil
-}
-
-// SocketArgs reads the arguments of a SocketVerb request: the family, type
-// and protocol of the socket asked for.
-func SocketArgs(req Request) (family, typ, proto int, err error) {
-	if len(req.Args) != 3 {
-		return 0, 0, 0, fmt.Errorf("socket: want family, type and protocol, got %d arguments", len(req.Args))
-	}
-	var v [3]int
-	for i, a := range req.Args {
-		if v[i], err = strconv.Atoi(a); err != nil {
-			return 0, 0, 0, fmt.Errorf("socket: argument %q is not a number", a)
-		}
-	}
-	return v[0], v[1], v[2], nil
 }
 
 // ReplyFile sends a response with f attached (SCM_RIGHTS), in one message.

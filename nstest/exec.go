@@ -131,7 +131,7 @@ func (c *Cmd) Start() error {
 		c.closeAll()
 		return err
 	}
-	conn, err := control.Dial(c.node.net.ctl, control.Request{Verb: "exec", Node: c.node.name, Args: c.Args, Env: env, Dir: dir, Root: c.Root}, files...)
+	conn, err := control.Dial(c.node.net.ctl, control.Request{Verb: control.ExecVerb, Exec: &control.ExecCall{Node: c.node.name, Argv: c.Args, Env: env, Dir: dir, Root: c.Root}}, files...)
 	// The command holds the ends it was given; ours of its stdin and
 	// output pipes are closed, so that its exit ends the copies.
 	for _, f := range files {
@@ -286,7 +286,7 @@ func (c *Cmd) Signal(sig syscall.Signal) error {
 	if c.conn == nil {
 		return errors.New("nstest: Cmd not started")
 	}
-	return c.conn.Send(control.Request{Verb: "signal", Sig: int(sig)})
+	return c.conn.Send(control.Request{Verb: control.SignalVerb, Signal: &control.SignalCall{Sig: int(sig)}})
 }
 
 // Wait waits for the command to exit: nil for code 0, an *ExitError for

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/control"
-	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/plan"
 )
@@ -21,26 +20,19 @@ import (
 // bridge namespace when the run ends; the process is left alone.
 func (s *supervisor) attach(p *control.Peer) {
 	reply := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
-	if len(p.Files) != 1 || len(p.Req.Args) < 2 || len(p.Req.Args) > 3 {
-		reply(errors.New("attach: needs the namespace, a name and an address"))
+	if len(p.Files) != 1 {
+		reply(errors.New("attach: needs the process's network namespace"))
 		return
 	}
-	ns, name := p.Files[0], p.Req.Args[0]
-	if err := ipam.CheckNodeName("--name", name); err != nil {
-		reply(err)
-		return
-	}
+	c := p.Req.Attach // checked (control.Request.Check): name, families
+	ns, name := p.Files[0], c.Name
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
 	if _, dup := s.lookup(name); dup {
 		reply(fmt.Errorf("--name: the run already has a node %q; pick another name", name))
 		return
 	}
-	ip6Text := ""
-	if len(p.Req.Args) > 2 {
-		ip6Text = p.Req.Args[2]
-	}
-	addr, addr6, subnet, err := s.attachAddrs(p.Req.Args[1], ip6Text)
+	addr, addr6, subnet, err := s.attachAddrs(c.Addr, c.Addr6)
 	if err != nil {
 		reply(err)
 		return
@@ -81,18 +73,17 @@ func (s *supervisor) attach(p *control.Peer) {
 	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("attached %s as %s on %s", name, n.cfg.Addrs(), br.Name)})
 }
 
-// attachAddrs checks the addresses of `nsrun attach --ip ADDR --ip6
-// ADDR6` (either may be "") and finds their subnet. Without --ip6, a
-// node of a dual-stack subnet gets the IPv6 address its IPv4 one maps to.
-func (s *supervisor) attachAddrs(ip, ip6 string) (addr, addr6 netip.Addr, subnet int, err error) {
-	subnet = -1
-	if ip == "" && ip6 == "" {
+// attachAddrs finds the subnet of `nsrun attach --ip ADDR --ip6 ADDR6`
+// (either may be invalid, not given; their families are checked) and
+// checks them against it: a guest address, not the router's. Without
+// --ip6, a node of a dual-stack subnet gets the IPv6 address its IPv4 one
+// maps to.
+func (s *supervisor) attachAddrs(addr, addr6 netip.Addr) (netip.Addr, netip.Addr, int, error) {
+	subnet := -1
+	if !addr.IsValid() && !addr6.IsValid() {
 		return addr, addr6, subnet, errors.New("attach: give --ip, --ip6 or both")
 	}
-	if ip != "" {
-		if addr, err = netip.ParseAddr(ip); err != nil || !addr.Is4() {
-			return addr, addr6, subnet, fmt.Errorf("--ip: %q is not an IPv4 address (IPv6 addresses go under --ip6)", ip)
-		}
+	if addr.IsValid() {
 		for i, br := range s.net.Bridges() {
 			if br.Subnet.HasIPv4() && br.Subnet.Prefix.Contains(addr) {
 				if err := br.Subnet.CheckGuest("--ip", addr); err != nil {
@@ -105,13 +96,7 @@ func (s *supervisor) attachAddrs(ip, ip6 string) (addr, addr6 netip.Addr, subnet
 			return addr, addr6, subnet, fmt.Errorf("--ip: %s is in no subnet of the run (%s)", addr, s.subnetList())
 		}
 	}
-	if ip6 != "" {
-		if addr6, err = netip.ParseAddr(ip6); err != nil || !addr6.Is6() {
-			return addr, addr6, subnet, fmt.Errorf("--ip6: %q is not an IPv6 address such as fd00:ac12::7", ip6)
-		}
-		if err := ipam.CheckAddr6("--ip6", addr6); err != nil {
-			return addr, addr6, subnet, err
-		}
+	if addr6.IsValid() {
 		if subnet < 0 {
 			for i, br := range s.net.Bridges() {
 				if br.Subnet.HasIPv6() && br.Subnet.Prefix6.Contains(addr6) {

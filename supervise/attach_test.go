@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +86,11 @@ func request(t *testing.T, s *supervisor, req control.Request, files ...*os.File
 func TestAttachInProcess(t *testing.T) {
 	s := testRun(t, "nodes:\n  a: {ip: 172.18.0.2}\n")
 	attach := func(ns *os.File, name, ip, ip6 string) control.Response {
-		return request(t, s, control.Request{Verb: "attach", Args: []string{name, ip, ip6}}, ns)
+		c, err := control.ParseAttach(name, ip, ip6)
+		if err != nil { // the client's check: the supervisor never sees it
+			return control.Response{Error: err.Error(), ExitCode: 125}
+		}
+		return request(t, s, control.Request{Verb: control.AttachVerb, Attach: &c}, ns)
 	}
 	ns, err := nsfd.NewNet()
 	if err != nil {
@@ -247,8 +252,24 @@ func TestAttachInProcess(t *testing.T) {
 			t.Errorf("attach %s %s %q: %+v, want an error with %q", c.name, c.ip, c.ip6, r, c.want)
 		}
 	}
-	if r := request(t, s, control.Request{Verb: "attach", Args: []string{"b", "172.18.0.52", ""}}); r.Done || !strings.Contains(r.Error, "needs the namespace") {
+	if r := request(t, s, control.Request{Verb: control.AttachVerb, Attach: &control.AttachCall{Name: "b", Addr: netip.MustParseAddr("172.18.0.52")}}); r.Done || !strings.Contains(r.Error, "needs the namespace") {
 		t.Errorf("attach without a namespace: %+v", r)
+	}
+	// What a client that skipped its checks sends: the supervisor reads
+	// every request through control.Request.Check.
+	for _, c := range []struct {
+		req  control.Request
+		want string
+	}{
+		{control.Request{Verb: control.AttachVerb, Attach: &control.AttachCall{Name: "no/slash", Addr: netip.MustParseAddr("172.18.0.52")}}, "--name"},
+		{control.Request{Verb: control.AttachVerb, Attach: &control.AttachCall{Name: "b", Addr6: netip.MustParseAddr("172.18.0.52")}}, "--ip6: 172.18.0.52 is not an IPv6 address"},
+		{control.Request{Verb: control.AttachVerb, Attach: &control.AttachCall{Name: "b"}}, "give --ip, --ip6 or both"},
+		{control.Request{Verb: control.AttachVerb}, `request "attach" carries no attach body`},
+		{control.Request{Verb: control.AttachVerb, Socket: &control.SocketCall{Node: "a", Family: unix.AF_INET, Type: unix.SOCK_STREAM}}, `request "attach" carries a socket body`},
+	} {
+		if r := request(t, s, c.req, other); r.Done || r.ExitCode != 125 || !strings.Contains(r.Error, c.want) {
+			t.Errorf("%+v: %+v, want an error with %q", c.req, r, c.want)
+		}
 	}
 	if n := len(s.allNodes()); n != 3 {
 		t.Errorf("%d nodes after the refusals, want 3", n)

@@ -19,26 +19,28 @@ func (s *supervisor) handle(p *control.Peer) {
 		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
 		return
 	}
+	// p.Req passed control.Request.Check: its verb is known and it
+	// carries that verb's body, checked.
 	switch p.Req.Verb {
-	case "exec":
+	case control.ExecVerb:
 		s.exec(p)
-	case "net", "node", "attach":
+	case control.NetVerb, control.NodeVerb, control.AttachVerb:
 		// They use the bridge's or a node's namespace fd throughout: the
 		// run's tear-down waits for them (nsUse).
 		s.nsUse.RLock()
 		defer s.nsUse.RUnlock()
 		switch p.Req.Verb {
-		case "net":
+		case control.NetVerb:
 			s.netVerb(p)
-		case "node":
+		case control.NodeVerb:
 			s.nodeVerb(p)
 		default:
 			s.attach(p)
 		}
 	case control.SocketVerb:
 		s.socketVerb(p)
-	default:
-		p.Reply(control.Response{Error: fmt.Sprintf("unknown request %q", p.Req.Verb), ExitCode: 125})
+	default: // control.SignalVerb
+		p.Reply(control.Response{Error: fmt.Sprintf("%s: only on an exec's connection", p.Req.Verb), ExitCode: 125})
 	}
 }
 
@@ -46,17 +48,18 @@ func (s *supervisor) handle(p *control.Peer) {
 // the caller's stdio, forwarding the signals it sends, and reports the exit
 // code.
 func (s *supervisor) exec(p *control.Peer) {
-	n, ok := s.lookup(p.Req.Node)
+	c := p.Req.Exec
+	n, ok := s.lookup(c.Node)
 	if !ok {
-		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", p.Req.Node, s.plan.Run.ID, s.nodeNames()), ExitCode: 125})
+		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", c.Node, s.plan.Run.ID, s.nodeNames()), ExitCode: 125})
 		return
 	}
 	if len(p.Files) != 3 {
 		p.Reply(control.Response{Error: "exec needs stdin, stdout and stderr", ExitCode: 125})
 		return
 	}
-	sp := s.spec(n, p.Req.Args, p.Req.Env, p.Req.Dir)
-	if p.Req.Root {
+	sp := s.spec(n, c.Argv, c.Env, c.Dir)
+	if c.Root {
 		// Root of the run's user namespace: uid 0 where the run maps it
 		// (joined, or --root); in a run that maps the caller's own ids,
 		// which has no uid 0, the caller's uid with every capability.
@@ -83,8 +86,8 @@ func (s *supervisor) exec(p *control.Peer) {
 			if err != nil {
 				return
 			}
-			if req.Verb == "signal" && req.Sig > 0 {
-				_ = unix.Kill(proc.Pid, syscall.Signal(req.Sig))
+			if req.Signal != nil { // checked: a signal number
+				_ = unix.Kill(proc.Pid, syscall.Signal(req.Signal.Sig))
 			}
 		}
 	}()

@@ -12,15 +12,7 @@ import (
 // again here, and carried out (package netctl) on the run's nodes as they
 // are now.
 func (s *supervisor) netVerb(p *control.Peer) {
-	c := p.Req.Net
-	if c == nil {
-		p.Reply(control.Response{Error: "net: the request carries no verb", ExitCode: 125})
-		return
-	}
-	if err := c.Check(); err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
-		return
-	}
+	c := p.Req.Net // checked (control.Request.Check)
 	out, err := s.netc.Do(c, s.netNodes())
 	if err != nil {
 		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})

@@ -9,15 +9,7 @@ import (
 // nodeVerb serves `nsrun node stop|start|restart|pause|resume NODE`. A
 // stopped node keeps its namespace and address; the run goes on.
 func (s *supervisor) nodeVerb(p *control.Peer) {
-	c := p.Req.NodeVerb
-	if c == nil {
-		p.Reply(control.Response{Error: "node: the request carries no verb", ExitCode: 125})
-		return
-	}
-	if err := c.Check(); err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
-		return
-	}
+	c := p.Req.Node // checked (control.Request.Check)
 	action, name := c.Action, c.Node
 	n, ok := s.lookup(name)
 	if !ok {

@@ -15,22 +15,10 @@ import (
 // as that node.
 func (s *supervisor) socketVerb(p *control.Peer) {
 	fail := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
-	n, ok := s.lookup(p.Req.Node)
+	c := p.Req.Socket // checked (control.Request.Check)
+	n, ok := s.lookup(c.Node)
 	if !ok {
-		fail(fmt.Errorf("no node %q in run %s; its nodes: %s", p.Req.Node, s.plan.Run.ID, s.nodeNames()))
-		return
-	}
-	family, typ, proto, err := control.SocketArgs(p.Req)
-	if err != nil {
-		fail(err)
-		return
-	}
-	if family != unix.AF_INET && family != unix.AF_INET6 {
-		fail(fmt.Errorf("socket in node %s: family %d: only IPv4 and IPv6 sockets are made", n.cfg.Name, family))
-		return
-	}
-	if t := typ &^ (unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC); t != unix.SOCK_STREAM && t != unix.SOCK_DGRAM {
-		fail(fmt.Errorf("socket in node %s: type %d: only stream and datagram sockets are made", n.cfg.Name, typ))
+		fail(fmt.Errorf("no node %q in run %s; its nodes: %s", c.Node, s.plan.Run.ID, s.nodeNames()))
 		return
 	}
 	if n.ns == nil {
@@ -40,9 +28,9 @@ func (s *supervisor) socketVerb(p *control.Peer) {
 	var fd int
 	s.nsUse.RLock()
 	defer s.nsUse.RUnlock()
-	err = nsfd.Do(n.ns, func() error {
+	err := nsfd.Do(n.ns, func() error {
 		var err error
-		fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
+		fd, err = unix.Socket(c.Family, c.Type|unix.SOCK_CLOEXEC, c.Proto)
 		return err
 	})
 	if err != nil {

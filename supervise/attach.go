@@ -21,7 +21,7 @@ import (
 func (s *supervisor) attach(p *control.Peer) {
 	reply := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
 	if len(p.Files) != 1 {
-		reply(errors.New("attach: needs the process's network namespace"))
+		reply(errors.New("attach: needs the namespace of the process to plug in (the fd of its network namespace)"))
 		return
 	}
 	c := p.Req.Attach // checked (control.Request.Check): name, families

@@ -180,28 +180,39 @@ func readRequest(c *net.UnixConn) (*Peer, error) {
 
 // DecodeRequest reads one request line and checks it (Request.Check): a
 // field no body has, an unknown verb and a body that is not the verb's
-// are refused.
+// are refused, with an error that is ErrBadRequest.
 func DecodeRequest(line []byte) (Request, error) {
 	var r Request
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return Request{}, fmt.Errorf("bad request: %w", err)
+		return Request{}, badRequest{fmt.Errorf("bad request: %w", err)}
 	}
 	if dec.More() {
-		return Request{}, errors.New("bad request: more than one value on its line")
+		return Request{}, badRequest{errors.New("bad request: more than one value on its line")}
 	}
 	if err := r.Check(); err != nil {
-		return Request{}, err
+		return Request{}, badRequest{err}
 	}
 	return r, nil
 }
+
+// ErrBadRequest is what errors.Is finds in DecodeRequest's (and Next's)
+// error for a request that was read but refused.
+var ErrBadRequest = errors.New("bad request")
+
+// badRequest is a refused request's error, as ErrBadRequest.
+type badRequest struct{ error }
+
+func (e badRequest) Unwrap() error      { return e.error }
+func (badRequest) Is(target error) bool { return target == ErrBadRequest }
 
 // Reply sends a response.
 func (p *Peer) Reply(r Response) { _ = p.enc.Encode(r) }
 
 // Next reads a further request (signals) until the client goes away; a
-// request that fails its Check is an error.
+// request that fails its Check is an error that is ErrBadRequest, after
+// which the next one can still be read.
 func (p *Peer) Next() (Request, error) {
 	var raw json.RawMessage
 	if err := p.dec.Decode(&raw); err != nil {

@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -83,6 +84,9 @@ func (s *supervisor) exec(p *control.Peer) {
 	go func() {
 		for {
 			req, err := p.Next()
+			if errors.Is(err, control.ErrBadRequest) {
+				continue // not a signal: ignored, the command runs on
+			}
 			if err != nil {
 				return
 			}

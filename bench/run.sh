@@ -58,7 +58,10 @@ cmds=(-n floor "unshare -Urn true"
       -n nsrun-isolated-no-ipv6 "$NSRUN --isolated --ipv6=false -- true")
 [ -n "$BEFORE" ] && cmds+=(-n "nsrun-isolated-before-$BEFORE_REV" "$BEFORE --isolated -- true")
 if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
-  cmds+=(-n nsrun-joined "$NSRUN -- true")
+  # Joined runs with and without IPv6: the uplink's IPv6 (issue 13) is
+  # set up only in joined runs.
+  cmds+=(-n nsrun-joined "$NSRUN -- true"
+         -n nsrun-joined-no-ipv6 "$NSRUN --ipv6=false -- true")
 fi
 cmds+=(-n shellout-ip "unshare -Urnm sh bench/shellout.sh 1"
        -n shellout-ip-batch "unshare -Urnm sh bench/shellout.sh 1 batch")
@@ -73,7 +76,8 @@ hfb startup "${cmds[@]}"
   go run ./bench/report -title "Start-up: one guest, then exit" -base floor \
     -note "shellout-* build the same bridge + guest with \`ip\` (bench/shellout.sh), rootless in \`unshare -Urnm\`. go-hello is a static Go program that only exits (bench/floor): what any Go program pays to start here." \
     "$out"/startup.*.json
-} > BENCHMARKS.md
+} > "$out/startup.md"
+if [ -n "${BENCH_ONLY:-}" ]; then cat "$out/startup.md" >> BENCHMARKS.md; else cp "$out/startup.md" BENCHMARKS.md; fi
 fi
 
 # ---- nsrun up: N nodes until all are up, against the shell-out script at N
@@ -97,7 +101,16 @@ done
 before_up=()
 [ -n "$BEFORE" ] && before_up=(-n "nsrun-up-3-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1"
                              -n "nsrun-up-30-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1")
-hfb up "${before_up[@]}" \
+joined_up=()
+if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
+  # With the helper: the same nodes through the uplink (its IPv6 is what
+  # dual-stack adds to a joined run); a /18, clear of the run uplinks' /19.
+  { echo "subnets: {s: 172.18.0.0/18}"; gen 30; } > "$out/up30-joined.yaml"
+  { echo "ipv6: false"; echo "subnets: {s: 172.18.0.0/18}"; gen 30; } > "$out/up30-joined-no-ipv6.yaml"
+  joined_up=(-n "nsrun-up-30-joined" "$NSRUN up -f $out/up30-joined.yaml --exit-code-from done --timeout 1"
+             -n "nsrun-up-30-joined-no-ipv6" "$NSRUN up -f $out/up30-joined-no-ipv6.yaml --exit-code-from done --timeout 1")
+fi
+hfb up "${before_up[@]}" "${joined_up[@]}" \
   -n "nsrun-up-3" "$NSRUN up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30" "$NSRUN up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1" \
   -n "nsrun-up-30-no-ipv6" "$NSRUN up --isolated -f $out/up30-no-ipv6.yaml --exit-code-from done --timeout 1" \

@@ -49,6 +49,10 @@ hfb() {
 # BENCH_ONLY=startup|up|nstest|partitions|throughput|capture runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
 want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
+# Joined rows need the helper installed; BENCH_JOINED=1 says it is where
+# status (as the user) cannot see it: installed in another network
+# namespace, such as a test's simulated host.
+helper_installed() { [ "${BENCH_JOINED:-}" = 1 ] || nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; }
 
 if want startup; then
 echo "== start-up: nsrun -- true vs the floor and the shell-out script (1 guest)"
@@ -57,7 +61,7 @@ cmds=(-n floor "unshare -Urn true"
       -n nsrun-isolated "$NSRUN --isolated -- true"
       -n nsrun-isolated-no-ipv6 "$NSRUN --isolated --ipv6=false -- true")
 [ -n "$BEFORE" ] && cmds+=(-n "nsrun-isolated-before-$BEFORE_REV" "$BEFORE --isolated -- true")
-if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
+if helper_installed; then
   # Joined runs with and without IPv6: the uplink's IPv6 (issue 13) is
   # set up only in joined runs.
   cmds+=(-n nsrun-joined "$NSRUN -- true"
@@ -102,7 +106,7 @@ before_up=()
 [ -n "$BEFORE" ] && before_up=(-n "nsrun-up-3-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up3.yaml --exit-code-from done --timeout 1"
                              -n "nsrun-up-30-before-$BEFORE_REV" "$BEFORE up --isolated -f $out/up30.yaml --exit-code-from done --timeout 1")
 joined_up=()
-if nsrun-helper status >/dev/null 2>&1 || bin/nsrun-helper status >/dev/null 2>&1; then
+if helper_installed; then
   # With the helper: the same nodes through the uplink (its IPv6 is what
   # dual-stack adds to a joined run); a /18, clear of the run uplinks' /19.
   { echo "subnets: {s: 172.18.0.0/18}"; gen 30; } > "$out/up30-joined.yaml"

@@ -139,7 +139,7 @@ func TestHelperIPv6Attacks(t *testing.T) {
 	// The gateway's own NAT would hide a forged source: remove it.
 	r := inGateway(t, u, `set -e
 nft delete table inet nsrun
-ip -6 addr add fd6e:dead::7/128 dev lo
+ip -6 addr add fd6e:dead::7/128 dev lo nodad
 probe udp-send fd6e:dead::7 `+dst+` forged
 probe udp-send [`+gw+`]:700 `+dst+` privileged
 probe udp-send [`+gw+`]:40000 `+dst+` genuine`)
@@ -156,19 +156,22 @@ probe udp-send [`+gw+`]:40000 `+dst+` genuine`)
 	if strings.Contains(got.all(), ": privileged") {
 		t.Errorf("a datagram from port 700 crossed the host: %q", got.all())
 	}
-	// Protocol 47 (GRE) over IPv6: the host itself delivers it upstream
-	// (control), the gateway's never arrives.
-	wait := rawRecv6(t, up.Name, 47, "CTL47")
-	h.sh(t, rawSend6(47, upAddr, "CTL47"))
+	// Protocol 253 (for experiments, RFC 3692) over IPv6: the host itself
+	// delivers it upstream (control; from its nsrun address, so that its
+	// connection tracking entry does not clash with the one the
+	// gateway's packet would get from masquerade: without ports, both
+	// would be HOST -> UPSTREAM), the gateway's never arrives.
+	wait := rawRecv6(t, up.Name, 253, "CTL253")
+	h.sh(t, rawSend6(253, host, upAddr, "CTL253"))
 	if got := wait(); !strings.HasPrefix(got, "got ") {
-		t.Fatalf("control: protocol 47 from the host to the upstream: %q; the test proves nothing", got)
+		t.Fatalf("control: protocol 253 from the host to the upstream: %q; the test proves nothing", got)
 	}
-	wait = rawRecv6(t, up.Name, 47, "GW47")
-	if r := inGateway(t, u, rawSend6(47, upAddr, "GW47")); r.Code != 0 {
+	wait = rawRecv6(t, up.Name, 253, "GW253")
+	if r := inGateway(t, u, rawSend6(253, gw, upAddr, "GW253")); r.Code != 0 {
 		t.Fatalf("send from the gateway: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
 	if got := wait(); got != "timeout" {
-		t.Errorf("protocol 47 over IPv6 from the gateway reached the upstream: %q", got)
+		t.Errorf("protocol 253 over IPv6 from the gateway reached the upstream: %q", got)
 	}
 	// The host's other addresses: only the user's own host address answers.
 	h.start(t, "listen", "[::]:7007")
@@ -217,9 +220,9 @@ except socket.timeout:
 }
 
 // rawSend6 is a python3 line sending one IPv6 packet of protocol proto
-// holding marker to addr.
-func rawSend6(proto int, addr, marker string) string {
-	return fmt.Sprintf(`python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_RAW, %d).sendto(b"\x00\x00\x08\x00%s", ("%s", 0))'`, proto, marker, addr)
+// holding marker from src to addr.
+func rawSend6(proto int, src, addr, marker string) string {
+	return fmt.Sprintf(`python3 -c 'import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, %d); s.bind(("%s", 0)); s.sendto(b"\x00\x00\x08\x00%s", ("%s", 0))'`, proto, src, marker, addr)
 }
 
 // TestHelperIPv6UplinkPartition: `--uplink` cuts a node's IPv6 way to the

@@ -137,7 +137,7 @@ func TestParseAttach(t *testing.T) {
 
 // FuzzDecodeRequest: whatever a line holds, DecodeRequest either refuses
 // it or returns a request that passes Check, has exactly its verb's body,
-// and encodes to a line that decodes to the same request.
+// and encodes to a line that decodes to a request with the same encoding.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, req := range good() {
 		b, _ := json.Marshal(req)
@@ -157,9 +157,14 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%s: %+v does not encode: %v", line, r, err)
 		}
+		// The same request, on the wire: an empty list and a missing one
+		// are one (omitempty), so compare encodings.
 		back, err := DecodeRequest(b)
-		if err != nil || !reflect.DeepEqual(back, r) {
-			t.Fatalf("%s: %s came back as %+v, %v", line, b, back, err)
+		if err != nil {
+			t.Fatalf("%s: %s is refused when sent again: %v", line, b, err)
+		}
+		if b2, _ := json.Marshal(back); string(b2) != string(b) {
+			t.Fatalf("%s: %s came back as %s", line, b, b2)
 		}
 	})
 }

@@ -33,6 +33,7 @@ type installer struct {
 	userDir *os.File // /run/user/UID, once it exists (verified)
 	nsDir   *os.File // /run/user/UID/nsrun, once it exists (verified)
 	gwNet   *os.File // the gateway network namespace, once mounted (verified)
+	no6     string   // why the gateway gets no IPv6 though the host has it ("" if it does)
 }
 
 // Install sets up the gateway for o's user and prints every step to w.
@@ -69,6 +70,9 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 	}
 	if err := in.chooseAddresses(); err != nil {
 		return err
+	}
+	if in.no6 != "" {
+		fmt.Fprintln(w, "note: no IPv6 uplink:", in.no6)
 	}
 	applied, err := in.plan().Run(w, dryRun, stop)
 	if err != nil && applied > 0 {
@@ -166,6 +170,9 @@ func (in *installer) chooseAddresses() error {
 	if !o.HostPool6.IsValid() || !hostHasIPv6() {
 		return nil // runs stay dual-stack inside; nsrun says so
 	}
+	if in.no6, err = raDependence(in.host); err != nil || in.no6 != "" {
+		return err // as without IPv6 on the host
+	}
 	link6, err := hostLink6(o.HostPool6, o.HostPool, hostNet)
 	if err != nil {
 		return err
@@ -191,6 +198,30 @@ func (in *installer) chooseAddresses() error {
 // hostHasIPv6 reports whether the helper's network namespace has IPv6 on
 // (no net.ipv6 at all, or net.ipv6.conf.all.disable_ipv6=1: none).
 func hostHasIPv6() bool { return sysctl("net/ipv6/conf/all/disable_ipv6") == "0" }
+
+// raDependence says why turning IPv6 forwarding on would change how the
+// host itself is routed, or "" if it would not: with forwarding on, the
+// kernel ignores router advertisements on every link whose accept_ra is 1,
+// so a link that takes its IPv6 routes from them would lose those routes
+// once their lifetime ends. Forwarding already on changes nothing.
+func raDependence(host *netlink.Handle) (string, error) {
+	if sysctl(forward6) != "0" {
+		return "", nil
+	}
+	links, err := netsetup.RALinks(host)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range links {
+		if sysctl("net/ipv6/conf/"+l+"/accept_ra") == "1" {
+			return fmt.Sprintf("%[1]s takes its IPv6 routes from router advertisements (net.ipv6.conf.%[1]s.accept_ra=1), "+
+				"and the kernel ignores those once IPv6 forwarding is on, which the uplink needs; to have it, "+
+				"set net.ipv6.conf.%[1]s.accept_ra=2 (advertisements kept with forwarding on) and install again, "+
+				"or set host-cidr6 = none in /etc/nsrun/helper.conf to say no IPv6 uplink", l), nil
+		}
+	}
+	return "", nil
+}
 
 // hostLink6 is the user's host /64: the Nth /64 of pool6 for the Nth /30
 // of the IPv4 host pool (so it follows the /30, which no two users share).

@@ -132,3 +132,28 @@ func Routes(h *netlink.Handle, v6 bool, except string) ([]Route, error) {
 	}
 	return out, nil
 }
+
+// RALinks names the links of h's namespace that have IPv6 routes learned
+// from router advertisements (protocol ra): the kernel renews those only
+// while it accepts advertisements there.
+func RALinks(h *netlink.Handle) ([]string, error) {
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		routes, err = h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list IPv6 routes: %w", err)
+	}
+	seen := map[int]bool{}
+	var names []string
+	for _, r := range routes {
+		if r.Protocol != unix.RTPROT_RA || seen[r.LinkIndex] {
+			continue
+		}
+		seen[r.LinkIndex] = true
+		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+			names = append(names, l.Attrs().Name)
+		}
+	}
+	return names, nil
+}

@@ -331,3 +331,48 @@ print(socket.inet_ntop(socket.AF_INET6, a[-16:]))`
 		t.Errorf("an IPv6-only node -> upstream.test:8006: %q; want it reached, from the host's address", got)
 	}
 }
+
+// TestHelperIPv6KeepsRARoutes: a host that takes IPv6 routes from router
+// advertisements (accept_ra=1) would lose them once IPv6 forwarding is on
+// (the kernel then ignores advertisements there), so install leaves IPv6
+// forwarding off and the gateway without IPv6, and says why and how to
+// have it; with accept_ra=2 the same install gets its IPv6 uplink.
+func TestHelperIPv6KeepsRARoutes(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.sysctl(t, "net.ipv6.conf.all.forwarding", "0")
+	shOK(t, `ip -n `+h.Name+` link add ra0 type veth peer name ra1
+ip netns exec `+h.Name+` sysctl -qw net.ipv6.conf.ra0.accept_ra=1
+ip -n `+h.Name+` link set ra1 up
+ip -n `+h.Name+` link set ra0 up
+ip -n `+h.Name+` -6 route add fd99:7261::/64 dev ra0 proto ra`)
+	h.mu.Lock()
+	h.installed[u.Name] = true
+	h.mu.Unlock()
+	r := h.helper(t, "install", "--user", u.Name, "--resolver", "127.0.0.1:15399")
+	if r.Code != 0 {
+		t.Fatalf("install: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stdout, "no IPv6 uplink: ra0 takes its IPv6 routes from router advertisements") ||
+		!strings.Contains(r.Stdout, "net.ipv6.conf.ra0.accept_ra=2") {
+		t.Errorf("install does not say why there is no IPv6 uplink, and the fix:\n%s", r.Stdout)
+	}
+	if rec := readRecord(t, u); rec.Gateway6.IsValid() || rec.HostAddr6.IsValid() {
+		t.Errorf("record with IPv6 on a host routed by advertisements: host %s gateway %s", rec.HostAddr6, rec.Gateway6)
+	}
+	if got := h.sysctl(t, "net.ipv6.conf.all.forwarding", ""); got != "0" {
+		t.Errorf("IPv6 forwarding turned on (%s) on a host routed by advertisements", got)
+	}
+	if got := h.sh(t, "ip -6 route show proto ra"); !strings.Contains(got, "fd99:7261::/64 dev ra0") {
+		t.Errorf("the host's advertised route is gone: %q", got)
+	}
+
+	h.sysctl(t, "net.ipv6.conf.ra0.accept_ra", "2")
+	rec := h.install(t, u)
+	if !rec.Gateway6.IsValid() || !rec.HostAddr6.IsValid() {
+		t.Errorf("with accept_ra=2 the gateway has no IPv6: host %s gateway %s", rec.HostAddr6, rec.Gateway6)
+	}
+	if got := h.sysctl(t, "net.ipv6.conf.all.forwarding", ""); got != "1" {
+		t.Errorf("with accept_ra=2, IPv6 forwarding is %s after install", got)
+	}
+}

@@ -213,6 +213,20 @@ func ctEstablished() []expr.Any {
 	}
 }
 
+// ctInvalid matches packets connection tracking could not follow.
+//
+//	[ ct load state => reg 1 ]
+//	[ bitwise reg 1 = ( reg 1 & 0x00000001 ) ^ 0x00000000 ]
+//	[ cmp neq reg 1 0x00000000 ]
+func ctInvalid() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitINVALID), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
 // l4protoNoneOf matches a layer-4 protocol that is none of protos.
 //
 //	[ meta load l4proto => reg 1 ]

@@ -187,6 +187,8 @@ type Guard struct {
 // base chain wins over an accept in another, so this rule set lives in one
 // table for all users, not in each user's:
 //   - the gateways of different users never reach each other;
+//   - nothing from a gateway that connection tracking calls invalid is
+//     forwarded (masquerade would not rewrite it);
 //   - with DropOthers, nothing is forwarded that does not come from an nsrun
 //     interface, or go back to one as part of a connection it started.
 func GuardTable(g Guard) *Table {
@@ -197,6 +199,12 @@ func GuardTable(g Guard) *Table {
 	fwd := filterChain("forward", nftables.ChainHookForward, Rule{
 		Text:  "iifname @gateways oifname @gateways drop",
 		Exprs: rule(metaInSet(expr.MetaKeyIIFNAME), metaInSet(expr.MetaKeyOIFNAME), drop()),
+	}, Rule{
+		// Masquerade sees only what connection tracking follows: a
+		// packet it calls invalid (an echo reply to no request, TCP
+		// with SYN and FIN) would leave with the gateway's own source.
+		Text:  "iifname @gateways ct state invalid drop",
+		Exprs: rule(metaInSet(expr.MetaKeyIIFNAME), ctInvalid(), drop()),
 	})
 	if g.DropOthers || g.DropOthers6 {
 		fwd.Drop = g.DropOthers

@@ -220,7 +220,7 @@ func TestHostTableWithoutResolver(t *testing.T) {
 func TestGuardTable(t *testing.T) {
 	g := GuardTable(Guard{Interfaces: []string{"nsrun1000"}, DropOthers: true, DropOthers6: true})
 	fwd := g.Chains[0]
-	if !fwd.Drop || len(fwd.Rules) != 3 || fwd.Rules[0].Text != "iifname @gateways oifname @gateways drop" {
+	if !fwd.Drop || len(fwd.Rules) != 4 || fwd.Rules[0].Text != "iifname @gateways oifname @gateways drop" || fwd.Rules[1].Text != "iifname @gateways ct state invalid drop" {
 		t.Fatalf("guard forward chain: %s", g)
 	}
 	want := []expr.Any{
@@ -234,19 +234,19 @@ func TestGuardTable(t *testing.T) {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	}
-	if d := cmp.Diff(want, fwd.Rules[2].Exprs); d != "" {
+	if d := cmp.Diff(want, fwd.Rules[3].Exprs); d != "" {
 		t.Error(d)
 	}
 	// Forwarding was on before: only gateway to gateway is dropped.
-	if fwd := GuardTable(Guard{}).Chains[0]; fwd.Drop || len(fwd.Rules) != 1 {
+	if fwd := GuardTable(Guard{}).Chains[0]; fwd.Drop || len(fwd.Rules) != 2 {
 		t.Errorf("guard without DropOthers: %s", GuardTable(Guard{}))
 	}
 	// One family forwarded before, the other not: the drop is for that
 	// family only.
-	if fwd := GuardTable(Guard{DropOthers: true}).Chains[0]; !fwd.Drop || len(fwd.Rules) != 4 || fwd.Rules[3].Text != "meta nfproto ipv6 accept" {
+	if fwd := GuardTable(Guard{DropOthers: true}).Chains[0]; !fwd.Drop || len(fwd.Rules) != 5 || fwd.Rules[4].Text != "meta nfproto ipv6 accept" {
 		t.Errorf("guard with DropOthers only: %s", GuardTable(Guard{DropOthers: true}))
 	}
-	if fwd := GuardTable(Guard{DropOthers6: true}).Chains[0]; fwd.Drop || len(fwd.Rules) != 4 || fwd.Rules[3].Text != "meta nfproto ipv6 drop" {
+	if fwd := GuardTable(Guard{DropOthers6: true}).Chains[0]; fwd.Drop || len(fwd.Rules) != 5 || fwd.Rules[4].Text != "meta nfproto ipv6 drop" {
 		t.Errorf("guard with DropOthers6 only: %s", GuardTable(Guard{DropOthers6: true}))
 	}
 }
@@ -318,6 +318,7 @@ func TestApplyInNamespace(t *testing.T) {
 		`elements = { "nsrun1000",`, `"nsrun1001" }`,
 		`type filter hook forward priority filter; policy drop;`,
 		`iifname @gateways oifname @gateways drop`,
+		`iifname @gateways ct state invalid drop`,
 		`oifname @gateways ct state established,related accept`,
 		`ip daddr 172.18.0.254 tcp dport 53 dnat ip to 172.18.255.1:53`,
 		`oifname "uplink" masquerade`,

@@ -376,3 +376,51 @@ ip -n `+h.Name+` -6 route add fd99:7261::/64 dev ra0 proto ra`)
 		t.Errorf("with accept_ra=2, IPv6 forwarding is %s after install", got)
 	}
 }
+
+// TestHelperIPv6InvalidNotForwarded: masquerade only sees packets that
+// connection tracking follows. What it calls invalid (an ICMPv6 echo reply
+// that answers no request, a TCP segment with SYN and FIN) would cross the
+// host with the gateway's own source, not NATed; the host drops them. (IPv4
+// too: an ICMP echo reply.)
+func TestHelperIPv6InvalidNotForwarded(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	rec := h.install(t, u)
+	up, upAddr4 := h.wire(t, "up6", 4)
+	upAddr := h.wire6(t, "up6", 4)
+	gw := rec.Gateway6.Addr().String()
+	// Control: an echo request is NATed and arrives from the host's address.
+	wait := rawRecv6(t, up.Name, 58, "REQ")
+	if r := inGateway(t, u, `python3 -c 'import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 58); s.sendto(b"\x80\x00\x00\x00\x00\x01\x00\x01REQ", ("`+upAddr+`", 0))'`); r.Code != 0 {
+		t.Fatalf("send from the gateway: %s %s", r.Stdout, r.Stderr)
+	}
+	if got := wait(); got != "got fd99:4::1" {
+		t.Fatalf("control: echo request from the gateway: %q, want it from the host's fd99:4::1", got)
+	}
+	wait = rawRecv6(t, up.Name, 58, "REPLY")
+	if r := inGateway(t, u, `python3 -c 'import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 58); s.sendto(b"\x81\x00\x00\x00\x00\x02\x00\x01REPLY", ("`+upAddr+`", 0))'`); r.Code != 0 {
+		t.Fatalf("send from the gateway: %s %s", r.Stdout, r.Stderr)
+	}
+	if got := wait(); got != "timeout" {
+		t.Errorf("an unsolicited ICMPv6 echo reply from the gateway %s crossed the host: %q", gw, got)
+	}
+	// TCP SYN+FIN from port 40000 (checksum by the kernel: IPV6_CHECKSUM 16).
+	wait = rawRecv6(t, up.Name, 6, "SYNFIN")
+	if r := inGateway(t, u, `python3 -c 'import socket, struct; s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 6); s.setsockopt(41, 7, 16); s.sendto(struct.pack("!HHIIBBHHH", 40000, 9999, 1, 0, 0x50, 0x03, 65535, 0, 0) + b"SYNFIN", ("`+upAddr+`", 0))'`); r.Code != 0 {
+		t.Fatalf("send from the gateway: %s %s", r.Stdout, r.Stderr)
+	}
+	if got := wait(); got != "timeout" {
+		t.Errorf("a TCP SYN+FIN from the gateway %s crossed the host: %q", gw, got)
+	}
+	// IPv4: an echo reply from the gateway's 172.18.255.x.
+	wait = rawRecv(t, up.Name, 1, "REPLY4")
+	if r := inGateway(t, u, `python3 -c 'import socket, struct
+m = b"\x00\x00\x00\x00\x00\x01\x00\x00REPLY4"
+c = sum(struct.unpack("!%dH" % (len(m) // 2), m)); c = (c & 0xffff) + (c >> 16)
+socket.socket(socket.AF_INET, socket.SOCK_RAW, 1).sendto(m[:2] + struct.pack("!H", ~c & 0xffff) + m[4:], ("`+upAddr4+`", 0))'`); r.Code != 0 {
+		t.Fatalf("send from the gateway: %s %s", r.Stdout, r.Stderr)
+	}
+	if got := wait(); got != "timeout" {
+		t.Errorf("an unsolicited ICMP echo reply from the gateway %s crossed the host: %q", rec.Gateway.Addr(), got)
+	}
+}

@@ -168,7 +168,14 @@ func TestHelperRouterAdvertisement(t *testing.T) {
 	if !eventually(5*time.Second, func() bool { return strings.Contains(h.sh(t, "ip -6 route"), "fd77:2::/64") }) {
 		t.Fatalf("the control advertisement changed nothing: the test proves nothing\n%s", h.sh(t, "ip -6 route"))
 	}
+	// The host now takes a route from advertisements on hv-ra: with
+	// accept_ra=1 there, install would give no IPv6 uplink (it would cut
+	// the host off such routes; TestHelperIPv6KeepsRARoutes).
+	h.sysctl(t, "net.ipv6.conf.hv-ra.accept_ra", "2")
 	rec := h.install(t, u)
+	if !rec.HostAddr6.IsValid() {
+		t.Fatalf("install gave the host end no IPv6 address: the test proves nothing")
+	}
 	own := rec.HostAddr6.Masked().String() // the host link's static /64
 	// The attacker gives itself a link-local source if it has none.
 	r := inGateway(t, u, "ip -6 addr add fe80::77/64 dev uplink nodad 2>/dev/null; probe ra uplink fd77:1::")

@@ -380,6 +380,11 @@ func hostConfigOf(rec install.Record) nft.HostConfig {
 func (in *installer) savedHost() (hostState, error) {
 	h, ok, err := in.st.readHostState(in.ns.Ino)
 	if err != nil || (ok && !in.firstHere()) {
+		if err == nil && h.IPv6Forward == "" {
+			// Saved by a helper before the IPv6 uplink, which never
+			// changed IPv6 forwarding: it is still as it was.
+			h.IPv6Forward = sysctl(forward6)
+		}
 		return h, err
 	}
 	h = currentHostState()
@@ -416,8 +421,10 @@ func (in *installer) stepSaveHost() Step {
 		Describe: fmt.Sprintf("save %s as they are before the first install (now %s) to %s/%s, for the last uninstall to put back",
 			strings.Join(dotted(append(hostSysctls, forward6)), ", "), strings.Join(append(currentHostState().values(), currentHostState().IPv6Forward), ", "), stateDir, name),
 		Done: func() (bool, error) {
-			_, ok, err := in.st.readHostState(in.ns.Ino)
-			return ok && !in.firstHere(), err
+			h, ok, err := in.st.readHostState(in.ns.Ino)
+			// (a state without IPv6 forwarding, from a helper before the
+			// IPv6 uplink, gets it before stepForwarding changes it)
+			return ok && !in.firstHere() && (h.IPv6Forward != "" || sysctl(forward6) == ""), err
 		},
 		Apply: func() error {
 			h, err := in.savedHost()

@@ -424,3 +424,42 @@ socket.socket(socket.AF_INET, socket.SOCK_RAW, 1).sendto(m[:2] + struct.pack("!H
 		t.Errorf("an unsolicited ICMP echo reply from the gateway %s crossed the host: %q", rec.Gateway.Addr(), got)
 	}
 }
+
+// TestHelperIPv6ForwardingUpgrade: a host state saved by a helper before
+// the IPv6 uplink has no net.ipv6.conf.all.forwarding (that helper never
+// changed it). The next install, which turns IPv6 forwarding on, must
+// still limit it to nsrun interfaces, and the last uninstall turn it off.
+func TestHelperIPv6ForwardingUpgrade(t *testing.T) {
+	u, u2 := unprivileged(t), secondUser(t)
+	h := newSimHost(t, false)
+	const fwd = "net.ipv6.conf.all.forwarding"
+	a, _ := h.wire(t, "a", 1)
+	h.wire6(t, "a", 1)
+	b, _ := h.wire(t, "b", 2)
+	bAddr := "[" + h.wire6(t, "b", 2) + "]:7021"
+	b.start(t, "listen", bAddr)
+	// u's install as a helper before the IPv6 uplink left it: IPv6
+	// forwarding as it was, the saved state without ipv6_forwarding.
+	h.install(t, u)
+	ino := strings.TrimSpace(h.sh(t, "stat -L -c %i /proc/self/ns/net"))
+	if err := os.WriteFile("/run/nsrun-helper/host-"+ino+".json", []byte(`{"ip_forward": "0", "all_accept_redirects": "1", "default_accept_redirects": "1"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.sysctl(t, fwd, "0")
+	rec := h.install(t, u2)
+	if !rec.Gateway6.IsValid() {
+		t.Fatalf("second install has no IPv6 uplink: %+v", rec)
+	}
+	if out := probeIn(t, a.Name, "dial", bAddr, "1s"); !strings.HasPrefix(out, "unreachable") {
+		t.Errorf("IPv6 forwarding was off before any install; a -> b now: %q, want it dropped", out)
+	}
+	for _, user := range []testUser{u2, u} {
+		if r := h.helper(t, "uninstall", "--user", user.Name); r.Code != 0 {
+			t.Fatalf("uninstall %s: %s %s", user.Name, r.Stdout, r.Stderr)
+		}
+		delete(h.installed, user.Name)
+	}
+	if got := h.sysctl(t, fwd, ""); got != "0" {
+		t.Errorf("%s after the last uninstall = %s, want 0 as before", fwd, got)
+	}
+}

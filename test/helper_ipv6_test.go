@@ -463,3 +463,42 @@ func TestHelperIPv6ForwardingUpgrade(t *testing.T) {
 		t.Errorf("%s after the last uninstall = %s, want 0 as before", fwd, got)
 	}
 }
+
+// TestHelperIPv6PortRuleHeaders: the privileged-port rule finds UDP behind
+// IPv6 extension headers and in fragments (the host reassembles before
+// the rule): a datagram from port 700 behind a destination-options
+// header, and one of 3000 bytes (two fragments), are dropped; the same
+// from port 40000 arrive.
+func TestHelperIPv6PortRuleHeaders(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	rec := h.install(t, u)
+	up, _ := h.wire(t, "up6", 4)
+	upAddr := h.wire6(t, "up6", 4)
+	gw := rec.Gateway6.Addr().String()
+	got := up.start(t, "udp-from", "["+upAddr+"]:9999")
+	send := func(port int, marker string, dstopts bool, size int) string {
+		anc := "[]"
+		if dstopts {
+			anc = `[(41, 59, b"\x00\x00\x01\x04\x00\x00\x00\x00")]`
+		}
+		return fmt.Sprintf(`python3 -c 'import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("%s", %d))
+m = b"%s"; m = m + b"." * (%d - len(m))
+s.sendmsg([m], %s, 0, ("%s", 9999))'`, gw, port, marker, size, anc, upAddr)
+	}
+	r := inGateway(t, u, "set -e\n"+send(40000, "genuine-opts", true, 20)+"\n"+send(40001, "genuine-frag", false, 3000)+"\n"+
+		send(700, "privileged-opts", true, 20)+"\n"+send(701, "privileged-frag", false, 3000))
+	if r.Code != 0 {
+		t.Fatalf("gateway script: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !eventually(3*time.Second, func() bool {
+		return strings.Contains(got.all(), "genuine-opts") && strings.Contains(got.all(), "genuine-frag")
+	}) {
+		t.Fatalf("control: the genuine datagrams did not arrive: %q", got.all())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(got.all(), "privileged") {
+		t.Errorf("a datagram from a port below 1024 crossed the host behind a header or in fragments: %q", got.all())
+	}
+}

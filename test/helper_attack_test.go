@@ -991,8 +991,14 @@ func TestHelperAcceptRedirectsRestored(t *testing.T) {
 // holding marker, and returns what it printed ("got SRC" or a timeout).
 func rawRecv(t *testing.T, ns string, proto int, marker string) func() string {
 	t.Helper()
+	return rawRecvFamily(t, "AF_INET", ns, proto, marker)
+}
+
+// rawRecvFamily is rawRecv for the socket family AF_INET or AF_INET6.
+func rawRecvFamily(t *testing.T, family, ns string, proto int, marker string) func() string {
+	t.Helper()
 	script := fmt.Sprintf(`import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, %d)
+s = socket.socket(socket.%s, socket.SOCK_RAW, %d)
 s.settimeout(3)
 print("ready", flush=True)
 try:
@@ -1003,7 +1009,7 @@ try:
             break
 except socket.timeout:
     print("timeout", flush=True)
-`, proto, marker)
+`, family, proto, marker)
 	return pyReceiver(t, "raw receiver in "+ns, "/run/netns/"+ns, script)
 }
 

@@ -5,7 +5,6 @@ package test
 // namespaces the test made.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -185,38 +184,7 @@ probe udp-send [`+gw+`]:40000 `+dst+` genuine`)
 // proto holding marker ("got SRC" or "timeout").
 func rawRecv6(t *testing.T, ns string, proto int, marker string) func() string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	script := fmt.Sprintf(`import socket
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, %d)
-s.settimeout(3)
-print("ready", flush=True)
-try:
-    while True:
-        d, a = s.recvfrom(4096)
-        if b%q in d:
-            print("got", a[0], flush=True)
-            break
-except socket.timeout:
-    print("timeout", flush=True)
-`, proto, marker)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "python3", "-c", script)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(out)
-	if line, _ := r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
-		cancel()
-		t.Fatalf("raw receiver in %s: %q", ns, line)
-	}
-	return func() string {
-		defer cancel()
-		line, _ := r.ReadString('\n')
-		_ = cmd.Wait()
-		return strings.TrimSpace(line)
-	}
+	return rawRecvFamily(t, "AF_INET6", ns, proto, marker)
 }
 
 // rawSend6 is a python3 line sending one IPv6 packet of protocol proto

@@ -41,24 +41,7 @@ func testBuildUplink(t *testing.T, v6 bool) {
 	defer gw.Close()
 	pool := netip.MustParsePrefix("172.18.192.0/30")
 	gwAddr, brAddr := netip.MustParseAddr("172.18.192.1"), netip.MustParseAddr("172.18.192.2")
-	runtime := t.TempDir()
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{
-		Top: top,
-		Run: plan.Run{ID: "0123abcd", Dir: filepath.Join(runtime, "runs", "0123abcd"), RuntimeDir: runtime},
-		Uplink: &plan.UplinkInput{
-			GatewayNS: fmt.Sprintf("/proc/self/fd/%d", gw.Fd()),
-			Pool:      pool,
-			HostDNS:   netip.AddrPortFrom(gwAddr, 53),
-			IPv6:      v6,
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := uplinkPlan(t, gw, "nodes:\n  a: {ip: 172.18.0.2}\n", pool, v6)
 	nodeNS := make([]*os.File, len(p.Nodes))
 	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
 	t.Cleanup(n.Close) // also after an error: Build returns what it made
@@ -227,25 +210,7 @@ func TestBuildUplinkDNSRelay(t *testing.T) {
 	}
 	defer gw.Close()
 	pool := netip.MustParsePrefix("172.18.192.4/30")
-	gwAddr := netip.MustParseAddr("172.18.192.5")
-	runtime := t.TempDir()
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("subnets:\n  front: 172.18.0.0/24\n  v6: \"fd00:6::/64\"\nnodes:\n  a: {ip: 172.18.0.2}\n  b: {ip6: \"fd00:6::5\"}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{
-		Top: top,
-		Run: plan.Run{ID: "0123abce", Dir: filepath.Join(runtime, "runs", "0123abce"), RuntimeDir: runtime},
-		Uplink: &plan.UplinkInput{
-			GatewayNS: fmt.Sprintf("/proc/self/fd/%d", gw.Fd()),
-			Pool:      pool,
-			HostDNS:   netip.AddrPortFrom(gwAddr, 53),
-			IPv6:      true,
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := uplinkPlan(t, gw, "subnets:\n  front: 172.18.0.0/24\n  v6: \"fd00:6::/64\"\nnodes:\n  a: {ip: 172.18.0.2}\n  b: {ip6: \"fd00:6::5\"}\n", pool, true)
 	if len(p.Uplink.DNSRelays) != 1 || p.Uplink.DNSRelays[0].String() != "[fd00:6::fe]:53" {
 		t.Fatalf("plan's DNS relays: %v, want [fd00:6::fe]:53 (the IPv6-only subnet's router) only", p.Uplink.DNSRelays)
 	}
@@ -298,4 +263,30 @@ func TestBuildUplinkDNSRelay(t *testing.T) {
 	if answer != "answer to query6" {
 		t.Errorf("DNS relayed from the IPv6-only bridge: %q", answer)
 	}
+}
+
+// uplinkPlan builds the plan of the file text with an uplink through the
+// gateway namespace gw, leased from pool (the host's resolver at its
+// first address).
+func uplinkPlan(t *testing.T, gw *os.File, text string, pool netip.Prefix, v6 bool) *plan.Plan {
+	t.Helper()
+	runtime := t.TempDir()
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{
+		Top: top,
+		Run: plan.Run{ID: "0123abcd", Dir: filepath.Join(runtime, "runs", "0123abcd"), RuntimeDir: runtime},
+		Uplink: &plan.UplinkInput{
+			GatewayNS: fmt.Sprintf("/proc/self/fd/%d", gw.Fd()),
+			Pool:      pool,
+			HostDNS:   netip.AddrPortFrom(pool.Addr().Next(), 53),
+			IPv6:      v6,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

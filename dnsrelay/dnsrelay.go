@@ -7,14 +7,14 @@
 //
 // A relay holds no state beyond the queries in flight: each UDP query
 // gets a socket of its own to the upstream (the reply finds its way back
-// by that socket), each TCP connection one upstream connection; both end
-// after a timeout.
+// by that socket) and ends after a timeout; each TCP connection is joined
+// to one upstream connection the way published ports are (package
+// portproxy).
 package dnsrelay
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -22,13 +22,11 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/portproxy"
 )
 
-// Timeouts of one UDP query and one TCP connection.
-const (
-	udpTimeout = 5 * time.Second
-	tcpTimeout = 30 * time.Second
-)
+// udpTimeout bounds one UDP query.
+const udpTimeout = 5 * time.Second
 
 // maxInFlight bounds the UDP queries relayed at once; more are dropped
 // (the client asks again).
@@ -43,7 +41,7 @@ type Relay struct {
 	slots    chan struct{}
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	conns    map[net.Conn]bool // in flight; closed by Close
+	conns    map[net.Conn]bool // UDP queries in flight; closed by Close
 	closed   bool
 }
 
@@ -59,19 +57,26 @@ func Start(ns *os.File, listen, upstream netip.AddrPort) (*Relay, error) {
 		r.tcp, err = net.Listen("tcp", listen.String())
 		return err
 	})
+	if err == nil {
+		err = portproxy.Start(r.tcp, ns, upstream)
+	}
 	if err != nil {
 		if r.udp != nil {
 			r.udp.Close()
 		}
+		if r.tcp != nil {
+			r.tcp.Close()
+		}
 		return nil, fmt.Errorf("DNS relay on %s: %w", listen, err)
 	}
-	r.wg.Add(2)
+	r.wg.Add(1)
 	go r.serveUDP()
-	go r.serveTCP()
 	return r, nil
 }
 
-// Close stops listening, ends the queries in flight and waits for them.
+// Close stops listening and ends the UDP queries in flight, waiting for
+// them; a TCP connection already joined ends with its client, as one to a
+// published port does.
 func (r *Relay) Close() {
 	if r == nil {
 		return
@@ -162,36 +167,4 @@ func (r *Relay) relayUDP(query []byte, from net.Addr) {
 		return
 	}
 	_, _ = r.udp.WriteTo(answer[:n], from)
-}
-
-func (r *Relay) serveTCP() {
-	defer r.wg.Done()
-	for {
-		c, err := r.tcp.Accept()
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			continue
-		}
-		if !r.track(c) {
-			return
-		}
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			defer r.untrack(c)
-			_ = c.SetDeadline(time.Now().Add(tcpTimeout))
-			up, err := r.dial("tcp", tcpTimeout)
-			if err != nil {
-				return
-			}
-			defer r.untrack(up)
-			done := make(chan struct{})
-			go func() { _, _ = io.Copy(up, c); close(done) }()
-			_, _ = io.Copy(c, up)
-			c.Close()
-			<-done
-		}()
-	}
 }

@@ -102,13 +102,9 @@ func Routes(h *netlink.Handle, v6 bool, except string) ([]Route, error) {
 	if l, err := h.LinkByName(except); except != "" && err == nil {
 		own = l.Attrs().Index
 	}
-	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
-	routes, err := h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		routes, err = h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
-	}
+	routes, err := everyTable(h, family)
 	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
+		return nil, err
 	}
 	var out []Route
 	for _, r := range routes {
@@ -137,12 +133,9 @@ func Routes(h *netlink.Handle, v6 bool, except string) ([]Route, error) {
 // from router advertisements (protocol ra): the kernel renews those only
 // while it accepts advertisements there.
 func RALinks(h *netlink.Handle) ([]string, error) {
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		routes, err = h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	}
+	routes, err := everyTable(h, netlink.FAMILY_V6)
 	if err != nil {
-		return nil, fmt.Errorf("list IPv6 routes: %w", err)
+		return nil, err
 	}
 	seen := map[int]bool{}
 	var names []string
@@ -156,4 +149,18 @@ func RALinks(h *netlink.Handle) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// everyTable lists the routes of family in every routing table of h's
+// namespace, once more if a change interrupted the dump.
+func everyTable(h *netlink.Handle, family int) ([]netlink.Route, error) {
+	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
+	routes, err := h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		routes, err = h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	return routes, nil
 }

@@ -207,6 +207,12 @@ type result struct {
 }
 
 // run runs cmd to its end (at most a minute) and returns what it produced.
+// dialTimeout is how long a probe waits for a TCP handshake before it
+// calls the peer unreachable: long enough that a handshake on a loaded
+// machine (two CPUs, a -race build beside it: seen to answer 900 ms late)
+// is never taken for a cut, which a shorter one was.
+const dialTimeout = "2s"
+
 func run(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
 	var out, errb bytes.Buffer

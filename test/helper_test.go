@@ -516,7 +516,7 @@ func TestHelperUplinkPartition(t *testing.T) {
 	hostServer(t, "listen", host+":7004")
 	r := startRun(t, u, "nodes:\n  a: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}\n  b: {ip: 172.18.0.2, command: probe listen 0.0.0.0:9000}\n", "b     | listening")
 	reach := func(node string) bool {
-		return strings.HasPrefix(r.exec(t, node, "probe", "dial", host+":7004", "700ms").Stdout, "ok ")
+		return strings.HasPrefix(r.exec(t, node, "probe", "dial", host+":7004", dialTimeout).Stdout, "ok ")
 	}
 	if !reach("a") || !reach("b") {
 		t.Fatal("nodes do not reach the host before any cut")

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -112,25 +114,48 @@ func (r *liveRun) matrix(t *testing.T, nodes []string) map[[2]string]bool {
 	return r.matrixVia(t, nodes, func(to string) string { return to + ":9000" })
 }
 
-// matrixVia probes TCP from every node to every other node at target(node).
+// matrixVia probes TCP from every node to every other node at
+// target(node), every node's scan at once, so that a matrix takes one
+// dialTimeout however many nodes it has.
 func (r *liveRun) matrixVia(t *testing.T, nodes []string, target func(node string) string) map[[2]string]bool {
 	t.Helper()
-	got := map[[2]string]bool{}
-	for _, from := range nodes {
-		var targets []string
-		byTarget := map[string]string{}
+	type scan struct {
+		from      string
+		byTarget  map[string]string
+		out, errb bytes.Buffer
+		err       error
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	scans := make([]*scan, len(nodes))
+	var wg sync.WaitGroup
+	for i, from := range nodes {
+		s := &scan{from: from, byTarget: map[string]string{}}
+		args := []string{"net", "exec", "--run", r.id, from, "--", "probe", "scan", dialTimeout}
 		for _, to := range nodes {
 			if to != from {
-				targets = append(targets, target(to))
-				byTarget[target(to)] = to
+				args = append(args, target(to))
+				s.byTarget[target(to)] = to
 			}
 		}
-		res := r.exec(t, from, append([]string{"probe", "scan", "700ms"}, targets...)...)
-		for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 2 {
-				got[[2]string{from, byTarget[f[0]]}] = f[1] == "ok"
+		scans[i] = s
+		cmd := r.u.nsrun(ctx, args...)
+		cmd.Stdout, cmd.Stderr = &s.out, &s.errb
+		wg.Add(1)
+		go func() { defer wg.Done(); s.err = cmd.Run() }()
+	}
+	wg.Wait()
+	got := map[[2]string]bool{}
+	for _, s := range scans {
+		n := 0
+		for _, line := range strings.Split(s.out.String(), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && s.byTarget[f[0]] != "" {
+				got[[2]string{s.from, s.byTarget[f[0]]}] = f[1] == "ok"
+				n++
 			}
+		}
+		if s.err != nil || n != len(s.byTarget) {
+			t.Fatalf("scan from %s: %v, %d of %d targets answered\n%s%s", s.from, s.err, n, len(s.byTarget), &s.out, &s.errb)
 		}
 	}
 	return got
@@ -625,7 +650,7 @@ func TestNodeStopStartPause(t *testing.T) {
 			t.Fatalf("node %v: %d %s", args, res.Code, res.Stderr)
 		}
 	}
-	dial := func() string { return r.exec(t, "n1", "probe", "dial", "n3:9000", "700ms").Stdout }
+	dial := func() string { return r.exec(t, "n1", "probe", "dial", "n3:9000", dialTimeout).Stdout }
 	// From inside a node, nsrun net and nsrun node need no --run.
 	if res := r.exec(t, "n2", "sh", "-c", "nsrun net isolate n5 && nsrun net show && nsrun net fullmesh"); res.Code != 0 || !strings.Contains(res.Stdout, "clusters [n1 n2 n3 n4]") {
 		t.Errorf("net verbs from inside a node: exit %d %q %q", res.Code, res.Stdout, res.Stderr)

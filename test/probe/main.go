@@ -11,7 +11,8 @@
 //	probe udp-from ADDR:PORT        as udp-listen, printing "from SRC:PORT: DATA"
 //	probe ra IFACE PREFIX           sends a router advertisement (router lifetime
 //	                                1800 s) announcing PREFIX/64 on IFACE, 3 times
-//	probe scan TIMEOUT ADDR:PORT... dials each; prints "ADDR ok|refused|unreachable"
+//	probe scan TIMEOUT ADDR:PORT... dials each at once; prints "ADDR ok|refused|unreachable",
+//	                                unreachable followed by the time waited and the error
 //	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
 //	probe follow ADDR:PORT          prints each line received after the time
 //	                                it was received ("RECV_MS tick N SENT_MS")
@@ -203,6 +204,7 @@ func scan(timeout time.Duration, addrs []string) {
 	for i, a := range addrs {
 		go func() {
 			n := family("tcp", &a)
+			start := time.Now()
 			c, err := net.DialTimeout(n, a, timeout)
 			switch {
 			case err == nil:
@@ -211,7 +213,7 @@ func scan(timeout time.Duration, addrs []string) {
 			case errors.Is(err, syscall.ECONNREFUSED):
 				ch <- res{i, "refused"}
 			default:
-				ch <- res{i, "unreachable"}
+				ch <- res{i, fmt.Sprintf("unreachable %v %q", time.Since(start).Round(time.Millisecond), err)}
 			}
 		}()
 	}

@@ -372,6 +372,7 @@ func hostConfigOf(rec install.Record) nft.HostConfig {
 		Table: rec.Table, Interface: rec.Interface, UID: uint32(rec.UID),
 		HostAddr: rec.HostAddr.Addr(), Gateway: rec.Gateway.Addr(), Resolver: rec.Resolver,
 		Gateway6: rec.Gateway6.Addr(), HostAddr6: rec.HostAddr6.Addr(), // none: all IPv6 from the gateway is dropped
+		GatewayLinkLocal: install.GatewayLinkLocal.Addr(),
 	}
 }
 
@@ -531,7 +532,7 @@ func (in *installer) stepVeth() Step {
 	}
 	return Step{
 		Describe: fmt.Sprintf("create veth %s (host, %s) with its peer %q inside the gateway (%s); while %s is down set\n%s;\nthen bring both up",
-			rec.Interface, addrs(rec.HostAddr, rec.HostAddr6), install.GatewayUplink, addrs(rec.Gateway, rec.Gateway6), rec.Interface, strings.Join(settings, ", ")),
+			rec.Interface, addrs(rec.HostAddr, rec.HostAddr6), install.GatewayUplink, gatewayAddrs(rec), rec.Interface, strings.Join(settings, ", ")),
 		Done: func() (bool, error) {
 			if !hasAddr(in.host, rec.Interface, rec.HostAddr) || !hasAddr(in.host, rec.Interface, rec.HostAddr6) || in.gwNet == nil {
 				return false, nil
@@ -546,7 +547,8 @@ func (in *installer) stepVeth() Step {
 				return false, err
 			}
 			defer gh.Close()
-			return hasAddr(gh, install.GatewayUplink, rec.Gateway) && hasAddr(gh, install.GatewayUplink, rec.Gateway6), nil
+			return hasAddr(gh, install.GatewayUplink, rec.Gateway) && hasAddr(gh, install.GatewayUplink, rec.Gateway6) &&
+				hasAddr(gh, install.GatewayUplink, gatewayLinkLocal(rec)), nil
 		},
 		Apply: in.createVeth,
 	}
@@ -572,11 +574,18 @@ func (in *installer) createVeth() error {
 		return err
 	}
 	defer gh.Close()
+	if rec.Gateway6.IsValid() {
+		// One link-local address, which the host table names, instead of
+		// one the kernel would make from the MAC address.
+		if err := netsetup.NoLinkLocal(gh, install.GatewayUplink); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+	}
 	for _, a := range []struct {
 		h      *netlink.Handle
 		ifname string
 		addr   netip.Prefix
-	}{{in.host, rec.Interface, rec.HostAddr6}, {gh, install.GatewayUplink, rec.Gateway6}, {in.host, rec.Interface, rec.HostAddr}, {gh, install.GatewayUplink, rec.Gateway}} {
+	}{{in.host, rec.Interface, rec.HostAddr6}, {gh, install.GatewayUplink, gatewayLinkLocal(rec)}, {gh, install.GatewayUplink, rec.Gateway6}, {in.host, rec.Interface, rec.HostAddr}, {gh, install.GatewayUplink, rec.Gateway}} {
 		if !a.addr.IsValid() {
 			continue // no IPv6 on this host
 		}
@@ -717,6 +726,24 @@ func addrs(p4, p6 netip.Prefix) string {
 		return p4.String() + " and " + p6.String() + ", without duplicate address detection"
 	}
 	return p4.String()
+}
+
+// gatewayAddrs are the addresses of the gateway's end, as install shows
+// them.
+func gatewayAddrs(rec install.Record) string {
+	if !rec.Gateway6.IsValid() {
+		return addrs(rec.Gateway, rec.Gateway6)
+	}
+	return addrs(rec.Gateway, rec.Gateway6) + ", and no link-local address but " + install.GatewayLinkLocal.String()
+}
+
+// gatewayLinkLocal is the gateway end's link-local address where the host
+// has IPv6 (none where it has not).
+func gatewayLinkLocal(rec install.Record) netip.Prefix {
+	if !rec.Gateway6.IsValid() {
+		return netip.Prefix{}
+	}
+	return install.GatewayLinkLocal
 }
 
 // hasAddr reports whether ifname is up with the address p; an invalid p

@@ -195,6 +195,12 @@ type hostState struct {
 	// IPv6Forward is net.ipv6.conf.all.forwarding ("" where the host has
 	// no IPv6, or the state was saved by a helper that never changed it).
 	IPv6Forward string `json:"ipv6_forwarding,omitempty"`
+	// IPv4ForwardingOn and IPv6ForwardingOn are the interfaces (and
+	// "default") whose own forwarding was on while the family's switch
+	// for all was off: writing that switch writes every interface's, so
+	// the last uninstall, after turning it off, turns these on again.
+	IPv4ForwardingOn []string `json:"ipv4_forwarding_on,omitempty"`
+	IPv6ForwardingOn []string `json:"ipv6_forwarding_on,omitempty"`
 }
 
 // hostSysctls are the sysctls hostState saves, by key.
@@ -223,7 +229,51 @@ func (s *state) readHostState(ns uint64) (h hostState, ok bool, err error) {
 
 // currentHostState reads the live values hostState saves.
 func currentHostState() hostState {
-	return hostState{IPForward: sysctl(hostSysctls[0]), AllAcceptRedirects: sysctl(hostSysctls[1]), DefaultAcceptRedirects: sysctl(hostSysctls[2]), IPv6Forward: sysctl(forward6)}
+	h := hostState{IPForward: sysctl(hostSysctls[0]), AllAcceptRedirects: sysctl(hostSysctls[1]), DefaultAcceptRedirects: sysctl(hostSysctls[2]), IPv6Forward: sysctl(forward6)}
+	if h.IPForward == "0" {
+		h.IPv4ForwardingOn = forwardingOn("ipv4")
+	}
+	if h.IPv6Forward == "0" {
+		h.IPv6ForwardingOn = forwardingOn("ipv6")
+	}
+	return h
+}
+
+// forwardingOn lists the interfaces of family ("ipv4" or "ipv6"), and
+// "default", whose own forwarding is 1.
+func forwardingOn(family string) []string {
+	entries, err := os.ReadDir("/proc/sys/net/" + family + "/conf")
+	if err != nil {
+		return nil
+	}
+	var on []string
+	for _, e := range entries {
+		if e.Name() != "all" && sysctl(forwardingKey(family, e.Name())) == "1" {
+			on = append(on, e.Name())
+		}
+	}
+	return on
+}
+
+// forwardingKey is the forwarding sysctl of interface ifname ("default"
+// included) of family.
+func forwardingKey(family, ifname string) string {
+	return "net/" + family + "/conf/" + ifname + "/forwarding"
+}
+
+// restoreForwarding turns forwarding on again on the interfaces of
+// family that had it on by themselves (hostState.IPv4ForwardingOn); an
+// interface gone since is skipped, and so is a name that is none.
+func restoreForwarding(family string, names []string) error {
+	for _, name := range names {
+		if name == "" || name == "." || name == ".." || name == "all" || strings.ContainsRune(name, '/') {
+			continue
+		}
+		if err := setSysctl(forwardingKey(family, name), "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h hostState) values() []string {

@@ -90,7 +90,7 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 			Apply: func() error { return netsetup.DeleteLink(host, ifname) },
 		},
 		{
-			Describe: fmt.Sprintf("delete the host's nftables table inet %s (after the interface is gone) and %s from the guard table inet %s;\nthe last user's uninstall deletes the guard table too, and sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding back to 0 if they were 0 before the first install",
+			Describe: fmt.Sprintf("delete the host's nftables table inet %s (after the interface is gone) and %s from the guard table inet %s;\nthe last user's uninstall deletes the guard table too, and sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding back to 0 if they were 0 before the first install (and forwarding back to 1 on the interfaces that had it on by themselves then)",
 				table, ifname, nft.GuardTableName),
 			Done: func() (bool, error) {
 				ok, err := nft.Exists(nil, nftables.TableFamilyINet, table)
@@ -197,9 +197,15 @@ func removeTables(st *state, uid int, table string) error {
 			if err := setSysctl(hostSysctls[0], "0"); err != nil {
 				return err
 			}
+			if err := restoreForwarding("ipv4", saved.IPv4ForwardingOn); err != nil {
+				return err
+			}
 		}
 		if saved.IPv6Forward == "0" && sysctl(forward6) == "1" {
 			if err := setSysctl(forward6, "0"); err != nil {
+				return err
+			}
+			if err := restoreForwarding("ipv6", saved.IPv6ForwardingOn); err != nil {
 				return err
 			}
 		}

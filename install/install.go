@@ -33,6 +33,11 @@ var (
 // GatewayUplink is the gateway's end of the host veth, inside the gateway.
 const GatewayUplink = "uplink"
 
+// GatewayLinkLocal is the link-local address the helper gives the
+// gateway's end (the kernel generates none there): the host accepts
+// neighbour discovery from it and from the gateway's static address only.
+var GatewayLinkLocal = netip.MustParsePrefix("fe80::2/64")
+
 // Record is what install.json holds.
 type Record struct {
 	User      string         `json:"user"`

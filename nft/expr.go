@@ -278,18 +278,3 @@ func daddr6(op expr.CmpOp, a netip.Addr) []expr.Any {
 		&expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()},
 	}
 }
-
-// saddr6LinkLocal matches an IPv6 source in fe80::/10.
-//
-//	[ payload load 16b @ network header + 8 => reg 1 ]
-//	[ bitwise reg 1 = ( reg 1 & 0x0000c0ff 0x00000000 0x00000000 0x00000000 ) ^ 0x00000000 0x00000000 0x00000000 0x00000000 ]
-//	[ cmp eq reg 1 0x000080fe 0x00000000 0x00000000 0x00000000 ]
-func saddr6LinkLocal() []expr.Any {
-	mask, want := make([]byte, 16), make([]byte, 16)
-	mask[0], mask[1], want[0], want[1] = 0xff, 0xc0, 0xfe, 0x80
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: want},
-	}
-}

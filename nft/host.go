@@ -28,6 +28,11 @@ type HostConfig struct {
 	Gateway6 netip.Addr
 	// HostAddr6 is the host end's static IPv6 address (with Gateway6).
 	HostAddr6 netip.Addr
+	// GatewayLinkLocal is the gateway end's one link-local address, which
+	// the helper sets (with Gateway6): neighbour discovery is accepted from
+	// it and from Gateway6 only, so that solicitations from made-up
+	// link-local sources cannot fill the host's neighbour table.
+	GatewayLinkLocal netip.Addr
 }
 
 // HostTable builds the host table "inet nsrun-UID" of one user. Nothing
@@ -64,11 +69,13 @@ func HostTable(c HostConfig) *Table {
 			})
 		}
 		// Neighbour discovery may come from the gateway's link-local
-		// address: the kernel never forwards a link-local source.
+		// address (the kernel never forwards a link-local source); from
+		// no other: each source of a solicitation becomes an entry of
+		// the neighbour table, which the whole host shares.
 		for _, nd := range neighbourDiscovery {
 			guard.Rules = append(guard.Rules, Rule{
-				Text:  fmt.Sprintf("iifname %q ip6 saddr fe80::/10 icmpv6 type %s accept", c.Interface, nd.name),
-				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), saddr6LinkLocal(), l4proto(unix.IPPROTO_ICMPV6), thByte(0, nd.typ), accept()),
+				Text:  fmt.Sprintf("iifname %q ip6 saddr %s icmpv6 type %s accept", c.Interface, c.GatewayLinkLocal, nd.name),
+				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), saddr6(expr.CmpOpEq, c.GatewayLinkLocal), l4proto(unix.IPPROTO_ICMPV6), thByte(0, nd.typ), accept()),
 			})
 		}
 		guard.Rules = append(guard.Rules, Rule{

@@ -140,7 +140,7 @@ func TestHostTableNoIPv6(t *testing.T) {
 	// With a static gateway IPv6 address (a later install option), router
 	// advertisements and redirects are still dropped.
 	c := host
-	c.Gateway6 = netip.MustParseAddr("fd00:ac12:ffff::2")
+	c.Gateway6, c.GatewayLinkLocal = netip.MustParseAddr("fd00:ac12:ffff::2"), netip.MustParseAddr("fe80::2")
 	findRule(t, HostTable(c), "guard", `iifname "nsrun1000" icmpv6 type nd-router-advert drop`)
 	findRule(t, HostTable(c), "guard", `iifname "nsrun1000" icmpv6 type nd-redirect drop`)
 	findRule(t, HostTable(c), "guard", `iifname "nsrun1000" ip6 saddr != fd00:ac12:ffff::2 drop`)
@@ -331,6 +331,7 @@ func TestApplyInNamespace(t *testing.T) {
 	h6 := host
 	h6.Table, h6.Interface = "nsrun-1001", "nsrun1001"
 	h6.Gateway6, h6.HostAddr6 = netip.MustParseAddr("fd6e:7372::2"), netip.MustParseAddr("fd6e:7372::1")
+	h6.GatewayLinkLocal = netip.MustParseAddr("fe80::2")
 	if err := ApplyAll(ns, HostTable(h6), GuardTable(Guard{Interfaces: []string{"nsrun1001"}, DropOthers6: true})); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +345,8 @@ func TestApplyInNamespace(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{`iifname "nsrun1001" ip6 saddr != fd6e:7372::2 drop`, `ip6 saddr fd6e:7372::2 oifname != "nsrun1001" masquerade`} {
+	for _, want := range []string{`iifname "nsrun1001" ip6 saddr != fd6e:7372::2 drop`, `ip6 saddr fd6e:7372::2 oifname != "nsrun1001" masquerade`,
+		`iifname "nsrun1001" ip6 saddr fe80::2 icmpv6 type nd-neighbor-solicit accept`} {
 		if !strings.Contains(got6, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got6)
 		}

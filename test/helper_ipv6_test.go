@@ -203,7 +203,7 @@ func TestHelperIPv6UplinkPartition(t *testing.T) {
 	h.start(t, "listen", host)
 	r := startRun(t, u, "nodes:\n  a: {ip: 172.18.0.1, command: probe listen 0.0.0.0:9000}\n  b: {ip: 172.18.0.2, command: probe listen 0.0.0.0:9000}\n", "b     | listening")
 	reach := func(node string) bool {
-		return strings.HasPrefix(r.exec(t, node, "probe", "dial", host, "700ms").Stdout, "ok ")
+		return strings.HasPrefix(r.exec(t, node, "probe", "dial", host, dialTimeout).Stdout, "ok ")
 	}
 	if !reach("a") || !reach("b") {
 		t.Fatal("nodes do not reach the host over IPv6 before any cut")
@@ -228,7 +228,8 @@ func TestHelperIPv6UplinkPartition(t *testing.T) {
 // TestHelperIPv6ForwardGuard: on a host whose IPv6 forwarding was off,
 // install turns it on for nsrun only: two namespaces the test wires to the
 // host do not reach each other over IPv6, while a run reaches the
-// upstream; the last uninstall turns IPv6 forwarding off again.
+// upstream; the last uninstall turns IPv6 forwarding off again, and an
+// interface's own forwarding (IPv6 and IPv4) back on where it was.
 func TestHelperIPv6ForwardGuard(t *testing.T) {
 	u := unprivileged(t)
 	h := newSimHost(t, false)
@@ -244,6 +245,11 @@ func TestHelperIPv6ForwardGuard(t *testing.T) {
 		t.Fatalf("control a -> b over IPv6 with forwarding on: %q", out)
 	}
 	h.sysctl(t, fwd, "0")
+	// hv-a forwards by itself (all.forwarding=0), in both families.
+	own := []string{"net.ipv6.conf.hv-a.forwarding", "net.ipv4.conf.hv-a.forwarding"}
+	for _, k := range own {
+		h.sysctl(t, k, "1")
+	}
 	h.install(t, u)
 	if got := h.sysctl(t, fwd, ""); got != "1" {
 		t.Fatalf("%s after install = %s", fwd, got)
@@ -260,6 +266,16 @@ func TestHelperIPv6ForwardGuard(t *testing.T) {
 	delete(h.installed, u.Name)
 	if got := h.sysctl(t, fwd, ""); got != "0" {
 		t.Errorf("%s after the last uninstall = %s, want 0 as before", fwd, got)
+	}
+	// Writing all.forwarding wrote every interface's: hv-a's own is on
+	// again, hv-b's off as it was.
+	for _, k := range own {
+		if got := h.sysctl(t, k, ""); got != "1" {
+			t.Errorf("%s after the last uninstall = %s, want 1 as before", k, got)
+		}
+		if k := strings.Replace(k, "hv-a", "hv-b", 1); h.sysctl(t, k, "") != "0" {
+			t.Errorf("%s after the last uninstall = %s, want 0 as before", k, h.sysctl(t, k, ""))
+		}
 	}
 }
 
@@ -470,3 +486,62 @@ s.sendmsg([m], %s, 0, ("%s", 9999))'`, gw, port, marker, size, anc, upAddr)
 		t.Errorf("a datagram from a port below 1024 crossed the host behind a header or in fragments: %q", got.all())
 	}
 }
+
+// TestHelperIPv6NeighbourFlood: neighbour solicitations from made-up
+// link-local sources, which would each become an entry of the host's
+// neighbour table (a table the whole host shares, full at gc_thresh3),
+// make none; the same solicitation from the gateway's own link-local
+// address, fe80::2, is heard (its made-up MAC address becomes that
+// neighbour's).
+func TestHelperIPv6NeighbourFlood(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	rec := h.install(t, u)
+	r := inGateway(t, u, "ip -6 -o addr show dev uplink scope link")
+	if r.Code != 0 || strings.Count(r.Stdout, "inet6 ") != 1 || !strings.Contains(r.Stdout, "inet6 fe80::2/64") {
+		t.Fatalf("gateway's link-local addresses: exit %d %q %q; want fe80::2/64 only", r.Code, r.Stdout, r.Stderr)
+	}
+	r = inGateway(t, u, "python3 - "+rec.HostAddr6.Addr().String()+" <<'EOF'\n"+neighbourSolicits+"EOF\n")
+	if r.Code != 0 {
+		t.Fatalf("send solicitations in the gateway: exit %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	var neigh string
+	if !eventually(3*time.Second, func() bool {
+		neigh = h.sh(t, "ip -6 neigh show dev "+rec.Interface)
+		return strings.Contains(neigh, "fe80::2 lladdr 02:00:00:00:ff:ff")
+	}) {
+		t.Fatalf("control: the solicitation from fe80::2 did not reach the host's neighbour table; the test proves nothing:\n%s", neigh)
+	}
+	time.Sleep(300 * time.Millisecond)
+	neigh = h.sh(t, "ip -6 neigh show dev "+rec.Interface)
+	if n := strings.Count(neigh, "fe80::1:"); n > 0 {
+		t.Errorf("%d of 200 solicitations from made-up link-local sources became neighbours of the host:\n%s", n, neigh)
+	}
+}
+
+// neighbourSolicits is a python3 script that sends, on the gateway's
+// uplink, 200 neighbour solicitations for the host end (argv[1]) from
+// fe80::1:N with MAC address 02:00:00:01:0N (N = 1..200), then one from
+// fe80::2 with MAC address 02:00:00:00:ff:ff, each with its source
+// link-layer address option.
+const neighbourSolicits = `import socket, struct, sys
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+target = socket.inet_pton(socket.AF_INET6, sys.argv[1])
+dst = bytes.fromhex("ff0200000000000000000001ff") + target[13:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("uplink", 0))
+def solicit(src, mac):
+    src = socket.inet_pton(socket.AF_INET6, src)
+    body = struct.pack("!BBHI", 135, 0, 0, 0) + target + bytes([1, 1]) + mac
+    pseudo = src + dst + struct.pack("!I", len(body)) + bytes([0, 0, 0, 58])
+    body = body[:2] + struct.pack("!H", csum(pseudo + body)) + body[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + src + dst
+    s.send(b"\x33\x33" + dst[12:] + mac + b"\x86\xdd" + ip6 + body)
+for n in range(1, 201):
+    solicit("fe80::1:%x" % n, bytes([2, 0, 0, 1, n >> 8, n & 255]))
+solicit("fe80::2", bytes([2, 0, 0, 0, 255, 255]))
+`

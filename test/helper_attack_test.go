@@ -1055,30 +1055,32 @@ func TestHelperOnlyTCPUDPICMP(t *testing.T) {
 }
 
 // TestHelperHostUsersOutput: on the host, another user's process cannot
-// open a connection to a user's gateway; the user and root can.
+// open a connection to a user's gateway, over IPv4 or IPv6; the user and
+// root can.
 func TestHelperHostUsersOutput(t *testing.T) {
 	ua, ub := unprivileged(t), secondUser(t)
 	h := newSimHost(t, false)
 	ra := h.install(t, ua)
-	listenInGateway(t, ua, "0.0.0.0:7040")
-	addr := ra.Gateway.Addr().String() + ":7040"
-	as := func(u *testUser) string {
-		t.Helper()
-		args := []string{"netns", "exec", h.Name}
-		if u != nil {
-			args = append(args, "setpriv", fmt.Sprintf("--reuid=%d", u.UID), fmt.Sprintf("--regid=%d", u.GID), "--clear-groups")
+	listenInGateway(t, ua, "[::]:7040")
+	for _, addr := range []string{ra.Gateway.Addr().String() + ":7040", "[" + ra.Gateway6.Addr().String() + "]:7040"} {
+		as := func(u *testUser) string {
+			t.Helper()
+			args := []string{"netns", "exec", h.Name}
+			if u != nil {
+				args = append(args, "setpriv", fmt.Sprintf("--reuid=%d", u.UID), fmt.Sprintf("--regid=%d", u.GID), "--clear-groups")
+			}
+			out, _ := exec.Command("ip", append(args, filepath.Join(binDir, "probe"), "dial", addr, "1s")...).CombinedOutput()
+			return string(out)
 		}
-		out, _ := exec.Command("ip", append(args, filepath.Join(binDir, "probe"), "dial", addr, "1s")...).CombinedOutput()
-		return string(out)
-	}
-	if out := as(&ua); !strings.HasPrefix(out, "ok ") {
-		t.Fatalf("control: A on the host -> A's gateway: %q", out)
-	}
-	if out := as(nil); !strings.HasPrefix(out, "ok ") {
-		t.Errorf("root on the host -> A's gateway: %q", out)
-	}
-	if out := as(&ub); !strings.HasPrefix(out, "unreachable") || !strings.Contains(out, "timeout") {
-		t.Errorf("B on the host -> A's gateway: %q; want it dropped (a timeout)", out)
+		if out := as(&ua); !strings.HasPrefix(out, "ok ") {
+			t.Fatalf("control: A on the host -> A's gateway %s: %q", addr, out)
+		}
+		if out := as(nil); !strings.HasPrefix(out, "ok ") {
+			t.Errorf("root on the host -> A's gateway %s: %q", addr, out)
+		}
+		if out := as(&ub); !strings.HasPrefix(out, "unreachable") || !strings.Contains(out, "timeout") {
+			t.Errorf("B on the host -> A's gateway %s: %q; want it dropped (a timeout)", addr, out)
+		}
 	}
 }
 

@@ -105,7 +105,7 @@ var fiveYAMLTwoSubnets = "subnets:\n  front: 172.18.0.0/24\n  back: 172.18.1.0/2
 func TestPartitionMatrixIPv6(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAMLTwoSubnets, "n5    | listening")
+	r := startFive(t, u, fiveYAMLTwoSubnets)
 	partitionMatrix(t, r, func(t *testing.T, nodes []string) map[[2]string]bool {
 		return r.matrixVia(t, nodes, func(n string) string { return "6/" + n + ":9000" })
 	}, false)
@@ -141,7 +141,7 @@ func jepsenLikeIPv4(t *testing.T, r *liveRun, what string, target func(node stri
 func TestPartitionBreaksEstablishedIPv6(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startRun(t, u, fiveYAMLDual, "n5    | listening")
+	r := startFive(t, u, fiveYAMLDual)
 	s := r.follow(t, "n1", "6/n2:9001")
 	c := s.cut(t, r, []string{"isolate", "n2"}, []string{"fullmesh"}, 1500*time.Millisecond)
 	s.check(t, []cutRound{c})
@@ -154,7 +154,7 @@ func TestFlakyLossIPv6(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	yaml := strings.ReplaceAll(fiveYAMLDual, "0.0.0.0:9002", "[::]:9002")
-	r := startRun(t, u, yaml, "n5    | listening")
+	r := startFive(t, u, yaml)
 	r.netOK(t, "flaky", "n2", "--loss", "50%")
 	r.exec(t, "n1", "probe", "udp-burst", "6/n2:9002", "400")
 	r.exec(t, "n1", "probe", "udp-burst", "4/n2:9002", "400")

@@ -116,9 +116,7 @@ func cmdGC(stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	dirs := []string{rt}
-	if fb, ok := runstate.OwnFallback(rt, os.Getuid()); ok {
-		dirs = append(dirs, fb)
-	}
+	dirs = append(dirs, runstate.OwnFallbacks(rt, os.Getuid())...)
 	for _, dir := range dirs {
 		if leases, err := gcLeases(dir); err == nil {
 			for _, l := range leases {

@@ -20,15 +20,25 @@ import (
 
 // RuntimeDir returns the nsrun folder of the user whose uid on the host is
 // hostUID, creating it (mode 0700): $XDG_RUNTIME_DIR/nsrun-runs, else
-// /run/user/UID/nsrun-runs, else $TMPDIR/nsrun-UID. A folder owned by
-// someone else, or a symlink, is refused. Ownership is checked against the
+// /run/user/UID/nsrun-runs, else the fallback in the user's own cache
+// folder (see fallbackDir). A folder owned by someone else, writable by
+// others, or a symlink, is refused. Ownership is checked against the
 // current uid as this process sees it (0 inside the user's namespaces).
 func RuntimeDir(hostUID int) (string, error) {
-	base := runtimeBase(hostUID)
+	base, err := runtimeBase(hostUID)
+	if err != nil {
+		return "", err
+	}
+	if base == fallbackDir() {
+		// The cache folder itself may be missing in a fresh home.
+		if err := os.MkdirAll(filepath.Dir(base), 0o700); err != nil {
+			return "", fmt.Errorf("create runtime folder %s: %w", base, err)
+		}
+	}
 	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create runtime folder %s: %w", base, err)
 	}
-	if err := ownedDir(base, os.Getuid()); err != nil {
+	if err := ownDir(base); err != nil {
 		return "", fmt.Errorf("runtime folder %s: %w; remove it or set XDG_RUNTIME_DIR", base, err)
 	}
 	return base, nil
@@ -38,27 +48,51 @@ func RuntimeDir(hostUID int) (string, error) {
 // that starts nothing (a dry run): it creates nothing. A folder that
 // exists is checked as RuntimeDir checks it; one that does not is fine.
 func PlannedRuntimeDir(hostUID int) (string, error) {
-	base := runtimeBase(hostUID)
-	if err := ownedDir(base, os.Getuid()); err != nil && !errors.Is(err, os.ErrNotExist) {
+	base, err := runtimeBase(hostUID)
+	if err != nil {
+		return "", err
+	}
+	if err := ownDir(base); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("runtime folder %s: %w; remove it or set XDG_RUNTIME_DIR", base, err)
 	}
 	return base, nil
 }
 
 // runtimeBase picks the user's runtime folder (see RuntimeDir).
-func runtimeBase(hostUID int) string {
+func runtimeBase(hostUID int) (string, error) {
 	uid := os.Getuid()
 	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(hostUID)} {
 		if cand != "" && ownedDir(cand, uid) == nil {
-			return filepath.Join(cand, "nsrun-runs")
+			return filepath.Join(cand, "nsrun-runs"), nil
 		}
 	}
-	return fallbackDir(hostUID)
+	if fb := fallbackDir(); fb != "" {
+		return fb, nil
+	}
+	return "", fmt.Errorf("no runtime folder: XDG_RUNTIME_DIR is unset and /run/user/%d is not yours, and neither XDG_CACHE_HOME nor HOME is an absolute path for the fallback; set XDG_RUNTIME_DIR to a folder of yours", hostUID)
 }
 
 // fallbackDir is the runtime folder of a user who has no runtime folder
-// of the system's (no login session, no XDG_RUNTIME_DIR).
-func fallbackDir(hostUID int) string {
+// of the system's (no login session, no XDG_RUNTIME_DIR):
+// $XDG_CACHE_HOME/nsrun-runs, else $HOME/.cache/nsrun-runs; "" when
+// neither is an absolute path. It lies in the user's own home, where no
+// other user can create it first: the fallback of earlier versions,
+// $TMPDIR/nsrun-UID, is a name in the shared /tmp that anyone could take
+// (a folder of theirs there made every run of the user fail).
+func fallbackDir() string {
+	if c := os.Getenv("XDG_CACHE_HOME"); filepath.IsAbs(c) {
+		return filepath.Join(c, "nsrun-runs")
+	}
+	if h := os.Getenv("HOME"); filepath.IsAbs(h) && filepath.Clean(h) != "/" {
+		return filepath.Join(h, ".cache", "nsrun-runs")
+	}
+	return ""
+}
+
+// legacyFallbackDir is the fallback runtime folder of earlier versions,
+// $TMPDIR/nsrun-UID: never used for a run any more, only collected (when
+// the user's own, see OwnFallbacks).
+func legacyFallbackDir(hostUID int) string {
 	return filepath.Join(os.TempDir(), "nsrun-"+strconv.Itoa(hostUID))
 }
 
@@ -257,17 +291,16 @@ func GC(runtimeDir string) ([]string, error) {
 }
 
 // GCAll is GC of runtimeDir, the runtime folder of the user whose uid on
-// the host is hostUID, and of the fallback folder $TMPDIR/nsrun-UID when
-// that is another folder: runs started while the user had no runtime
-// folder of the system's (before /run/user/UID existed) live there, and
-// once it exists no run looks there again. The fallback is read only if
-// it is the user's own (see OwnFallback). It returns the ids removed.
+// the host is hostUID, and of the fallback folders that are other folders
+// (see OwnFallbacks): runs started while the user had no runtime folder
+// of the system's (before /run/user/UID existed) live there, and once it
+// exists no run looks there again. It returns the ids removed.
 func GCAll(runtimeDir string, hostUID int) ([]string, error) {
 	removed, err := GC(runtimeDir)
 	if err != nil {
 		return removed, err
 	}
-	if fb, ok := OwnFallback(runtimeDir, hostUID); ok {
+	for _, fb := range OwnFallbacks(runtimeDir, hostUID) {
 		more, err := GC(fb)
 		removed = append(removed, more...)
 		if err != nil {
@@ -277,21 +310,24 @@ func GCAll(runtimeDir string, hostUID int) ([]string, error) {
 	return removed, nil
 }
 
-// OwnFallback returns the fallback folder $TMPDIR/nsrun-UID of the user
-// whose uid on the host is hostUID, and true if it is not runtimeDir and
-// is the user's own: a folder, not a symlink, owned by the current uid (as
-// RuntimeDir checks) and writable by no one else, and so is its runs
-// folder if it has one. A folder that another user made in the shared
-// temporary folder is never read.
-func OwnFallback(runtimeDir string, hostUID int) (string, bool) {
-	fb := fallbackDir(hostUID)
-	if filepath.Clean(runtimeDir) == fb || ownDir(fb) != nil {
-		return "", false
+// OwnFallbacks returns the fallback folders of the user whose uid on the
+// host is hostUID (fallbackDir, and $TMPDIR/nsrun-UID of earlier
+// versions) that are not runtimeDir and are the user's own: a folder, not
+// a symlink, owned by the current uid (as RuntimeDir checks) and writable
+// by no one else, and so is its runs folder if it has one. A folder that
+// another user made in the shared temporary folder is never read.
+func OwnFallbacks(runtimeDir string, hostUID int) []string {
+	var out []string
+	for _, fb := range []string{fallbackDir(), legacyFallbackDir(hostUID)} {
+		if fb == "" || filepath.Clean(runtimeDir) == fb || ownDir(fb) != nil {
+			continue
+		}
+		if err := ownDir(RunsDir(fb)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		out = append(out, fb)
 	}
-	if err := ownDir(RunsDir(fb)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", false
-	}
-	return fb, true
+	return out
 }
 
 // ownDir checks that path is a folder of the current uid's (not a

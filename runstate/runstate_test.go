@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -83,8 +84,9 @@ func deadRun(t *testing.T, rt, id string) string {
 func TestGCAllFallback(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	t.Setenv("TMPDIR", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	uid := os.Getuid()
-	fb := fallbackDir(uid)
+	fb := legacyFallbackDir(uid)
 	if err := os.Mkdir(fb, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +123,65 @@ func TestGCAllFallback(t *testing.T) {
 	}
 }
 
+// TestFallbackNotInTmp: a user with no runtime folder of the system's gets
+// one in the cache folder of their home ($XDG_CACHE_HOME, else
+// $HOME/.cache), which another user cannot create first; the old name in
+// the shared /tmp, taken by another user, changes nothing. With neither
+// variable set, the error says what to set.
+func TestFallbackNotInTmp(t *testing.T) {
+	const noSession = 1<<31 - 7 // no /run/user of this uid
+	tmp := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("TMPDIR", tmp)
+	// What another user does: takes the old fallback name first.
+	taken := legacyFallbackDir(noSession)
+	if err := os.Mkdir(taken, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(taken, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		if err := os.Chown(taken, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	got, err := RuntimeDir(noSession)
+	if want := filepath.Join(cache, "nsrun-runs"); err != nil || got != want {
+		t.Fatalf("RuntimeDir with XDG_CACHE_HOME = %q, %v; want %s", got, err, want)
+	}
+	if removed, err := GCAll(got, noSession); err != nil || len(removed) != 0 {
+		t.Errorf("GCAll read the folder another user made: %v, %v", removed, err)
+	}
+	home := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", home)
+	got, err = RuntimeDir(noSession)
+	if want := filepath.Join(home, ".cache", "nsrun-runs"); err != nil || got != want {
+		t.Fatalf("RuntimeDir with HOME = %q, %v; want %s (made with its .cache)", got, err, want)
+	}
+	if fi, err := os.Stat(got); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("fallback folder: %v, %v; want mode 0700", fi, err)
+	}
+	t.Setenv("HOME", "")
+	if _, err := RuntimeDir(noSession); err == nil || !strings.Contains(err.Error(), "set XDG_RUNTIME_DIR") {
+		t.Errorf("RuntimeDir with no HOME = %v; want an error saying what to set", err)
+	}
+	// A fallback others may write to is refused.
+	if err := os.Chmod(filepath.Join(cache), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", cache)
+	if err := os.Chmod(filepath.Join(cache, "nsrun-runs"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RuntimeDir(noSession); err == nil {
+		t.Error("a fallback folder writable by others was accepted")
+	}
+}
+
 // TestGCAllFallbackNotOwn: a fallback folder that is a symlink, or that
 // others may write to (anyone may make /tmp/nsrun-UID), is never read.
 func TestGCAllFallbackNotOwn(t *testing.T) {
@@ -131,7 +192,7 @@ func TestGCAllFallbackNotOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb := fallbackDir(uid)
+	fb := legacyFallbackDir(uid)
 	elsewhere := t.TempDir()
 	dead := deadRun(t, elsewhere, "dead0001")
 	if err := os.Symlink(elsewhere, fb); err != nil {

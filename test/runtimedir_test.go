@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -155,5 +157,56 @@ func TestDryRunCreatesNothing(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestFallbackTakenByOther: the attack of issue 20 item 7. A user without
+// a runtime folder of the system's (no XDG_RUNTIME_DIR, no /run/user/UID:
+// hidden here by an empty tmpfs in a mount namespace of the test's) used
+// to run in $TMPDIR/nsrun-UID, which any other user could create first:
+// every run then failed with 125. Another user takes that name; the run
+// still works, in the user's cache folder, and the other user's folder is
+// left alone.
+func TestFallbackTakenByOther(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t)
+	userNamespaces(t, u)
+	other := secondUser(t)
+	tmp := filepath.Join(binDir, fmt.Sprintf("sharedtmp-%d", os.Getpid()))
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	cache := userDir(t, u, "cache")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	taken := filepath.Join(tmp, fmt.Sprintf("nsrun-%d", u.UID))
+	if r := run(t, other.command(ctx, "mkdir", "-m", "755", taken)); r.Code != 0 {
+		t.Fatalf("%s takes %s: exit %d %s", other.Name, taken, r.Code, r.Stderr)
+	}
+	env := append(u.command(ctx, "true").Env, "TMPDIR="+tmp, "XDG_CACHE_HOME="+cache)
+	script := `set -e
+mount -t tmpfs -o mode=755 nsrun-test /run/user
+uid=$1 gid=$2
+shift 2
+exec setpriv --reuid="$uid" --regid="$gid" --init-groups env -i "$@"`
+	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", strconv.Itoa(u.UID), strconv.Itoa(u.GID)}, env...)
+	// (env -i takes the variables, then the command after them)
+	argv = append(argv, filepath.Join(binDir, "nsrun"), "--isolated", "--", "sh", "-c", "echo ran")
+	cmd := exec.CommandContext(ctx, "unshare", argv...)
+	cmd.Dir = binDir
+	r := run(t, cmd)
+	if r.Code != 0 || r.Stdout != "ran\n" {
+		t.Fatalf("nsrun with %s taken by %s: exit %d %q\n%s", taken, other.Name, r.Code, r.Stdout, r.Stderr)
+	}
+	st, err := os.Stat(filepath.Join(cache, "nsrun-runs"))
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != uint32(u.UID) {
+		t.Errorf("the run's folder in %s: %v", cache, err)
+	}
+	if ents, err := os.ReadDir(taken); err != nil || len(ents) != 0 {
+		t.Errorf("%s's folder %s: %v, %v; want it untouched and empty", other.Name, taken, ents, err)
 	}
 }

@@ -46,7 +46,9 @@
 // and this package's init function hands the command line to nsrun's own
 // (package cli) before any test or other init function of the importing
 // package runs. Without that variable the test binary is a test binary:
-// the launcher stays out of the way.
+// the launcher stays out of the way. So it does in a binary started
+// setuid, setgid or with file capabilities (AT_SECURE), whose environment
+// is its caller's.
 //
 // The process Start runs (the launcher) has the test binary's thread as
 // its parent with a parent-death signal of SIGKILL; the run's supervisor

@@ -7,6 +7,9 @@ package nstest
 // NSRUN_AS_NSRUN is set.
 extern int nsrun_launch_on_request;
 __attribute__((constructor(101))) static void nstest_launch_on_request(void) { nsrun_launch_on_request = 1; }
+
+#include <sys/auxv.h>
+static int nstest_secure(void) { return getauxval(AT_SECURE) != 0; }
 */
 import "C"
 
@@ -22,10 +25,21 @@ import (
 // nstest), the process carries out the command line as nsrun does and
 // exits. The launcher has by then made this process the run's supervisor.
 func init() {
-	if os.Getenv(launch.EnvAsNsrun) == "" {
+	if os.Getenv(launch.EnvAsNsrun) == "" || secure() {
 		return
 	}
 	// Not for the nodes' commands, which inherit the environment.
 	_ = os.Unsetenv(launch.EnvAsNsrun)
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// secure reports whether this process must not take orders from its
+// environment: the kernel started it setuid, setgid or with file
+// capabilities (AT_SECURE), or its real and effective ids differ. The
+// environment is then the caller's, and the process runs as someone
+// else: a setuid-root tool that imports nstest, run with NSRUN_AS_NSRUN=1,
+// would otherwise carry out an nsrun command line as root (issue 20). The
+// launcher (launch.c) makes the same check before it acts.
+func secure() bool {
+	return C.nstest_secure() != 0 || os.Getuid() != os.Geteuid() || os.Getgid() != os.Getegid()
 }

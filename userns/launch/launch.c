@@ -309,11 +309,26 @@ static void launch(int argc, char **argv)
 	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD;
 	pid_t pid;
 
-	if (nsrun_launch_on_request && getenv(NSRUN_AS_NSRUN) == NULL)
+	/*
+	 * AT_SECURE: the kernel started this process setuid, setgid or with
+	 * file capabilities (or a security module asked for secure mode).
+	 * Its environment then belongs to the caller, who is not whom the
+	 * process runs as: a setuid-root tool that merely imports nstest,
+	 * run with NSRUN_AS_NSRUN=1, would otherwise become a launcher as
+	 * root (issue 20: it read /etc/shadow and wrote into /etc). Such a
+	 * binary runs as itself; nsrun itself refuses to start a run.
+	 */
+	int secure = getauxval(AT_SECURE) != 0;
+
+	if (nsrun_launch_on_request && (secure || getenv(NSRUN_AS_NSRUN) == NULL))
 		return; /* a test binary, run as itself */
 	st->kind = nsrun_launch_decide(argc, argv, &st->root, &isolated);
 	if (st->kind == NSRUN_KIND_NONE)
 		return;
+	if (secure)
+		return fail("refusing to start a run: nsrun is setuid, setgid or has file capabilities, "
+			    "and runs only as the user who calls it (remove them: chmod u-s,g-s; setcap -r)",
+			    ENOTSUP);
 	st->uid = (int)getuid();
 	st->gid = (int)getgid();
 	st->nsrun_pid = (int)getpid();

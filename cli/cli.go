@@ -50,7 +50,7 @@ Flags of nsrun -- CMD:
 Flags of nsrun up:
   -f FILE            the topology file (default nsrun.yaml)
   --exit-code-from NODE   exit with NODE's exit code; implies --abort-on-exit
-  --abort-on-exit    stop every node when one exits
+  --abort-on-exit    stop every node when one exits; exit with its code
   --timeout SECONDS  between SIGTERM and SIGKILL when stopping (default 10)
   --root, --isolated, --dry-run [--json]   as above
 

@@ -12,7 +12,8 @@ import (
 	"github.com/nsrun/nsrun/topology"
 )
 
-// ReadyTimeout bounds how long a node's ready check may take.
+// ReadyTimeout bounds how long a node's ready check may take, unless the
+// file sets its own (`ready: {check: tcp:PORT, timeout: 2m}`).
 const ReadyTimeout = 60 * time.Second
 
 // readyInterval is the pause between two ready checks.
@@ -140,7 +141,11 @@ func Build(in Input) (*Plan, error) {
 			n.Dir = in.Dir
 		}
 		if tn.Ready != nil {
-			n.Ready = Ready{Kind: ReadyTCP, Addr: netip.AddrPortFrom(n.MainAddr(), tn.Ready.Port), Timeout: ReadyTimeout, Interval: readyInterval}
+			timeout := tn.Ready.Timeout
+			if timeout == 0 {
+				timeout = ReadyTimeout
+			}
+			n.Ready = Ready{Kind: ReadyTCP, Addr: netip.AddrPortFrom(n.MainAddr(), tn.Ready.Port), Timeout: timeout, Interval: readyInterval}
 		}
 		captured := p.Capture != nil && (in.CaptureAll || tn.Capture)
 		if len(tn.Taps) == 0 {

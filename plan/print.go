@@ -135,7 +135,7 @@ func (p *Plan) Write(w io.Writer) error {
 		case r.ExitCodeFrom != "":
 			pf(" once %s exits; exit with its code", r.ExitCodeFrom)
 		case r.AbortOnExit:
-			pf(" once one exits")
+			pf(" once one exits; exit with its code")
 		}
 		pf("\n")
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBuildIPv6 carries both families into the plan: an IPv6-only
@@ -58,5 +59,17 @@ nodes:
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("plan text lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestBuildReadyTimeout: a node's own ready timeout reaches the plan;
+// without one, ReadyTimeout applies.
+func TestBuildReadyTimeout(t *testing.T) {
+	p, err := Build(input(parse(t, "nodes:\n  a: {ip: 172.18.0.1, ready: {check: tcp:80, timeout: 90s}}\n  b: {ip: 172.18.0.2, ready: tcp:81}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := p.Nodes[0].Ready, p.Nodes[1].Ready; a.Timeout != 90*time.Second || b.Timeout != ReadyTimeout || a.Addr.Port() != 80 {
+		t.Errorf("ready: a %+v, b %+v", a, b)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -76,7 +77,11 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	if err := s.setUp(); err != nil {
 		return exitCodeFor(err), err
 	}
-	if err := s.startNodes(); err != nil {
+	if p.Run.Up {
+		if code, stopped, err := s.startUp(sigs); err != nil || stopped {
+			return code, err
+		}
+	} else if err := s.startNodes(); err != nil {
 		s.stopAll(0)
 		return exitCodeFor(err), err
 	}
@@ -95,6 +100,82 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 // UpNote starts the line `nsrun up` prints (after "nsrun |") once every
 // node is up, followed by the run's id; package nstest waits for it.
 const UpNote = "every node is up: run "
+
+// startUp starts `nsrun up`'s nodes while it watches the caller's
+// signals: SIGINT, SIGTERM, SIGHUP or SIGQUIT while nodes start (or wait
+// to be ready) stops the start, then the nodes already started (SIGTERM,
+// SIGKILL after the stop timeout; a second signal kills at once), and
+// `nsrun up` exits with 128+N for signal N (130 for Ctrl-C). Other
+// signals go to the process groups of the nodes that run. stopped says
+// the run ended here, with code.
+func (s *supervisor) startUp(sigs chan os.Signal) (code int, stopped bool, err error) {
+	started := make(chan error, 1)
+	go func() { started <- s.startNodes() }()
+	var interrupt syscall.Signal
+	for {
+		select {
+		case err := <-started:
+			if err != nil {
+				s.stopAll(0)
+				return exitCodeFor(err), true, err
+			}
+			if interrupt == 0 {
+				return 0, false, nil
+			}
+			return s.stopStarted(sigs, interrupt), true, nil
+		case sig := <-sigs:
+			ss := sig.(syscall.Signal)
+			if !stopSignal(ss) {
+				s.signalNodes(ss)
+				continue
+			}
+			if interrupt == 0 {
+				interrupt = ss
+				s.out.Note(fmt.Sprintf("%s while nodes start: stopping every node", sig))
+				s.stop()
+			}
+		}
+	}
+}
+
+// stopSignal says whether sig stops `nsrun up`.
+func stopSignal(sig syscall.Signal) bool {
+	switch sig {
+	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
+		return true
+	}
+	return false
+}
+
+// signalNodes sends sig to every running node's process group.
+func (s *supervisor) signalNodes(sig syscall.Signal) {
+	for _, n := range s.allNodes() {
+		if pid := n.pid(); pid != 0 {
+			_ = unix.Kill(-pid, sig)
+		}
+	}
+}
+
+// stopStarted stops the nodes that started before signal sig cut the
+// start short: SIGTERM, SIGKILL after the stop timeout, or at once on a
+// second stop signal. It returns `nsrun up`'s exit code, 128+sig.
+func (s *supervisor) stopStarted(sigs chan os.Signal, sig syscall.Signal) int {
+	timeout := s.plan.Run.StopTimeout
+	done := make(chan struct{})
+	go func() { s.stopAll(timeout); close(done) }()
+	for {
+		select {
+		case <-done:
+			s.out.Flush()
+			return 128 + int(sig)
+		case again := <-sigs:
+			if ss := again.(syscall.Signal); stopSignal(ss) {
+				s.out.Note("killing every node")
+				s.stopAll(0)
+			}
+		}
+	}
+}
 
 // exitCodeFor is nsrun's exit code for a failure to set up or start: 127
 // for a command that does not exist, 126 for one that cannot be run, 125
@@ -434,27 +515,26 @@ func (s *supervisor) nodeIO(n *node) (stdin, out *os.File, err error) {
 	return stdin, out, nil
 }
 
-// waitReady polls the node's ready port from the bridge namespace.
+// readyProgress is how often a ready wait says what it waits for.
+const readyProgress = 5 * time.Second
+
+// readyDialTimeout bounds one connection attempt of a ready check: a node
+// that drops the handshake (a partition, a firewall of its own) must not
+// hold the wait past its timeout or past a stop.
+const readyDialTimeout = time.Second
+
+// waitReady polls the node's ready port from the bridge namespace (either
+// family: a node of an IPv6-only subnet is checked at its IPv6 address)
+// until it accepts, the node's process ends, the run is stopped, or the
+// check's timeout passes; every readyProgress it says what it waits for.
 func (s *supervisor) waitReady(n *node) error {
 	r := n.cfg.Ready
-	deadline := time.Now().Add(r.Timeout)
+	start := time.Now()
+	deadline := start.Add(r.Timeout)
+	progress := time.NewTicker(readyProgress)
+	defer progress.Stop()
 	for time.Now().Before(deadline) {
-		var ok bool
-		_ = nsfd.Do(s.net.BridgeNS(), func() error {
-			family := unix.AF_INET
-			var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As4()}
-			if r.Addr.Addr().Is6() {
-				family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(r.Addr.Port()), Addr: r.Addr.Addr().As16()}
-			}
-			fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			ok = unix.Connect(fd, sa) == nil
-			return nil
-		})
-		if ok {
+		if s.accepts(r.Addr, min(readyDialTimeout, time.Until(deadline))) {
 			return nil
 		}
 		_, done := n.process()
@@ -463,10 +543,31 @@ func (s *supervisor) waitReady(n *node) error {
 			return fmt.Errorf("node %q exited with code %d before tcp:%d accepted", n.cfg.Name, n.exitCode(), r.Addr.Port())
 		case <-s.abort:
 			return nil
+		case <-progress.C:
+			s.out.Event(n.cfg.Name, fmt.Sprintf("waiting for tcp:%d (%s) to accept: %s of %s",
+				r.Addr.Port(), r.Addr.Addr(), time.Since(start).Round(time.Second), r.Timeout))
 		case <-time.After(r.Interval):
 		}
 	}
-	return fmt.Errorf("node %q: tcp:%d did not accept within %s", n.cfg.Name, r.Addr.Port(), r.Timeout)
+	return fmt.Errorf("node %q: tcp:%d did not accept within %s (to wait longer, write ready: {check: tcp:%d, timeout: 5m})",
+		n.cfg.Name, r.Addr.Port(), r.Timeout, r.Addr.Port())
+}
+
+// accepts says whether addr accepts a TCP connection made from the
+// bridge namespace within timeout.
+func (s *supervisor) accepts(addr netip.AddrPort, timeout time.Duration) bool {
+	ok := false
+	_ = nsfd.Do(s.net.BridgeNS(), func() error {
+		// The socket is made on this locked thread, in the bridge
+		// namespace; the dial waits in the poller.
+		c, err := net.DialTimeout("tcp", addr.String(), timeout)
+		if err == nil {
+			ok = true
+			c.Close()
+		}
+		return nil
+	})
+	return ok
 }
 
 // superviseOne runs `nsrun -- CMD`: signals go to the command, whose exit
@@ -491,6 +592,10 @@ func (s *supervisor) superviseOne(sigs chan os.Signal) int {
 
 // superviseUp runs `nsrun up`: a first SIGINT/SIGTERM/SIGHUP stops every
 // node (SIGTERM, then SIGKILL after the timeout), a second kills them.
+// With --abort-on-exit the run ends with the code of the node whose exit
+// stopped it (as docker compose's --abort-on-container-exit); with
+// --exit-code-from NODE, with NODE's; otherwise 0, or 1 when a node had
+// to be killed.
 func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	// Nodes without a command hold their namespace until the run is
 	// stopped; the others keep it going until they have all exited.
@@ -503,6 +608,9 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 		}
 	}
 	timeout := s.plan.Run.StopTimeout
+	// With --abort-on-exit, the exit code of the node whose exit stopped
+	// the run.
+	abortCode, aborted := 0, false
 	stopped := make(chan struct{})
 	startStop := func() {
 		s.once.Do(func() {
@@ -539,6 +647,11 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 			}
 			running--
 			if s.plan.Run.AbortOnExit || s.plan.Run.ExitCodeFrom != "" {
+				select {
+				case <-s.abort: // already stopping: this node was stopped
+				default:
+					abortCode, aborted = e.code, true
+				}
 				startStop()
 			}
 		}
@@ -552,6 +665,9 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	if s.plan.Run.ExitCodeFrom != "" {
 		n, _ := s.lookup(s.plan.Run.ExitCodeFrom)
 		return n.exitCode()
+	}
+	if aborted {
+		return abortCode
 	}
 	for _, n := range s.allNodes() {
 		if n.wasKilled() {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -74,10 +75,17 @@ type Tap struct {
 	Subnet int // index into Topology.Subnets
 }
 
-// Ready is a readiness check: the node is up when Port accepts TCP.
+// Ready is a readiness check: the node is up when Port accepts TCP
+// within Timeout.
 type Ready struct {
 	Port uint16
+	// Timeout is `ready: {timeout: ...}`; zero: the default
+	// (plan.ReadyTimeout).
+	Timeout time.Duration
 }
+
+// MaxReadyTimeout is the longest `ready: {timeout: ...}` a file may ask for.
+const MaxReadyTimeout = 24 * time.Hour
 
 // Port publishes a node port on the host's loopback.
 type Port struct {
@@ -463,12 +471,9 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 				return n, err
 			}
 		case "ready":
-			port, ok := strings.CutPrefix(v.Value, "tcp:")
-			pn, err := strconv.ParseUint(port, 10, 16)
-			if v.Kind != yaml.ScalarNode || !ok || err != nil || pn == 0 {
-				return n, p.errAt(v, "%s: write tcp:PORT, for example tcp:6379 (the node is up when that port accepts)", f)
+			if n.Ready, err = p.ready(f, v); err != nil {
+				return n, err
 			}
-			n.Ready = &Ready{Port: uint16(pn)}
 		case "ports":
 			if n.Ports, err = p.ports(f, v); err != nil {
 				return n, err
@@ -714,6 +719,49 @@ func (p *parser) environment(f string, v *yaml.Node) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// readyKeys are the keys of `ready:` in its long form.
+var readyKeys = []string{"check", "timeout"}
+
+// ready reads `ready: tcp:PORT` or `ready: {check: tcp:PORT, timeout: 2m}`.
+func (p *parser) ready(f string, v *yaml.Node) (*Ready, error) {
+	check := v
+	var timeout *yaml.Node
+	if v.Kind == yaml.MappingNode {
+		pairs, err := p.mapping(v, f, readyKeys...)
+		if err != nil {
+			return nil, err
+		}
+		check = nil
+		for _, kv := range pairs {
+			switch kv[0].Value {
+			case "check":
+				check = kv[1]
+			case "timeout":
+				timeout = kv[1]
+			}
+		}
+		if check == nil {
+			return nil, p.errAt(v, "%s.check: missing; write check: tcp:PORT, for example {check: tcp:6379, timeout: 2m}", f)
+		}
+		f += ".check"
+	}
+	port, ok := strings.CutPrefix(check.Value, "tcp:")
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if check.Kind != yaml.ScalarNode || !ok || err != nil || pn == 0 {
+		return nil, p.errAt(check, "%s: write tcp:PORT, for example tcp:6379 (the node is up when that port accepts), or {check: tcp:6379, timeout: 2m}", f)
+	}
+	r := &Ready{Port: uint16(pn)}
+	if timeout != nil {
+		tf := strings.TrimSuffix(f, ".check") + ".timeout"
+		d, err := time.ParseDuration(timeout.Value)
+		if timeout.Kind != yaml.ScalarNode || err != nil || d <= 0 || d > MaxReadyTimeout {
+			return nil, p.errAt(timeout, "%s: %q: write a duration above 0 and at most %s, such as 90s, 2m or 1h30m", tf, timeout.Value, "24h")
+		}
+		r.Timeout = d
+	}
+	return r, nil
 }
 
 func (p *parser) ports(f string, v *yaml.Node) ([]Port, error) {

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = `
@@ -76,6 +77,12 @@ func TestParseErrors(t *testing.T) {
 		{"cycle", "nodes:\n  a: {ip: 172.18.0.1, depends_on: [b]}\n  b: {ip: 172.18.0.2, depends_on: [a]}\n", "dependency cycle a -> b -> a"},
 		{"unknown dependency", "nodes:\n  a: {ip: 172.18.0.1, depends_on: [zz]}\n", "nodes.a.depends_on: no node named \"zz\""},
 		{"bad ready", "nodes:\n  a: {ip: 172.18.0.1, ready: http:80}\n", "nodes.a.ready: write tcp:PORT"},
+		{"ready timeout not a duration", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: tcp:80, timeout: 2}\n", "f.yaml:4:37: nodes.a.ready.timeout: \"2\": write a duration"},
+		{"ready timeout zero", "nodes:\n  a: {ip: 172.18.0.1, ready: {check: tcp:80, timeout: 0s}}\n", "nodes.a.ready.timeout: \"0s\": write a duration above 0"},
+		{"ready timeout too long", "nodes:\n  a: {ip: 172.18.0.1, ready: {check: tcp:80, timeout: 25h}}\n", "at most 24h"},
+		{"ready without check", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {timeout: 2m}\n", "f.yaml:4:12: nodes.a.ready.check: missing"},
+		{"ready bad check", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: udp:53}\n", "f.yaml:4:20: nodes.a.ready.check: write tcp:PORT"},
+		{"ready unknown key", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: tcp:80, every: 1s}\n", "f.yaml:4:28: nodes.a.ready: unknown key \"every\"; known keys: check, timeout"},
 		{"bad port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"80\"]}\n", "nodes.a.ports: \"80\": write \"HOST:NODE\""},
 		{"same host port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"8080:80\"]}\n", "host port 8080 is also published by node a"},
 		{"bad name", "nodes:\n  'a b': {ip: 172.18.0.1}\n", "node name \"a b\" may use only"},
@@ -87,6 +94,20 @@ func TestParseErrors(t *testing.T) {
 		_, err := Parse("f.yaml", "/", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestReadyForms: `ready: tcp:PORT` and the long form with a timeout.
+func TestReadyForms(t *testing.T) {
+	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1, ready: tcp:80}\n  b: {ip: 172.18.0.2, ready: {check: tcp:9999, timeout: 2m}}\n  c: {ip: 172.18.0.3, ready: {check: tcp:81}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Ready{"a": {Port: 80}, "b": {Port: 9999, Timeout: 2 * time.Minute}, "c": {Port: 81}}
+	for _, n := range top.Nodes {
+		if n.Ready == nil || *n.Ready != want[n.Name] {
+			t.Errorf("node %s: ready %+v, want %+v", n.Name, n.Ready, want[n.Name])
 		}
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,7 +46,20 @@ type gateway struct {
 // (GatewayArg0), and that process creates the namespaces in a child
 // (HoldArg0) with the mapping "0 UID 1". What that process reports is not
 // trusted: the namespaces the pid leads to are verified (VerifyGateway).
+//
+// The creator runs as the user, who may ptrace it or take its descriptors
+// (pidfd_getfd): it gets nothing of root's. It starts a session of its own
+// (no controlling terminal: /dev/tty fails there), its stdin and stdout
+// are pipes to the helper, its stderr a pipe the helper reads (at most
+// maxCreatorSays bytes, shown quoted), and every other descriptor the
+// helper holds, even one inherited from root's shell without
+// close-on-exec, is closed at the exec. Before issue 20 it shared root's
+// session and terminal and wrote to root's stderr: a user who took that
+// descriptor could push keystrokes into root's shell with TIOCSTI.
 func createGateway(uid, gid int) (*gateway, error) {
+	if err := closeOnExec(); err != nil {
+		return nil, err
+	}
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -59,10 +74,12 @@ func createGateway(uid, gid int) (*gateway, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayTimeout)
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
 	cmd.Args, cmd.Env, cmd.Dir = []string{GatewayArg0}, []string{}, "/"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, os.Stderr
-	cmd.WaitDelay = time.Second
+	said := &capBuffer{max: maxCreatorSays}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, said
+	cmd.WaitDelay = time.Second // also bounds the wait for stderr's pipe
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+		Setsid:     true,
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	err = cmd.Start()
@@ -82,6 +99,9 @@ func createGateway(uid, gid int) (*gateway, error) {
 	pid, perr := strconv.Atoi(strings.TrimSpace(line))
 	if err != nil || perr != nil || pid <= 0 {
 		g.Release()
+		if s := said.String(); s != "" {
+			return nil, fmt.Errorf("create a user namespace as uid %d: it said %q", uid, s)
+		}
 		return nil, fmt.Errorf("create a user namespace as uid %d: no answer within %s (is user.max_user_namespaces 0?)", uid, gatewayTimeout)
 	}
 	g.UserNS, err = os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
@@ -96,6 +116,57 @@ func createGateway(uid, gid int) (*gateway, error) {
 		return nil, fmt.Errorf("gateway namespaces of uid %d: %w", uid, err)
 	}
 	return g, nil
+}
+
+// maxCreatorSays bounds what the helper keeps of the creator's stderr.
+const maxCreatorSays = 512
+
+// capBuffer keeps the first max bytes written to it and drops the rest:
+// what a process of the user's writes costs root no more memory.
+type capBuffer struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := min(len(p), c.max-len(c.b)); n > 0 {
+		c.b = append(c.b, p[:n]...)
+	}
+	return len(p), nil
+}
+
+func (c *capBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.TrimSpace(string(c.b))
+}
+
+// closeOnExec marks every descriptor of the helper above stderr
+// close-on-exec: the helper's own are already, but one it inherited from
+// its caller (root's shell, sudo) may not be, and would pass to the
+// processes it starts as the user.
+func closeOnExec() error {
+	err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("mark descriptors close-on-exec: %w", err)
+	}
+	// Before Linux 5.11: one by one.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("mark descriptors close-on-exec: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
+	return nil
 }
 
 // Release lets the holder exit (the namespaces live on in their mounts)

@@ -13,6 +13,8 @@
 //	                                1800 s) announcing PREFIX/64 on IFACE, 3 times
 //	probe scan TIMEOUT ADDR:PORT... dials each at once; prints "ADDR ok|refused|unreachable",
 //	                                unreachable followed by the time waited and the error
+//	probe steal-fds PID             takes each descriptor of PID with pidfd_getfd;
+//	                                prints "fd N TARGET [tty]" per descriptor
 //	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
 //	probe follow ADDR:PORT          prints each line received after the time
 //	                                it was received ("RECV_MS tick N SENT_MS")
@@ -31,6 +33,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +71,12 @@ func main() {
 			os.Exit(2)
 		}
 		scan(d, os.Args[3:])
+	case "steal-fds":
+		pid, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			os.Exit(2)
+		}
+		os.Exit(stealFDs(pid))
 	case "tick":
 		tick(os.Args[2])
 	case "follow":

@@ -22,43 +22,6 @@ import (
 // -ldflags "-X github.com/nsrun/nsrun/cli.version=...".
 var version = "dev"
 
-// usage is nsrun --help; the net and node verbs come from their table
-// (control.Verbs), which the supervisor shares.
-var usage = `nsrun runs commands as hosts on networks of their own, without root.
-
-Usage:
-  nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
-  nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
-` + control.Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
-                                     plug a process you started in its own network
-                                     namespace into a run (see README for which)
-  nsrun ls [--json]                  list your live runs
-  nsrun gc                           remove what killed runs left behind
-
-Flags of nsrun -- CMD:
-  --ip ADDR          the host's address in 172.18.0.0/24 (default 172.18.0.1)
-  --ip6 ADDR         its IPv6 address in fd00:ac12::/64 (default: the one --ip
-                     maps to, fd00:ac12::1 for 172.18.0.1)
-  --ipv6=false       no IPv6 at all (by default every run is dual-stack)
-  --hostname NAME    the host's hostname (default "node")
-  --root             run CMD as uid 0 of the run's user namespace
-                     (default: your own uid and gid, as outside)
-  --isolated         no uplink to the host or beyond, even when nsrun-helper
-                     is installed (without the helper every run is isolated)
-  --dry-run [--json] print the run's plan (as JSON) and start nothing
-
-Flags of nsrun up:
-  -f FILE            the topology file (default nsrun.yaml)
-  --exit-code-from NODE   exit with NODE's exit code; implies --abort-on-exit
-  --abort-on-exit    stop every node when one exits; exit with its code
-  --timeout SECONDS  between SIGTERM and SIGKILL when stopping (default 10)
-  --root, --isolated, --dry-run [--json]   as above
-
-CMD's exit code is nsrun's (128+N if it was killed by signal N); 125 means
-nsrun itself failed, 126 that CMD cannot be executed, 127 that it was not
-found. SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
-`
-
 // Main runs the nsrun command line args (without the program name) and
 // returns its exit code. A command line that starts a run must be the
 // process's own (os.Args): package launch has already acted on it before
@@ -67,43 +30,98 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return mainCLI(args, stdout, stderr)
 }
 
-// commands are nsrun's commands, by their first argument; any other
-// command line is `nsrun [flags] -- CMD`. The C launcher (userns/launch)
-// knows these names too, to leave them alone ("up" excepted, which starts
-// a run): FuzzLaunchDecision holds the two together.
-var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"gc":     func(_ []string, stdout, stderr io.Writer) int { return cmdGC(stdout, stderr) },
-	"ls":     cmdLs,
-	"up":     cmdUp,
-	"net":    cmdNet,
-	"node":   cmdNode,
-	"attach": cmdAttach,
+// commandNames are nsrun's commands, by their first argument, in the
+// order of the help. Any other first word is refused unless it is a path
+// (with a /); `nsrun [flags] -- CMD` runs CMD. The C launcher
+// (userns/launch) reads command lines by the same rule, to start a run
+// for `nsrun up` and `nsrun [flags] -- CMD` only: FuzzLaunchDecision holds
+// the two together.
+var commandNames = []string{"up", "net", "node", "attach", "ls", "gc", "help", "version"}
+
+// command is the command named name.
+func command(name string) (func(args []string, stdout, stderr io.Writer) int, bool) {
+	switch name {
+	case "up":
+		return cmdUp, true
+	case "net":
+		return cmdNet, true
+	case "node":
+		return cmdNode, true
+	case "attach":
+		return cmdAttach, true
+	case "ls":
+		return cmdLs, true
+	case "gc":
+		return cmdGC, true
+	case "help":
+		return cmdHelp, true
+	case "version":
+		return cmdVersion, true
+	}
+	return nil, false
 }
 
 func mainCLI(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
-		if cmd, ok := commands[args[0]]; ok {
+		if cmd, ok := command(args[0]); ok {
 			return cmd(args[1:], stdout, stderr)
 		}
 	}
 	return cmdRun(args, stdout, stderr)
 }
 
-// parseFlags parses fs, printing usage for --help and the error for bad
-// flags. done says the command is over, with exit code code.
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, what string) (code int, done bool) {
+// parseFlags parses fs, printing cmd's help for --help and the error for
+// bad flags; cmd is "" for nsrun -- CMD. done says the command is over,
+// with exit code code.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, cmd string) (code int, done bool) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0, true
-		}
-		return fail(stderr, fmt.Errorf("%s%w; see nsrun --help", what, err)), true
+		return flagError(err, stdout, stderr, cmd), true
 	}
 	return 0, false
 }
 
-func cmdGC(stdout, stderr io.Writer) int {
+// flagError prints cmd's help for --help (exit 0), or err with a pointer
+// to the help (exit 125).
+func flagError(err error, stdout, stderr io.Writer, cmd string) int {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, helpText(cmd, control.Verb{}))
+		return 0
+	}
+	if cmd == "" {
+		return fail(stderr, fmt.Errorf("%w; see nsrun --help", err))
+	}
+	return fail(stderr, fmt.Errorf("%s: %w; see nsrun %s --help", cmd, err, cmd))
+}
+
+// noArgs refuses the arguments of a command that takes none.
+func noArgs(fs *flag.FlagSet, stderr io.Writer, cmd string) (code int, done bool) {
+	if fs.NArg() > 0 {
+		return fail(stderr, fmt.Errorf("%s: unexpected argument %q: it takes none; see nsrun %s --help", cmd, fs.Arg(0), cmd)), true
+	}
+	return 0, false
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nsrun version", flag.ContinueOnError)
+	if code, done := parseFlags(fs, args, stdout, stderr, "version"); done {
+		return code
+	}
+	if code, done := noArgs(fs, stderr, "version"); done {
+		return code
+	}
+	fmt.Fprintln(stdout, "nsrun", version)
+	return 0
+}
+
+func cmdGC(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nsrun gc", flag.ContinueOnError)
+	if code, done := parseFlags(fs, args, stdout, stderr, "gc"); done {
+		return code
+	}
+	if code, done := noArgs(fs, stderr, "gc"); done {
+		return code
+	}
 	rt, err := runstate.RuntimeDir(os.Getuid())
 	if err != nil {
 		return fail(stderr, err)
@@ -130,7 +148,10 @@ func cmdGC(stdout, stderr io.Writer) int {
 func cmdLs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun ls", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "")
-	if code, done := parseFlags(fs, args, stdout, stderr, "ls: "); done {
+	if code, done := parseFlags(fs, args, stdout, stderr, "ls"); done {
+		return code
+	}
+	if code, done := noArgs(fs, stderr, "ls"); done {
 		return code
 	}
 	rt, err := runstate.RuntimeDir(os.Getuid())

@@ -15,15 +15,13 @@ import (
 // none: another command, help, the version or a flag error).
 func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 	if len(args) > 0 {
-		if _, ok := commands[args[0]]; ok && args[0] != "up" {
+		if _, ok := command(args[0]); ok && args[0] != "up" {
 			return launch.None, false, false
 		}
 		switch args[0] {
 		case "up":
 			var f upFlags
-			fs := f.flagSet()
-			fs.SetOutput(io.Discard)
-			if err := fs.Parse(args[1:]); err != nil || f.dryRun || f.json {
+			if _, err := parseInterspersed(f.flagSet(), args[1:]); err != nil || f.dryRun || f.json {
 				return launch.None, false, false
 			}
 			return launch.Up, f.root, f.isolated
@@ -32,7 +30,10 @@ func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 	var f runFlags
 	fs := f.flagSet()
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil || f.version || f.dryRun || f.json || fs.NArg() == 0 {
+	if err := fs.Parse(args); err != nil || f.version || f.dryRun || f.json {
+		return launch.None, false, false
+	}
+	if argv, err := runArgs(fs, args); err != nil || len(argv) == 0 {
 		return launch.None, false, false
 	}
 	return launch.Run, f.root, f.isolated
@@ -58,8 +59,9 @@ func FuzzLaunchDecision(f *testing.F) {
 	for _, line := range launchLines {
 		f.Add(line)
 	}
-	for name := range commands {
+	for _, name := range commandNames {
 		f.Add(name + " --root -- true")
+		f.Add("--root " + name)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		if strings.ContainsRune(line, 0) {
@@ -97,6 +99,14 @@ var launchLines = []string{
 	"--dry-run=0 --root -- id", "up --dry-run", "up --dry-run=false --root", "up --json --dry-run -f x.yaml",
 	"up --json", "up --dry-run=f", "up --dry-run=maybe",
 	"ls", "gc", "net exec a -- true", "node stop a", "attach --run x", "ls --root",
+	// A program runs after -- or as a path; any other word runs nothing.
+	"upp", "ps", "help", "version", "down", "logs web", "./prog", "/bin/true", "bin/x --root",
+	"--root ./x", "--root x/", "--isolated up", "--ip -- true", "--ip -- -- true", "--ip -- ./x",
+	"--hostname -- --", "--root=false -- up", "-- up", "--root ps", "--ipv6 false ./x",
+	// up takes flags anywhere; after -- every word is a node.
+	"up web -f x.yaml", "up web --isolated db --root", "up web --bogus", "up web --help",
+	"up web -- --root", "up -f -- web --root", "up web --dry-run", "up a b c --timeout 2",
+	"up web -f", "up - --root", "up web --root=maybe",
 }
 
 // TestLaunchNotInTests checks that the test binary itself was not launched

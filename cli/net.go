@@ -23,7 +23,7 @@ const envControl = "NSRUN_CONTROL"
 func cmdNet(args []string, stdout, stderr io.Writer) int {
 	a, err := control.SplitArgs("net", args)
 	if errors.Is(err, control.ErrHelp) {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, helpText("net", a.Verb))
 		return 0
 	}
 	if err != nil {
@@ -47,7 +47,7 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 func cmdNode(args []string, stdout, stderr io.Writer) int {
 	a, err := control.SplitArgs("node", args)
 	if errors.Is(err, control.ErrHelp) {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, helpText("node", a.Verb))
 		return 0
 	}
 	if err != nil {
@@ -197,7 +197,7 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	ip := fs.String("ip", "", "")
 	ip6 := fs.String("ip6", "", "")
 	name := fs.String("name", "", "")
-	if code, done := parseFlags(fs, args, stdout, stderr, "attach: "); done {
+	if code, done := parseFlags(fs, args, stdout, stderr, "attach"); done {
 		return code
 	}
 	if *pid <= 0 || *ip == "" && *ip6 == "" || fs.NArg() > 0 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -72,11 +73,59 @@ func (f *runFlags) flagSet() *flag.FlagSet {
 	return fs
 }
 
+// runArgs returns CMD and its arguments from args, the command line of
+// nsrun [flags] -- CMD that fs (its flag set) has parsed. CMD must follow
+// -- or be a path (hold a /): any other word is refused, naming the
+// commands, so that a mistyped command never runs as a program.
+func runArgs(fs *flag.FlagSet, args []string) (argv []string, err error) {
+	argv = fs.Args()
+	flags := args[:len(args)-len(argv)]
+	if len(argv) == 0 || endedAtDashDash(fs, flags) || strings.Contains(argv[0], "/") {
+		return argv, nil
+	}
+	given := strings.Join(flags, " ")
+	if given != "" {
+		given += " "
+	}
+	if _, ok := command(argv[0]); ok {
+		return nil, fmt.Errorf("%s is a command, and nsrun's flags go after it: write nsrun %s %s...; to run a program named %s, write nsrun %s-- %s",
+			argv[0], argv[0], given, argv[0], given, argv[0])
+	}
+	return nil, fmt.Errorf("unknown command %q; known: %s; to run a program, write nsrun %s-- %s",
+		argv[0], strings.Join(commandNames, ", "), given, strings.Join(argv, " "))
+}
+
+// endedAtDashDash reports whether flags, the arguments package flag read as
+// flags of fs (and their values), end with the terminator --, rather than
+// with a flag, or with -- as a flag's value.
+func endedAtDashDash(fs *flag.FlagSet, flags []string) bool {
+	for i := 0; i < len(flags); i++ {
+		if flags[i] == "--" {
+			return true
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(flags[i], "-"), "-"), "=")
+		if hasValue {
+			continue
+		}
+		if fl := fs.Lookup(name); fl != nil {
+			if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+		}
+		i++ // the flag's value
+	}
+	return false
+}
+
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var f runFlags
 	fs := f.flagSet()
 	if code, done := parseFlags(fs, args, stdout, stderr, ""); done {
 		return code
+	}
+	argv, err := runArgs(fs, args)
+	if err != nil {
+		return fail(stderr, err)
 	}
 	if f.version {
 		fmt.Fprintln(stdout, "nsrun", version)
@@ -85,7 +134,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := f.check(""); err != nil {
 		return fail(stderr, err)
 	}
-	argv := fs.Args()
 	if len(argv) == 0 {
 		return fail(stderr, errors.New("no command given: write nsrun [flags] -- CMD [ARGS...]; see nsrun --help"))
 	}
@@ -145,16 +193,37 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	return fs
 }
 
+// parseInterspersed parses args with fs, flags anywhere: it returns the
+// other arguments, in order; after -- every argument is one.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return words, nil
+		}
+		if endedAtDashDash(fs, args[:len(args)-len(rest)]) {
+			return append(words, rest...), nil
+		}
+		words = append(words, rest[0])
+		args = rest[1:]
+	}
+}
+
 func cmdUp(args []string, stdout, stderr io.Writer) int {
 	var f upFlags
 	fs := f.flagSet()
-	if code, done := parseFlags(fs, args, stdout, stderr, "up: "); done {
-		return code
+	nodes, err := parseInterspersed(fs, args)
+	if err != nil {
+		return flagError(err, stdout, stderr, "up")
 	}
 	if err := f.check("up: "); err != nil {
 		return fail(stderr, err)
 	}
-	var err error
 	if f.timeout, err = strconv.ParseFloat(f.timeoutText, 64); err != nil || f.timeout < 0 || math.IsInf(f.timeout, 0) || math.IsNaN(f.timeout) {
 		return fail(stderr, fmt.Errorf("up: --timeout %q: write 0 or more seconds, such as 10 or 0.5", f.timeoutText))
 	}
@@ -164,7 +233,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	}
 	in := plan.Input{
 		Top:    top,
-		Select: fs.Args(),
+		Select: nodes,
 		Run: plan.Run{
 			File: f.file, Up: true, Color: isTerminal(1),
 			ExitCodeFrom: f.exitCodeFrom, AbortOnExit: f.abortOnExit,

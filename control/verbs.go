@@ -60,9 +60,18 @@ func LookupVerb(cmd, name string) (Verb, bool) {
 // Usage is the usage text of every verb, one or two lines each, indented
 // like nsrun's usage.
 func Usage() string {
+	return UsageOf("net") + UsageOf("node") + usageNote
+}
+
+// usageNote ends the usage text of the verbs.
+const usageNote = "  (net and node verbs take --run ID from the host; the cutting verbs take\n   --uplink to also cut the way out; flags go anywhere after net or node)\n"
+
+// UsageOf is the usage text of the verbs of cmd ("net" or "node"), as in
+// Usage, without the closing note.
+func UsageOf(cmd string) string {
 	var b strings.Builder
 	for _, v := range Verbs {
-		if v.Help == "" {
+		if v.Help == "" || v.Cmd != cmd {
 			continue // a shape, listed with halves
 		}
 		line := "  nsrun " + v.Cmd + " " + v.Name
@@ -77,7 +86,6 @@ func Usage() string {
 			fmt.Fprintf(&b, "%-37s%s\n", line, v.Help)
 		}
 	}
-	b.WriteString("  (net and node verbs take --run ID from the host; the cutting verbs take\n   --uplink to also cut the way out; flags go anywhere after net or node)\n")
 	return b.String()
 }
 
@@ -128,12 +136,17 @@ func SplitArgs(cmd string, args []string) (Args, error) {
 		}
 		a.Flags[name] = value
 	}
+	_, help := a.Flags["--help"]
+	if _, h := a.Flags["--h"]; h || help {
+		a.Verb, _ = LookupVerb(cmd, verb) // zero: help on cmd
+		return a, ErrHelp
+	}
 	if verb == "" {
-		return a, fmt.Errorf("%s: which verb? see nsrun --help", cmd)
+		return a, fmt.Errorf("%s: which verb? see nsrun %s --help", cmd, cmd)
 	}
 	v, ok := LookupVerb(cmd, verb)
 	if !ok {
-		return a, fmt.Errorf("%s: unknown verb %q; see nsrun --help", cmd, verb)
+		return a, fmt.Errorf("%s: unknown verb %q; see nsrun %s --help", cmd, verb, cmd)
 	}
 	a.Verb = v
 	for name, value := range a.Flags {
@@ -141,10 +154,8 @@ func SplitArgs(cmd string, args []string) (Args, error) {
 		case name == "--run":
 			a.RunID = value
 			delete(a.Flags, name)
-		case name == "--help" || name == "-h":
-			return a, ErrHelp
 		case !slices.Contains(v.Flags, name):
-			return a, fmt.Errorf("%s %s: unknown flag %s; see nsrun --help", cmd, verb, name)
+			return a, fmt.Errorf("%s %s: unknown flag %s; see nsrun %s %s --help", cmd, verb, name, cmd, verb)
 		case !slices.Contains(valueFlags, name) && value != "" && value != "true":
 			return a, fmt.Errorf("%s %s: %s takes no value", cmd, verb, name)
 		}
@@ -152,7 +163,8 @@ func SplitArgs(cmd string, args []string) (Args, error) {
 	return a, nil
 }
 
-// ErrHelp is returned for --help.
+// ErrHelp is returned for --help (or -h), before any other check: Args.Verb
+// is the verb it is asked on, zero when none (or an unknown one) is named.
 var ErrHelp = errors.New("help requested")
 
 // NetCall is one `nsrun net` verb other than exec, parsed and checked by

@@ -101,23 +101,33 @@ static int parse_bool(const char *v, int *out)
 /*
  * parse_flags mirrors flag.FlagSet.Parse over argv[i:]: it returns the index
  * of the first argument after the flags, or -1 where Go's parser fails or
- * prints help or the version (those need no run). It may accept what Go
- * later refuses (a bad number): the supervisor then reports the error.
+ * prints help or the version (those need no run). *dashdash is set when
+ * the flags ended with the terminator --. With interspersed, as package
+ * cli reads `nsrun up`, a word that is no flag is skipped and flags are read
+ * on after it (up to --). It may accept what Go later refuses (a bad
+ * number): the supervisor then reports the error.
  */
-static int parse_flags(int argc, char **argv, int i, const struct flagdef *defs)
+static int parse_flags(int argc, char **argv, int i, const struct flagdef *defs, int interspersed,
+		       int *dashdash)
 {
+	*dashdash = 0;
 	for (; i < argc; i++) {
 		const char *a = argv[i], *name, *eq;
 		const struct flagdef *d;
 		size_t n;
 
-		if (a[0] != '-' || a[1] == '\0')
+		if (a[0] != '-' || a[1] == '\0') {
+			if (interspersed)
+				continue;
 			return i;
+		}
 		name = a + 1;
 		if (name[0] == '-') {
 			name++;
-			if (name[0] == '\0')
+			if (name[0] == '\0') {
+				*dashdash = 1;
 				return i + 1;
+			}
 		}
 		if (name[0] == '-' || name[0] == '=')
 			return -1;
@@ -144,9 +154,14 @@ static int parse_flags(int argc, char **argv, int i, const struct flagdef *defs)
 	return i;
 }
 
+/*
+ * nsrun_launch_decide reads a command line as package cli does: `nsrun up`
+ * starts a run; so does `nsrun [flags] CMD` when CMD follows -- or is a
+ * path (holds a /). Any other first word is a command of Go's, or refused
+ * by it, and starts nothing.
+ */
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
 {
-	static const char *const others[] = {"gc", "ls", "net", "node", "attach"};
 	const struct flagdef run_flags[] = {
 		{"ip", 1, NULL, 0}, {"ip6", 1, NULL, 0}, {"ipv6", 0, NULL, 0},
 		{"hostname", 1, NULL, 0}, {"log-level", 1, NULL, 0},
@@ -161,18 +176,15 @@ int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
 		{"dry-run", 0, NULL, 1}, {"json", 0, NULL, 1},
 		{NULL, 0, NULL, 0},
 	};
-	int rest;
+	int rest, dashdash;
 
 	*root = *isolated = 0;
-	if (argc > 1) {
-		if (strcmp(argv[1], "up") == 0)
-			return parse_flags(argc, argv, 2, up_flags) < 0 ? NSRUN_KIND_NONE : NSRUN_KIND_UP;
-		for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
-			if (strcmp(argv[1], others[i]) == 0)
-				return NSRUN_KIND_NONE;
-	}
-	rest = parse_flags(argc, argv, 1, run_flags);
-	return rest < 0 || rest >= argc ? NSRUN_KIND_NONE : NSRUN_KIND_RUN;
+	if (argc > 1 && strcmp(argv[1], "up") == 0)
+		return parse_flags(argc, argv, 2, up_flags, 1, &dashdash) < 0 ? NSRUN_KIND_NONE : NSRUN_KIND_UP;
+	rest = parse_flags(argc, argv, 1, run_flags, 0, &dashdash);
+	if (rest < 0 || rest >= argc || !(dashdash || strchr(argv[rest], '/')))
+		return NSRUN_KIND_NONE;
+	return NSRUN_KIND_RUN;
 }
 
 static void fail(const char *step, int err)

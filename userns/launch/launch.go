@@ -20,8 +20,9 @@
 //     ports on 127.0.0.1 when the supervisor asks (BindPort), and exits with
 //     the supervisor's exit code. It never runs Go.
 //
-// Every other command line (ls, net, --help, a bad flag) is left alone, and
-// Go handles it as usual.
+// Every other command line (ls, net, --help, a bad flag, a first word that
+// is neither a command nor a path and follows no --) is left alone, and Go
+// handles it as usual.
 //
 // A binary other than nsrun that links this package (a test binary that
 // imports package nstest) serves as nsrun only when asked: it sets

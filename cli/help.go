@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nsrun/nsrun/control"
+)
+
+// usage is nsrun --help (and nsrun help): every command and every flag;
+// the net and node verbs come from their table (control.Verbs), which the
+// supervisor shares.
+var usage = `nsrun runs commands as hosts on networks of their own, without root.
+
+Usage:
+  nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
+  nsrun [flags] ./PROG [ARGS...]     the same, for a program named by a path (with a /)
+  nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
+` + control.Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
+                                     plug a process you started in its own network
+                                     namespace into a run (nsrun attach --help)
+  nsrun ls [--json]                  list your live runs
+  nsrun gc                           remove what killed runs left behind
+  nsrun help [COMMAND [VERB]]        this text, or a command's (as COMMAND --help)
+  nsrun version                      print nsrun's version (as --version)
+
+A word before -- that is neither a command nor a path is refused: to run a
+program found in PATH, write nsrun -- PROGRAM.
+
+Flags of nsrun -- CMD (before the --):
+` + runFlagsHelp + `
+Flags of nsrun up (anywhere after up):
+` + upFlagsHelp + `
+CMD's exit code is nsrun's (128+N if it was killed by signal N); 125 means
+nsrun itself failed, 126 that CMD cannot be executed, 127 that it was not
+found. SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
+`
+
+// startFlagsHelp describes the flags that nsrun -- CMD and nsrun up share.
+const startFlagsHelp = `  --root             run the commands as uid 0 of the run's user namespace
+                     (default: your own uid and gid, as outside)
+  --isolated         no uplink to the host or beyond, even when nsrun-helper
+                     is installed (without the helper every run is isolated)
+  --log-level LEVEL  log every setup and tear-down step to stderr: debug,
+                     info, warn or error (default: quiet)
+  --dry-run [--json] print the run's plan (as JSON) and start nothing
+  --help             print this help
+`
+
+// runFlagsHelp describes the flags of nsrun -- CMD.
+const runFlagsHelp = `  --ip ADDR          the host's address in 172.18.0.0/24 (default 172.18.0.1)
+  --ip6 ADDR         its IPv6 address in fd00:ac12::/64 (default: the one --ip
+                     maps to, fd00:ac12::1 for 172.18.0.1)
+  --ipv6=false       no IPv6 at all (by default every run is dual-stack)
+  --hostname NAME    the host's hostname (default "node")
+` + startFlagsHelp + `  --version          print nsrun's version
+`
+
+// upFlagsHelp describes the flags of nsrun up.
+const upFlagsHelp = `  -f FILE            the topology file (default nsrun.yaml)
+  --exit-code-from NODE
+                     exit with NODE's exit code; implies --abort-on-exit
+  --abort-on-exit    stop every node when one exits; exit with its code
+  --timeout SECONDS  between SIGTERM and SIGKILL when stopping (default 10)
+  --capture DIR      write a pcap file of every node link into DIR
+                     (DIR/NODE.pcap) and the step log to DIR/nsrun.log
+` + startFlagsHelp
+
+// commandHelp is the --help text of each command but the run itself.
+var commandHelp = map[string]string{
+	"up": `Usage: nsrun up [flags] [NODE...]
+
+Starts the nodes of the topology file (every node, or the NODEs named and
+what they depend on), each a host of the run, in dependency order, and
+stays until they end; Ctrl-C stops them. Flags go anywhere after up, before
+or after node names; after -- every word is a node name.
+
+Flags:
+` + upFlagsHelp + `
+See README: "A cluster from a file: nsrun up".
+`,
+	"net": `Usage: nsrun net VERB [--run ID] [ARGS...]
+
+Changes or shows the network of a run: who reaches whom, and link faults.
+From inside a node of the run, --run is not needed. Verbs:
+
+` + control.UsageOf("net") + `
+Flags go anywhere after net; nsrun net VERB --help describes one verb.
+See README: "Breaking the network: nsrun net".
+`,
+	"node": `Usage: nsrun node VERB [--run ID] NODE
+
+Stops, starts and freezes one node of a run; the run goes on. Verbs:
+
+` + control.UsageOf("node") + `
+From inside a node of the run, --run is not needed.
+See README: "Breaking the network: nsrun net".
+`,
+	"attach": `Usage: nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
+
+Plugs the process PID, already in a network namespace of its own, into the
+run ID as a node: a veth to the bridge of ADDR's subnet, the address and a
+default route.
+
+Flags:
+  --run ID       the run (see nsrun ls)
+  --pid PID      the process whose network namespace is plugged in
+  --ip ADDR      its IPv4 address, in one of the run's subnets
+  --ip6 ADDR6    its IPv6 address (default: the one ADDR maps to)
+  --name NAME    its node name (default pidPID)
+
+See README: "Plugging in a process: nsrun attach".
+`,
+	"ls": `Usage: nsrun ls [--json]
+
+Lists your live runs: id, file, uplink, nodes and their addresses.
+
+Flags:
+  --json   one JSON object per run, its id under "id"
+`,
+	"gc": `Usage: nsrun gc
+
+Removes what killed runs left behind: their run folders and uplink leases.
+It takes no flags or arguments.
+`,
+	"help": `Usage: nsrun help [COMMAND [VERB]]
+
+Prints nsrun's help, or the help of COMMAND (or of its VERB), as
+nsrun COMMAND [VERB] --help does.
+`,
+	"version": `Usage: nsrun version
+
+Prints nsrun's version, as nsrun --version does.
+`,
+}
+
+// verbFlagHelp describes the flags of net and node verbs.
+var verbFlagHelp = map[string]string{
+	"--run":    "--run ID     the run (see nsrun ls); not needed inside a node of it",
+	"--root":   "--root       as uid 0 of the run's user namespace",
+	"--uplink": "--uplink     cut the way out to the host and beyond too",
+	"--seed":   "--seed N     the random draw (a positive whole number; printed)",
+	"--loss":   "--loss P%    drop this share of packets, such as 30% or 0.5%",
+	"--rate":   "--rate R     bandwidth, such as 1mbit or 500kbit",
+	"--delay":  "--delay D    added latency, such as 100ms",
+	"--jitter": "--jitter D   random variation of --delay, such as 20ms",
+	"--json":   "--json       as JSON",
+}
+
+// verbHelp is the --help text of one net or node verb.
+func verbHelp(v control.Verb) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: nsrun %s %s", v.Cmd, v.Name)
+	if v.Args != "" {
+		b.WriteString(" " + v.Args)
+	}
+	b.WriteString(" [--run ID]\n\n")
+	help := v.Help
+	if help == "" { // a shape of net halves
+		help = "a partition shape of Jepsen's over the run's nodes (see nsrun net --help)"
+	}
+	b.WriteString(strings.ToUpper(help[:1]) + help[1:] + ".\n\nFlags:\n")
+	for _, f := range append([]string{"--run"}, v.Flags...) {
+		fmt.Fprintf(&b, "  %s\n", verbFlagHelp[f])
+	}
+	return b.String()
+}
+
+// helpText is the help of a command line's command (and verb): "" is
+// nsrun's own.
+func helpText(cmd string, verb control.Verb) string {
+	if verb.Name != "" {
+		return verbHelp(verb)
+	}
+	if h, ok := commandHelp[cmd]; ok {
+		return h
+	}
+	return usage
+}
+
+// cmdHelp is nsrun help [COMMAND [VERB]].
+func cmdHelp(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if len(args) > 2 {
+		return fail(stderr, fmt.Errorf("help: write nsrun help [COMMAND [VERB]]"))
+	}
+	if _, ok := command(args[0]); !ok {
+		return fail(stderr, fmt.Errorf("help: unknown command %q; known: %s", args[0], strings.Join(commandNames, ", ")))
+	}
+	var verb control.Verb
+	if len(args) == 2 {
+		v, ok := control.LookupVerb(args[0], args[1])
+		if !ok {
+			return fail(stderr, fmt.Errorf("help: %s has no verb %q; see nsrun %s --help", args[0], args[1], args[0]))
+		}
+		verb = v
+	}
+	fmt.Fprint(stdout, helpText(args[0], verb))
+	return 0
+}

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,11 +44,31 @@ const (
 	ringTimeout   = 10
 )
 
+// usage is nsrun-capture --help.
+const usage = `Usage: nsrun-capture FILE...
+
+Writes the frames of packet sockets to pcap files, one per link, while a
+run goes. nsrun starts it for nsrun up --capture DIR (or capture: true on a
+node), with one packet socket per FILE as fds 3, 4, ...: it is not run by
+hand. It prints "ready" once every file has its header, and ends on
+SIGTERM, saying how many frames the kernel dropped.
+`
+
 func main() {
 	files := os.Args[1:]
 	if len(files) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: nsrun-capture FILE... (started by nsrun with one packet socket per file)")
+		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
+	}
+	for _, f := range files {
+		switch {
+		case f == "-h" || f == "-help" || f == "--help":
+			fmt.Print(usage)
+			os.Exit(0)
+		case strings.HasPrefix(f, "-"):
+			fmt.Fprintf(os.Stderr, "nsrun-capture: unknown flag %s: it takes none; see nsrun-capture --help\n", f)
+			os.Exit(2)
+		}
 	}
 	var wg sync.WaitGroup
 	var writers []*link
@@ -99,6 +120,9 @@ type link struct {
 }
 
 func newLink(fd int, path string) (*link, error) {
+	if domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || domain != unix.AF_PACKET {
+		return nil, fmt.Errorf("%s: fd %d is not a packet socket: nsrun-capture is started by nsrun (see nsrun-capture --help)", path, fd)
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return nil, fmt.Errorf("packet socket: TPACKET_V3: %w", err)
 	}

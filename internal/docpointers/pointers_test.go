@@ -1,0 +1,178 @@
+package docpointers
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// root is the repository's root, seen from this package.
+const root = "../.."
+
+var (
+	// readmeRef is README: "Section" (quotes escaped or not), or
+	// README.md ("Section", "Other").
+	readmeRef = regexp.MustCompile(`README(?:\.md)?:?\s*\(?((?:\\?"[^"\\\n]+\\?"(?:,\s*)?)+)`)
+	quoted    = regexp.MustCompile(`\\?"([^"\\\n]+)\\?"`)
+	// docsRef is a path under docs/ (or a top-level Markdown file).
+	docsRef = regexp.MustCompile(`\b(docs/[A-Za-z0-9_.-]+\.md|[A-Z]+\.md)\b`)
+	// mdLink is a Markdown link: [text](target).
+	mdLink  = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading = regexp.MustCompile(`(?m)^#{1,6}\s+(.+?)\s*$`)
+)
+
+// headings returns the headings of a Markdown file, as written (backticks
+// removed) and as GitHub's anchors.
+func headings(t *testing.T, path string) (titles, anchors map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles, anchors = map[string]bool{}, map[string]bool{}
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if m := heading.FindStringSubmatch(line); m != nil && !inCode {
+			title := strings.ReplaceAll(m[1], "`", "")
+			titles[title] = true
+			anchors[anchor(title)] = true
+		}
+	}
+	return titles, anchors
+}
+
+// anchor is GitHub's anchor of a heading: lower case, spaces to '-',
+// punctuation other than '-' and '_' dropped.
+func anchor(title string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(title) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// sources walks the repository's files with the given extension.
+func sources(t *testing.T, ext string, fn func(path, text string)) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ext) {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fn(path, string(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lineOf is the line of offset i in text.
+func lineOf(text string, i int) int { return strings.Count(text[:i], "\n") + 1 }
+
+// TestGoPointersResolve: every README section and documentation file that
+// a Go source names (messages, help texts, comments) exists.
+func TestGoPointersResolve(t *testing.T) {
+	titles, _ := headings(t, filepath.Join(root, "README.md"))
+	n := 0
+	sources(t, ".go", func(path, text string) {
+		if filepath.Base(filepath.Dir(path)) == "docpointers" {
+			return // this package: its examples point nowhere
+		}
+		for _, m := range readmeRef.FindAllStringSubmatchIndex(text, -1) {
+			for _, q := range quoted.FindAllStringSubmatch(text[m[2]:m[3]], -1) {
+				n++
+				section := strings.ReplaceAll(q[1], "`", "")
+				if !titles[section] {
+					t.Errorf("%s:%d: README has no section %q", path, lineOf(text, m[0]), q[1])
+				}
+			}
+		}
+		for _, m := range docsRef.FindAllStringSubmatchIndex(text, -1) {
+			n++
+			if _, err := os.Stat(filepath.Join(root, text[m[2]:m[3]])); err != nil {
+				t.Errorf("%s:%d: %s does not exist", path, lineOf(text, m[0]), text[m[2]:m[3]])
+			}
+		}
+	})
+	if n < 5 {
+		t.Errorf("found only %d pointers: the patterns no longer match how the sources point", n)
+	}
+}
+
+// TestMarkdownLinksResolve: every relative link of the Markdown files leads
+// to a file that exists, and every #anchor to a heading of its file.
+func TestMarkdownLinksResolve(t *testing.T) {
+	n := 0
+	sources(t, ".md", func(path, text string) {
+		for _, m := range mdLink.FindAllStringSubmatchIndex(text, -1) {
+			target := text[m[2]:m[3]]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			n++
+			file, frag, _ := strings.Cut(target, "#")
+			dest := path
+			if file != "" {
+				dest = filepath.Join(filepath.Dir(path), file)
+				if _, err := os.Stat(dest); err != nil {
+					t.Errorf("%s:%d: link to %s: no such file", path, lineOf(text, m[0]), file)
+					continue
+				}
+			}
+			if frag != "" {
+				if _, anchors := headings(t, dest); !anchors[frag] {
+					t.Errorf("%s:%d: link to %s: %s has no heading with that anchor", path, lineOf(text, m[0]), target, dest)
+				}
+			}
+		}
+	})
+	if n < 5 {
+		t.Errorf("found only %d links", n)
+	}
+}
+
+// TestPointerPatterns: the patterns find the ways sources point.
+func TestPointerPatterns(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		want []string
+	}{
+		{`(see README: \"A cluster from a file: nsrun up\")`, []string{"A cluster from a file: nsrun up"}},
+		{`See README: "Speed".`, []string{"Speed"}},
+		{`// README.md ("What install does as root", "The helper's threat model")`, []string{"What install does as root", "The helper's threat model"}},
+	} {
+		var got []string
+		for _, m := range readmeRef.FindAllStringSubmatch(c.text, -1) {
+			for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
+				got = append(got, q[1])
+			}
+		}
+		if strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("%s: found %q, want %q", c.text, got, c.want)
+		}
+	}
+	if a := anchor("Reaching the host and the world: nsrun-helper"); a != "reaching-the-host-and-the-world-nsrun-helper" {
+		t.Errorf("anchor = %q", a)
+	}
+}

@@ -151,7 +151,7 @@ func TestUpFlagsAnywhere(t *testing.T) {
 	for _, line := range []string{"up web -f FILE --dry-run", "up --dry-run web -f FILE", "up -f FILE web --dry-run --json", "up web --dry-run=true -f=FILE"} {
 		args := strings.Fields(strings.ReplaceAll(line, "FILE", file))
 		code, stdout, stderr := mainOut(args...)
-		if code != 0 || !strings.Contains(stdout, "web: 172.18.0.2") || strings.Contains(stdout, "172.18.0.3") {
+		if code != 0 || !strings.Contains(stdout, "172.18.0.2") || strings.Contains(stdout, "172.18.0.3") {
 			t.Errorf("nsrun %s: exit %d, stderr %q; want the plan of web alone:\n%s", line, code, stderr, stdout)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -228,7 +230,60 @@ func writeDefaults(ipv6 bool) error {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 	}
+	return allowPing()
+}
+
+// pingGroupRange is the kernel's sysctl file that lets groups open ICMP
+// echo sockets (SOCK_DGRAM, IPPROTO_ICMP and IPPROTO_ICMPV6) without
+// CAP_NET_RAW.
+const pingGroupRange = "/proc/sys/net/ipv4/ping_group_range"
+
+// maxPingGroup is the highest gid ping_group_range takes.
+const maxPingGroup = 1<<31 - 1
+
+// allowPing lets every group of the current user namespace open ICMP
+// echo sockets in the current thread's network namespace, as
+// distributions set it on the host (systemd: 0 2147483647): ping and
+// other unprivileged echo clients work in every node, whether or not
+// they get CAP_NET_RAW there (in a run joined to the helper's gateway
+// they do not; a fresh namespace allows no group).
+func allowPing() error {
+	lo, hi, err := mappedGroups("/proc/self/gid_map")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(pingGroupRange, fmt.Appendf(nil, "%d %d", lo, hi), 0); err != nil {
+		return fmt.Errorf("write %s: %w", pingGroupRange, err)
+	}
 	return nil
+}
+
+// mappedGroups returns the lowest and highest gid that the gid map at
+// path maps (the kernel refuses a ping_group_range bound that is not
+// mapped in the writer's user namespace), capped at maxPingGroup.
+func mappedGroups(path string) (lo, hi uint64, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the gid map: %w", err)
+	}
+	lo, found := uint64(maxPingGroup), false
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		inside, err1 := strconv.ParseUint(f[0], 10, 32)
+		count, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || count == 0 || inside > maxPingGroup {
+			continue
+		}
+		found = true
+		lo, hi = min(lo, inside), max(hi, min(inside+count-1, maxPingGroup))
+	}
+	if !found {
+		return 0, 0, fmt.Errorf("read the gid map: no group is mapped (%q)", b)
+	}
+	return lo, hi, nil
 }
 
 // EnableForwarding turns on IPv4 and IPv6 forwarding in the namespace

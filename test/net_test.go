@@ -27,7 +27,7 @@ type liveRun struct {
 	out *lineLog
 }
 
-func startRun(t *testing.T, u testUser, yaml, waitFor string) *liveRun {
+func startRun(t *testing.T, u testUser, yaml, waitFor string, args ...string) *liveRun {
 	t.Helper()
 	dir := project(t, map[string]string{"nsrun.yaml": yaml})
 	type run struct {
@@ -45,7 +45,7 @@ func startRun(t *testing.T, u testUser, yaml, waitFor string) *liveRun {
 	for _, r := range list() {
 		before[r.ID] = true
 	}
-	rc, out := startUp(t, u, dir, waitFor, "--timeout", "2")
+	rc, out := startUp(t, u, dir, waitFor, append([]string{"--timeout", "2"}, args...)...)
 	var id string
 	eventually(10*time.Second, func() bool {
 		for _, r := range list() {

@@ -213,6 +213,21 @@ func ctEstablished() []expr.Any {
 	}
 }
 
+// ctNotRelated matches packets that connection tracking does not relate
+// to a connection it knows (an ICMP error about nothing it saw).
+//
+//	[ ct load state => reg 1 ]
+//	[ bitwise reg 1 = ( reg 1 & 0x00000004 ) ^ 0x00000000 ]
+//	[ cmp eq reg 1 0x00000000 ]
+func ctNotRelated() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitRELATED), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
 // ctInvalid matches packets connection tracking could not follow.
 //
 //	[ ct load state => reg 1 ]

@@ -49,8 +49,11 @@ type HostConfig struct {
 //     flag that makes the kernel use it.)
 //   - DNS sent to the host address is DNATed to the host's resolver;
 //   - into the host itself: the DNATed DNS is accepted (route_localnet is
-//     on for this interface only, so that a loopback resolver works), and
-//     every other address of the host but the user's own host address
+//     on for this interface only, so that a loopback resolver works),
+//     what connection tracking calls invalid is dropped, and so is an
+//     ICMP or ICMPv6 error it does not relate to a connection (made-up
+//     "fragmentation needed" or "packet too big" would lower the host's
+//     path MTU to any destination); every other address of the host but the user's own host address
 //     (loopback, other users', the LAN's) is dropped;
 //   - new connections to the gateway from the host's own processes are
 //     dropped unless they are root's or the user's;
@@ -123,10 +126,6 @@ func HostTable(c HostConfig) *Table {
 			Text:  fmt.Sprintf("iifname %q ct status dnat accept", c.Interface),
 			Exprs: rule(iif, ctDNAT(), accept()),
 		},
-		Rule{
-			Text:  fmt.Sprintf("iifname %q ip daddr != %s drop", c.Interface, c.HostAddr),
-			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpNeq, c.HostAddr), drop()),
-		},
 	)
 	if c.Gateway6.IsValid() {
 		for _, nd := range neighbourDiscovery { // to the solicited-node multicast address
@@ -135,6 +134,34 @@ func HostTable(c HostConfig) *Table {
 				Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), l4proto(unix.IPPROTO_ICMPV6), thByte(0, nd.typ), accept()),
 			})
 		}
+	}
+	// ICMP errors that no connection of the host's explains: a
+	// "fragmentation needed" or "packet too big" made up in the gateway
+	// would set the host's path MTU towards any destination (other users'
+	// gateways, the LAN) as low as 552 or 1280, for as long as it is
+	// renewed, and other errors could reset the host's flows.
+	input.Rules = append(input.Rules, Rule{
+		Text:  fmt.Sprintf("iifname %q ct state invalid drop", c.Interface),
+		Exprs: rule(iif, ctInvalid(), drop()),
+	})
+	for _, e := range icmpErrors {
+		if e.v6 && !c.Gateway6.IsValid() {
+			continue // (all IPv6 is dropped at prerouting)
+		}
+		family, proto, word := byte(unix.NFPROTO_IPV4), byte(unix.IPPROTO_ICMP), "icmp"
+		if e.v6 {
+			family, proto, word = unix.NFPROTO_IPV6, unix.IPPROTO_ICMPV6, "icmpv6"
+		}
+		input.Rules = append(input.Rules, Rule{
+			Text:  fmt.Sprintf("iifname %q %s type %s ct state ! related drop", c.Interface, word, e.name),
+			Exprs: rule(iif, nfproto(family), l4proto(proto), thByte(0, e.typ), ctNotRelated(), drop()),
+		})
+	}
+	input.Rules = append(input.Rules, Rule{
+		Text:  fmt.Sprintf("iifname %q ip daddr != %s drop", c.Interface, c.HostAddr),
+		Exprs: rule(iif, nfproto(unix.NFPROTO_IPV4), daddr(expr.CmpOpNeq, c.HostAddr), drop()),
+	})
+	if c.Gateway6.IsValid() {
 		input.Rules = append(input.Rules, Rule{
 			Text:  fmt.Sprintf("iifname %q ip6 daddr != %s drop", c.Interface, c.HostAddr6),
 			Exprs: rule(iif, nfproto(unix.NFPROTO_IPV6), daddr6(expr.CmpOpNeq, c.HostAddr6), drop()),
@@ -155,6 +182,17 @@ func HostTable(c HostConfig) *Table {
 		Exprs: rule(oifname(expr.CmpOpEq, c.Interface), skuidNoneOf(0, c.UID), ctNew(), drop()),
 	})
 	return &Table{Family: nftables.TableFamilyINet, Name: c.Table, Chains: []Chain{guard, pre, input, output, post}}
+}
+
+// icmpErrors are the ICMP and ICMPv6 error types, which the host accepts
+// from the gateway only when they are about a connection it knows.
+var icmpErrors = []struct {
+	name string
+	typ  byte
+	v6   bool
+}{
+	{"destination-unreachable", 3, false}, {"source-quench", 4, false}, {"time-exceeded", 11, false}, {"parameter-problem", 12, false},
+	{"destination-unreachable", 1, true}, {"packet-too-big", 2, true}, {"time-exceeded", 3, true}, {"parameter-problem", 4, true},
 }
 
 // neighbourDiscovery are the ICMPv6 types of neighbour discovery (the

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -202,10 +203,44 @@ func TestHostTableInput(t *testing.T) {
 	if d := cmp.Diff(want, r.Exprs); d != "" {
 		t.Error(d)
 	}
-	// The accept of DNATed DNS must come before the drop of the rest.
+	// The accept of DNATed DNS must come before the drop of the rest,
+	// and invalid packets and unrelated ICMP errors are dropped before
+	// the host address (which they are sent to) is accepted.
 	in := tb.Chains[2]
-	if in.Name != "input" || len(in.Rules) != 2 || in.Rules[1].Text != `iifname "nsrun1000" ip daddr != 172.18.255.1 drop` {
-		t.Errorf("input chain order: %+v", in.Rules)
+	var texts []string
+	for _, r := range in.Rules {
+		texts = append(texts, r.Text)
+	}
+	wantIn := []string{
+		`iifname "nsrun1000" ct status dnat accept`,
+		`iifname "nsrun1000" ct state invalid drop`,
+		`iifname "nsrun1000" icmp type destination-unreachable ct state ! related drop`,
+		`iifname "nsrun1000" icmp type source-quench ct state ! related drop`,
+		`iifname "nsrun1000" icmp type time-exceeded ct state ! related drop`,
+		`iifname "nsrun1000" icmp type parameter-problem ct state ! related drop`,
+		`iifname "nsrun1000" ip daddr != 172.18.255.1 drop`,
+	}
+	if in.Name != "input" || !slices.Equal(texts, wantIn) {
+		t.Errorf("input chain: %q\nwant %q", texts, wantIn)
+	}
+	r = findRule(t, tb, "input", `iifname "nsrun1000" icmp type destination-unreachable ct state ! related drop`)
+	want = rule(nsrun1000, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{3}},
+		// [ ct load state => reg 1 ]
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		// [ bitwise reg 1 = ( reg 1 & 0x00000004 ) ^ 0x00000000 ]
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{4, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		// [ cmp eq reg 1 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	})
+	if d := cmp.Diff(want, r.Exprs); d != "" {
+		t.Error(d)
 	}
 }
 

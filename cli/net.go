@@ -16,8 +16,8 @@ import (
 	"github.com/nsrun/nsrun/supervise"
 )
 
-// EnvControl is set in every node: the control socket of its run, so that
-// `nsrun net ...` works from inside a node without --run.
+// envControl is set in a node with control: true: the control socket of
+// its run, so that `nsrun net ...` works from inside it without --run.
 const envControl = "NSRUN_CONTROL"
 
 func cmdNet(args []string, stdout, stderr io.Writer) int {
@@ -106,6 +106,9 @@ func controlPath(id string) (string, error) {
 	if id == "" {
 		if p := os.Getenv(envControl); p != "" {
 			return p, nil
+		}
+		if id := os.Getenv("NSRUN_RUN"); id != "" {
+			return "", fmt.Errorf("node %s has no control of run %s: give it `control: true` in the file (a trusted node), or run this from the host with --run %s", os.Getenv("NSRUN_NODE"), id, id)
 		}
 		return "", errors.New("--run ID is needed outside a run (see nsrun ls)")
 	}

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,13 +39,19 @@ import (
 type Spec struct {
 	NetNS    *os.File          // the node's network namespace
 	Hostname string            // set in a fresh UTS namespace
-	Mounts   map[string]string // target path -> source file, bind-mounted read-only in a mount namespace of its own (none: the supervisor's)
-	Argv     []string          // the command and its arguments
-	Env      []string          // the complete environment
-	Dir      string            // working directory ("" keeps the current one)
-	MapUser  bool              // start in a nested user namespace mapping UID/GID to 0
-	UID, GID int               // the caller's ids, with MapUser
-	AllCaps  bool              // keep every capability across exec (ambient)
+	Mounts   map[string]string // target path -> source file or folder, bind-mounted read-only in a mount namespace of its own (none: the supervisor's)
+	// Hide are folders covered by an empty tmpfs (mode 0700) in the
+	// process's mount namespace of its own, so that it cannot reach
+	// what lies beneath by path (the runs' control sockets). Mounts
+	// whose target lies under one are made inside it, from their source
+	// as it was before it was covered.
+	Hide     []string
+	Argv     []string // the command and its arguments
+	Env      []string // the complete environment
+	Dir      string   // working directory ("" keeps the current one)
+	MapUser  bool     // start in a nested user namespace mapping UID/GID to 0
+	UID, GID int      // the caller's ids, with MapUser
+	AllCaps  bool     // keep every capability across exec (ambient)
 
 	Stdin          *os.File
 	Stdout, Stderr *os.File
@@ -130,7 +137,7 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	flags := unix.CLONE_NEWUTS
-	if len(s.Mounts) > 0 {
+	if len(s.Mounts) > 0 || len(s.Hide) > 0 {
 		flags |= unix.CLONE_NEWNS
 	}
 	if err := unix.Unshare(flags); err != nil {
@@ -141,10 +148,8 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 			return nil, fmt.Errorf("set hostname %q: %w", s.Hostname, err)
 		}
 	}
-	for target, source := range s.Mounts {
-		if err := BindReadOnly(source, target); err != nil {
-			return nil, err
-		}
+	if err := mount(s.Mounts, s.Hide); err != nil {
+		return nil, err
 	}
 	cmd := &exec.Cmd{
 		Path:   path,
@@ -175,6 +180,70 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), NoSetGroups: true}
 	}
 	return cmd, nil
+}
+
+// mount makes the mounts of a node's own mount namespace: every source
+// is opened first, then the folders hide lists are covered, then each
+// source is bind-mounted from its descriptor onto its target (created
+// in the covering tmpfs where it lies under one).
+func mount(mounts map[string]string, hide []string) error {
+	targets := make([]string, 0, len(mounts))
+	for t := range mounts {
+		targets = append(targets, t)
+	}
+	slices.Sort(targets) // a folder before what is mounted inside it
+	fds := make(map[string]int, len(mounts))
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, t := range targets {
+		fd, err := unix.Open(mounts[t], unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s to mount it onto %s: %w", mounts[t], t, err)
+		}
+		fds[t] = fd
+	}
+	for _, dir := range hide {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700"); err != nil {
+			return fmt.Errorf("cover %s: %w", dir, err)
+		}
+	}
+	for _, t := range targets {
+		if slices.ContainsFunc(hide, func(dir string) bool { return strings.HasPrefix(t, dir+"/") }) {
+			if err := makeTarget(t, fds[t]); err != nil {
+				return err
+			}
+		}
+		if err := BindReadOnly("/proc/self/fd/"+strconv.Itoa(fds[t]), t); err != nil {
+			return fmt.Errorf("%s: %w", mounts[t], err)
+		}
+	}
+	return nil
+}
+
+// makeTarget creates the mount point t for the file or folder open as
+// fd, with the folders above it.
+func makeTarget(t string, fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("mount onto %s: %w", t, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(t), 0o700); err != nil {
+		return fmt.Errorf("mount point %s: %w", t, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := os.Mkdir(t, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("mount point %s: %w", t, err)
+		}
+		return nil
+	}
+	f, err := os.OpenFile(t, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", t, err)
+	}
+	return f.Close()
 }
 
 // lastCap is the highest capability this kernel knows.

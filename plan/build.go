@@ -136,6 +136,7 @@ func Build(in Input) (*Plan, error) {
 			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr, Addr6: tn.Addr6,
 			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},
 			DependsOn: tn.DependsOn,
+			Control:   tn.Control,
 		}
 		if n.Dir == "" && len(n.Argv) > 0 {
 			n.Dir = in.Dir

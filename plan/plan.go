@@ -251,6 +251,11 @@ type Node struct {
 	DependsOn []string  `json:"depends_on,omitempty"`
 	Links     []Link    `json:"links"`
 	Publish   []Publish `json:"publish,omitempty"`
+	// Control: the node's processes may act on the run (`nsrun net`,
+	// `nsrun node`) through its control socket, which only such nodes
+	// see (`control: true`, a trusted node); the supervisor refuses every
+	// other node.
+	Control bool `json:"control,omitempty"`
 }
 
 // MainAddr is the node's IPv4 address, or its IPv6 one when it has no

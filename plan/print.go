@@ -106,6 +106,9 @@ func (p *Plan) Write(w io.Writer) error {
 		for _, pb := range n.Publish {
 			pf("    publishes %s -> %s\n", pb.Host, pb.Target)
 		}
+		if n.Control {
+			pf("    controls the run (control: true): sees its control socket, trusted like --root\n")
+		}
 	}
 	pf("files:\n")
 	for _, m := range p.Mounts {

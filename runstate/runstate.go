@@ -72,6 +72,24 @@ func runtimeBase(hostUID int) (string, error) {
 	return "", fmt.Errorf("no runtime folder: XDG_RUNTIME_DIR is unset and /run/user/%d is not yours, and neither XDG_CACHE_HOME nor HOME is an absolute path for the fallback; set XDG_RUNTIME_DIR to a folder of yours", hostUID)
 }
 
+// Candidates are every folder where runs of the user whose uid on the
+// host is hostUID may keep their state, whichever environment started
+// them: $XDG_RUNTIME_DIR/nsrun-runs, /run/user/UID/nsrun-runs, the
+// fallback and the fallback of earlier versions. A node that must not reach any run's control socket gets
+// them covered (package guest's Spec.Hide).
+func Candidates(hostUID int) []string {
+	var out []string
+	for _, cand := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(hostUID)} {
+		if cand != "" {
+			out = append(out, filepath.Join(cand, "nsrun-runs"))
+		}
+	}
+	if fb := fallbackDir(); fb != "" {
+		out = append(out, fb)
+	}
+	return append(out, legacyFallbackDir(hostUID))
+}
+
 // fallbackDir is the runtime folder of a user who has no runtime folder
 // of the system's (no login session, no XDG_RUNTIME_DIR):
 // $XDG_CACHE_HOME/nsrun-runs, else $HOME/.cache/nsrun-runs; "" when

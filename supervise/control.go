@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -17,6 +18,10 @@ import (
 func (s *supervisor) handle(p *control.Peer) {
 	// Verbs act on wired nodes only (the run is still starting otherwise).
 	if err := s.net.WaitAllWired(); err != nil {
+		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
+		return
+	}
+	if err := s.authorize(p); err != nil {
 		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
 		return
 	}
@@ -43,6 +48,55 @@ func (s *supervisor) handle(p *control.Peer) {
 	default: // control.SignalVerb
 		p.Reply(control.Response{Error: fmt.Sprintf("%s: only on an exec's connection", p.Req.Verb), ExitCode: 125})
 	}
+}
+
+// authorize refuses a request from inside the run unless it comes from
+// a node with control: true, and `exec --root` from inside the run
+// whoever asks. The kernel names the caller (control.Caller): a process
+// outside the run's pid namespace (the user on the host, pid 0 here) may
+// do anything; one inside is mapped to the node whose network namespace
+// it is in, which a process without privilege over the run's user
+// namespace cannot change (setns needs it, and a namespace it creates
+// is no node's).
+func (s *supervisor) authorize(p *control.Peer) error {
+	c, err := p.Caller()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if c.Pid == 0 || c.Pid == os.Getpid() { // outside the run, or the supervisor itself (tests call in-process)
+		return nil
+	}
+	what := "nsrun " + p.Req.Verb
+	if p.Req.Verb == control.ExecVerb && p.Req.Exec.Root {
+		return fmt.Errorf("nsrun net exec --root is refused from inside run %s: it would give every capability of the run's user namespace to a process of a node; run it from the host with --run %s", s.plan.Run.ID, s.plan.Run.ID)
+	}
+	n := s.nodeOf(c.Pid)
+	if !c.Alive() {
+		return fmt.Errorf("%s: the calling process (pid %d) is gone", what, c.Pid)
+	}
+	switch {
+	case n == nil:
+		return fmt.Errorf("%s is refused: the calling process (pid %d) is inside run %s but in none of its nodes' networks", what, c.Pid, s.plan.Run.ID)
+	case !n.cfg.Control:
+		return fmt.Errorf("%s is refused: node %s has no control of its run; give it `control: true` in the file to let it act on the run (a control node is trusted, like --root), or act from the host with --run %s", what, n.cfg.Name, s.plan.Run.ID)
+	}
+	return nil
+}
+
+// nodeOf is the node whose network namespace process pid is in, or nil.
+func (s *supervisor) nodeOf(pid int) *node {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st); err != nil {
+		return nil
+	}
+	for _, n := range s.allNodes() {
+		var ns unix.Stat_t
+		if n.ns != nil && unix.Fstat(int(n.ns.Fd()), &ns) == nil && ns.Dev == st.Dev && ns.Ino == st.Ino {
+			return n
+		}
+	}
+	return nil
 }
 
 // exec runs a command in a node's network, UTS and mount namespaces with

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,6 +231,9 @@ type supervisor struct {
 	// netc carries out `nsrun net`; it is set with net, once the network
 	// is built.
 	netc *netctl.Controller
+	// hidden are the folders of the user's runs, covered in every node's
+	// mount namespace (spec).
+	hidden []string
 }
 
 // lookup finds a node by name.
@@ -353,6 +357,7 @@ func (s *supervisor) setUpFiles() error {
 	if s.state, err = runstate.Create(p.Run.Dir, p.Run.ID); err != nil {
 		return err
 	}
+	s.hidden = hiddenDirs(p)
 	// Files for every node and for the first subnet's are mounted in the
 	// supervisor's mount namespace, which its nodes share; nodes of other
 	// subnets get a mount namespace of their own (mounts).
@@ -396,19 +401,42 @@ func (s *supervisor) mounts(n *node) map[string]string {
 }
 
 // spec is how node n's command (or an exec into n) is started.
+// Every node has the folders of the user's runs covered (hidden): only a
+// node with control: true sees its own run's folder, with the control
+// socket, and gets NSRUN_CONTROL.
 func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
-	return guest.Spec{
+	sp := guest.Spec{
 		NetNS:    n.ns,
 		Hostname: n.cfg.Hostname,
 		Mounts:   s.mounts(n),
+		Hide:     s.hidden,
 		Argv:     argv,
-		Env: append(append([]string{}, env...), "NSRUN_RUN="+s.plan.Run.ID, "NSRUN_NODE="+n.cfg.Name,
-			"NSRUN_CONTROL="+control.Path(s.plan.Run.Dir)),
-		Dir:     dir,
-		MapUser: s.plan.User.Mode == plan.UserMapped,
-		UID:     s.plan.User.UID,
-		GID:     s.plan.User.GID,
+		Env:      append(append([]string{}, env...), "NSRUN_RUN="+s.plan.Run.ID, "NSRUN_NODE="+n.cfg.Name),
+		Dir:      dir,
+		MapUser:  s.plan.User.Mode == plan.UserMapped,
+		UID:      s.plan.User.UID,
+		GID:      s.plan.User.GID,
 	}
+	if n.cfg.Control {
+		if sp.Mounts == nil {
+			sp.Mounts = map[string]string{}
+		}
+		sp.Mounts[s.plan.Run.Dir] = s.plan.Run.Dir
+		sp.Env = append(sp.Env, "NSRUN_CONTROL="+control.Path(s.plan.Run.Dir))
+	}
+	return sp
+}
+
+// hiddenDirs are the folders of the user's runs that exist: every
+// node's mount namespace has them covered.
+func hiddenDirs(p *plan.Plan) []string {
+	var out []string
+	for _, d := range append([]string{p.Run.RuntimeDir}, runstate.Candidates(p.User.UID)...) {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // startNodes starts every node once the nodes it depends on are up, and

@@ -641,7 +641,8 @@ func TestFlakyLossAndRate(t *testing.T) {
 func TestNodeStopStartPause(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	r := startFive(t, u, fiveYAML)
+	// n2 drives the run from inside (control: true).
+	r := startFive(t, u, strings.Replace(fiveYAML, "n2: {ip: 172.18.0.2,", "n2: {ip: 172.18.0.2, control: true,", 1))
 	node := func(args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -651,7 +652,7 @@ func TestNodeStopStartPause(t *testing.T) {
 		}
 	}
 	dial := func() string { return r.exec(t, "n1", "probe", "dial", "n3:9000", dialTimeout).Stdout }
-	// From inside a node, nsrun net and nsrun node need no --run.
+	// From inside a node with control, nsrun net and nsrun node need no --run.
 	if res := r.exec(t, "n2", "sh", "-c", "nsrun net isolate n5 && nsrun net show && nsrun net fullmesh"); res.Code != 0 || !strings.Contains(res.Stdout, "clusters [n1 n2 n3 n4]") {
 		t.Errorf("net verbs from inside a node: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
 	}

@@ -133,6 +133,7 @@ nodes:
   client:
     ip: 172.18.0.2
     depends_on: [server]
+    control: true
     command: sh -c 'probe dial server:9000 && nsrun net exec server -- ip -4 -o addr show eth0 && ip route'
 `})
 	r := u.up(t, dir, "-f", "two.yaml", "--exit-code-from", "client", "--timeout", "2")

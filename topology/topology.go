@@ -63,6 +63,10 @@ type Node struct {
 	Ready     *Ready
 	Ports     []Port
 	Capture   bool // write a pcap file of the node's link
+	// Control lets the node's processes run `nsrun net` and `nsrun node`
+	// on their own run (`control: true`): the node is trusted, like
+	// --root. Other nodes have no control socket and are refused.
+	Control bool
 	// Taps are tap devices for a VM under test, each wired to a subnet;
 	// a node with taps has no eth0 of its own (Addr is the VM's address).
 	Taps []Tap
@@ -203,7 +207,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap"}
+var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6")
@@ -485,6 +489,10 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 				return n, p.errAt(v, "%s: write true or false", f)
 			}
 			n.Capture = v.Value == "true"
+		case "control":
+			if n.Control, err = p.boolean(f, v); err != nil {
+				return n, err
+			}
 		}
 	}
 	if err := p.addresses(t, &n, key, ipNode, ip6Node, ipv6Node); err != nil {

@@ -20,6 +20,7 @@ nodes:
     working_dir: .
     depends_on: [db]
     ports: ["8080:8000"]
+    control: true
   db:
     ip: 172.18.1.10
     command: ["redis-server", "--bind", "0.0.0.0"]
@@ -43,6 +44,9 @@ func TestParseGood(t *testing.T) {
 	}
 	if web.Hostname != "web1" || web.Subnet != 0 || web.Ports[0] != (Port{8080, 8000}) || web.Env[0] != "ROLE=web" {
 		t.Errorf("web: %+v", web)
+	}
+	if !web.Control || top.Nodes[0].Control {
+		t.Errorf("control: web %v, db %v; want only web", web.Control, top.Nodes[0].Control)
 	}
 	if db := top.Nodes[0]; db.Ready == nil || db.Ready.Port != 6379 || db.Subnet != 1 || db.Hostname != "db" {
 		t.Errorf("db: %+v", db)
@@ -90,6 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{"no nodes", "subnets: {}\n", "no `nodes:`"},
 		{"unterminated quote", "nodes:\n  a: {ip: 172.18.0.1, command: \"sh -c 'x\"}\n", "unterminated ' quote"},
 		{"bad env", "nodes:\n  a: {ip: 172.18.0.1, environment: [FOO]}\n", "\"FOO\" is not KEY=VALUE"},
+		{"bad control", "nodes:\n  a: {ip: 172.18.0.1, control: yes}\n", "f.yaml:2:32: nodes.a.control: write true or false"},
 	} {
 		_, err := Parse("f.yaml", "/", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

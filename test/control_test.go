@@ -1,0 +1,143 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// controlYAML has two nodes under test and ctl, a test driver with
+// control of the run (vagga's shape: one node scripts the partitions of
+// the others).
+const controlYAML = `
+nodes:
+  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000"}
+  ctl: {ip: 172.18.0.3, control: true, command: "probe listen 0.0.0.0:9000"}
+`
+
+// runDir is the state folder of run r, as the host sees it.
+func (r *liveRun) runDir(t *testing.T) string {
+	t.Helper()
+	for _, rt := range r.u.runtimeDirs() {
+		d := filepath.Join(rt, "runs", r.id)
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("no state folder of run %s in %v", r.id, r.u.runtimeDirs())
+	return ""
+}
+
+// nodePid is node's pid in the run's pid namespace, as nsrun ls says.
+func (r *liveRun) nodePid(t *testing.T, node string) int {
+	t.Helper()
+	var runs []struct {
+		ID    string `json:"id"`
+		Nodes []struct {
+			Name string `json:"name"`
+			Pid  int    `json:"pid"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(nsrunOK(t, r.u, "ls", "--json")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range runs {
+		for _, n := range run.Nodes {
+			if run.ID == r.id && n.Name == node && n.Pid != 0 {
+				return n.Pid
+			}
+		}
+	}
+	t.Fatalf("no pid of node %s in nsrun ls", node)
+	return 0
+}
+
+// TestControlOptIn attacks a run from a default node, which must not
+// undo its own cut by any way it has: the control socket (by
+// NSRUN_CONTROL, by --run, by its path, by the path through another
+// node's /proc/PID/root), exec --root, and entering the bridge
+// namespace to flush its tables. Packets prove the cut stays. A node
+// with control: true then scripts the partitions of the others.
+func TestControlOptIn(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, controlYAML, "ctl   | listening")
+	ctl := filepath.Join(r.runDir(t), "ctl")
+	reaches := func(from, to string) bool {
+		t.Helper()
+		return strings.HasPrefix(r.exec(t, from, "probe", "dial", to+":9000", dialTimeout).Stdout, "ok "+to)
+	}
+	if !reaches("n1", "n2") {
+		t.Fatal("n1 does not reach n2 before any cut")
+	}
+	r.netOK(t, "isolate", "n1")
+	if reaches("n1", "n2") {
+		t.Fatal("isolate n1 from the host did not cut n1 from n2")
+	}
+
+	// Every way n1 has to its run, each expected to fail.
+	viaProc := "/proc/" + strconv.Itoa(r.nodePid(t, "ctl")) + "/root" + ctl
+	attacks := []struct{ what, script, want string }{
+		{"no NSRUN_CONTROL in a default node", `test -z "$NSRUN_CONTROL" && test -n "$NSRUN_RUN" && echo none`, "none"},
+		{"net fullmesh", "nsrun net fullmesh", "node n1 has no control of run"},
+		{"net fullmesh --run", "nsrun net fullmesh --run $NSRUN_RUN", "no live run"},
+		{"the socket by its path", "test -e " + ctl + " || echo hidden", "hidden"},
+		{"NSRUN_CONTROL=path", "NSRUN_CONTROL=" + ctl + " nsrun net fullmesh", "no such file"},
+		{"the socket through ctl's /proc/PID/root", "NSRUN_CONTROL=" + viaProc + " nsrun net fullmesh", "node n1 has no control of its run"},
+		{"node stop through ctl's root", "NSRUN_CONTROL=" + viaProc + " nsrun node stop n1", "node n1 has no control of its run"},
+		{"net exec through ctl's root", "NSRUN_CONTROL=" + viaProc + " nsrun net exec n2 -- true", "node n1 has no control of its run"},
+		{"net exec --root", "NSRUN_CONTROL=" + viaProc + " nsrun net exec --root n1 -- true", "--root is refused from inside run"},
+		{"flush the bridge namespace's tables", "nsenter -t 1 -n nft flush ruleset", ""},
+		{"enter the bridge namespace as its owner", "nsenter --preserve-credentials -t 1 -U -n nft flush ruleset", ""},
+	}
+	for _, a := range attacks {
+		res := r.exec(t, "n1", "sh", "-c", a.script)
+		out := res.Stdout + res.Stderr
+		ok := strings.Contains(out, a.want)
+		if a.want == "none" || a.want == "hidden" {
+			ok = ok && res.Code == 0
+		} else {
+			ok = ok && res.Code != 0
+		}
+		if !ok {
+			t.Errorf("%s from n1: exit %d, %q; want a refusal with %q", a.what, res.Code, out, a.want)
+		}
+	}
+	if reaches("n1", "n2") {
+		t.Error("n1 reaches n2 after its attacks: it healed its own cut")
+	}
+	if show := r.netOK(t, "show"); !strings.Contains(show, "clusters [n2 ctl]") {
+		t.Errorf("net show after the attacks: %q, want the cut of n1", show)
+	}
+	if !reaches("n2", "ctl") {
+		t.Error("n2 no longer reaches ctl: the attacks changed the run")
+	}
+
+	// ctl, with control: true, scripts the partitions without --run.
+	if res := r.exec(t, "ctl", "sh", "-c", "nsrun net fullmesh && nsrun net show"); res.Code != 0 {
+		t.Fatalf("net fullmesh from ctl: exit %d %s %s", res.Code, res.Stdout, res.Stderr)
+	}
+	if !reaches("n1", "n2") {
+		t.Error("after fullmesh from ctl, n1 does not reach n2")
+	}
+	if res := r.exec(t, "ctl", "nsrun", "net", "isolate", "n2"); res.Code != 0 {
+		t.Fatalf("net isolate n2 from ctl: exit %d %s", res.Code, res.Stderr)
+	}
+	if reaches("n1", "n2") || reaches("ctl", "n2") {
+		t.Error("after isolate n2 from ctl, n2 is still reached")
+	}
+	if !reaches("n1", "ctl") {
+		t.Error("after isolate n2 from ctl, n1 no longer reaches ctl")
+	}
+	// Even a control node gets no --root from inside.
+	if res := r.exec(t, "ctl", "nsrun", "net", "exec", "--root", "n1", "--", "true"); res.Code == 0 || !strings.Contains(res.Stderr, "--root is refused from inside run") {
+		t.Errorf("net exec --root from ctl: exit %d %q, want refused", res.Code, res.Stderr)
+	}
+	if res := r.exec(t, "ctl", "nsrun", "net", "exec", "n2", "--", "hostname"); res.Code != 0 || strings.TrimSpace(res.Stdout) != "n2" {
+		t.Errorf("net exec n2 from ctl: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
+	}
+}

@@ -20,7 +20,7 @@ func good() []Request {
 	return []Request{
 		{Verb: ExecVerb, Exec: &ExecCall{Node: "db", Argv: []string{"sh", "-c", "true"}, Env: []string{"A=1"}, Dir: "/tmp", Root: true}},
 		{Verb: SignalVerb, Signal: &SignalCall{Sig: 15}},
-		{Verb: NetVerb, Net: &NetCall{Flaky: &Flaky{Node: "db", Faults: Faults{LossPercent: 30}}}},
+		{Verb: NetVerb, Net: &NetCall{Flaky: &Flaky{Node: "db", Faults: Faults{LossPPM: 300_000}, Set: FaultLoss}}},
 		{Verb: NodeVerb, Node: &NodeCall{Action: "stop", Node: "db"}},
 		{Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr: v4}},
 		{Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr6: v6}},

@@ -35,7 +35,7 @@ var Verbs = []Verb{
 	{"net", "majorities-ring", "", "", []string{"--seed", "--uplink"}},
 	{"net", "bridge", "", "", []string{"--seed", "--uplink"}},
 	{"net", "random-node", "", "", []string{"--seed", "--uplink"}},
-	{"net", "flaky", "NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]", "link faults (no option: clear them)", []string{"--loss", "--rate", "--delay", "--jitter"}},
+	{"net", "flaky", "NODE [--loss 0.3%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]", "set those link faults, keep the others (no option: clear all)", []string{"--loss", "--rate", "--delay", "--jitter"}},
 	{"net", "show", "[--json]", "the current cut and link faults", []string{"--json"}},
 	{"node", "stop", "NODE", "end NODE's command; the run goes on", nil},
 	{"node", "start", "NODE", "start a stopped NODE again, in the same namespaces", nil},
@@ -180,18 +180,36 @@ type NetCall struct {
 	Show     *Show               `json:"show,omitempty"`
 }
 
-// Flaky sets (with no fault: clears) a node's link faults.
+// Flaky sets the kinds of link fault in Set of a node to Faults, keeping
+// its other kinds; with no kind set it clears them all. A kind set to its
+// zero value (--loss 0%, --rate 0, --delay 0s) clears that kind.
 type Flaky struct {
-	Node   string `json:"node"`
-	Faults Faults `json:"faults"`
+	Node   string    `json:"node"`
+	Faults Faults    `json:"faults"`
+	Set    FaultKind `json:"set,omitempty"`
 }
+
+// FaultKind is a set of kinds of link fault, one bit each.
+type FaultKind uint8
+
+// The kinds of link fault: --loss, --rate, and --delay with its --jitter.
+const (
+	FaultLoss FaultKind = 1 << iota
+	FaultRate
+	FaultDelay
+)
+
+// LossScale is 100% in the units of Faults.LossPPM.
+const LossScale = 1_000_000
 
 // Faults are a node's link faults.
 type Faults struct {
-	LossPercent int           `json:"loss_percent,omitempty"` // 0..100
-	Rate        uint64        `json:"rate_bits,omitempty"`    // bits per second, 0: none
-	Delay       time.Duration `json:"delay,omitempty"`
-	Jitter      time.Duration `json:"jitter,omitempty"` // only with Delay
+	// LossPPM is the share of packets lost, in parts per million (0.3%:
+	// 3000), so that every loss --loss takes is exact.
+	LossPPM uint32        `json:"loss_ppm,omitempty"`
+	Rate    uint64        `json:"rate_bits,omitempty"` // bits per second, 0: none
+	Delay   time.Duration `json:"delay,omitempty"`
+	Jitter  time.Duration `json:"jitter,omitempty"` // only with Delay
 }
 
 // Show asks for the current cut and faults.
@@ -285,8 +303,15 @@ func (c NetCall) Check() error {
 		if err := ipam.CheckNodeName("flaky", f.Node); err != nil {
 			return err
 		}
-		if f.Faults.LossPercent < 0 || f.Faults.LossPercent > 100 {
-			return fmt.Errorf("flaky: --loss %d%%: write a percentage from 0 to 100", f.Faults.LossPercent)
+		if f.Faults.LossPPM > LossScale {
+			return fmt.Errorf("flaky: --loss %s: write a percentage from 0%% to 100%%", PercentPPM(f.Faults.LossPPM))
+		}
+		if f.Set&^(FaultLoss|FaultRate|FaultDelay) != 0 {
+			return fmt.Errorf("flaky: unknown kinds of fault %#x", uint8(f.Set))
+		}
+		if f.Set&FaultLoss == 0 && f.Faults.LossPPM != 0 || f.Set&FaultRate == 0 && f.Faults.Rate != 0 ||
+			f.Set&FaultDelay == 0 && (f.Faults.Delay != 0 || f.Faults.Jitter != 0) {
+			return errors.New("flaky: a fault is given a value but not marked as set")
 		}
 		if f.Faults.Delay < 0 || f.Faults.Jitter < 0 {
 			return errors.New("flaky: --delay and --jitter cannot be negative")
@@ -323,6 +348,11 @@ func ParseNet(a Args, nodes []string) (NetCall, error) {
 			return c, err
 		}
 		c.Flaky = &Flaky{Node: a.Rest[0], Faults: f}
+		for flag, kind := range map[string]FaultKind{"--loss": FaultLoss, "--rate": FaultRate, "--delay": FaultDelay} {
+			if _, ok := a.Flags[flag]; ok {
+				c.Flaky.Set |= kind
+			}
+		}
 	case "show":
 		if len(a.Rest) > 0 {
 			return c, errors.New("show takes no nodes")
@@ -360,16 +390,16 @@ func ParseNet(a Args, nodes []string) (NetCall, error) {
 func parseFaults(flags map[string]string) (Faults, error) {
 	var f Faults
 	if v, ok := flags["--loss"]; ok {
-		p, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
-		if err != nil || p < 0 || p > 100 {
-			return f, fmt.Errorf("flaky: --loss %q: write a percentage from 0 to 100, such as 30%%", v)
+		ppm, err := ParseLoss(v)
+		if err != nil {
+			return f, fmt.Errorf("flaky: --loss %q: %w", v, err)
 		}
-		f.LossPercent = int(p + 0.5)
+		f.LossPPM = ppm
 	}
-	if v, ok := flags["--rate"]; ok {
+	if v, ok := flags["--rate"]; ok && v != "0" {
 		r, err := ParseRate(v)
 		if err != nil {
-			return f, fmt.Errorf("flaky: --rate %q: %w", v, err)
+			return f, fmt.Errorf("flaky: --rate %q: %w (0 clears it)", v, err)
 		}
 		f.Rate = r
 	}
@@ -392,6 +422,40 @@ func parseFaults(flags map[string]string) (Faults, error) {
 		}
 	}
 	return f, nil
+}
+
+// ParseLoss reads a loss percentage exactly, in parts per million: "30%",
+// "0.3%", "99.9%", "0.0001%" (the finest step). A bare number is refused:
+// 0.3 could mean 0.3% or 30%.
+func ParseLoss(s string) (uint32, error) {
+	const forms = "write a percentage from 0% to 100% with its %, such as 30%, 0.3% or 0.0001% (0% clears it)"
+	num, ok := strings.CutSuffix(s, "%")
+	if !ok {
+		return 0, fmt.Errorf("no %% sign: %s", forms)
+	}
+	whole, frac, _ := strings.Cut(num, ".")
+	if whole == "" && frac == "" || len(frac) > 4 || strings.Trim(whole+frac, "0123456789") != "" || len(whole) > 3 {
+		if len(frac) > 4 && strings.Trim(whole+frac, "0123456789") == "" {
+			return 0, fmt.Errorf("finer than the finest step, 0.0001%%: %s", forms)
+		}
+		return 0, errors.New(forms)
+	}
+	w, _ := strconv.ParseUint("0"+whole, 10, 32)
+	f, _ := strconv.ParseUint((frac + "0000")[:4], 10, 32)
+	ppm := w*10000 + f
+	if ppm > LossScale {
+		return 0, errors.New(forms)
+	}
+	return uint32(ppm), nil
+}
+
+// PercentPPM writes parts per million as a percentage: 3000 is "0.3%".
+func PercentPPM(ppm uint32) string {
+	s := strconv.FormatUint(uint64(ppm/10000), 10)
+	if frac := ppm % 10000; frac != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%04d", frac), "0")
+	}
+	return s + "%"
 }
 
 // ParseRate reads tc-style rates into bits per second: 1mbit, 500kbit,

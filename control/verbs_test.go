@@ -47,7 +47,7 @@ func TestFlagsAnywhere(t *testing.T) {
 		t.Errorf("disjoint: %+v %v", c.Disjoint, err)
 	}
 	_, c, err = parseNet(t, "flaky --loss 30% n2 --rate 1mbit --delay 100ms --jitter=20ms", five)
-	want := Flaky{Node: "n2", Faults: Faults{LossPercent: 30, Rate: 1e6, Delay: 100 * time.Millisecond, Jitter: 20 * time.Millisecond}}
+	want := Flaky{Node: "n2", Faults: Faults{LossPPM: 300_000, Rate: 1e6, Delay: 100 * time.Millisecond, Jitter: 20 * time.Millisecond}, Set: FaultLoss | FaultRate | FaultDelay}
 	if err != nil || c.Flaky == nil || *c.Flaky != want {
 		t.Errorf("flaky: %+v %v", c.Flaky, err)
 	}
@@ -99,7 +99,9 @@ func TestBadInputRefusedInClient(t *testing.T) {
 		"halves --seed 0":                 `--seed "0": write a positive whole number`,
 		"bridge --seed x":                 `--seed "x"`,
 		"flaky":                           "write nsrun net flaky NODE",
-		"flaky n1 --loss 150%":            `--loss "150%": write a percentage from 0 to 100`,
+		"flaky n1 --loss 150%":            `--loss "150%": write a percentage from 0% to 100% with its %, such as 30%, 0.3%`,
+		"flaky n1 --loss 0.3":             `--loss "0.3": no % sign: write a percentage from 0% to 100% with its %, such as 30%, 0.3% or 0.0001%`,
+		"flaky n1 --loss 0.00001%":        `finer than the finest step, 0.0001%`,
 		"flaky n1 --loss -1":              `--loss "-1"`,
 		"flaky n1 --rate fast":            `--rate "fast"`,
 		"flaky n1 --rate 0mbit":           `--rate "0mbit"`,
@@ -148,7 +150,8 @@ func TestCallCheck(t *testing.T) {
 		{},
 		{Heal: &partition.Heal{}, Show: &Show{}},
 		{Shape: &partition.Shape{Name: "exec"}},
-		{Flaky: &Flaky{Node: "n1", Faults: Faults{LossPercent: 101}}},
+		{Flaky: &Flaky{Node: "n1", Faults: Faults{LossPPM: 1_000_001}, Set: FaultLoss}},
+		{Flaky: &Flaky{Node: "n1", Faults: Faults{LossPPM: 10}}},
 		{Flaky: &Flaky{Node: "n1", Faults: Faults{Jitter: time.Millisecond}}},
 		{Flaky: &Flaky{Node: ""}},
 	} {
@@ -230,6 +233,28 @@ func TestEverySpecVerbRoundTrips(t *testing.T) {
 		var back NetCall
 		if err := json.Unmarshal(b, &back); err != nil || back.Check() != nil || !reflect.DeepEqual(back.Spec(), c.Spec()) {
 			t.Errorf("%q: %s came back as %+v (%v, %v)", line, b, back, err, back.Check())
+		}
+	}
+}
+
+// TestParseLoss: --loss is exact to the step of 0.0001%; a bare number is
+// refused (0.3 was rounded to 0% once, and means 30% to nstest).
+func TestParseLoss(t *testing.T) {
+	for in, want := range map[string]uint32{
+		"0.3%": 3000, "0.5%": 5000, "99.9%": 999_000, "100%": 1_000_000, "0%": 0, "30%": 300_000,
+		"0.0001%": 1, ".5%": 5000, "7.%": 70_000, "12.3456%": 123_456,
+	} {
+		got, err := ParseLoss(in)
+		if err != nil || got != want {
+			t.Errorf("ParseLoss(%q) = %d, %v; want %d", in, got, err, want)
+		}
+		if err == nil && in != ".5%" && in != "7.%" && PercentPPM(got) != in {
+			t.Errorf("PercentPPM(%d) = %q, want %q", got, PercentPPM(got), in)
+		}
+	}
+	for _, in := range []string{"0.3", "30", "", "%", ".%", "-1%", "100.0001%", "1e2%", "0.00001%", "0x10%", "1000%", " 3%"} {
+		if got, err := ParseLoss(in); err == nil {
+			t.Errorf("ParseLoss(%q) = %d, want an error", in, got)
 		}
 	}
 }

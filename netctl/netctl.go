@@ -43,12 +43,17 @@ type Node struct {
 // its node receives), as runnet.Network.Shape does.
 type Shaper func(port string, sh netsetup.Shaping) error
 
-// faults are a node's link faults (`nsrun net flaky`).
+// faults are a node's link faults (`nsrun net flaky`), as show reports
+// them.
 type faults struct {
-	Loss   int    `json:"loss_percent,omitempty"`
-	Rate   string `json:"rate,omitempty"`
-	Delay  string `json:"delay,omitempty"`
-	Jitter string `json:"jitter,omitempty"`
+	Loss   float64 `json:"loss_percent,omitempty"` // exact to 0.0001 (LossPPM)
+	Rate   string  `json:"rate,omitempty"`
+	Delay  string  `json:"delay,omitempty"`
+	Jitter string  `json:"jitter,omitempty"`
+	// LossPPM is the loss in parts per million, what the rules use.
+	LossPPM uint32 `json:"loss_ppm,omitempty"`
+	// shaping is what the node's port is shaped with.
+	shaping netsetup.Shaping
 }
 
 // Controller is what `nsrun net` has set in one run. Its methods may be
@@ -57,6 +62,7 @@ type Controller struct {
 	bridgeNS *os.File
 	uplink   string // the uplink's bridge port; "" without an uplink
 	shape    Shaper
+	tables   *nft.Writer
 
 	mu     sync.Mutex
 	part   partition.State
@@ -67,7 +73,7 @@ type Controller struct {
 // bridgeNS (the caller keeps it open), whose uplink's bridge port is
 // uplink ("" without one), and whose ports shape sets.
 func New(bridgeNS *os.File, uplink string, shape Shaper) *Controller {
-	return &Controller{bridgeNS: bridgeNS, uplink: uplink, shape: shape}
+	return &Controller{bridgeNS: bridgeNS, uplink: uplink, shape: shape, tables: nft.NewWriter(bridgeNS)}
 }
 
 // Do carries out the net verb c, which the caller has checked
@@ -86,12 +92,12 @@ func (ctl *Controller) Do(c *control.NetCall, nodes []Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	start := time.Now()
-	if err := ctl.apply(st, ctl.faults, nodes); err != nil {
+	stats, err := ctl.apply(st, ctl.faults, nodes)
+	if err != nil {
 		return "", err
 	}
 	ctl.part = st
-	return fmt.Sprintf("%s applied in %s: %s", c.Verb(), time.Since(start).Round(time.Microsecond), describe(st, names(nodes))), nil
+	return fmt.Sprintf("%s applied (%s to switch, %d transactions): %s", c.Verb(), stats.Switch.Round(time.Microsecond), stats.Batches, describe(st, names(nodes))), nil
 }
 
 func names(nodes []Node) []string {
@@ -111,34 +117,33 @@ func find(nodes []Node, name string) (Node, bool) {
 	return Node{}, false
 }
 
-// apply writes st and the loss faults fs as one transaction.
-func (ctl *Controller) apply(st partition.State, fs map[string]faults, nodes []Node) error {
-	member := map[string]nft.Member{}
-	for _, n := range nodes {
-		member[n.Name] = nft.Member{Addrs: n.Addrs, Ports: n.Ports}
-	}
+// apply writes st and the loss faults fs: every rule switches at once,
+// however large (nft.Writer).
+func (ctl *Controller) apply(st partition.State, fs map[string]faults, nodes []Node) (nft.Stats, error) {
+	cut := st.Compile(names(nodes))
 	ns := nft.NetState{Uplink: ctl.uplink}
-	for _, g := range st.Groups(names(nodes)) {
-		var ng nft.Group
-		for _, n := range g.From {
-			ng.From = append(ng.From, member[n])
+	if len(cut.Blocked) > 0 {
+		for i, n := range nodes {
+			ns.Members = append(ns.Members, nft.Member{Addrs: n.Addrs, Ports: n.Ports})
+			ns.Class = append(ns.Class, uint32(cut.Class[i]))
 		}
-		for _, n := range g.To {
-			ng.To = append(ng.To, member[n])
+		for _, b := range cut.Blocked {
+			ns.Blocked = append(ns.Blocked, nft.Block{From: uint32(b.From), Lo: uint32(b.Lo), Hi: uint32(b.Hi)})
 		}
-		ns.Groups = append(ns.Groups, ng)
 	}
-	for _, n := range st.UplinkCut {
-		ns.UplinkCut = append(ns.UplinkCut, member[n].Addrs...)
+	for _, name := range st.UplinkCut {
+		if n, ok := find(nodes, name); ok {
+			ns.UplinkCut = append(ns.UplinkCut, n.Addrs...)
+		}
 	}
 	for _, name := range sortedKeys(fs) {
-		if f := fs[name]; f.Loss > 0 {
+		if f := fs[name]; f.LossPPM > 0 {
 			if n, ok := find(nodes, name); ok {
-				ns.Loss = append(ns.Loss, nft.Lossy{Port: n.VethPort, Percent: f.Loss})
+				ns.Loss = append(ns.Loss, nft.Lossy{Port: n.VethPort, PPM: f.LossPPM})
 			}
 		}
 	}
-	return nft.ApplyAll(ctl.bridgeNS, nft.PartitionTables(ns)...)
+	return ctl.tables.Apply(nft.PartitionTables(ns)...)
 }
 
 func sortedKeys(fs map[string]faults) []string {
@@ -150,35 +155,100 @@ func sortedKeys(fs map[string]faults) []string {
 	return out
 }
 
-// describe says in words who reaches whom.
+// describe says in words who reaches whom: which nodes a verb cut off,
+// the clusters, the seed of a random shape; at any size, counts and the
+// first few names (net show --json has every name).
 func describe(st partition.State, nodes []string) string {
-	groups := st.Groups(nodes)
-	cut := 0
-	for _, g := range groups {
-		cut += len(g.From) * len(g.To)
-	}
-	if cut == 0 && len(st.UplinkCut) == 0 {
+	if st.Clusters == nil && len(st.Drops) == 0 && len(st.UplinkCut) == 0 {
 		return "every node reaches every node"
 	}
-	var b strings.Builder
-	if st.Clusters != nil {
-		var cs []string
-		for _, c := range st.Clusters {
-			cs = append(cs, "["+strings.Join(c, " ")+"]")
+	var parts []string
+	inCluster := map[string]bool{}
+	for _, c := range st.Clusters {
+		for _, n := range c {
+			inCluster[n] = true
 		}
-		fmt.Fprintf(&b, "clusters %s", strings.Join(cs, " "))
 	}
-	for _, d := range st.Drops {
-		if b.Len() > 0 {
-			b.WriteString("; ")
+	var alone []string
+	if st.Clusters != nil {
+		for _, n := range nodes {
+			if !inCluster[n] {
+				alone = append(alone, n)
+			}
 		}
-		fmt.Fprintf(&b, "%s -> %s dropped", d[0], d[1])
+	}
+	switch {
+	case st.Verb == "majorities-ring":
+		r := 0
+		if len(st.Clusters) > 0 {
+			r = len(st.Clusters[0]) - 1
+		}
+		var ring []string
+		for _, c := range st.Clusters {
+			ring = append(ring, c[0])
+		}
+		parts = append(parts, fmt.Sprintf("a ring of %d nodes, each reaching the %d nearest on either side (%d of %d): %s",
+			len(ring), r, min(2*r+1, len(ring)), len(ring), names5(ring)))
+	case st.Clusters != nil:
+		if len(alone) > 0 {
+			parts = append(parts, fmt.Sprintf("cut off: %s", count(alone, "node")))
+		}
+		switch len(st.Clusters) {
+		case 0:
+		case 1:
+			parts = append(parts, fmt.Sprintf("the other nodes reach each other: %s", count(st.Clusters[0], "node")))
+		default:
+			var sizes, cs []string
+			for _, c := range st.Clusters {
+				sizes = append(sizes, fmt.Sprint(len(c)))
+				cs = append(cs, "["+names5(c)+"]")
+			}
+			if len(cs) > 5 {
+				cs = append(cs[:5], fmt.Sprintf("… %d more", len(cs)-5))
+			}
+			parts = append(parts, fmt.Sprintf("%d clusters of %s nodes: %s", len(st.Clusters), joinSizes(sizes), strings.Join(cs, " ")))
+		}
+	}
+	if len(st.Drops) > 0 {
+		var ds []string
+		for _, d := range st.Drops {
+			ds = append(ds, d[0]+" -> "+d[1])
+		}
+		parts = append(parts, fmt.Sprintf("dropped %s", strings.Join(ds, ", ")))
 	}
 	if len(st.UplinkCut) > 0 {
-		fmt.Fprintf(&b, "; cut from the uplink: %s", strings.Join(st.UplinkCut, " "))
+		parts = append(parts, fmt.Sprintf("cut from the uplink: %s", count(st.UplinkCut, "node")))
 	}
-	fmt.Fprintf(&b, " (%d rules per table: bridge ports, IPv4, IPv6)", len(groups))
-	return b.String()
+	for _, a := range st.Args {
+		if seed, ok := strings.CutPrefix(a, "--seed="); ok {
+			parts = append(parts, "seed "+seed)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// names5 lists up to the first five names, then how many more.
+func names5(names []string) string {
+	if len(names) <= 5 {
+		return strings.Join(names, " ")
+	}
+	return fmt.Sprintf("%s … (%d in all)", strings.Join(names[:5], " "), len(names))
+}
+
+// count says how many names, and the first few: "db" or "3 nodes (a b c)".
+func count(names []string, what string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return fmt.Sprintf("%d %ss (%s)", len(names), what, names5(names))
+}
+
+// joinSizes writes "500 and 500" or "3, 4 and 5".
+func joinSizes(sizes []string) string {
+	if len(sizes) > 6 {
+		return fmt.Sprintf("%s … (%d clusters)", strings.Join(sizes[:5], ", "), len(sizes))
+	}
+	return strings.Join(sizes[:len(sizes)-1], ", ") + " and " + sizes[len(sizes)-1]
 }
 
 // show reports the current cut and faults.
@@ -216,7 +286,7 @@ func (ctl *Controller) show(asJSON bool, nodes []Node) string {
 	out := describe(st, names(nodes))
 	for _, name := range sortedKeys(ctl.faults) {
 		f := ctl.faults[name]
-		out += fmt.Sprintf("\n%s: loss %d%%, rate %s, delay %s, jitter %s", name, f.Loss, or(f.Rate), or(f.Delay), or(f.Jitter))
+		out += "\n" + f.String(name)
 	}
 	return out
 }
@@ -228,33 +298,60 @@ func or(s string) string {
 	return s
 }
 
-// flaky sets (or, with no fault, clears) a node's link faults.
+// String says a node's faults in words.
+func (f faults) String(node string) string {
+	return fmt.Sprintf("%s: loss %s, rate %s, delay %s, jitter %s", node, control.PercentPPM(f.LossPPM), or(f.Rate), or(f.Delay), or(f.Jitter))
+}
+
+// merged is f with the kinds of fault fl sets replaced by fl's (all of
+// them cleared when fl sets none).
+func (f faults) merged(fl control.Flaky) faults {
+	if fl.Set == 0 {
+		return faults{}
+	}
+	ff := fl.Faults
+	if fl.Set&control.FaultLoss != 0 {
+		f.LossPPM = ff.LossPPM
+		f.Loss = float64(ff.LossPPM) / control.LossScale * 100
+	}
+	if fl.Set&control.FaultRate != 0 {
+		f.Rate, f.shaping.Rate = "", ff.Rate
+		if ff.Rate > 0 {
+			f.Rate = fmt.Sprintf("%dbit", ff.Rate)
+		}
+	}
+	if fl.Set&control.FaultDelay != 0 {
+		f.Delay, f.Jitter, f.shaping.Delay, f.shaping.Jitter = "", "", ff.Delay, ff.Jitter
+		if ff.Delay > 0 {
+			f.Delay = ff.Delay.String()
+		}
+		if ff.Jitter > 0 {
+			f.Jitter = ff.Jitter.String()
+		}
+	}
+	return f
+}
+
+// flaky sets the kinds of link fault fl names on its node, keeping the
+// node's other kinds (with none named, it clears them all).
 func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	n, ok := find(nodes, fl.Node)
 	if !ok {
 		return "", fmt.Errorf("flaky: no node %q in this run; its nodes: %s", fl.Node, strings.Join(names(nodes), ", "))
 	}
-	ff := fl.Faults
-	rate, delay, jitter := ff.Rate, ff.Delay, ff.Jitter
-	f := faults{Loss: ff.LossPercent}
-	if rate > 0 {
-		f.Rate = fmt.Sprintf("%dbit", rate)
-	}
-	if delay > 0 {
-		f.Delay = delay.String()
-	}
-	if jitter > 0 {
-		f.Jitter = jitter.String()
-	}
 	if n.VethPort == "" {
 		return "", fmt.Errorf("flaky: node %q has tap links only; flaky sets the faults of a node's eth0", n.Name)
 	}
-	err := ctl.shape(n.VethPort, netsetup.Shaping{Rate: rate, Delay: delay, Jitter: jitter})
-	if errors.Is(err, netsetup.ErrNoNetem) {
-		return "", fmt.Errorf("flaky: --delay/--jitter: %w; --loss and --rate still work", err)
-	}
-	if err != nil {
-		return "", fmt.Errorf("flaky: bridge port of %w", err)
+	prev := ctl.faults[n.Name]
+	f := prev.merged(fl)
+	if f.shaping != prev.shaping {
+		err := ctl.shape(n.VethPort, f.shaping)
+		if errors.Is(err, netsetup.ErrNoNetem) {
+			return "", fmt.Errorf("flaky: --delay/--jitter: %w; --loss and --rate still work", err)
+		}
+		if err != nil {
+			return "", fmt.Errorf("flaky: bridge port of %w", err)
+		}
 	}
 	next := map[string]faults{}
 	for k, v := range ctl.faults {
@@ -265,12 +362,17 @@ func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	} else {
 		next[n.Name] = f
 	}
-	if err := ctl.apply(ctl.part, next, nodes); err != nil {
-		return "", err
+	if f.LossPPM != prev.LossPPM {
+		if _, err := ctl.apply(ctl.part, next, nodes); err != nil {
+			if f.shaping != prev.shaping {
+				_ = ctl.shape(n.VethPort, prev.shaping) // as it was, as far as it goes
+			}
+			return "", err
+		}
 	}
 	ctl.faults = next
 	if f == (faults{}) {
 		return fmt.Sprintf("%s: link faults cleared", n.Name), nil
 	}
-	return fmt.Sprintf("%s: loss %d%%, rate %s, delay %s, jitter %s", n.Name, f.Loss, or(f.Rate), or(f.Delay), or(f.Jitter)), nil
+	return f.String(n.Name), nil
 }

@@ -116,7 +116,7 @@ func TestDoAgainstKernel(t *testing.T) {
 	if m := matrix(); m != "" {
 		t.Fatalf("before any verb: %s", m)
 	}
-	if out := do(control.NetCall{Isolate: &partition.Isolate{Nodes: []string{"a"}}}); !strings.HasPrefix(out, "isolate applied in ") {
+	if out := do(control.NetCall{Isolate: &partition.Isolate{Nodes: []string{"a"}}}); !strings.HasPrefix(out, "isolate applied (") || !strings.HasSuffix(out, "1 transactions): cut off: a; the other nodes reach each other: 2 nodes (b c)") {
 		t.Errorf("isolate: %q", out)
 	}
 	if m := matrix(); m != "a-x->b a-x->c b-x->a c-x->a" {
@@ -146,12 +146,20 @@ func TestDoAgainstKernel(t *testing.T) {
 		t.Errorf("show: %q", out)
 	}
 
-	// flaky: a rate on a's port; show lists it; no fault clears it.
-	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{Rate: 1_000_000, LossPercent: 10}}}); out != "a: loss 10%, rate 1000000bit, delay -, jitter -" {
+	// flaky: a rate on a's port; show lists it; a later flaky of another
+	// kind keeps it; a kind set to zero clears that kind; no fault clears
+	// them all.
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{Rate: 1_000_000, LossPPM: 100_000}, Set: control.FaultRate | control.FaultLoss}}); out != "a: loss 10%, rate 1000000bit, delay -, jitter -" {
 		t.Errorf("flaky: %q", out)
 	}
 	if out := do(control.NetCall{Show: &control.Show{}}); !strings.HasSuffix(out, "\na: loss 10%, rate 1000000bit, delay -, jitter -") {
 		t.Errorf("show with faults: %q", out)
+	}
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{LossPPM: 3000}, Set: control.FaultLoss}}); out != "a: loss 0.3%, rate 1000000bit, delay -, jitter -" {
+		t.Errorf("flaky --loss 0.3%% after --rate: %q", out)
+	}
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a", Set: control.FaultRate}}); out != "a: loss 0.3%, rate -, delay -, jitter -" {
+		t.Errorf("flaky --rate 0: %q", out)
 	}
 	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "a"}}); out != "a: link faults cleared" {
 		t.Errorf("flaky without faults: %q", out)
@@ -160,7 +168,7 @@ func TestDoAgainstKernel(t *testing.T) {
 		t.Errorf("shaped %q, want %q", shaped, want)
 	}
 	// A delay needs netem, which some kernels lack: then the error says so.
-	_, err = ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Faults: control.Faults{Delay: 20 * time.Millisecond}}}, nodes)
+	_, err = ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Faults: control.Faults{Delay: 20 * time.Millisecond}, Set: control.FaultDelay}}, nodes)
 	if err != nil && (!errors.Is(err, netsetup.ErrNoNetem) || !strings.Contains(err.Error(), "--loss and --rate still work")) {
 		t.Errorf("flaky --delay: %v", err)
 	}
@@ -185,9 +193,11 @@ func TestDescribe(t *testing.T) {
 		want string
 	}{
 		{partition.Heal{}, "every node reaches every node"},
-		{partition.Isolate{Nodes: []string{"a"}}, "clusters [b c] (2 rules per table: bridge ports, IPv4, IPv6)"},
-		{partition.Drop{From: "a", To: "b"}, "a -> b dropped (1 rules per table: bridge ports, IPv4, IPv6)"},
-		{partition.Isolate{Nodes: []string{"a"}, Uplink: true}, "clusters [b c]; cut from the uplink: a (2 rules per table: bridge ports, IPv4, IPv6)"},
+		{partition.Isolate{Nodes: []string{"a"}}, "cut off: a; the other nodes reach each other: 2 nodes (b c)"},
+		{partition.Drop{From: "a", To: "b"}, "dropped a -> b"},
+		{partition.Isolate{Nodes: []string{"a"}, Uplink: true}, "cut off: a; the other nodes reach each other: 2 nodes (b c); cut from the uplink: a"},
+		{partition.Shape{Name: "random-node", Seed: 7}, "cut off: c; the other nodes reach each other: 2 nodes (a b); seed 7"},
+		{partition.Disjoint{Clusters: [][]string{{"a"}, {"b", "c"}}}, "2 clusters of 1 and 2 nodes: [a] [b c]"},
 	} {
 		st, err := c.spec.State(nodes)
 		if err != nil {
@@ -195,6 +205,38 @@ func TestDescribe(t *testing.T) {
 		}
 		if got := describe(st, nodes); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.spec, got, c.want)
+		}
+	}
+}
+
+// TestDescribeAtScale: at 1000 nodes the words stay short: counts and the
+// first few names, the node a random shape cut off, the seed.
+func TestDescribeAtScale(t *testing.T) {
+	var nodes []string
+	for i := 1; i <= 1000; i++ {
+		nodes = append(nodes, fmt.Sprintf("n%d", i))
+	}
+	for _, c := range []struct {
+		spec partition.Spec
+		want []string
+	}{
+		{partition.Isolate{Nodes: []string{"n17"}}, []string{"cut off: n17; the other nodes reach each other: 999 nodes (n1 n2 n3 n4 n5 … (999 in all))"}},
+		{partition.Shape{Name: "random-node", Seed: 3}, []string{"cut off: n", "; the other nodes reach each other: 999 nodes", "seed 3"}},
+		{partition.Shape{Name: "halves", Seed: 3}, []string{"2 clusters of 500 and 500 nodes: [", "… (500 in all)]", "seed 3"}},
+		{partition.Shape{Name: "majorities-ring", Seed: 3}, []string{"a ring of 1000 nodes, each reaching the 250 nearest on either side (501 of 1000): ", "seed 3"}},
+	} {
+		st, err := c.spec.State(nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := describe(st, nodes)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%+v: %q lacks %q", c.spec, got, w)
+			}
+		}
+		if len(got) > 300 {
+			t.Errorf("%+v: %d characters: %q", c.spec, len(got), got)
 		}
 	}
 }

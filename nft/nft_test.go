@@ -420,7 +420,32 @@ func TestApplyInNamespace(t *testing.T) {
 	}
 }
 
-func TestPartitionTablesInNamespace(t *testing.T) {
+// ring is n members in classes 0..n-1, each blocked from the classes
+// more than n/4 away on a ring (as majorities-ring compiles): two ranges a
+// class.
+func ring(n int) NetState {
+	var st NetState
+	for i := 0; i < n; i++ {
+		st.Members = append(st.Members, Member{Ports: []string{fmt.Sprintf("v%d", i)}, Addrs: []netip.Addr{
+			netip.AddrFrom4([4]byte{172, 18, byte(i / 250), byte(i%250 + 1)}), netip.AddrFrom16([16]byte{0xfd, 0, 0xac, 0x12, 14: byte(i >> 8), 15: byte(i)})}})
+		st.Class = append(st.Class, uint32(i))
+		r := n / 4
+		lo, hi := (i+r+1)%n, (i-r-1+n)%n // blocked: lo .. hi around the ring
+		if lo <= hi {
+			st.Blocked = append(st.Blocked, Block{uint32(i), uint32(lo), uint32(hi)})
+		} else {
+			st.Blocked = append(st.Blocked, Block{uint32(i), 0, uint32(hi)}, Block{uint32(i), uint32(lo), uint32(n - 1)})
+		}
+	}
+	return st
+}
+
+// TestWriterInNamespace: the partition tables go into the kernel through
+// a Writer at any size: a small state in one transaction, a ring of 2000
+// nodes (which one batch cannot hold) filled in many and switched in one,
+// each generation replacing the last whole, a failed apply leaving the
+// tables as they were, and healing leaving no rule that drops.
+func TestWriterInNamespace(t *testing.T) {
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("CI runs as root; this test needs it")
@@ -432,61 +457,91 @@ func TestPartitionTablesInNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ns.Close()
+	ruleset := func() string {
+		out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), ns.Fd()), "nft", "list", "ruleset").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return string(out)
+	}
 	a := Member{Ports: []string{"va"}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.0.1"), netip.MustParseAddr("fd00:ac12::1")}}
 	b := Member{Ports: []string{"vb"}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("fd00:ac12::2")}}
 	c := Member{Ports: []string{"vc"}, Addrs: []netip.Addr{netip.MustParseAddr("172.18.1.3"), netip.MustParseAddr("fd00:ac12:100::3")}}
 	st := NetState{
-		Groups:    []Group{{From: []Member{a}, To: []Member{b, c}}, {From: []Member{b}, To: []Member{a}}},
-		UplinkCut: a.Addrs,
-		Uplink:    "uplink",
-		Loss:      []Lossy{{Port: "vc", Percent: 30}},
+		Members: []Member{a, b, c}, Class: []uint32{0, 1, 2}, Blocked: []Block{{0, 1, 2}, {1, 0, 0}},
+		UplinkCut: a.Addrs, Uplink: "uplink",
+		Loss: []Lossy{{Port: "vc", PPM: 3000}},
 	}
-	if err := ApplyAll(ns, PartitionTables(st)...); err != nil {
+	w := NewWriter(ns)
+	stats, err := w.Apply(PartitionTables(st)...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), ns.Fd()), "nft", "list", "ruleset").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
+	if stats.Batches != 1 {
+		t.Errorf("a small state took %d transactions, want 1", stats.Batches)
 	}
-	// What nft prints back is what PartitionTables says in each rule's Text.
-	for _, tb := range PartitionTables(st) {
-		for _, ch := range tb.Chains {
-			for _, r := range ch.Rules {
-				if !strings.Contains(string(out), r.Text) {
-					t.Errorf("ruleset lacks %q:\n%s", r.Text, out)
-				}
-			}
-		}
-	}
+	out := ruleset()
 	for _, want := range []string{"table bridge nsrun-net", "table ip nsrun-net", "table ip6 nsrun-net",
-		"set from0 {\n\t\ttype ifname\n\t\telements = { \"va\" }", "set to0 {\n\t\ttype ifname\n\t\telements = { \"vb\",\n\t\t\t     \"vc\" }"} {
-		if !strings.Contains(string(out), want) {
+		"jump partition_1", "jump lossin_1", "jump lossout_1", "chain partition_1", "map classes_1", "set cut_1", "set uplinkcut_1",
+		"flags interval", `iifname "vc" ether type { ip, ip6 } numgen random mod 1000000 < 3000 drop`,
+		`oifname "uplink" ip saddr @uplinkcut_1 drop`, `iifname "uplink" ip6 daddr @uplinkcut_1 drop`,
+		"meta mark set oifname map @classes_1 iifname . meta mark @cut_1 drop"} {
+		if !strings.Contains(out, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)
 		}
 	}
-	// 250 nodes in halves: two rules per table, whatever the pairs.
-	var h1, h2 []Member
-	for i := 0; i < 125; i++ {
-		h1 = append(h1, Member{Ports: []string{fmt.Sprintf("va%d", i)}, Addrs: []netip.Addr{
-			netip.AddrFrom4([4]byte{172, 18, 0, byte(i + 1)}), netip.AddrFrom16([16]byte{0xfd, 0, 0xac, 0x12, 15: byte(i + 1)})}})
-		h2 = append(h2, Member{Ports: []string{fmt.Sprintf("vb%d", i)}, Addrs: []netip.Addr{
-			netip.AddrFrom4([4]byte{172, 18, 1, byte(i + 1)}), netip.AddrFrom16([16]byte{0xfd, 0, 0xac, 0x12, 0x01, 15: byte(i + 1)})}})
-	}
-	big := NetState{Groups: []Group{{From: h1, To: h2}, {From: h2, To: h1}}}
-	for _, tb := range PartitionTables(big) {
-		if n := len(tb.Chains[0].Rules); tb.Family != nftables.TableFamilyBridge && n != 2 || tb.Family == nftables.TableFamilyBridge && n != 4 {
-			t.Errorf("%s: %d rules for two halves", familyName(tb.Family), n)
-		}
-	}
-	if err := ApplyAll(ns, PartitionTables(big)...); err != nil {
+	// 2000 nodes on a ring: O(n) elements, but more than a batch holds.
+	big := ring(2000)
+	stats, err = w.Apply(PartitionTables(big)...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Healing is the empty state: the tables stay, with no rules.
-	if err := ApplyAll(ns, PartitionTables(NetState{})...); err != nil {
+	if stats.Batches < 3 {
+		t.Errorf("2000 nodes in %d transactions: the test does not cross a batch", stats.Batches)
+	}
+	out = ruleset()
+	if strings.Contains(out, "_1 ") || strings.Contains(out, "_1\n") || !strings.Contains(out, "jump partition_2") {
+		t.Errorf("generation 1 left, or generation 2 not switched in:\n%.3000s", out)
+	}
+	if n := strings.Count(out, " . "); n < 3*len(big.Blocked) {
+		t.Errorf("%d set elements of blocks listed, want %d a table", n, len(big.Blocked))
+	}
+	// A failing apply (a rule the kernel refuses, after a fill of many
+	// batches) leaves generation 2 in force and nothing of its own.
+	bad := PartitionTables(big)
+	bad[1].Chains[1].Rules = append(bad[1].Chains[1].Rules, Rule{Text: "lookup of a set that is not there",
+		Exprs: []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, &expr.Lookup{SourceRegister: 1, SetName: "nothere"}, &expr.Verdict{Kind: expr.VerdictDrop}}})
+	if _, err := w.Apply(bad...); err == nil {
+		t.Fatal("a rule over a missing set was applied")
+	}
+	out = ruleset()
+	if strings.Contains(out, "_3") || !strings.Contains(out, "jump partition_2") {
+		t.Errorf("a failed apply changed the tables:\n%s", names(out))
+	}
+	// Healing is the empty state: the tables stay, with no rule that drops.
+	if _, err := w.Apply(PartitionTables(NetState{})...); err != nil {
 		t.Fatal(err)
 	}
-	out, _ = exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), ns.Fd()), "nft", "list", "ruleset").CombinedOutput()
-	if strings.Contains(string(out), "drop") || strings.Contains(string(out), "icmpv6") {
+	out = ruleset()
+	if strings.Contains(out, "drop") || strings.Contains(out, "icmpv6") || strings.Contains(out, "_2") {
 		t.Errorf("rules left after healing:\n%s", out)
 	}
+	if err := w.Delete(PartitionTables(NetState{})...); err != nil {
+		t.Fatal(err)
+	}
+	if out := ruleset(); strings.Contains(out, "nsrun-net") {
+		t.Errorf("tables left after Delete:\n%s", out)
+	}
+}
+
+// names are the lines of an nft listing that name tables, chains, sets
+// and jumps.
+func names(ruleset string) string {
+	var out []string
+	for _, l := range strings.Split(ruleset, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && (f[0] == "table" || f[0] == "chain" || f[0] == "set" || f[0] == "map" || f[0] == "jump") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -27,95 +28,170 @@ type Member struct {
 
 // Lossy drops a share of a node's packets, both ways.
 type Lossy struct {
-	Port    string // the node's bridge port
-	Percent int    // 1..100
+	Port string // the node's bridge port
+	// PPM is the share of packets dropped, in parts per million (1 to
+	// LossScale): 0.3% is 3000.
+	PPM uint32
 }
 
-// Group is a set of sources cut from the same destinations: one rule
-// per table.
-type Group struct{ From, To []Member }
+// LossScale is one whole in the units of Lossy.PPM: the modulus of the
+// random number each packet draws, so that every share of 0.0001% steps
+// is exact.
+const LossScale = 1_000_000
 
-// NetState is everything the partition tables enforce.
+// Block says that the members of class From may not send to those of the
+// classes Lo to Hi (inclusive).
+type Block struct{ From, Lo, Hi uint32 }
+
+// NetState is everything the partition tables enforce. The cut is given
+// in classes (package partition compiles a state into them): Class[i] is
+// the class of Members[i], and Blocked the class ranges that may not send
+// to each other. The rules are a map from each port and address to its
+// class and a set of class ranges, so their size grows with the number of
+// nodes and blocks, never with the number of pairs cut.
 type NetState struct {
-	Groups    []Group
+	Members   []Member
+	Class     []uint32
+	Blocked   []Block
 	UplinkCut []netip.Addr // may not use the uplink, either way (IPv4 and IPv6)
 	Uplink    string       // the uplink's name in the bridge namespace ("" for none)
 	Loss      []Lossy
 }
 
+// Names of the sets and the regular chains of the partition tables (a
+// Writer gives each generation its own copies).
+const (
+	classSet     = "classes"
+	cutSet       = "cut"
+	uplinkCutSet = "uplinkcut"
+	cutChain     = "partition"
+	lossInChain  = "lossin"
+	lossOutChain = "lossout"
+)
+
 // PartitionTables builds the three tables of a run's bridge namespace:
-//   - bridge nsrun-net, chain forward: frames between ports of one bridge
-//     (nodes of one subnet), cut by port (named sets fromN and toN of
-//     interface names, for iifname and oifname), so
-//     that IPv4, IPv6 link-local and multicast alike are cut; neighbour
-//     discovery (ARP, and ICMPv6 neighbour solicitations and
-//     advertisements) is spared so that a one-way `drop` stays one-way.
-//     Traffic to the bridge itself takes the input hook, so a node always
-//     reaches its bridge;
-//   - ip and ip6 nsrun-net, chain forward: packets routed between subnets
-//     and to and from the uplink, cut by address sets, plus the uplink
-//     cut;
-//   - bridge nsrun-net, chains prerouting and postrouting: the loss of
-//     lossy ports (IPv4 and IPv6, sparing neighbour discovery), which
-//     sees every frame of a port once.
+//   - bridge nsrun-net: frames between ports of one bridge (nodes of one
+//     subnet), cut by port, so that IPv4, IPv6 link-local and multicast
+//     alike are cut; neighbour discovery (ARP, and ICMPv6 neighbour
+//     solicitations and advertisements) is spared so that a one-way
+//     `drop` stays one-way. Traffic to the bridge itself takes the input
+//     hook, so a node always reaches its bridge. Its prerouting and
+//     postrouting see every frame of a port once: there, lossy ports
+//     lose their share of IPv4 and IPv6 (sparing neighbour discovery);
+//   - ip and ip6 nsrun-net: packets routed between subnets and to and from
+//     the uplink, cut by address, plus the uplink cut.
 //
-// However many nodes, a partition into k clusters is k rules per table
-// (plus two constant rules that spare neighbour discovery). Apply them
-// with ApplyAll, so every node switches at the same instant in both
-// families.
+// The cut is one rule a table: the destination's port (or address) is
+// looked up in a map of classes into the packet's mark, and the source's
+// port (or address) with that class in a set of ranges, one element per
+// node and block of its class:
+//
+//	meta mark set oifname map @classes iifname . meta mark @cut drop
+//
+// However many nodes, that is n map entries and, for a partition into
+// clusters or majorities-ring, at most 2n elements, never one per pair.
+// (The mark does not leave the bridge namespace: the kernel clears it
+// when a packet crosses into another namespace.)
+//
+// Each base chain only jumps to a regular chain (forward to partition,
+// prerouting to lossin, postrouting to lossout), where the rules are: a
+// Writer fills those, and the sets, before a small transaction switches
+// every base chain to them at once.
 func PartitionTables(s NetState) []*Table {
-	br := filterChain("forward", nftables.ChainHookForward)
-	ip := filterChain("forward", nftables.ChainHookForward)
-	ip6 := filterChain("forward", nftables.ChainHookForward)
-	for i, g := range s.Groups {
-		from, to := ports(g.From), ports(g.To)
-		if len(from) > 0 && len(to) > 0 {
-			fromSet, toSet := fmt.Sprintf("from%d", i), fmt.Sprintf("to%d", i)
-			br.Rules = append(br.Rules, Rule{
-				Text:  fmt.Sprintf("iifname @%s oifname @%s drop", fromSet, toSet),
-				Sets:  []*AnonSet{ifnameSet(fromSet, from), ifnameSet(toSet, to)},
-				Exprs: rule(metaLookup(expr.MetaKeyIIFNAME), metaLookup(expr.MetaKeyOIFNAME), drop()),
+	bridge := &Table{Family: nftables.TableFamilyBridge, Name: PartitionTable}
+	ip := &Table{Family: nftables.TableFamilyIPv4, Name: PartitionTable}
+	ip6 := &Table{Family: nftables.TableFamilyIPv6, Name: PartitionTable}
+	cut := map[*Table]*Chain{bridge: {Name: cutChain}, ip: {Name: cutChain}, ip6: {Name: cutChain}}
+	if len(s.Blocked) > 0 {
+		blocks := map[uint32][]Block{}
+		for _, b := range s.Blocked {
+			blocks[b.From] = append(blocks[b.From], b)
+		}
+		fams := []struct {
+			t       *Table
+			kt      nftables.SetDatatype
+			name    string
+			keys    func(m Member) [][]byte
+			src     []expr.Any // loads the source into reg 1
+			dst     []expr.Any // loads the destination into reg 1
+			keySize uint32
+		}{
+			{bridge, nftables.TypeIFName, "iifname", func(m Member) [][]byte {
+				var out [][]byte
+				for _, p := range m.Ports {
+					out = append(out, ifname(p))
+				}
+				return out
+			}, []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}}, []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}}, unix.IFNAMSIZ},
+			{ip, nftables.TypeIPAddr, "ip saddr", func(m Member) [][]byte { return addrKeys(m, false) },
+				[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}},
+				[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}}, 4},
+			{ip6, nftables.TypeIP6Addr, "ip6 saddr", func(m Member) [][]byte { return addrKeys(m, true) },
+				[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}},
+				[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}}, 16},
+		}
+		for _, f := range fams {
+			classes := NamedSet{Name: classSet, KeyType: f.kt, DataType: nftables.TypeMark}
+			set := NamedSet{Name: cutSet, KeyType: must(nftables.ConcatSetType(f.kt, nftables.TypeMark)), Concat: true, Interval: true}
+			for i, m := range s.Members {
+				class := binaryutil.BigEndian.PutUint32(s.Class[i])
+				for _, k := range f.keys(m) {
+					classes.Keys = append(classes.Keys, k)
+					classes.Values = append(classes.Values, class)
+					for _, b := range blocks[s.Class[i]] {
+						set.Keys = append(set.Keys, append(slices.Clone(k), binaryutil.BigEndian.PutUint32(b.Lo)...))
+						set.KeyEnds = append(set.KeyEnds, append(slices.Clone(k), binaryutil.BigEndian.PutUint32(b.Hi)...))
+					}
+				}
+			}
+			if len(set.Keys) == 0 {
+				continue
+			}
+			f.t.Sets = append(f.t.Sets, classes, set)
+			dst := strings.Replace(f.name, "iifname", "oifname", 1)
+			dst = strings.Replace(dst, "saddr", "daddr", 1)
+			if f.t == bridge {
+				cut[f.t].Rules = append(cut[f.t].Rules, sparARP(), sparND())
+			}
+			cut[f.t].Rules = append(cut[f.t].Rules, Rule{
+				Text: fmt.Sprintf("meta mark set %s map @%s %s . meta mark @%s drop", dst, classSet, f.name, cutSet),
+				Exprs: rule(f.dst,
+					[]expr.Any{
+						&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: classSet},
+						&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+					},
+					f.src,
+					[]expr.Any{
+						// The mark lands right after the key: concatenated
+						// fields are whole 32-bit registers.
+						&expr.Meta{Key: expr.MetaKeyMARK, Register: unix.NFT_REG32_00 + f.keySize/4},
+						&expr.Lookup{SourceRegister: 1, SetName: cutSet},
+					},
+					drop()),
 			})
 		}
-		if from, to := addrs(g.From, false), addrs(g.To, false); len(from) > 0 && len(to) > 0 {
-			ip.Rules = append(ip.Rules, Rule{
-				Text:  fmt.Sprintf("ip saddr { %s } ip daddr { %s } drop", abbrev(from), abbrev(to)),
-				Sets:  []*AnonSet{addrSet(from), addrSet(to)},
-				Exprs: rule(addrLookup(12, 4), addrLookup(16, 4), drop()),
-			})
-		}
-		if from, to := addrs(g.From, true), addrs(g.To, true); len(from) > 0 && len(to) > 0 {
-			ip6.Rules = append(ip6.Rules, Rule{
-				Text:  fmt.Sprintf("ip6 saddr { %s } ip6 daddr { %s } drop", abbrev(from), abbrev(to)),
-				Sets:  []*AnonSet{addrSet(from), addrSet(to)},
-				Exprs: rule(addrLookup(8, 16), addrLookup(24, 16), drop()),
-			})
-		}
-	}
-	if len(br.Rules) > 0 {
-		br.Rules = append([]Rule{sparARP(), sparND()}, br.Rules...)
 	}
 	if s.Uplink != "" {
 		for _, v6 := range []bool{false, true} {
-			var cut []netip.Addr
+			var addrs []netip.Addr
 			for _, a := range s.UplinkCut {
 				if a.Is6() == v6 {
-					cut = append(cut, a)
+					addrs = append(addrs, a)
 				}
 			}
-			if len(cut) == 0 {
+			if len(addrs) == 0 {
 				continue
 			}
-			fam, src, dst, size, c := "ip", uint32(12), uint32(16), uint32(4), &ip
+			fam, src, dst, size, t := "ip", uint32(12), uint32(16), uint32(4), ip
 			if v6 {
-				fam, src, dst, size, c = "ip6", 8, 24, 16, &ip6
+				fam, src, dst, size, t = "ip6", 8, 24, 16, ip6
 			}
-			set := addrSet(cut)
-			c.Rules = append(c.Rules,
-				Rule{Text: fmt.Sprintf("oifname %q %s saddr { %s } drop", s.Uplink, fam, abbrev(cut)), Sets: []*AnonSet{set},
-					Exprs: rule(oifname(expr.CmpOpEq, s.Uplink), addrLookup(src, size), drop())},
-				Rule{Text: fmt.Sprintf("iifname %q %s daddr { %s } drop", s.Uplink, fam, abbrev(cut)), Sets: []*AnonSet{set},
-					Exprs: rule(iifname(expr.CmpOpEq, s.Uplink), addrLookup(dst, size), drop())},
+			t.Sets = append(t.Sets, addrSet(uplinkCutSet, addrs))
+			cut[t].Rules = append(cut[t].Rules,
+				Rule{Text: fmt.Sprintf("oifname %q %s saddr @%s drop", s.Uplink, fam, uplinkCutSet),
+					Exprs: rule(oifname(expr.CmpOpEq, s.Uplink), namedLookup(src, size, uplinkCutSet), drop())},
+				Rule{Text: fmt.Sprintf("iifname %q %s daddr @%s drop", s.Uplink, fam, uplinkCutSet),
+					Exprs: rule(iifname(expr.CmpOpEq, s.Uplink), namedLookup(dst, size, uplinkCutSet), drop())},
 			)
 		}
 	}
@@ -123,32 +199,72 @@ func PartitionTables(s NetState) []*Table {
 	// and to the node as they leave it, bridged or routed alike, each
 	// exactly once. ARP and IPv6 neighbour discovery are spared, so that
 	// loss never turns into a lost neighbour and a total blackout.
-	pre := Chain{Name: "prerouting", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter}
-	post := Chain{Name: "postrouting", Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter}
+	pre, post := &Chain{Name: lossInChain}, &Chain{Name: lossOutChain}
 	if len(s.Loss) > 0 {
 		pre.Rules = append(pre.Rules, sparND())
 		post.Rules = append(post.Rules, sparND())
 	}
 	for _, l := range s.Loss {
 		pre.Rules = append(pre.Rules, Rule{
-			Text:  fmt.Sprintf("iifname %q ether type { ip, ip6 } numgen random mod 100 < %d drop", l.Port, l.Percent),
+			Text:  fmt.Sprintf("iifname %q ether type { ip, ip6 } numgen random mod %d < %d drop", l.Port, LossScale, l.PPM),
 			Sets:  []*AnonSet{ipEtherTypes()},
-			Exprs: rule(iifname(expr.CmpOpEq, l.Port), etherTypeLookup(), randomBelow(l.Percent), drop()),
+			Exprs: rule(iifname(expr.CmpOpEq, l.Port), etherTypeLookup(), randomBelow(l.PPM), drop()),
 		})
 		post.Rules = append(post.Rules, Rule{
-			Text:  fmt.Sprintf("oifname %q ether type { ip, ip6 } numgen random mod 100 < %d drop", l.Port, l.Percent),
+			Text:  fmt.Sprintf("oifname %q ether type { ip, ip6 } numgen random mod %d < %d drop", l.Port, LossScale, l.PPM),
 			Sets:  []*AnonSet{ipEtherTypes()},
-			Exprs: rule(oifname(expr.CmpOpEq, l.Port), etherTypeLookup(), randomBelow(l.Percent), drop()),
+			Exprs: rule(oifname(expr.CmpOpEq, l.Port), etherTypeLookup(), randomBelow(l.PPM), drop()),
 		})
 	}
-	bridgeChains := []Chain{br}
-	if len(s.Loss) > 0 {
-		bridgeChains = append(bridgeChains, pre, post)
+	bridge.Chains = []Chain{
+		jumpChain("forward", nftables.ChainHookForward, cutChain),
+		jumpChain("prerouting", nftables.ChainHookPrerouting, lossInChain),
+		jumpChain("postrouting", nftables.ChainHookPostrouting, lossOutChain),
+		*cut[bridge], *pre, *post,
 	}
-	return []*Table{
-		{Family: nftables.TableFamilyBridge, Name: PartitionTable, Chains: bridgeChains},
-		{Family: nftables.TableFamilyIPv4, Name: PartitionTable, Chains: []Chain{ip}},
-		{Family: nftables.TableFamilyIPv6, Name: PartitionTable, Chains: []Chain{ip6}},
+	ip.Chains = []Chain{jumpChain("forward", nftables.ChainHookForward, cutChain), *cut[ip]}
+	ip6.Chains = []Chain{jumpChain("forward", nftables.ChainHookForward, cutChain), *cut[ip6]}
+	return []*Table{bridge, ip, ip6}
+}
+
+// jumpChain is a base filter chain whose one rule jumps to the regular
+// chain to.
+//
+//	[ immediate reg 0 jump -> to ]
+func jumpChain(name string, hook *nftables.ChainHook, to string) Chain {
+	return filterChain(name, hook, Rule{
+		Text:  "jump " + to,
+		Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: to}},
+	})
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err) // a constant type that google/nftables refuses: a bug here
+	}
+	return v
+}
+
+// addrKeys are the IPv4 (or IPv6) addresses of m, as set keys.
+func addrKeys(m Member, v6 bool) [][]byte {
+	var out [][]byte
+	for _, a := range m.Addrs {
+		if a.IsValid() && a.Is6() == v6 {
+			out = append(out, a.AsSlice())
+		}
+	}
+	return out
+}
+
+// namedLookup looks the address of size bytes at offset up in the named
+// set name.
+//
+//	[ payload load 4b @ network header + 12 => reg 1 ]
+//	[ lookup reg 1 set uplinkcut ]
+func namedLookup(offset, size uint32, name string) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size},
+		&expr.Lookup{SourceRegister: 1, SetName: name},
 	}
 }
 
@@ -220,65 +336,8 @@ func ipEtherTypes() *AnonSet {
 	}}
 }
 
-// metaLookup looks the input or output interface name up in the rule's
-// set.
-//
-//	[ meta load iifname => reg 1 ]
-//	[ lookup reg 1 set __set%d ]
-func metaLookup(key expr.MetaKey) []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: key, Register: 1},
-		&expr.Lookup{SourceRegister: 1},
-	}
-}
-
-// ports lists the bridge ports of ms, each once.
-func ports(ms []Member) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, m := range ms {
-		for _, p := range m.Ports {
-			if !seen[p] {
-				seen[p] = true
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
-
-// addrs lists the IPv4 (or IPv6) addresses of ms.
-func addrs(ms []Member, v6 bool) []netip.Addr {
-	var out []netip.Addr
-	for _, m := range ms {
-		for _, a := range m.Addrs {
-			if a.IsValid() && a.Is6() == v6 {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
-}
-
-// ifnameSet is the named set of interface names name (see AnonSet.Name).
-func ifnameSet(name string, names []string) *AnonSet {
-	keys := make([][]byte, len(names))
-	for i, n := range names {
-		keys[i] = ifname(n)
-	}
-	return &AnonSet{KeyType: nftables.TypeIFName, Keys: keys, Name: name}
-}
-
-// abbrev lists addresses for a rule's text, shortened when long.
-func abbrev(addrs []netip.Addr) string {
-	if len(addrs) <= 8 {
-		return list(addrs)
-	}
-	return fmt.Sprintf("%s, ... %d addresses", list(addrs[:3]), len(addrs))
-}
-
-// addrSet is a set of addresses of one family.
-func addrSet(addrs []netip.Addr) *AnonSet {
+// addrSet is the named set name of addresses of one family.
+func addrSet(name string, addrs []netip.Addr) NamedSet {
 	keys := make([][]byte, len(addrs))
 	for i, a := range addrs {
 		keys[i] = a.AsSlice()
@@ -287,39 +346,18 @@ func addrSet(addrs []netip.Addr) *AnonSet {
 	if len(addrs) > 0 && addrs[0].Is6() {
 		kt = nftables.TypeIP6Addr
 	}
-	return &AnonSet{KeyType: kt, Keys: keys}
+	return NamedSet{Name: name, KeyType: kt, Keys: keys}
 }
 
-func list(addrs []netip.Addr) string {
-	s := make([]string, len(addrs))
-	for i, a := range addrs {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ", ")
-}
-
-// addrLookup looks the address of size bytes at offset up in the rule's
-// set: IPv4 source 12, destination 16 (4 bytes); IPv6 source 8,
-// destination 24 (16 bytes).
+// randomBelow matches ppm packets in a million at random.
 //
-//	[ payload load 4b @ network header + 12 => reg 1 ]
-//	[ lookup reg 1 set __set%d ]
-func addrLookup(offset, size uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size},
-		&expr.Lookup{SourceRegister: 1},
-	}
-}
-
-// randomBelow matches percent of packets at random.
-//
-//	[ numgen reg 1 = random mod 100 ]
+//	[ numgen reg 1 = random mod 1000000 ]
 //	[ byteorder reg 1 = hton(reg 1, 4, 4) ]
-//	[ cmp lt reg 1 0x1e000000 ]
-func randomBelow(percent int) []expr.Any {
+//	[ cmp lt reg 1 0x300b0000 ]
+func randomBelow(ppm uint32) []expr.Any {
 	return []expr.Any{
-		&expr.Numgen{Register: 1, Modulus: 100, Type: unix.NFT_NG_RANDOM},
+		&expr.Numgen{Register: 1, Modulus: LossScale, Type: unix.NFT_NG_RANDOM},
 		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
-		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(uint32(percent))},
+		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(ppm)},
 	}
 }

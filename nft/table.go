@@ -62,6 +62,56 @@ type NamedSet struct {
 	Name    string
 	KeyType nftables.SetDatatype
 	Keys    [][]byte
+	// Concat says KeyType is a concatenation. Interval makes a set of
+	// ranges: KeyEnds[i] is where the range from Keys[i] ends (inclusive,
+	// as for concatenations; big-endian keys).
+	Concat, Interval bool
+	KeyEnds          [][]byte
+	// DataType and Values make it a map: Values[i] is what Keys[i] maps
+	// to.
+	DataType nftables.SetDatatype
+	Values   [][]byte
+}
+
+// set is the google/nftables form of ns in table nt.
+func (ns NamedSet) set(nt *nftables.Table) *nftables.Set {
+	set := &nftables.Set{Table: nt, Name: ns.Name, KeyType: ns.KeyType, KeyByteOrder: binaryutil.NativeEndian,
+		Concatenation: ns.Concat, Interval: ns.Interval}
+	if ns.Values != nil {
+		set.IsMap, set.DataType = true, ns.DataType
+	}
+	if ns.Interval || ns.KeyType != nftables.TypeIFName {
+		set.KeyByteOrder = binaryutil.BigEndian
+	}
+	return set
+}
+
+// elements are the elements of ns from index i to j.
+func (ns NamedSet) elements(i, j int) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, j-i)
+	for k := i; k < j; k++ {
+		e := nftables.SetElement{Key: ns.Keys[k]}
+		if ns.KeyEnds != nil {
+			e.KeyEnd = ns.KeyEnds[k]
+		}
+		if ns.Values != nil {
+			e.Val = ns.Values[k]
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// elementSize is about what one element of ns takes in a netlink message.
+func (ns NamedSet) elementSize() int {
+	n := 40 + int(ns.KeyType.Bytes)
+	if ns.KeyEnds != nil {
+		n += 8 + int(ns.KeyType.Bytes)
+	}
+	if ns.Values != nil {
+		n += 16 + int(ns.DataType.Bytes)
+	}
+	return n
 }
 
 // String renders the table in nft syntax (as `nft list table` would,
@@ -70,6 +120,10 @@ func (t *Table) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", familyName(t.Family), t.Name)
 	for _, set := range t.Sets {
+		if set.KeyType != nftables.TypeIFName {
+			fmt.Fprintf(&b, "  set %s { type %s; %d elements }\n", set.Name, set.KeyType.Name, len(set.Keys))
+			continue
+		}
 		keys := make([]string, len(set.Keys))
 		for i, k := range set.Keys {
 			keys[i] = fmt.Sprintf("%q", strings.TrimRight(string(k), "\x00"))
@@ -77,6 +131,14 @@ func (t *Table) String() string {
 		fmt.Fprintf(&b, "  set %s { type %s; elements = { %s } }\n", set.Name, set.KeyType.Name, strings.Join(keys, ", "))
 	}
 	for _, c := range t.Chains {
+		if c.Hook == nil {
+			fmt.Fprintf(&b, "  chain %s {\n", c.Name)
+			for _, r := range c.Rules {
+				fmt.Fprintf(&b, "    %s\n", r.Text)
+			}
+			b.WriteString("  }\n")
+			continue
+		}
 		policy := "accept"
 		if c.Drop {
 			policy = "drop"
@@ -126,43 +188,55 @@ func queue(c *nftables.Conn, t *Table) error {
 	c.AddTable(nt)
 	named := map[string]*nftables.Set{}
 	for _, ns := range t.Sets {
-		set := &nftables.Set{Table: nt, Name: ns.Name, KeyType: ns.KeyType, KeyByteOrder: binaryutil.NativeEndian}
-		elems := make([]nftables.SetElement, len(ns.Keys))
-		for i, k := range ns.Keys {
-			elems[i] = nftables.SetElement{Key: k}
-		}
-		if err := c.AddSet(set, elems); err != nil {
+		set := ns.set(nt)
+		if err := c.AddSet(set, ns.elements(0, len(ns.Keys))); err != nil {
 			return fmt.Errorf("nftables set %s: %w", ns.Name, err)
 		}
 		named[ns.Name] = set
 	}
 	for _, ch := range t.Chains {
-		policy := nftables.ChainPolicyAccept
-		if ch.Drop {
-			policy = nftables.ChainPolicyDrop
-		}
-		nc := c.AddChain(&nftables.Chain{
-			Name: ch.Name, Table: nt, Type: ch.Type, Hooknum: ch.Hook, Priority: ch.Priority, Policy: &policy,
-		})
+		nc := c.AddChain(ch.nft(nt))
 		for _, r := range ch.Rules {
-			exprs := withNamedSets(r.Exprs, named)
-			for _, as := range r.Sets {
-				set := &nftables.Set{Table: nt, Anonymous: true, Constant: true, KeyType: as.KeyType, Concatenation: as.Concat}
-				if as.Name != "" {
-					set = &nftables.Set{Table: nt, Name: as.Name, KeyType: as.KeyType, KeyByteOrder: binaryutil.NativeEndian}
-				}
-				elems := make([]nftables.SetElement, len(as.Keys))
-				for i, k := range as.Keys {
-					elems[i] = nftables.SetElement{Key: k}
-				}
-				if err := c.AddSet(set, elems); err != nil {
-					return fmt.Errorf("nftables set for %q: %w", r.Text, err)
-				}
-				exprs = withSet(exprs, set)
+			if err := addRule(c, nt, nc, r, named); err != nil {
+				return err
 			}
-			c.AddRule(&nftables.Rule{Table: nt, Chain: nc, Exprs: exprs})
 		}
 	}
+	return nil
+}
+
+// nft is the google/nftables form of ch in table nt (a regular chain
+// when it has no hook).
+func (ch Chain) nft(nt *nftables.Table) *nftables.Chain {
+	if ch.Hook == nil {
+		return &nftables.Chain{Name: ch.Name, Table: nt}
+	}
+	policy := nftables.ChainPolicyAccept
+	if ch.Drop {
+		policy = nftables.ChainPolicyDrop
+	}
+	return &nftables.Chain{Name: ch.Name, Table: nt, Type: ch.Type, Hooknum: ch.Hook, Priority: ch.Priority, Policy: &policy}
+}
+
+// addRule queues r, with its anonymous sets, at the end of chain nc;
+// named are the named sets its lookups may refer to.
+func addRule(c *nftables.Conn, nt *nftables.Table, nc *nftables.Chain, r Rule, named map[string]*nftables.Set) error {
+	exprs := withNamedSets(r.Exprs, named)
+	for _, as := range r.Sets {
+		set := &nftables.Set{Table: nt, Anonymous: true, Constant: true, KeyType: as.KeyType, Concatenation: as.Concat}
+		if as.Name != "" {
+			set = &nftables.Set{Table: nt, Name: as.Name, KeyType: as.KeyType, KeyByteOrder: binaryutil.NativeEndian}
+		}
+		elems := make([]nftables.SetElement, len(as.Keys))
+		for i, k := range as.Keys {
+			elems[i] = nftables.SetElement{Key: k}
+		}
+		if err := c.AddSet(set, elems); err != nil {
+			return fmt.Errorf("nftables set for %q: %w", r.Text, err)
+		}
+		exprs = withSet(exprs, set)
+	}
+	c.AddRule(&nftables.Rule{Table: nt, Chain: nc, Exprs: exprs})
 	return nil
 }
 

@@ -79,11 +79,13 @@ type FlakyOption func(*flakyArgs)
 // flakyArgs are the flags of `nsrun net flaky` that the options make.
 type flakyArgs struct{ args []string }
 
-// Loss drops that fraction of the node's IPv4 packets, both ways (0.3:
-// 30%; the run applies whole percents).
+// Loss drops that fraction of the node's IPv4 and IPv6 packets, both
+// ways (0.3: 30%; exact to 0.000001, finer fractions are rounded to it).
 func Loss(fraction float64) FlakyOption {
 	return func(a *flakyArgs) {
-		a.args = append(a.args, "--loss", strconv.FormatFloat(fraction*100, 'f', -1, 64)+"%")
+		pct := strconv.FormatFloat(fraction*100, 'f', 4, 64)
+		pct = strings.TrimSuffix(strings.TrimRight(pct, "0"), ".")
+		a.args = append(a.args, "--loss", pct+"%")
 	}
 }
 
@@ -102,8 +104,9 @@ func Jitter(d time.Duration) FlakyOption {
 	return func(a *flakyArgs) { a.args = append(a.args, "--jitter", d.String()) }
 }
 
-// Flaky sets the node's link faults, replacing those it had; with no
-// option it clears them.
+// Flaky sets the kinds of link fault the options give on node, keeping
+// the node's other kinds (Loss(0) clears the loss); with no option it
+// clears them all.
 func (n *Net) Flaky(node string, opts ...FlakyOption) error {
 	a := flakyArgs{args: []string{node}}
 	for _, o := range opts {
@@ -141,10 +144,10 @@ func (n *Net) Show() (State, error) {
 		Partition State       `json:"partition"`
 		Blocked   [][2]string `json:"blocked"`
 		Faults    map[string]struct {
-			Loss   int    `json:"loss_percent"`
-			Rate   string `json:"rate"`
-			Delay  string `json:"delay"`
-			Jitter string `json:"jitter"`
+			Loss   float64 `json:"loss_percent"`
+			Rate   string  `json:"rate"`
+			Delay  string  `json:"delay"`
+			Jitter string  `json:"jitter"`
 		} `json:"faults"`
 	}
 	if err := json.Unmarshal([]byte(out), &raw); err != nil {

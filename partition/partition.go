@@ -12,6 +12,7 @@ package partition
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 )
 
@@ -33,29 +34,15 @@ type State struct {
 func Fullmesh() State { return State{Verb: "fullmesh"} }
 
 // Blocked lists every ordered pair [from, to] of distinct nodes that may
-// not send to each other, sorted.
+// not send to each other, sorted. It is the spec's own model of who
+// reaches whom, pair by pair (Compile gives the same cut in classes).
 func (s State) Blocked(nodes []string) [][2]string {
 	set := map[[2]string]bool{}
 	if s.Clusters != nil {
-		member := map[string][]int{}
-		for i, c := range s.Clusters {
-			for _, n := range c {
-				member[n] = append(member[n], i)
-			}
-		}
-		share := func(a, b string) bool {
-			for _, i := range member[a] {
-				for _, j := range member[b] {
-					if i == j {
-						return true
-					}
-				}
-			}
-			return false
-		}
+		member := s.membership(nodes)
 		for _, a := range nodes {
 			for _, b := range nodes {
-				if a != b && !share(a, b) {
+				if a != b && !member[a].meets(member[b]) {
 					set[[2]string{a, b}] = true
 				}
 			}
@@ -140,17 +127,19 @@ func jepsen(verb string, nodes []string, o Options) (State, error) {
 		}
 		// Node i sees the r nearest nodes on each side of the ring: itself
 		// and 2r others, a majority; pairs further apart are cut both ways.
+		// Two nodes are at most r apart exactly when one window of r+1
+		// neighbours on the ring holds both: the windows are the clusters,
+		// n of them (never the O(n²) pairs they cut).
 		r := n / 2 / 2
 		if 2*r+1 <= n/2 {
 			r++
 		}
 		for i := 0; i < n; i++ {
-			for j := 0; j < n; j++ {
-				d := (j - i + n) % n
-				if i != j && min(d, n-d) > r {
-					s.Drops = append(s.Drops, [2]string{shuffled[i], shuffled[j]})
-				}
+			w := make([]string, 0, r+1)
+			for k := 0; k <= r; k++ {
+				w = append(w, shuffled[(i+k)%n])
 			}
+			s.Clusters = append(s.Clusters, w)
 		}
 	}
 	if o.Uplink {
@@ -161,12 +150,14 @@ func jepsen(verb string, nodes []string, o Options) (State, error) {
 
 // Reach reports whether from may send to to under s.
 func (s State) Reach(nodes []string, from, to string) bool {
-	for _, p := range s.Blocked(nodes) {
-		if p == [2]string{from, to} {
-			return false
-		}
+	if from == to || slices.Contains(s.Drops, [2]string{from, to}) {
+		return from == to
 	}
-	return true
+	if s.Clusters == nil {
+		return true
+	}
+	m := s.membership([]string{from, to})
+	return m[from].meets(m[to])
 }
 
 // Group is a set of sources cut from the same destinations: one rule.

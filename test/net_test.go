@@ -564,7 +564,8 @@ func TestPartitionBadInput(t *testing.T) {
 		{"isolate", []string{"zz"}, `no node "zz" in this run`},
 		{"disjoint", []string{"n1", "n2", "--", "n2", "n3", "n4", "n5"}, `"n2" is in two clusters`},
 		{"disjoint", []string{"n1", "n2", "--", "n3"}, "use split"},
-		{"flaky", []string{"n1", "--loss", "150%"}, "--loss \"150%\": write a percentage from 0 to 100"},
+		{"flaky", []string{"n1", "--loss", "150%"}, "--loss \"150%\": write a percentage from 0% to 100% with its %, such as 30%, 0.3% or 0.0001%"},
+		{"flaky", []string{"n1", "--loss", "0.3"}, "--loss \"0.3\": no % sign: write a percentage from 0% to 100% with its %, such as 30%, 0.3% or 0.0001%"},
 		{"flaky", []string{"n1", "--rate", "fast"}, "--rate \"fast\""},
 		{"flaky", []string{"n1", "--delay", "soon"}, "--delay \"soon\""},
 		{"flaky", []string{"zz", "--loss", "10%"}, `no node "zz"`},
@@ -653,7 +654,7 @@ func TestNodeStopStartPause(t *testing.T) {
 	}
 	dial := func() string { return r.exec(t, "n1", "probe", "dial", "n3:9000", dialTimeout).Stdout }
 	// From inside a node with control, nsrun net and nsrun node need no --run.
-	if res := r.exec(t, "n2", "sh", "-c", "nsrun net isolate n5 && nsrun net show && nsrun net fullmesh"); res.Code != 0 || !strings.Contains(res.Stdout, "clusters [n1 n2 n3 n4]") {
+	if res := r.exec(t, "n2", "sh", "-c", "nsrun net isolate n5 && nsrun net show && nsrun net fullmesh"); res.Code != 0 || !strings.Contains(res.Stdout, "cut off: n5; the other nodes reach each other: 4 nodes (n1 n2 n3 n4)") {
 		t.Errorf("net verbs from inside a node: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
 	}
 	node("stop", "n3")

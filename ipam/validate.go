@@ -51,7 +51,27 @@ func NewSubnet(field, cidr string) (Subnet, error) {
 	if p.Masked() != p {
 		return Subnet{}, fmt.Errorf("%s: %q has host bits set; write %s", field, cidr, p.Masked())
 	}
+	for _, sp := range special4 {
+		if sp.prefix.Overlaps(p) {
+			return Subnet{}, fmt.Errorf("%s: %s overlaps %s (%s), which %s; pick a private subnet such as 172.18.1.0/24 or 10.1.0.0/24", field, p, sp.prefix, sp.what, sp.why)
+		}
+	}
 	return Subnet{Prefix: p, Bridge: prev(broadcast(p))}, nil
+}
+
+// special4 are the IPv4 ranges no guest subnet may overlap: the kernel
+// treats their addresses specially, so hosts on them cannot talk as hosts
+// of one link do (RFC 6890's special-purpose ranges that are not usable as
+// unicast on a link).
+var special4 = []struct {
+	prefix    netip.Prefix
+	what, why string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this network", "is never a host's address"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback", "the kernel keeps on lo and never routes"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local", "is not routed between subnets"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast", "is never a host's address"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved, and broadcast", "is never a host's address"},
 }
 
 // CheckGuest reports whether addr may be given to a guest of s: it must lie

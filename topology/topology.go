@@ -37,6 +37,9 @@ type Topology struct {
 type Subnet struct {
 	Name string
 	ipam.Subnet
+	// Pos4 and Pos6 are where its IPv4 and IPv6 prefixes are written
+	// (zero for the default subnet).
+	Pos4, Pos6 Pos
 }
 
 // Pos is where something is written in the file (1-based; zero when it
@@ -335,7 +338,14 @@ func (p *parser) subnets(n *yaml.Node, noIPv6 bool) ([]Subnet, error) {
 				return nil, p.errAt(at6, "%s: IPv6 prefix %s overlaps subnets.%s (%s); give each subnet its own /64 (ipv6: ...)", f6, s.Prefix6, o.Name, o.Prefix6)
 			}
 		}
-		out = append(out, Subnet{Name: kv[0].Value, Subnet: s})
+		sub := Subnet{Name: kv[0].Value, Subnet: s}
+		if at4 != nil {
+			sub.Pos4 = Pos{at4.Line, at4.Column}
+		}
+		if at6 != nil {
+			sub.Pos6 = Pos{at6.Line, at6.Column}
+		}
+		out = append(out, sub)
 	}
 	if len(out) > 16 {
 		return nil, p.errAt(n, "subnets: at most 16 subnets")

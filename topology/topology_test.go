@@ -143,3 +143,47 @@ func TestExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecialSubnetsRefused: loopback, multicast, link-local and other
+// special-purpose ranges cannot be a subnet; the error names the file,
+// line, column and field, the range, and the fix.
+func TestSpecialSubnetsRefused(t *testing.T) {
+	for value, want := range map[string]string{
+		"127.0.0.0/24":                         "f.yaml:3:6: subnets.x: 127.0.0.0/24 overlaps 127.0.0.0/8 (loopback), which the kernel keeps on lo and never routes; pick a private subnet such as 172.18.1.0/24",
+		"127.0.0.0/8":                          "overlaps 127.0.0.0/8 (loopback)",
+		"224.1.0.0/24":                         "f.yaml:3:6: subnets.x: 224.1.0.0/24 overlaps 224.0.0.0/4 (multicast)",
+		"239.255.0.0/16":                       "(multicast)",
+		"0.0.0.0/24":                           "overlaps 0.0.0.0/8 (this network)",
+		"169.254.1.0/24":                       "overlaps 169.254.0.0/16 (link-local)",
+		"240.0.0.0/24":                         "overlaps 240.0.0.0/4 (reserved, and broadcast)",
+		"255.255.255.0/24":                     "overlaps 240.0.0.0/4",
+		"{ipv4: 127.1.0.0/16}":                 "f.yaml:3:13: subnets.x.ipv4: 127.1.0.0/16 overlaps 127.0.0.0/8 (loopback)",
+		"ff02::/64":                            "f.yaml:3:6: subnets.x: ff02::/64 is multicast (ff00::/8)",
+		"fe80::/64":                            "f.yaml:3:6: subnets.x: fe80::/64 is link-local (fe80::/10)",
+		"::1/128":                              "holds the unspecified and loopback addresses",
+		"'::/64'":                              "holds the unspecified and loopback addresses",
+		"{ipv4: 10.1.0.0/24, ipv6: ff05::/64}": "f.yaml:3:32: subnets.x.ipv6: ff05::/64 is multicast",
+	} {
+		_, err := Parse("f.yaml", "/", []byte("subnets:\n  y: 172.18.0.0/24\n  x: "+value+"\nnodes:\n  a: {ip: 172.18.0.1}\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("subnet %s: %v; want %q", value, err, want)
+		}
+	}
+	for _, value := range []string{"10.0.0.0/8", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15", "11.0.0.0/8", "{ipv4: 10.1.0.0/24, ipv6: 2001:db8::/64}"} {
+		if _, err := Parse("f.yaml", "/", []byte("subnets:\n  y: 172.18.0.0/24\n  x: "+value+"\nnodes:\n  a: {ip: 172.18.0.1}\n")); err != nil {
+			t.Errorf("subnet %s: %v", value, err)
+		}
+	}
+}
+
+// TestSubnetPositions: a subnet keeps where its prefixes are written, for
+// errors found later (overlaps with the helper's ranges).
+func TestSubnetPositions(t *testing.T) {
+	top, err := Parse("f.yaml", "/", []byte("subnets:\n  y: 172.18.0.0/24\n  x: {ipv4: 10.1.0.0/24, ipv6: fd00:1::/64}\nnodes:\n  a: {ip: 172.18.0.1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y, x := top.Subnets[0], top.Subnets[1]; y.Pos4 != (Pos{2, 6}) || y.Pos6 != (Pos{2, 6}) || x.Pos4 != (Pos{3, 13}) || x.Pos6 != (Pos{3, 32}) {
+		t.Errorf("positions: y %+v %+v, x %+v %+v", y.Pos4, y.Pos6, x.Pos4, x.Pos6)
+	}
+}

@@ -1,0 +1,91 @@
+package test
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestUpRefusesSpecialSubnets: loopback, multicast and other special
+// subnets are refused at the file (file:line:col), by the built nsrun as
+// the user, before anything is made; they used to pass and fail at run
+// time.
+func TestUpRefusesSpecialSubnets(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	files := map[string]string{}
+	want := map[string]string{}
+	for name, c := range map[string][2]string{
+		"lo":    {"127.0.0.0/24", "lo.yaml:3:6: subnets.x: 127.0.0.0/24 overlaps 127.0.0.0/8 (loopback)"},
+		"mc":    {"224.1.0.0/24", "mc.yaml:3:6: subnets.x: 224.1.0.0/24 overlaps 224.0.0.0/4 (multicast)"},
+		"zero":  {"0.0.0.0/24", "zero.yaml:3:6: subnets.x: 0.0.0.0/24 overlaps 0.0.0.0/8 (this network)"},
+		"ll":    {"169.254.7.0/24", "ll.yaml:3:6: subnets.x: 169.254.7.0/24 overlaps 169.254.0.0/16 (link-local)"},
+		"class": {"240.1.0.0/24", "class.yaml:3:6: subnets.x: 240.1.0.0/24 overlaps 240.0.0.0/4"},
+		"mc6":   {"{ipv4: 10.1.0.0/24, ipv6: 'ff05::/64'}", "mc6.yaml:3:32: subnets.x.ipv6: ff05::/64 is multicast (ff00::/8)"},
+		"ll6":   {"'fe80::/64'", "ll6.yaml:3:6: subnets.x: fe80::/64 is link-local (fe80::/10)"},
+	} {
+		files[name+".yaml"] = "subnets:\n  y: 172.18.0.0/24\n  x: " + c[0] + "\nnodes:\n  a: {ip: 172.18.0.2, command: 'true'}\n"
+		want[name+".yaml"] = c[1]
+	}
+	dir := project(t, files)
+	before := u.runDirs()
+	for file, w := range want {
+		for _, args := range [][]string{{"-f", file}, {"--dry-run", "-f", file}} {
+			r := u.up(t, dir, args...)
+			if r.Code != 125 || !strings.Contains(r.Stderr, w) {
+				t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(args, " "), r.Code, r.Stderr, w)
+			}
+		}
+	}
+	if after := u.runDirs(); len(after) != len(before) {
+		t.Errorf("refused files made runs: %v", after)
+	}
+}
+
+// TestUpRefusesHelperHostPool: with nsrun-helper installed, a subnet in
+// its pool of host links (where the host's own address lives, so nodes
+// took the host for a neighbour and could not reach it) is refused at the
+// file, as one in the runs' pool is; isolated, the same file runs.
+func TestUpRefusesHelperHostPool(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	rec := installFor(t, u, testResolverAddr(t))
+	if !rec.HostPool.IsValid() || !rec.HostPool.Contains(rec.HostAddr.Addr()) {
+		t.Fatalf("the record names no host pool holding the host link: %+v", rec)
+	}
+	sub := rec.HostAddr.Masked() // the user's own host /30's /24
+	sub24, _ := sub.Addr().Prefix(24)
+	a4 := sub24.Addr().As4()
+	a4[3] = 9
+	node := netip.AddrFrom4(a4)
+	files := map[string]string{
+		"pool.yaml": fmt.Sprintf("subnets:\n  x: %s\nnodes:\n  a: {ip: %s, command: 'true'}\n", sub24, node),
+	}
+	want := map[string]string{
+		"pool.yaml": fmt.Sprintf("pool.yaml:2:6: subnets.x: %s overlaps nsrun-helper's host links %s (host-cidr), so nodes could not reach the host", sub24, rec.HostPool),
+	}
+	if rec.HostPool6.IsValid() {
+		link6 := rec.HostAddr6.Masked()
+		files["pool6.yaml"] = fmt.Sprintf("subnets:\n  x: {ipv4: 172.18.1.0/24, ipv6: '%s'}\nnodes:\n  a: {ip: 172.18.1.2, command: 'true'}\n", link6)
+		want["pool6.yaml"] = fmt.Sprintf("pool6.yaml:2:34: subnets.x: %s overlaps nsrun-helper's IPv6 host links %s (host-cidr6)", link6, rec.HostPool6)
+	} else {
+		t.Log("the host has no IPv6: the IPv6 host pool is not checked")
+	}
+	dir := project(t, files)
+	before := u.runDirs()
+	for file, w := range want {
+		for _, args := range [][]string{{"-f", file}, {"--dry-run", "-f", file}} {
+			r := u.up(t, dir, args...)
+			if r.Code != 125 || !strings.Contains(r.Stderr, w) {
+				t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(args, " "), r.Code, r.Stderr, w)
+			}
+		}
+		if r := u.up(t, dir, "--isolated", "-f", file); r.Code != 0 {
+			t.Errorf("up --isolated -f %s: exit %d, stderr %q; an isolated run has no host link to collide with", file, r.Code, r.Stderr)
+		}
+	}
+	if after := u.runDirs(); len(after) != len(before) {
+		t.Errorf("runs left: %v", after)
+	}
+}

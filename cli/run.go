@@ -294,6 +294,7 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 		}
 		uplinkIPv6 = rec.Gateway6.IsValid()
 		in.Uplink = &plan.UplinkInput{GatewayNS: install.NetNSPath(in.User.UID), Pool: rec.RunsCIDR, IPv6: uplinkIPv6}
+		in.Uplink.HostPool, in.Uplink.HostPool6 = rec.HostPools()
 		if rec.Resolver.IsValid() {
 			in.Uplink.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53)
 		}

@@ -161,6 +161,7 @@ func (in *installer) chooseAddresses() error {
 		HostAddr:    hostAddr,
 		Gateway:     netip.PrefixFrom(hostAddr.Addr().Next(), 30),
 		RunsCIDR:    o.RunsCIDR,
+		HostPool:    o.HostPool,
 		Resolver:    o.Resolver,
 		Table:       install.TableName(o.UID),
 		MadeDir:     in.prev.MadeDir,
@@ -192,6 +193,7 @@ func (in *installer) chooseAddresses() error {
 	}
 	in.rec.HostAddr6 = netip.PrefixFrom(link6.Addr().Next(), 64)
 	in.rec.Gateway6 = netip.PrefixFrom(link6.Addr().Next().Next(), 64)
+	in.rec.HostPool6 = o.HostPool6
 	return nil
 }
 

@@ -56,6 +56,12 @@ type Record struct {
 	// the host drops all IPv6 from the gateway.
 	HostAddr6 netip.Prefix `json:"host_addr6,omitzero"`
 	Gateway6  netip.Prefix `json:"gateway_addr6,omitzero"`
+	// HostPool and HostPool6 are the pools every user's host link comes
+	// from (the admin's host-cidr and host-cidr6): a run's subnet must not
+	// overlap them, or its nodes would take the host for a neighbour.
+	// Records of older helpers have none (see HostPools).
+	HostPool  netip.Prefix `json:"host_pool,omitzero"`
+	HostPool6 netip.Prefix `json:"host_pool6,omitzero"`
 	// NetNS is the inode of the network namespace the helper installed
 	// into (the host's; a test's simulated host has its own): the guard
 	// table of a namespace lists the records of that namespace only.
@@ -64,6 +70,26 @@ type Record struct {
 	// unlike its inode, the kernel never gives to another namespace: a
 	// namespace made after this one died often gets its inode.
 	NetNSCookie uint64 `json:"netns_cookie,omitzero"`
+}
+
+// HostPools returns the record's host pools; for a record without them
+// (an older helper's), the default pool where it holds the host link, else
+// the host link's own prefix (v6: invalid without an IPv6 host link).
+func (r Record) HostPools() (v4, v6 netip.Prefix) {
+	v4, v6 = r.HostPool, r.HostPool6
+	if !v4.IsValid() {
+		v4 = r.HostAddr.Masked()
+		if DefaultHostPool.Contains(r.HostAddr.Addr()) {
+			v4 = DefaultHostPool
+		}
+	}
+	if !v6.IsValid() && r.HostAddr6.IsValid() {
+		v6 = r.HostAddr6.Masked()
+		if DefaultHostPool6.Contains(r.HostAddr6.Addr()) {
+			v6 = DefaultHostPool6
+		}
+	}
+	return v4, v6
 }
 
 // MaxRecordSize bounds what is read of a record.

@@ -2,6 +2,7 @@ package install
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -87,6 +88,27 @@ func TestOpenVerifiedDir(t *testing.T) {
 	}{{"link", me}, {"open", me}, {"mine", me + 1}, {"mine", NotCaller}} {
 		if _, err := OpenVerifiedDir(parent, c.name, c.owner); !errors.Is(err, ErrUnsafe) {
 			t.Errorf("%s (owner %d): %v; want ErrUnsafe", c.name, c.owner, err)
+		}
+	}
+}
+
+// TestHostPools: a record names its host pools; an older helper's record,
+// without them, gives the default pools where they hold its host link,
+// else the link's own prefix.
+func TestHostPools(t *testing.T) {
+	pp := netip.MustParsePrefix
+	for _, c := range []struct {
+		rec    Record
+		v4, v6 string
+	}{
+		{Record{HostAddr: pp("10.9.0.1/30"), HostPool: pp("10.9.0.0/24"), HostAddr6: pp("fd01::1/64"), HostPool6: pp("fd01::/48")}, "10.9.0.0/24", "fd01::/48"},
+		{Record{HostAddr: pp("172.18.255.1/30"), HostAddr6: pp("fd6e:7372::1/64")}, "172.18.255.0/24", "fd6e:7372::/48"},
+		{Record{HostAddr: pp("10.9.0.5/30"), HostAddr6: pp("fd01::1/64")}, "10.9.0.4/30", "fd01::/64"},
+		{Record{HostAddr: pp("172.18.255.1/30")}, "172.18.255.0/24", "invalid Prefix"},
+	} {
+		v4, v6 := c.rec.HostPools()
+		if v4.String() != c.v4 || v6.String() != c.v6 {
+			t.Errorf("%+v: %s %s, want %s %s", c.rec, v4, v6, c.v4, c.v6)
 		}
 	}
 }

@@ -46,7 +46,10 @@ type Input struct {
 type UplinkInput struct {
 	GatewayNS string
 	Pool      netip.Prefix
-	HostDNS   netip.AddrPort // zero: no resolver
+	// HostPool and HostPool6 are the helper's pools of host links
+	// (install.Record.HostPools); no subnet may overlap them.
+	HostPool, HostPool6 netip.Prefix
+	HostDNS             netip.AddrPort // zero: no resolver
 	// IPv6: the gateway has a static IPv6 uplink to the host (the
 	// helper's record has gateway_addr6), so the run's uplink carries
 	// IPv6 too.
@@ -61,6 +64,32 @@ func (p *Plan) hasIPv6() bool {
 		}
 	}
 	return false
+}
+
+// checkUplinkOverlap refuses a subnet that overlaps what nsrun-helper's
+// uplink uses: the runs' uplinks, or the pool of host links (whose host
+// address the subnet's nodes would look for on their own link). Errors
+// name the file, line and column of the prefix.
+func checkUplinkOverlap(file string, s topology.Subnet, u *UplinkInput) error {
+	if u == nil {
+		return nil
+	}
+	if s.HasIPv4() && u.Pool.Overlaps(s.Prefix) {
+		return topology.ErrorAt(file, s.Pos4, "subnets.%s: %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", s.Name, s.Prefix, u.Pool)
+	}
+	if s.HasIPv4() && u.HostPool.IsValid() && u.HostPool.Overlaps(s.Prefix) {
+		return topology.ErrorAt(file, s.Pos4, "subnets.%s: %s overlaps nsrun-helper's host links %s (host-cidr), so nodes could not reach the host; pick another subnet, such as 172.18.1.0/24", s.Name, s.Prefix, u.HostPool)
+	}
+	if !s.HasIPv6() {
+		return nil
+	}
+	if u.IPv6 && ipam.PairRange6(u.Pool).Overlaps(s.Prefix6) {
+		return topology.ErrorAt(file, s.Pos6, "subnets.%s: %s overlaps the IPv6 run uplinks %s (the runs' IPv4 uplinks %s, mapped as subnets are); pick another /64", s.Name, s.Prefix6, ipam.PairRange6(u.Pool), u.Pool)
+	}
+	if u.HostPool6.IsValid() && u.HostPool6.Overlaps(s.Prefix6) {
+		return topology.ErrorAt(file, s.Pos6, "subnets.%s: %s overlaps nsrun-helper's IPv6 host links %s (host-cidr6), so nodes could not reach the host; pick another /64, such as fd00:ac12:100::/64", s.Name, s.Prefix6, u.HostPool6)
+	}
+	return nil
 }
 
 // Build makes the plan of in, checking every derived name for clashes.
@@ -91,11 +120,8 @@ func Build(in Input) (*Plan, error) {
 		}
 	}
 	for i, s := range top.Subnets {
-		if in.Uplink != nil && in.Uplink.Pool.Overlaps(s.Prefix) {
-			return nil, fmt.Errorf("subnets.%s: %s overlaps the run uplinks %s of nsrun-helper; pick another subnet, or reinstall with another --runs-cidr", s.Name, s.Prefix, in.Uplink.Pool)
-		}
-		if u := in.Uplink; u != nil && u.IPv6 && s.Prefix6.IsValid() && ipam.PairRange6(u.Pool).Overlaps(s.Prefix6) {
-			return nil, fmt.Errorf("subnets.%s: %s overlaps the IPv6 run uplinks %s (the runs' IPv4 uplinks %s, mapped as subnets are); pick another /64", s.Name, s.Prefix6, ipam.PairRange6(u.Pool), u.Pool)
+		if err := checkUplinkOverlap(top.File, s, in.Uplink); err != nil {
+			return nil, err
 		}
 		p.Bridges = append(p.Bridges, Bridge{Name: BridgeName(i), Subnet: s.Name, Prefix: s.Prefix, Router: s.Bridge, Prefix6: s.Prefix6, Router6: s.Bridge6})
 	}

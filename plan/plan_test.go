@@ -209,7 +209,7 @@ func TestBuildInputErrors(t *testing.T) {
 	top := parse(t, "subnets:\n  x: 172.18.192.0/24\nnodes:\n  a: {ip: 172.18.192.2, command: 'true'}\n  b: {ip: 172.18.192.3}\n")
 	in := input(top)
 	in.Uplink = &UplinkInput{Pool: netip.MustParsePrefix("172.18.192.0/19")}
-	if _, err := Build(in); err == nil || !strings.Contains(err.Error(), "subnets.x: 172.18.192.0/24 overlaps the run uplinks 172.18.192.0/19") {
+	if _, err := Build(in); err == nil || !strings.Contains(err.Error(), "f.yaml:2:6: subnets.x: 172.18.192.0/24 overlaps the run uplinks 172.18.192.0/19") {
 		t.Errorf("overlap: %v", err)
 	}
 	in = input(top)
@@ -253,5 +253,40 @@ func TestBuildLongNames(t *testing.T) {
 	a, b := p.Nodes[0].Links[0].Port, p.Nodes[1].Links[0].Port
 	if len(a) != 15 || len(b) != 15 || a == b || a[0] != 'v' {
 		t.Errorf("ports %q and %q", a, b)
+	}
+}
+
+// TestBuildRefusesHostPool: with the helper, a subnet that overlaps its
+// pool of host links (IPv4 or IPv6) is refused at the file, naming the
+// pool and the fix; without the helper (an isolated run) it is a subnet
+// like any other.
+func TestBuildRefusesHostPool(t *testing.T) {
+	uplink := func() *UplinkInput {
+		return &UplinkInput{Pool: netip.MustParsePrefix("172.18.192.0/19"), IPv6: true,
+			HostPool: netip.MustParsePrefix("172.18.255.0/24"), HostPool6: netip.MustParsePrefix("fd6e:7372::/48")}
+	}
+	for file, want := range map[string]string{
+		"subnets:\n  x: 172.18.255.0/24\nnodes:\n  a: {ip: 172.18.255.9}\n":                             "f.yaml:2:6: subnets.x: 172.18.255.0/24 overlaps nsrun-helper's host links 172.18.255.0/24 (host-cidr), so nodes could not reach the host; pick another subnet, such as 172.18.1.0/24",
+		"subnets:\n  x: 172.18.255.128/25\nnodes:\n  a: {ip: 172.18.255.129}\n":                         "f.yaml:2:6: subnets.x: 172.18.255.128/25 overlaps nsrun-helper's host links",
+		"subnets:\n  x: 172.18.0.0/16\nnodes:\n  a: {ip: 172.18.0.9}\n":                                 "overlaps the run uplinks",
+		"subnets:\n  x: {ipv4: 172.18.1.0/24, ipv6: 'fd6e:7372::/64'}\nnodes:\n  a: {ip: 172.18.1.9}\n": "f.yaml:2:34: subnets.x: fd6e:7372::/64 overlaps nsrun-helper's IPv6 host links fd6e:7372::/48 (host-cidr6), so nodes could not reach the host; pick another /64",
+		"subnets:\n  x: 'fd6e:7372:0:5::/64'\nnodes:\n  a: {ip6: 'fd6e:7372:0:5::9'}\n":                 "f.yaml:2:6: subnets.x: fd6e:7372:0:5::/64 overlaps nsrun-helper's IPv6 host links",
+	} {
+		top := parse(t, file)
+		in := input(top)
+		in.Uplink = uplink()
+		if _, err := Build(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v\nwant %q", file, err, want)
+		}
+		if !strings.Contains(want, "run uplinks") {
+			if _, err := Build(input(top)); err != nil {
+				t.Errorf("%q isolated: %v", file, err)
+			}
+		}
+	}
+	in := input(parse(t, "subnets:\n  x: 172.18.254.0/24\nnodes:\n  a: {ip: 172.18.254.9}\n"))
+	in.Uplink = uplink()
+	if _, err := Build(in); err != nil {
+		t.Errorf("a subnet beside the pool: %v", err)
 	}
 }

@@ -536,8 +536,11 @@ func (in *installer) stepVeth() Step {
 		Describe: fmt.Sprintf("create veth %s (host, %s) with its peer %q inside the gateway (%s); while %s is down set\n%s;\nthen bring both up",
 			rec.Interface, addrs(rec.HostAddr, rec.HostAddr6), install.GatewayUplink, gatewayAddrs(rec), rec.Interface, strings.Join(settings, ", ")),
 		Done: func() (bool, error) {
-			if !hasAddr(in.host, rec.Interface, rec.HostAddr) || !hasAddr(in.host, rec.Interface, rec.HostAddr6) || in.gwNet == nil {
+			if in.gwNet == nil {
 				return false, nil
+			}
+			if ok, err := hasAddrs(in.host, rec.Interface, rec.HostAddr, rec.HostAddr6); !ok || err != nil {
+				return false, err
 			}
 			for _, s := range hostSide {
 				if v := sysctl(fmt.Sprintf(s[0], rec.Interface)); v != s[1] && v != "" {
@@ -549,8 +552,7 @@ func (in *installer) stepVeth() Step {
 				return false, err
 			}
 			defer gh.Close()
-			return hasAddr(gh, install.GatewayUplink, rec.Gateway) && hasAddr(gh, install.GatewayUplink, rec.Gateway6) &&
-				hasAddr(gh, install.GatewayUplink, gatewayLinkLocal(rec)), nil
+			return hasAddrs(gh, install.GatewayUplink, rec.Gateway, rec.Gateway6, gatewayLinkLocal(rec))
 		},
 		Apply: in.createVeth,
 	}
@@ -620,7 +622,7 @@ func (in *installer) gatewayConfigured() (bool, error) {
 	defer gh.Close()
 	gws, err := netsetup.DefaultGateways(gh)
 	if err != nil {
-		return false, nil
+		return false, fmt.Errorf("gateway: %w", err)
 	}
 	hasDefault, hasDefault6 := false, !in.rec.HostAddr6.IsValid()
 	for _, gw := range gws {
@@ -748,10 +750,20 @@ func gatewayLinkLocal(rec install.Record) netip.Prefix {
 	return install.GatewayLinkLocal
 }
 
-// hasAddr reports whether ifname is up with the address p; an invalid p
-// (no IPv6 on this host) is always there.
-func hasAddr(h *netlink.Handle, ifname string, p netip.Prefix) bool {
-	return !p.IsValid() || netsetup.HasAddr(h, ifname, p)
+// hasAddrs reports whether ifname is up with every address of ps; an
+// invalid one (no IPv6 on this host) is always there. A failure to ask
+// is an error, never "not there": the step would then delete and create
+// again the user's veth, and cut the uplink of their live runs.
+func hasAddrs(h *netlink.Handle, ifname string, ps ...netip.Prefix) (bool, error) {
+	for _, p := range ps {
+		if !p.IsValid() {
+			continue
+		}
+		if ok, err := netsetup.HasAddr(h, ifname, p); !ok || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // sysctl reads a sysctl of the helper's network namespace ("" if none).

@@ -64,9 +64,12 @@ func GetStatus(uid int) Status {
 			s.Resolver = rec.Resolver.String()
 		}
 	}
-	if up, ok := interfaceUp(s.Interface); ok {
+	switch up, ok, err := interfaceUp(s.Interface); {
+	case err != nil && s.Installed:
+		s.Problem = fmt.Sprintf("cannot tell whether interface %s is there: %v", s.Interface, err)
+	case ok:
 		s.InterfaceUp = up
-	} else if s.Installed {
+	case s.Installed:
 		s.Installed = false
 		s.Problem = fmt.Sprintf("interface %s is missing: run `sudo nsrun-helper install` again", s.Interface)
 	}
@@ -184,10 +187,10 @@ func loadRecord(uid int) (install.Record, error) {
 
 // interfaceUp says whether the host has the interface name (ok) and
 // whether it is up.
-func interfaceUp(name string) (up, ok bool) {
+func interfaceUp(name string) (up, ok bool, err error) {
 	h, err := netsetup.Here()
 	if err != nil {
-		return false, false
+		return false, false, err
 	}
 	defer h.Close()
 	return netsetup.LinkUp(h, name)

@@ -84,8 +84,8 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 		{
 			Describe: fmt.Sprintf("delete veth %s (its peer in the gateway goes with it)", ifname),
 			Done: func() (bool, error) {
-				_, ok := netsetup.LinkUp(host, ifname)
-				return !ok, nil
+				_, ok, err := netsetup.LinkUp(host, ifname)
+				return !ok, err
 			},
 			Apply: func() error { return netsetup.DeleteLink(host, ifname) },
 		},

@@ -37,14 +37,16 @@ func TestVethPairAndShaping(t *testing.T) {
 			t.Errorf("delete vtest: %v", err)
 		}
 	}()
-	if up, ok := LinkUp(h, "vtest"); !ok || up {
-		t.Fatalf("vtest: exists %v, up %v; want it down", ok, up)
+	if up, ok, err := LinkUp(h, "vtest"); !ok || up || err != nil {
+		t.Fatalf("vtest: exists %v, up %v, %v; want it down", ok, up, err)
 	}
 	if err := AddrUp(h, "vtest", netip.MustParsePrefix("10.9.0.1/30")); err != nil {
 		t.Fatal(err)
 	}
-	if !HasAddr(h, "vtest", netip.MustParsePrefix("10.9.0.1/30")) || HasAddr(h, "vtest", netip.MustParsePrefix("10.9.0.2/30")) {
-		t.Error("HasAddr does not tell vtest's address from another")
+	yes, err1 := HasAddr(h, "vtest", netip.MustParsePrefix("10.9.0.1/30"))
+	no, err2 := HasAddr(h, "vtest", netip.MustParsePrefix("10.9.0.2/30"))
+	if !yes || no || err1 != nil || err2 != nil {
+		t.Errorf("HasAddr does not tell vtest's address from another: %v %v %v %v", yes, no, err1, err2)
 	}
 	link, err := h.LinkByName("vtest")
 	if err != nil || link.Attrs().Flags&net.FlagUp == 0 {

@@ -5,62 +5,107 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // LinkUp says whether the link name exists in h's namespace (ok) and
-// whether it is administratively up.
-func LinkUp(h *netlink.Handle, name string) (up, ok bool) {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return false, false
+// whether it is administratively up. A missing link is no error; any
+// other failure to ask is.
+func LinkUp(h *netlink.Handle, name string) (up, ok bool, err error) {
+	l, ok, err := linkByName(h, name)
+	if err != nil || !ok {
+		return false, false, err
 	}
-	return l.Attrs().Flags&net.FlagUp != 0, true
+	return l.Attrs().Flags&net.FlagUp != 0, true, nil
+}
+
+// linkByName looks up the link name in h's namespace; ok is false (and
+// err nil) when there is none.
+func linkByName(h *netlink.Handle, name string) (l netlink.Link, ok bool, err error) {
+	l, err = h.LinkByName(name)
+	var missing netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &missing):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("look up link %s: %w", name, err)
+	}
+	return l, true, nil
+}
+
+// maxDumpTries bounds how often a dump is asked for again when a change
+// of what it lists interrupted it (NLM_F_DUMP_INTR, which
+// vishvananda/netlink reports as ErrDumpInterrupted with a list that may
+// miss entries or hold stale ones).
+const maxDumpTries = 10
+
+// retryDump returns what dump lists once a dump ran whole: it calls dump
+// again, at most maxDumpTries times in all, while a change interrupts it,
+// waiting a little longer before each (a burst of changes passes).
+// A list an interruption may have spoiled is never returned: after the
+// last try it is an error naming what (a busy host: try again), which
+// callers pass up rather than read as "not there".
+func retryDump[T any](what string, dump func() (T, error)) (T, error) {
+	for try := 1; ; try++ {
+		out, err := dump()
+		switch {
+		case err == nil:
+			return out, nil
+		case !errors.Is(err, netlink.ErrDumpInterrupted):
+			var zero T
+			return zero, fmt.Errorf("list %s: %w", what, err)
+		case try == maxDumpTries:
+			var zero T
+			return zero, fmt.Errorf("list %s: changes interrupted the dump %d times in a row (%w); try again", what, try, err)
+		}
+		time.Sleep(time.Duration(try) * time.Millisecond)
+	}
 }
 
 // DeleteLink deletes the link name from h's namespace, if it is there
 // (a veth takes its peer with it).
 func DeleteLink(h *netlink.Handle, name string) error {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return nil
+	l, ok, err := linkByName(h, name)
+	if err != nil || !ok {
+		return err
 	}
-	if err := h.LinkDel(l); err != nil {
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
 }
 
 // HasAddr says whether the link ifname in h's namespace is up with the
-// address p (in either family).
-func HasAddr(h *netlink.Handle, ifname string, p netip.Prefix) bool {
-	l, err := h.LinkByName(ifname)
-	if err != nil || l.Attrs().Flags&net.FlagUp == 0 {
-		return false
+// address p (in either family). A missing link is false; a failure to
+// ask (a dump interrupted again and again included) is an error, never
+// false: a caller that reads it as "not there" would undo and redo what
+// is in place.
+func HasAddr(h *netlink.Handle, ifname string, p netip.Prefix) (bool, error) {
+	l, ok, err := linkByName(h, ifname)
+	if err != nil || !ok || l.Attrs().Flags&net.FlagUp == 0 {
+		return false, err
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+	addrs, err := retryDump("addresses of "+ifname, func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
-		return false
+		return false, err
 	}
 	for _, a := range addrs {
 		if a.IP.Equal(net.IP(p.Addr().AsSlice())) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // DefaultGateways are the gateways of the default routes of h's
 // namespace, IPv4 and IPv6.
 func DefaultGateways(h *netlink.Handle) ([]netip.Addr, error) {
-	routes, err := h.RouteList(nil, netlink.FAMILY_ALL)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		routes, err = h.RouteList(nil, netlink.FAMILY_ALL)
-	}
+	routes, err := retryDump("routes", func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
+		return nil, err
 	}
 	var out []netip.Addr
 	for _, r := range routes {
@@ -99,8 +144,14 @@ func Routes(h *netlink.Handle, v6 bool, except string) ([]Route, error) {
 		family = netlink.FAMILY_V6
 	}
 	own := -1
-	if l, err := h.LinkByName(except); except != "" && err == nil {
-		own = l.Attrs().Index
+	if except != "" {
+		l, ok, err := linkByName(h, except)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			own = l.Attrs().Index
+		}
 	}
 	routes, err := everyTable(h, family)
 	if err != nil {
@@ -152,15 +203,10 @@ func RALinks(h *netlink.Handle) ([]string, error) {
 }
 
 // everyTable lists the routes of family in every routing table of h's
-// namespace, once more if a change interrupted the dump.
+// namespace.
 func everyTable(h *netlink.Handle, family int) ([]netlink.Route, error) {
 	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
-	routes, err := h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		routes, err = h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	return routes, nil
+	return retryDump("routes", func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE)
+	})
 }

@@ -83,18 +83,20 @@ See README: "A cluster from a file: nsrun up".
 	"net": `Usage: nsrun net VERB [--run ID] [ARGS...]
 
 Changes or shows the network of a run: who reaches whom, and link faults.
-From inside a node of the run, --run is not needed. Verbs:
+From the host, name the run with --run ID (see nsrun ls); a node of the run
+with control: true needs no --run. Verbs:
 
 ` + control.UsageOf("net") + `
 Flags go anywhere after net; nsrun net VERB --help describes one verb.
-See README: "Breaking the network: nsrun net".
+See README: "Breaking the network: nsrun net" and "Who controls a run".
 `,
 	"node": `Usage: nsrun node VERB [--run ID] NODE
 
 Stops, starts and freezes one node of a run; the run goes on. Verbs:
 
 ` + control.UsageOf("node") + `
-From inside a node of the run, --run is not needed.
+From the host, name the run with --run ID (see nsrun ls); a node of the run
+with control: true needs no --run.
 See README: "Breaking the network: nsrun net".
 `,
 	"attach": `Usage: nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
@@ -137,7 +139,7 @@ Prints nsrun's version, as nsrun --version does.
 
 // verbFlagHelp describes the flags of net and node verbs.
 var verbFlagHelp = map[string]string{
-	"--run":    "--run ID     the run (see nsrun ls); not needed inside a node of it",
+	"--run":    "--run ID     the run (see nsrun ls); not needed in a control: true node of it",
 	"--root":   "--root       as uid 0 of the run's user namespace",
 	"--uplink": "--uplink     cut the way out to the host and beyond too",
 	"--seed":   "--seed N     the random draw (a positive whole number; printed)",

@@ -35,7 +35,7 @@ var Verbs = []Verb{
 	{"net", "majorities-ring", "", "", []string{"--seed", "--uplink"}},
 	{"net", "bridge", "", "", []string{"--seed", "--uplink"}},
 	{"net", "random-node", "", "", []string{"--seed", "--uplink"}},
-	{"net", "flaky", "NODE [--loss 0.3%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]", "set those link faults, keep the others (no option: clear all)", []string{"--loss", "--rate", "--delay", "--jitter"}},
+	{"net", "flaky", "NODE [--loss 0.3%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]] [--reorder 5%] [--duplicate 1%] [--corrupt 1%]", "set those link faults, keep the others (no option: clear all)", []string{"--loss", "--rate", "--delay", "--jitter", "--reorder", "--duplicate", "--corrupt"}},
 	{"net", "show", "[--json]", "the current cut and link faults", []string{"--json"}},
 	{"node", "stop", "NODE", "end NODE's command; the run goes on", nil},
 	{"node", "start", "NODE", "start a stopped NODE again, in the same namespaces", nil},
@@ -45,7 +45,7 @@ var Verbs = []Verb{
 }
 
 // valueFlags are the flags that take a value.
-var valueFlags = []string{"--run", "--seed", "--loss", "--rate", "--delay", "--jitter"}
+var valueFlags = []string{"--run", "--seed", "--loss", "--rate", "--delay", "--jitter", "--reorder", "--duplicate", "--corrupt"}
 
 // LookupVerb finds verb name of cmd ("net" or "node").
 func LookupVerb(cmd, name string) (Verb, bool) {
@@ -192,12 +192,22 @@ type Flaky struct {
 // FaultKind is a set of kinds of link fault, one bit each.
 type FaultKind uint8
 
-// The kinds of link fault: --loss, --rate, and --delay with its --jitter.
+// The kinds of link fault: --loss, --rate, --delay with its --jitter,
+// --reorder, --duplicate and --corrupt.
 const (
 	FaultLoss FaultKind = 1 << iota
 	FaultRate
 	FaultDelay
+	FaultReorder
+	FaultDuplicate
+	FaultCorrupt
 )
+
+// faultFlags are the flag of each kind of fault.
+var faultFlags = map[string]FaultKind{"--loss": FaultLoss, "--rate": FaultRate, "--delay": FaultDelay, "--reorder": FaultReorder, "--duplicate": FaultDuplicate, "--corrupt": FaultCorrupt}
+
+// MaxDelay is the longest delay nsrun adds to a link.
+const MaxDelay = 60 * time.Second
 
 // LossScale is 100% in the units of Faults.LossPPM.
 const LossScale = 1_000_000
@@ -210,6 +220,11 @@ type Faults struct {
 	Rate    uint64        `json:"rate_bits,omitempty"` // bits per second, 0: none
 	Delay   time.Duration `json:"delay,omitempty"`
 	Jitter  time.Duration `json:"jitter,omitempty"` // only with Delay
+	// Percentages (0..100) of frames sent at once ahead of the delayed
+	// ones (only with a delay), sent twice, and with one bit flipped.
+	ReorderPercent   float64 `json:"reorder_percent,omitempty"`
+	DuplicatePercent float64 `json:"duplicate_percent,omitempty"`
+	CorruptPercent   float64 `json:"corrupt_percent,omitempty"`
 }
 
 // Show asks for the current cut and faults.
@@ -306,11 +321,13 @@ func (c NetCall) Check() error {
 		if f.Faults.LossPPM > LossScale {
 			return fmt.Errorf("flaky: --loss %s: write a percentage from 0%% to 100%%", PercentPPM(f.Faults.LossPPM))
 		}
-		if f.Set&^(FaultLoss|FaultRate|FaultDelay) != 0 {
+		if f.Set&^(FaultLoss|FaultRate|FaultDelay|FaultReorder|FaultDuplicate|FaultCorrupt) != 0 {
 			return fmt.Errorf("flaky: unknown kinds of fault %#x", uint8(f.Set))
 		}
 		if f.Set&FaultLoss == 0 && f.Faults.LossPPM != 0 || f.Set&FaultRate == 0 && f.Faults.Rate != 0 ||
-			f.Set&FaultDelay == 0 && (f.Faults.Delay != 0 || f.Faults.Jitter != 0) {
+			f.Set&FaultDelay == 0 && (f.Faults.Delay != 0 || f.Faults.Jitter != 0) ||
+			f.Set&FaultReorder == 0 && f.Faults.ReorderPercent != 0 || f.Set&FaultDuplicate == 0 && f.Faults.DuplicatePercent != 0 ||
+			f.Set&FaultCorrupt == 0 && f.Faults.CorruptPercent != 0 {
 			return errors.New("flaky: a fault is given a value but not marked as set")
 		}
 		if f.Faults.Delay < 0 || f.Faults.Jitter < 0 {
@@ -318,6 +335,20 @@ func (c NetCall) Check() error {
 		}
 		if f.Faults.Jitter > 0 && f.Faults.Delay == 0 {
 			return errors.New("flaky: --jitter needs --delay")
+		}
+		if f.Faults.Jitter > f.Faults.Delay {
+			return fmt.Errorf("flaky: --jitter %s is larger than --delay %s: jitter is the delay's standard deviation; make it at most the delay", f.Faults.Jitter, f.Faults.Delay)
+		}
+		if f.Faults.Delay > MaxDelay {
+			return fmt.Errorf("flaky: --delay %s is over %s; write a shorter delay", f.Faults.Delay, MaxDelay)
+		}
+		for _, p := range []struct {
+			flag string
+			v    float64
+		}{{"--reorder", f.Faults.ReorderPercent}, {"--duplicate", f.Faults.DuplicatePercent}, {"--corrupt", f.Faults.CorruptPercent}} {
+			if !(p.v >= 0 && p.v <= 100) {
+				return fmt.Errorf("flaky: %s %g%%: write a percentage from 0%% to 100%%", p.flag, p.v)
+			}
 		}
 	}
 	return nil
@@ -341,14 +372,14 @@ func ParseNet(a Args, nodes []string) (NetCall, error) {
 	switch verb {
 	case "flaky":
 		if len(a.Rest) != 1 {
-			return c, errors.New("flaky: write nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]]")
+			return c, errors.New("flaky: write nsrun net flaky NODE [--loss 30%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]] [--reorder 5%] [--duplicate 1%] [--corrupt 1%]")
 		}
 		f, err := parseFaults(a.Flags)
 		if err != nil {
 			return c, err
 		}
 		c.Flaky = &Flaky{Node: a.Rest[0], Faults: f}
-		for flag, kind := range map[string]FaultKind{"--loss": FaultLoss, "--rate": FaultRate, "--delay": FaultDelay} {
+		for flag, kind := range faultFlags {
 			if _, ok := a.Flags[flag]; ok {
 				c.Flaky.Set |= kind
 			}
@@ -414,6 +445,19 @@ func parseFaults(flags map[string]string) (Faults, error) {
 				return f, fmt.Errorf("flaky: %s %q: write a duration such as %s", d.flag, v, d.eg)
 			}
 			*d.to = t
+		}
+	}
+	for _, p := range []struct {
+		flag string
+		to   *float64
+	}{{"--reorder", &f.ReorderPercent}, {"--duplicate", &f.DuplicatePercent}, {"--corrupt", &f.CorruptPercent}} {
+		if v, ok := flags[p.flag]; ok {
+			num, isPercent := strings.CutSuffix(v, "%")
+			x, err := strconv.ParseFloat(num, 64)
+			if err != nil || !isPercent && x != 0 || !(x >= 0 && x <= 100) {
+				return f, fmt.Errorf("flaky: %s %q: write a percentage from 0%% to 100%%, such as 5%% (0%% clears it)", p.flag, v)
+			}
+			*p.to = x
 		}
 	}
 	if _, ok := flags["--jitter"]; ok {

@@ -4,8 +4,10 @@
 // faults are one state: every verb rebuilds the whole rule set from it
 // (package nft) and replaces the partition tables in one netlink
 // transaction, so every node switches at once and the same verb twice
-// changes nothing. Rate, delay and jitter are a qdisc on the node's
-// bridge port, set through the Shaper the run gives.
+// changes nothing. Rate is a qdisc (tbf) on the node's bridge port, set
+// through the Shaper the run gives; delay, jitter, reorder, duplicate and
+// corrupt are the run's link engine (package linkengine), which splices
+// the links that need it into user space, on every kernel alike.
 //
 // A Controller knows the run's nodes only as the caller passes them to
 // each call, so nodes attached while the run goes on are cut like the
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
 	"github.com/nsrun/nsrun/partition"
@@ -37,6 +40,11 @@ type Node struct {
 	// VethPort is the bridge port of its eth0 ("" for a node with tap
 	// links only), where flaky puts its faults.
 	VethPort string
+	// EngineEnds name the loose ends of its eth0 link while the link
+	// engine holds it (NodeEnd, EngineEnd; Port is VethPort).
+	EngineEnds netsetup.Splice
+	// NS is its network namespace (nil if not known).
+	NS *os.File
 }
 
 // Shaper sets the shaping of what leaves a bridge port (which is what
@@ -50,10 +58,16 @@ type faults struct {
 	Rate   string  `json:"rate,omitempty"`
 	Delay  string  `json:"delay,omitempty"`
 	Jitter string  `json:"jitter,omitempty"`
+	// Percentages of frames reordered, duplicated, corrupted.
+	Reorder   float64 `json:"reorder_percent,omitempty"`
+	Duplicate float64 `json:"duplicate_percent,omitempty"`
+	Corrupt   float64 `json:"corrupt_percent,omitempty"`
 	// LossPPM is the loss in parts per million, what the rules use.
 	LossPPM uint32 `json:"loss_ppm,omitempty"`
-	// shaping is what the node's port is shaped with.
+	// shaping is what the node's port is shaped with (its rate).
 	shaping netsetup.Shaping
+	// engine is what the link engine does to what the node receives.
+	engine linkengine.Faults
 }
 
 // Controller is what `nsrun net` has set in one run. Its methods may be
@@ -63,6 +77,7 @@ type Controller struct {
 	uplink   string // the uplink's bridge port; "" without an uplink
 	shape    Shaper
 	tables   *nft.Writer
+	engine   *linkengine.Engine
 
 	mu     sync.Mutex
 	part   partition.State
@@ -72,8 +87,9 @@ type Controller struct {
 // New makes the controller of the run whose bridge namespace is
 // bridgeNS (the caller keeps it open), whose uplink's bridge port is
 // uplink ("" without one), and whose ports shape sets.
-func New(bridgeNS *os.File, uplink string, shape Shaper) *Controller {
-	return &Controller{bridgeNS: bridgeNS, uplink: uplink, shape: shape, tables: nft.NewWriter(bridgeNS)}
+// engine is the run's link engine.
+func New(bridgeNS *os.File, uplink string, shape Shaper, engine *linkengine.Engine) *Controller {
+	return &Controller{bridgeNS: bridgeNS, uplink: uplink, shape: shape, tables: nft.NewWriter(bridgeNS), engine: engine}
 }
 
 // Do carries out the net verb c, which the caller has checked
@@ -288,6 +304,9 @@ func (ctl *Controller) show(asJSON bool, nodes []Node) string {
 		f := ctl.faults[name]
 		out += "\n" + f.String(name)
 	}
+	if sp := ctl.engine.Spliced(); len(sp) > 0 {
+		out += "\nlink engine (user space; the kernel's path for every other link): " + strings.Join(sp, " ")
+	}
 	return out
 }
 
@@ -300,7 +319,16 @@ func or(s string) string {
 
 // String says a node's faults in words.
 func (f faults) String(node string) string {
-	return fmt.Sprintf("%s: loss %s, rate %s, delay %s, jitter %s", node, control.PercentPPM(f.LossPPM), or(f.Rate), or(f.Delay), or(f.Jitter))
+	out := fmt.Sprintf("%s: loss %s, rate %s, delay %s, jitter %s", node, control.PercentPPM(f.LossPPM), or(f.Rate), or(f.Delay), or(f.Jitter))
+	for _, p := range []struct {
+		what string
+		v    float64
+	}{{"reorder", f.Reorder}, {"duplicate", f.Duplicate}, {"corrupt", f.Corrupt}} {
+		if p.v > 0 {
+			out += fmt.Sprintf(", %s %g%%", p.what, p.v)
+		}
+	}
+	return out
 }
 
 // merged is f with the kinds of fault fl sets replaced by fl's (all of
@@ -321,7 +349,7 @@ func (f faults) merged(fl control.Flaky) faults {
 		}
 	}
 	if fl.Set&control.FaultDelay != 0 {
-		f.Delay, f.Jitter, f.shaping.Delay, f.shaping.Jitter = "", "", ff.Delay, ff.Jitter
+		f.Delay, f.Jitter, f.engine.Delay, f.engine.Jitter = "", "", ff.Delay, ff.Jitter
 		if ff.Delay > 0 {
 			f.Delay = ff.Delay.String()
 		}
@@ -329,7 +357,65 @@ func (f faults) merged(fl control.Flaky) faults {
 			f.Jitter = ff.Jitter.String()
 		}
 	}
+	if fl.Set&control.FaultReorder != 0 {
+		f.Reorder, f.engine.Reorder = ff.ReorderPercent, ff.ReorderPercent/100
+	}
+	if fl.Set&control.FaultDuplicate != 0 {
+		f.Duplicate, f.engine.Duplicate = ff.DuplicatePercent, ff.DuplicatePercent/100
+	}
+	if fl.Set&control.FaultCorrupt != 0 {
+		f.Corrupt, f.engine.Corrupt = ff.CorruptPercent, ff.CorruptPercent/100
+	}
 	return f
+}
+
+// engineConfig is the link engine's configuration for the faults fs.
+func engineConfig(fs map[string]faults) linkengine.Config {
+	cfg := linkengine.Config{Receive: map[string]linkengine.Faults{}}
+	for name, f := range fs {
+		if !f.engine.IsZero() {
+			cfg.Receive[name] = f.engine
+		}
+	}
+	return cfg
+}
+
+// setEngine gives the link engine the configuration of the faults fs. A
+// node whose link moves into or out of the engine has its rate qdisc
+// taken off the port first and put back on the port of the same name
+// afterwards (the port is a new veth).
+func (ctl *Controller) setEngine(fs map[string]faults, nodes []Node) error {
+	cfg := engineConfig(fs)
+	was := map[string]bool{}
+	for _, name := range ctl.engine.Spliced() {
+		was[name] = true
+	}
+	need := cfg.Needs()
+	var moved []Node
+	for _, n := range nodes {
+		if was[n.Name] != need[n.Name] && ctl.faults[n.Name].shaping != (netsetup.Shaping{}) {
+			moved = append(moved, n)
+			if err := ctl.shape(n.VethPort, netsetup.Shaping{}); err != nil {
+				return fmt.Errorf("bridge port of %w", err)
+			}
+		}
+	}
+	var en []linkengine.Node
+	for _, n := range nodes {
+		s := n.EngineEnds
+		s.Port = n.VethPort
+		if n.VethPort == "" {
+			s = netsetup.Splice{}
+		}
+		en = append(en, linkengine.Node{Name: n.Name, Addrs: n.Addrs, Splice: s, NS: n.NS})
+	}
+	err := ctl.engine.Set(cfg, en)
+	for _, n := range moved {
+		if sh := fs[n.Name].shaping; sh != (netsetup.Shaping{}) {
+			err = errors.Join(err, ctl.shape(n.VethPort, sh))
+		}
+	}
+	return err
 }
 
 // flaky sets the kinds of link fault fl names on its node, keeping the
@@ -344,14 +430,8 @@ func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	}
 	prev := ctl.faults[n.Name]
 	f := prev.merged(fl)
-	if f.shaping != prev.shaping {
-		err := ctl.shape(n.VethPort, f.shaping)
-		if errors.Is(err, netsetup.ErrNoNetem) {
-			return "", fmt.Errorf("flaky: --delay/--jitter: %w; --loss and --rate still work", err)
-		}
-		if err != nil {
-			return "", fmt.Errorf("flaky: bridge port of %w", err)
-		}
+	if f.engine.Reorder > 0 && f.engine.Delay == 0 {
+		return "", errors.New("flaky: --reorder needs a delay (reordered frames are those sent without it); add --delay")
 	}
 	next := map[string]faults{}
 	for k, v := range ctl.faults {
@@ -362,10 +442,23 @@ func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	} else {
 		next[n.Name] = f
 	}
+	if f.engine != prev.engine {
+		if err := ctl.setEngine(next, nodes); err != nil {
+			return "", fmt.Errorf("flaky: %w", err)
+		}
+	}
+	if f.shaping != prev.shaping {
+		if err := ctl.shape(n.VethPort, f.shaping); err != nil {
+			return "", fmt.Errorf("flaky: bridge port of %w", err)
+		}
+	}
 	if f.LossPPM != prev.LossPPM {
 		if _, err := ctl.apply(ctl.part, next, nodes); err != nil {
 			if f.shaping != prev.shaping {
 				_ = ctl.shape(n.VethPort, prev.shaping) // as it was, as far as it goes
+			}
+			if f.engine != prev.engine {
+				_ = ctl.setEngine(ctl.faults, nodes)
 			}
 			return "", err
 		}

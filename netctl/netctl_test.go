@@ -2,7 +2,6 @@ package netctl
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/internal/testns"
+	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/partition"
@@ -53,7 +53,8 @@ func TestDoAgainstKernel(t *testing.T) {
 	}
 	var nodes []Node
 	for _, nd := range p.Nodes {
-		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort()})
+		nodeEnd, engineEnd := plan.EngineEnds(nd.Name)
+		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort(), EngineEnds: netsetup.Splice{NodeEnd: nodeEnd, EngineEnd: engineEnd}, NS: nodeNS[len(nodes)]})
 	}
 	// A listener in every node; reach says whether from dials to's.
 	listeners := map[string]net.Listener{}
@@ -101,10 +102,12 @@ func TestDoAgainstKernel(t *testing.T) {
 	}
 
 	var shaped []string
+	engine := linkengine.New(n.BridgeNS(), slog.New(slog.DiscardHandler))
+	defer engine.Close()
 	ctl := New(n.BridgeNS(), "", func(port string, sh netsetup.Shaping) error {
 		shaped = append(shaped, fmt.Sprintf("%s %+v", port, sh))
 		return n.Shape(port, sh)
-	})
+	}, engine)
 	do := func(c control.NetCall) string {
 		t.Helper()
 		out, err := ctl.Do(&c, nodes)
@@ -167,10 +170,55 @@ func TestDoAgainstKernel(t *testing.T) {
 	if want := []string{"va {Rate:1000000 Delay:0s Jitter:0s}", "va {Rate:0 Delay:0s Jitter:0s}"}; fmt.Sprint(shaped) != fmt.Sprint(want) {
 		t.Errorf("shaped %q, want %q", shaped, want)
 	}
-	// A delay needs netem, which some kernels lack: then the error says so.
-	_, err = ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Faults: control.Faults{Delay: 20 * time.Millisecond}, Set: control.FaultDelay}}, nodes)
-	if err != nil && (!errors.Is(err, netsetup.ErrNoNetem) || !strings.Contains(err.Error(), "--loss and --rate still work")) {
-		t.Errorf("flaky --delay: %v", err)
+	// A delay is the link engine's, on every kernel: b's link is spliced
+	// into it, a's handshake with b waits for it, and clearing the
+	// faults takes b's link back to the kernel's path. The rate stays
+	// on b's port across both moves.
+	handshake := func() time.Duration {
+		t.Helper()
+		var took time.Duration
+		if err := nsfd.Do(nodeNS[0], func() error {
+			start := time.Now()
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(p.Nodes[1].Addr, 9000).String(), 2*time.Second)
+			took = time.Since(start)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return took
+	}
+	shaped = nil
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "b", Faults: control.Faults{Rate: 100_000_000}, Set: control.FaultRate}}); out != "b: loss 0%, rate 100000000bit, delay -, jitter -" {
+		t.Errorf("flaky --rate: %q", out)
+	}
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "b", Faults: control.Faults{Delay: 20 * time.Millisecond, ReorderPercent: 5}, Set: control.FaultDelay | control.FaultReorder}}); out != "b: loss 0%, rate 100000000bit, delay 20ms, jitter -, reorder 5%" {
+		t.Errorf("flaky --delay --reorder: %q", out)
+	}
+	if got := engine.Spliced(); fmt.Sprint(got) != "[b]" {
+		t.Errorf("spliced %v, want [b]", got)
+	}
+	handshake() // the first one may wait for ARP as well
+	if d := handshake(); d < 20*time.Millisecond || d > 30*time.Millisecond {
+		t.Errorf("handshake with b took %s, want 20ms and a little", d)
+	}
+	if _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Set: control.FaultDelay}}, nodes); err == nil || !strings.Contains(err.Error(), "--reorder needs a delay") {
+		t.Errorf("clearing the delay under --reorder: %v", err)
+	}
+	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "b"}}); out != "b: link faults cleared" {
+		t.Errorf("flaky b without faults: %q", out)
+	}
+	if got := engine.Spliced(); len(got) != 0 {
+		t.Errorf("still spliced: %v", got)
+	}
+	handshake()
+	if d := handshake(); d > 10*time.Millisecond {
+		t.Errorf("handshake with b took %s after clearing, want < 10ms", d)
+	}
+	if want := []string{"vb {Rate:100000000 Delay:0s Jitter:0s}", "vb {Rate:0 Delay:0s Jitter:0s}", "vb {Rate:100000000 Delay:0s Jitter:0s}", "vb {Rate:0 Delay:0s Jitter:0s}", "vb {Rate:0 Delay:0s Jitter:0s}"}; fmt.Sprint(shaped) != fmt.Sprint(want) {
+		t.Errorf("shaped %q, want %q", shaped, want)
 	}
 
 	// Refused: nothing changes.

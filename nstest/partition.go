@@ -94,12 +94,12 @@ func Rate(bitsPerSecond uint64) FlakyOption {
 	return func(a *flakyArgs) { a.args = append(a.args, "--rate", strconv.FormatUint(bitsPerSecond, 10)+"bit") }
 }
 
-// Delay delays what the node receives (needs the kernel's netem).
+// Delay delays what the node receives (nsrun's link engine: any kernel).
 func Delay(d time.Duration) FlakyOption {
 	return func(a *flakyArgs) { a.args = append(a.args, "--delay", d.String()) }
 }
 
-// Jitter varies the Delay by up to d.
+// Jitter spreads the Delay: d is the standard deviation (at most the delay).
 func Jitter(d time.Duration) FlakyOption {
 	return func(a *flakyArgs) { a.args = append(a.args, "--jitter", d.String()) }
 }

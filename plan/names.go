@@ -28,6 +28,13 @@ func BridgeName(i int) string { return "br" + strconv.Itoa(i) }
 // an interface name).
 func VethPort(node string) string { return ipam.IfName("v", node) }
 
+// EngineEnds name the two loose veth ends of node's eth0 link while it
+// passes through the link engine (netsetup.Splice): the node's end, taken
+// off the bridge, and the engine's end, whose peer takes the port's name.
+func EngineEnds(node string) (nodeEnd, engineEnd string) {
+	return ipam.IfName("w", node), ipam.IfName("x", node)
+}
+
 // TapPort names the bridge port of node's tap link tap.
 func TapPort(node, tap string) string { return ipam.IfName("t", node+"."+tap) }
 
@@ -114,6 +121,14 @@ func checkNames(top *topology.Topology, nodes []topology.Node, p *Plan) error {
 			}
 			if err := bridgeNS.add(top.File, l.Port, owner{what: "the bridge port of " + o.what, field: o.field, pos: o.pos}); err != nil {
 				return err
+			}
+			if l.Kind == Veth {
+				nodeEnd, engineEnd := EngineEnds(n.Name)
+				for _, e := range []struct{ name, what string }{{nodeEnd, "the node's end"}, {engineEnd, "the link engine's end"}} {
+					if err := bridgeNS.add(top.File, e.name, owner{what: e.what + " of " + o.what + " in the link engine", field: o.field, pos: o.pos}); err != nil {
+						return err
+					}
+				}
 			}
 			if l.Capture != "" {
 				if err := files.add(top.File, filepath.Base(l.Capture), owner{what: "the capture of " + o.what, field: o.field, pos: o.pos}); err != nil {

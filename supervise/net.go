@@ -5,6 +5,8 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/netctl"
+	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/plan"
 )
 
 // netVerb serves `nsrun net VERB` for partitions, flaky and show: the
@@ -26,7 +28,8 @@ func (s *supervisor) netVerb(p *control.Peer) {
 func (s *supervisor) netNodes() []netctl.Node {
 	var out []netctl.Node
 	for _, n := range s.allNodes() {
-		nn := netctl.Node{Name: n.cfg.Name, VethPort: n.cfg.VethPort()}
+		nodeEnd, engineEnd := plan.EngineEnds(n.cfg.Name)
+		nn := netctl.Node{Name: n.cfg.Name, VethPort: n.cfg.VethPort(), EngineEnds: netsetup.Splice{NodeEnd: nodeEnd, EngineEnd: engineEnd}, NS: n.ns}
 		for _, a := range []netip.Addr{n.cfg.Addr, n.cfg.Addr6} {
 			if a.IsValid() {
 				nn.Addrs = append(nn.Addrs, a)

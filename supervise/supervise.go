@@ -31,6 +31,7 @@ import (
 	"github.com/nsrun/nsrun/capture"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/netctl"
 	"github.com/nsrun/nsrun/nsfd"
 	"github.com/nsrun/nsrun/output"
@@ -231,6 +232,9 @@ type supervisor struct {
 	// netc carries out `nsrun net`; it is set with net, once the network
 	// is built.
 	netc *netctl.Controller
+	// engine is the run's link engine (delays), set with netc; it holds
+	// nothing until some link needs it.
+	engine *linkengine.Engine
 	// hidden are the folders of the user's runs, covered in every node's
 	// mount namespace (spec).
 	hidden []string
@@ -336,7 +340,8 @@ func (s *supervisor) buildNetwork() error {
 	if _, ok := s.net.UplinkBlock(); ok {
 		uplink = s.plan.Uplink.Port
 	}
-	s.netc = netctl.New(s.net.BridgeNS(), uplink, s.net.Shape)
+	s.engine = linkengine.New(s.net.BridgeNS(), s.log)
+	s.netc = netctl.New(s.net.BridgeNS(), uplink, s.net.Shape, s.engine)
 	return nil
 }
 
@@ -772,6 +777,9 @@ func (s *supervisor) tearDown() {
 	}
 	s.cap.Load().Stop()
 	s.nsUse.Lock() // never released: the namespaces are gone
+	if s.engine != nil {
+		s.engine.Close()
+	}
 	for _, n := range s.allNodes() {
 		if n.attached && n.ns != nil {
 			n.ns.Close()

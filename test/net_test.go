@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -572,6 +574,10 @@ func TestPartitionBadInput(t *testing.T) {
 		{"isolate", []string{"n1", "--bogus"}, "unknown flag --bogus"},
 		{"isolate", []string{"n1", "--loss", "3%"}, "isolate: unknown flag --loss"},
 		{"flaky", []string{"n1", "--jitter", "5ms"}, "--jitter needs --delay"},
+		{"flaky", []string{"n1", "--delay", "5ms", "--jitter", "6ms"}, "--jitter 6ms is larger than --delay 5ms"},
+		{"flaky", []string{"n1", "--delay", "61s"}, "--delay 1m1s is over 1m0s"},
+		{"flaky", []string{"n1", "--reorder", "5%"}, "--reorder needs a delay"},
+		{"flaky", []string{"n1", "--duplicate", "101%"}, "--duplicate \"101%\": write a percentage from 0% to 100%"},
 		{"halves", []string{"--seed", "0"}, `--seed "0"`},
 	} {
 		res := r.net(t, tc.verb, tc.args...)
@@ -628,13 +634,86 @@ func TestFlakyLossAndRate(t *testing.T) {
 	if bps := rep.End.SumReceived.BitsPerSecond; bps < 0.8e6 || bps > 1.2e6 {
 		t.Errorf("--rate 1mbit: measured %.0f bit/s, want within 20%% of 1 Mbit/s", bps)
 	}
-	// Delay needs netem; where the kernel lacks it, the error says so.
-	d := r.net(t, "flaky", "n4", "--delay", "100ms")
-	if d.Code != 0 {
-		if !strings.Contains(d.Stderr, "sch_netem") {
-			t.Errorf("--delay failed without naming the missing netem module: %q", d.Stderr)
+}
+
+// rtts are the round trips of n TCP handshakes from node from to addr
+// (probe rtt), the first few (which may wait for ARP) left out.
+func (r *liveRun) rtts(t *testing.T, from, addr string, n int) []time.Duration {
+	t.Helper()
+	res := r.exec(t, from, "probe", "rtt", addr, strconv.Itoa(n+3))
+	f := strings.Fields(res.Stdout)
+	if len(f) != n+4 || f[0] != "rtt_us" {
+		t.Fatalf("probe rtt %s from %s: %q %q", addr, from, res.Stdout, res.Stderr)
+	}
+	var out []time.Duration
+	for _, v := range f[4:] {
+		us, _ := strconv.Atoi(v)
+		if us < 0 {
+			t.Fatalf("probe rtt %s from %s: a handshake failed: %q", addr, from, res.Stdout)
 		}
-		t.Logf("skipped measuring --delay: this kernel has no netem (%s)", strings.TrimSpace(d.Stderr))
+		out = append(out, time.Duration(us)*time.Microsecond)
+	}
+	return out
+}
+
+// rttStats are the median, 99th percentile, mean and standard deviation.
+func rttStats(ds []time.Duration) (median, p99, mean, sd time.Duration) {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	var sum float64
+	for _, d := range s {
+		sum += float64(d)
+	}
+	m := sum / float64(len(s))
+	var sq float64
+	for _, d := range s {
+		sq += (float64(d) - m) * (float64(d) - m)
+	}
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], time.Duration(m), time.Duration(math.Sqrt(sq / float64(len(s)-1)))
+}
+
+// robustSD estimates the standard deviation of normally distributed ds
+// from their interquartile range (IQR / 1.349), which a few round trips
+// late because the machine was busy do not move, as they move the plain
+// standard deviation.
+func robustSD(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return time.Duration(float64(s[len(s)*3/4]-s[len(s)/4]) / 1.349)
+}
+
+// TestFlakyDelay measures the delay and jitter that flaky sets, on this
+// kernel (no netem: the link engine), and that clearing them gives the
+// link back to the kernel's path.
+func TestFlakyDelay(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startFive(t, u, fiveYAML)
+	base, _, _, _ := rttStats(r.rtts(t, "n1", "n4:9000", 20))
+	// What n4 receives waits 30ms: a handshake from n1 is one round trip.
+	r.netOK(t, "flaky", "n4", "--delay", "30ms")
+	if show := r.netOK(t, "show"); !strings.Contains(show, "n4: loss 0%, rate -, delay 30ms, jitter -") || !strings.Contains(show, "link engine (user space") {
+		t.Errorf("show: %q", show)
+	}
+	med, p99, _, _ := rttStats(r.rtts(t, "n1", "n4:9000", 50))
+	t.Logf("--delay 30ms: median %s, p99 %s (without: %s)", med, p99, base)
+	if med < 30*time.Millisecond || med > 30*time.Millisecond+base+time.Millisecond {
+		t.Errorf("--delay 30ms: median round trip %s, want 30ms + %s (the link's own) within 1ms", med, base)
+	}
+	r.netOK(t, "flaky", "n4", "--delay", "30ms", "--jitter", "5ms")
+	jd := r.rtts(t, "n1", "n4:9000", 150)
+	_, _, mean, sd := rttStats(jd)
+	spread := robustSD(jd)
+	t.Logf("--delay 30ms --jitter 5ms: mean %s, standard deviation %s (from the quartiles: %s)", mean, sd, spread)
+	if spread < 4*time.Millisecond || spread > 6*time.Millisecond {
+		t.Errorf("--jitter 5ms: standard deviation (from the quartiles) %s, want 5ms ± 20%%; round trips %v", spread, jd)
+	}
+	r.netOK(t, "flaky", "n4")
+	if show := r.netOK(t, "show"); strings.Contains(show, "link engine") {
+		t.Errorf("show after clearing: %q", show)
+	}
+	if med, _, _, _ := rttStats(r.rtts(t, "n1", "n4:9000", 20)); med > base+2*time.Millisecond {
+		t.Errorf("after clearing: median %s, want about %s", med, base)
 	}
 }
 

@@ -19,6 +19,9 @@
 //	probe follow ADDR:PORT          prints each line received after the time
 //	                                it was received ("RECV_MS tick N SENT_MS")
 //	probe udp-burst DST:PORT N      sends N numbered datagrams, 2ms apart
+//	probe rtt ADDR:PORT N           N TCP handshakes, 10ms apart; prints
+//	                                "rtt_us" and each handshake's time (one
+//	                                round trip) in microseconds, -1 for a failed one
 //	probe tap-arp TAP SRCIP DSTIP   as a VM on tap device TAP with address SRCIP,
 //	                                asks ARP who has DSTIP; prints the reply's MAC
 //	probe udp-arp LOCAL PEER SRCIP DSTIP
@@ -95,6 +98,13 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(udpARP(os.Args[2], os.Args[3], os.Args[4], os.Args[5]))
+	case "rtt":
+		n := 0
+		if len(os.Args) < 4 {
+			os.Exit(2)
+		}
+		fmt.Sscan(os.Args[3], &n)
+		rtt(os.Args[2], n)
 	case "dial":
 		timeout := 2 * time.Second
 		if len(os.Args) > 3 {
@@ -161,6 +171,23 @@ func dial(addr string, timeout time.Duration) int {
 	b, _ := io.ReadAll(c)
 	fmt.Printf("ok %s", b)
 	return 0
+}
+
+func rtt(addr string, n int) {
+	out := []string{"rtt_us"}
+	for range n {
+		start := time.Now()
+		c, err := net.DialTimeout(family("tcp", &addr), addr, 3*time.Second)
+		took := time.Since(start).Microseconds()
+		if err != nil {
+			took = -1
+		} else {
+			c.Close()
+		}
+		out = append(out, fmt.Sprint(took))
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println(strings.Join(out, " "))
 }
 
 func udpListen(addr string, withPort bool) {

@@ -1,0 +1,265 @@
+package linkengine
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/internal/testns"
+	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/runnet"
+	"github.com/nsrun/nsrun/topology"
+)
+
+// testRun is a run's network of nodes a, b, c built against the kernel.
+type testRun struct {
+	net    *runnet.Network
+	nodeNS []*os.File
+	plan   *plan.Plan
+	nodes  []Node
+}
+
+func newTestRun(t *testing.T) *testRun {
+	t.Helper()
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{Top: top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRun{plan: p, nodeNS: make([]*os.File, len(p.Nodes))}
+	if err := testns.InNewNet(func() error {
+		r.net, err = runnet.Build(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { r.nodeNS[i] = ns })
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.net.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.net.WaitAllWired(); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range p.Nodes {
+		nodeEnd, engEnd := plan.EngineEnds(nd.Name)
+		r.nodes = append(r.nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Splice: netsetup.Splice{Port: nd.VethPort(), NodeEnd: nodeEnd, EngineEnd: engEnd}})
+	}
+	for i := range r.nodes {
+		r.nodes[i].NS = r.nodeNS[i]
+	}
+	return r
+}
+
+// echo serves UDP echo on node i's port 7.
+func (r *testRun) echo(t *testing.T, i int) {
+	t.Helper()
+	var c net.PacketConn
+	if err := nsfd.Do(r.nodeNS[i], func() error {
+		var err error
+		c, err = net.ListenPacket("udp4", netip.AddrPortFrom(r.plan.Nodes[i].Addr, 7).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			c.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// rtts measures count UDP round trips from node i to node j's echo.
+func (r *testRun) rtts(t *testing.T, i, j, count int) []time.Duration {
+	t.Helper()
+	var c net.Conn
+	if err := nsfd.Do(r.nodeNS[i], func() error {
+		var err error
+		c, err = net.Dial("udp4", netip.AddrPortFrom(r.plan.Nodes[j].Addr, 7).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out []time.Duration
+	buf := make([]byte, 64)
+	for k := 0; len(out) < count && k < count*3; k++ {
+		start := time.Now()
+		c.SetDeadline(start.Add(2 * time.Second))
+		if _, err := c.Write([]byte{byte(k)}); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		if err != nil || n != 1 || buf[0] != byte(k) {
+			continue // a reply lost (the first one waits for ARP) or late
+		}
+		out = append(out, time.Since(start))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(out) < count {
+		t.Fatalf("%s -> %s: %d of %d round trips answered", r.plan.Nodes[i].Name, r.plan.Nodes[j].Name, len(out), count)
+	}
+	return out
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+	return s[len(s)/2]
+}
+
+// TestPairDelays: a delay matrix between a, b and c shows in the round
+// trips of every pair, a change takes effect for the next frames while a
+// TCP connection stays up, and clearing it restores the kernel's path
+// (the ports under their names on the bridge, no engine ends left).
+func TestPairDelays(t *testing.T) {
+	r := newTestRun(t)
+	for i := range r.nodes {
+		r.echo(t, i)
+	}
+	e := New(r.net.BridgeNS(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer e.Close()
+	ms := time.Millisecond
+	cfg := Config{Pairs: map[Pair]Faults{
+		{"a", "b"}: {Delay: 10 * ms}, {"b", "a"}: {Delay: 10 * ms},
+		{"a", "c"}: {Delay: 30 * ms}, {"c", "a"}: {Delay: 5 * ms},
+	}}
+	if err := e.Set(cfg, r.nodes); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Spliced(); len(got) != 3 {
+		t.Fatalf("spliced %v, want a b c", got)
+	}
+	want := map[[2]int]time.Duration{{0, 1}: 20 * ms, {1, 0}: 20 * ms, {0, 2}: 35 * ms, {2, 0}: 35 * ms, {1, 2}: 0, {2, 1}: 0}
+	for pair, w := range want {
+		r.rtts(t, pair[0], pair[1], 2) // ARP first
+		m := median(r.rtts(t, pair[0], pair[1], 15))
+		t.Logf("%s -> %s: median %s, want %s", r.nodes[pair[0]].Name, r.nodes[pair[1]].Name, m, w)
+		if m < w || m > w+3*ms {
+			t.Errorf("%s -> %s: median round trip %s, want %s (+3ms)", r.nodes[pair[0]].Name, r.nodes[pair[1]].Name, m, w)
+		}
+	}
+	// A TCP connection from a to b survives a change of the delay and its
+	// clearing.
+	var ln net.Listener
+	if err := nsfd.Do(r.nodeNS[1], func() error {
+		var err error
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(r.plan.Nodes[1].Addr, 9000).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	var conn net.Conn
+	if err := nsfd.Do(r.nodeNS[0], func() error {
+		var err error
+		conn, err = net.Dial("tcp4", netip.AddrPortFrom(r.plan.Nodes[1].Addr, 9000).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ping := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		conn.SetDeadline(start.Add(5 * time.Second))
+		if _, err := conn.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(conn, b); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	if d := ping(); d < 20*ms {
+		t.Errorf("TCP round trip %s before the change, want >= 20ms", d)
+	}
+	cfg2 := Config{Pairs: map[Pair]Faults{{"a", "b"}: {Delay: 40 * ms}, {"b", "a"}: {Delay: 40 * ms}}}
+	if err := e.Set(cfg2, r.nodes); err != nil {
+		t.Fatal(err)
+	}
+	if d := ping(); d < 80*ms || d > 90*ms {
+		t.Errorf("TCP round trip %s after the change, want 80ms", d)
+	}
+	if err := e.Set(Config{}, r.nodes); err != nil {
+		t.Fatal(err)
+	}
+	if d := ping(); d > 5*ms {
+		t.Errorf("TCP round trip %s after clearing, want < 5ms", d)
+	}
+	if got := e.Spliced(); len(got) != 0 {
+		t.Errorf("still spliced: %v", got)
+	}
+	h, err := netsetup.Handle(r.net.BridgeNS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, n := range r.nodes {
+		l, err := h.LinkByName(n.Splice.Port)
+		if err != nil || l.Attrs().MasterIndex == 0 {
+			t.Errorf("port %s after clearing: %v (on a bridge: %v)", n.Splice.Port, err, err == nil && l.Attrs().MasterIndex != 0)
+		}
+		for _, end := range []string{n.Splice.NodeEnd, n.Splice.EngineEnd} {
+			if _, err := h.LinkByName(end); err == nil {
+				t.Errorf("%s left behind", end)
+			}
+		}
+	}
+}
+
+// TestReceiveJitter: a node's receive delay with jitter spreads its round
+// trips with about the standard deviation asked for.
+func TestReceiveJitter(t *testing.T) {
+	r := newTestRun(t)
+	r.echo(t, 1)
+	e := New(r.net.BridgeNS(), slog.New(slog.DiscardHandler))
+	defer e.Close()
+	ms := time.Millisecond
+	if err := e.Set(Config{Receive: map[string]Faults{"a": {Delay: 20 * ms, Jitter: 4 * ms}}}, r.nodes); err != nil {
+		t.Fatal(err)
+	}
+	r.rtts(t, 0, 1, 2)
+	ds := r.rtts(t, 0, 1, 200)
+	var sum float64
+	for _, d := range ds {
+		sum += float64(d)
+	}
+	mean := time.Duration(sum / float64(len(ds)))
+	// The standard deviation from the quartiles (IQR / 1.349 for a
+	// normal distribution): round trips late because the machine was
+	// busy do not move it.
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+	sd := time.Duration(float64(s[len(s)*3/4]-s[len(s)/4]) / 1.349)
+	t.Logf("mean %s, sd %s", mean, sd)
+	if mean < 19*ms || mean > 23*ms {
+		t.Errorf("mean round trip %s, want about 20ms", mean)
+	}
+	if sd < 3200*time.Microsecond || sd > 4800*time.Microsecond {
+		t.Errorf("standard deviation %s, want 4ms ± 20%%", sd)
+	}
+}

@@ -139,15 +139,18 @@ Prints nsrun's version, as nsrun --version does.
 
 // verbFlagHelp describes the flags of net and node verbs.
 var verbFlagHelp = map[string]string{
-	"--run":    "--run ID     the run (see nsrun ls); not needed in a control: true node of it",
-	"--root":   "--root       as uid 0 of the run's user namespace",
-	"--uplink": "--uplink     cut the way out to the host and beyond too",
-	"--seed":   "--seed N     the random draw (a positive whole number; printed)",
-	"--loss":   "--loss P%    drop this share of packets, such as 30% or 0.5%",
-	"--rate":   "--rate R     bandwidth, such as 1mbit or 500kbit",
-	"--delay":  "--delay D    added latency, such as 100ms",
-	"--jitter": "--jitter D   random variation of --delay, such as 20ms",
-	"--json":   "--json       as JSON",
+	"--run":       "--run ID     the run (see nsrun ls); not needed in a control: true node of it",
+	"--root":      "--root       as uid 0 of the run's user namespace",
+	"--uplink":    "--uplink     cut the way out to the host and beyond too",
+	"--seed":      "--seed N     the random draw (a positive whole number; printed)",
+	"--loss":      "--loss P%    drop this share of packets, such as 30% or 0.5%",
+	"--rate":      "--rate R     bandwidth, such as 1mbit or 500kbit",
+	"--delay":     "--delay D        added latency of what NODE receives, such as 100ms (nsrun's link engine)",
+	"--jitter":    "--jitter D       standard deviation of --delay, such as 20ms (at most the delay)",
+	"--reorder":   "--reorder P%     send this share of frames at once, ahead of the delayed ones",
+	"--duplicate": "--duplicate P%   send this share of frames twice",
+	"--corrupt":   "--corrupt P%     flip one bit in this share of frames",
+	"--json":      "--json       as JSON",
 }
 
 // verbHelp is the --help text of one net or node verb.

@@ -58,7 +58,7 @@ func Start(ns *os.File, listen, upstream netip.AddrPort) (*Relay, error) {
 		return err
 	})
 	if err == nil {
-		err = portproxy.Start(r.tcp, ns, upstream)
+		err = portproxy.Start(r.tcp, ns, upstream, 0)
 	}
 	if err != nil {
 		if r.udp != nil {

@@ -65,6 +65,8 @@ const (
 	cutSet       = "cut"
 	uplinkCutSet = "uplinkcut"
 	cutChain     = "partition"
+	hostInChain  = "hostin"
+	hostOutChain = "hostout"
 	lossInChain  = "lossin"
 	lossOutChain = "lossout"
 )
@@ -171,22 +173,24 @@ func PartitionTables(s NetState) []*Table {
 			})
 		}
 	}
-	if s.Uplink != "" {
-		for _, v6 := range []bool{false, true} {
-			var addrs []netip.Addr
-			for _, a := range s.UplinkCut {
-				if a.Is6() == v6 {
-					addrs = append(addrs, a)
-				}
+	hostIn := map[*Table]*Chain{ip: {Name: hostInChain}, ip6: {Name: hostInChain}}
+	hostOut := map[*Table]*Chain{ip: {Name: hostOutChain}, ip6: {Name: hostOutChain}}
+	for _, v6 := range []bool{false, true} {
+		var addrs []netip.Addr
+		for _, a := range s.UplinkCut {
+			if a.Is6() == v6 {
+				addrs = append(addrs, a)
 			}
-			if len(addrs) == 0 {
-				continue
-			}
-			fam, src, dst, size, t := "ip", uint32(12), uint32(16), uint32(4), ip
-			if v6 {
-				fam, src, dst, size, t = "ip6", 8, 24, 16, ip6
-			}
-			t.Sets = append(t.Sets, addrSet(uplinkCutSet, addrs))
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		fam, src, dst, size, t := "ip", uint32(12), uint32(16), uint32(4), ip
+		if v6 {
+			fam, src, dst, size, t = "ip6", 8, 24, 16, ip6
+		}
+		t.Sets = append(t.Sets, addrSet(uplinkCutSet, addrs))
+		if s.Uplink != "" {
 			cut[t].Rules = append(cut[t].Rules,
 				Rule{Text: fmt.Sprintf("oifname %q %s saddr @%s drop", s.Uplink, fam, uplinkCutSet),
 					Exprs: rule(oifname(expr.CmpOpEq, s.Uplink), namedLookup(src, size, uplinkCutSet), drop())},
@@ -194,6 +198,7 @@ func PartitionTables(s NetState) []*Table {
 					Exprs: rule(iifname(expr.CmpOpEq, s.Uplink), namedLookup(dst, size, uplinkCutSet), drop())},
 			)
 		}
+		hostIn[t].Rules, hostOut[t].Rules = hostCut(fam, src, dst, size)
 	}
 	// Loss: IPv4 and IPv6 packets from the node as they enter its port,
 	// and to the node as they leave it, bridged or routed alike, each
@@ -222,9 +227,83 @@ func PartitionTables(s NetState) []*Table {
 		jumpChain("postrouting", nftables.ChainHookPostrouting, lossOutChain),
 		*cut[bridge], *pre, *post,
 	}
-	ip.Chains = []Chain{jumpChain("forward", nftables.ChainHookForward, cutChain), *cut[ip]}
-	ip6.Chains = []Chain{jumpChain("forward", nftables.ChainHookForward, cutChain), *cut[ip6]}
+	for _, t := range []*Table{ip, ip6} {
+		t.Chains = []Chain{
+			jumpChain("forward", nftables.ChainHookForward, cutChain), *cut[t],
+			jumpChain("input", nftables.ChainHookInput, hostInChain), *hostIn[t],
+			jumpChain("output", nftables.ChainHookOutput, hostOutChain), *hostOut[t],
+		}
+	}
 	return []*Table{bridge, ip, ip6}
+}
+
+// ProxyMark is the mark (SO_MARK) of the sockets the run's port proxy
+// dials to nodes from the bridge namespace (package portproxy), by which
+// the uplink cut finds them: "nsrp". (The partition's own marks are set
+// on forwarded packets only, which never meet the input and output
+// hooks.)
+const ProxyMark = 0x6e737270
+
+// hostCut is the part of the uplink cut that forwarding never sees: the
+// run's own services in the bridge namespace that lead to the host. A
+// node cut from the uplink (set uplinkcut, of family fam) must not reach
+// the host through them either:
+//   - in (hook input): DNS sent to any of the bridge namespace's
+//     addresses (the relay of an IPv6-only subnet, which asks the host's
+//     resolver over the IPv4 uplink), and what comes back on a
+//     connection the port proxy dialled (ct mark ProxyMark);
+//   - out (hook output): the port proxy's packets to the node (meta mark
+//     ProxyMark), which carry what the host sends to a published port.
+//     The first rule marks the proxy's connections for the input chain.
+func hostCut(fam string, src, dst, size uint32) (in, out []Rule) {
+	in = []Rule{
+		{Text: fmt.Sprintf("%s saddr @%s udp dport 53 drop", fam, uplinkCutSet),
+			Exprs: rule(namedLookup(src, size, uplinkCutSet), l4dport(unix.IPPROTO_UDP, 53), drop())},
+		{Text: fmt.Sprintf("%s saddr @%s tcp dport 53 drop", fam, uplinkCutSet),
+			Exprs: rule(namedLookup(src, size, uplinkCutSet), l4dport(unix.IPPROTO_TCP, 53), drop())},
+		{Text: fmt.Sprintf("ct mark 0x%08x %s saddr @%s drop", ProxyMark, fam, uplinkCutSet),
+			Exprs: rule(ctMark(ProxyMark), namedLookup(src, size, uplinkCutSet), drop())},
+	}
+	out = []Rule{
+		{Text: fmt.Sprintf("meta mark 0x%08x ct mark set meta mark", ProxyMark),
+			Exprs: rule(metaMark(ProxyMark), ctMarkSetFromMeta())},
+		{Text: fmt.Sprintf("meta mark 0x%08x %s daddr @%s drop", ProxyMark, fam, uplinkCutSet),
+			Exprs: rule(metaMark(ProxyMark), namedLookup(dst, size, uplinkCutSet), drop())},
+	}
+	return in, out
+}
+
+// metaMark matches the packet's mark.
+//
+//	[ meta load mark => reg 1 ]
+//	[ cmp eq reg 1 0x6e737270 ]
+func metaMark(mark uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+	}
+}
+
+// ctMark matches the mark of the packet's connection.
+//
+//	[ ct load mark => reg 1 ]
+//	[ cmp eq reg 1 0x6e737270 ]
+func ctMark(mark uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+	}
+}
+
+// ctMarkSetFromMeta sets the connection's mark to the packet's.
+//
+//	[ meta load mark => reg 1 ]
+//	[ ct set mark with reg 1 ]
+func ctMarkSetFromMeta() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+	}
 }
 
 // jumpChain is a base filter chain whose one rule jumps to the regular

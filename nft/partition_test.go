@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 )
 
@@ -183,6 +184,59 @@ func TestPartitionUplinkCut(t *testing.T) {
 	}
 	findRule(t, table(t, tables, nftables.TableFamilyIPv6), "partition", `iifname "uplink" ip6 daddr @uplinkcut drop`)
 	findRule(t, table(t, tables, nftables.TableFamilyIPv4), "partition", `oifname "uplink" ip saddr @uplinkcut drop`)
+}
+
+// TestPartitionUplinkCutLocal: the uplink cut also closes the run's own
+// ways to the host, which forwarding never sees: DNS to the bridge
+// namespace (the relay) and the port proxy's marked connections, with
+// or without an uplink (published ports work without the helper).
+func TestPartitionUplinkCutLocal(t *testing.T) {
+	for _, uplink := range []string{"uplink", ""} {
+		tables := PartitionTables(NetState{UplinkCut: pa.Addrs, Uplink: uplink})
+		v4, v6 := table(t, tables, nftables.TableFamilyIPv4), table(t, tables, nftables.TableFamilyIPv6)
+		findRule(t, v4, "hostin", `ip saddr @uplinkcut udp dport 53 drop`)
+		findRule(t, v4, "hostin", `ip saddr @uplinkcut tcp dport 53 drop`)
+		findRule(t, v6, "hostin", `ip6 saddr @uplinkcut tcp dport 53 drop`)
+		r := findRule(t, v6, "hostin", `ct mark 0x6e737270 ip6 saddr @uplinkcut drop`)
+		want := []expr.Any{
+			// [ ct load mark => reg 1 ]
+			&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+			// [ cmp eq reg 1 0x6e737270 ]
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(ProxyMark)},
+			// [ payload load 16b @ network header + 8 => reg 1 ]
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+			// [ lookup reg 1 set uplinkcut ]
+			&expr.Lookup{SourceRegister: 1, SetName: "uplinkcut"},
+			// [ immediate reg 0 drop ]
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}
+		if d := cmp.Diff(want, r.Exprs); d != "" {
+			t.Error(d)
+		}
+		r = findRule(t, v4, "hostout", `meta mark 0x6e737270 ct mark set meta mark`)
+		want = []expr.Any{
+			// [ meta load mark => reg 1 ]
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			// [ cmp eq reg 1 0x6e737270 ]
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(ProxyMark)},
+			// [ meta load mark => reg 1 ]
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			// [ ct set mark with reg 1 ]
+			&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+		}
+		if d := cmp.Diff(want, r.Exprs); d != "" {
+			t.Error(d)
+		}
+		findRule(t, v4, "hostout", `meta mark 0x6e737270 ip daddr @uplinkcut drop`)
+	}
+	// Without a cut, the chains are empty.
+	for _, tb := range PartitionTables(NetState{Uplink: "uplink"}) {
+		for _, c := range tb.Chains {
+			if (c.Name == hostInChain || c.Name == hostOutChain) && len(c.Rules) > 0 {
+				t.Errorf("%s %s: %d rules without a cut", familyName(tb.Family), c.Name, len(c.Rules))
+			}
+		}
+	}
 }
 
 // TestPartitionLoss: loss covers IPv4 and IPv6 and spares neighbour

@@ -70,7 +70,7 @@ func TestStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := Start(l, ns, netip.MustParseAddrPort(srv.Addr().String())); err != nil {
+	if err := Start(l, ns, netip.MustParseAddrPort(srv.Addr().String()), 0x6e737270); err != nil {
 		t.Fatal(err)
 	}
 	ns.Close() // the proxy holds its own
@@ -101,7 +101,7 @@ func TestStartBadNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if err := Start(nil, f, netip.MustParseAddrPort("127.0.0.1:1")); err == nil {
+	if err := Start(nil, f, netip.MustParseAddrPort("127.0.0.1:1"), 0); err == nil {
 		t.Error("Start with a closed fd")
 	}
 }

@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/nsrun/nsrun/nft"
 	"github.com/nsrun/nsrun/portproxy"
 )
 
 // publishPorts serves every published port (package portproxy): nsrun
 // bound the listening sockets on the host's 127.0.0.1 before the run
 // started, and each accepted connection is joined to one made from the
-// bridge namespace to the node.
+// bridge namespace to the node, marked (nft.ProxyMark) so that an uplink
+// cut of the node stops it.
 func (s *supervisor) publishPorts() error {
 	for _, n := range s.plan.Nodes {
 		for _, p := range n.Publish {
@@ -23,7 +25,7 @@ func (s *supervisor) publishPorts() error {
 			if err != nil {
 				return fmt.Errorf("node %q: published port %s: %w", n.Name, p.Host, err)
 			}
-			if err := portproxy.Start(l, s.net.BridgeNS(), p.Target); err != nil {
+			if err := portproxy.Start(l, s.net.BridgeNS(), p.Target, nft.ProxyMark); err != nil {
 				l.Close()
 				return fmt.Errorf("node %q: %w", n.Name, err)
 			}

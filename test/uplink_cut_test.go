@@ -1,0 +1,95 @@
+package test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUplinkCutPublishedPort: after `isolate --uplink n1`, the host no
+// longer reaches n1's published port (the port proxy dials n1 from the
+// bridge namespace, which forwarding rules never see), nor gets more of
+// a connection it had; n2's port still works; fullmesh gives it back.
+func TestUplinkCutPublishedPort(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startRun(t, u, `
+nodes:
+  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000", ports: ["18481:9000"]}
+  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000", ports: ["18482:9000"]}
+`, "n2    | listening")
+	dial := func(port string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return run(t, u.command(ctx, filepath.Join(binDir, "probe"), "dial", "127.0.0.1:"+port, dialTimeout)).Stdout
+	}
+	if out := dial("18481"); !strings.HasPrefix(out, "ok n1 ") {
+		t.Fatalf("the host -> n1's published port before any cut: %q", out)
+	}
+	r.netOK(t, "isolate", "n1")
+	if out := dial("18481"); !strings.HasPrefix(out, "ok n1 ") {
+		t.Errorf("isolate without --uplink cut n1's published port: %q", out)
+	}
+	r.netOK(t, "isolate", "--uplink", "n1")
+	if out := dial("18481"); strings.Contains(out, "n1") {
+		t.Errorf("isolate --uplink n1: the host still reaches n1's published port: %q", out)
+	}
+	if out := dial("18482"); !strings.HasPrefix(out, "ok n2 ") {
+		t.Errorf("isolate --uplink n1: n2's published port: %q", out)
+	}
+	r.netOK(t, "fullmesh")
+	if out := dial("18481"); !strings.HasPrefix(out, "ok n1 ") {
+		t.Errorf("after fullmesh, n1's published port: %q", out)
+	}
+}
+
+// TestHelperUplinkCutDNSRelay: a node of an IPv6-only subnet resolves
+// names through the run's DNS relay, in the bridge namespace, which asks
+// the host's resolver over the IPv4 uplink: after `isolate --uplink a`
+// that way is closed for a (UDP and TCP), not for b, and fullmesh opens
+// it again.
+func TestHelperUplinkCutDNSRelay(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.start(t, "dns", "127.0.0.1:15399", "upstream.test=198.51.100.2", "upstream.test=fd99:4::2")
+	h.install(t, u)
+	r := startRun(t, u, "subnets:\n  v6: \"fd00:6::/64\"\nnodes:\n  a: {ip6: \"fd00:6::5\", command: \"probe listen [::]:9000\"}\n  b: {ip6: \"fd00:6::6\", command: \"probe listen [::]:9000\"}\n", "b     | listening")
+	udp := func(node string) bool {
+		t.Helper()
+		return strings.HasPrefix(r.exec(t, node, "getent", "ahostsv6", "upstream.test").Stdout, "fd99:4::2 ")
+	}
+	const tcpQuery = `import socket, struct
+q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x08upstream\x04test\x00" + struct.pack(">HH", 28, 1)
+s = socket.create_connection(("fd00:6::fe", 53), timeout=3)
+s.settimeout(3)
+s.sendall(struct.pack(">H", len(q)) + q)
+n = struct.unpack(">H", s.recv(2))[0]
+a = b""
+while len(a) < n:
+    a += s.recv(n - len(a))
+print(socket.inet_ntop(socket.AF_INET6, a[-16:]))`
+	tcp := func(node string) bool {
+		t.Helper()
+		return strings.TrimSpace(r.exec(t, node, "python3", "-c", tcpQuery).Stdout) == "fd99:4::2"
+	}
+	if !udp("a") || !tcp("a") {
+		t.Fatal("a does not resolve through the relay before any cut")
+	}
+	r.netOK(t, "isolate", "--uplink", "a")
+	if udp("a") {
+		t.Error("isolate --uplink a: a still resolves through the relay (UDP)")
+	}
+	if tcp("a") {
+		t.Error("isolate --uplink a: a still resolves through the relay (TCP)")
+	}
+	if !udp("b") || !tcp("b") {
+		t.Error("isolate --uplink a: b no longer resolves")
+	}
+	r.netOK(t, "fullmesh")
+	if !udp("a") || !tcp("a") {
+		t.Error("after fullmesh, a does not resolve through the relay")
+	}
+}

@@ -110,7 +110,7 @@ func TestControlOptIn(t *testing.T) {
 	if reaches("n1", "n2") {
 		t.Error("n1 reaches n2 after its attacks: it healed its own cut")
 	}
-	if show := r.netOK(t, "show"); !strings.Contains(show, "clusters [n2 ctl]") {
+	if show := r.netOK(t, "show"); !strings.Contains(show, "cut off: n1") {
 		t.Errorf("net show after the attacks: %q, want the cut of n1", show)
 	}
 	if !reaches("n2", "ctl") {

@@ -304,6 +304,11 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	if f.dryRun {
+		// This process is still in the caller's network namespace, whose
+		// limit the launcher's bind would meet.
+		if err := checkPrivilegedPorts(p, os.Geteuid(), readUnprivilegedPortStart()); err != nil {
+			return fail(stderr, err)
+		}
 		if f.json {
 			if err := jsonout.Write(stdout, p); err != nil {
 				return fail(stderr, err)
@@ -322,7 +327,7 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 	if in.Uplink != nil && !uplinkIPv6 && planHasIPv6(p) {
 		noteIPv6Inside(stderr, rt)
 	}
-	listeners, err := bindPorts(p)
+	listeners, err := bindPorts(p, launch.BindPort)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -350,25 +355,6 @@ func launched(st launch.State, root bool) error {
 		return errors.New("internal error: the launcher read --root differently; please report this command line")
 	}
 	return nil
-}
-
-// bindPorts binds every published port on the caller's 127.0.0.1, through
-// the launcher (this process is already in the run's bridge namespace).
-func bindPorts(p *plan.Plan) (map[netip.AddrPort]*os.File, error) {
-	out := map[netip.AddrPort]*os.File{}
-	for _, n := range p.Nodes {
-		for _, pb := range n.Publish {
-			f, err := launch.BindPort(pb.Host.Port())
-			if err != nil {
-				for _, f := range out {
-					f.Close()
-				}
-				return nil, fmt.Errorf("nodes.%s.ports: cannot publish %s: %w (is another run of this file, or another program, using it? change the host port)", n.Name, pb.Host, err)
-			}
-			out[pb.Host] = f
-		}
-	}
-	return out, nil
 }
 
 // noteIsolated says once (per boot) that runs are isolated for want of the

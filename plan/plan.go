@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/nsrun/nsrun/topology"
 )
 
 // Plan is one run.
@@ -234,6 +236,9 @@ type Ready struct {
 type Publish struct {
 	Host   netip.AddrPort `json:"host"`
 	Target netip.AddrPort `json:"target"`
+	// Pos is where the port is written in the run's file (Run.File),
+	// for errors found when it is bound.
+	Pos topology.Pos `json:"-"`
 }
 
 // Node is one node.

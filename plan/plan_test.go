@@ -87,7 +87,7 @@ func TestBuild(t *testing.T) {
 	if web.Ready.Kind != ReadyNone || db.Ready != (Ready{Kind: ReadyTCP, Addr: netip.MustParseAddrPort("172.18.1.10:6379"), Timeout: ReadyTimeout, Interval: readyInterval}) {
 		t.Errorf("ready: web %+v, db %+v", web.Ready, db.Ready)
 	}
-	if len(web.Publish) != 1 || web.Publish[0] != (Publish{Host: netip.MustParseAddrPort("127.0.0.1:8080"), Target: netip.MustParseAddrPort("172.18.0.2:8000")}) {
+	if len(web.Publish) != 1 || web.Publish[0] != (Publish{Host: netip.MustParseAddrPort("127.0.0.1:8080"), Target: netip.MustParseAddrPort("172.18.0.2:8000"), Pos: topology.Pos{Line: 12, Column: 13}}) {
 		t.Errorf("web publishes %+v", web.Publish)
 	}
 	if p.Capture == nil || !strings.HasSuffix(p.Capture.Log, "/capture/nsrun.log") || !strings.HasSuffix(db.Links[0].Capture, "/capture/db.pcap") || web.Links[0].Capture != "" {

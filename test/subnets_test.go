@@ -3,6 +3,8 @@ package test
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -83,6 +85,38 @@ func TestUpRefusesHelperHostPool(t *testing.T) {
 		}
 		if r := u.up(t, dir, "--isolated", "-f", file); r.Code != 0 {
 			t.Errorf("up --isolated -f %s: exit %d, stderr %q; an isolated run has no host link to collide with", file, r.Code, r.Stderr)
+		}
+	}
+	if after := u.runDirs(); len(after) != len(before) {
+		t.Errorf("runs left: %v", after)
+	}
+}
+
+// TestUpPrivilegedPort: a host port below the host's
+// net.ipv4.ip_unprivileged_port_start is refused at the file, by the dry
+// run too, naming the cause and both fixes; it was reported as "permission
+// denied (is another run ... using it?)", and the dry run accepted it.
+func TestUpPrivilegedPort(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	need(t, start > 80, fmt.Sprintf("this host lets every user listen on port 80 (net.ipv4.ip_unprivileged_port_start=%d)", start))
+	dir := project(t, map[string]string{"priv.yaml": "nodes:\n  a:\n    ip: 172.18.0.2\n    command: 'true'\n    ports: [\"8080:8000\", \"80:8000\"]\n"})
+	before := u.runDirs()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-f", "priv.yaml"}, `priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start); publish a port of 1024 or above, such as "8080:8000", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=80`},
+		{[]string{"--dry-run", "-f", "priv.yaml"}, fmt.Sprintf(`priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start, %d here)`, start)},
+	} {
+		r := u.up(t, dir, c.args...)
+		if r.Code != 125 || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(c.args, " "), r.Code, r.Stderr, c.want)
 		}
 	}
 	if after := u.runDirs(); len(after) != len(before) {

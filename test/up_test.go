@@ -296,7 +296,7 @@ func TestUpBadFiles(t *testing.T) {
 		"cycle.yaml":   "dependency cycle",
 		"dup.yaml":     "nodes.b.ip: 172.18.0.1 is already node a's address",
 		"out.yaml":     "nodes.a.ip: 172.18.9.1 is in no subnet of the file",
-		"port.yaml":    fmt.Sprintf("cannot publish 127.0.0.1:%d", port),
+		"port.yaml":    fmt.Sprintf("port.yaml:2:51: nodes.a.ports: cannot publish 127.0.0.1:%d: it is in use, by another run of this file or another program; change the host port", port),
 		"syntax.yaml":  "syntax.yaml:",
 		"missing.yaml": "missing.yaml not found",
 	} {

@@ -97,6 +97,7 @@ const MaxReadyTimeout = 24 * time.Hour
 // Port publishes a node port on the host's loopback.
 type Port struct {
 	Host, Node uint16
+	Pos        Pos // of the port's entry
 }
 
 // Error is a problem in the file, at a position.
@@ -795,7 +796,7 @@ func (p *parser) ports(f string, v *yaml.Node) ([]Port, error) {
 		if !ok || err1 != nil || err2 != nil || hp == 0 || np == 0 {
 			return nil, p.errAt(v.Content[i], "%s: %q: write \"HOST:NODE\", such as \"8080:8000\" (host 127.0.0.1:8080 to the node's port 8000)", f, s)
 		}
-		out = append(out, Port{Host: uint16(hp), Node: uint16(np)})
+		out = append(out, Port{Host: uint16(hp), Node: uint16(np), Pos: Pos{v.Content[i].Line, v.Content[i].Column}})
 	}
 	return out, nil
 }

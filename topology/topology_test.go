@@ -42,7 +42,7 @@ func TestParseGood(t *testing.T) {
 	if strings.Join(web.Argv, "|") != "sh|-c|exec python3 -m http.server 8000" {
 		t.Errorf("command split: %q", web.Argv)
 	}
-	if web.Hostname != "web1" || web.Subnet != 0 || web.Ports[0] != (Port{8080, 8000}) || web.Env[0] != "ROLE=web" {
+	if web.Hostname != "web1" || web.Subnet != 0 || web.Ports[0] != (Port{8080, 8000, Pos{13, 13}}) || web.Env[0] != "ROLE=web" {
 		t.Errorf("web: %+v", web)
 	}
 	if !web.Control || top.Nodes[0].Control {

@@ -7,9 +7,11 @@
 // and everything in their gateway and runs. So the helper verifies the
 // gateway namespaces from descriptors it opened itself (VerifyGateway),
 // reads no file of the user's (its records live in /run/nsrun-helper),
-// reaches every path under /run/user/UID through verified folder fds
-// without following symlinks, bounds every wait on the user's processes,
-// and serialises installs with one host-wide lock.
+// keeps the gateway's mounts in root's /run/nsrun-helper/gw/UID with a
+// read-only view of them at /run/user/UID/nsrun (view.go), reaches every
+// path under /run/user/UID through verified folder fds without following
+// symlinks, starts the user's processes with nothing of root's, bounds
+// every wait on them, and serialises installs with one host-wide lock.
 //
 // Every change is a Step: Describe says what it will do (the dry run
 // prints exactly these), Done only looks whether it is already so (install

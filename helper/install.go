@@ -31,7 +31,7 @@ type installer struct {
 	st      *state
 	host    *netlink.Handle
 	userDir *os.File // /run/user/UID, once it exists (verified)
-	nsDir   *os.File // /run/user/UID/nsrun, once it exists (verified)
+	gwDir   *os.File // /run/nsrun-helper/gw/UID, once it exists (verified)
 	gwNet   *os.File // the gateway network namespace, once mounted (verified)
 	no6     string   // why the gateway gets no IPv6 though the host has it ("" if it does)
 }
@@ -56,7 +56,14 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 	if in.host, err = netsetup.Here(); err != nil {
 		return err
 	}
-	if in.userDir, in.nsDir, err = openUserDirs(o.UID); err != nil {
+	var nsDir *os.File
+	if in.userDir, nsDir, err = openUserDirs(o.UID); err != nil {
+		return err
+	}
+	if nsDir != nil {
+		nsDir.Close() // (only checked: a symlink or a folder of the user's is refused)
+	}
+	if in.gwDir, err = in.st.openGwDir(o.UID, false); err != nil {
 		return err
 	}
 	if in.prev, _, err = in.st.record(o.UID); err != nil {
@@ -95,12 +102,12 @@ func Install(o Options, w io.Writer, dryRun bool) error {
 }
 
 func (in *installer) close() {
-	for _, f := range []*os.File{in.gwNet, in.nsDir, in.userDir} {
+	for _, f := range []*os.File{in.gwNet, in.gwDir, in.userDir} {
 		if f != nil {
 			f.Close()
 		}
 	}
-	in.gwNet, in.nsDir, in.userDir = nil, nil, nil
+	in.gwNet, in.gwDir, in.userDir = nil, nil, nil
 	if in.host != nil {
 		in.host.Close()
 		in.host = nil
@@ -266,8 +273,8 @@ func chooseHostNet(pool netip.Prefix, prev install.Record, routes []netip.Prefix
 // name), and the host end comes up only once its IPv6 and redirects are
 // off and its address is set.
 func (in *installer) plan() Plan {
-	return Plan{in.stepSaveHost(), in.stepUserDir(), in.stepNsDir(), in.stepGateway(), in.stepTables(),
-		in.stepVeth(), in.stepGatewayNet(), in.stepForwarding(), in.stepRecord()}
+	return Plan{in.stepSaveHost(), in.stepUserDir(), in.stepGwDir(), in.stepGateway(), in.stepTables(),
+		in.stepVeth(), in.stepGatewayNet(), in.stepForwarding(), in.stepRecord(), in.stepView()}
 }
 
 func (in *installer) stepUserDir() Step {
@@ -289,17 +296,53 @@ func (in *installer) stepUserDir() Step {
 	}
 }
 
-func (in *installer) stepNsDir() Step {
+func (in *installer) stepGwDir() Step {
 	return Step{
-		Describe: fmt.Sprintf("create %s (owner root, mode 0755) for the namespace mounts", install.Dir(in.o.UID)),
-		Done:     func() (bool, error) { return in.nsDir != nil, nil },
+		Describe: fmt.Sprintf("create %s (owner root, mode 0755, in a folder only root may enter) for the namespace mounts and the record's copy", gwPath(in.o.UID)),
+		Done:     func() (bool, error) { return in.gwDir != nil, nil },
 		Apply: func() error {
+			var err error
+			in.gwDir, err = in.st.openGwDir(in.o.UID, true)
+			return err
+		},
+	}
+}
+
+// stepView is last: nsrun sees an install only once it is whole.
+func (in *installer) stepView() Step {
+	uid := in.o.UID
+	return Step{
+		Describe: fmt.Sprintf("make %s a read-only view of %s (a recursive bind mount: a mount point, which you cannot rename or remove);\nfirst unmount every other view of it and every namespace mount of a gateway of yours but this one (left by helpers before issue 20, wherever it now lies)",
+			install.Dir(uid), gwPath(uid)),
+		Done: func() (bool, error) { return viewOK(in.userDir, in.gwDir), nil },
+		Apply: func() error {
+			if err := unmountViews(in.gwDir); err != nil {
+				return err
+			}
+			if err := unmountStrayNamespaces(uid, in.gwDir); err != nil {
+				return err
+			}
 			if _, err := mkdirAt(in.userDir, "nsrun", 0o755, 0, 0); err != nil {
 				return err
 			}
-			var err error
-			in.nsDir, err = install.OpenVerifiedDir(in.userDir, "nsrun", 0)
-			return err
+			// What an older helper kept in the folder itself goes: the
+			// view would hide it, not remove it.
+			nsDir, err := install.OpenVerifiedDir(in.userDir, "nsrun", 0)
+			if err != nil {
+				return err
+			}
+			err = errors.Join(unmountAndRemove(nsDir, "userns"), unmountAndRemove(nsDir, "netns"), removeFile(nsDir, "install.json"))
+			nsDir.Close()
+			if err != nil {
+				return err
+			}
+			if err := mountView(in.userDir, in.gwDir); err != nil {
+				return err
+			}
+			if !viewOK(in.userDir, in.gwDir) {
+				return fmt.Errorf("%s does not show %s right after it was mounted (%w)", install.Dir(uid), gwPath(uid), install.ErrUnsafe)
+			}
+			return nil
 		},
 	}
 }
@@ -307,12 +350,12 @@ func (in *installer) stepNsDir() Step {
 func (in *installer) stepGateway() Step {
 	o := in.o
 	return Step{
-		Describe: fmt.Sprintf("create a user namespace owned by %s (uid map \"0 %d 1\", gid map \"0 %d 1\") holding the gateway network namespace;\nverify both from their descriptors, and bind-mount them onto %s and %s",
-			o.User, o.UID, o.GID, install.UserNSPath(o.UID), install.NetNSPath(o.UID)),
+		Describe: fmt.Sprintf("create a user namespace owned by %s (uid map \"0 %d 1\", gid map \"0 %d 1\") holding the gateway network namespace,\nunless the one mounted there still is; verify both from their descriptors, and bind-mount them onto %s/userns and %s/netns",
+			o.User, o.UID, o.GID, gwPath(o.UID), gwPath(o.UID)),
 		Done: func() (bool, error) { return in.openGateway() == nil, nil },
 		Apply: func() error {
 			for _, name := range []string{"userns", "netns"} {
-				if err := unmountAndRemove(in.nsDir, name); err != nil {
+				if err := unmountAndRemove(in.gwDir, name); err != nil {
 					return err
 				}
 			}
@@ -322,7 +365,7 @@ func (in *installer) stepGateway() Step {
 			}
 			defer g.Release()
 			for name, ns := range map[string]*os.File{"userns": g.UserNS, "netns": g.NetNS} {
-				target, err := mountTarget(in.nsDir, name)
+				target, err := mountTarget(in.gwDir, name)
 				if err != nil {
 					return err
 				}
@@ -343,19 +386,25 @@ func (in *installer) openGateway() error {
 	if in.gwNet != nil {
 		return nil
 	}
-	if in.nsDir == nil {
+	if in.gwDir == nil {
 		return install.ErrNotInstalled
 	}
 	var fs [2]*os.File
 	for i, name := range []string{"userns", "netns"} {
-		if !install.NamespaceMounted(in.nsDir, name) {
+		if !install.NamespaceMounted(in.gwDir, name) {
+			if i == 1 {
+				fs[0].Close()
+			}
 			return install.ErrNotInstalled
 		}
-		fd, err := unix.Openat(int(in.nsDir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(int(in.gwDir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
+			if i == 1 {
+				fs[0].Close()
+			}
 			return err
 		}
-		fs[i] = os.NewFile(uintptr(fd), in.nsDir.Name()+"/"+name)
+		fs[i] = os.NewFile(uintptr(fd), in.gwDir.Name()+"/"+name)
 	}
 	defer fs[0].Close()
 	if err := VerifyGateway(fs[0], fs[1], in.o.UID); err != nil {
@@ -701,17 +750,17 @@ const forward6 = "net/ipv6/conf/all/forwarding"
 func (in *installer) stepRecord() Step {
 	name := strconv.Itoa(in.o.UID) + ".json"
 	return Step{
-		Describe: fmt.Sprintf("write the record %s/users/%s and its copy for nsrun, %s", stateDir, name, install.RecordPath(in.o.UID)),
+		Describe: fmt.Sprintf("write the record %s/users/%s and its copy for nsrun, %s/install.json (%s in your view)", stateDir, name, gwPath(in.o.UID), install.RecordPath(in.o.UID)),
 		Done: func() (bool, error) {
 			b := marshalRecord(in.rec)
-			return hasFile(in.st.users, name, b) && hasFile(in.nsDir, "install.json", b), nil
+			return hasFile(in.st.users, name, b) && hasFile(in.gwDir, "install.json", b), nil
 		},
 		Apply: func() error {
 			b := marshalRecord(in.rec)
 			if err := writeFile(in.st.users, name, b); err != nil {
 				return err
 			}
-			return writeFile(in.nsDir, "install.json", b)
+			return writeFile(in.gwDir, "install.json", b)
 		},
 	}
 }

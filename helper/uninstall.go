@@ -78,6 +78,13 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 	if err != nil {
 		return err
 	}
+	gwDir, err := st.openGwDir(uid, false)
+	if err != nil {
+		return err
+	}
+	if gwDir != nil {
+		defer gwDir.Close()
+	}
 	ifname, table := install.InterfaceName(uid), install.TableName(uid)
 	record := strconv.Itoa(uid) + ".json"
 	plan := Plan{
@@ -101,22 +108,36 @@ func withUninstall(st *state, uid int, madeDir bool, run func(Plan) error) error
 			Apply: func() error { return removeTables(st, uid, table) },
 		},
 		{
-			Describe: fmt.Sprintf("unmount and remove %s and %s, remove %s and %s",
-				install.UserNSPath(uid), install.NetNSPath(uid), install.RecordPath(uid), install.Dir(uid)),
-			Done: func() (bool, error) { return nsDir == nil, nil },
+			Describe: fmt.Sprintf("unmount every view of %[1]s (%[2]s, wherever it now lies) and every namespace mount of a gateway of yours (also one an older helper left in a folder you renamed), remove %[2]s;\nunmount and remove %[1]s/userns, %[1]s/netns and %[1]s/install.json, and %[1]s",
+				gwPath(uid), install.Dir(uid)),
+			Done: func() (bool, error) {
+				views, err := hasViews(gwDir)
+				strays, serr := hasStrayNamespaces(uid)
+				return gwDir == nil && !views && !strays && nsDir == nil, errors.Join(err, serr)
+			},
 			Apply: func() error {
-				for _, name := range []string{"userns", "netns"} {
-					if err := unmountAndRemove(nsDir, name); err != nil {
+				if err := unmountViews(gwDir); err != nil {
+					return err
+				}
+				if err := unmountStrayNamespaces(uid, nil); err != nil {
+					return err
+				}
+				if userDir != nil {
+					// The mount point, or an older helper's folder: root's.
+					if d, err := install.OpenVerifiedDir(userDir, "nsrun", 0); err == nil {
+						err = errors.Join(unmountAndRemove(d, "userns"), unmountAndRemove(d, "netns"), removeFile(d, "install.json"))
+						d.Close()
+						if err != nil {
+							return err
+						}
+						if err := unix.Unlinkat(int(userDir.Fd()), "nsrun", unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+							return fmt.Errorf("remove %s: %w", install.Dir(uid), err)
+						}
+					} else if !errors.Is(err, install.ErrNotInstalled) {
 						return err
 					}
 				}
-				if err := removeFile(nsDir, "install.json"); err != nil {
-					return err
-				}
-				if err := unix.Unlinkat(int(userDir.Fd()), "nsrun", unix.AT_REMOVEDIR); err != nil {
-					return fmt.Errorf("remove %s: %w", install.Dir(uid), err)
-				}
-				return nil
+				return st.removeGwDir(uid)
 			},
 		},
 		{

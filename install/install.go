@@ -1,7 +1,8 @@
 // Package install describes what nsrun-helper installs for a user and where:
-// the folder of persisted namespaces under /run/user/UID/nsrun and the
-// record (install.json) that nsrun and `nsrun-helper status` read, without
-// root, to join the gateway and reach the host.
+// the folder of persisted namespaces under /run/user/UID/nsrun (a
+// read-only view the helper mounts of its own /run/nsrun-helper/gw/UID)
+// and the record (install.json) that nsrun and `nsrun-helper status` read,
+// without root, to join the gateway and reach the host.
 //
 // install.json is the user's copy of the record, for nsrun's convenience.
 // The helper itself (root) never reads it: its authoritative copy lives in
@@ -98,7 +99,8 @@ const MaxRecordSize = 64 << 10
 // RunUserDir is /run/user/UID.
 func RunUserDir(uid int) string { return filepath.Join("/run/user", strconv.Itoa(uid)) }
 
-// Dir is the root-owned folder of persisted namespaces and the record.
+// Dir is the root-owned folder of persisted namespaces and the record:
+// the user's read-only view of the helper's own folder.
 func Dir(uid int) string { return filepath.Join(RunUserDir(uid), "nsrun") }
 
 // UserNSPath is the bind mount of the gateway's user namespace.

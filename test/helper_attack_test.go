@@ -511,22 +511,28 @@ func TestHelperPlantedFiles(t *testing.T) {
 	asUser("rm -rf " + dir + " && ln -s /tmp " + dir)
 	check("a symlink for the nsrun folder", false)
 	asUser("rm -f " + dir)
-	// A real install, then its folder swapped for the user's.
+	// A real install: its folder is a mount point now (a view of root's
+	// /run/nsrun-helper/gw/UID), which the user can neither swap nor
+	// write into.
 	h.install(t, u)
-	asUser("mv " + dir + " " + dir + ".real && mkdir " + dir + " && ln -s " + secret + " " + dir + "/install.json")
-	check("the helper's folder swapped for one with a symlink", true)
-	asUser("rm -rf " + dir + " && mkdir " + dir + " && mkfifo " + dir + "/install.json")
-	check("the helper's folder swapped for one with a FIFO", true)
-	asUser("rm -rf " + dir + " && mv " + dir + ".real " + dir)
-	// Planted in the helper's own folder (as root here: the folder checks
-	// above keep the user out; these reach the file checks behind them).
-	// The user's status refuses to read it; install replaces it with the
-	// record, never writing through it.
+	for _, attack := range []string{"mv " + dir + " " + dir + ".real", "rmdir " + dir, "touch " + dir + "/x"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r := run(t, u.command(ctx, "sh", "-c", attack))
+		cancel()
+		if r.Code == 0 {
+			t.Errorf("as %s, %q worked on the helper's folder", u.Name, attack)
+		}
+	}
+	// Planted in the helper's own folder (as root here, in gw/UID: the
+	// checks above keep the user out; these reach the file checks behind
+	// them). The user's status refuses to read it; install replaces it
+	// with the record, never writing through it.
+	gw := fmt.Sprintf("/run/nsrun-helper/gw/%d", u.UID)
 	for _, plant := range []struct{ name, script string }{
-		{"a symlink", "ln -s " + secret + " " + dir + "/install.json"},
-		{"a FIFO", "mkfifo " + dir + "/install.json"},
+		{"a symlink", "ln -s " + secret + " " + gw + "/install.json"},
+		{"a FIFO", "mkfifo " + gw + "/install.json"},
 	} {
-		shOK(t, "rm -f "+dir+"/install.json && "+plant.script)
+		shOK(t, "rm -f "+gw+"/install.json && "+plant.script)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		r := run(t, u.command(ctx, filepath.Join(binDir, "nsrun-helper"), "status"))

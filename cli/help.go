@@ -137,7 +137,8 @@ Prints nsrun's version, as nsrun --version does.
 `,
 }
 
-// verbFlagHelp describes the flags of net and node verbs.
+// verbFlagHelp describes the flags of net and node verbs: the flag (with
+// its value), two spaces, what it does.
 var verbFlagHelp = map[string]string{
 	"--run":       "--run ID     the run (see nsrun ls); not needed in a control: true node of it",
 	"--root":      "--root       as uid 0 of the run's user namespace",
@@ -167,7 +168,8 @@ func verbHelp(v control.Verb) string {
 	}
 	b.WriteString(strings.ToUpper(help[:1]) + help[1:] + ".\n\nFlags:\n")
 	for _, f := range append([]string{"--run"}, v.Flags...) {
-		fmt.Fprintf(&b, "  %s\n", verbFlagHelp[f])
+		flag, what, _ := strings.Cut(verbFlagHelp[f], "  ") // aligned here
+		fmt.Fprintf(&b, "  %-16s %s\n", flag, strings.TrimSpace(what))
 	}
 	return b.String()
 }

@@ -19,6 +19,7 @@
 package guest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -56,11 +57,66 @@ type Spec struct {
 	Stdin          *os.File
 	Stdout, Stderr *os.File
 	Setpgid        bool // put the process in a process group of its own
+
+	// PIDNS starts the command under an init of nsrun's (InitMain) as
+	// PID 1 of a pid namespace of its own, with its own /proc: every
+	// process the command starts, whatever it does with sessions and
+	// process groups, stays in that namespace, and ends with the init.
+	// Process.Pid is then the init's. Terminal says that SIGINT and
+	// SIGQUIT reach the command from the terminal (the init does not
+	// pass them on).
+	PIDNS    bool
+	Terminal bool
+	// Join, when set, starts the command inside a node's running init's
+	// namespaces (pid, mount and UTS; NetNS is still the network one)
+	// instead of UTS and mount namespaces of its own: `nsrun net exec`.
+	// Hostname, Mounts and Hide are then not used. A starter of nsrun's
+	// (the init's code, InitMain) starts it there and passes signals on:
+	// Process.Pid is the starter's. (The supervisor cannot fork the
+	// command there itself: a nested user namespace's id maps are
+	// written through /proc/PID, and the node's /proc has the node's
+	// pids.)
+	Join *Joined
+}
+
+// Joined are the namespaces of a node's init, held open.
+type Joined struct {
+	PID, Mount, UTS *os.File
+}
+
+// JoinInit opens the pid, mount and UTS namespaces of the process pid
+// (a node's init, as the supervisor sees it).
+func JoinInit(pid int) (*Joined, error) {
+	var j Joined
+	for _, ns := range []struct {
+		name string
+		f    **os.File
+	}{{"pid", &j.PID}, {"mnt", &j.Mount}, {"uts", &j.UTS}} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.name))
+		if err != nil {
+			j.Close()
+			return nil, fmt.Errorf("open the node's %s namespace: %w", ns.name, err)
+		}
+		*ns.f = f
+	}
+	return &j, nil
+}
+
+// Close closes the namespaces' files.
+func (j *Joined) Close() {
+	for _, f := range []*os.File{j.PID, j.Mount, j.UTS} {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // Process is a started node process.
 type Process struct {
-	Pid  int
+	Pid int
+	// Init says that Pid is a node's init (Spec.PIDNS), PID 1 of the
+	// node's own pid namespace.
+	Init bool
 	done chan struct{}
 	err  error
 	st   *os.ProcessState
@@ -83,14 +139,23 @@ func Start(s Spec) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{done: make(chan struct{})}
+	p := &Process{done: make(chan struct{}), Init: s.PIDNS}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		// Deliberately never unlocked: this thread's namespaces are the node's.
 		cmd, err := prepare(s, path)
+		var init *initPipes
+		if err == nil && (s.PIDNS || s.Join != nil) {
+			init, err = asInit(cmd, s, path)
+		}
 		if err == nil {
 			err = cmd.Start()
+		}
+		if err == nil && init != nil {
+			if err = init.handOver(); err != nil {
+				_ = cmd.Wait() // the init exits once it has said why
+			}
 		}
 		if err != nil {
 			started <- err
@@ -106,6 +171,87 @@ func Start(s Spec) (*Process, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// initPipes are the supervisor's ends of a node init's pipes.
+type initPipes struct {
+	cfg    initConfig
+	config *os.File // write end of the init's fd 3
+	status *os.File // read end of the init's fd 4
+	ends   []*os.File
+}
+
+// asInit turns cmd, prepared to run s's command at path, into one that
+// runs nsrun's init as PID 1 of a new pid namespace, which then starts
+// the command (initConfig); the init gets every capability of the run's
+// user namespace to mount the node's /proc.
+func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("node init: %w", err)
+	}
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		cr.Close()
+		cw.Close()
+		return nil, fmt.Errorf("node init: %w", err)
+	}
+	ip := &initPipes{
+		cfg: initConfig{Path: path, Argv: s.Argv, Env: s.Env, Dir: s.Dir, MapUser: s.MapUser, UID: s.UID, GID: s.GID,
+			AllCaps: s.AllCaps, Setpgid: s.Setpgid, Terminal: s.Terminal, Exec: s.Join != nil},
+		config: cw, status: sr, ends: []*os.File{cr, sw},
+	}
+	// The init starts in / of the node's mount namespace; the command in
+	// its own folder.
+	cmd.Path, cmd.Args, cmd.Dir = "/proc/self/exe", []string{"nsrun", InitMarker}, "/"
+	cmd.ExtraFiles = []*os.File{cr, sw} // fds 3 and 4
+	// Pdeathsig: the init dies with this thread. (Go's child then finds
+	// getppid() = 0, its parent being outside its pid namespace, takes
+	// it for a dead parent and sends itself SIGKILL, which the kernel
+	// ignores: a namespace's init cannot be killed from inside it.)
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Setpgid, Cloneflags: syscall.CLONE_NEWPID}
+	if s.Join != nil {
+		// An exec's starter: in the node's pid namespace already (join),
+		// where it is not PID 1 and Go's child would kill itself for a
+		// parent-death signal (its parent is outside: getppid() = 0). It
+		// ends with the node's init, which ends with the supervisor.
+		attr = &syscall.SysProcAttr{Setpgid: s.Setpgid}
+	}
+	if err := credentials(attr, false, 0, 0, os.Getuid() != 0); err != nil {
+		ip.close()
+		return nil, err
+	}
+	cmd.SysProcAttr = attr
+	return ip, nil
+}
+
+// handOver, once the init runs, sends it its configuration and waits for
+// its report: the command runs, or why it does not.
+func (ip *initPipes) handOver() error {
+	defer ip.close()
+	for _, f := range ip.ends {
+		f.Close() // the init's ends
+	}
+	ip.ends = nil
+	err := json.NewEncoder(ip.config).Encode(ip.cfg)
+	ip.config.Close()
+	if err != nil {
+		return fmt.Errorf("node init: send its configuration: %w", err)
+	}
+	var st initStatus
+	if err := json.NewDecoder(ip.status).Decode(&st); err != nil {
+		return fmt.Errorf("node init: no report from it: %w", err)
+	}
+	if st.Error != "" {
+		return fmt.Errorf("%s: %w", ip.cfg.Argv[0], errors.New(st.Error))
+	}
+	return nil
+}
+
+func (ip *initPipes) close() {
+	for _, f := range append(ip.ends, ip.config, ip.status) {
+		f.Close()
+	}
 }
 
 // Wait waits for the process to end and returns its state.
@@ -136,19 +282,11 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 	if err := nsfd.Enter(s.NetNS); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	flags := unix.CLONE_NEWUTS
-	if len(s.Mounts) > 0 || len(s.Hide) > 0 {
-		flags |= unix.CLONE_NEWNS
-	}
-	if err := unix.Unshare(flags); err != nil {
-		return nil, fmt.Errorf("unshare UTS and mount namespaces: %w", err)
-	}
-	if s.Hostname != "" {
-		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-			return nil, fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+	if s.Join != nil {
+		if err := join(s.Join); err != nil {
+			return nil, err
 		}
-	}
-	if err := mount(s.Mounts, s.Hide); err != nil {
+	} else if err := unshare(s); err != nil {
 		return nil, err
 	}
 	cmd := &exec.Cmd{
@@ -164,22 +302,72 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 			Setpgid:   s.Setpgid,
 		},
 	}
-	if s.AllCaps {
-		last, err := lastCap()
-		if err != nil {
-			return nil, err
-		}
-		for c := uintptr(0); c <= last; c++ {
-			cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, c)
-		}
-	}
-	if s.MapUser {
-		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWUSER
-		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: s.UID, HostID: 0, Size: 1}}
-		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: s.GID, HostID: 0, Size: 1}}
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), NoSetGroups: true}
+	if err := credentials(cmd.SysProcAttr, s.MapUser, s.UID, s.GID, s.AllCaps); err != nil {
+		return nil, err
 	}
 	return cmd, nil
+}
+
+// unshare gives the current thread UTS and mount namespaces of its own,
+// with s's hostname, mounts and hidden folders. A node with an init
+// (PIDNS) always gets a mount namespace of its own, for its /proc.
+func unshare(s Spec) error {
+	flags := unix.CLONE_NEWUTS
+	if len(s.Mounts) > 0 || len(s.Hide) > 0 || s.PIDNS {
+		flags |= unix.CLONE_NEWNS
+	}
+	if err := unix.Unshare(flags); err != nil {
+		return fmt.Errorf("unshare UTS and mount namespaces: %w", err)
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+		}
+	}
+	return mount(s.Mounts, s.Hide)
+}
+
+// join moves the current thread into a node init's mount and UTS
+// namespaces, and makes its children start in the init's pid namespace.
+// A thread shares its root and working folder with the process's other
+// threads until it unshares them, and setns refuses a mount namespace to
+// a thread that shares them.
+func join(j *Joined) error {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare the thread's filesystem attributes: %w", err)
+	}
+	for _, ns := range []struct {
+		f    *os.File
+		kind int
+		name string
+	}{{j.Mount, unix.CLONE_NEWNS, "mount"}, {j.UTS, unix.CLONE_NEWUTS, "UTS"}, {j.PID, unix.CLONE_NEWPID, "pid"}} {
+		if err := unix.Setns(int(ns.f.Fd()), ns.kind); err != nil {
+			return fmt.Errorf("join the node's %s namespace: %w", ns.name, err)
+		}
+	}
+	return nil
+}
+
+// credentials sets who a process runs as: with mapUser, in a nested user
+// namespace that maps uid and gid to the run's uid 0, as uid and gid;
+// with allCaps, with every capability of its user namespace (ambient).
+func credentials(attr *syscall.SysProcAttr, mapUser bool, uid, gid int, allCaps bool) error {
+	if allCaps {
+		last, err := lastCap()
+		if err != nil {
+			return err
+		}
+		for c := uintptr(0); c <= last; c++ {
+			attr.AmbientCaps = append(attr.AmbientCaps, c)
+		}
+	}
+	if mapUser {
+		attr.Cloneflags |= syscall.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: 0, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: 0, Size: 1}}
+		attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+	}
+	return nil
 }
 
 // mount makes the mounts of a node's own mount namespace: every source

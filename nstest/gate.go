@@ -17,6 +17,7 @@ import (
 	"os"
 
 	"github.com/nsrun/nsrun/cli"
+	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/userns/launch"
 )
 
@@ -25,7 +26,12 @@ import (
 // nstest), the process carries out the command line as nsrun does and
 // exits. The launcher has by then made this process the run's supervisor.
 func init() {
-	if os.Getenv(launch.EnvAsNsrun) == "" || secure() {
+	if secure() {
+		return
+	}
+	// A node's init, which the supervisor starts as this binary again.
+	guest.InitMain()
+	if os.Getenv(launch.EnvAsNsrun) == "" {
 		return
 	}
 	// Not for the nodes' commands, which inherit the environment.

@@ -99,8 +99,8 @@ func (s *supervisor) nodeOf(pid int) *node {
 	return nil
 }
 
-// exec runs a command in a node's network, UTS and mount namespaces with
-// the caller's stdio, forwarding the signals it sends, and reports the exit
+// exec runs a command in a node's network, UTS, mount and pid namespaces
+// with the caller's stdio, forwarding the signals it sends, and reports the exit
 // code.
 func (s *supervisor) exec(p *control.Peer) {
 	c := p.Req.Exec
@@ -122,6 +122,18 @@ func (s *supervisor) exec(p *control.Peer) {
 		sp.AllCaps = os.Getuid() != 0
 	}
 	sp.Stdin, sp.Stdout, sp.Stderr = p.Files[0], p.Files[1], p.Files[2]
+	// Into the node's own pid namespace (and its mount and UTS ones),
+	// while its command runs: what the command runs is then a process of
+	// the node, which node stop, pause and restart reach. A node without
+	// a command (or stopped) has none: the command gets UTS and mount
+	// namespaces of its own, in the run's pid namespace.
+	if pid := n.initPid(); pid != 0 {
+		j, err := guest.JoinInit(pid)
+		if err == nil {
+			defer j.Close()
+			sp.Join = j
+		}
+	}
 	if sp.Dir != "" {
 		if fi, err := os.Stat(sp.Dir); err != nil || !fi.IsDir() {
 			sp.Dir = ""

@@ -129,7 +129,8 @@ func (n *node) wasKilled() bool {
 }
 
 // signal sends sig to the process group of the node's process, or to the
-// process alone when it has no group of its own.
+// process alone when it has no group of its own. (A node's init passes
+// what it gets on to its command.)
 func (n *node) signal(sig unix.Signal) error {
 	pid := n.pid()
 	if pid == 0 {
@@ -139,6 +140,72 @@ func (n *node) signal(sig unix.Signal) error {
 		return nil
 	}
 	return unix.Kill(pid, sig)
+}
+
+// initPid is the pid of the node's init while it runs; 0 when the node
+// runs none (no command, stopped, or started without one).
+func (n *node) initPid() int {
+	p, done := n.process()
+	if p == nil || !p.Init {
+		return 0
+	}
+	select {
+	case <-done:
+		return 0
+	default:
+		return p.Pid
+	}
+}
+
+// signalAll sends sig to every process of the node: every process of its
+// init's pid namespace (the init itself only withInit), found in /proc,
+// whatever session or process group it made for itself. SIGSTOP is sent
+// round after round until a round finds no process it had not stopped
+// (one may fork while the round runs), and signalAll returns once every
+// process it stopped is stopped. Without an init, sig goes to the
+// node's process group.
+func (n *node) signalAll(sig unix.Signal, withInit bool) {
+	init := n.initPid()
+	if init == 0 {
+		_ = n.signal(sig)
+		return
+	}
+	ns, err := pidNamespace(init)
+	if err != nil {
+		_ = n.signal(sig)
+		return
+	}
+	sent := map[int]bool{}
+	for round := 0; round < 1000; round++ {
+		found := false
+		for _, pid := range procPids() {
+			if sent[pid] || (pid == init && !withInit) {
+				continue
+			}
+			if signalIn(pid, ns, sig) {
+				sent[pid], found = true, true
+			}
+		}
+		if !found || sig != unix.SIGSTOP {
+			break
+		}
+	}
+	if sig == unix.SIGSTOP {
+		waitStopped(sent)
+	}
+}
+
+// terminate asks every process of the node to end: SIGCONT (a paused
+// node must hear it), then SIGTERM to each but the init, whose command
+// then ends it (the init only passes signals on).
+func (n *node) terminate() {
+	if n.initPid() == 0 {
+		_ = n.signal(unix.SIGCONT)
+		_ = n.signal(unix.SIGTERM)
+		return
+	}
+	n.signalAll(unix.SIGCONT, true)
+	n.signalAll(unix.SIGTERM, false)
 }
 
 // kill sends SIGKILL to the node's process group and to the process.
@@ -167,8 +234,9 @@ func (n *node) end(deadline <-chan time.Time) {
 	}
 }
 
-// stop holds the node and ends its process: SIGCONT (a paused node must
-// hear the SIGTERM), SIGTERM, SIGKILL after timeout.
+// stop holds the node and ends its processes: SIGCONT (a paused node must
+// hear the SIGTERM) and SIGTERM to every process of the node
+// (terminate), SIGKILL to its init after timeout, which ends them all.
 func (n *node) stop(timeout time.Duration) {
 	n.mu.Lock()
 	n.held = true
@@ -176,8 +244,7 @@ func (n *node) stop(timeout time.Duration) {
 	if !n.running() {
 		return
 	}
-	_ = n.signal(unix.SIGCONT)
-	_ = n.signal(unix.SIGTERM)
+	n.terminate()
 	_, done := n.process()
 	select {
 	case <-done:
@@ -220,7 +287,8 @@ func (n *node) do(action string, timeout time.Duration, launch func(*node) error
 		if !n.running() {
 			return fmt.Errorf("node %s: %q is not running", action, n.cfg.Name)
 		}
-		return n.signal(sig)
+		n.signalAll(sig, true)
+		return nil
 	}
 	return fmt.Errorf("node: unknown action %q; write stop, start, restart, pause or resume", action)
 }

@@ -12,21 +12,6 @@ import (
 	"github.com/nsrun/nsrun/plan"
 )
 
-// procState is the state letter of pid in /proc (R, S, T, Z...), "" when
-// it is gone.
-func procState(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return ""
-	}
-	return s[i+2 : i+3]
-}
-
 func waitExit(t *testing.T, exited <-chan exit, what string) exit {
 	t.Helper()
 	select {

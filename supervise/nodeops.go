@@ -29,7 +29,7 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 	default:
 	}
 	launch := func(n *node) error {
-		if err := s.launch(n, s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir)); err != nil {
+		if err := s.launch(n, s.nodeSpec(n)); err != nil {
 			return err
 		}
 		s.out.Event(n.cfg.Name, fmt.Sprintf("started again (pid %d)", n.pid()))

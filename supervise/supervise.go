@@ -444,6 +444,20 @@ func hiddenDirs(p *plan.Plan) []string {
 	return out
 }
 
+// nodeSpec is how node n's own command is started: under an init of
+// nsrun's, as PID 1 of a pid namespace of the node's own (guest.Spec's
+// PIDNS), so that every process it starts is the node's; in `nsrun --
+// CMD`, with the caller's stdio.
+func (s *supervisor) nodeSpec(n *node) guest.Spec {
+	sp := s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir)
+	sp.PIDNS = true
+	if !s.plan.Run.Up {
+		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.plan.Run.Terminal
+		sp.Terminal = s.plan.Run.Terminal
+	}
+	return sp
+}
+
 // startNodes starts every node once the nodes it depends on are up, and
 // returns when all are up (or one failed).
 func (s *supervisor) startNodes() error {
@@ -486,10 +500,7 @@ func (s *supervisor) startNode(n *node) error {
 		close(n.up)
 		return nil
 	}
-	sp := s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir)
-	if !s.plan.Run.Up {
-		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.plan.Run.Terminal
-	}
+	sp := s.nodeSpec(n)
 	if err := s.launch(n, sp); err != nil {
 		n.failedFirstStart()
 		return err
@@ -745,14 +756,14 @@ func (s *supervisor) stop() {
 	s.once.Do(func() { close(s.abort) })
 }
 
-// stopAll sends SIGTERM to every node's process group, waits up to
-// timeout, then sends SIGKILL to what is left.
+// stopAll sends SIGTERM to every process of every node (node.terminate),
+// waits up to timeout, then kills what is left.
 func (s *supervisor) stopAll(timeout time.Duration) {
 	deadline := time.After(timeout)
 	nodes := s.allNodes()
 	for _, n := range nodes {
-		if pid := n.pid(); pid != 0 && timeout > 0 {
-			_ = unix.Kill(-pid, unix.SIGTERM)
+		if timeout > 0 {
+			n.terminate()
 		}
 	}
 	for _, n := range nodes {

@@ -367,8 +367,7 @@ func (r *runProcesses) live() []string {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+e.Name()+"/ns/pid", &st) != nil || st.Ino != r.ino {
+		if !r.inRun(e.Name()) {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -380,6 +379,43 @@ func (r *runProcesses) live() []string {
 		out = append(out, e.Name()+" "+strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " "))
 	}
 	return out
+}
+
+// nsGetParent is the ioctl NS_GET_PARENT, _IO(0xb7, 0x2): an fd of the
+// parent of a pid namespace.
+const nsGetParent = 0xb702
+
+// inRun says whether process pid is in the run's pid namespace or in one
+// nested in it (a node's own, under the node's init).
+func (r *runProcesses) inRun(pid string) bool {
+	f, err := os.Open("/proc/" + pid + "/ns/pid")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	closeFd := func() {
+		if fd != int(f.Fd()) {
+			syscall.Close(fd)
+		}
+	}
+	defer func() { closeFd() }()
+	for range 32 {
+		var st syscall.Stat_t
+		if syscall.Fstat(fd, &st) != nil {
+			return false
+		}
+		if st.Ino == r.ino {
+			return true
+		}
+		parent, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), nsGetParent, 0)
+		if errno != 0 {
+			return false // the host's own namespace, or outside what we may see
+		}
+		closeFd()
+		fd = int(parent)
+	}
+	return false
 }
 
 // eventually retries cond for up to d.

@@ -1,7 +1,10 @@
 package test
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,4 +134,135 @@ nodes:
 			t.Errorf("short exits %d: nsrun up exit %d\n%s\n%s", code, r.Code, r.Stdout, r.Stderr)
 		}
 	}
+}
+
+// TestOrphansReaped: a process whose parent exits is re-parented to the
+// node's init, which reaps it: no zombie is left (issue 21: the run's
+// PID 1 never reaped, and every orphan stayed a zombie).
+func TestOrphansReaped(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := run(t, u.nsrun(context.Background(), "--", "sh", "-c", "(sleep 0.2 &); sleep 1; ps -eo pid,ppid,stat,comm"))
+	if r.Code != 0 || !strings.Contains(r.Stdout, " ps") {
+		t.Fatalf("exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n")[1:] {
+		if f := strings.Fields(line); len(f) == 4 && strings.HasPrefix(f[2], "Z") {
+			t.Errorf("a zombie is left: %q\n%s", line, r.Stdout)
+		}
+	}
+	// The node's own pid namespace: its init is PID 1, and only the
+	// node's processes are listed.
+	if !strings.Contains(r.Stdout, "      1       0 S") || !strings.Contains(r.Stdout, "nsrun-init") {
+		t.Errorf("PID 1 of the node is not nsrun's init:\n%s", r.Stdout)
+	}
+}
+
+// TestNodeDaemonStopped: a node whose command starts a daemon (double
+// fork and setsid: its own session and process group, its parent gone)
+// is all of its processes. node pause freezes the daemon too (its output
+// stops), resume brings it back, restart leaves one copy, not two, and
+// node stop leaves no process of the node, proved in /proc. net exec
+// into the node runs in the node's pid namespace.
+func TestNodeDaemonStopped(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	marker := fmt.Sprintf("%d", 420000+time.Now().UnixNano()%100000)
+	daemon := "while :; do echo tick-" + marker + "; sleep 0.1; done"
+	r := startRun(t, u, `
+nodes:
+  d:
+    ip: 172.18.0.2
+    command: ["sh", "-c", "(setsid sh -c '`+daemon+`' &); exec sleep `+marker+`"]
+  other: {ip: 172.18.0.3, command: "sleep 600"}
+`, "d     | tick-"+marker)
+	node := func(verb string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if res := run(t, u.nsrun(ctx, "node", verb, "d", "--run", r.id)); res.Code != 0 {
+			t.Fatalf("node %s d: %d %s", verb, res.Code, res.Stderr)
+		}
+	}
+	daemons := func() []int { return processesOf(u, "sh -c "+daemon) }
+	ticks := func() int { return strings.Count(r.out.all(), "tick-"+marker) }
+	if d := daemons(); len(d) != 1 {
+		t.Fatalf("daemons: %v, want one", d)
+	}
+	first := daemons()[0]
+	// The daemon left the node's command's session and process group.
+	if sid, _ := procStatField(first, 6); sid != strconv.Itoa(first) {
+		t.Errorf("the daemon's session is %s, want its own (%d)", sid, first)
+	}
+
+	// net exec joins the node's pid namespace: it sees the node's
+	// processes (its init as PID 1, the daemon) and no other node's.
+	if res := r.exec(t, "d", "ps", "-eo", "pid,args"); res.Code != 0 || !strings.Contains(res.Stdout, "      1 nsrun") ||
+		!strings.Contains(res.Stdout, daemon) || strings.Contains(res.Stdout, "sleep 600") {
+		t.Errorf("ps in node d: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+
+	node("pause")
+	if st := procStateOf(first); st != "T" {
+		t.Errorf("the daemon's state after node pause is %q, want T (stopped)", st)
+	}
+	before := ticks()
+	time.Sleep(700 * time.Millisecond)
+	if after := ticks(); after != before {
+		t.Errorf("the daemon ticked %d times while the node was paused", after-before)
+	}
+	node("resume")
+	if !eventually(5*time.Second, func() bool { return ticks() > before }) {
+		t.Error("the daemon does not tick after node resume")
+	}
+
+	node("restart")
+	if !eventually(10*time.Second, func() bool { d := daemons(); return len(d) == 1 && d[0] != first }) {
+		t.Errorf("daemons after node restart: %v (the first was %d); want one new one", daemons(), first)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if d := daemons(); len(d) != 1 {
+		t.Errorf("daemons after node restart: %v, want one", d)
+	}
+
+	node("stop")
+	if d := daemons(); len(d) != 0 {
+		t.Errorf("daemons after node stop: %v", d)
+	}
+	if left := processesOf(u, "sleep "+marker); len(left) != 0 {
+		t.Errorf("the node's command survived node stop: %v", left)
+	}
+	stopped := ticks()
+	time.Sleep(500 * time.Millisecond)
+	if ticks() != stopped {
+		t.Error("the node still ticks after node stop")
+	}
+	if len(processesOf(u, "sleep 600")) != 1 {
+		t.Errorf("node stop d reached the other node: %v", processesOf(u, "sleep 600"))
+	}
+	_ = r.rc.cmd.Process.Signal(syscall.SIGINT)
+	if code := r.rc.wait(); code != 0 {
+		t.Errorf("exit %d after Ctrl-C; stderr %s", code, r.rc.stderr)
+	}
+}
+
+// procStatField returns field n (1-based, as in proc(5)) of
+// /proc/PID/stat.
+func procStatField(pid, n int) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := strings.LastIndexByte(string(b), ')')
+	if err != nil || i < 0 {
+		return "", false
+	}
+	f := strings.Fields(string(b)[i+1:])
+	if n-3 < 0 || n-3 >= len(f) {
+		return "", false
+	}
+	return f[n-3], true
+}
+
+// procStateOf is the state letter of pid, "" when it is gone.
+func procStateOf(pid int) string {
+	s, _ := procStatField(pid, 3)
+	return s
 }

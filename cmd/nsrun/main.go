@@ -6,8 +6,10 @@ import (
 	"os"
 
 	"github.com/nsrun/nsrun/cli"
+	"github.com/nsrun/nsrun/guest"
 )
 
 func main() {
+	guest.InitMain() // a node's init never returns from it
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -1,0 +1,86 @@
+package supervise
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsID identifies a namespace: the device and inode of its nsfs file.
+type nsID struct{ dev, ino uint64 }
+
+// pidNamespace identifies the pid namespace process pid is in, as the
+// supervisor's /proc (the run's pid namespace) shows it.
+func pidNamespace(pid int) (nsID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", pid), &st); err != nil {
+		return nsID{}, fmt.Errorf("pid namespace of %d: %w", pid, err)
+	}
+	return nsID{st.Dev, st.Ino}, nil
+}
+
+// procPids lists the processes of the run's pid namespace.
+func procPids() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid > 1 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// signalIn sends sig to process pid if it is in the pid namespace ns,
+// and says whether it did. The process is held by a pidfd while its
+// namespace is checked, so that a pid that ended and was taken by
+// another process meanwhile is never signalled.
+func signalIn(pid int, ns nsID, sig unix.Signal) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if got, err := pidNamespace(pid); err != nil || got != ns {
+		return false
+	}
+	// Alive now means the pid was this process's all along.
+	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
+}
+
+// waitStopped waits (up to two seconds) until every process of pids that
+// still exists is stopped.
+func waitStopped(pids map[int]bool) {
+	deadline := time.Now().Add(2 * time.Second)
+	for pid := range pids {
+		for time.Now().Before(deadline) {
+			st := procState(pid)
+			if st == "" || st == "T" || st == "t" || st == "Z" || st == "X" {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// procState is the state letter of pid in /proc (R, S, T, Z...), "" when
+// it is gone.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}

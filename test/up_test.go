@@ -195,7 +195,12 @@ nodes:
     ip: 172.18.0.6
     command: sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done'
 `, port)})
-	rc, _ := startUp(t, u, dir, "web   | listening", "--timeout", "3")
+	rc, out := startUp(t, u, dir, "web   | listening", "--timeout", "3")
+	// Listening is not up: idle may still be starting (a stop signal
+	// then ends the start, with 130), and the run is listed once all are.
+	if !eventually(30*time.Second, func() bool { return strings.Contains(out.all(), "every node is up") }) {
+		t.Fatalf("the run is not up:\n%s", out.all())
+	}
 	// From the host, as any user: 127.0.0.1:port leads to web:8000.
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -241,36 +242,32 @@ func unmountViews(gwDir *os.File) error {
 		return nil
 	}
 	return unmountMatching(func(e mountEntry) (bool, error) {
-		if !isView(e, gwDir) {
+		f := openView(e, gwDir)
+		if f == nil {
 			return false, nil
-		}
-		f, err := openMountPoint(e.Point, unix.O_PATH|unix.O_DIRECTORY)
-		if err != nil {
-			return false, nil // gone since
 		}
 		defer f.Close()
-		if !sameInode(gwDir, statOf(f)) {
-			return false, nil
-		}
 		return true, unmountFD(f)
 	})
 }
 
-// isView reports whether the mount e is a view of gwDir: a mount of its
-// filesystem whose root is that folder, and what its mount point leads
-// to (no symlink followed) is that folder.
-func isView(e mountEntry, gwDir *os.File) bool {
+// openView opens the mount point of e if the mount is a view of gwDir: a
+// mount of its filesystem whose root is that folder, and what its mount
+// point leads to now (no symlink followed) is that folder. Else nil.
+func openView(e mountEntry, gwDir *os.File) *os.File {
 	gw := statOf(gwDir)
-	suffix := "/" + gwDirName + "/" + gwDir.Name()[strings.LastIndexByte(gwDir.Name(), '/')+1:]
-	if e.Dev != gw.Dev || !strings.HasSuffix(e.Root, suffix) {
-		return false
+	if e.Dev != gw.Dev || !strings.HasSuffix(e.Root, "/"+gwDirName+"/"+filepath.Base(gwDir.Name())) {
+		return nil
 	}
 	f, err := openMountPoint(e.Point, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
-		return false // gone, or not where the table said any more
+		return nil // gone, or not where the table said any more
 	}
-	defer f.Close()
-	return sameInode(gwDir, statOf(f))
+	if !sameInode(gwDir, statOf(f)) {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // openNamespaceMount opens the mount e if it is a user or network
@@ -407,7 +404,13 @@ func hasViews(gwDir *os.File) (bool, error) {
 		return false, nil
 	}
 	found := false
-	err := scanMounts(func(e mountEntry) bool { found = found || isView(e, gwDir); return found })
+	err := scanMounts(func(e mountEntry) bool {
+		if f := openView(e, gwDir); f != nil {
+			found = true
+			f.Close()
+		}
+		return found
+	})
 	return found, err
 }
 

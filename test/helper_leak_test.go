@@ -80,7 +80,7 @@ func TestHelperRenameLoopLeavesNothing(t *testing.T) {
 		return ""
 	}
 	dir := fmt.Sprintf("/run/user/%d", u.UID)
-	t.Cleanup(func() { shOK(t, "rm -rf "+dir+"/leak-*") })
+	t.Cleanup(func() { shOK(t, "rm -rf "+dir+"/leak*") })
 	// (A folder made before the install is seen from the user's
 	// namespace as well: the folder is the same, only mounts differ.)
 	h.install(t, u)
@@ -88,12 +88,13 @@ func TestHelperRenameLoopLeavesNothing(t *testing.T) {
 	t.Logf("after install: %s", strings.Join(mountsOf(t, u), ", "))
 	const rounds = 8
 	for i := range rounds {
-		if got := asUser(fmt.Sprintf("mv %[1]s/nsrun %[1]s/leak-%[2]d", dir, i)); got != "0 " {
+		// (A space in the name: the mount table escapes it.)
+		if got := asUser(fmt.Sprintf("mv %[1]s/nsrun '%[1]s/leak %[2]d'", dir, i)); got != "0 " {
 			t.Fatalf("round %d: the user could not rename the folder in their own mount namespace: %q; the test proves nothing", i, got)
 		}
 		// In the host's namespace, what was mounted moved with the folder.
-		if got := strings.Join(mountsOf(t, u), "\n"); !strings.Contains(got, fmt.Sprintf("%s/leak-%d", dir, i)) {
-			t.Fatalf("round %d: after the rename, no mount is in leak-%d:\n%s", i, i, got)
+		if got := strings.Join(mountsOf(t, u), "\n"); !strings.Contains(got, fmt.Sprintf(`%s/leak\040%d`, dir, i)) {
+			t.Fatalf("round %d: after the rename, no mount is in 'leak %d':\n%s", i, i, got)
 		}
 		if r := h.helper(t, "install", "--user", u.Name, "--resolver", "127.0.0.1:15399"); r.Code != 0 {
 			t.Fatalf("round %d: install after the rename: exit %d\n%s\n%s", i, r.Code, r.Stdout, r.Stderr)

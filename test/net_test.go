@@ -31,6 +31,13 @@ type liveRun struct {
 
 func startRun(t *testing.T, u testUser, yaml, waitFor string, args ...string) *liveRun {
 	t.Helper()
+	return startRunWithin(t, u, yaml, waitFor, 10*time.Second, args...)
+}
+
+// startRunWithin is startRun allowing within for the run to show in
+// nsrun ls after waitFor (a run of many nodes takes longer).
+func startRunWithin(t *testing.T, u testUser, yaml, waitFor string, within time.Duration, args ...string) *liveRun {
+	t.Helper()
 	dir := project(t, map[string]string{"nsrun.yaml": yaml})
 	type run struct {
 		ID   string `json:"id"`
@@ -49,7 +56,7 @@ func startRun(t *testing.T, u testUser, yaml, waitFor string, args ...string) *l
 	}
 	rc, out := startUp(t, u, dir, waitFor, append([]string{"--timeout", "2"}, args...)...)
 	var id string
-	eventually(10*time.Second, func() bool {
+	eventually(within, func() bool {
 		for _, r := range list() {
 			if r.File == "nsrun.yaml" && !before[r.ID] {
 				id = r.ID
@@ -58,7 +65,7 @@ func startRun(t *testing.T, u testUser, yaml, waitFor string, args ...string) *l
 		return id != ""
 	})
 	if id == "" {
-		t.Fatal("the run does not show in nsrun ls")
+		t.Fatalf("the run does not show in nsrun ls:\n%.3000s\n%s", out.all(), rc.stderr)
 	}
 	return &liveRun{u: u, id: id, rc: rc, out: out}
 }

@@ -46,7 +46,7 @@ func startScale(t *testing.T, u testUser, n, samples int) *scaleRun {
 		}
 		fmt.Fprintf(&b, "  %s: {ip: 172.18.%d.%d, command: %s}\n", name, net+k/250, k%250+1, cmd)
 	}
-	s.liveRun = startRun(t, u, b.String(), "| listening")
+	s.liveRun = startRunWithin(t, u, b.String(), "| listening", 2*time.Minute)
 	listening := func() bool {
 		seen := map[string]bool{}
 		for _, l := range s.out.snapshot() {
@@ -64,6 +64,23 @@ func startScale(t *testing.T, u testUser, n, samples int) *scaleRun {
 	if !eventually(60*time.Second, listening) {
 		t.Fatalf("%d nodes: not every sampled node listens:\n%s", n, s.out.all())
 	}
+	// Listening says nothing of the way there: before any verb, every
+	// sampled pair must connect in both families (a node's first IPv6
+	// packets wait for neighbour discovery across a bridge of n ports).
+	start := time.Now()
+	var missing []string
+	if !eventually(30*time.Second, func() bool {
+		missing = nil
+		for k, ok := range s.probe(t) {
+			if !ok {
+				missing = append(missing, fmt.Sprintf("%s->%s IPv%s", k[0], k[1], k[2]))
+			}
+		}
+		return len(missing) == 0
+	}) {
+		t.Fatalf("%d nodes: before any verb, sampled pairs do not connect: %s", n, strings.Join(missing, ", "))
+	}
+	t.Logf("%d nodes: every sampled pair connects in both families %s after the listeners are up", n, time.Since(start).Round(time.Millisecond))
 	return s
 }
 

@@ -37,9 +37,11 @@ func readUnprivilegedPortStart() int {
 
 // checkPrivilegedPorts refuses host ports below start (the caller's
 // net.ipv4.ip_unprivileged_port_start), which the launcher, running as the
-// caller (uid), could not bind; root may.
+// caller (uid), could not bind; root may. A real run gets start from
+// the launcher, which reads it where it binds (0 for root, who may bind
+// any port there).
 func checkPrivilegedPorts(p *plan.Plan, uid, start int) error {
-	if uid == 0 {
+	if uid == 0 || start <= 0 {
 		return nil
 	}
 	for _, n := range p.Nodes {
@@ -69,15 +71,17 @@ func privilegedPort(file, node string, pb plan.Publish, limit int) error {
 		node, pb.Host, port, below, above, suggest, pb.Target.Port(), port)
 }
 
-// bindPorts binds every published port on the caller's 127.0.0.1 with
+// bindPorts binds every published port (on the caller's 127.0.0.1 unless
+// the file names an address) with
 // bind (launch.BindPort: through the launcher, as this process is already
 // in the run's bridge namespace). An error names the port's place in the
-// file and its cause: a privileged port, or one in use.
-func bindPorts(p *plan.Plan, bind func(port uint16) (*os.File, error)) (map[netip.AddrPort]*os.File, error) {
+// file and its cause: a privileged port, one in use, or an address the
+// host does not have.
+func bindPorts(p *plan.Plan, bind func(addr netip.AddrPort) (*os.File, error)) (map[netip.AddrPort]*os.File, error) {
 	out := map[netip.AddrPort]*os.File{}
 	for _, n := range p.Nodes {
 		for _, pb := range n.Publish {
-			f, err := bind(pb.Host.Port())
+			f, err := bind(pb.Host)
 			if err == nil {
 				out[pb.Host] = f
 				continue
@@ -88,6 +92,8 @@ func bindPorts(p *plan.Plan, bind func(port uint16) (*os.File, error)) (map[neti
 			switch {
 			case errors.Is(err, unix.EACCES) && int(pb.Host.Port()) < defaultUnprivilegedPortStart:
 				err = privilegedPort(p.Run.File, n.Name, pb, 0)
+			case errors.Is(err, unix.EADDRNOTAVAIL):
+				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: no interface of this host has that address; use 127.0.0.1, ::1 or one of the host's own addresses", n.Name, pb.Host)
 			case errors.Is(err, unix.EADDRINUSE):
 				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: it is in use, by another run of this file or another program; change the host port, or end the other (nsrun ls)", n.Name, pb.Host)
 			default:

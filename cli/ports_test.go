@@ -54,11 +54,12 @@ func TestBindPortsErrors(t *testing.T) {
 	}{
 		{unix.EACCES, 443, `f.yaml:6:13: nodes.web.ports: cannot publish 127.0.0.1:443: port 443 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start); publish a port of 1024 or above, such as "8443:8000", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=443`},
 		{unix.EADDRINUSE, 9000, `f.yaml:6:13: nodes.web.ports: cannot publish 127.0.0.1:9000: it is in use, by another run of this file or another program; change the host port, or end the other (nsrun ls)`},
+		{unix.EADDRNOTAVAIL, 9000, `f.yaml:6:13: nodes.web.ports: cannot publish 127.0.0.1:9000: no interface of this host has that address; use 127.0.0.1, ::1 or one of the host's own addresses`},
 		{unix.EMFILE, 9000, `f.yaml:6:13: nodes.web.ports: cannot publish 127.0.0.1:9000: too many open files`},
 	} {
 		var opened []*os.File
-		bind := func(port uint16) (*os.File, error) {
-			if port == c.port {
+		bind := func(addr netip.AddrPort) (*os.File, error) {
+			if addr.Port() == c.port {
 				return nil, c.errno
 			}
 			f, err := os.Open(os.DevNull)
@@ -75,7 +76,7 @@ func TestBindPortsErrors(t *testing.T) {
 			}
 		}
 	}
-	got, err := bindPorts(portsPlan(8080, 8081), func(uint16) (*os.File, error) { return os.Open(os.DevNull) })
+	got, err := bindPorts(portsPlan(8080, 8081), func(netip.AddrPort) (*os.File, error) { return os.Open(os.DevNull) })
 	if err != nil || len(got) != 2 {
 		t.Errorf("two free ports: %v, %v", got, err)
 	}

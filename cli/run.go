@@ -251,6 +251,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 	root, isolated := f.root, f.isolated
 	var joined bool
+	unprivPort := -1 // the launcher's net.ipv4.ip_unprivileged_port_start
 	if f.dryRun {
 		in.User.UID, in.User.GID = os.Getuid(), os.Getgid()
 		_, err := install.Load(in.User.UID)
@@ -261,6 +262,7 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 			return fail(stderr, err)
 		}
 		in.User.UID, in.User.GID = st.UID, st.GID
+		unprivPort = st.UnprivPort
 		in.Run.NsrunPid, in.Run.Terminal = st.NsrunPid, st.Terminal
 		joined = st.Joined
 	}
@@ -326,6 +328,13 @@ func runPlan(in plan.Input, f startFlags, stdout, stderr io.Writer) int {
 	}
 	if in.Uplink != nil && !uplinkIPv6 && planHasIPv6(p) {
 		noteIPv6Inside(stderr, rt)
+	}
+	// The launcher read the limit where it binds, in the caller's
+	// network namespace (0 for root there): refuse before binding.
+	if unprivPort >= 0 {
+		if err := checkPrivilegedPorts(p, in.User.UID, unprivPort); err != nil {
+			return fail(stderr, err)
+		}
 	}
 	listeners, err := bindPorts(p, launch.BindPort)
 	if err != nil {

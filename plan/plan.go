@@ -231,8 +231,9 @@ type Ready struct {
 	Interval time.Duration  `json:"interval_ns,omitempty"` // between attempts
 }
 
-// Publish is a published port: the host's Host (on its loopback) is
-// forwarded to Target, dialled from the bridge namespace.
+// Publish is a published port: the host's Host (127.0.0.1 unless the
+// file names an address) is forwarded to Target, dialled from the bridge
+// namespace.
 type Publish struct {
 	Host   netip.AddrPort `json:"host"`
 	Target netip.AddrPort `json:"target"`

@@ -111,7 +111,7 @@ func TestUpPrivilegedPort(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-f", "priv.yaml"}, `priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start); publish a port of 1024 or above, such as "8080:8000", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=80`},
+		{[]string{"-f", "priv.yaml"}, fmt.Sprintf(`priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start, %d here); publish a port of %d or above, such as "8080:8000", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=80`, start, start)},
 		{[]string{"--dry-run", "-f", "priv.yaml"}, fmt.Sprintf(`priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start, %d here)`, start)},
 	} {
 		r := u.up(t, dir, c.args...)

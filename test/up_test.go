@@ -293,6 +293,7 @@ func TestUpBadFiles(t *testing.T) {
 		"dup.yaml":    "nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.1}\n",
 		"out.yaml":    "nodes:\n  a: {ip: 172.18.9.1}\n",
 		"port.yaml":   fmt.Sprintf("nodes:\n  a: {ip: 172.18.0.1, command: 'sleep 1', ports: [\"%d:80\"]}\n", port),
+		"noaddr.yaml": "nodes:\n  a: {ip: 172.18.0.1, command: 'sleep 1', ports: [\"192.0.2.1:18090:80\"]}\n",
 		"syntax.yaml": "nodes:\n  a: [\n",
 	})
 	before := u.runDirs()
@@ -302,6 +303,7 @@ func TestUpBadFiles(t *testing.T) {
 		"dup.yaml":     "nodes.b.ip: 172.18.0.1 is already node a's address",
 		"out.yaml":     "nodes.a.ip: 172.18.9.1 is in no subnet of the file",
 		"port.yaml":    fmt.Sprintf("port.yaml:2:51: nodes.a.ports: cannot publish 127.0.0.1:%d: it is in use, by another run of this file or another program; change the host port", port),
+		"noaddr.yaml":  "noaddr.yaml:2:51: nodes.a.ports: cannot publish 192.0.2.1:18090: no interface of this host has that address",
 		"syntax.yaml":  "syntax.yaml:",
 		"missing.yaml": "missing.yaml not found",
 	} {

@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,5 +93,41 @@ print(socket.inet_ntop(socket.AF_INET6, a[-16:]))`
 	r.netOK(t, "fullmesh")
 	if !udp("a") || !tcp("a") {
 		t.Error("after fullmesh, a does not resolve through the relay")
+	}
+}
+
+// TestUpPortBindAddress: `ports:` takes the host address to listen on
+// ("[::1]:P:N", "127.0.0.2:P:N"): the port answers there and nowhere
+// else. Any local user reaches a published port, as with docker -p: the
+// second test user dials it too.
+func TestUpPortBindAddress(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	p6, p4 := freePort(t), freePort(t)
+	startRun(t, u, fmt.Sprintf(`
+nodes:
+  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000", ports: ["[::1]:%d:9000", "127.0.0.2:%d:9000"]}
+`, p6, p4), "n1    | listening")
+	dial := func(as testUser, addr string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return run(t, as.command(ctx, filepath.Join(binDir, "probe"), "dial", addr, dialTimeout)).Stdout
+	}
+	if out := dial(u, fmt.Sprintf("[::1]:%d", p6)); !strings.HasPrefix(out, "ok n1 ") {
+		t.Errorf("[::1]:%d: %q, want n1", p6, out)
+	}
+	if out := dial(u, fmt.Sprintf("127.0.0.2:%d", p4)); !strings.HasPrefix(out, "ok n1 ") {
+		t.Errorf("127.0.0.2:%d: %q, want n1", p4, out)
+	}
+	for _, addr := range []string{fmt.Sprintf("127.0.0.1:%d", p6), fmt.Sprintf("127.0.0.1:%d", p4)} {
+		if out := dial(u, addr); !strings.HasPrefix(out, "refused") {
+			t.Errorf("%s: %q, want refused (the port listens on its address only)", addr, out)
+		}
+	}
+	if os.Getenv("NSRUN_TEST_USER2") != "" {
+		if out := dial(secondUser(t), fmt.Sprintf("[::1]:%d", p6)); !strings.HasPrefix(out, "ok n1 ") {
+			t.Errorf("another user -> [::1]:%d: %q; the README says any local user reaches a published port", p6, out)
+		}
 	}
 }

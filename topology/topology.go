@@ -94,11 +94,16 @@ type Ready struct {
 // MaxReadyTimeout is the longest `ready: {timeout: ...}` a file may ask for.
 const MaxReadyTimeout = 24 * time.Hour
 
-// Port publishes a node port on the host's loopback.
+// Port publishes a node port on the host: Addr:Host (Addr is 127.0.0.1
+// unless the file names one) is forwarded to the node's port Node.
 type Port struct {
-	Host, Node uint16
 	Pos        Pos // of the port's entry
+	Addr       netip.Addr
+	Host, Node uint16
 }
+
+// HostAddrPort is where the port is published on the host.
+func (pt Port) HostAddrPort() netip.AddrPort { return netip.AddrPortFrom(pt.Addr, pt.Host) }
 
 // Error is a problem in the file, at a position.
 type Error struct {
@@ -289,7 +294,7 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 			}
 		}
 	}
-	if err := p.checkPorts(all, byName); err != nil {
+	if err := p.checkPorts(all); err != nil {
 		return nil, err
 	}
 	ordered, err := p.order(all, byName)
@@ -790,25 +795,68 @@ func (p *parser) ports(f string, v *yaml.Node) ([]Port, error) {
 	}
 	var out []Port
 	for i, s := range list {
-		h, nport, ok := strings.Cut(strings.TrimPrefix(s, "127.0.0.1:"), ":")
-		hp, err1 := strconv.ParseUint(h, 10, 16)
-		np, err2 := strconv.ParseUint(nport, 10, 16)
-		if !ok || err1 != nil || err2 != nil || hp == 0 || np == 0 {
-			return nil, p.errAt(v.Content[i], "%s: %q: write \"HOST:NODE\", such as \"8080:8000\" (host 127.0.0.1:8080 to the node's port 8000)", f, s)
+		at := v.Content[i]
+		pt, err := parsePort(s)
+		if err != nil {
+			return nil, p.errAt(at, "%s: %q: %v", f, s, err)
 		}
-		out = append(out, Port{Host: uint16(hp), Node: uint16(np), Pos: Pos{v.Content[i].Line, v.Content[i].Column}})
+		pt.Pos = Pos{at.Line, at.Column}
+		out = append(out, pt)
 	}
 	return out, nil
 }
 
-func (p *parser) checkPorts(nodes []Node, at map[string]*yaml.Node) error {
-	used := map[uint16]string{}
+// parsePort reads "HOST:NODE", "ADDR:HOST:NODE" (IPv4) or
+// "[ADDR]:HOST:NODE" (IPv6), docker compose's short syntax.
+func parsePort(s string) (Port, error) {
+	const form = `write "HOST:NODE", such as "8080:8000" (the host's 127.0.0.1:8080 to the node's port 8000), or "ADDR:HOST:NODE" with the host address to listen on, such as "127.0.0.1:8080:8000" or "[::1]:8080:8000"`
+	pt := Port{Addr: netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	rest := s
+	if strings.HasPrefix(s, "[") {
+		a, r, ok := strings.Cut(s[1:], "]:")
+		ip, err := netip.ParseAddr(a)
+		if !ok || err != nil || !ip.Is6() || ip.Is4In6() {
+			return pt, errors.New(form)
+		}
+		pt.Addr, rest = ip, r
+	} else if parts := strings.Split(s, ":"); len(parts) == 3 {
+		ip, err := netip.ParseAddr(parts[0])
+		if err != nil || !ip.Is4() {
+			return pt, errors.New(form)
+		}
+		pt.Addr, rest = ip, parts[1]+":"+parts[2]
+	}
+	h, n, ok := strings.Cut(rest, ":")
+	hp, err1 := strconv.ParseUint(h, 10, 16)
+	np, err2 := strconv.ParseUint(n, 10, 16)
+	if !ok || err1 != nil || err2 != nil || hp == 0 || np == 0 {
+		return pt, errors.New(form)
+	}
+	if pt.Addr.Zone() != "" || pt.Addr.IsMulticast() || pt.Addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return pt, fmt.Errorf("%s is no address to listen on: use 127.0.0.1, ::1 or an address of this host", pt.Addr)
+	}
+	pt.Host, pt.Node = uint16(hp), uint16(np)
+	return pt, nil
+}
+
+// checkPorts refuses a host port published twice: at one address, or
+// at an address and the unspecified one of its family (0.0.0.0 or ::),
+// which takes the port on every address.
+func (p *parser) checkPorts(nodes []Node) error {
+	type use struct {
+		node string
+		pt   Port
+	}
+	var used []use
 	for _, n := range nodes {
-		for _, port := range n.Ports {
-			if other, dup := used[port.Host]; dup {
-				return p.errAt(at[n.Name], "nodes.%s.ports: host port %d is also published by node %s", n.Name, port.Host, other)
+		for _, pt := range n.Ports {
+			for _, u := range used {
+				if u.pt.Host == pt.Host && u.pt.Addr.Is4() == pt.Addr.Is4() &&
+					(u.pt.Addr == pt.Addr || u.pt.Addr.IsUnspecified() || pt.Addr.IsUnspecified()) {
+					return ErrorAt(p.file, pt.Pos, "nodes.%s.ports: host %s is also published by node %s (%s); pick another host port", n.Name, pt.HostAddrPort(), u.node, u.pt.HostAddrPort())
+				}
 			}
-			used[port.Host] = n.Name
+			used = append(used, use{n.Name, pt})
 		}
 	}
 	return nil

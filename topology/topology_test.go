@@ -1,6 +1,8 @@
 package topology
 
 import (
+	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,7 +44,7 @@ func TestParseGood(t *testing.T) {
 	if strings.Join(web.Argv, "|") != "sh|-c|exec python3 -m http.server 8000" {
 		t.Errorf("command split: %q", web.Argv)
 	}
-	if web.Hostname != "web1" || web.Subnet != 0 || web.Ports[0] != (Port{8080, 8000, Pos{13, 13}}) || web.Env[0] != "ROLE=web" {
+	if web.Hostname != "web1" || web.Subnet != 0 || web.Ports[0] != (Port{Pos: Pos{13, 13}, Addr: netip.MustParseAddr("127.0.0.1"), Host: 8080, Node: 8000}) || web.Env[0] != "ROLE=web" {
 		t.Errorf("web: %+v", web)
 	}
 	if !web.Control || top.Nodes[0].Control {
@@ -50,6 +52,23 @@ func TestParseGood(t *testing.T) {
 	}
 	if db := top.Nodes[0]; db.Ready == nil || db.Ready.Port != 6379 || db.Subnet != 1 || db.Hostname != "db" {
 		t.Errorf("db: %+v", db)
+	}
+}
+
+// TestParsePorts: the host address defaults to 127.0.0.1; IPv4 and
+// bracketed IPv6 addresses are taken; one port at two addresses is fine.
+func TestParsePorts(t *testing.T) {
+	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1, ports: [\"8080:80\", \"127.0.0.2:8080:81\", \"[::1]:8080:82\", \"0.0.0.0:9090:83\", \"[::]:9090:84\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pt := range top.Nodes[0].Ports {
+		got = append(got, fmt.Sprintf("%s->%d@%d:%d", pt.HostAddrPort(), pt.Node, pt.Pos.Line, pt.Pos.Column))
+	}
+	want := "127.0.0.1:8080->80@2:31 127.0.0.2:8080->81@2:42 [::1]:8080->82@2:63 0.0.0.0:9090->83@2:80 [::]:9090->84@2:99"
+	if strings.Join(got, " ") != want {
+		t.Errorf("ports %s\nwant  %s", strings.Join(got, " "), want)
 	}
 }
 
@@ -88,12 +107,17 @@ func TestParseErrors(t *testing.T) {
 		{"ready bad check", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: udp:53}\n", "f.yaml:4:20: nodes.a.ready.check: write tcp:PORT"},
 		{"ready unknown key", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: tcp:80, every: 1s}\n", "f.yaml:4:28: nodes.a.ready: unknown key \"every\"; known keys: check, timeout"},
 		{"bad port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"80\"]}\n", "nodes.a.ports: \"80\": write \"HOST:NODE\""},
-		{"same host port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"8080:80\"]}\n", "host port 8080 is also published by node a"},
+		{"same host port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"8080:80\"]}\n", "f.yaml:3:31: nodes.b.ports: host 127.0.0.1:8080 is also published by node a"},
 		{"bad name", "nodes:\n  'a b': {ip: 172.18.0.1}\n", "node name \"a b\" may use only"},
 		{"empty", "", "the file is empty"},
 		{"no nodes", "subnets: {}\n", "no `nodes:`"},
 		{"unterminated quote", "nodes:\n  a: {ip: 172.18.0.1, command: \"sh -c 'x\"}\n", "unterminated ' quote"},
 		{"bad env", "nodes:\n  a: {ip: 172.18.0.1, environment: [FOO]}\n", "\"FOO\" is not KEY=VALUE"},
+		{"port address", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"localhost:80:80\"]}\n", "f.yaml:2:31: nodes.a.ports: \"localhost:80:80\": write \"HOST:NODE\""},
+		{"port IPv6 unbracketed", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"::1:8080:80\"]}\n", "write \"HOST:NODE\""},
+		{"port multicast", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"[ff02::1]:8080:80\"]}\n", "ff02::1 is no address to listen on"},
+		{"port same address", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"[::1]:8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"[::1]:8080:80\"]}\n", "f.yaml:3:31: nodes.b.ports: host [::1]:8080 is also published by node a"},
+		{"port unspecified", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"127.0.0.2:8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"0.0.0.0:8080:80\"]}\n", "host 0.0.0.0:8080 is also published by node a (127.0.0.2:8080)"},
 		{"bad control", "nodes:\n  a: {ip: 172.18.0.1, control: yes}\n", "f.yaml:2:32: nodes.a.control: write true or false"},
 	} {
 		_, err := Parse("f.yaml", "/", []byte(tc.yaml))

@@ -225,32 +225,46 @@ static void wake(int sig) { (void)sig; }
 
 /*
  * bind_port answers one request of the supervisor, which lives in a network
- * namespace of its own: a TCP port (2 bytes, host order) to listen on at
- * the caller's 127.0.0.1. The reply is an int, 0 or an errno; with 0 comes
- * the listening socket (SCM_RIGHTS). It returns -1 once the supervisor has
- * closed its end.
+ * namespace of its own: a struct nsrun_port_req, the address and TCP port
+ * to listen on in the caller's network namespace (an IPv6 socket is
+ * IPv6-only: [::] does not take IPv4's port too). The reply is an int, 0
+ * or an errno; with 0 comes the listening socket (SCM_RIGHTS). It returns
+ * -1 once the supervisor has closed its end.
  */
 static int bind_port(int sock)
 {
-	unsigned short port;
+	struct nsrun_port_req req;
 	int fd = -1, err = 0, one = 1;
 	struct sockaddr_in sa;
+	struct sockaddr_in6 sa6;
+	struct sockaddr *addr = (struct sockaddr *)&sa;
+	socklen_t addrlen = sizeof sa;
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = {.iov_base = &err, .iov_len = sizeof err};
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-	ssize_t n = recv(sock, &port, sizeof port, 0);
+	ssize_t n = recv(sock, &req, sizeof req, 0);
 
 	if (n < 0 && errno == EINTR)
 		return 0;
-	if (n != sizeof port)
+	if (n != sizeof req)
 		return -1;
 	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(&sa6, 0, sizeof sa6);
+	if (req.family == 6) {
+		sa6.sin6_family = AF_INET6;
+		sa6.sin6_port = htons(req.port);
+		memcpy(&sa6.sin6_addr, req.addr, 16);
+		addr = (struct sockaddr *)&sa6;
+		addrlen = sizeof sa6;
+	} else {
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons(req.port);
+		memcpy(&sa.sin_addr, req.addr, 4);
+	}
+	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0)
+	    (req.family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+	    bind(fd, addr, addrlen) < 0 || listen(fd, SOMAXCONN) < 0)
 		err = errno;
 	if (err == 0) {
 		struct cmsghdr *c;
@@ -351,6 +365,25 @@ static void launch(int argc, char **argv)
 	if (!isolated) {
 		snprintf(path, sizeof path, "/run/user/%d/nsrun/install.json", st->uid);
 		st->joined = access(path, F_OK) == 0;
+	}
+	st->unpriv_port = -1;
+	if (st->kind == NSRUN_KIND_UP) {
+		/* Published ports are bound here, as the caller: read now, in
+		 * the caller's network namespace, which ports that allows. */
+		if (geteuid() == 0 && !st->joined) {
+			st->unpriv_port = 0;
+		} else {
+			char buf[16];
+			int fd = open("/proc/sys/net/ipv4/ip_unprivileged_port_start", O_RDONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				ssize_t n = read(fd, buf, sizeof buf - 1);
+				if (n > 0) {
+					buf[n] = 0;
+					st->unpriv_port = atoi(buf);
+				}
+				close(fd);
+			}
+		}
 	}
 	if (st->joined) {
 		/* Mounts gone (after a reboot or the last logout): run isolated;
@@ -462,5 +495,6 @@ static void launch(int argc, char **argv)
 static void __attribute__((constructor)) nsrun_launch_init(int argc, char **argv)
 {
 	nsrun_launch_state.port_fd = -1;
+	nsrun_launch_state.unpriv_port = -1;
 	launch(argc, argv);
 }

@@ -17,7 +17,7 @@
 //     the run's bridge namespace;
 //   - stays behind as the launcher, in plain C, in the caller's network
 //     namespace: it forwards signals to the supervisor, binds published
-//     ports on 127.0.0.1 when the supervisor asks (BindPort), and exits with
+//     ports (on 127.0.0.1 unless the file names an address) when the supervisor asks (BindPort), and exits with
 //     the supervisor's exit code. It never runs Go.
 //
 // Every other command line (ls, net, --help, a bad flag, a first word that
@@ -44,6 +44,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -86,6 +87,10 @@ type State struct {
 	UID, GID int
 	// NsrunPid is the launcher's pid, the one the caller sees.
 	NsrunPid int
+	// UnprivPort is the lowest port BindPort can bind (the caller's
+	// net.ipv4.ip_unprivileged_port_start; 0 for root outside the
+	// gateway); -1 when unknown, or for a command line other than `up`.
+	UnprivPort int
 	// Err says why launching failed; the process is then still the
 	// caller's (joined to the gateway's user namespace if that step
 	// succeeded).
@@ -96,14 +101,15 @@ type State struct {
 func Get() State {
 	s := C.nsrun_launch_get()
 	st := State{
-		Kind:     Kind(s.kind),
-		Launched: s.launched != 0,
-		Joined:   s.joined != 0,
-		Root:     s.root != 0,
-		Terminal: s.terminal != 0,
-		UID:      int(s.uid),
-		GID:      int(s.gid),
-		NsrunPid: int(s.nsrun_pid),
+		Kind:       Kind(s.kind),
+		Launched:   s.launched != 0,
+		Joined:     s.joined != 0,
+		Root:       s.root != 0,
+		Terminal:   s.terminal != 0,
+		UID:        int(s.uid),
+		GID:        int(s.gid),
+		NsrunPid:   int(s.nsrun_pid),
+		UnprivPort: int(s.unpriv_port),
 	}
 	if s.err_step != nil {
 		st.Err = fmt.Errorf("%s: %w", C.GoString(s.err_step), syscall.Errno(s.err_errno))
@@ -130,16 +136,27 @@ func Decide(args []string) (kind Kind, root, isolated bool) {
 }
 
 // BindPort asks the launcher, which stays in the caller's network
-// namespace, for a TCP socket listening on 127.0.0.1:port there. Only the
-// supervisor may call it, one call at a time.
-func BindPort(port uint16) (*os.File, error) {
+// namespace, for a TCP socket listening on addr there (an IPv6 one is
+// IPv6-only). Only the supervisor may call it, one call at a time. The
+// error is the errno of socket, bind or listen (EADDRINUSE, EACCES,
+// EADDRNOTAVAIL) where one failed.
+func BindPort(addr netip.AddrPort) (*os.File, error) {
 	fd := int(C.nsrun_launch_get().port_fd)
 	if fd < 0 {
 		return nil, errors.New("no launcher to bind published ports")
 	}
-	var req [2]byte
-	binary.NativeEndian.PutUint16(req[:], port)
-	if _, err := unix.Write(fd, req[:]); err != nil {
+	var req C.struct_nsrun_port_req
+	req.family = 4
+	if addr.Addr().Is6() {
+		req.family = 6
+	}
+	req.port = C.ushort(addr.Port())
+	ip := addr.Addr().AsSlice()
+	for i, b := range ip {
+		req.addr[i] = C.uchar(b)
+	}
+	b := C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req)))
+	if _, err := unix.Write(fd, b); err != nil {
 		return nil, fmt.Errorf("ask the launcher: %w", err)
 	}
 	var reply [4]byte
@@ -159,7 +176,7 @@ func BindPort(port uint16) (*os.File, error) {
 	if err != nil || len(fds) != 1 {
 		return nil, fmt.Errorf("the launcher sent no socket: %v", err)
 	}
-	return os.NewFile(uintptr(fds[0]), fmt.Sprintf("127.0.0.1:%d", port)), nil
+	return os.NewFile(uintptr(fds[0]), addr.String()), nil
 }
 
 // LauncherGone returns a channel closed when the launcher dies, even by

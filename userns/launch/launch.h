@@ -17,6 +17,10 @@ struct nsrun_launch {
 	int uid, gid;  /* the caller's, on the host */
 	int nsrun_pid; /* the launcher's pid, as the caller sees it */
 	int port_fd;   /* socket to ask the launcher for published ports */
+	/* The lowest TCP port the launcher may bind in the caller's network
+	 * namespace (net.ipv4.ip_unprivileged_port_start there; 0 for root
+	 * outside the gateway), -1 when unknown. Read for `up` only. */
+	int unpriv_port;
 	const char *err_step; /* launching failed at this step ... */
 	int err_errno;        /* ... with this errno */
 };
@@ -30,5 +34,14 @@ extern int nsrun_launch_on_request;
 #define NSRUN_AS_NSRUN "NSRUN_AS_NSRUN"
 
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
+
+/* A request of the supervisor to the launcher for a published port: a
+ * TCP socket listening on addr:port in the caller's network namespace. */
+struct nsrun_port_req {
+	unsigned char family; /* 4 or 6 */
+	unsigned char pad;
+	unsigned short port;       /* host order */
+	unsigned char addr[16];    /* 4 bytes for IPv4 */
+};
 
 #endif

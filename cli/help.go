@@ -147,10 +147,12 @@ var verbFlagHelp = map[string]string{
 	"--loss":      "--loss P%    drop this share of packets, such as 30% or 0.5%",
 	"--rate":      "--rate R     bandwidth, such as 1mbit or 500kbit",
 	"--delay":     "--delay D        added latency of what NODE receives, such as 100ms (nsrun's link engine)",
-	"--jitter":    "--jitter D       standard deviation of --delay, such as 20ms (at most the delay)",
+	"--jitter":    "--jitter D       standard deviation of the delay, such as 20ms (at most the delay)",
 	"--reorder":   "--reorder P%     send this share of frames at once, ahead of the delayed ones",
 	"--duplicate": "--duplicate P%   send this share of frames twice",
 	"--corrupt":   "--corrupt P%     flip one bit in this share of frames",
+	"--one-way":   "--one-way        only from A to B",
+	"--clear":     "--clear          remove every delay of the matrix",
 	"--json":      "--json       as JSON",
 }
 

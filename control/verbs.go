@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/latency"
 	"github.com/nsrun/nsrun/partition"
 )
 
@@ -36,7 +37,8 @@ var Verbs = []Verb{
 	{"net", "bridge", "", "", []string{"--seed", "--uplink"}},
 	{"net", "random-node", "", "", []string{"--seed", "--uplink"}},
 	{"net", "flaky", "NODE [--loss 0.3%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]] [--reorder 5%] [--duplicate 1%] [--corrupt 1%]", "set those link faults, keep the others (no option: clear all)", []string{"--loss", "--rate", "--delay", "--jitter", "--reorder", "--duplicate", "--corrupt"}},
-	{"net", "show", "[--json]", "the current cut and link faults", []string{"--json"}},
+	{"net", "latency", "A B 40ms [--jitter 5ms] [--one-way] | --clear", "one-way delay between nodes or regions, each way (--clear: none)", []string{"--jitter", "--one-way", "--clear"}},
+	{"net", "show", "[--json]", "the current cut, link faults and latency", []string{"--json"}},
 	{"node", "stop", "NODE", "end NODE's command; the run goes on", nil},
 	{"node", "start", "NODE", "start a stopped NODE again, in the same namespaces", nil},
 	{"node", "restart", "NODE", "stop, then start", nil},
@@ -177,7 +179,39 @@ type NetCall struct {
 	Heal     *partition.Heal     `json:"fullmesh,omitempty"`
 	Shape    *partition.Shape    `json:"shape,omitempty"`
 	Flaky    *Flaky              `json:"flaky,omitempty"`
+	Latency  *Latency            `json:"latency,omitempty"`
 	Show     *Show               `json:"show,omitempty"`
+}
+
+// Latency sets the delay between A and B, nodes or regions (both ways
+// unless OneWay), replacing what was set between them; Clear removes
+// every delay of the matrix instead.
+type Latency struct {
+	A      string        `json:"a,omitempty"`
+	B      string        `json:"b,omitempty"`
+	Value  latency.Value `json:"value"`
+	OneWay bool          `json:"one_way,omitempty"`
+	Clear  bool          `json:"clear,omitempty"`
+}
+
+// Check refuses a call that neither clears nor names two nodes or
+// regions, and a bad delay.
+func (l Latency) Check() error {
+	if l.Clear {
+		if l.A != "" || l.B != "" || l.Value != (latency.Value{}) || l.OneWay {
+			return errors.New("latency: --clear takes nothing else")
+		}
+		return nil
+	}
+	for _, name := range []string{l.A, l.B} {
+		if name == "" || strings.ContainsAny(name, " \t<>:") {
+			return fmt.Errorf("latency: %q: name a node or a region", name)
+		}
+	}
+	if err := l.Value.Check(); err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	return nil
 }
 
 // Flaky sets the kinds of link fault in Set of a node to Faults, keeping
@@ -284,6 +318,8 @@ func (c NetCall) Verb() string {
 	switch {
 	case c.Flaky != nil:
 		return "flaky"
+	case c.Latency != nil:
+		return "latency"
 	case c.Show != nil:
 		return "show"
 	}
@@ -304,6 +340,12 @@ func (c NetCall) Check() error {
 	}
 	if c.Flaky != nil {
 		set++
+	}
+	if c.Latency != nil {
+		set++
+		if err := c.Latency.Check(); err != nil {
+			return err
+		}
 	}
 	if c.Show != nil {
 		set++
@@ -384,6 +426,12 @@ func ParseNet(a Args, nodes []string) (NetCall, error) {
 				c.Flaky.Set |= kind
 			}
 		}
+	case "latency":
+		l, err := parseLatency(a)
+		if err != nil {
+			return c, err
+		}
+		c.Latency = &l
 	case "show":
 		if len(a.Rest) > 0 {
 			return c, errors.New("show takes no nodes")
@@ -415,6 +463,41 @@ func ParseNet(a Args, nodes []string) (NetCall, error) {
 		}
 	}
 	return c, nil
+}
+
+// parseLatency reads `net latency A B DELAY [--jitter J] [--one-way]` or
+// `net latency --clear`.
+func parseLatency(a Args) (Latency, error) {
+	const usage = "latency: write nsrun net latency A B 40ms [--jitter 5ms] [--one-way], or nsrun net latency --clear"
+	if _, ok := a.Flags["--clear"]; ok {
+		if len(a.Rest) > 0 || len(a.Flags) > 1+len(a.runFlag()) {
+			return Latency{}, errors.New("latency: --clear takes no nodes and no other flag")
+		}
+		return Latency{Clear: true}, nil
+	}
+	if len(a.Rest) != 3 {
+		return Latency{}, errors.New(usage)
+	}
+	l := Latency{A: a.Rest[0], B: a.Rest[1]}
+	_, l.OneWay = a.Flags["--one-way"]
+	v := a.Rest[2]
+	if j, ok := a.Flags["--jitter"]; ok {
+		v += " ±" + j
+	}
+	val, err := latency.ParseValue(v)
+	if err != nil {
+		return l, fmt.Errorf("latency: %w", err)
+	}
+	l.Value = val
+	return l, nil
+}
+
+// runFlag is --run when given, for counting the other flags.
+func (a Args) runFlag() []string {
+	if _, ok := a.Flags["--run"]; ok {
+		return []string{"--run"}
+	}
+	return nil
 }
 
 // parseFaults reads flaky's flags.

@@ -306,8 +306,9 @@ var errTruncated = errors.New("frame larger than the engine's buffer")
 func (e *Engine) read(l *link, s *packetSocket, out *line, sent bool) {
 	defer l.readers.Done()
 	buf := make([]byte, maxFrame)
+	oob := make([]byte, 128)
 	for {
-		n, err := s.read(buf)
+		n, now, err := s.read(buf, oob)
 		if errors.Is(err, errTruncated) {
 			continue
 		}
@@ -317,7 +318,6 @@ func (e *Engine) read(l *link, s *packetSocket, out *line, sent bool) {
 			}
 			return
 		}
-		now := time.Now()
 		st := e.cur.Load()
 		dst := st.dest(buf[vnetHdrLen:n])
 		var f Faults

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -58,6 +59,12 @@ func openPacket(ns *os.File, ifname string) (*packetSocket, error) {
 				return fmt.Errorf("packet socket on %s: %s: %w", ifname, o.name, err)
 			}
 		}
+		// Each frame's arrival time, from the kernel: a reader that the
+		// scheduler runs late does not make the frame's delay longer.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("packet socket on %s: SO_TIMESTAMPNS: %w", ifname, err)
+		}
 		// As large buffers as the unprivileged limits allow.
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
@@ -94,28 +101,49 @@ func ifIndex(name string) (int, error) {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // read reads one frame (virtio_net_hdr first) into buf, waiting in Go's
-// poller; it returns the frame's length.
-func (s *packetSocket) read(buf []byte) (int, error) {
+// poller; it returns the frame's length and when it arrived (the
+// kernel's timestamp).
+func (s *packetSocket) read(buf, oob []byte) (int, time.Time, error) {
 	rc, err := s.f.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	var n int
+	var n, oobn int
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_TRUNC)
 		return rerr != unix.EAGAIN
 	})
+	now := time.Now()
 	if err != nil {
-		return 0, err
+		return 0, now, err
 	}
 	if rerr != nil {
-		return 0, fmt.Errorf("read from %s: %w", s.name, rerr)
+		return 0, now, fmt.Errorf("read from %s: %w", s.name, rerr)
 	}
 	if n > len(buf) {
-		return 0, errTruncated
+		return 0, now, errTruncated
 	}
-	return n, nil
+	return n, arrival(now, oob[:oobn]), nil
+}
+
+// arrival is when the kernel timestamped a frame read at now, from the
+// control messages of its read; now if there is none. The result keeps
+// now's monotonic clock reading (the kernel's stamp is wall time).
+func arrival(now time.Time, oob []byte) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return now
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			ts := time.Unix(int64(binary.NativeEndian.Uint64(m.Data[0:])), int64(binary.NativeEndian.Uint64(m.Data[8:])))
+			if age := now.Sub(ts); age >= 0 && age < time.Second {
+				return now.Add(-age)
+			}
+		}
+	}
+	return now
 }
 
 // write sends one frame (virtio_net_hdr first) out of the interface.

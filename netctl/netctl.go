@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/latency"
 	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nft"
@@ -82,6 +83,7 @@ type Controller struct {
 	mu     sync.Mutex
 	part   partition.State
 	faults map[string]faults
+	lat    latency.Matrix
 }
 
 // New makes the controller of the run whose bridge namespace is
@@ -103,6 +105,12 @@ func (ctl *Controller) Do(c *control.NetCall, nodes []Node) (string, error) {
 		return ctl.show(c.Show.JSON, nodes), nil
 	case c.Flaky != nil:
 		return ctl.flaky(*c.Flaky, nodes)
+	case c.Latency != nil:
+		m := latency.Matrix{Regions: ctl.lat.Regions}
+		if !c.Latency.Clear {
+			m = ctl.lat.With(latency.Rule{From: c.Latency.A, To: c.Latency.B, Both: !c.Latency.OneWay, Value: c.Latency.Value})
+		}
+		return ctl.setLatency(m, nodes)
 	}
 	st, err := c.Spec().State(names(nodes))
 	if err != nil {
@@ -290,19 +298,51 @@ func (ctl *Controller) show(asJSON bool, nodes []Node) string {
 			}
 			byName[n.Name] = a
 		}
-		b, _ := json.MarshalIndent(struct {
+		type pairDelay struct {
+			From   string        `json:"from"`
+			To     string        `json:"to"`
+			Delay  time.Duration `json:"delay_ns"`
+			Jitter time.Duration `json:"jitter_ns,omitempty"`
+		}
+		var pairs []pairDelay
+		resolved := ctl.lat.Resolve(names(nodes))
+		for _, p := range sortedPairs(resolved) {
+			v := resolved[p]
+			pairs = append(pairs, pairDelay{p.From, p.To, v.Delay, v.Jitter})
+		}
+		v := struct {
 			Partition partition.State   `json:"partition"`
 			Blocked   [][2]string       `json:"blocked"`
 			Faults    map[string]faults `json:"faults"`
 			// Nodes are the addresses the cut applies to, in both families.
 			Nodes map[string]addrs `json:"nodes"`
-		}{st, st.Blocked(names(nodes)), ctl.faults, byName}, "", "  ")
+			// Latency is the matrix in force: regions, rules and the
+			// delay of every pair of nodes a rule covers.
+			Latency struct {
+				latency.Matrix
+				Pairs []pairDelay `json:"pairs"`
+			} `json:"latency"`
+			// Engine is the link engine: which links it holds (the
+			// others are on the kernel's path) and what it counted.
+			Engine struct {
+				Path    string                          `json:"path"`
+				Spliced []string                        `json:"spliced"`
+				Stats   map[string]linkengine.LinkStats `json:"stats"`
+			} `json:"engine"`
+		}{Partition: st, Blocked: st.Blocked(names(nodes)), Faults: ctl.faults, Nodes: byName}
+		v.Latency.Matrix, v.Latency.Pairs = ctl.lat, pairs
+		v.Engine.Path = "nsrun's link engine, user space (netem is never used)"
+		v.Engine.Spliced, v.Engine.Stats = ctl.engine.Spliced(), ctl.engine.Stats()
+		b, _ := json.MarshalIndent(v, "", "  ")
 		return string(b)
 	}
 	out := describe(st, names(nodes))
 	for _, name := range sortedKeys(ctl.faults) {
 		f := ctl.faults[name]
 		out += "\n" + f.String(name)
+	}
+	for _, r := range ctl.lat.Rules {
+		out += "\nlatency " + r.String()
 	}
 	if sp := ctl.engine.Spliced(); len(sp) > 0 {
 		out += "\nlink engine (user space; the kernel's path for every other link): " + strings.Join(sp, " ")
@@ -369,15 +409,73 @@ func (f faults) merged(fl control.Flaky) faults {
 	return f
 }
 
-// engineConfig is the link engine's configuration for the faults fs.
-func engineConfig(fs map[string]faults) linkengine.Config {
-	cfg := linkengine.Config{Receive: map[string]linkengine.Faults{}}
+// engineConfig is the link engine's configuration for the faults fs
+// and the latency matrix m over nodes.
+func engineConfig(fs map[string]faults, m latency.Matrix, nodes []Node) linkengine.Config {
+	cfg := linkengine.Config{Receive: map[string]linkengine.Faults{}, Pairs: map[linkengine.Pair]linkengine.Faults{}}
 	for name, f := range fs {
 		if !f.engine.IsZero() {
 			cfg.Receive[name] = f.engine
 		}
 	}
+	for p, v := range m.Resolve(names(nodes)) {
+		if v != (latency.Value{}) {
+			cfg.Pairs[linkengine.Pair{From: p.From, To: p.To}] = linkengine.Faults{Delay: v.Delay, Jitter: v.Jitter}
+		}
+	}
 	return cfg
+}
+
+func sortedPairs(m map[latency.Pair]latency.Value) []latency.Pair {
+	out := make([]latency.Pair, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].From != out[j].From {
+			return out[i].From < out[j].From
+		}
+		return out[i].To < out[j].To
+	})
+	return out
+}
+
+// SetLatency makes m the run's latency matrix (the file's, at up),
+// for every pair at once.
+func (ctl *Controller) SetLatency(m latency.Matrix, nodes []Node) (string, error) {
+	ctl.mu.Lock()
+	defer ctl.mu.Unlock()
+	return ctl.setLatency(m, nodes)
+}
+
+func (ctl *Controller) setLatency(m latency.Matrix, nodes []Node) (string, error) {
+	if err := m.Check(names(nodes)); err != nil {
+		return "", fmt.Errorf("latency: %w", err)
+	}
+	start := time.Now()
+	prev := ctl.lat
+	ctl.lat = m
+	if err := ctl.setEngine(ctl.faults, nodes); err != nil {
+		ctl.lat = prev
+		return "", errors.Join(fmt.Errorf("latency: %w", err), ctl.setEngine(ctl.faults, nodes))
+	}
+	pairs := 0
+	for _, v := range m.Resolve(names(nodes)) {
+		if v != (latency.Value{}) {
+			pairs++
+		}
+	}
+	if m.IsZero() {
+		return fmt.Sprintf("latency cleared in %s: no delay between nodes", time.Since(start).Round(time.Microsecond)), nil
+	}
+	return fmt.Sprintf("latency applied in %s: %d rules, %d delayed pairs of nodes; links in the link engine: %s", time.Since(start).Round(time.Microsecond), len(m.Rules), pairs, orNone(ctl.engine.Spliced())), nil
+}
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, " ")
 }
 
 // setEngine gives the link engine the configuration of the faults fs. A
@@ -385,7 +483,7 @@ func engineConfig(fs map[string]faults) linkengine.Config {
 // taken off the port first and put back on the port of the same name
 // afterwards (the port is a new veth).
 func (ctl *Controller) setEngine(fs map[string]faults, nodes []Node) error {
-	cfg := engineConfig(fs)
+	cfg := engineConfig(fs, ctl.lat, nodes)
 	was := map[string]bool{}
 	for _, name := range ctl.engine.Spliced() {
 		was[name] = true

@@ -104,6 +104,55 @@ func Jitter(d time.Duration) FlakyOption {
 	return func(a *flakyArgs) { a.args = append(a.args, "--jitter", d.String()) }
 }
 
+// Reorder sends that fraction of what the node receives at once, ahead of
+// the delayed frames (needs a Delay).
+func Reorder(fraction float64) FlakyOption {
+	return func(a *flakyArgs) { a.args = append(a.args, "--reorder", percent(fraction)) }
+}
+
+// Duplicate sends that fraction of what the node receives twice.
+func Duplicate(fraction float64) FlakyOption {
+	return func(a *flakyArgs) { a.args = append(a.args, "--duplicate", percent(fraction)) }
+}
+
+// Corrupt flips one bit in that fraction of what the node receives.
+func Corrupt(fraction float64) FlakyOption {
+	return func(a *flakyArgs) { a.args = append(a.args, "--corrupt", percent(fraction)) }
+}
+
+func percent(fraction float64) string {
+	return strconv.FormatFloat(fraction*100, 'f', -1, 64) + "%"
+}
+
+// LatencyOption changes what Latency sets.
+type LatencyOption func(*[]string)
+
+// LatencyJitter spreads the delay: d is its standard deviation (at most
+// the delay).
+func LatencyJitter(d time.Duration) LatencyOption {
+	return func(args *[]string) { *args = append(*args, "--jitter", d.String()) }
+}
+
+// OneWay sets the delay from a to b only.
+func OneWay() LatencyOption {
+	return func(args *[]string) { *args = append(*args, "--one-way") }
+}
+
+// Latency sets the one-way delay d between a and b, each a node or a
+// region of the file, each way (OneWay: from a to b only), replacing
+// what was set between them; every pair switches at once (`nsrun net
+// latency`).
+func (n *Net) Latency(a, b string, d time.Duration, opts ...LatencyOption) error {
+	args := []string{a, b, d.String()}
+	for _, o := range opts {
+		o(&args)
+	}
+	return n.netVerb("latency", args...)
+}
+
+// ClearLatency removes every delay of the latency matrix.
+func (n *Net) ClearLatency() error { return n.netVerb("latency", "--clear") }
+
 // Flaky sets the kinds of link fault the options give on node, keeping
 // the node's other kinds (Loss(0) clears the loss); with no option it
 // clears them all.
@@ -186,7 +235,7 @@ func (n *Net) CutUplink(on bool) {
 // netVerb runs `nsrun net VERB --run ID ARGS...` and logs what it says.
 func (n *Net) netVerb(verb string, args ...string) error {
 	n.mu.Lock()
-	if n.cutUplink && verb != "flaky" && verb != "show" && verb != "fullmesh" {
+	if n.cutUplink && verb != "flaky" && verb != "show" && verb != "fullmesh" && verb != "latency" {
 		args = append([]string{"--uplink"}, args...)
 	}
 	n.mu.Unlock()

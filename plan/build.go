@@ -126,6 +126,7 @@ func Build(in Input) (*Plan, error) {
 		p.Bridges = append(p.Bridges, Bridge{Name: BridgeName(i), Subnet: s.Name, Prefix: s.Prefix, Router: s.Bridge, Prefix6: s.Prefix6, Router6: s.Bridge6})
 	}
 	p.Forward = len(p.Bridges) > 1 || in.Uplink != nil
+	p.Latency = in.Top.Latency
 	if u := in.Uplink; u != nil {
 		p.Uplink = &Uplink{
 			GatewayNS:   u.GatewayNS,

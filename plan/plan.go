@@ -14,6 +14,7 @@ package plan
 
 import (
 	"fmt"
+	"github.com/nsrun/nsrun/latency"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -37,6 +38,9 @@ type Plan struct {
 	Hosts   []HostEntry `json:"hosts"`
 	Mounts  []Mount     `json:"mounts"`
 	Capture *Capture    `json:"capture,omitempty"`
+	// Latency is the file's regions and latency matrix, applied by the
+	// link engine once every node is wired and before any starts.
+	Latency latency.Matrix `json:"latency,omitzero"`
 	// Env is nsrun's environment, which every node's command starts
 	// with (not printed: it is the caller's).
 	Env []string `json:"-"`

@@ -290,6 +290,9 @@ func (s *supervisor) setUp() error {
 	if err := s.publishPorts(); err != nil {
 		return err
 	}
+	if err := s.applyLatency(); err != nil {
+		return err
+	}
 	if p.Run.Up {
 		names := make([]string, len(p.Nodes))
 		for i, n := range p.Nodes {
@@ -298,6 +301,26 @@ func (s *supervisor) setUp() error {
 		s.out = output.NewPrefixer(os.Stdout, names, p.Run.Color)
 	}
 	return nil
+}
+
+// applyLatency gives the link engine the file's regions and latency
+// matrix, once every node is wired and before any starts (a run without
+// them waits for nothing and starts no engine).
+func (s *supervisor) applyLatency() error {
+	m := s.plan.Latency
+	if len(m.Regions) == 0 && len(m.Rules) == 0 {
+		return nil
+	}
+	if err := s.net.WaitAllWired(); err != nil {
+		return err
+	}
+	done := runlog.Step(s.log, "apply the latency matrix (link engine, user space)", "regions", len(m.Regions), "rules", len(m.Rules))
+	out, err := s.netc.SetLatency(m, s.netNodes())
+	done(err)
+	if err == nil {
+		s.log.Info(out)
+	}
+	return err
 }
 
 // startCapture starts capturing every link that asks for it (plan.Link's

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/latency"
 )
 
 // DefaultFile is the file `nsrun up` reads without -f.
@@ -31,6 +32,9 @@ type Topology struct {
 	Nodes   []Node // in start order: every node after those it depends on
 	// NoIPv6 is `ipv6: false` at the top of the file: no subnet has IPv6.
 	NoIPv6 bool
+	// Latency is `regions:` and `latency:`: delays between regions or
+	// nodes (package latency), checked against the nodes.
+	Latency latency.Matrix
 }
 
 // Subnet is a named guest subnet: IPv4, IPv6 or both (ipam.Subnet).
@@ -219,14 +223,18 @@ func contains(xs []string, x string) bool {
 var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
-	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6")
+	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6", "regions", "latency")
 	if err != nil {
 		return nil, err
 	}
 	t := &Topology{}
-	var nodesNode, subnetsNode *yaml.Node
+	var nodesNode, subnetsNode, regionsNode, latencyNode *yaml.Node
 	for _, kv := range pairs {
 		switch kv[0].Value {
+		case "regions":
+			regionsNode = kv[1]
+		case "latency":
+			latencyNode = kv[1]
 		case "subnets":
 			subnetsNode = kv[1]
 		case "nodes":
@@ -302,7 +310,93 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 		return nil, err
 	}
 	t.Nodes = ordered
+	if t.Latency, err = p.latency(regionsNode, latencyNode, byName); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// latency reads `regions:` and `latency:` (either may be nil) and checks
+// them against the nodes byName.
+func (p *parser) latency(regionsNode, rulesNode *yaml.Node, byName map[string]*yaml.Node) (latency.Matrix, error) {
+	var m latency.Matrix
+	nodeNames := sortedKeys(byName)
+	regionAt := map[string]*yaml.Node{}
+	if regionsNode != nil {
+		regions, err := p.mapping(regionsNode, "regions")
+		if err != nil {
+			return m, err
+		}
+		m.Regions = map[string][]string{}
+		inRegion := map[string]string{}
+		for _, kv := range regions {
+			name := kv[0].Value
+			if _, ok := byName[name]; ok {
+				return m, p.errAt(kv[0], "regions.%s: %q is also a node's name; name the region differently", name, name)
+			}
+			if kv[1].Kind != yaml.SequenceNode {
+				return m, p.errAt(kv[1], "regions.%s: write a list of nodes, such as [n1, n2]", name)
+			}
+			regionAt[name] = kv[0]
+			m.Regions[name] = []string{}
+			for _, item := range kv[1].Content {
+				if item.Kind != yaml.ScalarNode {
+					return m, p.errAt(item, "regions.%s: write node names, such as [n1, n2]", name)
+				}
+				if _, ok := byName[item.Value]; !ok {
+					return m, p.errAt(item, "regions.%s: no node named %q; known nodes: %s", name, item.Value, strings.Join(nodeNames, ", "))
+				}
+				if other, ok := inRegion[item.Value]; ok {
+					return m, p.errAt(item, "regions.%s: node %s is already in region %s; a node is in at most one region", name, item.Value, other)
+				}
+				inRegion[item.Value] = name
+				m.Regions[name] = append(m.Regions[name], item.Value)
+			}
+		}
+	}
+	if rulesNode == nil {
+		return m, nil
+	}
+	rules, err := p.mapping(rulesNode, "latency")
+	if err != nil {
+		return m, err
+	}
+	var keys []*yaml.Node
+	for _, kv := range rules {
+		from, to, both, err := latency.ParseKey(kv[0].Value)
+		if err != nil {
+			return m, p.errAt(kv[0], "latency: %v", err)
+		}
+		for _, name := range []string{from, to} {
+			if _, ok := byName[name]; !ok && regionAt[name] == nil {
+				return m, p.errAt(kv[0], "latency: %q is neither a region nor a node; regions: %s; nodes: %s", name, orNone(sortedKeys(regionAt)), strings.Join(nodeNames, ", "))
+			}
+		}
+		if kv[1].Kind != yaml.ScalarNode {
+			return m, p.errAt(kv[1], "latency.%s: write a duration such as 40ms, or 75ms ±5ms with a jitter", kv[0].Value)
+		}
+		v, err := latency.ParseValue(kv[1].Value)
+		if err != nil {
+			return m, p.errAt(kv[1], "latency.%s: %v", kv[0].Value, err)
+		}
+		m.Rules = append(m.Rules, latency.Rule{From: from, To: to, Both: both, Value: v})
+		keys = append(keys, kv[0])
+	}
+	if err := m.Check(nodeNames); err != nil {
+		var re *latency.RuleError
+		if errors.As(err, &re) {
+			return m, p.errAt(keys[re.Rule], "%s", re.Msg)
+		}
+		return m, p.errAt(regionsNode, "%v", err)
+	}
+	return m, nil
+}
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,0 +1,184 @@
+package test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// regionsYAML is fiveYAML with three regions and a latency matrix in the
+// issue's syntax, with smaller delays.
+const regionsYAML = fiveYAML + `regions:
+  us: [n1, n2]
+  eu: [n3]
+  ap: [n4, n5]
+latency:
+  us <-> eu: 10ms
+  us <-> ap: 20ms ±1ms
+  eu -> ap: 15ms
+  ap -> eu: 25ms
+  n1 <-> n2: 1ms
+`
+
+// oneWay is the one-way delay regionsYAML gives from a to b.
+func oneWay(a, b string) time.Duration {
+	region := map[string]string{"n1": "us", "n2": "us", "n3": "eu", "n4": "ap", "n5": "ap"}
+	ms := time.Millisecond
+	if a == "n1" && b == "n2" || a == "n2" && b == "n1" {
+		return ms
+	}
+	return map[[2]string]time.Duration{
+		{"us", "eu"}: 10 * ms, {"eu", "us"}: 10 * ms,
+		{"us", "ap"}: 20 * ms, {"ap", "us"}: 20 * ms,
+		{"eu", "ap"}: 15 * ms, {"ap", "eu"}: 25 * ms,
+	}[[2]string{region[a], region[b]}]
+}
+
+// TestLatencyMatrix: in a run of three regions on this kernel (no netem),
+// every pair's round trip matches the file's matrix; net show lists it;
+// a cut pair stays cut whatever its delay; a runtime change keeps a live
+// TCP stream and shows at once; --clear takes every link back to the
+// kernel's path.
+func TestLatencyMatrix(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startFive(t, u, regionsYAML)
+	var st struct {
+		Latency struct {
+			Regions map[string][]string `json:"regions"`
+			Pairs   []struct {
+				From, To string
+				Delay    time.Duration `json:"delay_ns"`
+			} `json:"pairs"`
+		} `json:"latency"`
+		Engine struct {
+			Spliced []string `json:"spliced"`
+		} `json:"engine"`
+	}
+	if err := json.Unmarshal([]byte(r.netOK(t, "show", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Latency.Regions) != 3 || len(st.Latency.Pairs) != 18 || len(st.Engine.Spliced) != 5 {
+		t.Errorf("show --json: regions %v, %d pairs (want 18), spliced %v", st.Latency.Regions, len(st.Latency.Pairs), st.Engine.Spliced)
+	}
+	// n4 -> n5 is within ap, with no rule: the kernel's own round trip.
+	base, _, _, _ := rttStats(r.rtts(t, "n4", "n5:9000", 10))
+	for _, a := range fiveNodes {
+		for _, b := range fiveNodes {
+			if a == b {
+				continue
+			}
+			want := oneWay(a, b) + oneWay(b, a)
+			// With the jitter of us <-> ap (1ms each way: 1.4ms a round
+			// trip), the median of 15 round trips varies by about
+			// 0.45ms: three times that is allowed on either side.
+			slack := time.Duration(0)
+			if want == 40*time.Millisecond {
+				slack = 1400 * time.Microsecond
+			}
+			med, _, _, _ := rttStats(r.rtts(t, a, b+":9000", 15))
+			t.Logf("%s -> %s: median %s, want %s", a, b, med, want)
+			if med < want-slack || med > want+slack+base+1500*time.Microsecond {
+				t.Errorf("%s -> %s: median round trip %s, want %s (±%s of jitter, + the link's own %s, within 1.5ms)", a, b, med, want, slack, base)
+			}
+		}
+	}
+	// Delay and partition are one state: a cut pair stays cut.
+	r.netOK(t, "isolate", "n3")
+	if out := r.exec(t, "n1", "probe", "dial", "n3:9000", "1s").Stdout; !strings.HasPrefix(out, "unreachable") {
+		t.Errorf("n1 -> n3 under isolate n3 with a delay: %q", out)
+	}
+	r.netOK(t, "fullmesh")
+	// A live stream from n3 (eu) to n1 (us) survives a change of its
+	// delay, which shows in the next ticks.
+	s := r.follow(t, "n1", "n3:9001")
+	r.netOK(t, "latency", "eu", "us", "60ms", "--one-way")
+	changed := time.Now().UnixMilli()
+	if !eventually(5*time.Second, func() bool { return countAfter(s.ticks(), changed+100) >= 5 }) {
+		t.Fatalf("the stream stopped after the change:\n%s", s.lines.all())
+	}
+	ts := s.ticks()
+	for i := 1; i < len(ts); i++ {
+		if ts[i].N != ts[i-1].N+1 {
+			t.Errorf("tick %d follows tick %d: the stream broke", ts[i].N, ts[i-1].N)
+		}
+	}
+	for _, tk := range ts[5:] { // (the first ones waited for the connection)
+		lat := time.Duration(tk.Received-tk.Sent) * time.Millisecond
+		switch {
+		case tk.Sent < changed-200 && (lat < 9*time.Millisecond || lat > 20*time.Millisecond):
+			t.Errorf("tick %d before the change took %s, want 10ms", tk.N, lat)
+		case tk.Sent > changed+5 && (lat < 59*time.Millisecond || lat > 70*time.Millisecond):
+			t.Errorf("tick %d after the change took %s, want 60ms", tk.N, lat)
+		}
+	}
+	if out := r.netOK(t, "show"); !strings.Contains(out, "latency eu -> us: 60ms") || !strings.Contains(out, "latency us -> eu: 10ms") {
+		t.Errorf("show after net latency eu us 60ms --one-way: %q", out)
+	}
+	// --clear: no delay anywhere, no link in the engine.
+	r.netOK(t, "latency", "--clear")
+	if show := r.netOK(t, "show"); strings.Contains(show, "link engine") || strings.Contains(show, "latency ") {
+		t.Errorf("show after --clear: %q", show)
+	}
+	if med, _, _, _ := rttStats(r.rtts(t, "n1", "n4:9000", 10)); med > base+2*time.Millisecond {
+		t.Errorf("n1 -> n4 after --clear: median %s, want about %s", med, base)
+	}
+	if res := r.net(t, "latency", "us", "mars", "5ms"); res.Code != 125 || !strings.Contains(res.Stderr, `"mars" is neither a region nor a node`) {
+		t.Errorf("net latency us mars: exit %d, %q", res.Code, res.Stderr)
+	}
+}
+
+func countAfter(ts []tickLine, sentAfter int64) int {
+	n := 0
+	for _, tk := range ts {
+		if tk.Sent > sentAfter {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNoDelayNoEngine: a run without delay starts no engine: no link is
+// spliced and the bridge namespace has no engine ends.
+func TestNoDelayNoEngine(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startFive(t, u, fiveYAML)
+	var st struct {
+		Engine struct {
+			Spliced []string `json:"spliced"`
+		} `json:"engine"`
+	}
+	if err := json.Unmarshal([]byte(r.netOK(t, "show", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Engine.Spliced) != 0 {
+		t.Errorf("spliced without any delay: %v", st.Engine.Spliced)
+	}
+	// As root, from outside: no engine ends among the bridge namespace's
+	// links, and no packet socket in it (nothing reads frames there).
+	ns := r.bridgeNamespace(t)
+	links, err := exec.Command("nsenter", "--net="+ns, "ip", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link: %v %s", err, links)
+	}
+	for _, n := range fiveNodes {
+		for _, end := range []string{"w" + n + "@", "x" + n + "@"} {
+			if strings.Contains(string(links), ": "+end) {
+				t.Errorf("engine end %s in a run without delay:\n%s", end, links)
+			}
+		}
+		if !strings.Contains(string(links), ": v"+n+"@") {
+			t.Errorf("no bridge port v%s:\n%s", n, links)
+		}
+	}
+	sockets, err := exec.Command("nsenter", "--net="+ns, "cat", "/proc/net/packet").CombinedOutput()
+	if err != nil {
+		t.Fatalf("/proc/net/packet: %v %s", err, sockets)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(sockets)), "\n"); len(lines) != 1 {
+		t.Errorf("packet sockets in the bridge namespace of a run without delay:\n%s", sockets)
+	}
+}

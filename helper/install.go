@@ -350,8 +350,8 @@ func (in *installer) stepView() Step {
 func (in *installer) stepGateway() Step {
 	o := in.o
 	return Step{
-		Describe: fmt.Sprintf("create a user namespace owned by %s (uid map \"0 %d 1\", gid map \"0 %d 1\") holding the gateway network namespace,\nunless the one mounted there still is; verify both from their descriptors, and bind-mount them onto %s/userns and %s/netns",
-			o.User, o.UID, o.GID, gwPath(o.UID), gwPath(o.UID)),
+		Describe: fmt.Sprintf("create a user namespace owned by %s (uid map \"0 %d 1\", gid map \"0 %d 1\") holding the gateway network namespace,\nunless the one mounted there still is (or one a helper before issue 20 mounted in %s, which is kept: your runs keep their uplink);\nverify both from their descriptors, and bind-mount them onto %s/userns and %s/netns",
+			o.User, o.UID, o.GID, install.Dir(o.UID), gwPath(o.UID), gwPath(o.UID)),
 		Done: func() (bool, error) { return in.openGateway() == nil, nil },
 		Apply: func() error {
 			for _, name := range []string{"userns", "netns"} {
@@ -359,12 +359,16 @@ func (in *installer) stepGateway() Step {
 					return err
 				}
 			}
-			g, err := createGateway(o.UID, o.GID)
-			if err != nil {
-				return err
+			userNS, netNS, release := in.legacyGateway()
+			if userNS == nil {
+				g, err := createGateway(o.UID, o.GID)
+				if err != nil {
+					return err
+				}
+				userNS, netNS, release = g.UserNS, g.NetNS, g.Release
 			}
-			defer g.Release()
-			for name, ns := range map[string]*os.File{"userns": g.UserNS, "netns": g.NetNS} {
+			defer release()
+			for name, ns := range map[string]*os.File{"userns": userNS, "netns": netNS} {
 				target, err := mountTarget(in.gwDir, name)
 				if err != nil {
 					return err
@@ -378,6 +382,49 @@ func (in *installer) stepGateway() Step {
 			return in.openGateway()
 		},
 	}
+}
+
+// legacyGateway opens the gateway a helper before issue 20 mounted in
+// /run/user/UID/nsrun itself (a root-owned folder then, not a view),
+// checked as install checks its own (VerifyGateway), so that an upgrade
+// keeps it and the user's live runs keep their uplink. It returns nil
+// descriptors when there is none to keep; release closes them.
+func (in *installer) legacyGateway() (userNS, netNS *os.File, release func()) {
+	none := func() {}
+	if in.userDir == nil {
+		return nil, nil, none
+	}
+	d, err := install.OpenVerifiedDir(in.userDir, "nsrun", 0)
+	if err != nil {
+		return nil, nil, none // none (one not root's was refused before any step)
+	}
+	defer d.Close()
+	if sameInode(in.gwDir, statOf(d)) {
+		return nil, nil, none // the view of gw/UID: nothing of old
+	}
+	var fs []*os.File
+	closeAll := func() {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	for _, name := range []string{"userns", "netns"} {
+		if !install.NamespaceMounted(d, name) {
+			closeAll()
+			return nil, nil, none
+		}
+		fd, err := unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeAll()
+			return nil, nil, none
+		}
+		fs = append(fs, os.NewFile(uintptr(fd), d.Name()+"/"+name))
+	}
+	if VerifyGateway(fs[0], fs[1], in.o.UID) != nil {
+		closeAll()
+		return nil, nil, none // not a gateway: a new one is made, and stepView unmounts this
+	}
+	return fs[0], fs[1], closeAll
 }
 
 // openGateway opens the mounted gateway namespaces through the verified

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nsrun/nsrun/install"
 )
 
 // mountsOf lists the mounts (mount point, root, type) whose mount point
@@ -112,5 +115,61 @@ func TestHelperRenameLoopLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(fmt.Sprintf("/run/nsrun-helper/gw/%d", u.UID)); !os.IsNotExist(err) {
 		t.Errorf("the gateway folder is left: %v", err)
+	}
+}
+
+// TestHelperUpgradeKeepsGateway: a gateway that a helper before issue 20
+// mounted in /run/user/UID/nsrun itself (made here as it did: namespaces
+// the user created, bind-mounted there by root) is kept by the first
+// install of this helper, moved into /run/nsrun-helper/gw/UID: the
+// user's live runs keep their uplink. The old mounts go, and uninstall
+// leaves none.
+func TestHelperUpgradeKeepsGateway(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	h := newSimHost(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	holder := u.command(ctx, "unshare", "--user", "--map-root-user", "--net", "sh", "-c", "echo $$; exec sleep 60")
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	var pid int
+	if _, err := fmt.Fscan(out, &pid); err != nil {
+		t.Fatal(err)
+	}
+	dir := fmt.Sprintf("/run/user/%d", u.UID)
+	t.Cleanup(func() {
+		_ = exec.Command("umount", "-l", dir+"/nsrun/userns").Run()
+		_ = exec.Command("umount", "-l", dir+"/nsrun/netns").Run()
+	})
+	shOK(t, fmt.Sprintf(`test -d %[1]s || { mkdir -m 700 %[1]s; chown %[2]d:%[3]d %[1]s; }
+mkdir -m 755 %[1]s/nsrun
+touch %[1]s/nsrun/userns %[1]s/nsrun/netns
+mount --bind /proc/%[4]d/ns/user %[1]s/nsrun/userns
+mount --bind /proc/%[4]d/ns/net %[1]s/nsrun/netns`, dir, u.UID, u.GID, pid))
+	oldNet := nsInode(t, fmt.Sprintf("/proc/%d/ns/net", pid))
+	h.install(t, u)
+	if got := nsInode(t, fmt.Sprintf("/run/nsrun-helper/gw/%d/netns", u.UID)); got != oldNet {
+		t.Errorf("install made a new gateway (netns %d) instead of keeping the old one (%d)", got, oldNet)
+	}
+	if got := nsInode(t, install.NetNSPath(u.UID)); got != oldNet {
+		t.Errorf("the user's view shows netns %d, not the kept gateway %d", got, oldNet)
+	}
+	mounts := mountsOf(t, u)
+	if len(mounts) != 5 {
+		t.Errorf("%d mounts of the user's gateway after the upgrade, want 5 (2 in gw, the view and its 2):\n%s", len(mounts), strings.Join(mounts, "\n"))
+	}
+	if r := h.helper(t, "uninstall", "--user", u.Name); r.Code != 0 {
+		t.Fatalf("uninstall: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	delete(h.installed, u.Name)
+	if got := mountsOf(t, u); len(got) != 0 {
+		t.Errorf("after uninstall, mounts are left:\n%s", strings.Join(got, "\n"))
 	}
 }

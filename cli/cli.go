@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/internal/jsonout"
 	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/supervise"
 	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
 )
 
@@ -194,6 +194,15 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 }
 
 func fail(stderr io.Writer, err error) int {
-	fmt.Fprintln(stderr, "nsrun:", err)
-	return supervise.ExitSetupFailed
+	fmt.Fprintln(stderr, "nsrun:", advise(err))
+	return exitcode.SetupFailed
+}
+
+// advise adds to an error of package control what to do about it at the
+// command line; control's errors carry none.
+func advise(err error) error {
+	if errors.Is(err, control.ErrRunGone) {
+		return fmt.Errorf("%w (has the run ended? see nsrun ls)", err)
+	}
+	return err
 }

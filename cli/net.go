@@ -11,9 +11,9 @@ import (
 	"syscall"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/supervise"
 )
 
 // envControl is set in a node with control: true: the control socket of
@@ -88,11 +88,10 @@ func call(path string, req control.Request, stdout, stderr io.Writer, files ...*
 	defer c.Close()
 	r, err := c.Recv()
 	if err != nil {
-		return fail(stderr, fmt.Errorf("%s: no answer from the run: %w", req.Verb, err))
+		return fail(stderr, fmt.Errorf("%s: %w", req.Verb, err))
 	}
-	if r.Error != "" {
-		fmt.Fprintln(stderr, "nsrun:", r.Error)
-		return supervise.ExitSetupFailed
+	if err := r.Err(); err != nil {
+		return fail(stderr, err)
 	}
 	if r.Output != "" {
 		fmt.Fprintln(stdout, r.Output)
@@ -135,7 +134,7 @@ func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
 	wd, _ := os.Getwd()
 	ex := control.ExecCall{Node: rest[0], Argv: argv, Env: os.Environ(), Dir: wd, Root: root}
 	if err := ex.Check(); err != nil {
-		return fail(stderr, err)
+		return fail(stderr, fmt.Errorf("%w; write nsrun net exec [--run ID] NODE -- CMD [ARGS...]", err))
 	}
 	path, err := controlPath(a.RunID)
 	if err != nil {
@@ -155,7 +154,7 @@ func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
 		for {
 			r, err := c.Recv()
 			if err != nil {
-				r = control.Response{Error: "the run ended", ExitCode: supervise.ExitSetupFailed}
+				r = control.Response{Error: "the run ended", Kind: string(control.ErrRunGone), ExitCode: exitcode.SetupFailed}
 			}
 			responses <- r
 			if r.Done || r.Error != "" {
@@ -169,7 +168,7 @@ func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
 			_ = c.Send(control.Request{Verb: control.SignalVerb, Signal: &control.SignalCall{Sig: int(s.(syscall.Signal))}})
 		case r := <-responses:
 			if r.Error != "" {
-				fmt.Fprintln(stderr, "nsrun: net exec:", r.Error)
+				fmt.Fprintln(stderr, "nsrun: net exec:", advise(r.Err()))
 				return r.ExitCode
 			}
 			if r.Done {

@@ -37,7 +37,7 @@ func (c ExecCall) Check() error {
 		return err
 	}
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
-		return errors.New("net exec: no command; write nsrun net exec [--run ID] NODE -- CMD [ARGS...]")
+		return errors.New("net exec: no command")
 	}
 	return nil
 }

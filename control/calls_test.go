@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -18,14 +19,14 @@ var (
 // good is one well-formed request of every verb.
 func good() []Request {
 	return []Request{
-		{Verb: ExecVerb, Exec: &ExecCall{Node: "db", Argv: []string{"sh", "-c", "true"}, Env: []string{"A=1"}, Dir: "/tmp", Root: true}},
-		{Verb: SignalVerb, Signal: &SignalCall{Sig: 15}},
-		{Verb: NetVerb, Net: &NetCall{Flaky: &Flaky{Node: "db", Faults: Faults{LossPPM: 300_000}, Set: FaultLoss}}},
-		{Verb: NodeVerb, Node: &NodeCall{Action: "stop", Node: "db"}},
-		{Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr: v4}},
-		{Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr6: v6}},
-		{Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr: v4, Addr6: v6}},
-		{Verb: SocketVerb, Socket: &SocketCall{Node: "db", Family: unix.AF_INET6, Type: unix.SOCK_DGRAM | unix.SOCK_NONBLOCK}},
+		{Version: Version, Verb: ExecVerb, Exec: &ExecCall{Node: "db", Argv: []string{"sh", "-c", "true"}, Env: []string{"A=1"}, Dir: "/tmp", Root: true}},
+		{Version: Version, Verb: SignalVerb, Signal: &SignalCall{Sig: 15}},
+		{Version: Version, Verb: NetVerb, Net: &NetCall{Flaky: &Flaky{Node: "db", Faults: Faults{LossPPM: 300_000}, Set: FaultLoss}}},
+		{Version: Version, Verb: NodeVerb, Node: &NodeCall{Action: "stop", Node: "db"}},
+		{Version: Version, Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr: v4}},
+		{Version: Version, Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr6: v6}},
+		{Version: Version, Verb: AttachVerb, Attach: &AttachCall{Name: "extra", Addr: v4, Addr6: v6}},
+		{Version: Version, Verb: SocketVerb, Socket: &SocketCall{Node: "db", Family: unix.AF_INET6, Type: unix.SOCK_DGRAM | unix.SOCK_NONBLOCK}},
 	}
 }
 
@@ -47,8 +48,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		}
 	}
 	// An address not given is left out, not sent as "".
-	b, _ := json.Marshal(Request{Verb: AttachVerb, Attach: &AttachCall{Name: "x", Addr: v4}})
-	if want := `{"verb":"attach","attach":{"name":"x","addr":"172.18.0.50"}}`; string(b) != want {
+	b, _ := json.Marshal(Request{Version: Version, Verb: AttachVerb, Attach: &AttachCall{Name: "x", Addr: v4}})
+	if want := `{"version":2,"verb":"attach","attach":{"name":"x","addr":"172.18.0.50"}}`; string(b) != want {
 		t.Errorf("attach on the wire: %s, want %s", b, want)
 	}
 }
@@ -88,8 +89,9 @@ func TestRequestCheck(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an error with %q", c.req, err, c.want)
 		}
+		c.req.Version = Version
 		b, _ := json.Marshal(c.req)
-		if _, err := DecodeRequest(b); err == nil {
+		if _, err := DecodeRequest(b); err == nil || errors.Is(err, ErrVersion) {
 			t.Errorf("DecodeRequest(%s) accepted it", b)
 		}
 	}
@@ -100,12 +102,12 @@ func TestDecodeRequestRefuses(t *testing.T) {
 	for _, line := range []string{
 		``,
 		`not json`,
-		`{"verb":"exec","node":"db","args":["true"]}`, // the untyped form of old
-		`{"verb":"attach","attach":{"name":"x","addr":"172.18.0.500"}}`,
-		`{"verb":"attach","attach":{"name":"x","addr":"172.18.0.5"}} {}`,
-		`{"verb":"socket","socket":{"node":"db","family":"2","type":1,"proto":0}}`,
+		`{"version":2,"verb":"exec","node":"db","args":["true"]}`, // the untyped form of old
+		`{"version":2,"verb":"attach","attach":{"name":"x","addr":"172.18.0.500"}}`,
+		`{"version":2,"verb":"attach","attach":{"name":"x","addr":"172.18.0.5"}} {}`,
+		`{"version":2,"verb":"socket","socket":{"node":"db","family":"2","type":1,"proto":0}}`,
 	} {
-		if r, err := DecodeRequest([]byte(line)); err == nil {
+		if r, err := DecodeRequest([]byte(line)); err == nil || errors.Is(err, ErrVersion) {
 			t.Errorf("%s: accepted as %+v", line, r)
 		}
 	}
@@ -143,8 +145,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		b, _ := json.Marshal(req)
 		f.Add(b)
 	}
-	f.Add([]byte(`{"verb":"attach","attach":{"name":"x","addr":"::1"}}`))
-	f.Add([]byte(`{"verb":"net","net":{"isolate":{"nodes":["a"]},"show":{}}}`))
+	f.Add([]byte(`{"version":2,"verb":"attach","attach":{"name":"x","addr":"::1"}}`))
+	f.Add([]byte(`{"version":2,"verb":"net","net":{"isolate":{"nodes":["a"]},"show":{}}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		r, err := DecodeRequest(line)
 		if err != nil {

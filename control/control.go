@@ -14,8 +14,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/internal/exitcode"
 )
 
 // SocketName is the socket's name in the run folder.
@@ -29,9 +32,12 @@ const SocketName = "ctl"
 // before sending; the server reads every request through Check (in
 // Serve and Next), so a handler sees only well-formed ones.
 type Request struct {
-	Verb   string      `json:"verb"`
-	Exec   *ExecCall   `json:"exec,omitempty"`
-	Signal *SignalCall `json:"signal,omitempty"`
+	// Version is the client's protocol version (Version; Dial and Send
+	// set it): a run of another version refuses the request.
+	Version int         `json:"version"`
+	Verb    string      `json:"verb"`
+	Exec    *ExecCall   `json:"exec,omitempty"`
+	Signal  *SignalCall `json:"signal,omitempty"`
 	// Net is a `nsrun net` verb other than exec.
 	Net *NetCall `json:"net,omitempty"`
 	// Node is a `nsrun node` verb.
@@ -41,13 +47,32 @@ type Request struct {
 }
 
 // Response is the supervisor's answer: Started (exec), then Done with
-// ExitCode, or Error.
+// ExitCode, or Error with its Kind.
 type Response struct {
+	// Version is the run's protocol version (Reply sets it).
+	Version  int    `json:"version,omitempty"`
 	Started  bool   `json:"started,omitempty"`
 	Done     bool   `json:"done,omitempty"`
 	ExitCode int    `json:"exit_code"`
 	Output   string `json:"output,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Kind is the Error's kind (a Kind), "" for a failure of the run.
+	Kind string `json:"kind,omitempty"`
+}
+
+// Err is r's error as a Go error (nil without one): a *VersionError for
+// a run of another protocol version, an *Error of r's Kind otherwise.
+func (r Response) Err() error {
+	switch {
+	case r.Error == "":
+		return nil
+	case Kind(r.Kind) == ErrVersion:
+		return &VersionError{Client: Version, Run: r.Version}
+	case r.Version == 0 && strings.Contains(r.Error, `unknown field "version"`):
+		// A run of version 1, which had no version field.
+		return &VersionError{Client: Version, Run: 1}
+	}
+	return &Error{Kind: Kind(r.Kind), Msg: r.Error}
 }
 
 // Path returns the control socket of the run folder runDir.
@@ -64,8 +89,9 @@ type Conn struct {
 func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("reach the run's supervisor at %s: %w (has the run ended? see nsrun ls)", path, err)
+		return nil, &Error{Kind: ErrRunGone, Msg: fmt.Sprintf("reach the run's supervisor at %s: %v", path, err)}
 	}
+	req.Version = Version
 	b, _ := json.Marshal(req)
 	var fds []int
 	for _, f := range files {
@@ -84,16 +110,20 @@ func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
 
 // Send sends a further request on the same connection (signals to exec).
 func (c *Conn) Send(req Request) error {
+	req.Version = Version
 	b, _ := json.Marshal(req)
 	_, err := c.c.Write(append(b, '\n'))
 	return err
 }
 
-// Recv reads the next response.
+// Recv reads the next response; a connection the run closed first is
+// ErrRunGone.
 func (c *Conn) Recv() (Response, error) {
 	var r Response
-	err := c.dec.Decode(&r)
-	return r, err
+	if err := c.dec.Decode(&r); err != nil {
+		return r, &Error{Kind: ErrRunGone, Msg: fmt.Sprintf("no answer from the run: %v", err)}
+	}
+	return r, nil
 }
 
 // Close closes the connection.
@@ -142,7 +172,7 @@ func (s *Server) Serve(handle func(*Peer)) {
 			}
 			defer p.close()
 			if err != nil {
-				p.Reply(Response{Error: err.Error(), ExitCode: 125})
+				p.Fail(err)
 				return
 			}
 			handle(p)
@@ -178,10 +208,24 @@ func readRequest(c *net.UnixConn) (*Peer, error) {
 	return p, err
 }
 
-// DecodeRequest reads one request line and checks it (Request.Check): a
-// field no body has, an unknown verb and a body that is not the verb's
-// are refused, with an error that is ErrBadRequest.
+// DecodeRequest reads one request line and checks it: a request of
+// another protocol version is refused first, with a *VersionError that
+// names both versions (its other fields may not be this version's); then
+// (Request.Check) a field no body has, an unknown verb and a body that is
+// not the verb's are refused, with an error that is ErrBadRequest.
 func DecodeRequest(line []byte) (Request, error) {
+	var v struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil {
+		return Request{}, badRequest{fmt.Errorf("bad request: %w", err)}
+	}
+	switch {
+	case v.Version == nil:
+		return Request{}, &VersionError{Client: 1, Run: Version}
+	case *v.Version != Version:
+		return Request{}, &VersionError{Client: *v.Version, Run: Version}
+	}
 	var r Request
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -207,8 +251,17 @@ type badRequest struct{ error }
 func (e badRequest) Unwrap() error      { return e.error }
 func (badRequest) Is(target error) bool { return target == ErrBadRequest }
 
-// Reply sends a response.
-func (p *Peer) Reply(r Response) { _ = p.enc.Encode(r) }
+// Reply sends a response, with the run's protocol version.
+func (p *Peer) Reply(r Response) {
+	r.Version = Version
+	_ = p.enc.Encode(r)
+}
+
+// Fail replies with err: its message, its kind (KindOf) and nsrun's exit
+// code for a failure (exitcode.SetupFailed).
+func (p *Peer) Fail(err error) {
+	p.Reply(Response{Error: err.Error(), Kind: string(KindOf(err)), ExitCode: exitcode.SetupFailed})
+}
 
 // Next reads a further request (signals) until the client goes away; a
 // request that fails its Check is an error that is ErrBadRequest, after

@@ -1,12 +1,18 @@
 package control
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nsrun/nsrun/internal/exitcode"
+	"github.com/nsrun/nsrun/partition"
 )
 
 // TestRoundTrip sends a request with stdio-like files attached and checks
@@ -68,10 +74,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDialNoRun: a run that is not there is ErrRunGone, with no advice
+// for the command line in its message.
 func TestDialNoRun(t *testing.T) {
 	_, err := Dial(filepath.Join(t.TempDir(), "none"), Request{Verb: "net"})
-	if err == nil || !strings.Contains(err.Error(), "has the run ended? see nsrun ls") {
-		t.Errorf("err = %v", err)
+	if !errors.Is(err, ErrRunGone) || strings.Contains(err.Error(), "nsrun") {
+		t.Errorf("err = %v, want ErrRunGone without advice", err)
 	}
 }
 
@@ -136,7 +144,112 @@ func TestServeRefusesBadRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if r, err := c.Recv(); err != nil || r.Done || r.ExitCode != 125 || r.Error != `request "socket" carries a node body` {
+	r, err := c.Recv()
+	if err != nil || r.Done || r.ExitCode != exitcode.SetupFailed || r.Error != `request "socket" carries a node body` {
 		t.Errorf("%+v, %v", r, err)
+	}
+	if err := r.Err(); !errors.Is(err, ErrBadValue) {
+		t.Errorf("Err() = %v, want ErrBadValue", err)
+	}
+}
+
+// TestVersionMismatch: a request of another protocol version, or of
+// version 1 (no version field), even one with fields this version does
+// not know, is refused with one error that names both versions and says
+// which nsrun to use; the client reads it as a *VersionError.
+func TestVersionMismatch(t *testing.T) {
+	for line, client := range map[string]int{
+		`{"version":3,"verb":"net","net":{"show":{}},"future":{"x":1}}`: 3,
+		`{"verb":"net","net":{"show":{}}}`:                              1,
+		`{"version":1,"verb":"net","net":{"show":{}}}`:                  1,
+	} {
+		_, err := DecodeRequest([]byte(line))
+		var ve *VersionError
+		if !errors.As(err, &ve) || ve.Client != client || ve.Run != Version || !errors.Is(err, ErrVersion) {
+			t.Errorf("%s: %v, want a *VersionError %d against %d", line, err, client, Version)
+			continue
+		}
+		want := fmt.Sprintf("control protocol version %d (this nsrun) against version %d (the run): use the nsrun that started the run", client, Version)
+		if err.Error() != want {
+			t.Errorf("%s:\n%s\nwant\n%s", line, err, want)
+		}
+	}
+	if _, err := DecodeRequest([]byte(fmt.Sprintf(`{"version":%d,"verb":"net","net":{"show":{}}}`, Version))); err != nil {
+		t.Errorf("this version: %v", err)
+	}
+
+	// Over the socket: a client of version 3 sends its request raw.
+	path := filepath.Join(t.TempDir(), SocketName)
+	srv, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go srv.Serve(func(p *Peer) { p.Reply(Response{Done: true, Output: "handled"}) })
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, `{"version":3,"verb":"events","events":{"follow":true}}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	var r Response
+	if err := json.NewDecoder(c).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Done || r.Version != Version || Kind(r.Kind) != ErrVersion || r.ExitCode != exitcode.SetupFailed {
+		t.Errorf("answer %+v", r)
+	}
+	var ve *VersionError
+	if err := r.Err(); !errors.As(err, &ve) || ve.Run != Version {
+		t.Errorf("Err() = %v", err)
+	}
+
+	// A run of version 1 refuses the version field itself; the client
+	// reads that as version 1.
+	old := Response{Error: `bad request: json: unknown field "version"`, ExitCode: 125}
+	if err := old.Err(); !errors.As(err, &ve) || ve.Client != Version || ve.Run != 1 {
+		t.Errorf("a version 1 run's answer: %v", err)
+	}
+}
+
+// TestTypedErrors: the run's errors keep their kind across the socket,
+// and Go callers find it with errors.Is; the kinds do not mix.
+func TestTypedErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SocketName)
+	srv, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, partErr := partition.Isolate{Nodes: []string{"zz"}}.State([]string{"a", "b"})
+	fails := map[string]error{
+		"a": Errorf(ErrUnknownNode, "no node %q", "zz"),
+		"b": Errorf(ErrBadValue, "flaky: --reorder needs a delay"),
+		"c": partErr,
+		"d": errors.New("netlink: operation not permitted"),
+		"e": Errorf(ErrRefused, "node a has no control of its run"),
+	}
+	go srv.Serve(func(p *Peer) { p.Fail(fails[p.Req.Node.Node]) })
+	for node, want := range map[string]Kind{"a": ErrUnknownNode, "b": ErrBadValue, "c": ErrUnknownNode, "d": "", "e": ErrRefused} {
+		c, err := Dial(path, Request{Verb: NodeVerb, Node: &NodeCall{Action: "stop", Node: node}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Recv()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Err()
+		if err == nil || err.Error() != fails[node].Error() || KindOf(err) != want {
+			t.Errorf("%s: %v (kind %q), want %q of kind %q", node, err, KindOf(err), fails[node], want)
+		}
+		for _, k := range []Kind{ErrUnknownNode, ErrBadValue, ErrRunGone, ErrVersion, ErrRefused} {
+			if errors.Is(err, k) != (k == want) {
+				t.Errorf("%s: errors.Is(%v, %q) = %v", node, err, k, !(k == want))
+			}
+		}
 	}
 }

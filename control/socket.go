@@ -2,7 +2,6 @@ package control
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 
@@ -34,7 +33,7 @@ func Socket(path, node string, family, typ, proto int) (*os.File, error) {
 	oob := make([]byte, unix.CmsgSpace(4))
 	n, oobn, _, _, err := c.c.ReadMsgUnix(buf, oob)
 	if err != nil {
-		return nil, fmt.Errorf("socket in node %s: no answer from the run: %w", node, err)
+		return nil, &Error{Kind: ErrRunGone, Msg: fmt.Sprintf("socket in node %s: no answer from the run: %v", node, err)}
 	}
 	var fds []int
 	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
@@ -53,7 +52,7 @@ func Socket(path, node string, family, typ, proto int) (*os.File, error) {
 		case err != nil:
 			return nil, fmt.Errorf("socket in node %s: bad answer from the run: %w", node, err)
 		case r.Error != "":
-			return nil, errors.New(r.Error)
+			return nil, r.Err()
 		}
 		return nil, fmt.Errorf("socket in node %s: the run sent %d sockets, not one", node, len(fds))
 	}

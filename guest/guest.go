@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/nsfd"
 )
 
@@ -265,16 +266,7 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 
 // ExitCode turns a process state into a shell-style exit code: the exit
 // status, or 128+N when the process was killed by signal N.
-func ExitCode(st *os.ProcessState) int {
-	if st == nil {
-		return 125
-	}
-	ws, ok := st.Sys().(syscall.WaitStatus)
-	if ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return st.ExitCode()
-}
+func ExitCode(st *os.ProcessState) int { return exitcode.Of(st) }
 
 // prepare joins and unshares the namespaces on the current (locked) thread
 // and builds the command.

@@ -521,15 +521,15 @@ func (ctl *Controller) setEngine(fs map[string]faults, nodes []Node) error {
 func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	n, ok := find(nodes, fl.Node)
 	if !ok {
-		return "", fmt.Errorf("flaky: no node %q in this run; its nodes: %s", fl.Node, strings.Join(names(nodes), ", "))
+		return "", control.Errorf(control.ErrUnknownNode, "flaky: no node %q in this run; its nodes: %s", fl.Node, strings.Join(names(nodes), ", "))
 	}
 	if n.VethPort == "" {
-		return "", fmt.Errorf("flaky: node %q has tap links only; flaky sets the faults of a node's eth0", n.Name)
+		return "", control.Errorf(control.ErrBadValue, "flaky: node %q has tap links only; flaky sets the faults of a node's eth0", n.Name)
 	}
 	prev := ctl.faults[n.Name]
 	f := prev.merged(fl)
 	if f.engine.Reorder > 0 && f.engine.Delay == 0 {
-		return "", errors.New("flaky: --reorder needs a delay (reordered frames are those sent without it); add --delay")
+		return "", control.Errorf(control.ErrBadValue, "flaky: --reorder needs a delay (reordered frames are those sent without it); add --delay")
 	}
 	next := map[string]faults{}
 	for k, v := range ctl.faults {

@@ -149,7 +149,7 @@ func (c *Cmd) Start() error {
 	}
 	r, err := conn.Recv()
 	if err == nil && r.Error != "" {
-		err = errors.New(r.Error)
+		err = r.Err()
 	}
 	if err != nil {
 		conn.Close()
@@ -237,7 +237,7 @@ func (c *Cmd) wait() {
 				responses <- fmt.Errorf("nstest: exec in node %s: the run ended", c.node.name)
 				return
 			case r.Error != "":
-				responses <- errors.New(r.Error)
+				responses <- r.Err()
 				return
 			case r.Done:
 				c.code = r.ExitCode

@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -161,11 +162,15 @@ func checkClusters(verb string, clusters [][]string) error {
 	return nil
 }
 
-// checkKnown refuses names that are not among nodes.
+// ErrUnknownNode is what errors.Is finds in the error of a spec that
+// names a node the run does not have.
+var ErrUnknownNode = errors.New("unknown node")
+
+// checkKnown refuses names that are not among nodes (ErrUnknownNode).
 func checkKnown(verb string, names, nodes []string) error {
 	for _, n := range names {
 		if !slices.Contains(nodes, n) {
-			return fmt.Errorf("%s: no node %q in this run; its nodes: %s", verb, n, strings.Join(nodes, ", "))
+			return fmt.Errorf("%s: no node %q in this run; its nodes: %s%w", verb, n, strings.Join(nodes, ", "), quiet{ErrUnknownNode})
 		}
 	}
 	return nil
@@ -255,3 +260,9 @@ func (sh Shape) State(nodes []string) (State, error) {
 	}
 	return jepsen(sh.Name, nodes, Options{Seed: sh.Seed, Uplink: sh.Uplink})
 }
+
+// quiet wraps an error for errors.Is without adding to the message.
+type quiet struct{ err error }
+
+func (quiet) Error() string   { return "" }
+func (q quiet) Unwrap() error { return q.err }

@@ -19,7 +19,7 @@ import (
 // address and a default route — netsetgo's job. The veth goes with the
 // bridge namespace when the run ends; the process is left alone.
 func (s *supervisor) attach(p *control.Peer) {
-	reply := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
+	reply := p.Fail
 	if len(p.Files) != 1 {
 		reply(errors.New("attach: needs the namespace of the process to plug in (the fd of its network namespace)"))
 		return
@@ -29,7 +29,7 @@ func (s *supervisor) attach(p *control.Peer) {
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
 	if _, dup := s.lookup(name); dup {
-		reply(fmt.Errorf("--name: the run already has a node %q; pick another name", name))
+		reply(control.Errorf(control.ErrBadValue, "--name: the run already has a node %q; pick another name", name))
 		return
 	}
 	addr, addr6, subnet, err := s.attachAddrs(c.Addr, c.Addr6)

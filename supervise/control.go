@@ -2,7 +2,6 @@ package supervise
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -18,11 +17,11 @@ import (
 func (s *supervisor) handle(p *control.Peer) {
 	// Verbs act on wired nodes only (the run is still starting otherwise).
 	if err := s.net.WaitAllWired(); err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
+		p.Fail(err)
 		return
 	}
 	if err := s.authorize(p); err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: ExitSetupFailed})
+		p.Fail(err)
 		return
 	}
 	// p.Req passed control.Request.Check: its verb is known and it
@@ -46,7 +45,7 @@ func (s *supervisor) handle(p *control.Peer) {
 	case control.SocketVerb:
 		s.socketVerb(p)
 	default: // control.SignalVerb
-		p.Reply(control.Response{Error: fmt.Sprintf("%s: only on an exec's connection", p.Req.Verb), ExitCode: 125})
+		p.Fail(control.Errorf(control.ErrBadValue, "%s: only on an exec's connection", p.Req.Verb))
 	}
 }
 
@@ -69,17 +68,17 @@ func (s *supervisor) authorize(p *control.Peer) error {
 	}
 	what := "nsrun " + p.Req.Verb
 	if p.Req.Verb == control.ExecVerb && p.Req.Exec.Root {
-		return fmt.Errorf("nsrun net exec --root is refused from inside run %s: it would give every capability of the run's user namespace to a process of a node; run it from the host with --run %s", s.plan.Run.ID, s.plan.Run.ID)
+		return control.Errorf(control.ErrRefused, "nsrun net exec --root is refused from inside run %s: it would give every capability of the run's user namespace to a process of a node; run it from the host with --run %s", s.plan.Run.ID, s.plan.Run.ID)
 	}
 	n := s.nodeOf(c.Pid)
 	if !c.Alive() {
-		return fmt.Errorf("%s: the calling process (pid %d) is gone", what, c.Pid)
+		return control.Errorf(control.ErrRefused, "%s: the calling process (pid %d) is gone", what, c.Pid)
 	}
 	switch {
 	case n == nil:
-		return fmt.Errorf("%s is refused: the calling process (pid %d) is inside run %s but in none of its nodes' networks", what, c.Pid, s.plan.Run.ID)
+		return control.Errorf(control.ErrRefused, "%s is refused: the calling process (pid %d) is inside run %s but in none of its nodes' networks", what, c.Pid, s.plan.Run.ID)
 	case !n.cfg.Control:
-		return fmt.Errorf("%s is refused: node %s has no control of its run; give it `control: true` in the file to let it act on the run (a control node is trusted, like --root), or act from the host with --run %s", what, n.cfg.Name, s.plan.Run.ID)
+		return control.Errorf(control.ErrRefused, "%s is refused: node %s has no control of its run; give it `control: true` in the file to let it act on the run (a control node is trusted, like --root), or act from the host with --run %s", what, n.cfg.Name, s.plan.Run.ID)
 	}
 	return nil
 }
@@ -106,11 +105,11 @@ func (s *supervisor) exec(p *control.Peer) {
 	c := p.Req.Exec
 	n, ok := s.lookup(c.Node)
 	if !ok {
-		p.Reply(control.Response{Error: fmt.Sprintf("no node %q in run %s; its nodes: %s", c.Node, s.plan.Run.ID, s.nodeNames()), ExitCode: 125})
+		p.Fail(control.Errorf(control.ErrUnknownNode, "no node %q in run %s; its nodes: %s", c.Node, s.plan.Run.ID, s.nodeNames()))
 		return
 	}
 	if len(p.Files) != 3 {
-		p.Reply(control.Response{Error: "exec needs stdin, stdout and stderr", ExitCode: 125})
+		p.Fail(control.Errorf(control.ErrBadValue, "exec needs stdin, stdout and stderr"))
 		return
 	}
 	sp := s.spec(n, c.Argv, c.Env, c.Dir)
@@ -143,7 +142,7 @@ func (s *supervisor) exec(p *control.Peer) {
 	proc, err := guest.Start(sp)
 	s.nsUse.RUnlock()
 	if err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: exitCodeFor(err)})
+		p.Reply(control.Response{Error: err.Error(), Kind: string(control.KindOf(err)), ExitCode: exitCodeFor(err)})
 		return
 	}
 	p.Reply(control.Response{Started: true})

@@ -17,7 +17,7 @@ func (s *supervisor) netVerb(p *control.Peer) {
 	c := p.Req.Net // checked (control.Request.Check)
 	out, err := s.netc.Do(c, s.netNodes())
 	if err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
+		p.Fail(err)
 		return
 	}
 	p.Reply(control.Response{Done: true, Output: out})

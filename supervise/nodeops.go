@@ -13,17 +13,17 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 	action, name := c.Action, c.Node
 	n, ok := s.lookup(name)
 	if !ok {
-		p.Reply(control.Response{Error: fmt.Sprintf("node %s: no node %q in this run; its nodes: %s", action, name, s.nodeNames()), ExitCode: 125})
+		p.Fail(control.Errorf(control.ErrUnknownNode, "node %s: no node %q in this run; its nodes: %s", action, name, s.nodeNames()))
 		return
 	}
 	if len(n.cfg.Argv) == 0 {
-		p.Reply(control.Response{Error: fmt.Sprintf("node %s: %q has no command to %s", action, name, action), ExitCode: 125})
+		p.Fail(control.Errorf(control.ErrBadValue, "node %s: %q has no command to %s", action, name, action))
 		return
 	}
 	select {
 	case <-s.abort:
 		if action == "start" || action == "restart" {
-			p.Reply(control.Response{Error: fmt.Sprintf("node %s: the run is stopping", action), ExitCode: 125})
+			p.Fail(control.Errorf(control.ErrRunGone, "node %s: the run is stopping", action))
 			return
 		}
 	default:
@@ -36,7 +36,7 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 		return nil
 	}
 	if err := n.do(action, s.plan.Run.StopTimeout, launch); err != nil {
-		p.Reply(control.Response{Error: err.Error(), ExitCode: 125})
+		p.Fail(err)
 		return
 	}
 	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("%s: %s done", name, action)})

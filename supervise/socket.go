@@ -14,11 +14,11 @@ import (
 // to the caller (control.SocketVerb), which binds, listens or connects it
 // as that node.
 func (s *supervisor) socketVerb(p *control.Peer) {
-	fail := func(err error) { p.Reply(control.Response{Error: err.Error(), ExitCode: 125}) }
+	fail := p.Fail
 	c := p.Req.Socket // checked (control.Request.Check)
 	n, ok := s.lookup(c.Node)
 	if !ok {
-		fail(fmt.Errorf("no node %q in run %s; its nodes: %s", c.Node, s.plan.Run.ID, s.nodeNames()))
+		fail(control.Errorf(control.ErrUnknownNode, "no node %q in run %s; its nodes: %s", c.Node, s.plan.Run.ID, s.nodeNames()))
 		return
 	}
 	if n.ns == nil {

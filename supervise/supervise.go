@@ -31,6 +31,7 @@ import (
 	"github.com/nsrun/nsrun/capture"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/netctl"
 	"github.com/nsrun/nsrun/nsfd"
@@ -43,8 +44,8 @@ import (
 )
 
 // ExitSetupFailed is nsrun's exit code when the run could not be set up
-// (as with docker run and podman run).
-const ExitSetupFailed = 125
+// (exitcode.SetupFailed).
+const ExitSetupFailed = exitcode.SetupFailed
 
 // Handles are what a run holds besides its plan: channels and open files
 // from the launcher.
@@ -169,7 +170,7 @@ func (s *supervisor) stopStarted(sigs chan os.Signal, sig syscall.Signal) int {
 		select {
 		case <-done:
 			s.out.Flush()
-			return 128 + int(sig)
+			return exitcode.SignalBase + int(sig)
 		case again := <-sigs:
 			if ss := again.(syscall.Signal); stopSignal(ss) {
 				s.out.Note("killing every node")
@@ -185,9 +186,9 @@ func (s *supervisor) stopStarted(sigs chan os.Signal, sig syscall.Signal) int {
 func exitCodeFor(err error) int {
 	switch {
 	case errors.Is(err, guest.ErrNotFound):
-		return 127
+		return exitcode.NotFound
 	case errors.Is(err, guest.ErrNotExecutable):
-		return 126
+		return exitcode.CannotExecute
 	}
 	return ExitSetupFailed
 }
@@ -746,7 +747,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 
 // launcherGoneExit is the supervisor's exit code when the launcher died;
 // nobody reads it.
-const launcherGoneExit = 128 + 9
+const launcherGoneExit = exitcode.SignalBase + 9
 
 // launcherGone ends the run at once because the launcher died (the
 // caller killed nsrun, maybe with SIGKILL): every node is killed, as the

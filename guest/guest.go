@@ -205,6 +205,9 @@ func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
 	// The init starts in / of the node's mount namespace; the command in
 	// its own folder.
 	cmd.Path, cmd.Args, cmd.Dir = "/proc/self/exe", []string{"nsrun", InitMarker}, "/"
+	// One init per node, hundreds in a run: one P keeps its threads few.
+	// (The command gets s.Env, through initConfig.)
+	cmd.Env = append(append([]string(nil), s.Env...), "GOMAXPROCS=1")
 	cmd.ExtraFiles = []*os.File{cr, sw} // fds 3 and 4
 	// Pdeathsig: the init dies with this thread. (Go's child then finds
 	// getppid() = 0, its parent being outside its pid namespace, takes

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -114,6 +115,30 @@ nodes:
 	}
 	if left := u.runDirs(); len(left) != 0 {
 		t.Errorf("run folders left: %v", left)
+	}
+	// A port published from a node of the IPv6-only subnet: the host's
+	// 127.0.0.1 leads to its IPv6 address.
+	port := freePort(t)
+	dir = project(t, map[string]string{"nsrun.yaml": fmt.Sprintf(`
+subnets:
+  v6only: "fd00:6::/64"
+nodes:
+  srv: {ip6: "fd00:6::5", command: "probe listen [::]:8000", ready: tcp:8000, ports: ["%d:8000"]}
+`, port)})
+	rc, out := startUp(t, u, dir, "every node is up", "--timeout", "2")
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("published port of an IPv6-only node: %v\n%s", err, out.all())
+	}
+	buf := make([]byte, 100)
+	n, _ := c.Read(buf)
+	c.Close()
+	if !strings.HasPrefix(string(buf[:n]), "srv [fd00:6::fe]:") {
+		t.Errorf("published port answered %q", buf[:n])
+	}
+	_ = rc.cmd.Process.Signal(syscall.SIGINT)
+	if code := rc.wait(); code != 0 {
+		t.Errorf("exit %d after Ctrl-C: %s", code, rc.stderr)
 	}
 }
 

@@ -1,12 +1,17 @@
 package test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // controlYAML has two nodes under test and ctl, a test driver with
@@ -113,6 +118,26 @@ func TestControlOptIn(t *testing.T) {
 			t.Errorf("%s from n1: exit %d, %q; want a refusal with %q", a.what, res.Code, out, a.want)
 		}
 	}
+	// The supervisor's own check, for a default node that reaches the
+	// socket anyway (a path leaked into its mount namespace): root puts
+	// the socket there, and the supervisor, asking the kernel who calls,
+	// refuses every verb.
+	if os.Getuid() == 0 {
+		leaked := filepath.Join(filepath.Dir(filepath.Dir(r.runDir(t))), "leaked-ctl")
+		leakInto(t, u, nodeHostPid(t, u, r.id, "n1"), ctl, leaked)
+		for _, a := range []struct{ what, args, want string }{
+			{"net fullmesh", "net fullmesh", "node n1 has no control of its run"},
+			{"node stop", "node stop n2", "node n1 has no control of its run"},
+			{"net exec", "net exec n2 -- true", "node n1 has no control of its run"},
+			{"net exec --root", "net exec --root n1 -- true", "--root is refused from inside run"},
+			{"attach", "attach --pid $$ --ip 172.18.0.9", "node n1 has no control of its run"},
+		} {
+			res := r.exec(t, "n1", "sh", "-c", "NSRUN_CONTROL="+leaked+" nsrun "+a.args)
+			if res.Code == 0 || !strings.Contains(res.Stderr, a.want) {
+				t.Errorf("%s from n1 through the leaked socket: exit %d, %q %q; want refused with %q", a.what, res.Code, res.Stdout, res.Stderr, a.want)
+			}
+		}
+	}
 	if reaches("n1", "n2") {
 		t.Error("n1 reaches n2 after its attacks: it healed its own cut")
 	}
@@ -145,5 +170,65 @@ func TestControlOptIn(t *testing.T) {
 	}
 	if res := r.exec(t, "ctl", "nsrun", "net", "exec", "n2", "--", "hostname"); res.Code != 0 || strings.TrimSpace(res.Stdout) != "n2" {
 		t.Errorf("net exec n2 from ctl: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
+	}
+}
+
+// nodeHostPid is the host pid of node's `probe listen` process in run id
+// of u (read from /proc: its command line and NSRUN_RUN, NSRUN_NODE).
+func nodeHostPid(t *testing.T, u testUser, id, node string) int {
+	t.Helper()
+	for _, pid := range processesOf(u, "probe listen 0.0.0.0:9000") {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err == nil && bytes.Contains(env, []byte("\x00NSRUN_RUN="+id+"\x00")) && bytes.Contains(env, []byte("\x00NSRUN_NODE="+node+"\x00")) {
+			return pid
+		}
+	}
+	t.Fatalf("no process of node %s of run %s on the host", node, id)
+	return 0
+}
+
+// leakInto makes the socket (or file) src of the host reachable at dst in
+// the mount namespace of process pid, as a leak would: a copy of its
+// mount (open_tree) moved to dst there, from a thread that joins that
+// namespace and then dies. Root only. The mount goes with the namespace.
+func leakInto(t *testing.T, u testUser, pid int, src, dst string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in pid's mount namespace
+		done <- func() error {
+			tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			if err != nil {
+				return fmt.Errorf("open_tree %s: %w", src, err)
+			}
+			defer unix.Close(tree)
+			ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(ns)
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				return fmt.Errorf("unshare CLONE_FS: %w", err)
+			}
+			if err := unix.Setns(ns, unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("join the mount namespace of %d: %w", pid, err)
+			}
+			// The node's tmpfs belongs to the run's user namespace,
+			// which maps u only: create the mount point as u.
+			unix.Setfsgid(u.GID)
+			unix.Setfsuid(u.UID)
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			f.Close()
+			if err := unix.MoveMount(tree, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("move_mount onto %s: %w", dst, err)
+			}
+			return nil
+		}()
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("leak %s into the mount namespace of %d: %v", src, pid, err)
 	}
 }

@@ -65,7 +65,7 @@ nodes:
 // TestBuildReadyTimeout: a node's own ready timeout reaches the plan;
 // without one, ReadyTimeout applies.
 func TestBuildReadyTimeout(t *testing.T) {
-	p, err := Build(input(parse(t, "nodes:\n  a: {ip: 172.18.0.1, ready: {check: tcp:80, timeout: 90s}}\n  b: {ip: 172.18.0.2, ready: tcp:81}\n")))
+	p, err := Build(input(parse(t, "nodes:\n  a: {ip: 172.18.0.1, command: x, ready: {check: tcp:80, timeout: 90s}}\n  b: {ip: 172.18.0.2, command: x, ready: tcp:81}\n")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -197,15 +197,26 @@ func (n *node) signalAll(sig unix.Signal, withInit bool) {
 
 // terminate asks every process of the node to end: SIGCONT (a paused
 // node must hear it), then SIGTERM to each but the init, whose command
-// then ends it (the init only passes signals on).
-func (n *node) terminate() {
-	if n.initPid() == 0 {
+// then ends it (the init only passes signals on). procs are the run's
+// processes by pid namespace (byNamespace), nil to look them up.
+func (n *node) terminate(procs map[nsID][]int) {
+	init := n.initPid()
+	ns, err := pidNamespace(init)
+	if init == 0 || err != nil {
 		_ = n.signal(unix.SIGCONT)
 		_ = n.signal(unix.SIGTERM)
 		return
 	}
-	n.signalAll(unix.SIGCONT, true)
-	n.signalAll(unix.SIGTERM, false)
+	if procs == nil {
+		procs = byNamespace()
+	}
+	for _, sig := range []unix.Signal{unix.SIGCONT, unix.SIGTERM} {
+		for _, pid := range procs[ns] {
+			if pid != init || sig == unix.SIGCONT {
+				signalIn(pid, ns, sig)
+			}
+		}
+	}
 }
 
 // kill sends SIGKILL to the node's process group and to the process.
@@ -244,7 +255,7 @@ func (n *node) stop(timeout time.Duration) {
 	if !n.running() {
 		return
 	}
-	n.terminate()
+	n.terminate(nil)
 	_, done := n.process()
 	select {
 	case <-done:

@@ -38,11 +38,26 @@ func procPids() []int {
 	return pids
 }
 
+// byNamespace lists the processes of the run's pid namespace by the pid
+// namespace each is in: one scan of /proc for every node at once.
+func byNamespace() map[nsID][]int {
+	out := map[nsID][]int{}
+	for _, pid := range procPids() {
+		if ns, err := pidNamespace(pid); err == nil {
+			out[ns] = append(out[ns], pid)
+		}
+	}
+	return out
+}
+
 // signalIn sends sig to process pid if it is in the pid namespace ns,
 // and says whether it did. The process is held by a pidfd while its
 // namespace is checked, so that a pid that ended and was taken by
 // another process meanwhile is never signalled.
 func signalIn(pid int, ns nsID, sig unix.Signal) bool {
+	if got, err := pidNamespace(pid); err != nil || got != ns {
+		return false // the cheap check first: most processes are others'
+	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return false

@@ -785,9 +785,10 @@ func (s *supervisor) stop() {
 func (s *supervisor) stopAll(timeout time.Duration) {
 	deadline := time.After(timeout)
 	nodes := s.allNodes()
-	for _, n := range nodes {
-		if timeout > 0 {
-			n.terminate()
+	if timeout > 0 {
+		procs := byNamespace() // one scan of /proc for every node
+		for _, n := range nodes {
+			n.terminate(procs)
 		}
 	}
 	for _, n := range nodes {

@@ -85,6 +85,14 @@ nodes:
 	if r := u.up(t, bad, "--dry-run"); r.Code != 125 || !strings.Contains(r.Stderr, `nsrun.yaml:4:37: nodes.a.ready.timeout: "soon": write a duration`) {
 		t.Errorf("bad timeout: exit %d, %q", r.Code, r.Stderr)
 	}
+	// A ready check on a node without a command, which the run would
+	// leave out, is refused by --dry-run and by the run alike.
+	idle := project(t, map[string]string{"nsrun.yaml": "nodes:\n  a:\n    ip: 172.18.0.2\n    ready: tcp:80\n"})
+	for _, args := range [][]string{{"--dry-run"}, nil} {
+		if r := u.up(t, idle, args...); r.Code != 125 || !strings.Contains(r.Stderr, "nsrun.yaml:4:12: nodes.a.ready: the node has no command") {
+			t.Errorf("up %v: ready without a command: exit %d, %q", args, r.Code, r.Stderr)
+		}
+	}
 }
 
 // TestUpIPv6OnlyReady: a node of an IPv6-only subnet with a ready check

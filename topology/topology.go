@@ -545,7 +545,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	if err != nil {
 		return n, err
 	}
-	var ipNode, ip6Node, ipv6Node, taps *yaml.Node
+	var ipNode, ip6Node, ipv6Node, taps, readyNode *yaml.Node
 	for _, kv := range pairs {
 		k, v := kv[0].Value, kv[1]
 		f := field + "." + k
@@ -588,6 +588,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			if n.Ready, err = p.ready(f, v); err != nil {
 				return n, err
 			}
+			readyNode = v
 		case "ports":
 			if n.Ports, err = p.ports(f, v); err != nil {
 				return n, err
@@ -607,6 +608,11 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	}
 	if err := p.addresses(t, &n, key, ipNode, ip6Node, ipv6Node); err != nil {
 		return n, err
+	}
+	if readyNode != nil && len(n.Argv) == 0 {
+		// Nothing would listen before the run is up (and a node without
+		// a command is up at once): the check could only time out.
+		return n, p.errAt(readyNode, "%s.ready: the node has no command, so nothing in it listens before the run is up (a tap node's VM is started with nsrun net exec once it is); remove ready:, or give the node a command", field)
 	}
 	if taps != nil {
 		if n.Taps, err = p.taps(t, field+".tap", taps, n.Subnet); err != nil {

@@ -105,6 +105,8 @@ func TestParseErrors(t *testing.T) {
 		{"ready timeout too long", "nodes:\n  a: {ip: 172.18.0.1, ready: {check: tcp:80, timeout: 25h}}\n", "at most 24h"},
 		{"ready without check", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {timeout: 2m}\n", "f.yaml:4:12: nodes.a.ready.check: missing"},
 		{"ready bad check", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: udp:53}\n", "f.yaml:4:20: nodes.a.ready.check: write tcp:PORT"},
+		{"ready without command", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: tcp:80\n", "f.yaml:4:12: nodes.a.ready: the node has no command, so nothing in it listens"},
+		{"ready on a tap node", "nodes:\n  vm: {ip: 172.18.0.7, tap: {t0: default}, ready: tcp:22}\n", "nodes.vm.ready: the node has no command"},
 		{"ready unknown key", "nodes:\n  a:\n    ip: 172.18.0.1\n    ready: {check: tcp:80, every: 1s}\n", "f.yaml:4:28: nodes.a.ready: unknown key \"every\"; known keys: check, timeout"},
 		{"bad port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"80\"]}\n", "nodes.a.ports: \"80\": write \"HOST:NODE\""},
 		{"same host port", "nodes:\n  a: {ip: 172.18.0.1, ports: [\"8080:80\"]}\n  b: {ip: 172.18.0.2, ports: [\"8080:80\"]}\n", "f.yaml:3:31: nodes.b.ports: host 127.0.0.1:8080 is also published by node a"},
@@ -129,7 +131,7 @@ func TestParseErrors(t *testing.T) {
 
 // TestReadyForms: `ready: tcp:PORT` and the long form with a timeout.
 func TestReadyForms(t *testing.T) {
-	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1, ready: tcp:80}\n  b: {ip: 172.18.0.2, ready: {check: tcp:9999, timeout: 2m}}\n  c: {ip: 172.18.0.3, ready: {check: tcp:81}}\n"))
+	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1, command: x, ready: tcp:80}\n  b: {ip: 172.18.0.2, command: x, ready: {check: tcp:9999, timeout: 2m}}\n  c: {ip: 172.18.0.3, command: x, ready: {check: tcp:81}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

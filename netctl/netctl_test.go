@@ -288,3 +288,136 @@ func TestDescribeAtScale(t *testing.T) {
 		}
 	}
 }
+
+// TestLossIsExact sends 20,000 datagrams through a lossy port and counts
+// what nftables dropped: --loss 0.3% drops about 60 of them (it was
+// rounded to 0% once, and 0.5% to 1%), and 99.9% lets about 20 through
+// (it was rounded to 100%, a blackout). Datagrams the receiving socket
+// had no room for are counted apart (UDP RcvbufErrors of the node's
+// namespace), so that only the rule's drops count.
+func TestLossIsExact(t *testing.T) {
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{Top: top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeNS := make([]*os.File, len(p.Nodes))
+	var n *runnet.Network
+	if err := testns.InNewNet(func() error {
+		n, err = runnet.Build(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { nodeNS[i] = ns })
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitAllWired(); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []Node
+	for i, nd := range p.Nodes {
+		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort(), NS: nodeNS[i]})
+	}
+	ctl := New(n.BridgeNS(), "", func(string, netsetup.Shaping) error { return nil }, nil)
+	// rcvbufErrors reads UDP RcvbufErrors of the namespace of a.
+	rcvbufErrors := func() int {
+		var v int
+		if err := nsfd.Do(nodeNS[0], func() error {
+			b, err := os.ReadFile("/proc/thread-self/net/snmp")
+			if err != nil {
+				return err
+			}
+			var head []string
+			for _, l := range strings.Split(string(b), "\n") {
+				f := strings.Fields(l)
+				if len(f) == 0 || f[0] != "Udp:" {
+					continue
+				}
+				if head == nil {
+					head = f
+					continue
+				}
+				for i, h := range head {
+					if h == "RcvbufErrors" && i < len(f) {
+						fmt.Sscan(f[i], &v)
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// send sends count datagrams from b to a (a's port is the lossy one)
+	// and returns how many the rules dropped.
+	send := func(count int) int {
+		var conn *net.UDPConn
+		if err := nsfd.Do(nodeNS[0], func() error {
+			var err error
+			conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: p.Nodes[0].Addr.AsSlice(), Port: 9100})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadBuffer(4 << 20)
+		got := make(chan int)
+		go func() {
+			buf := make([]byte, 64)
+			k := 0
+			for {
+				_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+				if _, err := conn.Read(buf); err != nil {
+					got <- k
+					return
+				}
+				k++
+			}
+		}()
+		before := rcvbufErrors()
+		if err := nsfd.Do(nodeNS[1], func() error {
+			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: p.Nodes[0].Addr.AsSlice(), Port: 9100})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for i := 0; i < count; i++ {
+				if _, err := c.Write([]byte("x")); err != nil {
+					return err
+				}
+				if i%50 == 49 {
+					time.Sleep(100 * time.Microsecond) // let the receiver keep up
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		received := <-got
+		return count - received - (rcvbufErrors() - before)
+	}
+	flaky := func(ppm uint32) {
+		t.Helper()
+		if _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{LossPPM: ppm}, Set: control.FaultLoss}}, nodes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const count = 20000
+	if lost := send(count); lost != 0 {
+		t.Fatalf("without loss, the rules dropped %d of %d", lost, count)
+	}
+	flaky(3000) // 0.3%: 60 expected, standard deviation 7.7
+	if lost := send(count); lost < 20 || lost > 120 {
+		t.Errorf("--loss 0.3%%: %d of %d dropped, want about 60", lost, count)
+	}
+	flaky(999_000) // 99.9%: 20 arrive, standard deviation 4.5
+	if lost := send(count); count-lost < 2 || count-lost > 60 {
+		t.Errorf("--loss 99.9%%: %d of %d arrived, want about 20", count-lost, count)
+	}
+}

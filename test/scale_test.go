@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -336,6 +337,25 @@ func TestNetVerbs1000(t *testing.T) {
 	} {
 		out := s.check(t, st.verb, st.args, st.seed)
 		t.Logf("net %s: %s", st.verb, out)
+		if st.verb != "majorities-ring" {
+			continue
+		}
+		// show says it in a few words; show --json lists every pair.
+		if show := s.netOK(t, "show"); len(show) > 600 || !strings.Contains(show, "a ring of 1000 nodes") {
+			t.Errorf("net show after majorities-ring of 1000: %d characters: %.600s", len(show), show)
+		}
+		var js struct {
+			Blocked [][2]string `json:"blocked"`
+		}
+		start := time.Now()
+		if err := json.Unmarshal([]byte(s.netOK(t, "show", "--json")), &js); err != nil {
+			t.Errorf("net show --json: %v", err)
+		}
+		// Each node reaches 250 on either side: 499 of the 999 others are cut.
+		if len(js.Blocked) != 1000*499 {
+			t.Errorf("net show --json lists %d blocked pairs, want %d", len(js.Blocked), 1000*499)
+		}
+		t.Logf("net show --json of majorities-ring at 1000 nodes: %d pairs in %s", len(js.Blocked), time.Since(start).Round(time.Millisecond))
 	}
 	_ = s.rc.cmd.Process.Signal(syscall.SIGTERM)
 	if code := s.rc.wait(); code != 0 && code != 128+int(syscall.SIGTERM) {

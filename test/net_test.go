@@ -605,6 +605,25 @@ func TestPartitionBadInput(t *testing.T) {
 	if after := r.netOK(t, "show", "--json"); after != before {
 		t.Errorf("bad input changed the state:\n%s\n->\n%s", before, after)
 	}
+	// Each flaky sets the kinds it names and keeps the node's others; a
+	// kind given as zero clears that kind; no option clears them all.
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"n1", "--loss", "0.3%"}, "n1: loss 0.3%, rate -, delay -, jitter -"},
+		{[]string{"n1", "--rate", "1mbit"}, "n1: loss 0.3%, rate 1000000bit, delay -, jitter -"},
+		{[]string{"n1", "--loss", "0%"}, "n1: loss 0%, rate 1000000bit, delay -, jitter -"},
+		{[]string{"n1", "--loss", "99.9%"}, "n1: loss 99.9%, rate 1000000bit, delay -, jitter -"},
+		{[]string{"n1"}, "n1: link faults cleared"},
+	} {
+		if out := r.netOK(t, "flaky", step.args...); strings.TrimSpace(out) != step.want {
+			t.Errorf("net flaky %v: %q, want %q", step.args, strings.TrimSpace(out), step.want)
+		}
+	}
+	if show := r.netOK(t, "show"); strings.Contains(show, "n1:") {
+		t.Errorf("n1's faults still shown after clearing them: %q", show)
+	}
 }
 
 // TestFlakyLossAndRate measures the loss and rate that flaky sets.

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/install"
 )
 
 // controlYAML has two nodes under test and ctl, a test driver with
@@ -230,5 +232,39 @@ func leakInto(t *testing.T, u testUser, pid int, src, dst string) {
 	}()
 	if err := <-done; err != nil {
 		t.Fatalf("leak %s into the mount namespace of %d: %v", src, pid, err)
+	}
+}
+
+// TestHelperNodeCannotEnterGateway: with nsrun-helper installed, runs
+// join the user's gateway user namespace and their nodes see its
+// namespace files (/run/user/UID/nsrun): a default node, cut off, tries
+// to enter the gateway's namespaces and the bridge namespace, and fails;
+// the cut stays.
+func TestHelperNodeCannotEnterGateway(t *testing.T) {
+	u := unprivileged(t)
+	h := newSimHost(t, false)
+	h.install(t, u)
+	r := startRun(t, u, "nodes:\n  n1: {ip: 172.18.0.1, command: \"probe listen 0.0.0.0:9000\"}\n  n2: {ip: 172.18.0.2, command: \"probe listen 0.0.0.0:9000\"}\n", "n2    | listening")
+	r.netOK(t, "isolate", "--uplink", "n1")
+	userns, netns := install.UserNSPath(u.UID), install.NetNSPath(u.UID)
+	if res := r.exec(t, "n1", "sh", "-c", "test -e "+userns+" && test -e "+netns+" && cat /proc/self/uid_map"); res.Code != 0 || strings.Join(strings.Fields(res.Stdout), " ") != fmt.Sprintf("%d 0 1", u.UID) {
+		t.Fatalf("n1 does not see the gateway's namespace files, or its run did not join the gateway: exit %d %q %q", res.Code, res.Stdout, res.Stderr)
+	}
+	for _, script := range []string{
+		"nsenter --preserve-credentials --user=" + userns + " --net=" + netns + " nft flush ruleset",
+		"nsenter --net=" + netns + " nft flush ruleset",
+		"nsenter --preserve-credentials --user=" + userns + " true",
+		"unshare -Ur nsenter --net=" + netns + " true",
+		"nsenter -t 1 -n nft flush ruleset",
+	} {
+		if res := r.exec(t, "n1", "sh", "-c", script); res.Code == 0 {
+			t.Errorf("from n1, %q succeeded: %q %q", script, res.Stdout, res.Stderr)
+		}
+	}
+	if out := r.exec(t, "n1", "probe", "dial", "n2:9000", dialTimeout).Stdout; strings.HasPrefix(out, "ok") {
+		t.Errorf("n1 reaches n2 after its attempts: %q", out)
+	}
+	if show := r.netOK(t, "show"); !strings.Contains(show, "cut off: n1") {
+		t.Errorf("net show after n1's attempts: %q", show)
 	}
 }

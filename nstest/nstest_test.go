@@ -847,8 +847,17 @@ func TestTopologyBuilder(t *testing.T) {
 	t.Parallel()
 	n := nstest.Start(t, nstest.Topology{Nodes: []nstest.NodeSpec{
 		{Name: "srv", IP: "172.18.0.70", Hostname: "server", Command: []string{"sh", "-c", "echo up; exec sleep 1000"}},
-		{Name: "cli", IP: "172.18.0.71", DependsOn: []string{"srv"}},
+		{Name: "cli", IP: "172.18.0.71", DependsOn: []string{"srv"}, Control: true},
 	}}.YAML())
+	// Only the control node has the run's control socket.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := n.Node("cli").Exec(ctx, "sh", "-c", `test -S "$NSRUN_CONTROL" && echo control`); err != nil || strings.TrimSpace(string(out)) != "control" {
+		t.Errorf("cli (control: true) has no control socket: %q %v", out, err)
+	}
+	if out, err := n.Node("srv").Exec(ctx, "sh", "-c", `test -z "$NSRUN_CONTROL" && echo none`); err != nil || strings.TrimSpace(string(out)) != "none" {
+		t.Errorf("srv has NSRUN_CONTROL: %q %v", out, err)
+	}
 	if got := n.Node("srv").Addr().String(); got != "172.18.0.70" {
 		t.Errorf("srv.Addr() = %s", got)
 	}

@@ -32,8 +32,11 @@ type NodeSpec struct {
 	Environment map[string]string
 	WorkingDir  string
 	DependsOn   []string
-	Ports       []string // "HOST:NODE"
+	Ports       []string // "HOST:NODE" or "ADDR:HOST:NODE"
 	Capture     bool
+	// Control lets the node's processes run `nsrun net` and `nsrun node`
+	// on its run (control: true; a trusted node, such as a test driver).
+	Control bool
 }
 
 // YAML is the topology as the text of an nsrun.yaml (JSON, which YAML
@@ -50,6 +53,7 @@ func (tp Topology) YAML() string {
 		DependsOn   []string          `json:"depends_on,omitempty"`
 		Ports       []string          `json:"ports,omitempty"`
 		Capture     bool              `json:"capture,omitempty"`
+		Control     bool              `json:"control,omitempty"`
 	}
 	doc := struct {
 		Subnets map[string]string `json:"subnets,omitempty"`
@@ -57,7 +61,7 @@ func (tp Topology) YAML() string {
 	}{Subnets: tp.Subnets, Nodes: map[string]node{}}
 	for _, n := range tp.Nodes {
 		nd := node{IP: n.IP, IP6: n.IP6, Hostname: n.Hostname, Command: n.Command, Environment: n.Environment,
-			WorkingDir: n.WorkingDir, DependsOn: n.DependsOn, Ports: n.Ports, Capture: n.Capture}
+			WorkingDir: n.WorkingDir, DependsOn: n.DependsOn, Ports: n.Ports, Capture: n.Capture, Control: n.Control}
 		if n.Ready != 0 {
 			nd.Ready = fmt.Sprintf("tcp:%d", n.Ready)
 		}

@@ -1,11 +1,14 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -13,13 +16,13 @@ import (
 // TestUplinkCutPublishedPort: after `isolate --uplink n1`, the host no
 // longer reaches n1's published port (the port proxy dials n1 from the
 // bridge namespace, which forwarding rules never see), nor gets more of
-// a connection it had; n2's port still works; fullmesh gives it back.
+// a connection it had; n2's port still works; fullmesh gives both back.
 func TestUplinkCutPublishedPort(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	r := startRun(t, u, `
 nodes:
-  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000", ports: ["18481:9000"]}
+  n1: {ip: 172.18.0.1, command: "sh -c 'probe tick 0.0.0.0:9001 & exec probe listen 0.0.0.0:9000'", ports: ["18481:9000", "18483:9001"]}
   n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000", ports: ["18482:9000"]}
 `, "n2    | listening")
 	dial := func(port string) string {
@@ -35,7 +38,43 @@ nodes:
 	if out := dial("18481"); !strings.HasPrefix(out, "ok n1 ") {
 		t.Errorf("isolate without --uplink cut n1's published port: %q", out)
 	}
+	// An established connection through the port: n1 ticks every 50 ms.
+	c, err := net.Dial("tcp", "127.0.0.1:18483")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var got []time.Time // when each tick arrived
+	go func() {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			mu.Lock()
+			got = append(got, time.Now())
+			mu.Unlock()
+		}
+	}()
+	ticksSince := func(from time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, at := range got {
+			if at.After(from) {
+				n++
+			}
+		}
+		return n
+	}
+	start := time.Now()
+	if !eventually(5*time.Second, func() bool { return ticksSince(start) >= 3 }) {
+		t.Fatal("no ticks through the published port before the cut")
+	}
 	r.netOK(t, "isolate", "--uplink", "n1")
+	cut := time.Now()
+	time.Sleep(1300 * time.Millisecond)
+	if n := ticksSince(cut.Add(300 * time.Millisecond)); n > 0 {
+		t.Errorf("isolate --uplink n1: %d ticks of an established connection through n1's published port arrived during the cut", n)
+	}
 	if out := dial("18481"); strings.Contains(out, "n1") {
 		t.Errorf("isolate --uplink n1: the host still reaches n1's published port: %q", out)
 	}
@@ -45,6 +84,10 @@ nodes:
 	r.netOK(t, "fullmesh")
 	if out := dial("18481"); !strings.HasPrefix(out, "ok n1 ") {
 		t.Errorf("after fullmesh, n1's published port: %q", out)
+	}
+	healed := time.Now()
+	if !eventually(10*time.Second, func() bool { return ticksSince(healed) >= 3 }) {
+		t.Error("after fullmesh, the established connection through n1's published port did not resume")
 	}
 }
 

@@ -16,6 +16,16 @@
 // a mount namespace) of its own, which a thread cannot leave again, and
 // it must live as long as the process for the parent-death signal; Go's
 // SysProcAttr has no setns, so the fork cannot do it instead.
+//
+// A node's own command (Spec.PIDNS) is not forked directly: the thread
+// forks nsrun's init (InitMain, this binary run again as
+// /proc/self/exe) as PID 1 of a new pid namespace, in a mount namespace
+// of the node's own where it mounts the node's /proc; the init starts
+// the command, reaps, passes signals on and exits with the command's
+// code, and the kernel ends the node's every other process with it. A
+// command run in a live node (Spec.Join, `nsrun net exec`) is started
+// the same way from inside the node's namespaces, by the init's code
+// in a starter that is not PID 1.
 package guest
 
 import (

@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -59,6 +60,10 @@ func signalIn(pid int, ns nsID, sig unix.Signal) bool {
 		return false // the cheap check first: most processes are others'
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		// Before Linux 5.3: no pidfd; the namespace was checked just now.
+		return unix.Kill(pid, sig) == nil
+	}
 	if err != nil {
 		return false
 	}

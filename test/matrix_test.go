@@ -22,7 +22,7 @@ nodes:
 // joined to the helper's gateway: what a node can do must not depend on
 // whether the helper is installed. ping (both families, by name), name
 // lookups of another node, hostnames, a partition and its heal, node
-// stop and start.
+// stop, start, pause and resume.
 func TestBehaviourMatrix(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
@@ -129,5 +129,15 @@ func behaviourChecks(t *testing.T, r *liveRun, joined bool) {
 	node("start", "b")
 	if !eventually(10*time.Second, func() bool { return strings.HasPrefix(dial("a", "beta"), "ok beta") }) {
 		t.Errorf("a -> beta after node start b: %q", dial("a", "beta"))
+	}
+	// pause: b's server answers no more (the kernel may still take the
+	// connection); resume: it does again.
+	node("pause", "b")
+	if out := dial("a", "beta"); strings.Contains(out, "beta") {
+		t.Errorf("a paused node answered: %q", out)
+	}
+	node("resume", "b")
+	if out := dial("a", "beta"); !strings.HasPrefix(out, "ok beta") {
+		t.Errorf("a -> beta after node resume b: %q", out)
 	}
 }

@@ -85,7 +85,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, cmd s
 // to the help (exit 125).
 func flagError(err error, stdout, stderr io.Writer, cmd string) int {
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, helpText(cmd, control.Verb{}))
+		fmt.Fprint(stdout, helpText(cmd, Verb{}))
 		return 0
 	}
 	if cmd == "" {

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/nsrun/nsrun/control"
 )
 
 // usage is nsrun --help (and nsrun help): every command and every flag;
-// the net and node verbs come from their table (control.Verbs), which the
+// the net and node verbs come from their table (Verbs), which the
 // supervisor shares.
 var usage = `nsrun runs commands as hosts on networks of their own, without root.
 
@@ -17,7 +15,7 @@ Usage:
   nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
   nsrun [flags] ./PROG [ARGS...]     the same, for a program named by a path (with a /)
   nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
-` + control.Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
+` + Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
                                      plug a process you started in its own network
                                      namespace into a run (nsrun attach --help)
   nsrun ls [--json]                  list your live runs
@@ -86,7 +84,7 @@ Changes or shows the network of a run: who reaches whom, and link faults.
 From the host, name the run with --run ID (see nsrun ls); a node of the run
 with control: true needs no --run. Verbs:
 
-` + control.UsageOf("net") + `
+` + UsageOf("net") + `
 Flags go anywhere after net; nsrun net VERB --help describes one verb.
 See README: "Breaking the network: nsrun net" and "Who controls a run".
 `,
@@ -94,7 +92,7 @@ See README: "Breaking the network: nsrun net" and "Who controls a run".
 
 Stops, starts and freezes one node of a run; the run goes on. Verbs:
 
-` + control.UsageOf("node") + `
+` + UsageOf("node") + `
 From the host, name the run with --run ID (see nsrun ls); a node of the run
 with control: true needs no --run.
 See README: "Breaking the network: nsrun net".
@@ -157,7 +155,7 @@ var verbFlagHelp = map[string]string{
 }
 
 // verbHelp is the --help text of one net or node verb.
-func verbHelp(v control.Verb) string {
+func verbHelp(v Verb) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Usage: nsrun %s %s", v.Cmd, v.Name)
 	if v.Args != "" {
@@ -178,7 +176,7 @@ func verbHelp(v control.Verb) string {
 
 // helpText is the help of a command line's command (and verb): "" is
 // nsrun's own.
-func helpText(cmd string, verb control.Verb) string {
+func helpText(cmd string, verb Verb) string {
 	if verb.Name != "" {
 		return verbHelp(verb)
 	}
@@ -200,9 +198,9 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if _, ok := command(args[0]); !ok {
 		return fail(stderr, fmt.Errorf("help: unknown command %q; known: %s", args[0], strings.Join(commandNames, ", ")))
 	}
-	var verb control.Verb
+	var verb Verb
 	if len(args) == 2 {
-		v, ok := control.LookupVerb(args[0], args[1])
+		v, ok := LookupVerb(args[0], args[1])
 		if !ok {
 			return fail(stderr, fmt.Errorf("help: %s has no verb %q; see nsrun %s --help", args[0], args[1], args[0]))
 		}

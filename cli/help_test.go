@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/nsrun/nsrun/control"
 )
 
 // mainOut runs the command line and returns its exit code and output.
@@ -73,7 +71,7 @@ func TestHelpOfEveryCommand(t *testing.T) {
 		"help help":        {"Usage: nsrun help"},
 		"help net isolate": {"Usage: nsrun net isolate NODE...", "--uplink", "--run ID"},
 	}
-	for _, v := range control.Verbs {
+	for _, v := range Verbs {
 		want := []string{"Usage: nsrun " + v.Cmd + " " + v.Name, "--run ID"}
 		for _, f := range v.Flags {
 			want = append(want, "  "+f)

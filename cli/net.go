@@ -9,10 +9,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/internal/exitcode"
+	"github.com/nsrun/nsrun/internal/jsonout"
 	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/latency"
+	"github.com/nsrun/nsrun/linkengine"
+	"github.com/nsrun/nsrun/partition"
 	"github.com/nsrun/nsrun/runstate"
 )
 
@@ -21,8 +26,8 @@ import (
 const envControl = "NSRUN_CONTROL"
 
 func cmdNet(args []string, stdout, stderr io.Writer) int {
-	a, err := control.SplitArgs("net", args)
-	if errors.Is(err, control.ErrHelp) {
+	a, err := SplitArgs("net", args)
+	if errors.Is(err, ErrHelp) {
 		fmt.Fprint(stdout, helpText("net", a.Verb))
 		return 0
 	}
@@ -36,17 +41,89 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("net %s: %w", a.Verb.Name, err))
 	}
-	c, err := control.ParseNet(a, runNodes(path))
+	c, err := ParseNet(a, runNodes(path))
 	if err != nil {
 		return fail(stderr, err)
 	}
-	return call(path, control.Request{Verb: control.NetVerb, Net: &c}, stdout, stderr)
+	out, st, err := control.NewClient(path).Net(c)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if _, js := a.Flags["--json"]; js && c.Show != nil {
+		if err := jsonout.Write(stdout, showJSON(st)); err != nil {
+			return fail(stderr, err)
+		}
+		return 0
+	}
+	if out != "" {
+		fmt.Fprintln(stdout, out)
+	}
+	return 0
+}
+
+// showJSON is `nsrun net show --json`: the state in the units people
+// read (a loss in percent, a rate as "1000000bit", a delay as "100ms").
+func showJSON(st control.NetState) any {
+	type faults struct {
+		Loss      float64 `json:"loss_percent,omitempty"`
+		Rate      string  `json:"rate,omitempty"`
+		Delay     string  `json:"delay,omitempty"`
+		Jitter    string  `json:"jitter,omitempty"`
+		Reorder   float64 `json:"reorder_percent,omitempty"`
+		Duplicate float64 `json:"duplicate_percent,omitempty"`
+		Corrupt   float64 `json:"corrupt_percent,omitempty"`
+		LossPPM   uint32  `json:"loss_ppm,omitempty"`
+	}
+	type pairDelay struct {
+		From   string        `json:"from"`
+		To     string        `json:"to"`
+		Delay  time.Duration `json:"delay_ns"`
+		Jitter time.Duration `json:"jitter_ns,omitempty"`
+	}
+	v := struct {
+		Partition partition.State              `json:"partition"`
+		Blocked   [][2]string                  `json:"blocked"`
+		Faults    map[string]faults            `json:"faults"`
+		Nodes     map[string]control.NodeAddrs `json:"nodes"`
+		Latency   struct {
+			latency.Matrix
+			Pairs []pairDelay `json:"pairs"`
+		} `json:"latency"`
+		Engine struct {
+			Path    string                          `json:"path"`
+			Spliced []string                        `json:"spliced"`
+			Stats   map[string]linkengine.LinkStats `json:"stats"`
+		} `json:"engine"`
+	}{Partition: st.Partition, Blocked: st.Blocked, Faults: map[string]faults{}, Nodes: st.Nodes}
+	for name, f := range st.Faults {
+		out := faults{Loss: f.Loss() * 100, Reorder: f.ReorderPercent, Duplicate: f.DuplicatePercent, Corrupt: f.CorruptPercent, LossPPM: f.LossPPM}
+		if f.Rate > 0 {
+			out.Rate = fmt.Sprintf("%dbit", f.Rate)
+		}
+		if f.Delay > 0 {
+			out.Delay = f.Delay.String()
+		}
+		if f.Jitter > 0 {
+			out.Jitter = f.Jitter.String()
+		}
+		v.Faults[name] = out
+	}
+	v.Latency.Matrix = st.Latency
+	for _, p := range st.Pairs {
+		v.Latency.Pairs = append(v.Latency.Pairs, pairDelay{p.From, p.To, p.Delay, p.Jitter})
+	}
+	v.Engine.Path = "nsrun's link engine, user space (netem is never used)"
+	v.Engine.Spliced, v.Engine.Stats = st.Spliced, st.Stats
+	if v.Engine.Spliced == nil {
+		v.Engine.Spliced = []string{}
+	}
+	return v
 }
 
 // cmdNode sends a node life-cycle verb to the run's supervisor.
 func cmdNode(args []string, stdout, stderr io.Writer) int {
-	a, err := control.SplitArgs("node", args)
-	if errors.Is(err, control.ErrHelp) {
+	a, err := SplitArgs("node", args)
+	if errors.Is(err, ErrHelp) {
 		fmt.Fprint(stdout, helpText("node", a.Verb))
 		return 0
 	}
@@ -57,11 +134,15 @@ func cmdNode(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("node %s: %w", a.Verb.Name, err))
 	}
-	c, err := control.ParseNode(a, runNodes(path))
+	c, err := ParseNode(a, runNodes(path))
 	if err != nil {
 		return fail(stderr, err)
 	}
-	return call(path, control.Request{Verb: control.NodeVerb, Node: &c}, stdout, stderr)
+	if err := control.NewClient(path).Node(c); err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "%s: %s done\n", c.Node, c.Action)
+	return 0
 }
 
 // runNodes are the node names of the run whose control socket is path, as
@@ -76,27 +157,6 @@ func runNodes(path string) []string {
 		names = append(names, n.Name)
 	}
 	return names
-}
-
-// call sends req (with files attached) to the run's supervisor and prints
-// its answer.
-func call(path string, req control.Request, stdout, stderr io.Writer, files ...*os.File) int {
-	c, err := control.Dial(path, req, files...)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	defer c.Close()
-	r, err := c.Recv()
-	if err != nil {
-		return fail(stderr, fmt.Errorf("%s: %w", req.Verb, err))
-	}
-	if err := r.Err(); err != nil {
-		return fail(stderr, err)
-	}
-	if r.Output != "" {
-		fmt.Fprintln(stdout, r.Output)
-	}
-	return 0
 }
 
 // controlPath finds the control socket of run id (--run), or of the run
@@ -121,7 +181,7 @@ func controlPath(id string) (string, error) {
 	return control.Path(filepath.Join(runstate.RunsDir(rt), id)), nil
 }
 
-func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
+func cmdNetExec(a Args, stdout, stderr io.Writer) int {
 	_, root := a.Flags["--root"]
 	rest := a.Rest
 	if len(rest) < 2 {
@@ -143,39 +203,41 @@ func cmdNetExec(a control.Args, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	c, err := control.Dial(path, control.Request{Verb: control.ExecVerb, Exec: &ex},
-		os.Stdin, os.Stdout, os.Stderr)
+	proc, err := control.NewClient(path).Exec(ex, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
-		return fail(stderr, err)
+		return failExec(stderr, err)
 	}
-	defer c.Close()
-	responses := make(chan control.Response)
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
 	go func() {
-		for {
-			r, err := c.Recv()
-			if err != nil {
-				r = control.Response{Error: "the run ended", Kind: string(control.ErrRunGone), ExitCode: exitcode.SetupFailed}
-			}
-			responses <- r
-			if r.Done || r.Error != "" {
-				return
-			}
-		}
+		code, err := proc.Wait()
+		done <- result{code, err}
 	}()
 	for {
 		select {
 		case s := <-sigs:
-			_ = c.Send(control.Request{Verb: control.SignalVerb, Signal: &control.SignalCall{Sig: int(s.(syscall.Signal))}})
-		case r := <-responses:
-			if r.Error != "" {
-				fmt.Fprintln(stderr, "nsrun: net exec:", advise(r.Err()))
-				return r.ExitCode
+			_ = proc.Signal(s.(syscall.Signal))
+		case r := <-done:
+			if r.err != nil {
+				return failExec(stderr, r.err)
 			}
-			if r.Done {
-				return r.ExitCode
-			}
+			return r.code
 		}
 	}
+}
+
+// failExec reports exec's error with the exit code the run gave it (127
+// for a command not found, 126 for one that cannot run).
+func failExec(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "nsrun: net exec:", advise(err))
+	var e *control.Error
+	if errors.As(err, &e) && e.Code != 0 {
+		return e.Code
+	}
+	return exitcode.SetupFailed
 }
 
 // gcLeases releases the uplink leases of dead runs.
@@ -223,5 +285,10 @@ func cmdAttach(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("attach: %w", err))
 	}
-	return call(path, control.Request{Verb: control.AttachVerb, Attach: &at}, stdout, stderr, ns)
+	out, err := control.NewClient(path).Attach(at, ns)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintln(stdout, out)
+	return 0
 }

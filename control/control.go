@@ -58,6 +58,8 @@ type Response struct {
 	Error    string `json:"error,omitempty"`
 	// Kind is the Error's kind (a Kind), "" for a failure of the run.
 	Kind string `json:"kind,omitempty"`
+	// Net is the network's state after a net verb, or show's.
+	Net *NetState `json:"net,omitempty"`
 }
 
 // Err is r's error as a Go error (nil without one): a *VersionError for
@@ -72,7 +74,7 @@ func (r Response) Err() error {
 		// A run of version 1, which had no version field.
 		return &VersionError{Client: Version, Run: 1}
 	}
-	return &Error{Kind: Kind(r.Kind), Msg: r.Error}
+	return &Error{Kind: Kind(r.Kind), Msg: r.Error, Code: r.ExitCode}
 }
 
 // Path returns the control socket of the run folder runDir.

@@ -37,6 +37,9 @@ const (
 type Error struct {
 	Kind Kind
 	Msg  string
+	// Code is the exit code the run gave the error (125, or 126 and
+	// 127 for a command that cannot run); 0 when not from the run.
+	Code int
 }
 
 func (e *Error) Error() string { return e.Msg }

@@ -15,7 +15,6 @@
 package netctl
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -96,13 +95,22 @@ func New(bridgeNS *os.File, uplink string, shape Shaper, engine *linkengine.Engi
 
 // Do carries out the net verb c, which the caller has checked
 // (control.NetCall.Check), on the run's nodes as they are now, and
-// returns what it did, in words (show: the state, or its JSON).
-func (ctl *Controller) Do(c *control.NetCall, nodes []Node) (string, error) {
+// returns what it did, in words (show: the state in words), and the
+// state it left, in typed values.
+func (ctl *Controller) Do(c *control.NetCall, nodes []Node) (string, control.NetState, error) {
 	ctl.mu.Lock()
 	defer ctl.mu.Unlock()
+	text, err := ctl.do(c, nodes)
+	if err != nil {
+		return "", control.NetState{}, err
+	}
+	return text, ctl.state(nodes), nil
+}
+
+func (ctl *Controller) do(c *control.NetCall, nodes []Node) (string, error) {
 	switch {
 	case c.Show != nil:
-		return ctl.show(c.Show.JSON, nodes), nil
+		return ctl.show(nodes), nil
 	case c.Flaky != nil:
 		return ctl.flaky(*c.Flaky, nodes)
 	case c.Latency != nil:
@@ -122,6 +130,45 @@ func (ctl *Controller) Do(c *control.NetCall, nodes []Node) (string, error) {
 	}
 	ctl.part = st
 	return fmt.Sprintf("%s applied (%s to switch, %d transactions): %s", c.Verb(), stats.Switch.Round(time.Microsecond), stats.Batches, describe(st, names(nodes))), nil
+}
+
+// state is what the verbs have set, in typed values.
+func (ctl *Controller) state(nodes []Node) control.NetState {
+	st := ctl.part
+	if st.Verb == "" {
+		st = partition.Fullmesh()
+	}
+	out := control.NetState{
+		Partition: st, Blocked: st.Blocked(names(nodes)),
+		Faults: map[string]control.Faults{}, Nodes: map[string]control.NodeAddrs{},
+		Latency: ctl.lat,
+	}
+	if ctl.engine != nil {
+		out.Spliced, out.Stats = ctl.engine.Spliced(), ctl.engine.Stats()
+	}
+	for name, f := range ctl.faults {
+		out.Faults[name] = control.Faults{
+			LossPPM: f.LossPPM, Rate: f.shaping.Rate, Delay: f.engine.Delay, Jitter: f.engine.Jitter,
+			ReorderPercent: f.Reorder, DuplicatePercent: f.Duplicate, CorruptPercent: f.Corrupt,
+		}
+	}
+	for _, n := range nodes {
+		var a control.NodeAddrs
+		for _, ad := range n.Addrs {
+			if ad.Is4() {
+				a.Addr = ad
+			} else {
+				a.Addr6 = ad
+			}
+		}
+		out.Nodes[n.Name] = a
+	}
+	resolved := ctl.lat.Resolve(names(nodes))
+	for _, p := range sortedPairs(resolved) {
+		v := resolved[p]
+		out.Pairs = append(out.Pairs, control.PairDelay{From: p.From, To: p.To, Delay: v.Delay, Jitter: v.Jitter})
+	}
+	return out
 }
 
 func names(nodes []Node) []string {
@@ -275,66 +322,11 @@ func joinSizes(sizes []string) string {
 	return strings.Join(sizes[:len(sizes)-1], ", ") + " and " + sizes[len(sizes)-1]
 }
 
-// show reports the current cut and faults.
-func (ctl *Controller) show(asJSON bool, nodes []Node) string {
+// show reports the current cut and faults in words.
+func (ctl *Controller) show(nodes []Node) string {
 	st := ctl.part
 	if st.Verb == "" {
 		st = partition.Fullmesh()
-	}
-	if asJSON {
-		type addrs struct {
-			Addr  netip.Addr `json:"addr,omitzero"`
-			Addr6 netip.Addr `json:"addr6,omitzero"`
-		}
-		byName := map[string]addrs{}
-		for _, n := range nodes {
-			var a addrs
-			for _, ad := range n.Addrs {
-				if ad.Is4() {
-					a.Addr = ad
-				} else {
-					a.Addr6 = ad
-				}
-			}
-			byName[n.Name] = a
-		}
-		type pairDelay struct {
-			From   string        `json:"from"`
-			To     string        `json:"to"`
-			Delay  time.Duration `json:"delay_ns"`
-			Jitter time.Duration `json:"jitter_ns,omitempty"`
-		}
-		var pairs []pairDelay
-		resolved := ctl.lat.Resolve(names(nodes))
-		for _, p := range sortedPairs(resolved) {
-			v := resolved[p]
-			pairs = append(pairs, pairDelay{p.From, p.To, v.Delay, v.Jitter})
-		}
-		v := struct {
-			Partition partition.State   `json:"partition"`
-			Blocked   [][2]string       `json:"blocked"`
-			Faults    map[string]faults `json:"faults"`
-			// Nodes are the addresses the cut applies to, in both families.
-			Nodes map[string]addrs `json:"nodes"`
-			// Latency is the matrix in force: regions, rules and the
-			// delay of every pair of nodes a rule covers.
-			Latency struct {
-				latency.Matrix
-				Pairs []pairDelay `json:"pairs"`
-			} `json:"latency"`
-			// Engine is the link engine: which links it holds (the
-			// others are on the kernel's path) and what it counted.
-			Engine struct {
-				Path    string                          `json:"path"`
-				Spliced []string                        `json:"spliced"`
-				Stats   map[string]linkengine.LinkStats `json:"stats"`
-			} `json:"engine"`
-		}{Partition: st, Blocked: st.Blocked(names(nodes)), Faults: ctl.faults, Nodes: byName}
-		v.Latency.Matrix, v.Latency.Pairs = ctl.lat, pairs
-		v.Engine.Path = "nsrun's link engine, user space (netem is never used)"
-		v.Engine.Spliced, v.Engine.Stats = ctl.engine.Spliced(), ctl.engine.Stats()
-		b, _ := json.MarshalIndent(v, "", "  ")
-		return string(b)
 	}
 	out := describe(st, names(nodes))
 	for _, name := range sortedKeys(ctl.faults) {

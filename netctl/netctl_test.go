@@ -1,7 +1,6 @@
 package netctl
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -110,7 +109,7 @@ func TestDoAgainstKernel(t *testing.T) {
 	}, engine)
 	do := func(c control.NetCall) string {
 		t.Helper()
-		out, err := ctl.Do(&c, nodes)
+		out, _, err := ctl.Do(&c, nodes)
 		if err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
@@ -131,15 +130,12 @@ func TestDoAgainstKernel(t *testing.T) {
 	if m := matrix(); m != "b-x->c c-x->b" {
 		t.Errorf("drop b c (which replaces isolate): cut %s", m)
 	}
-	var st struct {
-		Blocked [][2]string                `json:"blocked"`
-		Nodes   map[string]json.RawMessage `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(do(control.NetCall{Show: &control.Show{JSON: true}})), &st); err != nil {
+	_, st, err := ctl.Do(&control.NetCall{Show: &control.Show{}}, nodes)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(st.Blocked) != "[[b c]]" || len(st.Nodes) != 3 || !strings.Contains(string(st.Nodes["a"]), `"addr6": "fd00:ac12::2"`) {
-		t.Errorf("show --json: %+v", st)
+	if fmt.Sprint(st.Blocked) != "[[b c]]" || len(st.Nodes) != 3 || st.Nodes["a"].Addr6 != netip.MustParseAddr("fd00:ac12::2") || st.Partition.Verb != "drop" {
+		t.Errorf("show's state: %+v", st)
 	}
 	do(control.NetCall{Heal: &partition.Heal{}})
 	if m := matrix(); m != "" {
@@ -204,7 +200,7 @@ func TestDoAgainstKernel(t *testing.T) {
 	if d := handshake(); d < 20*time.Millisecond || d > 30*time.Millisecond {
 		t.Errorf("handshake with b took %s, want 20ms and a little", d)
 	}
-	if _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Set: control.FaultDelay}}, nodes); err == nil || !strings.Contains(err.Error(), "--reorder needs a delay") {
+	if _, _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "b", Set: control.FaultDelay}}, nodes); err == nil || !strings.Contains(err.Error(), "--reorder needs a delay") {
 		t.Errorf("clearing the delay under --reorder: %v", err)
 	}
 	if out := do(control.NetCall{Flaky: &control.Flaky{Node: "b"}}); out != "b: link faults cleared" {
@@ -222,10 +218,10 @@ func TestDoAgainstKernel(t *testing.T) {
 	}
 
 	// Refused: nothing changes.
-	if _, err := ctl.Do(&control.NetCall{Isolate: &partition.Isolate{Nodes: []string{"zz"}}}, nodes); err == nil {
+	if _, _, err := ctl.Do(&control.NetCall{Isolate: &partition.Isolate{Nodes: []string{"zz"}}}, nodes); err == nil {
 		t.Error("isolate of an unknown node was applied")
 	}
-	if _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "zz"}}, nodes); err == nil || !strings.Contains(err.Error(), "its nodes: a, b, c") {
+	if _, _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "zz"}}, nodes); err == nil || !strings.Contains(err.Error(), "its nodes: a, b, c") {
 		t.Errorf("flaky of an unknown node: %v", err)
 	}
 	if m := matrix(); m != "" {
@@ -404,7 +400,7 @@ func TestLossIsExact(t *testing.T) {
 	}
 	flaky := func(ppm uint32) {
 		t.Helper()
-		if _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{LossPPM: ppm}, Set: control.FaultLoss}}, nodes); err != nil {
+		if _, _, err := ctl.Do(&control.NetCall{Flaky: &control.Flaky{Node: "a", Faults: control.Faults{LossPPM: ppm}, Set: control.FaultLoss}}, nodes); err != nil {
 			t.Fatal(err)
 		}
 	}

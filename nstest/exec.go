@@ -58,7 +58,7 @@ type Cmd struct {
 
 	node    *Node
 	ctx     context.Context
-	conn    *control.Conn
+	proc    *control.Process
 	closers []io.Closer // our ends of the pipes, closed once the command is done
 	started []io.Closer // the command's ends of StdinPipe and StdoutPipe, closed once it has them
 	copies  sync.WaitGroup
@@ -131,7 +131,7 @@ func (c *Cmd) Start() error {
 		c.closeAll()
 		return err
 	}
-	conn, err := control.Dial(c.node.net.ctl, control.Request{Verb: control.ExecVerb, Exec: &control.ExecCall{Node: c.node.name, Argv: c.Args, Env: env, Dir: dir, Root: c.Root}}, files...)
+	proc, err := c.node.net.client.Exec(control.ExecCall{Node: c.node.name, Argv: c.Args, Env: env, Dir: dir, Root: c.Root}, files[0], files[1], files[2])
 	// The command holds the ends it was given; ours of its stdin and
 	// output pipes are closed, so that its exit ends the copies.
 	for _, f := range files {
@@ -145,18 +145,9 @@ func (c *Cmd) Start() error {
 	c.started = nil
 	if err != nil {
 		c.closeAll()
-		return fmt.Errorf("nstest: exec in node %s: %w", c.node.name, err)
-	}
-	r, err := conn.Recv()
-	if err == nil && r.Error != "" {
-		err = r.Err()
-	}
-	if err != nil {
-		conn.Close()
-		c.closeAll()
 		return fmt.Errorf("nstest: exec %s in node %s: %w", c.Args[0], c.node.name, err)
 	}
-	c.conn = conn
+	c.proc = proc
 	c.done = make(chan struct{})
 	go c.wait()
 	return nil
@@ -230,21 +221,13 @@ func (c *Cmd) wait() {
 	defer close(c.done)
 	responses := make(chan error, 1)
 	go func() {
-		for {
-			r, err := c.conn.Recv()
-			switch {
-			case err != nil:
-				responses <- fmt.Errorf("nstest: exec in node %s: the run ended", c.node.name)
-				return
-			case r.Error != "":
-				responses <- r.Err()
-				return
-			case r.Done:
-				c.code = r.ExitCode
-				responses <- nil
-				return
-			}
+		code, err := c.proc.Wait()
+		if err != nil {
+			responses <- fmt.Errorf("nstest: exec in node %s: %w", c.node.name, err)
+			return
 		}
+		c.code = code
+		responses <- nil
 	}()
 	var ctxDone <-chan struct{}
 	if c.ctx != nil {
@@ -259,7 +242,7 @@ func (c *Cmd) wait() {
 			c.err = c.ctx.Err()
 		}
 	}
-	c.conn.Close()
+	c.proc.Close()
 	// Output the command's own children still hold is not waited for
 	// long (as exec.Cmd's WaitDelay).
 	copied := make(chan struct{})
@@ -283,10 +266,10 @@ func (c *Cmd) closeAll() {
 
 // Signal sends sig to the command.
 func (c *Cmd) Signal(sig syscall.Signal) error {
-	if c.conn == nil {
+	if c.proc == nil {
 		return errors.New("nstest: Cmd not started")
 	}
-	return c.conn.Send(control.Request{Verb: control.SignalVerb, Signal: &control.SignalCall{Sig: int(sig)}})
+	return c.proc.Signal(sig)
 }
 
 // Wait waits for the command to exit: nil for code 0, an *ExitError for

@@ -14,10 +14,14 @@ static int nstest_secure(void) { return getauxval(AT_SECURE) != 0; }
 import "C"
 
 import (
+	"flag"
+	"fmt"
 	"os"
+	"time"
 
-	"github.com/nsrun/nsrun/cli"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/internal/exitcode"
+	runstart "github.com/nsrun/nsrun/internal/start"
 	"github.com/nsrun/nsrun/userns/launch"
 )
 
@@ -36,7 +40,24 @@ func init() {
 	}
 	// Not for the nodes' commands, which inherit the environment.
 	_ = os.Unsetenv(launch.EnvAsNsrun)
-	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(up(os.Args[1:]))
+}
+
+// up starts the run that launch (in net.go) asked for: its command line
+// is `up -f FILE --timeout SECONDS [--capture DIR] [--isolated]`, which
+// the launcher has read as nsrun up's.
+func up(args []string) int {
+	fs := flag.NewFlagSet("nsrun up", flag.ContinueOnError)
+	file := fs.String("f", "", "")
+	timeout := fs.Float64("timeout", 5, "")
+	capture := fs.String("capture", "", "")
+	isolated := fs.Bool("isolated", false, "")
+	if len(args) == 0 || args[0] != "up" || fs.Parse(args[1:]) != nil || fs.NArg() > 0 || *file == "" {
+		fmt.Fprintf(os.Stderr, "nstest: the test binary runs as nsrun only for the run Start asks for, not %q\n", args)
+		return exitcode.SetupFailed
+	}
+	stop := time.Duration(*timeout * float64(time.Second))
+	return runstart.Up(*file, stop, *capture, runstart.Flags{Isolated: *isolated}, os.Stdout, os.Stderr)
 }
 
 // secure reports whether this process must not take orders from its

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/cli"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/supervise"
@@ -32,7 +31,7 @@ type Net struct {
 	tb      testing.TB // nil for New
 	tmp     string     // New's own temporary folder
 	id      string
-	ctl     string // the run's control socket
+	client  *control.Client // the run's control socket
 	top     *topology.Topology
 	nodes   map[string]*Node
 	names   map[string]*Node // by node name and hostname
@@ -197,7 +196,7 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 	if err != nil {
 		return n, err
 	}
-	n.ctl = control.Path(filepath.Join(runstate.RunsDir(rt), id))
+	n.client = control.ForRun(filepath.Join(runstate.RunsDir(rt), id))
 	return n, nil
 }
 
@@ -470,20 +469,6 @@ func (n *Net) nodeNames() []string {
 		names = append(names, tn.Name)
 	}
 	return names
-}
-
-// nsrun runs an nsrun command line against this run, in this process, and
-// returns its output, or its message as the error.
-func (n *Net) nsrun(args ...string) (string, error) {
-	var out, errb bytes.Buffer
-	if code := cli.Main(args, &out, &errb); code != 0 {
-		msg := strings.TrimSpace(strings.ReplaceAll(errb.String(), "nsrun: ", ""))
-		if msg == "" {
-			msg = fmt.Sprintf("exit code %d", code)
-		}
-		return out.String(), fmt.Errorf("nsrun %s: %s", strings.Join(args, " "), msg)
-	}
-	return out.String(), nil
 }
 
 // reporter is where a network reports: the test (testing.TB), or stderr.

@@ -128,7 +128,7 @@ func (n *Node) replace(fd int) error {
 	if err != nil {
 		return fmt.Errorf("read the socket's protocol: %w", err)
 	}
-	f, err := control.Socket(n.net.ctl, n.name, family, typ, proto)
+	f, err := n.net.client.Socket(n.name, family, typ, proto)
 	if err != nil {
 		return err
 	}
@@ -261,13 +261,10 @@ func (n *Node) verb(v string) error {
 	n.net.mu.Lock()
 	crashes := n.net.crashes[n.name]
 	n.net.mu.Unlock()
-	out, err := n.net.nsrun("node", v, "--run", n.net.id, n.name)
-	if err != nil {
-		return err
+	if err := n.net.client.Node(control.NodeCall{Action: v, Node: n.name}); err != nil {
+		return fmt.Errorf("nstest: node %s %s: %w", v, n.name, err)
 	}
-	if out = strings.TrimSpace(out); out != "" {
-		n.net.out.log("nstest: %s", out)
-	}
+	n.net.out.log("nstest: %s: %s done", n.name, v)
 	if v == "start" || v == "restart" {
 		n.net.mu.Lock()
 		n.net.running[n.name] = true

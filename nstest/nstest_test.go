@@ -273,7 +273,7 @@ func TestPartitionShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := st.Faults["c"]; f.Loss != 0.25 || f.Rate == "" {
+	if f := st.Faults["c"]; f.Loss != 0.25 || f.Rate != 2_000_000 {
 		t.Errorf("Show after Flaky: %+v", st.Faults)
 	}
 	// Delay needs the kernel's netem; without it the error names it.

@@ -1,12 +1,13 @@
 package nstest
 
 import (
-	"encoding/json"
 	"fmt"
-	"strconv"
+	"math"
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/latency"
 	"github.com/nsrun/nsrun/partition"
 )
 
@@ -17,27 +18,27 @@ import (
 // retrying) and resume once healed.
 
 // Isolate cuts the nodes from every other node and from each other.
-func (n *Net) Isolate(nodes ...string) error { return n.netVerb("isolate", nodes...) }
+func (n *Net) Isolate(nodes ...string) error { return n.partition("isolate", nodes) }
 
 // Disjoint splits the network into clusters that cannot reach each other;
 // every node must be named exactly once.
 func (n *Net) Disjoint(clusters ...[]string) error {
-	return n.netVerb("disjoint", joinClusters(clusters)...)
+	return n.partition("disjoint", joinClusters(clusters))
 }
 
 // Split is Disjoint where clusters may share nodes (a shared node reaches
 // both); nodes in no cluster are isolated.
 func (n *Net) Split(clusters ...[]string) error {
-	return n.netVerb("split", joinClusters(clusters)...)
+	return n.partition("split", joinClusters(clusters))
 }
 
 // Drop cuts one way: packets from node from to node to are dropped, the
 // other way still passes (TCP from to to from breaks too: its handshake
 // needs both ways).
-func (n *Net) Drop(from, to string) error { return n.netVerb("drop", from, to) }
+func (n *Net) Drop(from, to string) error { return n.partition("drop", []string{from, to}) }
 
 // Heal removes every cut (`nsrun net fullmesh`); link faults (Flaky) stay.
-func (n *Net) Heal() error { return n.netVerb("fullmesh") }
+func (n *Net) Heal() error { return n.partition("fullmesh", nil) }
 
 // Halves, MajoritiesRing, Bridge and RandomNode are Jepsen's partition
 // shapes over the network's nodes, shuffled by seed (0: a random seed,
@@ -56,10 +57,23 @@ func (n *Net) Bridge(seed uint64) error { return n.shape("bridge", seed) }
 func (n *Net) RandomNode(seed uint64) error { return n.shape("random-node", seed) }
 
 func (n *Net) shape(verb string, seed uint64) error {
-	if seed == 0 {
-		return n.netVerb(verb)
+	return n.partitionSeed(verb, nil, seed)
+}
+
+// partition applies the partition verb with its nodes (clusters joined
+// by "--"), as `nsrun net VERB` does, with the uplink cut if CutUplink
+// asked for it.
+func (n *Net) partition(verb string, args []string) error { return n.partitionSeed(verb, args, 0) }
+
+func (n *Net) partitionSeed(verb string, args []string, seed uint64) error {
+	n.mu.Lock()
+	uplink := n.cutUplink && verb != "fullmesh"
+	n.mu.Unlock()
+	sp, err := partition.ParseSpec(verb, args, partition.Options{Uplink: uplink, Seed: seed})
+	if err != nil {
+		return fmt.Errorf("nstest: %w", err)
 	}
-	return n.netVerb(verb, "--seed", strconv.FormatUint(seed, 10))
+	return n.net(control.SpecCall(sp))
 }
 
 func joinClusters(clusters [][]string) []string {
@@ -74,68 +88,70 @@ func joinClusters(clusters [][]string) []string {
 }
 
 // FlakyOption is one link fault of Flaky.
-type FlakyOption func(*flakyArgs)
+type FlakyOption func(*flakyCall)
 
-// flakyArgs are the flags of `nsrun net flaky` that the options make.
-type flakyArgs struct{ args []string }
+// flakyCall is the call the options of Flaky make, or their error.
+type flakyCall struct {
+	control.Flaky
+	err error
+}
 
 // Loss drops that fraction of the node's IPv4 and IPv6 packets, both
 // ways (0.3: 30%; exact to 0.000001, finer fractions are rounded to it).
 func Loss(fraction float64) FlakyOption {
-	return func(a *flakyArgs) {
-		pct := strconv.FormatFloat(fraction*100, 'f', 4, 64)
-		pct = strings.TrimSuffix(strings.TrimRight(pct, "0"), ".")
-		a.args = append(a.args, "--loss", pct+"%")
+	return func(f *flakyCall) {
+		if !(fraction >= 0 && fraction <= 1) {
+			f.err = fmt.Errorf("Loss(%g): give a fraction from 0 to 1", fraction)
+			return
+		}
+		f.Set |= control.FaultLoss
+		f.Faults.LossPPM = uint32(math.Round(fraction * control.LossScale))
 	}
 }
 
 // Rate limits what the node receives to bitsPerSecond.
 func Rate(bitsPerSecond uint64) FlakyOption {
-	return func(a *flakyArgs) { a.args = append(a.args, "--rate", strconv.FormatUint(bitsPerSecond, 10)+"bit") }
+	return func(f *flakyCall) { f.Set |= control.FaultRate; f.Faults.Rate = bitsPerSecond }
 }
 
 // Delay delays what the node receives (nsrun's link engine: any kernel).
 func Delay(d time.Duration) FlakyOption {
-	return func(a *flakyArgs) { a.args = append(a.args, "--delay", d.String()) }
+	return func(f *flakyCall) { f.Set |= control.FaultDelay; f.Faults.Delay = d }
 }
 
 // Jitter spreads the Delay: d is the standard deviation (at most the delay).
 func Jitter(d time.Duration) FlakyOption {
-	return func(a *flakyArgs) { a.args = append(a.args, "--jitter", d.String()) }
+	return func(f *flakyCall) { f.Set |= control.FaultDelay; f.Faults.Jitter = d }
 }
 
 // Reorder sends that fraction of what the node receives at once, ahead of
 // the delayed frames (needs a Delay).
 func Reorder(fraction float64) FlakyOption {
-	return func(a *flakyArgs) { a.args = append(a.args, "--reorder", percent(fraction)) }
+	return func(f *flakyCall) { f.Set |= control.FaultReorder; f.Faults.ReorderPercent = fraction * 100 }
 }
 
 // Duplicate sends that fraction of what the node receives twice.
 func Duplicate(fraction float64) FlakyOption {
-	return func(a *flakyArgs) { a.args = append(a.args, "--duplicate", percent(fraction)) }
+	return func(f *flakyCall) { f.Set |= control.FaultDuplicate; f.Faults.DuplicatePercent = fraction * 100 }
 }
 
 // Corrupt flips one bit in that fraction of what the node receives.
 func Corrupt(fraction float64) FlakyOption {
-	return func(a *flakyArgs) { a.args = append(a.args, "--corrupt", percent(fraction)) }
-}
-
-func percent(fraction float64) string {
-	return strconv.FormatFloat(fraction*100, 'f', -1, 64) + "%"
+	return func(f *flakyCall) { f.Set |= control.FaultCorrupt; f.Faults.CorruptPercent = fraction * 100 }
 }
 
 // LatencyOption changes what Latency sets.
-type LatencyOption func(*[]string)
+type LatencyOption func(*control.Latency)
 
 // LatencyJitter spreads the delay: d is its standard deviation (at most
 // the delay).
 func LatencyJitter(d time.Duration) LatencyOption {
-	return func(args *[]string) { *args = append(*args, "--jitter", d.String()) }
+	return func(l *control.Latency) { l.Value.Jitter = d }
 }
 
 // OneWay sets the delay from a to b only.
 func OneWay() LatencyOption {
-	return func(args *[]string) { *args = append(*args, "--one-way") }
+	return func(l *control.Latency) { l.OneWay = true }
 }
 
 // Latency sets the one-way delay d between a and b, each a node or a
@@ -143,81 +159,73 @@ func OneWay() LatencyOption {
 // what was set between them; every pair switches at once (`nsrun net
 // latency`).
 func (n *Net) Latency(a, b string, d time.Duration, opts ...LatencyOption) error {
-	args := []string{a, b, d.String()}
+	l := control.Latency{A: a, B: b, Value: latency.Value{Delay: d}}
 	for _, o := range opts {
-		o(&args)
+		o(&l)
 	}
-	return n.netVerb("latency", args...)
+	return n.net(control.NetCall{Latency: &l})
 }
 
 // ClearLatency removes every delay of the latency matrix.
-func (n *Net) ClearLatency() error { return n.netVerb("latency", "--clear") }
+func (n *Net) ClearLatency() error {
+	return n.net(control.NetCall{Latency: &control.Latency{Clear: true}})
+}
 
 // Flaky sets the kinds of link fault the options give on node, keeping
 // the node's other kinds (Loss(0) clears the loss); with no option it
 // clears them all.
 func (n *Net) Flaky(node string, opts ...FlakyOption) error {
-	a := flakyArgs{args: []string{node}}
+	f := flakyCall{Flaky: control.Flaky{Node: node}}
 	for _, o := range opts {
-		o(&a)
+		o(&f)
+		if f.err != nil {
+			return fmt.Errorf("nstest: flaky %s: %w", node, f.err)
+		}
 	}
-	return n.netVerb("flaky", a.args...)
+	return n.net(control.NetCall{Flaky: &f.Flaky})
 }
 
 // State is the network's partition and link faults, as Show reports them.
 type State struct {
-	// State is the partition: the verb that made it ("fullmesh" when
-	// healed), its clusters, one-way drops and uplink cuts.
-	partition.State
+	// Verb is the verb that made the partition ("fullmesh" when healed).
+	Verb string
+	// Clusters are the partition's clusters (nil when every node reaches
+	// every node), Drops its one-way cuts [from, to], UplinkCut the nodes
+	// cut from the uplink.
+	Clusters  [][]string
+	Drops     [][2]string
+	UplinkCut []string
 	// Blocked are every one-way pair [from, to] that cannot reach.
-	Blocked [][2]string `json:"blocked"`
+	Blocked [][2]string
 	// Faults are the link faults, by node.
-	Faults map[string]Faults `json:"faults"`
+	Faults map[string]Faults
 }
 
 // Faults are one node's link faults.
 type Faults struct {
 	Loss   float64       // fraction of packets dropped
-	Rate   string        // rate limit as the run shows it ("1000000bit"), "" for none
+	Rate   uint64        // rate limit in bits per second, 0 for none
 	Delay  time.Duration // added delay
 	Jitter time.Duration
+	// Fractions of frames reordered, duplicated and corrupted.
+	Reorder, Duplicate, Corrupt float64
 }
 
 // Show returns the network's current partition and link faults.
 func (n *Net) Show() (State, error) {
-	out, err := n.nsrun("net", "show", "--json", "--run", n.id)
+	cs, err := n.client.Show()
 	if err != nil {
-		return State{}, err
+		return State{}, fmt.Errorf("nstest: show: %w", err)
 	}
-	var raw struct {
-		Partition State       `json:"partition"`
-		Blocked   [][2]string `json:"blocked"`
-		Faults    map[string]struct {
-			Loss   float64 `json:"loss_percent"`
-			Rate   string  `json:"rate"`
-			Delay  string  `json:"delay"`
-			Jitter string  `json:"jitter"`
-		} `json:"faults"`
-	}
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
-		return State{}, fmt.Errorf("nstest: read nsrun net show --json: %w", err)
-	}
-	st := raw.Partition
-	st.Blocked = raw.Blocked
-	st.Faults = map[string]Faults{}
-	for name, f := range raw.Faults {
-		d, _ := time.ParseDuration(orZero(f.Delay))
-		j, _ := time.ParseDuration(orZero(f.Jitter))
-		st.Faults[name] = Faults{Loss: float64(f.Loss) / 100, Rate: f.Rate, Delay: d, Jitter: j}
+	p := cs.Partition
+	st := State{Verb: p.Verb, Clusters: p.Clusters, Drops: p.Drops, UplinkCut: p.UplinkCut, Blocked: cs.Blocked, Faults: map[string]Faults{}}
+	for name, f := range cs.Faults {
+		st.Faults[name] = Faults{
+			Loss: f.Loss(), Rate: f.Rate, Delay: f.Delay, Jitter: f.Jitter,
+			Reorder: f.ReorderPercent / 100, Duplicate: f.DuplicatePercent / 100, Corrupt: f.CorruptPercent / 100,
+		}
 	}
 	return st, nil
-}
-
-func orZero(s string) string {
-	if s == "" {
-		return "0s"
-	}
-	return s
 }
 
 // CutUplink makes the partition verbs that follow also cut the nodes they
@@ -232,19 +240,15 @@ func (n *Net) CutUplink(on bool) {
 	n.cutUplink = on
 }
 
-// netVerb runs `nsrun net VERB --run ID ARGS...` and logs what it says.
-func (n *Net) netVerb(verb string, args ...string) error {
-	n.mu.Lock()
-	if n.cutUplink && verb != "flaky" && verb != "show" && verb != "fullmesh" && verb != "latency" {
-		args = append([]string{"--uplink"}, args...)
-	}
-	n.mu.Unlock()
-	out, err := n.nsrun(append([]string{"net", verb, "--run", n.id}, args...)...)
+// net carries out a net verb through the run's control socket and logs
+// what the run says it did.
+func (n *Net) net(c control.NetCall) error {
+	out, _, err := n.client.Net(c)
 	if err != nil {
-		return err
+		return fmt.Errorf("nstest: net %s: %w", c.Verb(), err)
 	}
 	if out = strings.TrimSpace(out); out != "" {
-		n.out.log("nstest: net %s: %s", verb, out)
+		n.out.log("nstest: net %s: %s", c.Verb(), out)
 	}
 	return nil
 }

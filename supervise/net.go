@@ -15,12 +15,12 @@ import (
 // are now.
 func (s *supervisor) netVerb(p *control.Peer) {
 	c := p.Req.Net // checked (control.Request.Check)
-	out, err := s.netc.Do(c, s.netNodes())
+	out, st, err := s.netc.Do(c, s.netNodes())
 	if err != nil {
 		p.Fail(err)
 		return
 	}
-	p.Reply(control.Response{Done: true, Output: out})
+	p.Reply(control.Response{Done: true, Output: out, Net: &st})
 }
 
 // netNodes are the run's nodes (attached ones included) as the net verbs

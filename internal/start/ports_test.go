@@ -1,4 +1,4 @@
-package cli
+package start
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package control
+package cli
 
 import (
 	"encoding/json"
@@ -7,16 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/partition"
 )
 
 var five = []string{"n1", "n2", "n3", "n4", "n5"}
 
-func parseNet(t *testing.T, line string, nodes []string) (Args, NetCall, error) {
+func parseNet(t *testing.T, line string, nodes []string) (Args, control.NetCall, error) {
 	t.Helper()
 	a, err := SplitArgs("net", strings.Fields(line))
 	if err != nil {
-		return a, NetCall{}, err
+		return a, control.NetCall{}, err
 	}
 	c, err := ParseNet(a, nodes)
 	return a, c, err
@@ -47,7 +48,7 @@ func TestFlagsAnywhere(t *testing.T) {
 		t.Errorf("disjoint: %+v %v", c.Disjoint, err)
 	}
 	_, c, err = parseNet(t, "flaky --loss 30% n2 --rate 1mbit --delay 100ms --jitter=20ms", five)
-	want := Flaky{Node: "n2", Faults: Faults{LossPPM: 300_000, Rate: 1e6, Delay: 100 * time.Millisecond, Jitter: 20 * time.Millisecond}, Set: FaultLoss | FaultRate | FaultDelay}
+	want := control.Flaky{Node: "n2", Faults: control.Faults{LossPPM: 300_000, Rate: 1e6, Delay: 100 * time.Millisecond, Jitter: 20 * time.Millisecond}, Set: control.FaultLoss | control.FaultRate | control.FaultDelay}
 	if err != nil || c.Flaky == nil || *c.Flaky != want {
 		t.Errorf("flaky: %+v %v", c.Flaky, err)
 	}
@@ -146,20 +147,20 @@ func TestBadInputRefusedInClient(t *testing.T) {
 // TestCallCheck: the supervisor's check of what arrives refuses calls the
 // client would not build.
 func TestCallCheck(t *testing.T) {
-	for _, c := range []NetCall{
+	for _, c := range []control.NetCall{
 		{},
-		{Heal: &partition.Heal{}, Show: &Show{}},
+		{Heal: &partition.Heal{}, Show: &control.Show{}},
 		{Shape: &partition.Shape{Name: "exec"}},
-		{Flaky: &Flaky{Node: "n1", Faults: Faults{LossPPM: 1_000_001}, Set: FaultLoss}},
-		{Flaky: &Flaky{Node: "n1", Faults: Faults{LossPPM: 10}}},
-		{Flaky: &Flaky{Node: "n1", Faults: Faults{Jitter: time.Millisecond}}},
-		{Flaky: &Flaky{Node: ""}},
+		{Flaky: &control.Flaky{Node: "n1", Faults: control.Faults{LossPPM: 1_000_001}, Set: control.FaultLoss}},
+		{Flaky: &control.Flaky{Node: "n1", Faults: control.Faults{LossPPM: 10}}},
+		{Flaky: &control.Flaky{Node: "n1", Faults: control.Faults{Jitter: time.Millisecond}}},
+		{Flaky: &control.Flaky{Node: ""}},
 	} {
 		if err := c.Check(); err == nil {
 			t.Errorf("%+v passed Check", c)
 		}
 	}
-	if err := (NodeCall{Action: "kill", Node: "n1"}).Check(); err == nil {
+	if err := (control.NodeCall{Action: "kill", Node: "n1"}).Check(); err == nil {
 		t.Error("node kill passed Check")
 	}
 }
@@ -202,8 +203,8 @@ func FuzzParseNet(f *testing.F) {
 		if err := c.Check(); err != nil {
 			t.Fatalf("%q: parsed, but the supervisor refuses it: %v", line, err)
 		}
-		b, err := json.Marshal(Request{Verb: "net", Net: &c})
-		var back Request
+		b, err := json.Marshal(control.Request{Verb: "net", Net: &c})
+		var back control.Request
 		if err != nil || json.Unmarshal(b, &back) != nil || back.Net == nil || !reflect.DeepEqual(*back.Net, c) {
 			t.Fatalf("%q: %+v does not survive the wire: %s", line, c, b)
 		}
@@ -230,7 +231,7 @@ func TestEverySpecVerbRoundTrips(t *testing.T) {
 			t.Errorf("%q: spec %#v, verb %q", line, sp, c.Verb())
 		}
 		b, _ := json.Marshal(c)
-		var back NetCall
+		var back control.NetCall
 		if err := json.Unmarshal(b, &back); err != nil || back.Check() != nil || !reflect.DeepEqual(back.Spec(), c.Spec()) {
 			t.Errorf("%q: %s came back as %+v (%v, %v)", line, b, back, err, back.Check())
 		}
@@ -248,13 +249,30 @@ func TestParseLoss(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("ParseLoss(%q) = %d, %v; want %d", in, got, err, want)
 		}
-		if err == nil && in != ".5%" && in != "7.%" && PercentPPM(got) != in {
-			t.Errorf("PercentPPM(%d) = %q, want %q", got, PercentPPM(got), in)
+		if err == nil && in != ".5%" && in != "7.%" && control.PercentPPM(got) != in {
+			t.Errorf("control.PercentPPM(%d) = %q, want %q", got, control.PercentPPM(got), in)
 		}
 	}
 	for _, in := range []string{"0.3", "30", "", "%", ".%", "-1%", "100.0001%", "1e2%", "0.00001%", "0x10%", "1000%", " 3%"} {
 		if got, err := ParseLoss(in); err == nil {
 			t.Errorf("ParseLoss(%q) = %d, want an error", in, got)
 		}
+	}
+}
+
+// TestVerbTableMatchesControl: the verbs the command line parses are the
+// ones the run takes (control.NetVerbs, control.NodeActions), and exec.
+func TestVerbTableMatchesControl(t *testing.T) {
+	var net, node []string
+	for _, v := range Verbs {
+		switch {
+		case v.Cmd == "net" && v.Name != "exec":
+			net = append(net, v.Name)
+		case v.Cmd == "node":
+			node = append(node, v.Name)
+		}
+	}
+	if !reflect.DeepEqual(net, control.NetVerbs) || !reflect.DeepEqual(node, control.NodeActions) {
+		t.Errorf("table: net %q node %q; control: net %q node %q", net, node, control.NetVerbs, control.NodeActions)
 	}
 }

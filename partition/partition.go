@@ -37,30 +37,41 @@ func Fullmesh() State { return State{Verb: "fullmesh"} }
 // not send to each other, sorted. It is the spec's own model of who
 // reaches whom, pair by pair (Compile gives the same cut in classes).
 func (s State) Blocked(nodes []string) [][2]string {
-	set := map[[2]string]bool{}
+	sorted := slices.Clone(nodes)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	drops := map[[2]string]bool{}
+	for _, d := range s.Drops {
+		drops[d] = true
+	}
+	var member map[string]bitset
 	if s.Clusters != nil {
-		member := s.membership(nodes)
-		for _, a := range nodes {
-			for _, b := range nodes {
-				if a != b && !member[a].meets(member[b]) {
-					set[[2]string{a, b}] = true
-				}
+		member = s.membership(sorted)
+	}
+	var out [][2]string
+	for _, a := range sorted {
+		for _, b := range sorted {
+			if a == b {
+				continue
+			}
+			p := [2]string{a, b}
+			if member != nil && !member[a].meets(member[b]) || drops[p] {
+				out = append(out, p)
+				delete(drops, p)
 			}
 		}
 	}
-	for _, d := range s.Drops {
-		set[d] = true
-	}
-	out := make([][2]string, 0, len(set))
-	for p := range set {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i][0] != out[j][0] {
-			return out[i][0] < out[j][0]
+	if len(drops) > 0 { // drops of nodes not among nodes
+		for p := range drops {
+			out = append(out, p)
 		}
-		return out[i][1] < out[j][1]
-	})
+		sort.Slice(out, func(i, j int) bool {
+			if out[i][0] != out[j][0] {
+				return out[i][0] < out[j][0]
+			}
+			return out[i][1] < out[j][1]
+		})
+	}
 	return out
 }
 

@@ -149,15 +149,30 @@ func Load(path string) (*Topology, error) {
 }
 
 // Parse validates the contents of a file named name whose relative paths
-// are relative to dir.
+// are relative to dir, with ${VAR} taken from the process's environment
+// and dir's .env (ParseEnv).
 func Parse(name, dir string, data []byte) (*Topology, error) {
-	p := &parser{file: name, dir: dir}
+	return ParseEnv(name, dir, data, os.LookupEnv)
+}
+
+// ParseEnv is Parse with the variables of env in place of the process's
+// environment; dir's .env, if there is one, fills in those env does not
+// set.
+func ParseEnv(name, dir string, data []byte, env Lookup) (*Topology, error) {
+	lookup, err := readDotEnv(dir, env)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{file: name, dir: dir, lookup: lookup}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, p.yamlError(err)
 	}
 	if len(doc.Content) == 0 {
 		return nil, &Error{File: name, Msg: "the file is empty: it needs at least `nodes:`"}
+	}
+	if err := p.interpolate(&doc); err != nil {
+		return nil, err
 	}
 	t, err := p.top(doc.Content[0])
 	if err != nil {
@@ -169,6 +184,7 @@ func Parse(name, dir string, data []byte) (*Topology, error) {
 
 type parser struct {
 	file, dir string
+	lookup    Lookup // variables for ${VAR}
 }
 
 func (p *parser) errAt(n *yaml.Node, format string, args ...any) error {
@@ -220,7 +236,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "working_dir", "depends_on", "ready", "ports", "capture", "tap", "control"}
+var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6", "regions", "latency")
@@ -546,6 +562,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 		return n, err
 	}
 	var ipNode, ip6Node, ipv6Node, taps, readyNode *yaml.Node
+	var env, fileEnv []string
 	for _, kv := range pairs {
 		k, v := kv[0].Value, kv[1]
 		f := field + "." + k
@@ -566,7 +583,11 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 				return n, err
 			}
 		case "environment":
-			if n.Env, err = p.environment(f, v); err != nil {
+			if env, err = p.environment(f, v); err != nil {
+				return n, err
+			}
+		case "env_file":
+			if fileEnv, err = p.envFiles(f, v); err != nil {
 				return n, err
 			}
 		case "working_dir":
@@ -606,6 +627,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			}
 		}
 	}
+	n.Env = mergeEnv(fileEnv, env)
 	if err := p.addresses(t, &n, key, ipNode, ip6Node, ipv6Node); err != nil {
 		return n, err
 	}

@@ -208,14 +208,29 @@ nodes:
     ip: 172.18.0.2
     command: ["sh", "-c", "(setsid sh -c '`+daemon+`' &); exec sleep `+marker+`"]
   other: {ip: 172.18.0.3, command: "sleep 600"}
+  loop: {ip: 172.18.0.4, command: "sh -c 'while :; do sleep 0.02; done'"}
 `, "d     | tick-"+marker)
-	node := func(verb string) {
+	nodeVerb := func(verb, name string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if res := run(t, u.nsrun(ctx, "node", verb, "d", "--run", r.id)); res.Code != 0 {
-			t.Fatalf("node %s d: %d %s", verb, res.Code, res.Stderr)
+		if res := run(t, u.nsrun(ctx, "node", verb, name, "--run", r.id)); res.Code != 0 {
+			t.Fatalf("node %s %s: %d %s", verb, name, res.Code, res.Stderr)
 		}
+	}
+	node := func(verb string) { t.Helper(); nodeVerb(verb, "d") }
+	// Restarts of a shell loop leave no zombie with the run's PID 1 (the
+	// supervisor) for a parent: a loop's last sleep, orphaned as its
+	// shell dies first, is its node's to reap (issue 21 saw one zombie
+	// per restart).
+	sup := childOf(r.rc.cmd.Process.Pid)
+	for range 4 {
+		nodeVerb("restart", "loop")
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if z := zombiesOf(sup); len(z) != 0 {
+		t.Errorf("zombies of the run's PID 1 (%d) after restarts of a shell loop: %v", sup, z)
 	}
 	daemons := func() []int { return processesOf(u, "sh -c "+daemon) }
 	ticks := func() int { return strings.Count(r.out.all(), "tick-"+marker) }
@@ -277,6 +292,25 @@ nodes:
 	if code := r.rc.wait(); code != 0 {
 		t.Errorf("exit %d after Ctrl-C; stderr %s", code, r.rc.stderr)
 	}
+}
+
+// zombiesOf lists the zombie children of ppid.
+func zombiesOf(ppid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, _ := procStatField(pid, 3); st != "Z" {
+			continue
+		}
+		if pp, _ := procStatField(pid, 4); pp == strconv.Itoa(ppid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // procStatField returns field n (1-based, as in proc(5)) of

@@ -113,13 +113,14 @@ func (n Node) String() string {
 // bridge namespace of bh and the other end created directly as eth0 in the
 // guest namespace guest, then configures the guest: lo and eth0 up, the
 // addresses, and default routes via the bridge in each family. The guest
-// namespace is prepared (PrepareNamespace) before eth0 exists in it.
-func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node) error {
+// namespace is prepared (PrepareNamespace) before eth0 exists in it,
+// its sysctls written through sys (nil: through /proc).
+func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node, sys *nsfd.Sysctls) error {
 	// Open the guest's handle and set its defaults in one visit, before
 	// eth0 arrives there.
 	var gh *netlink.Handle
 	err := nsfd.Do(guest, func() error {
-		if err := writeDefaults(!n.NoIPv6); err != nil {
+		if err := writeDefaults(sys, !n.NoIPv6); err != nil {
 			return err
 		}
 		var err error
@@ -207,7 +208,7 @@ func waitOperUp(h *netlink.Handle, name string) error {
 // ipv6 is false, IPv6 off (no addresses at all, link-local included).
 // Interfaces created afterwards inherit them.
 func PrepareNamespace(ns *os.File, ipv6 bool) error {
-	return nsfd.Do(ns, func() error { return writeDefaults(ipv6) })
+	return nsfd.Do(ns, func() error { return writeDefaults(nil, ipv6) })
 }
 
 // NoIPv6ForNewLinks turns IPv6 off for interfaces created from now on in
@@ -218,25 +219,24 @@ func NoIPv6ForNewLinks(ns *os.File) error {
 }
 
 // writeDefaults writes the IPv6 defaults of the current thread's network
-// namespace (see PrepareNamespace).
-func writeDefaults(ipv6 bool) error {
+// namespace (see PrepareNamespace) through sys.
+func writeDefaults(sys *nsfd.Sysctls, ipv6 bool) error {
 	settings := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_dad", "0"}}
 	if !ipv6 {
 		settings = append(settings, [2]string{"disable_ipv6", "1"})
 	}
 	for _, kv := range settings {
-		path := "/proc/sys/net/ipv6/conf/default/" + kv[0]
-		if err := os.WriteFile(path, []byte(kv[1]), 0); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		if err := sys.Write("net/ipv6/conf/default/"+kv[0], kv[1]); err != nil {
+			return err
 		}
 	}
-	return allowPing()
+	return allowPing(sys)
 }
 
-// pingGroupRange is the kernel's sysctl file that lets groups open ICMP
+// pingGroupRange is the sysctl (under /proc/sys) that lets groups open ICMP
 // echo sockets (SOCK_DGRAM, IPPROTO_ICMP and IPPROTO_ICMPV6) without
 // CAP_NET_RAW.
-const pingGroupRange = "/proc/sys/net/ipv4/ping_group_range"
+const pingGroupRange = "net/ipv4/ping_group_range"
 
 // maxPingGroup is the highest gid ping_group_range takes.
 const maxPingGroup = 1<<31 - 1
@@ -247,15 +247,12 @@ const maxPingGroup = 1<<31 - 1
 // other unprivileged echo clients work in every node, whether or not
 // they get CAP_NET_RAW there (in a run joined to the helper's gateway
 // they do not; a fresh namespace allows no group).
-func allowPing() error {
+func allowPing(sys *nsfd.Sysctls) error {
 	lo, hi, err := mappedGroups("/proc/self/gid_map")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(pingGroupRange, fmt.Appendf(nil, "%d %d", lo, hi), 0); err != nil {
-		return fmt.Errorf("write %s: %w", pingGroupRange, err)
-	}
-	return nil
+	return sys.Write(pingGroupRange, fmt.Sprintf("%d %d", lo, hi))
 }
 
 // mappedGroups returns the lowest and highest gid that the gid map at

@@ -48,7 +48,7 @@ func AddTapLink(bh *netlink.Handle, br *Bridge, node *os.File, t TapLink) error 
 	// Tap devices are created in the namespace of the thread that opens
 	// /dev/net/tun: do it all from inside the node.
 	err := nsfd.Do(node, func() error {
-		if err := allowPing(); err != nil {
+		if err := allowPing(nil); err != nil {
 			return err
 		}
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)

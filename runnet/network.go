@@ -32,6 +32,10 @@ import (
 // wireWorkers bounds how many nodes are wired at once.
 const wireWorkers = 8
 
+// privateSysctlsAbove is the number of nodes above which the wiring
+// workers write sysctls through procfs instances of their own.
+const privateSysctlsAbove = 64
+
 // Network is what a run's network namespaces are made of. Its methods
 // may be called from any goroutine.
 type Network struct {
@@ -201,10 +205,18 @@ func (n *Network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired f
 		go func() {
 			defer n.wiring.Done()
 			var bh *netlink.Handle
+			// In a large run, a worker's sysctls go through a procfs
+			// instance of its own (nsfd.Sysctls: through /proc, they
+			// cost O(n²)); a small one saves mounting it.
+			var sys *nsfd.Sysctls
+			if len(nodes) > privateSysctlsAbove {
+				sys = nsfd.NewSysctls()
+			}
 			defer func() {
 				if bh != nil {
 					bh.Close()
 				}
+				sys.Close()
 			}()
 			for r := range nodeNS {
 				node := &nodes[r.i]
@@ -216,7 +228,7 @@ func (n *Network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired f
 					bh, err = netsetup.Handle(n.bridgeNS)
 				}
 				if err == nil {
-					err = n.wireNode(bh, node, r.ns)
+					err = n.wireNode(bh, node, r.ns, sys)
 				}
 				if err != nil {
 					n.wireErr[r.i] = fmt.Errorf("node %q: %w", node.Name, err)
@@ -230,14 +242,15 @@ func (n *Network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired f
 }
 
 // wireNode creates node's links, from bridge ports in the bridge
-// namespace of bh into the node's namespace ns.
-func (n *Network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File) error {
+// namespace of bh into the node's namespace ns, writing its sysctls
+// through sys (nil: through /proc).
+func (n *Network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File, sys *nsfd.Sysctls) error {
 	for _, l := range node.Links {
 		done := runlog.Step(n.log, "wire node", "node", node.Name, "link", l.Kind, "inside", l.Inside, "addr", l.Addr, "addr6", l.Addr6, "port", l.Port)
 		var err error
 		switch l.Kind {
 		case plan.Veth:
-			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr(), Addr6: l.Addr6.Addr(), NoIPv6: !l.Addr6.IsValid()})
+			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr(), Addr6: l.Addr6.Addr(), NoIPv6: !l.Addr6.IsValid()}, sys)
 		case plan.Tap:
 			err = netsetup.AddTapLink(bh, n.bridges[l.Bridge], ns, netsetup.TapLink{Tap: l.Inside, Port: l.Port, Peer: l.TapPeer, Bridge: l.TapBridge})
 		}
@@ -296,7 +309,7 @@ func (n *Network) Wire(node *plan.Node, ns *os.File) error {
 		return err
 	}
 	defer bh.Close()
-	return n.wireNode(bh, node, ns)
+	return n.wireNode(bh, node, ns, nil)
 }
 
 // Shape sets the shaping (rate, delay, jitter) of what leaves the bridge

@@ -41,9 +41,6 @@ type Writer struct {
 	gen int
 	// made are the tables whose base chains exist, by familyName + name.
 	made map[string]bool
-	// live are the current generation's sets and regular chains, deleted
-	// at the next switch.
-	live []object
 }
 
 // object is a named set or a regular chain of a table.
@@ -118,6 +115,21 @@ func (w *Writer) Apply(ts ...*Table) (Stats, error) {
 		names = append(names, familyName(t.Family)+" "+t.Name)
 	}
 	b := &batcher{c: c, stats: &st, what: strings.Join(names, ", ")}
+	// What the switch deletes is read from the kernel, not remembered:
+	// every generation's set and regular chain in the tables, so that
+	// one left by an apply that failed half-way (or whose outcome the
+	// kernel did not acknowledge) goes with the next switch.
+	var old []object
+	for _, t := range ts {
+		if !w.made[familyName(t.Family)+" "+t.Name] {
+			continue
+		}
+		objs, err := generations(c, &nftables.Table{Family: t.Family, Name: t.Name})
+		if err != nil {
+			return st, err
+		}
+		old = append(old, objs...)
+	}
 	w.gen++
 	suffix := fmt.Sprintf("_%d", w.gen)
 	var made []object
@@ -223,7 +235,6 @@ func (w *Writer) Apply(ts ...*Table) (Stats, error) {
 			msgs += 1 + len(rules)
 		}
 	}
-	old := w.live
 	msgs += len(old)
 	if b.msgs > 0 && (b.msgs+msgs > batchMessages || b.bytes+200*msgs > batchBytes) {
 		if err := b.flush(); err != nil {
@@ -244,8 +255,38 @@ func (w *Writer) Apply(ts ...*Table) (Stats, error) {
 	for _, t := range ts {
 		w.made[familyName(t.Family)+" "+t.Name] = true
 	}
-	w.live = made
 	return st, nil
+}
+
+// generations lists the sets and regular chains of table t that a Writer
+// made: those whose names end in _GENERATION.
+func generations(c *nftables.Conn, t *nftables.Table) ([]object, error) {
+	var out []object
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("list nftables sets of %s %s: %w", familyName(t.Family), t.Name, err)
+	}
+	for _, s := range sets {
+		if generated(s.Name) {
+			out = append(out, object{table: t, name: s.Name})
+		}
+	}
+	chains, err := c.ListChainsOfTableFamily(t.Family)
+	if err != nil {
+		return nil, fmt.Errorf("list nftables chains of %s %s: %w", familyName(t.Family), t.Name, err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == t.Name && ch.Hooknum == nil && generated(ch.Name) {
+			out = append(out, object{table: t, name: ch.Name, chain: true})
+		}
+	}
+	return out, nil
+}
+
+// generated reports whether name ends in _ and a generation number.
+func generated(name string) bool {
+	i := strings.LastIndexByte(name, '_')
+	return i > 0 && i < len(name)-1 && strings.Trim(name[i+1:], "0123456789") == ""
 }
 
 // del queues the deletion of objs: the chains first (with their rules,
@@ -315,6 +356,5 @@ func (w *Writer) Delete(ts ...*Table) error {
 		}
 		delete(w.made, familyName(t.Family)+" "+t.Name)
 	}
-	w.live = nil
 	return errors.Join(errs...)
 }

@@ -263,3 +263,53 @@ func TestReceiveJitter(t *testing.T) {
 		t.Errorf("standard deviation %s, want 4ms ± 20%%", sd)
 	}
 }
+
+// TestSpliceTwice: a link taken out of the engine and spliced again
+// carries traffic each time, and duplicates show.
+func TestSpliceTwice(t *testing.T) {
+	r := newTestRun(t)
+	r.echo(t, 1)
+	e := New(r.net.BridgeNS(), slog.New(slog.DiscardHandler))
+	defer e.Close()
+	ms := time.Millisecond
+	for round, f := range []Faults{{Delay: 10 * ms}, {}, {Delay: 5 * ms}, {}} {
+		if err := e.Set(Config{Receive: map[string]Faults{"b": f}}, r.nodes); err != nil {
+			t.Fatal(err)
+		}
+		m := median(r.rtts(t, 0, 1, 5))
+		t.Logf("round %d (%+v): median %s", round, f, m)
+		if m < f.Delay || m > f.Delay+3*ms {
+			t.Errorf("round %d: median %s, want %s", round, m, f.Delay)
+		}
+	}
+	// Every datagram b receives twice: b echoes each twice.
+	if err := e.Set(Config{Receive: map[string]Faults{"b": {Duplicate: 1}}}, r.nodes); err != nil {
+		t.Fatal(err)
+	}
+	var c net.Conn
+	if err := nsfd.Do(r.nodeNS[0], func() error {
+		var err error
+		c, err = net.Dial("udp4", netip.AddrPortFrom(r.plan.Nodes[1].Addr, 7).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 5 {
+		c.Write([]byte{byte(i)})
+		time.Sleep(20 * time.Millisecond) // (the first waits for ARP)
+	}
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	got := 0
+	for buf := make([]byte, 16); ; got++ {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+	}
+	if got != 10 {
+		t.Errorf("%d replies to 5 datagrams, each received twice: want 10", got)
+	}
+	if st := e.Stats()["b"]; st.Received.Duplicated < 5 {
+		t.Errorf("stats: %+v, want 5 duplicated at least", st)
+	}
+}

@@ -136,12 +136,13 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 		}
 		l.last[flow] = at
 	}
+	before := l.seq
 	for range copies {
 		l.seq++
 		heap.Push(&l.q, frame{at: at, seq: l.seq, data: data})
 		l.bytes += len(data)
 	}
-	head := l.q[0].seq == l.seq
+	head := l.q[0].seq > before // a new frame leaves first: wake the sender
 	l.mu.Unlock()
 	if head {
 		select {

@@ -257,10 +257,16 @@ func userNamespaces(t *testing.T, u testUser) {
 
 // runtimeDir is where nsrun keeps u's run state when XDG_RUNTIME_DIR is unset.
 func (u testUser) runtimeDirs() []string {
-	return []string{
+	out := []string{
 		fmt.Sprintf("/run/user/%d/nsrun-runs", u.UID),
 		filepath.Join(os.TempDir(), fmt.Sprintf("nsrun-%d", u.UID)),
 	}
+	// The fallback in the user's own cache (package runstate), where
+	// /run/user/UID is missing.
+	if u.Home != "" {
+		out = append(out, filepath.Join(u.Home, ".cache", "nsrun-runs"))
+	}
+	return out
 }
 
 // runDirs lists the run folders of u that exist now.

@@ -1,9 +1,14 @@
 package test
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,5 +185,158 @@ func TestNoDelayNoEngine(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(string(sockets)), "\n"); len(lines) != 1 {
 		t.Errorf("packet sockets in the bridge namespace of a run without delay:\n%s", sockets)
+	}
+}
+
+// burstOrder is the numbers of the datagrams "datagram N" that a capture
+// holds to port, in the order captured.
+func burstOrder(t *testing.T, file string, port int) []int {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", file, "-Y", fmt.Sprintf("ip.dst == 172.18.0.10 && !icmp && udp.dstport == %d", port), "-T", "fields", "-e", "data").Output()
+	if err != nil {
+		t.Fatalf("tshark %s: %v", file, err)
+	}
+	var nums []int
+	for _, l := range strings.Fields(string(out)) {
+		b, err := hex.DecodeString(l)
+		if err != nil {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(string(b), "datagram %d", &n); err == nil {
+			nums = append(nums, n)
+		}
+	}
+	return nums
+}
+
+// badChecksums counts the frames of a capture that match filter and
+// whose IPv4 header checksum is wrong.
+func badChecksums(t *testing.T, file, filter string) (int, string) {
+	t.Helper()
+	cmd := exec.Command("tshark", "-n", "-r", file, "-o", "ip.check_checksum:TRUE", "-Y", `ip.checksum.status == "Bad" && (`+filter+")")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s%s", err, out, stderr.String())
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return n, string(out)
+}
+
+// TestFlakyReorderDuplicateCorrupt: each of flaky's --reorder,
+// --duplicate and --corrupt is seen in a capture of the node's link (the
+// capture sees what the link engine hands the node).
+func TestFlakyReorderDuplicateCorrupt(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "tshark")
+	capDir := filepath.Join(project(t, map[string]string{"README": "captures\n"}), "cap")
+	if err := os.Mkdir(capDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chown(capDir, u.UID, u.GID)
+	r := startRun(t, u, `
+nodes:
+  srv:
+    ip: 172.18.0.10
+    command: sh -c 'probe udp-listen 0.0.0.0:9101 & probe udp-listen 0.0.0.0:9102 & probe udp-listen 0.0.0.0:9200 & exec probe listen 0.0.0.0:9000'
+    ready: tcp:9000
+  cli:
+    ip: 172.18.0.20
+    command: sleep 300
+`, "srv   | listening", "--capture", capDir)
+	file := filepath.Join(capDir, "srv.pcap")
+	burst := func(port int) {
+		t.Helper()
+		r.exec(t, "cli", "probe", "udp-burst", fmt.Sprintf("srv:%d", port), "200")
+		time.Sleep(300 * time.Millisecond) // the last ones wait 20ms
+	}
+	// Reorder: 30% of what srv receives skips the 20ms delay.
+	r.netOK(t, "flaky", "srv", "--delay", "20ms", "--reorder", "30%")
+	burst(9101)
+	nums := burstOrder(t, file, 9101)
+	inversions := 0
+	for i := 1; i < len(nums); i++ {
+		if nums[i] < nums[i-1] {
+			inversions++
+		}
+	}
+	t.Logf("--reorder 30%%: %d datagrams, %d out of order", len(nums), inversions)
+	if len(nums) != 200 || inversions < 20 {
+		t.Errorf("--reorder 30%%: %d datagrams (want 200), %d out of order (want many)", len(nums), inversions)
+	}
+	// Duplicate: about half the datagrams arrive twice.
+	r.netOK(t, "flaky", "srv")
+	r.netOK(t, "flaky", "srv", "--duplicate", "50%")
+	burst(9102)
+	nums = burstOrder(t, file, 9102)
+	seen := map[int]int{}
+	for _, n := range nums {
+		seen[n]++
+	}
+	t.Logf("--duplicate 50%%: %d datagrams, %d distinct", len(nums), len(seen))
+	if len(seen) != 200 || len(nums) < 260 || len(nums) > 340 {
+		t.Errorf("--duplicate 50%%: %d datagrams of %d distinct, want 200 distinct and about 300", len(nums), len(seen))
+	}
+	// Corrupt: about half the datagrams have a bit flipped past the
+	// Ethernet header, and most of those are not "datagram N" any more
+	// or fail the IPv4 header checksum.
+	r.netOK(t, "flaky", "srv", "--duplicate", "0%", "--corrupt", "50%")
+	burst(9200) // (no port one bit away from 9101 or 9102)
+	// (A flipped bit may have changed the port, or the protocol: every
+	// frame that is not one of the earlier bursts counts.)
+	bad, out := badChecksums(t, file, "!(udp.dstport == 9101 || udp.dstport == 9102)")
+	t.Logf("--corrupt 50%%: %d with a bad IPv4 header checksum", bad)
+	if bad < 20 {
+		t.Errorf("--corrupt 50%%: %d frames with a bad IPv4 checksum, want many\n%s", bad, out)
+	}
+	if n, out := badChecksums(t, file, "udp.dstport == 9101 || udp.dstport == 9102"); n != 0 {
+		t.Errorf("bad checksums before --corrupt: %d\n%s", n, out)
+	}
+}
+
+// TestLatencyKilled: SIGKILL of nsrun while frames pass through the link
+// engine leaves nothing behind: no process of the run, no state folder,
+// no bridge namespace (the engine's ends went with it).
+func TestLatencyKilled(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	r := startFive(t, u, regionsYAML)
+	r.follow(t, "n1", "n4:9001") // a stream through the engine
+	dir := r.runDir(t)
+	ns := r.bridgeNamespace(t)
+	nsID, err := os.Readlink(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs := followRun(t, r.rc.cmd.Process.Pid)
+	_ = r.rc.cmd.Process.Signal(syscall.SIGKILL)
+	r.rc.wait()
+	if !eventually(10*time.Second, func() bool { return len(procs.live()) == 0 }) {
+		t.Fatalf("processes of the run left after SIGKILL of nsrun: %v", procs.live())
+	}
+	if !eventually(5*time.Second, func() bool { _, err := os.Stat(dir); return os.IsNotExist(err) }) {
+		t.Errorf("the run's folder %s is left after SIGKILL of nsrun", dir)
+	}
+	// No process on the machine holds the bridge namespace any more.
+	held := func() []string {
+		var out []string
+		links, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+		for _, l := range links {
+			if id, err := os.Readlink(l); err == nil && id == nsID {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	if !eventually(10*time.Second, func() bool { return len(held()) == 0 }) {
+		t.Errorf("the bridge namespace %s is still held: %v", nsID, held())
 	}
 }

@@ -184,6 +184,13 @@ func (l *link) run(stopping *atomic.Bool) error {
 			if err != nil && !errors.Is(err, unix.EINTR) {
 				return fmt.Errorf("poll the packet socket: %w", err)
 			}
+			if n > 0 && fds[0].Revents&unix.POLLERR != 0 {
+				// The link went down and up (the link engine splices it
+				// in and out): the kernel set ENETDOWN on the socket and
+				// goes on capturing once it is up; reading the error
+				// clears it, or every poll would return at once.
+				_, _ = unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			}
 			if n == 0 && stopping.Load() && atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
 				return nil
 			}

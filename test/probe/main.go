@@ -22,6 +22,11 @@
 //	probe rtt ADDR:PORT N           N TCP handshakes, 10ms apart; prints
 //	                                "rtt_us" and each handshake's time (one
 //	                                round trip) in microseconds, -1 for a failed one
+//	probe ping HOST N               N ICMP echoes (a ping socket), 10ms apart; prints
+//	                                "rtt_us" and each round trip in microseconds, from
+//	                                the send to the kernel's receive timestamp (so a
+//	                                busy machine's scheduling does not add to it);
+//	                                -1 for one unanswered within 3s
 //	probe tap-arp TAP SRCIP DSTIP   as a VM on tap device TAP with address SRCIP,
 //	                                asks ARP who has DSTIP; prints the reply's MAC
 //	probe udp-arp LOCAL PEER SRCIP DSTIP
@@ -31,6 +36,7 @@ package main
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +104,13 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(udpARP(os.Args[2], os.Args[3], os.Args[4], os.Args[5]))
+	case "ping":
+		n := 0
+		if len(os.Args) < 4 {
+			os.Exit(2)
+		}
+		fmt.Sscan(os.Args[3], &n)
+		os.Exit(ping(os.Args[2], n))
 	case "rtt":
 		n := 0
 		if len(os.Args) < 4 {
@@ -188,6 +201,60 @@ func rtt(addr string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println(strings.Join(out, " "))
+}
+
+func ping(host string, n int) int {
+	ip, err := net.ResolveIPAddr("ip4", host)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ping socket:", err)
+		return 1
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+	to := &unix.SockaddrInet4{Addr: [4]byte(ip.IP.To4())}
+	out := []string{"rtt_us"}
+	buf, oob := make([]byte, 1500), make([]byte, 128)
+	for i := range n {
+		req := []byte{8, 0, 0, 0, 0, 0, byte(i >> 8), byte(i), 'n', 's', 'r', 'u', 'n', 0, 0, 0}
+		start := time.Now()
+		if err := unix.Sendto(fd, req, 0, to); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		took := int64(-1)
+		for {
+			m, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+			if err != nil {
+				break // unanswered within the timeout
+			}
+			if m < 8 || buf[0] != 0 || int(buf[6])<<8|int(buf[7]) != i&0xffff {
+				continue // another echo's late reply
+			}
+			took = time.Since(start).Microseconds()
+			if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, c := range msgs {
+					if c.Header.Level == unix.SOL_SOCKET && c.Header.Type == unix.SCM_TIMESTAMPNS && len(c.Data) >= 16 {
+						ts := time.Unix(int64(binary.NativeEndian.Uint64(c.Data)), int64(binary.NativeEndian.Uint64(c.Data[8:])))
+						took = ts.Sub(start).Microseconds()
+					}
+				}
+			}
+			break
+		}
+		out = append(out, fmt.Sprint(took))
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println(strings.Join(out, " "))
+	return 0
 }
 
 func udpListen(addr string, withPort bool) {

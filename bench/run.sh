@@ -46,7 +46,7 @@ hfb() {
     hyperfine -N --warmup 2 --runs $(((runs + blocks - 1) / blocks)) --style none "${prep[@]}" --export-json "$out/$name.$b.json" "$@" >/dev/null
   done
 }
-# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture runs one section (appending
+# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture|latency runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
 want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 # Joined rows need the helper installed; BENCH_JOINED=1 says it is where
@@ -336,4 +336,76 @@ cost() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.0f%%", (1 - b / a
   echo
 } >> BENCHMARKS.md
 fi
+# ---- latency: nsrun's link engine (delay without netem), side by side with
+# the same nodes without delay: round trips (ICMP echo, probe ping, timed to
+# the kernel's receive stamp), jitter, TCP throughput and its CPU, start-up
+# of 30 nodes with and without a 3-region matrix.
+if want latency; then
+echo "== latency: the link engine against the same nodes without delay"
+go build -o "$out/bin/probe" ./test/probe
+export PATH="$out/bin:$PATH"
+lat_yaml() { # lat_yaml LATENCY CLIENT_COMMAND: two nodes in two regions
+  printf 'nodes:\n  server: {ip: 172.18.0.10, command: iperf3 -s -p 5201, ready: tcp:5201}\n'
+  printf '  client: {ip: 172.18.0.20, command: %s, depends_on: [server]}\n' "$2"
+  if [ -n "$1" ]; then printf 'regions:\n  a: [server]\n  b: [client]\nlatency:\n  a <-> b: %s\n' "$1"; fi
+}
+# rtt_row NAME LATENCY N: median, p99, mean and standard deviation (ms) of N echoes
+rtt_row() {
+  lat_yaml "$2" "probe ping server $(($3 + 3))" > "$out/lat.yaml"
+  $NSRUN up --isolated -f "$out/lat.yaml" --exit-code-from client --timeout 1 2>/dev/null |
+    sed -n 's/^client *| rtt_us //p' | tr ' ' '\n' | tail -n +4 | sort -g |
+    awk -v name="$1" '{ v[NR] = $1 / 1000; s += v[NR] } END {
+      m = s / NR; for (i = 1; i <= NR; i++) q += (v[i] - m) ^ 2
+      p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+      printf "| %s | %.3f | %.3f | %.3f | %.3f |\n", name, v[int(NR / 2) + 1], v[p99], m, sqrt(q / (NR - 1)) }'
+}
+tp_row() { # tp_row NAME LATENCY: Gbit/s of iperf3 -t 5, and the run's CPU seconds
+  lat_yaml "$2" "iperf3 -c server -p 5201 -t 5 -w 8M -J" > "$out/lat.yaml"
+  local t0 t1 g
+  t0=$(awk '{ print $14 + $15 + $16 + $17 }' /proc/self/stat)
+  g=$( { /usr/bin/time -f "cpu %U %S" $NSRUN up --isolated -f "$out/lat.yaml" --exit-code-from client --timeout 1 2>"$out/tp.err"; } |
+    sed -n 's/^client *|[[:space:]]*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1)
+  local cpu
+  cpu=$(sed -n 's/^cpu \([0-9.]*\) \([0-9.]*\)$/\1 \2/p' "$out/tp.err" | awk '{ print $1 + $2 }')
+  awk -v n="$1" -v g="$g" -v c="$cpu" 'BEGIN { if (g == "") printf "| %s | failed | | |\n", n; else printf "| %s | %.2f | %.1f | %.2f |\n", n, g / 1e9, c, (g > 0 ? c / (g / 1e9 * 5) : 0) }'
+}
+many_yaml() { # many_yaml N WITH_MATRIX: N nodes that exit at once, in 3 regions
+  echo "nodes:"
+  for i in $(seq 1 "$1"); do echo "  n$i: {ip: 172.18.0.$i, command: 'true'}"; done
+  if [ "$2" = 1 ]; then
+    echo "regions:"
+    for r in 0 1 2; do printf '  r%d: [%s]\n' "$r" "$(seq -s ', n' $((r + 1)) 3 "$1" | sed 's/^/n/')"; done
+    printf 'latency:\n  r0 <-> r1: 10ms\n  r0 <-> r2: 20ms\n  r1 <-> r2: 30ms\n'
+  fi
+}
+many_yaml 30 0 > "$out/many0.yaml"
+many_yaml 30 1 > "$out/many1.yaml"
+hfb lat-up -n "30 nodes" "$NSRUN up --isolated -f $out/many0.yaml" -n "30 nodes, 3-region matrix" "$NSRUN up --isolated -f $out/many1.yaml"
+{
+  echo "## Latency: the link engine (user space, no netem) against the same nodes without delay"
+  echo
+  echo "Round trips of ICMP echoes between two nodes in two regions (probe ping, 10 ms apart, timed to the kernel's receive timestamp); D is the one-way delay each way, so a round trip should be 2D."
+  echo
+  echo "| matrix | median ms | p99 ms | mean ms | sd ms |"
+  echo "|---|---:|---:|---:|---:|"
+  rtt_row "none (kernel path)" "" 200
+  rtt_row "D = 1ms" 1ms 200
+  rtt_row "D = 10ms" 10ms 200
+  rtt_row "D = 100ms" 100ms 50
+  rtt_row "D = 10ms ±2ms (round-trip sd should be 2.83ms)" "10ms ±2ms" 300
+  echo
+  echo "TCP between the two nodes (iperf3 -t 5 -w 8M); CPU is the whole run's (nsrun, its nodes, iperf3 at both ends)."
+  echo
+  echo "| matrix | Gbit/s | CPU s | CPU s per Gbit |"
+  echo "|---|---:|---:|---:|"
+  tp_row "none (kernel path)" ""
+  tp_row "D = 10ms" 10ms
+  echo
+  echo "Start-up: nsrun up of 30 nodes that exit at once, without and with a 3-region matrix (applied before any node starts)."
+  echo
+  go run ./bench/report -title "Start-up: 30 nodes, without and with a 3-region latency matrix" -base "30 nodes" "$out"/lat-up.*.json
+  echo
+} >> BENCHMARKS.md
+fi
+
 cat BENCHMARKS.md

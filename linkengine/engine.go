@@ -149,27 +149,59 @@ func (e *Engine) Set(cfg Config, nodes []Node) error {
 		}
 	}
 	e.cur.Store(st)
-	var errs []error
+	var add []Node
 	for _, name := range sortedNames(need) {
-		if e.links[name] != nil {
-			continue
+		if e.links[name] == nil {
+			add = append(add, byName[name])
 		}
-		l, err := e.splice(byName[name])
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		e.links[name] = l
 	}
+	var drop []*link
 	for name, l := range e.links {
 		if !need[name] {
-			if err := e.unsplice(l); err != nil {
-				errs = append(errs, err)
-			}
+			drop = append(drop, l)
 			delete(e.links, name)
 		}
 	}
+	// Several at a time: most of a splice is waiting for the kernel to
+	// report the links up, which it does for all of them at once.
+	added := make([]*link, len(add))
+	errs := make([]error, len(add)+len(drop))
+	parallel(len(add)+len(drop), func(i int) {
+		if i < len(add) {
+			added[i], errs[i] = e.splice(add[i])
+		} else {
+			errs[i] = e.unsplice(drop[i-len(add)])
+		}
+	})
+	for i, l := range added {
+		if l != nil {
+			e.links[add[i].Name] = l
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// spliceWorkers bounds how many links are spliced at once.
+const spliceWorkers = 8
+
+// parallel runs fn(0..n-1), spliceWorkers at a time, and waits.
+func parallel(n int, fn func(i int)) {
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(spliceWorkers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func sortedNames(m map[string]bool) []string {

@@ -15,7 +15,10 @@ Usage:
   nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
   nsrun [flags] ./PROG [ARGS...]     the same, for a program named by a path (with a /)
   nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
-` + Usage() + `  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
+` + Usage() + `  nsrun events --run ID [--json] [--follow]
+                                     what happened in a run: nodes started, ready,
+                                     exited, stopped; net verbs; the run stopping
+  nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
                                      plug a process you started in its own network
                                      namespace into a run (nsrun attach --help)
   nsrun ls [--json]                  list your live runs
@@ -96,6 +99,20 @@ Stops, starts and freezes one node of a run; the run goes on. Verbs:
 From the host, name the run with --run ID (see nsrun ls); a node of the run
 with control: true needs no --run.
 See README: "Breaking the network: nsrun net".
+`,
+	"events": `Usage: nsrun events [--run ID] [--json] [--follow]
+
+Prints the events of a run, one a line, from its start: nodes started,
+ready, exited (with their code), stopped, paused and resumed; every net
+verb applied; link faults set; the run stopping. Each has its sequence
+number and the time since the run started.
+
+Flags:
+  --run ID    the run (see nsrun ls); not needed in a control: true node of it
+  --json      one JSON object a line, as the run's events.jsonl
+  --follow    then wait for the events to come, until the run ends
+
+See docs/protocol.md: "Events".
 `,
 	"attach": `Usage: nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
 

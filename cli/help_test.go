@@ -22,11 +22,11 @@ func mainOut(args ...string) (code int, stdout, stderr string) {
 // test with "the launcher did not start this run").
 func TestUnknownWordsRefused(t *testing.T) {
 	for line, want := range map[string]string{
-		"upp":                     `unknown command "upp"; known: up, net, node, attach, ls, gc, help, version; to run a program, write nsrun -- upp`,
+		"upp":                     `unknown command "upp"; known: up, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun -- upp`,
 		"ps":                      `unknown command "ps"; known: up, net,`,
 		"down":                    `to run a program, write nsrun -- down`,
 		"logs web":                `to run a program, write nsrun -- logs web`,
-		"--root ps -e":            `unknown command "ps"; known: up, net, node, attach, ls, gc, help, version; to run a program, write nsrun --root -- ps -e`,
+		"--root ps -e":            `unknown command "ps"; known: up, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun --root -- ps -e`,
 		"--ip 172.18.0.7 upp":     `write nsrun --ip 172.18.0.7 -- upp`,
 		"--isolated up":           `up is a command, and nsrun's flags go after it: write nsrun up --isolated ...; to run a program named up, write nsrun --isolated -- up`,
 		"--root --isolated net x": `write nsrun net --root --isolated ...`,

@@ -155,6 +155,7 @@ func (r Request) Check() error {
 		{NodeVerb, r.Node != nil, r.Node},
 		{AttachVerb, r.Attach != nil, r.Attach},
 		{SocketVerb, r.Socket != nil, r.Socket},
+		{EventsVerb, r.Events != nil, r.Events},
 	}
 	var want checker
 	known := false

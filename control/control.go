@@ -44,6 +44,7 @@ type Request struct {
 	Node   *NodeCall   `json:"node,omitempty"`
 	Attach *AttachCall `json:"attach,omitempty"`
 	Socket *SocketCall `json:"socket,omitempty"`
+	Events *EventsCall `json:"events,omitempty"`
 }
 
 // Response is the supervisor's answer: Started (exec), then Done with
@@ -60,6 +61,8 @@ type Response struct {
 	Kind string `json:"kind,omitempty"`
 	// Net is the network's state after a net verb, or show's.
 	Net *NetState `json:"net,omitempty"`
+	// Event is one event of a subscription (EventsVerb).
+	Event *Event `json:"event,omitempty"`
 }
 
 // Err is r's error as a Go error (nil without one): a *VersionError for

@@ -253,3 +253,49 @@ func TestTypedErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsSubscription: a subscription reads the run's events in order
+// and ends at the run's last answer; a run gone mid-stream is ErrRunGone.
+func TestEventsSubscription(t *testing.T) {
+	path := filepath.Join(t.TempDir(), SocketName)
+	srv, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	code := 3
+	go srv.Serve(func(p *Peer) {
+		if p.Req.Events == nil || !p.Req.Events.Follow || p.Req.Events.After != 1 {
+			p.Fail(Errorf(ErrBadValue, "want a following subscription after 1, got %+v", p.Req.Events))
+			return
+		}
+		p.Reply(Response{Event: &Event{Seq: 2, Kind: EventNodeStarted, Node: "a", Pid: 9}})
+		p.Reply(Response{Event: &Event{Seq: 3, Kind: EventNodeExited, Node: "a", Code: &code}})
+		p.Reply(Response{Done: true})
+	})
+	sub, err := NewClient(path).Events(EventsCall{After: 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var got []string
+	for {
+		e, err := sub.Next()
+		if errors.Is(err, ErrEventsEnded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s %s", e.Seq, e.Kind, e.Node))
+		if e.Kind == EventNodeExited && (e.Code == nil || *e.Code != 3) {
+			t.Errorf("exit without its code: %+v", e)
+		}
+	}
+	if strings.Join(got, ", ") != "2 node-started a, 3 node-exited a" {
+		t.Errorf("events %q", got)
+	}
+	if _, err := sub.Next(); !errors.Is(err, ErrEventsEnded) {
+		t.Errorf("after the end: %v", err)
+	}
+}

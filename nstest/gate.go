@@ -56,8 +56,14 @@ func up(args []string) int {
 		fmt.Fprintf(os.Stderr, "nstest: the test binary runs as nsrun only for the run Start asks for, not %q\n", args)
 		return exitcode.SetupFailed
 	}
+	id := os.Getenv(envRunID)
+	_ = os.Unsetenv(envRunID) // not for the nodes' commands either
+	if !validID(id) {
+		fmt.Fprintf(os.Stderr, "nstest: %s=%q is not a run id\n", envRunID, id)
+		return exitcode.SetupFailed
+	}
 	stop := time.Duration(*timeout * float64(time.Second))
-	return runstart.Up(*file, stop, *capture, runstart.Flags{Isolated: *isolated}, os.Stdout, os.Stderr)
+	return runstart.Up(id, *file, stop, *capture, runstart.Flags{Isolated: *isolated}, os.Stdout, os.Stderr)
 }
 
 // secure reports whether this process must not take orders from its
@@ -69,4 +75,22 @@ func up(args []string) int {
 // launcher (launch.c) makes the same check before it acts.
 func secure() bool {
 	return C.nstest_secure() != 0 || os.Getuid() != os.Geteuid() || os.Getgid() != os.Getegid()
+}
+
+// envRunID names the run's id in the environment of the test binary that
+// Start runs as nsrun: Start picks the id, so that it can follow the
+// run's events from its start.
+const envRunID = "NSTEST_RUN_ID"
+
+// validID says whether id is of runstate.NewID's form: 8 hex digits.
+func validID(id string) bool {
+	if len(id) != 8 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/topology"
 	"github.com/nsrun/nsrun/userns/launch"
 )
@@ -47,6 +46,7 @@ type Net struct {
 	expected map[string]int  // exits asked for (Stop, Restart) not yet reported, by node
 	running  map[string]bool // as far as the test's verbs and unasked exits tell
 	crashes  map[string]int  // exits not asked for, by node
+	events   []Event         // the run's events so far, as followed
 	// cutUplink: partition verbs cut the uplink too (CutUplink).
 	cutUplink bool
 }
@@ -187,16 +187,17 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 		n.names[tn.Hostname] = nd
 		n.running[tn.Name] = len(tn.Argv) > 0
 	}
-	id, err := n.launch(file, dir)
-	if err != nil {
-		return n, err
-	}
-	n.id = id
+	// The id is chosen here, so that the run's events can be followed
+	// from its start (gate.go hands it to the run).
 	rt, err := runstate.RuntimeDir(os.Getuid())
 	if err != nil {
+		return nil, err
+	}
+	n.id = runstate.NewID()
+	n.client = control.ForRun(filepath.Join(runstate.RunsDir(rt), n.id))
+	if err := n.launch(file, dir); err != nil {
 		return n, err
 	}
-	n.client = control.ForRun(filepath.Join(runstate.RunsDir(rt), id))
 	return n, nil
 }
 
@@ -252,18 +253,18 @@ func load(tempDir func() string, yaml, path string) (top *topology.Topology, fil
 	return top, file, wd, nil
 }
 
-// launch starts this test binary as `nsrun up` of file, and returns the
-// run's id once every node is up.
-func (n *Net) launch(file, dir string) (string, error) {
+// launch starts this test binary as `nsrun up` of file, and returns once
+// every node is up (the run's EventRunUp).
+func (n *Net) launch(file, dir string) error {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("find the test binary, which runs the network: %w", err)
+		return fmt.Errorf("find the test binary, which runs the network: %w", err)
 	}
 	args := []string{exe, "up", "-f", file, "--timeout", strconv.FormatFloat(n.opts.stopTimeout.Seconds(), 'f', -1, 64)}
 	if n.opts.capture != "" {
 		abs, err := filepath.Abs(n.opts.capture)
 		if err != nil {
-			return "", err
+			return err
 		}
 		args = append(args, "--capture", abs)
 	}
@@ -272,17 +273,17 @@ func (n *Net) launch(file, dir string) (string, error) {
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return "", err
+		return err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		return "", err
+		return err
 	}
 	n.cmd = &exec.Cmd{
 		Path: exe, Args: args, Dir: dir, Stdout: outW, Stderr: errW,
-		Env: append(os.Environ(), launch.EnvAsNsrun+"=1"),
+		Env: append(os.Environ(), launch.EnvAsNsrun+"=1", envRunID+"="+n.id),
 		// The run ends with the test binary, even when it is killed:
 		// the launcher dies with it, and the run with the launcher.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
@@ -309,12 +310,13 @@ func (n *Net) launch(file, dir string) (string, error) {
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		return "", fmt.Errorf("start the test binary as nsrun: %w", err)
+		return fmt.Errorf("start the test binary as nsrun: %w", err)
 	}
-	up := make(chan string, 1)
+	up := make(chan struct{})
 	var stderr bytes.Buffer
-	n.readers.Add(2)
-	go n.readOutput(outR, up)
+	n.readers.Add(3)
+	go n.readOutput(outR)
+	go n.follow(up)
 	go func() {
 		defer n.readers.Done()
 		defer errR.Close()
@@ -329,15 +331,15 @@ func (n *Net) launch(file, dir string) (string, error) {
 		n.tb.Cleanup(n.stop)
 	}
 	select {
-	case id := <-up:
-		return id, nil
+	case <-up:
+		return nil
 	case <-n.exited:
 		n.readers.Wait()
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = fmt.Sprintf("nsrun up exited with code %d before every node was up", n.code)
 		}
-		return "", errors.New(msg)
+		return errors.New(msg)
 	}
 }
 
@@ -350,7 +352,7 @@ func exitCode(st *os.ProcessState) int {
 
 // readOutput reads nsrun up's output: node output goes to the test's log,
 // nsrun's own lines report the run's and nodes' life-cycle.
-func (n *Net) readOutput(r io.ReadCloser, up chan<- string) {
+func (n *Net) readOutput(r io.ReadCloser) {
 	defer n.readers.Done()
 	defer r.Close()
 	sc := bufio.NewScanner(r)
@@ -368,28 +370,56 @@ func (n *Net) readOutput(r io.ReadCloser, up chan<- string) {
 			n.out.log("%s | %s", name, text)
 			continue
 		}
-		if id, ok := strings.CutPrefix(text, supervise.UpNote); ok {
-			up <- strings.TrimSpace(id)
-			continue
-		}
 		n.out.log("nsrun | %s", text)
-		n.event(text)
 	}
 }
 
-// event follows a node's life-cycle line from nsrun up ("NODE exited with
-// code N") and reports exits the test did not ask for.
-func (n *Net) event(text string) {
-	node, what, _ := strings.Cut(text, " ")
+// follow follows the run's events from its start until it ends: it
+// closes up when every node is up (EventRunUp) and reports node exits
+// (exit). It waits for the run's control socket while the run starts.
+func (n *Net) follow(up chan<- struct{}) {
+	defer n.readers.Done()
+	var sub *control.Subscription
+	for sub == nil {
+		s, err := n.client.Events(control.EventsCall{Follow: true})
+		switch {
+		case err == nil:
+			sub = s
+		case errors.Is(err, control.ErrRunGone):
+			select {
+			case <-n.exited:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		default:
+			n.t.Errorf("nstest: follow the run's events: %v", err)
+			return
+		}
+	}
+	defer sub.Close()
+	for {
+		e, err := sub.Next()
+		if err != nil {
+			return // the run ended
+		}
+		n.mu.Lock()
+		n.events = append(n.events, eventOf(e))
+		n.mu.Unlock()
+		switch e.Kind {
+		case control.EventRunUp:
+			close(up)
+		case control.EventNodeExited:
+			if e.Code != nil {
+				n.exit(e.Node, *e.Code)
+			}
+		}
+	}
+}
+
+// exit follows a node's exit (EventNodeExited) and reports exits the
+// test did not ask for.
+func (n *Net) exit(node string, code int) {
 	if _, ok := n.nodes[node]; !ok {
-		return
-	}
-	codeText, ok := strings.CutPrefix(what, "exited with code ")
-	if !ok {
-		return
-	}
-	code, err := strconv.Atoi(codeText)
-	if err != nil {
 		return
 	}
 	// An exit the test asked for may be reported after the node was

@@ -419,6 +419,25 @@ nodes:
 	if err := n.Node("web").Restart(); err != nil {
 		t.Fatal(err)
 	}
+	// Every verb's event is there when the verb returns: web's life in
+	// order, from its first start to its restart.
+	evs, err := n.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var web []string
+	for _, e := range evs {
+		if e.Node == "web" {
+			web = append(web, string(e.Kind))
+		}
+		if e.Seq == 0 || e.Time.IsZero() {
+			t.Errorf("event without its stamps: %+v", e)
+		}
+	}
+	want := "node-started node-ready node-exited node-stopped node-started node-paused node-resumed node-exited node-started"
+	if strings.Join(web, " ") != want {
+		t.Errorf("web's events: %s\nwant: %s", strings.Join(web, " "), want)
+	}
 }
 
 // TestNodeExitReported: a node that exits on its own is reported with its
@@ -523,7 +542,7 @@ func TestNodeOutput(t *testing.T) {
 	nstest.Start(rec, `
 nodes:
   talk: {ip: 172.18.0.60, command: "sh -c 'for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; exec sleep 1000'"}
-`, nstest.LogLines(3))
+`, nstest.LogLines(4)) // nsrun's "talk started" and "every node is up", then talk's
 	var file string
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) && file == "" {
@@ -544,7 +563,7 @@ nodes:
 		}
 	}
 	if strings.Contains(logs, "talk | line 5") {
-		t.Errorf("the log took more than 3 lines:\n%s", logs)
+		t.Errorf("the log took more than 4 lines:\n%s", logs)
 	}
 	for time.Now().Before(deadline) {
 		if b, _ := os.ReadFile(file); strings.Contains(string(b), "talk | oops") {

@@ -44,6 +44,8 @@ func (s *supervisor) handle(p *control.Peer) {
 		}
 	case control.SocketVerb:
 		s.socketVerb(p)
+	case control.EventsVerb:
+		s.eventsVerb(p)
 	default: // control.SignalVerb
 		p.Fail(control.Errorf(control.ErrBadValue, "%s: only on an exec's connection", p.Req.Verb))
 	}
@@ -169,4 +171,39 @@ func (s *supervisor) nodeNames() string {
 		names = append(names, n.cfg.Name)
 	}
 	return strings.Join(names, ", ")
+}
+
+// eventsVerb sends the run's events to a subscriber (control.EventsVerb):
+// every event after the one it names, then, when it follows, each new one
+// until the run ends or the subscriber hangs up; then Done.
+func (s *supervisor) eventsVerb(p *control.Peer) {
+	c := p.Req.Events // checked (control.Request.Check)
+	s.subscribers.Add(1)
+	defer s.subscribers.Add(-1)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			if _, err := p.Next(); err != nil && !errors.Is(err, control.ErrBadRequest) {
+				return
+			}
+		}
+	}()
+	after := c.After
+	for {
+		evs, changed, closed := s.events.After(after)
+		for _, e := range evs {
+			p.Reply(control.Response{Event: &e})
+			after = e.Seq
+		}
+		if !c.Follow || closed {
+			p.Reply(control.Response{Done: true})
+			return
+		}
+		select {
+		case <-changed:
+		case <-gone:
+			return
+		}
+	}
 }

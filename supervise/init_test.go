@@ -42,7 +42,7 @@ func TestNodeInit(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		n.begin(p, exited)
+		n.begin(p, exited, func(int) {})
 		return nil
 	}
 	if err := launch(n); err != nil {

@@ -15,7 +15,12 @@ import (
 // are now.
 func (s *supervisor) netVerb(p *control.Peer) {
 	c := p.Req.Net // checked (control.Request.Check)
+	s.netMu.Lock()
 	out, st, err := s.netc.Do(c, s.netNodes())
+	if err == nil {
+		s.netEvent(c, out, st)
+	}
+	s.netMu.Unlock()
 	if err != nil {
 		p.Fail(err)
 		return
@@ -41,4 +46,21 @@ func (s *supervisor) netNodes() []netctl.Node {
 		out = append(out, nn)
 	}
 	return out
+}
+
+// netEvent publishes the net verb c that was applied, with what it did
+// (out) and the state it left (st): flaky as the node's link faults, show
+// not at all. The state leaves out the blocked pairs (as many as the
+// nodes squared; Partition has the cut) and the link engine's counters.
+func (s *supervisor) netEvent(c *control.NetCall, out string, st control.NetState) {
+	switch {
+	case c.Show != nil:
+		return
+	case c.Flaky != nil:
+		f := st.Faults[c.Flaky.Node]
+		s.publish(control.Event{Kind: control.EventLinkFaults, Node: c.Flaky.Node, Faults: &f, Text: out})
+		return
+	}
+	st.Blocked, st.Stats = nil, nil
+	s.publish(control.Event{Kind: control.EventNet, Verb: c.Verb(), Net: &st, Text: out})
 }

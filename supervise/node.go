@@ -51,9 +51,9 @@ func newNode(cfg plan.Node, idx int) *node {
 }
 
 // begin records p as the node's process and watches it: when it ends, its
-// exit code is kept, the done channel closes and the exit is reported on
-// exited.
-func (n *node) begin(p *guest.Process, exited chan<- exit) {
+// exit code is kept, ended is called with it, the done channel closes and
+// the exit is reported on exited.
+func (n *node) begin(p *guest.Process, exited chan<- exit, ended func(code int)) {
 	n.mu.Lock()
 	select {
 	case <-n.done: // a process before this one ended
@@ -65,6 +65,7 @@ func (n *node) begin(p *guest.Process, exited chan<- exit) {
 	n.mu.Unlock()
 	go func() {
 		code := guest.ExitCode(p.Wait())
+		ended(code)
 		n.mu.Lock()
 		n.code = code
 		held := n.held

@@ -48,7 +48,7 @@ func TestNodeLife(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		n.begin(p, exited)
+		n.begin(p, exited, func(int) {})
 		return nil
 	}
 	if n.running() || n.pid() != 0 {

@@ -39,5 +39,8 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 		p.Fail(err)
 		return
 	}
+	if kind, ok := map[string]control.EventKind{"stop": control.EventNodeStopped, "pause": control.EventNodePaused, "resume": control.EventNodeResumed}[action]; ok {
+		s.publish(control.Event{Kind: kind, Node: name})
+	}
 	p.Reply(control.Response{Done: true, Output: fmt.Sprintf("%s: %s done", name, action)})
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/nsrun/nsrun/capture"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/internal/eventlog"
 	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/netctl"
@@ -93,11 +94,16 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	// reclaimed as they are needed anyway.)
 	s.gcDone = make(chan struct{})
 	go func() { _, _ = runstate.GCAll(p.Run.RuntimeDir, p.User.UID); close(s.gcDone) }()
+	s.publish(control.Event{Kind: control.EventRunUp})
 	if p.Run.Up {
 		s.out.Note(UpNote + p.Run.ID)
-		return s.superviseUp(sigs), nil
+		code := s.superviseUp(sigs)
+		s.endOfRun("every node has exited")
+		return code, nil
 	}
-	return s.superviseOne(sigs), nil
+	code := s.superviseOne(sigs)
+	s.endOfRun("the command exited")
+	return code, nil
 }
 
 // UpNote starts the line `nsrun up` prints (after "nsrun |") once every
@@ -135,7 +141,7 @@ func (s *supervisor) startUp(sigs chan os.Signal) (code int, stopped bool, err e
 			if interrupt == 0 {
 				interrupt = ss
 				s.out.Note(fmt.Sprintf("%s while nodes start: stopping every node", sig))
-				s.stop()
+				s.stop(fmt.Sprintf("%s while nodes start", sig))
 			}
 		}
 	}
@@ -196,7 +202,7 @@ func exitCodeFor(err error) int {
 // newSupervisor makes the supervisor of plan p, with its nodes, before any
 // of its goroutines starts.
 func newSupervisor(p *plan.Plan, h Handles) *supervisor {
-	s := &supervisor{plan: p, handles: h, byName: map[string]*node{}, exited: make(chan exit, len(p.Nodes)), abort: make(chan struct{})}
+	s := &supervisor{plan: p, handles: h, byName: map[string]*node{}, exited: make(chan exit, len(p.Nodes)), abort: make(chan struct{}), started: time.Now()}
 	for i, n := range p.Nodes {
 		nd := newNode(n, i)
 		s.nodes = append(s.nodes, nd)
@@ -207,22 +213,34 @@ func newSupervisor(p *plan.Plan, h Handles) *supervisor {
 
 // supervisor is one run.
 type supervisor struct {
-	plan     *plan.Plan
-	handles  Handles
-	state    *runstate.Run
-	net      *runnet.Network
-	nodes    []*node
-	byName   map[string]*node
-	hosts    string
-	out      *output.Prefixer
-	ctl      *control.Server
-	log      *slog.Logger
-	logEnd   io.Closer
-	cap      atomic.Pointer[capture.Capture]
-	exited   chan exit     // every end of a node's process
-	abort    chan struct{} // closed when the run is being stopped
-	gcDone   chan struct{} // closed when the removal of dead runs is done
-	once     sync.Once
+	plan    *plan.Plan
+	handles Handles
+	state   *runstate.Run
+	net     *runnet.Network
+	nodes   []*node
+	byName  map[string]*node
+	hosts   string
+	out     *output.Prefixer
+	ctl     *control.Server
+	log     *slog.Logger
+	logEnd  io.Closer
+	cap     atomic.Pointer[capture.Capture]
+	exited  chan exit     // every end of a node's process
+	abort   chan struct{} // closed when the run is being stopped
+	gcDone  chan struct{} // closed when the removal of dead runs is done
+	once    sync.Once
+	// started is when the run started (with the monotonic clock); events
+	// is its event log (nil until the run folder exists), and stopping
+	// publishes its end once.
+	started  time.Time
+	events   *eventlog.Log
+	stopping sync.Once
+	// subscribers counts the events requests being served: tear-down
+	// lets them send their last events and their end.
+	subscribers atomic.Int32
+	// netMu serializes the net verbs with their events, so that the
+	// events are in the order the verbs were applied.
+	netMu    sync.Mutex
 	attachMu sync.Mutex   // serializes attach
 	listMu   sync.RWMutex // guards nodes and byName, which attach extends
 	// nsUse is held (read) while a request starts something with a node's
@@ -386,6 +404,9 @@ func (s *supervisor) setUpFiles() error {
 	if s.state, err = runstate.Create(p.Run.Dir, p.Run.ID); err != nil {
 		return err
 	}
+	if s.events, err = eventlog.Open(filepath.Join(p.Run.Dir, EventsFile), s.started); err != nil {
+		return err
+	}
 	s.hidden = hiddenDirs(p)
 	// Files for every node and for the first subnet's are mounted in the
 	// supervisor's mount namespace, which its nodes share; nodes of other
@@ -494,7 +515,7 @@ func (s *supervisor) startNodes() error {
 	for range nodes {
 		if err := <-errs; err != nil && first == nil {
 			first = err
-			s.stop()
+			s.stop("a node failed to start")
 		}
 	}
 	if first == nil {
@@ -538,6 +559,7 @@ func (s *supervisor) startNode(n *node) error {
 		}
 		s.out.Event(n.cfg.Name, fmt.Sprintf("ready (tcp:%d accepts)", n.cfg.Ready.Addr.Port()))
 	}
+	s.publish(control.Event{Kind: control.EventNodeReady, Node: n.cfg.Name})
 	close(n.up)
 	return nil
 }
@@ -561,7 +583,11 @@ func (s *supervisor) launch(n *node, sp guest.Spec) error {
 	if err != nil {
 		return fmt.Errorf("node %q: %w", n.cfg.Name, err)
 	}
-	n.begin(p, s.exited)
+	// Published before the watch starts, so that the exit comes after.
+	s.publish(control.Event{Kind: control.EventNodeStarted, Node: n.cfg.Name, Pid: p.Pid})
+	n.begin(p, s.exited, func(code int) {
+		s.publish(control.Event{Kind: control.EventNodeExited, Node: n.cfg.Name, Code: &code})
+	})
 	return nil
 }
 
@@ -680,8 +706,9 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	// the run.
 	abortCode, aborted := 0, false
 	stopped := make(chan struct{})
-	startStop := func() {
+	startStop := func(reason string) {
 		s.once.Do(func() {
+			s.endOfRun(reason)
 			close(s.abort)
 			go func() { s.stopAll(timeout); close(stopped) }()
 		})
@@ -699,7 +726,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 					s.stopAll(0)
 				default:
 					s.out.Note(fmt.Sprintf("stopping every node (%s; SIGKILL after %s)", sig, timeout))
-					startStop()
+					startStop(sig.String())
 				}
 			default:
 				for _, n := range s.allNodes() {
@@ -720,7 +747,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				default:
 					abortCode, aborted = e.code, true
 				}
-				startStop()
+				startStop(fmt.Sprintf("node %s exited with code %d", e.n.cfg.Name, e.code))
 			}
 		}
 	}
@@ -761,7 +788,7 @@ func (s *supervisor) launcherGone() {
 	// binary of package nstest): a write must not end the supervisor
 	// before the run's folder is removed.
 	signal.Ignore(syscall.SIGPIPE)
-	s.stop()
+	s.stop("the launcher (nsrun) died")
 	// Twice, for a node that was being started the first time round.
 	for range 2 {
 		for _, n := range s.allNodes() {
@@ -775,10 +802,27 @@ func (s *supervisor) launcherGone() {
 	os.Exit(launcherGoneExit)
 }
 
-// stop marks the run as stopping (nodes not yet started never start).
-func (s *supervisor) stop() {
-	s.once.Do(func() { close(s.abort) })
+// stop marks the run as stopping (nodes not yet started never start),
+// for reason.
+func (s *supervisor) stop(reason string) {
+	s.once.Do(func() {
+		s.endOfRun(reason)
+		close(s.abort)
+	})
 }
+
+// endOfRun publishes that the run is stopping, for reason, the first
+// time it is called.
+func (s *supervisor) endOfRun(reason string) {
+	s.stopping.Do(func() { s.publish(control.Event{Kind: control.EventRunStopping, Text: reason}) })
+}
+
+// publish adds e to the run's events.
+func (s *supervisor) publish(e control.Event) { s.events.Publish(e) }
+
+// EventsFile is the file in the run folder to which the run appends
+// every event, one JSON object (control.Event) a line.
+const EventsFile = "events.jsonl"
 
 // stopAll sends SIGTERM to every process of every node (node.terminate),
 // waits up to timeout, then kills what is left.
@@ -822,6 +866,12 @@ func (s *supervisor) tearDown() {
 		}
 	}
 	s.net.Close()
+	// The subscribers get their last events and their end, before the
+	// supervisor exits.
+	_ = s.events.Close()
+	for deadline := time.Now().Add(2 * time.Second); s.subscribers.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if s.state != nil {
 		_ = s.state.Remove()
 	}

@@ -259,6 +259,7 @@ func userNamespaces(t *testing.T, u testUser) {
 func (u testUser) runtimeDirs() []string {
 	out := []string{
 		fmt.Sprintf("/run/user/%d/nsrun-runs", u.UID),
+		filepath.Join(u.Home, ".cache", "nsrun-runs"), // runstate's fallback
 		filepath.Join(os.TempDir(), fmt.Sprintf("nsrun-%d", u.UID)),
 	}
 	// The fallback in the user's own cache (package runstate), where

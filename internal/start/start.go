@@ -43,14 +43,15 @@ func fail(stderr io.Writer, err error) int {
 // Up starts the run of the nsrun.yaml at file with its every node (what
 // `nsrun up -f FILE --timeout T [--capture DIR]` does with no other flag),
 // for package nstest's test binary.
-func Up(file string, stopTimeout time.Duration, captureDir string, f Flags, stdout, stderr io.Writer) int {
+// id, when not "", is the run's id (runstate.NewID's form).
+func Up(id, file string, stopTimeout time.Duration, captureDir string, f Flags, stdout, stderr io.Writer) int {
 	top, err := topology.Load(file)
 	if err != nil {
 		return fail(stderr, err)
 	}
 	in := plan.Input{
 		Top:        top,
-		Run:        plan.Run{File: file, Up: true, Color: IsTerminal(1), StopTimeout: stopTimeout},
+		Run:        plan.Run{ID: id, File: file, Up: true, Color: IsTerminal(1), StopTimeout: stopTimeout},
 		CaptureAll: captureDir != "",
 		CaptureDir: captureDir,
 	}
@@ -95,7 +96,9 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	in.Run.ID = runstate.NewID()
+	if in.Run.ID == "" {
+		in.Run.ID = runstate.NewID()
+	}
 	in.Run.Dir = filepath.Join(runstate.RunsDir(rt), in.Run.ID)
 	in.Run.RuntimeDir = rt
 	in.Env = os.Environ()

@@ -107,7 +107,8 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 }
 
 // UpNote starts the line `nsrun up` prints (after "nsrun |") once every
-// node is up, followed by the run's id; package nstest waits for it.
+// node is up, followed by the run's id, for people (programs follow the
+// run's events: control.EventRunUp).
 const UpNote = "every node is up: run "
 
 // startUp starts `nsrun up`'s nodes while it watches the caller's

@@ -43,9 +43,11 @@
 // `nsrun up -f FILE`, with NSRUN_AS_NSRUN=1 in its environment. Its C
 // constructor (package userns/launch, runc's nsenter pattern) then creates
 // the run's user, pid and mount namespaces before the Go runtime starts,
-// and this package's init function hands the command line to nsrun's own
-// (package cli) before any test or other init function of the importing
-// package runs. Without that variable the test binary is a test binary:
+// and this package's init function starts the run as `nsrun up` does
+// (nsrun's internal/start) before any test or other init function of the
+// importing package runs. Start chooses the run's id and follows the run's
+// events from its start (Net.Events): every node up, nodes that exit; the
+// verbs go to the run's control socket as typed calls, as nsrun's own do. Without that variable the test binary is a test binary:
 // the launcher stays out of the way. So it does in a binary started
 // setuid, setgid or with file capabilities (AT_SECURE), whose environment
 // is its caller's.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/userns"
 )
 
@@ -54,7 +55,7 @@ type initStatus struct {
 
 // exitInitFailed is a node init's exit code when it could not start the
 // command (it has said why on its status pipe).
-const exitInitFailed = 125
+const exitInitFailed = exitcode.SetupFailed
 
 // InitMain makes this process a node's init when it was started as one
 // (os.Args[1] is InitMarker) and never returns then; otherwise it returns
@@ -174,7 +175,7 @@ func reap(pid int) (code int, ended bool) {
 			ended = true
 			code = ws.ExitStatus()
 			if ws.Signaled() {
-				code = 128 + int(ws.Signal())
+				code = exitcode.SignalBase + int(ws.Signal())
 			}
 		}
 	}

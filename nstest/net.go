@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/topology"
 	"github.com/nsrun/nsrun/userns/launch"
@@ -343,12 +344,7 @@ func (n *Net) launch(file, dir string) error {
 	}
 }
 
-func exitCode(st *os.ProcessState) int {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return st.ExitCode()
-}
+func exitCode(st *os.ProcessState) int { return exitcode.Of(st) }
 
 // readOutput reads nsrun up's output: node output goes to the test's log,
 // nsrun's own lines report the run's and nodes' life-cycle.

@@ -15,7 +15,9 @@ type NetState struct {
 	// Partition is the cut in force: the verb that made it ("fullmesh"
 	// when healed), its clusters, one-way drops and uplink cuts.
 	Partition partition.State `json:"partition"`
-	// Blocked are every one-way pair [from, to] that cannot reach.
+	// Blocked are every one-way pair [from, to] that cannot reach, in
+	// the answer of show only (the other verbs leave it nil: after
+	// majorities-ring of 1,000 nodes it holds 499,000 pairs).
 	Blocked [][2]string `json:"blocked"`
 	// Faults are the link faults of the nodes that have any.
 	Faults map[string]Faults `json:"faults"`

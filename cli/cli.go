@@ -36,13 +36,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // (userns/launch) reads command lines by the same rule, to start a run
 // for `nsrun up` and `nsrun [flags] -- CMD` only: FuzzLaunchDecision holds
 // the two together.
-var commandNames = []string{"up", "net", "node", "events", "attach", "ls", "gc", "help", "version"}
+var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "ls", "gc", "help", "version"}
 
 // command is the command named name.
 func command(name string) (func(args []string, stdout, stderr io.Writer) int, bool) {
 	switch name {
 	case "up":
 		return cmdUp, true
+	case "down":
+		return cmdDown, true
+	case "ps":
+		return cmdPs, true
+	case "logs":
+		return cmdLogs, true
+	case "exec":
+		return cmdExec, true
 	case "net":
 		return cmdNet, true
 	case "node":
@@ -173,26 +181,37 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "%-10s %-20s %-18s %s\n", "ID", "FILE", "UPLINK", "NODES")
+	fmt.Fprintf(stdout, "%-8s  %-16s  %-18s  %-28s  %s\n", "ID", "PROJECT", "UPLINK", "NODES", "FILE")
 	for _, r := range runs {
-		var nodes []string
-		for _, n := range r.Nodes {
-			addrs := n.Addr
-			if n.Addr6 != "" {
-				addrs = strings.TrimPrefix(addrs+","+n.Addr6, ",")
-			}
-			nodes = append(nodes, n.Name+"="+addrs)
-		}
-		file, up := r.File, r.Uplink
+		file, up, project := r.File, r.Uplink, r.Project
 		if file == "" {
 			file = "-"
+		}
+		if project == "" {
+			project = "-"
 		}
 		if up == "" {
 			up = "isolated"
 		}
-		fmt.Fprintf(stdout, "%-10s %-20s %-18s %s\n", r.ID, file, up, strings.Join(nodes, " "))
+		fmt.Fprintf(stdout, "%-8s  %-16s  %-18s  %-28s  %s\n", r.ID, project, up, stateCounts(r), file)
 	}
 	return 0
+}
+
+// stateCounts is how many of a run's nodes are in each state: "2 up,
+// 1 exited".
+func stateCounts(r runstate.Info) string {
+	counts := r.Counts()
+	var parts []string
+	for _, st := range []runstate.State{runstate.StateStarting, runstate.StateUp, runstate.StateReady, runstate.StatePaused, runstate.StateStopped, runstate.StateExited} {
+		if c := counts[st]; c > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c, st))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func fail(stderr io.Writer, err error) int {

@@ -15,6 +15,13 @@ Usage:
   nsrun [flags] -- CMD [ARGS...]     run CMD as one host (172.18.0.1) in a fresh network
   nsrun [flags] ./PROG [ARGS...]     the same, for a program named by a path (with a /)
   nsrun up [flags] [NODE...]         start the nodes of nsrun.yaml, supervised
+                                     (-d: in the background; prints the run id)
+  nsrun down [--run ID]              stop a run (started with up -d, or any)
+  nsrun ps [--run ID] [--json]       a run's nodes: state, restarts, addresses
+  nsrun logs [--run ID] [-f] [--since WHEN] [NODE...]
+                                     a run's output, as up prints it
+  nsrun exec [--run ID] [--root] NODE -- CMD [ARGS...]
+                                     run CMD in NODE (as nsrun net exec)
 ` + Usage() + `  nsrun events --run ID [--json] [--follow]
                                      what happened in a run: nodes started, ready,
                                      exited, stopped; net verbs; the run stopping
@@ -28,6 +35,10 @@ Usage:
 
 A word before -- that is neither a command nor a path is refused: to run a
 program found in PATH, write nsrun -- PROGRAM.
+
+--run ID names a run (see nsrun ls); a unique start of its id will do.
+Without it, a command on the host means the run of a file in the current
+folder, when there is exactly one, or else your only run.
 
 Flags of nsrun -- CMD (before the --):
 ` + runFlagsHelp + `
@@ -66,6 +77,9 @@ const upFlagsHelp = `  -f FILE            the topology file (default nsrun.yaml)
   --timeout SECONDS  between SIGTERM and SIGKILL when stopping (default 10)
   --capture DIR      write a pcap file of every node link into DIR
                      (DIR/NODE.pcap) and the step log to DIR/nsrun.log
+  -d, --detach       start in the background: return once every node is up,
+                     printing the run's id (stop it with nsrun down)
+  --keep-logs        keep the run's output after it ends, for nsrun logs
 ` + startFlagsHelp
 
 // commandHelp is the --help text of each command but the run itself.
@@ -81,6 +95,58 @@ Flags:
 ` + upFlagsHelp + `
 See README: "A cluster from a file: nsrun up".
 `,
+	"down": `Usage: nsrun down [--run ID]
+
+Stops a run as Ctrl-C on its nsrun up would: every node gets SIGTERM, and
+SIGKILL after up's --timeout. It returns once the run has ended. Without
+--run, the run of a file in the current folder, or your only run.
+
+Flags:
+  --run ID   the run (see nsrun ls; a unique start of the id will do)
+
+See README: "In the background: up -d, ps, logs, exec, down".
+`,
+	"ps": `Usage: nsrun ps [--run ID] [--json]
+
+Lists the nodes of a run: each node's state (starting, up, ready, paused,
+stopped, or exited with its code), how often it was started again, and its
+addresses.
+
+Flags:
+  --run ID   the run (see nsrun ls; a unique start of the id will do)
+  --json     the nodes as a JSON array: name, addr, addr6, state,
+             exit_code, restarts
+
+See README: "In the background: up -d, ps, logs, exec, down".
+`,
+	"logs": `Usage: nsrun logs [--run ID] [-f] [--since WHEN] [--timestamps] [NODE...]
+
+Prints the output of a run's nodes as nsrun up prints it, each line after
+its node's name: every node's and nsrun's own lines, or the NODEs' alone.
+The run keeps its output in its folder, the last 16 MiB of it; with
+nsrun up --keep-logs it stays after the run ends (in the runtime folder's
+logs/ID), for nsrun logs --run ID.
+
+Flags:
+  --run ID         the run (see nsrun ls; a unique start of the id will do)
+  -f, --follow     then print new lines as they come, until the run ends
+  --since WHEN     only lines since WHEN: a duration before now (10m, 1h)
+                   or a time (2026-12-07T13:20:00Z)
+  --timestamps     print each line after the time it was written
+
+See README: "In the background: up -d, ps, logs, exec, down".
+`,
+	"exec": `Usage: nsrun exec [--run ID] [--root] NODE -- CMD [ARGS...]
+
+Runs CMD in NODE's namespaces with your terminal, and exits with its exit
+code: the same as nsrun net exec.
+
+Flags:
+  --run ID   the run (see nsrun ls; a unique start of the id will do)
+  --root     as uid 0 of the run's user namespace
+
+See README: "In the background: up -d, ps, logs, exec, down".
+`,
 	"net": `Usage: nsrun net VERB [--run ID] [ARGS...]
 
 Changes or shows the network of a run: who reaches whom, and link faults.
@@ -91,9 +157,10 @@ with control: true needs no --run. Verbs:
 Flags go anywhere after net; nsrun net VERB --help describes one verb.
 See README: "Breaking the network: nsrun net" and "Who controls a run".
 `,
-	"node": `Usage: nsrun node VERB [--run ID] NODE
+	"node": `Usage: nsrun node VERB [--run ID] NODE...
 
-Stops, starts and freezes one node of a run; the run goes on. Verbs:
+Stops, starts and freezes nodes of a run, one after the other, in the
+order named; the run goes on. Verbs:
 
 ` + UsageOf("node") + `
 From the host, name the run with --run ID (see nsrun ls); a node of the run
@@ -131,10 +198,11 @@ See README: "Plugging in a process: nsrun attach".
 `,
 	"ls": `Usage: nsrun ls [--json]
 
-Lists your live runs: id, file, uplink, nodes and their addresses.
+Lists your live runs: id, project (the file's folder's name), uplink, how
+many nodes are in each state, and the file's absolute path.
 
 Flags:
-  --json   one JSON object per run, its id under "id"
+  --json   one JSON object per run, its id under "id", with its nodes
 `,
 	"gc": `Usage: nsrun gc
 
@@ -155,7 +223,7 @@ Prints nsrun's version, as nsrun --version does.
 // verbFlagHelp describes the flags of net and node verbs: the flag (with
 // its value), two spaces, what it does.
 var verbFlagHelp = map[string]string{
-	"--run":       "--run ID     the run (see nsrun ls); not needed in a control: true node of it",
+	"--run":       "--run ID     the run (see nsrun ls; a unique start of its id will do); optional in a control: true node, or for the one run of this folder's file or your only run",
 	"--root":      "--root       as uid 0 of the run's user namespace",
 	"--uplink":    "--uplink     cut the way out to the host and beyond too",
 	"--seed":      "--seed N     the random draw (a positive whole number; printed)",

@@ -22,11 +22,12 @@ func mainOut(args ...string) (code int, stdout, stderr string) {
 // test with "the launcher did not start this run").
 func TestUnknownWordsRefused(t *testing.T) {
 	for line, want := range map[string]string{
-		"upp":                     `unknown command "upp"; known: up, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun -- upp`,
-		"ps":                      `unknown command "ps"; known: up, net,`,
-		"down":                    `to run a program, write nsrun -- down`,
-		"logs web":                `to run a program, write nsrun -- logs web`,
-		"--root ps -e":            `unknown command "ps"; known: up, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun --root -- ps -e`,
+		"upp":                     `unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun -- upp`,
+		"top":                     `unknown command "top"; known: up, down,`,
+		"stop":                    `to run a program, write nsrun -- stop`,
+		"log web":                 `to run a program, write nsrun -- log web`,
+		"--root pss -e":           `unknown command "pss"; known: up, down, ps, logs, exec, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun --root -- pss -e`,
+		"--root ps":               `ps is a command, and nsrun's flags go after it`,
 		"--ip 172.18.0.7 upp":     `write nsrun --ip 172.18.0.7 -- upp`,
 		"--isolated up":           `up is a command, and nsrun's flags go after it: write nsrun up --isolated ...; to run a program named up, write nsrun --isolated -- up`,
 		"--root --isolated net x": `write nsrun net --root --isolated ...`,
@@ -49,7 +50,7 @@ func TestHelpOfEveryCommand(t *testing.T) {
 	var uf upFlags
 	uf.flagSet().VisitAll(func(f *flag.Flag) { upFlagNames = append(upFlagNames, "-"+f.Name) })
 	cases := map[string][]string{
-		"--help":           append(append([]string{"nsrun up", "nsrun net", "nsrun node", "nsrun attach", "nsrun ls", "nsrun gc", "nsrun help", "nsrun version"}, runFlagNames...), upFlagNames...),
+		"--help":           append(append([]string{"nsrun up", "nsrun down", "nsrun ps", "nsrun logs", "nsrun exec", "nsrun net", "nsrun node", "nsrun attach", "nsrun ls", "nsrun gc", "nsrun help", "nsrun version"}, runFlagNames...), upFlagNames...),
 		"-h":               {"Flags of nsrun up"},
 		"help":             {"Flags of nsrun up"},
 		"--root --help":    {"Flags of nsrun up"},
@@ -64,6 +65,12 @@ func TestHelpOfEveryCommand(t *testing.T) {
 		"node --help":      {"Usage: nsrun node VERB", "node stop", "node resume"},
 		"attach --help":    {"Usage: nsrun attach", "--run", "--pid", "--ip", "--ip6", "--name"},
 		"ls --help":        {"Usage: nsrun ls", "--json"},
+		"down --help":      {"Usage: nsrun down", "--run ID"},
+		"ps --help":        {"Usage: nsrun ps", "--run ID", "--json"},
+		"logs --help":      {"Usage: nsrun logs", "--run ID", "-f, --follow", "--since", "--timestamps"},
+		"logs web -h":      {"Usage: nsrun logs"},
+		"exec --help":      {"Usage: nsrun exec", "--run ID", "--root"},
+		"help exec":        {"Usage: nsrun exec"},
 		"gc --help":        {"Usage: nsrun gc"},
 		"gc -h":            {"Usage: nsrun gc"},
 		"help gc":          {"Usage: nsrun gc"},
@@ -105,21 +112,28 @@ func TestHelpOfEveryCommand(t *testing.T) {
 func TestFlagErrorsNameTheHelp(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	for line, want := range map[string]string{
-		"gc --bogus":           "nsrun: gc: flag provided but not defined: -bogus; see nsrun gc --help",
-		"gc now":               `nsrun: gc: unexpected argument "now": it takes none; see nsrun gc --help`,
-		"ls --bogus":           "nsrun: ls: flag provided but not defined: -bogus; see nsrun ls --help",
-		"ls x":                 `nsrun: ls: unexpected argument "x"`,
-		"up --bogus":           "nsrun: up: flag provided but not defined: -bogus; see nsrun up --help",
-		"up web --bogus":       "nsrun: up: flag provided but not defined: -bogus; see nsrun up --help",
-		"attach --bogus":       "see nsrun attach --help",
-		"version x":            `version: unexpected argument "x"`,
-		"help upp":             `help: unknown command "upp"; known: up, net, node`,
-		"help net bogus":       `help: net has no verb "bogus"; see nsrun net --help`,
-		"net":                  "net: which verb? see nsrun net --help",
-		"net bogus":            `net: unknown verb "bogus"; see nsrun net --help`,
-		"net isolate a --seed": "--seed needs a value",
-		"net isolate a --jump": "net isolate: unknown flag --jump; see nsrun net isolate --help",
-		"--bogus -- true":      "flag provided but not defined: -bogus; see nsrun --help",
+		"gc --bogus":             "nsrun: gc: flag provided but not defined: -bogus; see nsrun gc --help",
+		"gc now":                 `nsrun: gc: unexpected argument "now": it takes none; see nsrun gc --help`,
+		"ls --bogus":             "nsrun: ls: flag provided but not defined: -bogus; see nsrun ls --help",
+		"ls x":                   `nsrun: ls: unexpected argument "x"`,
+		"up --bogus":             "nsrun: up: flag provided but not defined: -bogus; see nsrun up --help",
+		"up web --bogus":         "nsrun: up: flag provided but not defined: -bogus; see nsrun up --help",
+		"attach --bogus":         "see nsrun attach --help",
+		"version x":              `version: unexpected argument "x"`,
+		"help upp":               `help: unknown command "upp"; known: up, down, ps`,
+		"down --bogus":           "nsrun: down: flag provided but not defined: -bogus; see nsrun down --help",
+		"down x":                 `nsrun: down: unexpected argument "x"`,
+		"ps x":                   `nsrun: ps: unexpected argument "x"`,
+		"logs --bogus":           "see nsrun logs --help",
+		"logs --since yesterday": `logs: --since "yesterday": write a duration before now`,
+		"ps --run zz":            "ps: --run zz: no live run with that id; see nsrun ls",
+		"down":                   "down: no live run (start one with nsrun up",
+		"help net bogus":         `help: net has no verb "bogus"; see nsrun net --help`,
+		"net":                    "net: which verb? see nsrun net --help",
+		"net bogus":              `net: unknown verb "bogus"; see nsrun net --help`,
+		"net isolate a --seed":   "--seed needs a value",
+		"net isolate a --jump":   "net isolate: unknown flag --jump; see nsrun net isolate --help",
+		"--bogus -- true":        "flag provided but not defined: -bogus; see nsrun --help",
 	} {
 		code, stdout, stderr := mainOut(strings.Fields(line)...)
 		if code != 125 || stdout != "" || !strings.Contains(stderr, want) {

@@ -21,7 +21,7 @@ func goDecision(args []string) (kind launch.Kind, root, isolated bool) {
 		switch args[0] {
 		case "up":
 			var f upFlags
-			if _, err := parseInterspersed(f.flagSet(), args[1:]); err != nil || f.dryRun || f.json {
+			if _, err := parseInterspersed(f.flagSet(), args[1:]); err != nil || f.dryRun || f.json || f.detach {
 				return launch.None, false, false
 			}
 			return launch.Up, f.root, f.isolated
@@ -83,7 +83,7 @@ func checkLaunchDecision(t *testing.T, line string, args []string) {
 
 // launchLines are command lines the launcher must read as Go does.
 var launchLines = []string{
-	"-- true", "true", "", "--", "-- ", "--root -- id", "-root id", "--root=true -- id",
+	"up -d", "up --detach=false db", "up db -d=0 --keep-logs", "up -f x -d -- a", "up --keep-logs=false", "-- true", "true", "", "--", "-- ", "--root -- id", "-root id", "--root=true -- id",
 	"--root=false -- id", "--root=0 -- id", "--root=T -- x", "--root=yes -- x", "--root false -- x",
 	"--isolated -- true", "--isolated=1 --root -- true", "--ip 172.18.0.7 -- true",
 	"--ip=172.18.0.7 --hostname db -- true", "--ip", "--ip --root -- true", "--hostname -- true",

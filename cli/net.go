@@ -134,14 +134,18 @@ func cmdNode(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("node %s: %w", a.Verb.Name, err))
 	}
-	c, err := ParseNode(a, runNodes(path))
+	calls, err := ParseNodes(a, runNodes(path))
 	if err != nil {
 		return fail(stderr, err)
 	}
-	if err := control.NewClient(path).Node(c); err != nil {
-		return fail(stderr, err)
+	// One call per node, in the order given; the first failure ends it.
+	client := control.NewClient(path)
+	for _, c := range calls {
+		if err := client.Node(c); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "%s: %s done\n", c.Node, c.Action)
 	}
-	fmt.Fprintf(stdout, "%s: %s done\n", c.Node, c.Action)
 	return 0
 }
 
@@ -159,8 +163,10 @@ func runNodes(path string) []string {
 	return names
 }
 
-// controlPath finds the control socket of run id (--run), or of the run
-// this process is a node of.
+// controlPath finds the control socket of run id (--run: a whole id or
+// a unique prefix), or of the run this process is a node of; without
+// --run on the host, of the run of this folder's file, or the user's
+// only run (runstate.Select).
 func controlPath(id string) (string, error) {
 	if id == "" {
 		if p := os.Getenv(envControl); p != "" {
@@ -169,16 +175,12 @@ func controlPath(id string) (string, error) {
 		if id := os.Getenv("NSRUN_RUN"); id != "" {
 			return "", fmt.Errorf("node %s has no control of run %s: give it `control: true` in the file (a trusted node), or run this from the host with --run %s", os.Getenv("NSRUN_NODE"), id, id)
 		}
-		return "", errors.New("--run ID is needed outside a run (see nsrun ls)")
 	}
-	rt, err := runstate.RuntimeDir(os.Getuid())
+	_, dir, err := liveRun(id)
 	if err != nil {
 		return "", err
 	}
-	if !runstate.Alive(rt, id) {
-		return "", fmt.Errorf("--run %s: no live run with that id; see nsrun ls", id)
-	}
-	return control.Path(filepath.Join(runstate.RunsDir(rt), id)), nil
+	return control.Path(dir), nil
 }
 
 func cmdNetExec(a Args, stdout, stderr io.Writer) int {

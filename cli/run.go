@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +172,7 @@ type upFlags struct {
 	file, exitCodeFrom string
 	capture            string
 	abortOnExit        bool
+	detach, keepLogs   bool
 	timeout            float64
 	timeoutText        string // --timeout as given; read after the launch decision (see FuzzLaunchDecision)
 }
@@ -185,6 +188,9 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	// has already started the run.
 	fs.StringVar(&f.timeoutText, "timeout", "10", "")
 	fs.StringVar(&f.capture, "capture", "", "")
+	fs.BoolVar(&f.detach, "d", false, "")
+	fs.BoolVar(&f.detach, "detach", false, "")
+	fs.BoolVar(&f.keepLogs, "keep-logs", false, "")
 	f.startFlags.add(fs)
 	return fs
 }
@@ -223,15 +229,23 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if f.timeout, err = strconv.ParseFloat(f.timeoutText, 64); err != nil || f.timeout < 0 || math.IsInf(f.timeout, 0) || math.IsNaN(f.timeout) {
 		return fail(stderr, fmt.Errorf("up: --timeout %q: write 0 or more seconds, such as 10 or 0.5", f.timeoutText))
 	}
+	if f.detach && !f.dryRun {
+		return upDetached(args, stdout, stderr)
+	}
 	top, err := topology.Load(f.file)
 	if err != nil {
 		return fail(stderr, err)
+	}
+	abs, err := filepath.Abs(f.file)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("up: -f %s: %w", f.file, err))
 	}
 	in := plan.Input{
 		Top:    top,
 		Select: nodes,
 		Run: plan.Run{
-			File: f.file, Up: true, Color: start.IsTerminal(1),
+			File: f.file, FilePath: abs, Project: filepath.Base(filepath.Dir(abs)), KeepLogs: f.keepLogs,
+			Up: true, Color: colorWanted(start.IsTerminal(1), os.Getenv("NO_COLOR")),
 			ExitCodeFrom: f.exitCodeFrom, AbortOnExit: f.abortOnExit,
 			StopTimeout: time.Duration(f.timeout * float64(time.Second)),
 		},
@@ -240,4 +254,10 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		CaptureDir: f.capture,
 	}
 	return start.Run(in, f.startFlags.start(), stdout, stderr)
+}
+
+// colorWanted says whether up colours its output: on a terminal, unless
+// NO_COLOR is set to anything but "" (https://no-color.org).
+func colorWanted(terminal bool, noColor string) bool {
+	return terminal && noColor == ""
 }

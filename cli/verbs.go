@@ -39,11 +39,11 @@ var Verbs = []Verb{
 	{"net", "flaky", "NODE [--loss 0.3%] [--rate 1mbit] [--delay 100ms [--jitter 20ms]] [--reorder 5%] [--duplicate 1%] [--corrupt 1%]", "set those link faults, keep the others (no option: clear all)", []string{"--loss", "--rate", "--delay", "--jitter", "--reorder", "--duplicate", "--corrupt"}},
 	{"net", "latency", "A B 40ms [--jitter 5ms] [--one-way] | --clear", "one-way delay between nodes or regions, each way (--clear: none)", []string{"--jitter", "--one-way", "--clear"}},
 	{"net", "show", "[--json]", "the current cut, link faults and latency", []string{"--json"}},
-	{"node", "stop", "NODE", "end NODE's command; the run goes on", nil},
-	{"node", "start", "NODE", "start a stopped NODE again, in the same namespaces", nil},
-	{"node", "restart", "NODE", "stop, then start", nil},
-	{"node", "pause", "NODE", "freeze NODE's processes (SIGSTOP)", nil},
-	{"node", "resume", "NODE", "thaw them (SIGCONT)", nil},
+	{"node", "stop", "NODE...", "end each NODE's command; the run goes on", nil},
+	{"node", "start", "NODE...", "start each stopped NODE again, in the same namespaces", nil},
+	{"node", "restart", "NODE...", "stop, then start", nil},
+	{"node", "pause", "NODE...", "freeze the NODEs' processes (SIGSTOP)", nil},
+	{"node", "resume", "NODE...", "thaw them (SIGCONT)", nil},
 }
 
 // valueFlags are the flags that take a value.
@@ -368,6 +368,29 @@ func ParseRate(s string) (uint64, error) {
 		}
 	}
 	return 0, errors.New("write a rate such as 1mbit, 500kbit or 2mbps (bytes per second)")
+}
+
+// ParseNodes reads `nsrun node VERB NODE...`: one call per node, in the
+// order given, each checked as ParseNode checks it. A node named twice is
+// refused.
+func ParseNodes(a Args, nodes []string) ([]control.NodeCall, error) {
+	if len(a.Rest) == 0 {
+		return nil, errors.New("node: write nsrun node stop|start|restart|pause|resume [--run ID] NODE [NODE...]")
+	}
+	var calls []control.NodeCall
+	for i, name := range a.Rest {
+		if slices.Contains(a.Rest[:i], name) {
+			return nil, fmt.Errorf("node %s: %q is named twice", a.Verb.Name, name)
+		}
+		one := a
+		one.Rest = []string{name}
+		c, err := ParseNode(one, nodes)
+		if err != nil {
+			return nil, err
+		}
+		calls = append(calls, c)
+	}
+	return calls, nil
 }
 
 // ParseNode reads `nsrun node ACTION NODE` into a checked call; nodes, when

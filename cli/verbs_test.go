@@ -276,3 +276,29 @@ func TestVerbTableMatchesControl(t *testing.T) {
 		t.Errorf("table: net %q node %q; control: net %q node %q", net, node, control.NetVerbs, control.NodeActions)
 	}
 }
+
+// TestParseNodes: node verbs take several nodes, each checked; a node
+// named twice or unknown is refused before any call.
+func TestParseNodes(t *testing.T) {
+	nodes := []string{"a", "b", "c"}
+	parse := func(line string) ([]control.NodeCall, error) {
+		a, err := SplitArgs("node", strings.Fields(line))
+		if err != nil {
+			return nil, err
+		}
+		return ParseNodes(a, nodes)
+	}
+	calls, err := parse("stop b a --run x")
+	if err != nil || len(calls) != 2 || calls[0] != (control.NodeCall{Action: "stop", Node: "b"}) || calls[1].Node != "a" {
+		t.Errorf("stop b a: %v, %v", calls, err)
+	}
+	for line, want := range map[string]string{
+		"pause a a": `node pause: "a" is named twice`,
+		"start a z": `node start: no node "z" in this run`,
+		"resume":    "NODE [NODE...]",
+	} {
+		if _, err := parse(line); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want %q", line, err, want)
+		}
+	}
+}

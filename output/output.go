@@ -23,6 +23,7 @@ type Prefixer struct {
 	width  int
 	colors map[string]string
 	wg     sync.WaitGroup
+	log    io.Writer // the run's output log (LogFile), if any
 }
 
 var palette = []string{"36", "33", "32", "35", "34", "31", "96", "93", "92", "95"}
@@ -44,14 +45,22 @@ func NewPrefixer(w io.Writer, names []string, color bool) *Prefixer {
 	return p
 }
 
+// LogTo writes every line to log too (a LogFile), after its time and
+// without colour. It is called before any line is printed.
+func (p *Prefixer) LogTo(log io.Writer) { p.log = log }
+
 func (p *Prefixer) line(name, text string) {
-	prefix := fmt.Sprintf("%-*s |", p.width, name)
+	plain := fmt.Sprintf("%-*s |", p.width, name)
+	prefix := plain
 	if c, ok := p.colors[name]; ok {
-		prefix = "\x1b[" + c + "m" + prefix + "\x1b[0m"
+		prefix = "\x1b[" + c + "m" + plain + "\x1b[0m"
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, "%s %s\n", prefix, text)
-	p.mu.Unlock()
+	if p.log != nil {
+		fmt.Fprintf(p.log, "%s %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), plain, text)
+	}
 }
 
 // Event reports a step of node name's life ("started (pid 7)").

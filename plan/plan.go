@@ -52,6 +52,14 @@ type Run struct {
 	Dir        string `json:"dir"`         // the run's state folder
 	RuntimeDir string `json:"runtime_dir"` // the user's nsrun folder (runs, leases)
 	File       string `json:"file,omitempty"`
+	// FilePath is File as an absolute path, and Project the run's
+	// project name (the file's folder's name), for `nsrun ls`, `ps` and
+	// `down` without --run.
+	FilePath string `json:"file_path,omitempty"`
+	Project  string `json:"project,omitempty"`
+	// KeepLogs keeps the run's output log after the run (--keep-logs),
+	// in the user's runtime folder (runstate.KeptLogsDir).
+	KeepLogs bool `json:"keep_logs,omitempty"`
 	// Up is `nsrun up`: output prefixed by node, every node stopped on a
 	// signal. Without it (`nsrun -- CMD`) the single node's stdio is the
 	// caller's and its exit ends the run.

@@ -154,10 +154,14 @@ type Run struct {
 
 // Info describes a run for `nsrun ls` and for commands that reach into a run.
 type Info struct {
-	ID    string     `json:"id"`
-	File  string     `json:"file,omitempty"`
-	Pid   int        `json:"pid"` // nsrun's pid (the run lives as long as it does)
-	Nodes []NodeInfo `json:"nodes"`
+	ID string `json:"id"`
+	// File is the run's topology file, an absolute path (`nsrun up`).
+	File string `json:"file,omitempty"`
+	// Project names the run as compose does: `name:` in the file, else
+	// the name of the file's folder.
+	Project string     `json:"project,omitempty"`
+	Pid     int        `json:"pid"` // nsrun's pid on the host (the run lives as long as it does)
+	Nodes   []NodeInfo `json:"nodes"`
 	// Uplink is the run's /30 towards the gateway, when it has one.
 	Uplink string `json:"uplink,omitempty"`
 }
@@ -167,7 +171,36 @@ type NodeInfo struct {
 	Name  string `json:"name"`
 	Addr  string `json:"addr,omitempty"`  // IPv4 ("" in an IPv6-only subnet)
 	Addr6 string `json:"addr6,omitempty"` // IPv6 ("" without)
-	Pid   int    `json:"pid,omitempty"`
+	// State is the node's state when the record was written: one of the
+	// State constants.
+	State State `json:"state"`
+	// ExitCode is the code of the node's last process, once it exited.
+	ExitCode int `json:"exit_code,omitempty"`
+	// Restarts counts how often the node's process was started again
+	// after its first start.
+	Restarts int `json:"restarts"`
+}
+
+// State is a node's state, as `nsrun ps` shows it.
+type State string
+
+// The states of a node.
+const (
+	StateStarting State = "starting" // not started yet (waits for its dependencies)
+	StateUp       State = "up"       // its process runs (or it has no command)
+	StateReady    State = "ready"    // it runs and passed its ready check
+	StatePaused   State = "paused"   // frozen by nsrun node pause
+	StateStopped  State = "stopped"  // stopped by nsrun node stop
+	StateExited   State = "exited"   // its process ended by itself (see ExitCode)
+)
+
+// Counts returns how many of info's nodes are in each state.
+func (info Info) Counts() map[State]int {
+	m := map[State]int{}
+	for _, n := range info.Nodes {
+		m[n.State]++
+	}
+	return m
 }
 
 // Create makes and locks the state folder dir of run id. The lock is held
@@ -223,7 +256,8 @@ func (r *Run) WriteFileInPlace(name string, data []byte) (string, error) {
 	return p, werr
 }
 
-// WriteInfo records info as info.json for `nsrun ls`.
+// WriteInfo records info as info.json for `nsrun ls`; it may be called
+// again as the run changes (one writer at a time).
 func (r *Run) WriteInfo(info Info) error {
 	b, err := json.Marshal(info)
 	if err != nil {

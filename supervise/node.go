@@ -10,6 +10,7 @@ import (
 
 	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/runstate"
 )
 
 // node is one node of the run and the life of its process: started once
@@ -37,6 +38,10 @@ type node struct {
 	code   int            // proc's exit code, once done
 	killed bool           // proc was killed after the stop timeout
 	held   bool           // stopped on request: its exit does not end the run
+	paused bool           // frozen by node pause (until resume, stop or restart)
+	// starts counts the node's processes: every start but the first is a
+	// restart (nsrun ps).
+	starts int
 }
 
 // exit is the end of one of a node's processes.
@@ -60,7 +65,8 @@ func (n *node) begin(p *guest.Process, exited chan<- exit, ended func(code int))
 		n.done = make(chan struct{})
 	default:
 	}
-	n.proc, n.held = p, false
+	n.proc, n.held, n.paused = p, false, false
+	n.starts++
 	done := n.done
 	n.mu.Unlock()
 	go func() {
@@ -73,6 +79,42 @@ func (n *node) begin(p *guest.Process, exited chan<- exit, ended func(code int))
 		n.mu.Unlock()
 		exited <- exit{n: n, code: code, held: held}
 	}()
+}
+
+// info is the node's state for nsrun ps and ls: the node's record but
+// for its addresses.
+func (n *node) info() runstate.NodeInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ni := runstate.NodeInfo{Name: n.cfg.Name, Restarts: max(n.starts-1, 0)}
+	started := n.proc != nil
+	ended := false
+	select {
+	case <-n.done:
+		ended = started
+	default:
+	}
+	select {
+	case <-n.up:
+	default:
+		if !ended {
+			ni.State = runstate.StateStarting
+			return ni
+		}
+	}
+	switch {
+	case ended && n.held:
+		ni.State = runstate.StateStopped
+	case ended:
+		ni.State, ni.ExitCode = runstate.StateExited, n.code
+	case n.paused:
+		ni.State = runstate.StatePaused
+	case started && n.cfg.Ready.Kind != plan.ReadyNone:
+		ni.State = runstate.StateReady
+	default:
+		ni.State = runstate.StateUp
+	}
+	return ni
 }
 
 // failedFirstStart ends the wait for a first process that never started.
@@ -300,6 +342,9 @@ func (n *node) do(action string, timeout time.Duration, launch func(*node) error
 			return fmt.Errorf("node %s: %q is not running", action, n.cfg.Name)
 		}
 		n.signalAll(sig, true)
+		n.mu.Lock()
+		n.paused = action == "pause"
+		n.mu.Unlock()
 		return nil
 	}
 	return fmt.Errorf("node: unknown action %q; write stop, start, restart, pause or resume", action)

@@ -32,10 +32,12 @@ func (s *supervisor) nodeVerb(p *control.Peer) {
 		if err := s.launch(n, s.nodeSpec(n)); err != nil {
 			return err
 		}
-		s.out.Event(n.cfg.Name, fmt.Sprintf("started again (pid %d)", n.pid()))
+		s.out.Event(n.cfg.Name, "started again")
 		return nil
 	}
-	if err := n.do(action, s.plan.Run.StopTimeout, launch); err != nil {
+	err := n.do(action, s.plan.Run.StopTimeout, launch)
+	s.updateInfo()
+	if err != nil {
 		p.Fail(err)
 		return
 	}

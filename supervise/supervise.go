@@ -59,6 +59,11 @@ type Handles struct {
 	// caller's network namespace (launch.BindPort). The supervisor closes
 	// them.
 	Listeners map[netip.AddrPort]*os.File
+	// Detached, for `nsrun up -d`, is the pipe to the nsrun process that
+	// waits for the run: once every node is up, the run's id and a
+	// newline are written to it and it is closed, and the run's stderr
+	// then goes to /dev/null (that nsrun is gone). Nil otherwise.
+	Detached *os.File
 }
 
 // Run carries out the plan p in this process, which the launcher made
@@ -73,6 +78,10 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	signal.Notify(sigs, userns.ForwardedSignals(p.Run.Terminal)...)
 	signal.Notify(sigs, userns.TerminalSignals...)
 
+	if h.Detached != nil {
+		// Whoever read the run's stderr has gone once it is up.
+		signal.Ignore(syscall.SIGPIPE)
+	}
 	s := newSupervisor(p, h)
 	if h.LauncherGone != nil {
 		go func() { <-h.LauncherGone; s.launcherGone() }()
@@ -97,6 +106,9 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	s.publish(control.Event{Kind: control.EventRunUp})
 	if p.Run.Up {
 		s.out.Note(UpNote + p.Run.ID)
+		if h.Detached != nil {
+			detached(h.Detached, p.Run.ID)
+		}
 		code := s.superviseUp(sigs)
 		s.endOfRun("every node has exited")
 		return code, nil
@@ -110,6 +122,18 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 // node is up, followed by the run's id, for people (programs follow the
 // run's events: control.EventRunUp).
 const UpNote = "every node is up: run "
+
+// detached tells the nsrun that waits for a detached run (`nsrun up -d`)
+// that it is up, with its id, and points stderr at /dev/null, as that
+// nsrun exits.
+func detached(w *os.File, id string) {
+	_, _ = w.WriteString(id + "\n")
+	w.Close()
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		_ = unix.Dup3(int(null.Fd()), 2, 0)
+		null.Close()
+	}
+}
 
 // startUp starts `nsrun up`'s nodes while it watches the caller's
 // signals: SIGINT, SIGTERM, SIGHUP or SIGQUIT while nodes start (or wait
@@ -242,8 +266,12 @@ type supervisor struct {
 	// netMu serializes the net verbs with their events, so that the
 	// events are in the order the verbs were applied.
 	netMu    sync.Mutex
-	attachMu sync.Mutex   // serializes attach
-	listMu   sync.RWMutex // guards nodes and byName, which attach extends
+	outLog   *output.LogFile // the nodes' output (nsrun logs); nil without up
+	infoMu   sync.Mutex      // serializes info.json's writes
+	listed   bool            // info.json is written (infoMu)
+	logsKept bool            // keepLogs has moved them (infoMu)
+	attachMu sync.Mutex      // serializes attach
+	listMu   sync.RWMutex    // guards nodes and byName, which attach extends
 	// nsUse is held (read) while a request starts something with a node's
 	// namespace fd (exec, socket) or uses the run's namespaces (net, node
 	// and attach verbs), and taken for good by tearDown before it closes
@@ -319,9 +347,17 @@ func (s *supervisor) setUp() error {
 			names[i] = n.Name
 		}
 		s.out = output.NewPrefixer(os.Stdout, names, p.Run.Color)
+		if s.outLog, err = output.OpenLog(filepath.Join(s.state.Dir, OutputLog), output.DefaultLogCap); err != nil {
+			return err
+		}
+		s.out.LogTo(s.outLog)
 	}
 	return nil
 }
+
+// OutputLog is the name of a run's output log in its folder (and in its
+// kept logs' folder): what `nsrun up` prints, for `nsrun logs`.
+const OutputLog = "output.log"
 
 // applyLatency gives the link engine the file's regions and latency
 // matrix, once every node is wired and before any starts (a run without
@@ -552,7 +588,7 @@ func (s *supervisor) startNode(n *node) error {
 		return err
 	}
 	if s.plan.Run.Up {
-		s.out.Event(n.cfg.Name, fmt.Sprintf("started (pid %d)", n.pid()))
+		s.out.Event(n.cfg.Name, "started") // no pid: the run's own pid namespace numbers it, not the host's
 	}
 	if n.cfg.Ready.Kind == plan.ReadyTCP {
 		if err := s.waitReady(n); err != nil {
@@ -738,6 +774,7 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 			}
 		case e := <-s.exited:
 			s.out.Event(e.n.cfg.Name, fmt.Sprintf("exited with code %d", e.code))
+			s.updateInfo()
 			if e.held {
 				continue // stopped on request; `nsrun node start` brings it back
 			}
@@ -799,6 +836,8 @@ func (s *supervisor) launcherGone() {
 	}
 	s.cap.Load().Stop()
 	// The run's folder goes too, so that nothing is left for gc.
+	s.out.Flush()
+	s.keepLogs()
 	_ = os.RemoveAll(s.plan.Run.Dir)
 	os.Exit(launcherGoneExit)
 }
@@ -873,6 +912,8 @@ func (s *supervisor) tearDown() {
 	for deadline := time.Now().Add(2 * time.Second); s.subscribers.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
+	s.out.Flush()
+	s.keepLogs()
 	if s.state != nil {
 		_ = s.state.Remove()
 	}
@@ -881,14 +922,59 @@ func (s *supervisor) tearDown() {
 	}
 }
 
-// writeInfo records the run for `nsrun ls`.
+// keepLogs moves the run's output log, with its info.json, to the kept
+// logs' folder (runstate.KeptLogsDir) when the run asked for it
+// (--keep-logs): `nsrun logs --run ID` reads it after the run.
+func (s *supervisor) keepLogs() {
+	if s.outLog == nil {
+		return
+	}
+	s.infoMu.Lock()
+	defer s.infoMu.Unlock()
+	s.outLog.Close()
+	if !s.plan.Run.KeepLogs || s.state == nil || s.logsKept {
+		return
+	}
+	s.logsKept = true
+	kept := runstate.KeptLogsDir(s.plan.Run.RuntimeDir)
+	dst := filepath.Join(kept, s.plan.Run.ID)
+	if err := os.MkdirAll(kept, 0o700); err != nil {
+		s.log.Error("keep logs", "err", err)
+		return
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		s.log.Error("keep logs", "err", err)
+		return
+	}
+	for _, name := range []string{"info.json", OutputLog + ".1", OutputLog} {
+		if err := os.Rename(filepath.Join(s.state.Dir, name), filepath.Join(dst, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Error("keep logs", "file", name, "err", err)
+		}
+	}
+}
+
+// updateInfo writes the run's record again once it has been written:
+// a node's state changed.
+func (s *supervisor) updateInfo() {
+	s.infoMu.Lock()
+	listed := s.listed
+	s.infoMu.Unlock()
+	if listed {
+		s.writeInfo()
+	}
+}
+
+// writeInfo records the run for `nsrun ls` and `nsrun ps`.
 func (s *supervisor) writeInfo() {
-	info := runstate.Info{ID: s.plan.Run.ID, File: s.plan.Run.File, Pid: s.plan.Run.NsrunPid}
+	s.infoMu.Lock()
+	defer s.infoMu.Unlock()
+	s.listed = true
+	info := runstate.Info{ID: s.plan.Run.ID, File: s.plan.Run.FilePath, Project: s.plan.Run.Project, Pid: s.plan.Run.NsrunPid}
 	if block, ok := s.net.UplinkBlock(); ok {
 		info.Uplink = block.String()
 	}
 	for _, n := range s.allNodes() {
-		ni := runstate.NodeInfo{Name: n.cfg.Name, Pid: n.pid()}
+		ni := n.info()
 		if n.cfg.Addr.IsValid() {
 			ni.Addr = n.cfg.Addr.String()
 		}

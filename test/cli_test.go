@@ -47,12 +47,13 @@ func TestCommandLineRunsOnlyPrograms(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"upp", "a"}, `nsrun: unknown command "upp"; known: up, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun -- upp a`},
+		{[]string{"upp", "a"}, `nsrun: unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun -- upp a`},
 		{[]string{"--isolated", "upp", "b"}, `to run a program, write nsrun --isolated -- upp b`},
 		{[]string{"--root", "--ip", "172.18.0.9", "upp", "c"}, `write nsrun --root --ip 172.18.0.9 -- upp c`},
 		{[]string{"--isolated", "up"}, `nsrun: up is a command, and nsrun's flags go after it: write nsrun up --isolated ...; to run a program named up, write nsrun --isolated -- up`},
-		{[]string{"ps"}, `unknown command "ps"`},
-		{[]string{"logs", "web"}, `unknown command "logs"`},
+		{[]string{"top"}, `unknown command "top"`},
+		{[]string{"log", "web"}, `unknown command "log"`},
+		{[]string{"--isolated", "ps"}, `nsrun: ps is a command, and nsrun's flags go after it`},
 	} {
 		r := nsrun(c.args...)
 		if r.Code != 125 || r.Stdout != "" || !strings.Contains(r.Stderr, c.want) {
@@ -100,6 +101,12 @@ func TestHelpOfTheBinary(t *testing.T) {
 		"attach --help":            "Usage: nsrun attach",
 		"ls --help":                "Usage: nsrun ls",
 		"gc --help":                "Usage: nsrun gc",
+		"up -d --help":             "--keep-logs",
+		"up --detach web -h":       "-d, --detach",
+		"down --help":              "Usage: nsrun down",
+		"ps --help":                "Usage: nsrun ps",
+		"logs -f --help":           "Usage: nsrun logs",
+		"exec --help":              "Usage: nsrun exec",
 		"help up":                  "Usage: nsrun up",
 		"version":                  "nsrun ",
 	} {

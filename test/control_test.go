@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,27 +38,25 @@ func (r *liveRun) runDir(t *testing.T) string {
 	return ""
 }
 
-// nodePid is node's pid in the run's pid namespace, as nsrun ls says.
+// nodePid is node's pid in the run's pid namespace (nsrun shows none:
+// only host pids, or nothing), read on the host: the second NSpid field
+// of its process.
 func (r *liveRun) nodePid(t *testing.T, node string) int {
 	t.Helper()
-	var runs []struct {
-		ID    string `json:"id"`
-		Nodes []struct {
-			Name string `json:"name"`
-			Pid  int    `json:"pid"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(nsrunOK(t, r.u, "ls", "--json")), &runs); err != nil {
+	host := nodeHostPid(t, r.u, r.id, node)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", host))
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, run := range runs {
-		for _, n := range run.Nodes {
-			if run.ID == r.id && n.Name == node && n.Pid != 0 {
-				return n.Pid
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "NSpid:" {
+			pid, err := strconv.Atoi(f[2])
+			if err == nil {
+				return pid
 			}
 		}
 	}
-	t.Fatalf("no pid of node %s in nsrun ls", node)
+	t.Fatalf("no pid of node %s in the run's pid namespace (/proc/%d/status)", node, host)
 	return 0
 }
 

@@ -58,7 +58,7 @@ func startRunWithin(t *testing.T, u testUser, yaml, waitFor string, within time.
 	var id string
 	eventually(within, func() bool {
 		for _, r := range list() {
-			if r.File == "nsrun.yaml" && !before[r.ID] {
+			if r.File == filepath.Join(dir, "nsrun.yaml") && !before[r.ID] {
 				id = r.ID
 			}
 		}

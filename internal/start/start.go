@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -101,7 +103,7 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 	}
 	in.Run.Dir = filepath.Join(runstate.RunsDir(rt), in.Run.ID)
 	in.Run.RuntimeDir = rt
-	in.Env = os.Environ()
+	in.Env = withoutEnv(os.Environ(), EnvDetachFD)
 	in.Dir, _ = os.Getwd()
 	uplinkIPv6 := false
 	if joined {
@@ -155,7 +157,7 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), Listeners: listeners})
+	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), Listeners: listeners, Detached: detachedPipe()})
 	if err != nil {
 		fmt.Fprintln(stderr, "nsrun:", err)
 	}
@@ -222,4 +224,35 @@ func noteIPv6Inside(stderr io.Writer, runtimeDir string) {
 func IsTerminal(fd int) bool {
 	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	return err == nil
+}
+
+// EnvDetachFD names, in the run that `nsrun up -d` starts, the file
+// descriptor of the pipe to the nsrun that waits for it
+// (supervise.Handles.Detached). It is no part of the nodes' environment.
+const EnvDetachFD = "NSRUN_DETACH_FD"
+
+// detachedPipe is the pipe to the nsrun that waits for this detached
+// run (EnvDetachFD), or nil.
+func detachedPipe() *os.File {
+	v := os.Getenv(EnvDetachFD)
+	if v == "" {
+		return nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	unix.CloseOnExec(fd) // no node inherits it
+	return os.NewFile(uintptr(fd), "detach")
+}
+
+// withoutEnv returns env without the variable name.
+func withoutEnv(env []string, name string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

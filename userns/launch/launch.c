@@ -172,6 +172,9 @@ int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
 	const struct flagdef up_flags[] = {
 		{"f", 1, NULL, 0}, {"exit-code-from", 1, NULL, 0}, {"timeout", 1, NULL, 0},
 		{"capture", 1, NULL, 0}, {"log-level", 1, NULL, 0}, {"abort-on-exit", 0, NULL, 0},
+		{"keep-logs", 0, NULL, 0},
+		/* up -d starts the run as a child of its own (cli's upDetached) */
+		{"d", 0, NULL, 1}, {"detach", 0, NULL, 1},
 		{"root", 0, root, 0}, {"isolated", 0, isolated, 0},
 		{"dry-run", 0, NULL, 1}, {"json", 0, NULL, 1},
 		{NULL, 0, NULL, 0},

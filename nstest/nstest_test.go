@@ -541,7 +541,7 @@ func TestNodeOutput(t *testing.T) {
 	rec := &recorder{TB: t}
 	nstest.Start(rec, `
 nodes:
-  talk: {ip: 172.18.0.60, command: "sh -c 'for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; exec sleep 1000'"}
+  talk: {ip: 172.18.0.60, command: "sh -c 'for i in 1 2 3 4 5; do echo line $$i; done; echo oops >&2; exec sleep 1000'"}
 `, nstest.LogLines(4)) // nsrun's "talk started" and "every node is up", then talk's
 	var file string
 	deadline := time.Now().Add(10 * time.Second)

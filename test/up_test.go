@@ -77,7 +77,7 @@ nodes:
     ip: 172.18.0.30
     depends_on: [db, web]
     environment: {KEY: greeting}
-    command: sh -c 'redis-cli -h db set $KEY hello-from-redis >/dev/null && redis-cli -h db get $KEY && busybox wget -qO- http://web1:8000/index.txt && busybox wget -qO- http://web:8000/index.txt'
+    command: sh -c 'redis-cli -h db set $$KEY hello-from-redis >/dev/null && redis-cli -h db get $$KEY && busybox wget -qO- http://web1:8000/index.txt && busybox wget -qO- http://web:8000/index.txt'
 `
 
 // TestUpThreeNodes: a client reaches two servers by name, and the same file

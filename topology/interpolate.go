@@ -22,7 +22,9 @@ const DotEnv = ".env"
 // interpolate replaces ${VAR}, ${VAR:-default}, ${VAR-default},
 // ${VAR:?message}, ${VAR?message}, ${VAR:+other}, ${VAR+other} and $VAR
 // in every scalar value under n (keys are left as written), as docker
-// compose does; $$ is a literal $. An error names the value's position.
+// compose does; $$ is a literal $. Unlike compose, a variable without a
+// value (and without a default) is an error, not an empty string. An
+// error names the value's position.
 func (p *parser) interpolate(n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
@@ -85,7 +87,10 @@ func Interpolate(s string, lookup Lookup) (string, error) {
 			for j < len(s) && isName(s[j]) {
 				j++
 			}
-			v, _ := lookup(s[i+1 : j])
+			v, set := lookup(s[i+1 : j])
+			if !set {
+				return "", unset(s[i+1 : j])
+			}
 			b.WriteString(v)
 			i = j - 1
 		default:
@@ -126,6 +131,9 @@ func expand(body string, lookup Lookup) (string, error) {
 	}
 	val, set := lookup(name)
 	if op == "" {
+		if !set {
+			return "", unset(name)
+		}
 		return val, nil
 	}
 	colon := strings.HasPrefix(op, ":")
@@ -163,6 +171,15 @@ func expand(body string, lookup Lookup) (string, error) {
 		return "", nil
 	}
 	return "", fmt.Errorf("${%s}: unknown operator %q; write ${%s}, ${%s:-default}, ${%s:?message} or ${%s:+other}", body, op[:1], name, name, name, name)
+}
+
+// unset is the error for $NAME or ${NAME} when NAME has no value.
+// Docker compose substitutes an empty string and warns; nsrun refuses,
+// because a file written before interpolation existed (a shell's
+// "for i in 1 2; do echo $i; done" in a command) would otherwise change
+// its meaning without a word.
+func unset(name string) error {
+	return fmt.Errorf("$%s is not set: the file expands $VAR and ${VAR} as docker compose does; write $$%s for a $ that the node's shell reads, ${%s:-} for an empty default, or set %s in the environment or in %s beside the file", name, name, name, name, DotEnv)
 }
 
 func isNameStart(c byte) bool {

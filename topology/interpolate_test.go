@@ -17,7 +17,6 @@ func TestInterpolate(t *testing.T) {
 	for in, want := range map[string]string{
 		"x${A}y":           "xay",
 		"$A-$N":            "a-7",
-		"${U}":             "",
 		"${U:-d}":          "d",
 		"${E:-d}":          "d",
 		"${E-d}":           "",
@@ -42,6 +41,8 @@ func TestInterpolate(t *testing.T) {
 		"${A":                        "unterminated ${",
 		"${1A}":                      "is not a variable name",
 		"${A/x}":                     "unknown operator \"/\"",
+		"${U}":                       "$U is not set",
+		"echo $i":                    "write $$i for a $ that the node's shell reads",
 	} {
 		if _, err := Interpolate(in, vars); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v; want %q", in, err, want)

@@ -15,7 +15,7 @@ const root = "../.."
 var (
 	// readmeRef is README: "Section" (quotes escaped or not), or
 	// README.md ("Section", "Other"), or README: "Section" and "Other".
-	readmeRef = regexp.MustCompile(`README(?:\.md)?:?\s*\(?((?:\\?"[^"\\\n]+\\?"(?:,\s*|\s+and\s+)?)+)`)
+	readmeRef = regexp.MustCompile(`README(?:\.md)?[:\s]\s*\(?((?:\\?"[^"\\\n]+\\?"(?:,\s*|\s+and\s+)?)+)`)
 	quoted    = regexp.MustCompile(`\\?"([^"\\\n]+)\\?"`)
 	// docsRef is a path under docs/ (or a top-level Markdown file).
 	docsRef = regexp.MustCompile(`\b(docs/[A-Za-z0-9_.-]+\.md|[A-Z]+\.md)\b`)
@@ -160,6 +160,7 @@ func TestPointerPatterns(t *testing.T) {
 	}{
 		{`(see README: \"A cluster from a file: nsrun up\")`, []string{"A cluster from a file: nsrun up"}},
 		{`See README: "Speed".`, []string{"Speed"}},
+		{`map[string]string{"README": "captures\n"}`, nil},
 		{`See README: "Speed" and "How it works".`, []string{"Speed", "How it works"}},
 		{`// README.md ("What install does as root", "The helper's threat model")`, []string{"What install does as root", "The helper's threat model"}},
 	} {

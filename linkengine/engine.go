@@ -249,10 +249,16 @@ func (e *Engine) Stats() map[string]LinkStats {
 func (e *Engine) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// All at once: closing a packet socket waits for an RCU grace period
+	// (synchronize_net), which closes in parallel share; one after
+	// another, 60 sockets held a 30-node run's tear-down for 0.6 s.
+	var wg sync.WaitGroup
 	for name, l := range e.links {
-		l.stop()
+		wg.Add(1)
+		go func() { defer wg.Done(); l.stop() }()
 		delete(e.links, name)
 	}
+	wg.Wait()
 }
 
 // link is one spliced link.
@@ -261,6 +267,7 @@ type link struct {
 	nodeSock, engSock *packetSocket
 	up, down          *line // up: from the node, to the bridge; down: to the node
 	readers           sync.WaitGroup
+	stopping          atomic.Bool // the sockets are being closed
 }
 
 func (e *Engine) splice(n Node) (l *link, err error) {
@@ -324,8 +331,12 @@ func (e *Engine) unsplice(l *link) (err error) {
 
 // stop closes the sockets and the lines.
 func (l *link) stop() {
-	l.nodeSock.close()
+	l.stopping.Store(true)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); l.nodeSock.close() }()
 	l.engSock.close()
+	wg.Wait()
 	l.readers.Wait()
 	l.up.close()
 	l.down.close()
@@ -345,7 +356,7 @@ func (e *Engine) read(l *link, s *packetSocket, out *line, sent bool) {
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
+			if !l.stopping.Load() {
 				e.log.Error("link engine: read", "node", l.node.Name, "err", err)
 			}
 			return

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nsrun/nsrun/internal/testns"
 	"github.com/nsrun/nsrun/netsetup"
 	"github.com/nsrun/nsrun/nsfd"
@@ -84,31 +86,49 @@ func (r *testRun) echo(t *testing.T, i int) {
 	}()
 }
 
-// rtts measures count UDP round trips from node i to node j's echo.
+// rtts measures count round trips of ICMP echoes from node i to node j
+// (a raw socket: the test is root of its user namespace), from the send
+// to the kernel's receive timestamp: the kernel answers the echo, and
+// the test's own scheduling on a busy machine adds nothing.
 func (r *testRun) rtts(t *testing.T, i, j, count int) []time.Duration {
 	t.Helper()
-	var c net.Conn
+	var fd int
 	if err := nsfd.Do(r.nodeNS[i], func() error {
 		var err error
-		c, err = net.Dial("udp4", netip.AddrPortFrom(r.plan.Nodes[j].Addr, 7).String())
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	to := &unix.SockaddrInet4{Addr: r.plan.Nodes[j].Addr.As4()}
+	id := uint16(0x4e00 + i*16 + j)
 	var out []time.Duration
-	buf := make([]byte, 64)
+	buf, oob := make([]byte, 1500), make([]byte, 128)
 	for k := 0; len(out) < count && k < count*3; k++ {
+		req := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), byte(k >> 8), byte(k)}
+		cs := ^uint16(uint32(0x0800+uint32(id)+uint32(k)) + uint32(0x0800+uint32(id)+uint32(k))>>16)
+		req[2], req[3] = byte(cs>>8), byte(cs)
 		start := time.Now()
-		c.SetDeadline(start.Add(2 * time.Second))
-		if _, err := c.Write([]byte{byte(k)}); err != nil {
+		if err := unix.Sendto(fd, req, 0, to); err != nil {
 			t.Fatal(err)
 		}
-		n, err := c.Read(buf)
-		if err != nil || n != 1 || buf[0] != byte(k) {
-			continue // a reply lost (the first one waits for ARP) or late
+		for {
+			n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+			if err != nil {
+				break // unanswered (the first may wait for ARP)
+			}
+			ihl := int(buf[0]&0xf) * 4
+			if n < ihl+8 || buf[ihl] != 0 || uint16(buf[ihl+4])<<8|uint16(buf[ihl+5]) != id || int(buf[ihl+6])<<8|int(buf[ihl+7]) != k {
+				continue // not this echo's reply
+			}
+			out = append(out, arrival(time.Now(), oob[:oobn]).Sub(start))
+			break
 		}
-		out = append(out, time.Since(start))
 		time.Sleep(5 * time.Millisecond)
 	}
 	if len(out) < count {

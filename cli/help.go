@@ -28,6 +28,9 @@ Usage:
   nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
                                      plug a process you started in its own network
                                      namespace into a run (nsrun attach --help)
+  nsrun faults --run ID [--seed N] FILE|-
+                                     run a fault schedule against a live run;
+                                     Ctrl-C stops it and heals (nsrun faults --help)
   nsrun ls [--json]                  list your live runs
   nsrun gc                           remove what killed runs left behind
   nsrun help [COMMAND [VERB]]        this text, or a command's (as COMMAND --help)
@@ -80,6 +83,7 @@ const upFlagsHelp = `  -f FILE            the topology file (default nsrun.yaml)
   -d, --detach       start in the background: return once every node is up,
                      printing the run's id (stop it with nsrun down)
   --keep-logs        keep the run's output after it ends, for nsrun logs
+  --faults=false     start the file without its faults: section
 ` + startFlagsHelp
 
 // commandHelp is the --help text of each command but the run itself.
@@ -195,6 +199,23 @@ Flags:
   --name NAME    its node name (default pidPID)
 
 See README: "Plugging in a process: nsrun attach".
+`,
+	"faults": `Usage: nsrun faults --run ID [--seed N] FILE|-
+
+Runs a fault schedule against the live run ID, from now: the faults:
+section of FILE (an nsrun.yaml, or a file with only that section; - reads
+stdin). Its steps are nsrun net and nsrun node verbs; the word random
+picks a node with the schedule's seeded generator. Each fault and heal is
+printed as it is done. Ctrl-C (SIGINT, SIGTERM, SIGHUP) stops the schedule
+and heals what is in force: the cut, link faults, paused and stopped
+nodes. Exit code 130 after Ctrl-C.
+
+Flags:
+  --run ID     the run (see nsrun ls)
+  --seed N     the generator's seed, over the file's (default: the file's,
+               or drawn and printed)
+
+See README: "Fault schedules".
 `,
 	"ls": `Usage: nsrun ls [--json]
 

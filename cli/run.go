@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/faults"
 	"github.com/nsrun/nsrun/internal/start"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/plan"
@@ -173,6 +174,7 @@ type upFlags struct {
 	capture            string
 	abortOnExit        bool
 	detach, keepLogs   bool
+	faults             bool // --faults=false: without the file's faults:
 	timeout            float64
 	timeoutText        string // --timeout as given; read after the launch decision (see FuzzLaunchDecision)
 }
@@ -191,6 +193,7 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	fs.BoolVar(&f.detach, "d", false, "")
 	fs.BoolVar(&f.detach, "detach", false, "")
 	fs.BoolVar(&f.keepLogs, "keep-logs", false, "")
+	fs.BoolVar(&f.faults, "faults", true, "")
 	f.startFlags.add(fs)
 	return fs
 }
@@ -240,6 +243,12 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("up: -f %s: %w", f.file, err))
 	}
+	var sched *faults.Schedule
+	if top.Faults != nil && f.faults {
+		if sched, err = compileFaults(f.file, top.Faults, nodeNames(top)); err != nil {
+			return fail(stderr, err)
+		}
+	}
 	in := plan.Input{
 		Top:    top,
 		Select: nodes,
@@ -253,7 +262,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		CaptureAll: f.capture != "",
 		CaptureDir: f.capture,
 	}
-	return start.Run(in, f.startFlags.start(), stdout, stderr)
+	sf := f.startFlags.start()
+	sf.Faults = sched
+	return start.Run(in, sf, stdout, stderr)
 }
 
 // colorWanted says whether up colours its output: on a terminal, unless

@@ -10,6 +10,7 @@
 package supervise
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/nsrun/nsrun/capture"
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/faults"
 	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/internal/eventlog"
 	"github.com/nsrun/nsrun/internal/exitcode"
@@ -64,6 +66,10 @@ type Handles struct {
 	// newline are written to it and it is closed, and the run's stderr
 	// then goes to /dev/null (that nsrun is gone). Nil otherwise.
 	Detached *os.File
+	// Faults is the file's fault schedule (nil: none): the supervisor
+	// runs it through its own control socket once the run is up (or every
+	// node ready), and heals what is in force when the run stops.
+	Faults *faults.Schedule
 }
 
 // Run carries out the plan p in this process, which the launcher made
@@ -90,6 +96,9 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	if err := s.setUp(); err != nil {
 		return exitCodeFor(err), err
 	}
+	if f := h.Faults; f != nil && p.Run.Up && f.AtStart {
+		go s.runFaults(f)
+	}
 	if p.Run.Up {
 		if code, stopped, err := s.startUp(sigs); err != nil || stopped {
 			return code, err
@@ -108,6 +117,9 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 		s.out.Note(UpNote + p.Run.ID)
 		if h.Detached != nil {
 			detached(h.Detached, p.Run.ID)
+		}
+		if f := h.Faults; f != nil && !f.AtStart {
+			go s.runFaults(f)
 		}
 		code := s.superviseUp(sigs)
 		s.endOfRun("every node has exited")
@@ -1039,4 +1051,19 @@ func (s *supervisor) hostEntries() []plan.HostEntry {
 // nodeEnv is node n's environment: nsrun's, then the node's own.
 func (s *supervisor) nodeEnv(n *node) []string {
 	return append(append([]string(nil), s.plan.Env...), n.cfg.Env...)
+}
+
+// runFaults runs the file's fault schedule through the run's own control
+// socket (the supervisor may do anything on it) until it ends or the run
+// stops; a stopping run is not healed, it is torn down.
+func (s *supervisor) runFaults(sched *faults.Schedule) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-s.abort; cancel() }()
+	seq, err := sched.Sequence(sched.Seed)
+	if err != nil {
+		s.out.Note("faults: " + err.Error())
+		return
+	}
+	c := control.ForRun(s.plan.Run.Dir)
+	_ = sched.Run(ctx, c, seq, false, func(e faults.Event) { s.out.Note(e.String()) })
 }

@@ -35,6 +35,9 @@ type Topology struct {
 	// Latency is `regions:` and `latency:`: delays between regions or
 	// nodes (package latency), checked against the nodes.
 	Latency latency.Matrix
+	// Faults is the `faults:` section as written (nil without one):
+	// package faults reads its verbs with the command line's parser.
+	Faults *Faults
 }
 
 // Subnet is a named guest subnet: IPv4, IPv6 or both (ipam.Subnet).
@@ -239,14 +242,16 @@ func contains(xs []string, x string) bool {
 var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
-	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6", "regions", "latency")
+	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6", "regions", "latency", "faults")
 	if err != nil {
 		return nil, err
 	}
 	t := &Topology{}
-	var nodesNode, subnetsNode, regionsNode, latencyNode *yaml.Node
+	var nodesNode, subnetsNode, regionsNode, latencyNode, faultsNode *yaml.Node
 	for _, kv := range pairs {
 		switch kv[0].Value {
+		case "faults":
+			faultsNode = kv[1]
 		case "regions":
 			regionsNode = kv[1]
 		case "latency":
@@ -328,6 +333,11 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	t.Nodes = ordered
 	if t.Latency, err = p.latency(regionsNode, latencyNode, byName); err != nil {
 		return nil, err
+	}
+	if faultsNode != nil {
+		if t.Faults, err = p.faults(faultsNode); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
 }

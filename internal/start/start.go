@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/faults"
 	"github.com/nsrun/nsrun/install"
 	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/internal/jsonout"
@@ -34,6 +35,9 @@ import (
 type Flags struct {
 	Root, Isolated bool // --root, --isolated
 	DryRun, JSON   bool // --dry-run, --json
+	// Faults is the file's checked fault schedule, which the supervisor
+	// runs (nil: none, or --faults=false).
+	Faults *faults.Schedule
 }
 
 // fail prints err as nsrun's message and returns nsrun's exit code for it.
@@ -157,7 +161,7 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), Listeners: listeners, Detached: detachedPipe()})
+	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), Listeners: listeners, Detached: detachedPipe(), Faults: f.Faults})
 	if err != nil {
 		fmt.Fprintln(stderr, "nsrun:", err)
 	}

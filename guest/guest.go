@@ -44,6 +44,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/internal/exitcode"
+	"github.com/nsrun/nsrun/internal/procpid"
 	"github.com/nsrun/nsrun/nsfd"
 )
 
@@ -78,6 +79,13 @@ type Spec struct {
 	// pass them on).
 	PIDNS    bool
 	Terminal bool
+	// SharedProc: the node's init keeps the run's /proc rather than
+	// mounting one of its node's pid namespace (the kernel refuses a fresh
+	// /proc where the container masks paths under it).
+	SharedProc bool
+	// KeepHostname: the hostname is not set (a seccomp filter refuses
+	// sethostname); the node keeps the run's.
+	KeepHostname bool
 	// Join, when set, starts the command inside a node's running init's
 	// namespaces (pid, mount and UTS; NetNS is still the network one)
 	// instead of UTS and mount namespaces of its own: `nsrun net exec`.
@@ -96,14 +104,19 @@ type Joined struct {
 }
 
 // JoinInit opens the pid, mount and UTS namespaces of the process pid
-// (a node's init, as the supervisor sees it).
+// (a node's init, as the supervisor sees it; /proc may show it by another
+// pid, see package procpid).
 func JoinInit(pid int) (*Joined, error) {
 	var j Joined
+	inProc, err := procpid.InProc(pid)
+	if err != nil {
+		return nil, fmt.Errorf("find the node's init: %w", err)
+	}
 	for _, ns := range []struct {
 		name string
 		f    **os.File
 	}{{"pid", &j.PID}, {"mnt", &j.Mount}, {"uts", &j.UTS}} {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.name))
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", inProc, ns.name))
 		if err != nil {
 			j.Close()
 			return nil, fmt.Errorf("open the node's %s namespace: %w", ns.name, err)
@@ -209,7 +222,7 @@ func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
 	}
 	ip := &initPipes{
 		cfg: initConfig{Path: path, Argv: s.Argv, Env: s.Env, Dir: s.Dir, MapUser: s.MapUser, UID: s.UID, GID: s.GID,
-			AllCaps: s.AllCaps, Setpgid: s.Setpgid, Terminal: s.Terminal, Exec: s.Join != nil},
+			AllCaps: s.AllCaps, Setpgid: s.Setpgid, Terminal: s.Terminal, Exec: s.Join != nil, SharedProc: s.SharedProc},
 		config: cw, status: sr, ends: []*os.File{cr, sw},
 	}
 	// The init starts in / of the node's mount namespace; the command in
@@ -324,7 +337,7 @@ func unshare(s Spec) error {
 	if err := unix.Unshare(flags); err != nil {
 		return fmt.Errorf("unshare UTS and mount namespaces: %w", err)
 	}
-	if s.Hostname != "" {
+	if s.Hostname != "" && !s.KeepHostname {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 			return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
 		}

@@ -44,6 +44,8 @@ type initConfig struct {
 	// the node's pid and mount namespaces already: it mounts nothing and
 	// passes on every signal it gets.
 	Exec bool `json:"exec,omitempty"`
+	// SharedProc: keep the run's /proc (Spec.SharedProc).
+	SharedProc bool `json:"shared_proc,omitempty"`
 }
 
 // initStatus is the init's report once the command started, or why it
@@ -95,6 +97,8 @@ func runInit() int {
 	name := "nsrun-init"
 	if cfg.Exec {
 		name = "nsrun-exec"
+	} else if cfg.SharedProc {
+		// The run's /proc, as the supervisor's: ps shows more than the node.
 	} else if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		// The node's own /proc, in the node's own mount namespace: ps
 		// and /proc/PID show the node's processes, by the pids they know.

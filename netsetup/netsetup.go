@@ -215,7 +215,10 @@ func PrepareNamespace(ns *os.File, ipv6 bool) error {
 // the namespace held by ns: in the bridge namespace, after the bridges
 // and before their ports, which need none.
 func NoIPv6ForNewLinks(ns *os.File) error {
-	return nsfd.WriteSysctl(ns, "net/ipv6/conf/default/disable_ipv6", "1")
+	if err := nsfd.WriteSysctl(ns, "net/ipv6/conf/default/disable_ipv6", "1"); err != nil && !readOnlySysctls(err) {
+		return err
+	}
+	return nil
 }
 
 // writeDefaults writes the IPv6 defaults of the current thread's network
@@ -226,11 +229,24 @@ func writeDefaults(sys *nsfd.Sysctls, ipv6 bool) error {
 		settings = append(settings, [2]string{"disable_ipv6", "1"})
 	}
 	for _, kv := range settings {
-		if err := sys.Write("net/ipv6/conf/default/"+kv[0], kv[1]); err != nil {
+		if err := sys.Write("net/ipv6/conf/default/"+kv[0], kv[1]); err != nil && !readOnlySysctls(err) {
 			return err
 		}
 	}
-	return allowPing(sys)
+	if err := allowPing(sys); err != nil && !readOnlySysctls(err) {
+		return err
+	}
+	return nil
+}
+
+// readOnlySysctls says whether err is a write refused because /proc/sys
+// is read-only, as a container mounts it (and no fresh /proc can be
+// mounted there: the supervisor says so once). The namespace then keeps
+// the kernel's defaults: router advertisements and duplicate address
+// detection on (nothing in a run sends advertisements; nsrun's addresses
+// skip detection), IPv6 on, and ping for CAP_NET_RAW only.
+func readOnlySysctls(err error) bool {
+	return errors.Is(err, unix.EROFS)
 }
 
 // pingGroupRange is the sysctl (under /proc/sys) that lets groups open ICMP

@@ -2,8 +2,8 @@ package supervise
 
 import (
 	"errors"
+	"github.com/nsrun/nsrun/internal/procpid"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -88,7 +88,11 @@ func (s *supervisor) authorize(p *control.Peer) error {
 // nodeOf is the node whose network namespace process pid is in, or nil.
 func (s *supervisor) nodeOf(pid int) *node {
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st); err != nil {
+	path, err := procpid.Path(pid, "ns/net")
+	if err != nil {
+		return nil
+	}
+	if err := unix.Stat(path, &st); err != nil {
 		return nil
 	}
 	for _, n := range s.allNodes() {

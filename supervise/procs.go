@@ -59,20 +59,25 @@ func signalIn(pid int, ns nsID, sig unix.Signal) bool {
 	if got, err := pidNamespace(pid); err != nil || got != ns {
 		return false // the cheap check first: most processes are others'
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ENOSYS) {
-		// Before Linux 5.3: no pidfd; the namespace was checked just now.
-		return unix.Kill(pid, sig) == nil
-	}
+	// A /proc/PID folder's descriptor is a pidfd; pidfd_open would take
+	// pid in the run's pid namespace, and /proc may show another's
+	// (package procpid).
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d", pid), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
 	defer unix.Close(fd)
-	if got, err := pidNamespace(pid); err != nil || got != ns {
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, "ns/pid", &st, 0); err != nil || (nsID{st.Dev, st.Ino}) != ns {
 		return false
 	}
 	// Alive now means the pid was this process's all along.
-	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
+	err = unix.PidfdSendSignal(fd, sig, nil, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		// Before Linux 5.1: no pidfd; the namespace was checked just now.
+		return unix.Kill(pid, sig) == nil
+	}
+	return err == nil
 }
 
 // waitStopped waits (up to two seconds) until every process of pids that

@@ -251,6 +251,7 @@ func newSupervisor(p *plan.Plan, h Handles) *supervisor {
 // supervisor is one run.
 type supervisor struct {
 	plan    *plan.Plan
+	limits  limits
 	handles Handles
 	state   *runstate.Run
 	net     *runnet.Network
@@ -333,12 +334,16 @@ func (s *supervisor) setUp() error {
 	// kernel takes milliseconds over the first bridge of a user namespace.
 	netErr := make(chan error, 1)
 	go func() { netErr <- s.buildNetwork() }()
+	s.limits.keepHostname = probeHostname()
 	err = s.setUpFiles()
 	if nerr := <-netErr; err == nil {
 		err = nerr
 	}
 	if err != nil {
 		return err
+	}
+	if msg := s.limits.notice(); msg != "" {
+		fmt.Fprint(os.Stderr, msg)
 	}
 	if s.ctl, err = control.Listen(control.Path(p.Run.Dir)); err != nil {
 		return err
@@ -447,8 +452,8 @@ func (s *supervisor) setUpFiles() error {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
 	// A /proc of the run's own pid namespace, for the supervisor and guests.
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc of the run's pid namespace: %w", err)
+	if err := s.mountProc(); err != nil {
+		return err
 	}
 	if s.state, err = runstate.Create(p.Run.Dir, p.Run.ID); err != nil {
 		return err
@@ -508,13 +513,16 @@ func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
 		NetNS:    n.ns,
 		Hostname: n.cfg.Hostname,
 		Mounts:   s.mounts(n),
-		Hide:     s.hidden,
-		Argv:     argv,
-		Env:      append(append([]string{}, env...), "NSRUN_RUN="+s.plan.Run.ID, "NSRUN_NODE="+n.cfg.Name),
-		Dir:      dir,
-		MapUser:  s.plan.User.Mode == plan.UserMapped,
-		UID:      s.plan.User.UID,
-		GID:      s.plan.User.GID,
+		// Where the container refuses them (limits.go).
+		SharedProc:   s.limits.sharedProc,
+		KeepHostname: s.limits.keepHostname,
+		Hide:         s.hidden,
+		Argv:         argv,
+		Env:          append(append([]string{}, env...), "NSRUN_RUN="+s.plan.Run.ID, "NSRUN_NODE="+n.cfg.Name),
+		Dir:          dir,
+		MapUser:      s.plan.User.Mode == plan.UserMapped,
+		UID:          s.plan.User.UID,
+		GID:          s.plan.User.GID,
 	}
 	if n.cfg.Control {
 		if sp.Mounts == nil {

@@ -1,0 +1,177 @@
+package test
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// containerCheck runs inside the container (busybox sh): nsrun -- true, a
+// 3-node nsrun up with an isolate and a heal checked by connectivity, and
+// a SIGKILL of nsrun up that must leave no process behind.
+const containerCheck = `#!/bin/sh
+set -u
+fail() { echo "FAIL: $*"; exit 1; }
+nsrun --isolated -- true 2>/tmp/true.err || { cat /tmp/true.err; fail "nsrun -- true: exit $?"; }
+echo "notices: $(grep -c 'in this container' /tmp/true.err)"
+nsrun up --isolated -f /etc/nsrun-test/net.yaml >/tmp/up.log 2>&1 &
+up=$!
+reach() { nsrun net exec --run "$run" "$1" -- nc -w 2 "$2" 9000 2>/dev/null | grep -q hi; }
+run=
+for i in $(seq 1 100); do
+  run=$(nsrun ls 2>/dev/null | awk 'NR==2{print $1}')
+  [ -n "$run" ] && reach n1 n2 && break
+  sleep 0.1
+done
+[ -n "$run" ] || { cat /tmp/up.log; fail "no run"; }
+reach n1 n2 || fail "n1 cannot reach n2 before isolate"
+reach n1 n3 || fail "n1 cannot reach n3 before isolate"
+nsrun net isolate --run "$run" n1 >/dev/null || fail "isolate"
+reach n1 n2 && fail "n1 reaches n2 while isolated"
+reach n3 n1 && fail "n3 reaches n1 while isolated"
+reach n2 n3 || fail "n2 cannot reach n3 while n1 is isolated"
+nsrun net fullmesh --run "$run" >/dev/null || fail "fullmesh"
+reach n1 n2 || fail "n1 cannot reach n2 after heal"
+reach n3 n1 || fail "n3 cannot reach n1 after heal"
+kill -KILL $up
+left=x
+for i in $(seq 1 50); do
+  left=$(ps -o comm | grep -c -e '^nsrun' -e '^nc$')
+  [ "$left" = 0 ] && break
+  sleep 0.1
+done
+[ "$left" = 0 ] || { ps -o pid,args; fail "processes left after SIGKILL of nsrun"; }
+echo "PASS uid $(id -u)"
+`
+
+const containerNet = `nodes:
+  n1: {ip: 172.18.0.1, command: "nc -ll -p 9000 -e echo hi"}
+  n2: {ip: 172.18.0.2, command: "nc -ll -p 9000 -e echo hi"}
+  n3: {ip: 172.18.0.3, command: "nc -ll -p 9000 -e echo hi"}
+`
+
+// TestRootlessPodmanContainer runs nsrun in a default rootless podman
+// container (the test user's), as the container's root and as a non-root
+// user: the image is made from a local root filesystem holding only the
+// static nsrun and static busybox (no registry is reachable).
+func TestRootlessPodmanContainer(t *testing.T) {
+	requireRoot(t)
+	u := unprivileged(t)
+	podman, err := exec.LookPath("podman")
+	need(t, err == nil, "podman is not installed (apt-get install podman uidmap runc)")
+	_, err = exec.LookPath("runc")
+	need(t, err == nil, "runc is not installed (apt-get install runc)")
+	busybox, err := exec.LookPath("busybox")
+	need(t, err == nil && static(busybox), "a static busybox is not installed (apt-get install busybox-static)")
+
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // the test user's podman reads and enters it
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "etc/nsrun-test", "proc", "sys", "dev", "root"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(filepath.Join(root, "tmp"), 0o1777)
+	copyFile(t, busybox, filepath.Join(root, "bin/busybox"), 0o755)
+	copyFile(t, filepath.Join(binDir, "nsrun"), filepath.Join(root, "bin/nsrun"), 0o755)
+	for _, a := range []string{"sh", "true", "ps", "grep", "awk", "seq", "sleep", "kill", "cat", "id", "nc", "echo", "hostname"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range map[string]string{
+		"etc/passwd":              "root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/tmp:/bin/sh\n",
+		"etc/group":               "root:x:0:\nu:x:1000:\n",
+		"etc/nsrun-test/check.sh": containerCheck,
+		"etc/nsrun-test/net.yaml": containerNet,
+	} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tarball := filepath.Join(dir, "rootfs.tar")
+	if out, err := exec.Command("tar", "-C", root, "-cf", tarball, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	_ = os.Chmod(tarball, 0o644)
+
+	// Rootless podman wants a runtime folder of the user's.
+	xdg := filepath.Join(dir, "xdg")
+	if err := os.Mkdir(xdg, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(xdg, u.UID, u.GID); err != nil {
+		t.Fatal(err)
+	}
+	image := fmt.Sprintf("localhost/nsrun-e2e-%d:latest", os.Getpid())
+	pod := func(ctx context.Context, args ...string) *exec.Cmd {
+		cmd := u.command(ctx, podman, append([]string{"--runtime", "runc", "--cgroup-manager", "cgroupfs"}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
+		return cmd
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if r := run(t, pod(ctx, "import", tarball, image)); r.Code != 0 {
+		t.Fatalf("podman import: exit %d: %s", r.Code, r.Stderr)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = pod(ctx, "rmi", "-f", image).Run()
+	})
+	for _, user := range []string{"0:0", "1000:1000"} {
+		t.Run("user "+user, func(t *testing.T) {
+			r := run(t, pod(ctx, "run", "--rm", "--user", user, image, "/etc/nsrun-test/check.sh"))
+			if r.Code != 0 || !strings.Contains(r.Stdout, "PASS") {
+				t.Fatalf("in the container: exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+			}
+			// Here a fresh /proc and sethostname are refused: nsrun says
+			// so once per run.
+			if !strings.Contains(r.Stdout, "notices: 1") {
+				t.Errorf("nsrun -- true should say once what differs in this container:\n%s", r.Stdout)
+			}
+		})
+	}
+}
+
+// static says whether the ELF file at path has no program interpreter.
+func static(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
+}
+
+// copyFile copies src to dst with mode.
+func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -278,10 +278,15 @@ func (e *Engine) splice(n Node) (l *link, err error) {
 		return nil, err
 	}
 	defer h.Close()
-	if err := netsetup.SpliceLink(h, n.Splice); err != nil {
-		return nil, fmt.Errorf("link engine: node %q: %w", n.Name, err)
+	// A link the plan wired spliced (the file's matrix) needs only its
+	// sockets.
+	swapped := !netsetup.IsSpliced(h, n.Splice)
+	if swapped {
+		if err := netsetup.SpliceLink(h, n.Splice); err != nil {
+			return nil, fmt.Errorf("link engine: node %q: %w", n.Name, err)
+		}
 	}
-	if n.NS != nil {
+	if swapped && n.NS != nil {
 		if err := netsetup.WaitGuestUp(n.NS); err != nil {
 			return nil, fmt.Errorf("link engine: node %q: %w", n.Name, err)
 		}

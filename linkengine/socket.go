@@ -41,7 +41,11 @@ func openPacket(ns *os.File, ifname string) (*packetSocket, error) {
 	var fd int
 	err := nsfd.Do(ns, func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0: no frame reaches the socket until bind names the
+		// link and the protocol (a socket opened for every protocol is
+		// hooked on every link at once, and moving that hook in bind
+		// waits for an RCU grace period).
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}

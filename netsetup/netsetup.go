@@ -92,6 +92,10 @@ type Node struct {
 	PortName string     // the veth end on the bridge, in the bridge namespace
 	Addr     netip.Addr // the guest's IPv4 address on eth0; invalid for none
 	Addr6    netip.Addr // the guest's IPv6 address on eth0; invalid for none
+	// Splice, when its NodeEnd is set, wires the link already spliced into
+	// the link engine (SpliceLink's result): PortName is the bridge port
+	// of a veth to Splice.EngineEnd, and eth0's peer is Splice.NodeEnd.
+	Splice Splice
 	// NoIPv6 turns IPv6 off on eth0 altogether (`ipv6: false`): no
 	// link-local address either. Without it, eth0 has its link-local
 	// address, without duplicate address detection.
@@ -136,8 +140,16 @@ func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node, sys *nsfd.S
 		PeerName:      GuestIfName,
 		PeerNamespace: netlink.NsFd(int(guest.Fd())),
 	}
+	if n.Splice.NodeEnd != "" {
+		veth.LinkAttrs = netlink.LinkAttrs{Name: n.Splice.NodeEnd}
+	}
 	if err := bh.LinkAdd(veth); err != nil {
-		return fmt.Errorf("create veth %q for %s: %w", n.PortName, n, err)
+		return fmt.Errorf("create veth %q for %s: %w", veth.Name, n, err)
+	}
+	if n.Splice.NodeEnd != "" {
+		if err := addEngineEnds(bh, br, n); err != nil {
+			return err
+		}
 	}
 	if err := loUp(gh); err != nil {
 		return err
@@ -173,6 +185,13 @@ func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node, sys *nsfd.S
 	}
 	if err := waitOperUp(gh, GuestIfName); err != nil {
 		return fmt.Errorf("guest %s: %w", n, err)
+	}
+	if n.Splice.NodeEnd != "" {
+		for _, name := range []string{n.Splice.NodeEnd, n.Splice.EngineEnd} {
+			if err := waitOperUp(bh, name); err != nil {
+				return err
+			}
+		}
 	}
 	return waitOperUp(bh, n.PortName)
 }

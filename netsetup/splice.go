@@ -115,6 +115,38 @@ func WaitGuestUp(ns *os.File) error {
 	return waitOperUp(h, GuestIfName)
 }
 
+// addEngineEnds completes a node's link wired spliced (Node.Splice): the
+// node's end, just created, answers no ARP and comes up, and the bridge
+// port is a new veth whose peer is the engine's end.
+func addEngineEnds(bh *netlink.Handle, br *Bridge, n Node) error {
+	nodeEnd, err := bh.LinkByName(n.Splice.NodeEnd)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", n.Splice.NodeEnd, err)
+	}
+	if err := looseEnd(bh, nodeEnd, n.Splice.NodeEnd); err != nil {
+		return err
+	}
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: n.PortName, Flags: net.FlagUp, MasterIndex: br.Index},
+		PeerName:  n.Splice.EngineEnd,
+	}
+	if err := bh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %q (peer %s) for %s: %w", n.PortName, n.Splice.EngineEnd, n, err)
+	}
+	eng, err := bh.LinkByName(n.Splice.EngineEnd)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", n.Splice.EngineEnd, err)
+	}
+	return looseEnd(bh, eng, n.Splice.EngineEnd)
+}
+
+// IsSpliced reports whether port is spliced already (the node's end
+// s.NodeEnd exists in the namespace of h).
+func IsSpliced(h *netlink.Handle, s Splice) bool {
+	_, err := h.LinkByName(s.NodeEnd)
+	return err == nil
+}
+
 // UnspliceLink undoes SpliceLink: the engine's veth is removed and the
 // node's end is the bridge port again, under its old name.
 func UnspliceLink(h *netlink.Handle, s Splice) error {
@@ -123,6 +155,9 @@ func UnspliceLink(h *netlink.Handle, s Splice) error {
 		return fmt.Errorf("find bridge port %s: %w", s.Port, err)
 	}
 	master := port.Attrs().MasterIndex
+	if err := pinBridgeMAC(h, master); err != nil {
+		return err
+	}
 	if err := h.LinkDel(port); err != nil {
 		return fmt.Errorf("unsplice: delete %s: %w", s.Port, err)
 	}

@@ -227,7 +227,38 @@ func Build(in Input) (*Plan, error) {
 	if err := checkNames(top, nodes, p); err != nil {
 		return nil, err
 	}
+	markEngineLinks(p)
 	return p, nil
+}
+
+// markEngineLinks wires already spliced into the link engine the eth0
+// of every node that the file's latency matrix delays what it sends:
+// splicing a wired link later costs a swap of its bridge port and waits.
+func markEngineLinks(p *Plan) {
+	if p.Latency.IsZero() {
+		return
+	}
+	var names []string
+	for _, n := range p.Nodes {
+		names = append(names, n.Name)
+	}
+	sends := map[string]bool{}
+	for pair, v := range p.Latency.Resolve(names) {
+		if v.Delay > 0 || v.Jitter > 0 {
+			sends[pair.From] = true
+		}
+	}
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		if !sends[n.Name] {
+			continue
+		}
+		for j := range n.Links {
+			if l := &n.Links[j]; l.Kind == Veth {
+				l.NodeEnd, l.EngineEnd = EngineEnds(n.Name)
+			}
+		}
+	}
 }
 
 // selectNodes returns the named nodes and what they depend on, in start

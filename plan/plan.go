@@ -202,6 +202,12 @@ type Link struct {
 	TapBridge string `json:"tap_bridge,omitempty"`
 	// Capture is the pcap file of this link ("" when not captured).
 	Capture string `json:"capture,omitempty"`
+	// EngineEnds, on a veth link whose node sends with a delay of the
+	// file's latency matrix, name the loose ends of the link as wired
+	// already spliced into the link engine (netsetup.Splice: the node's
+	// end, the engine's); empty otherwise.
+	NodeEnd   string `json:"engine_node_end,omitempty"`
+	EngineEnd string `json:"engine_end,omitempty"`
 }
 
 // Command is what a node runs.

@@ -250,7 +250,7 @@ func (n *Network) wireNode(bh *netlink.Handle, node *plan.Node, ns *os.File, sys
 		var err error
 		switch l.Kind {
 		case plan.Veth:
-			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr(), Addr6: l.Addr6.Addr(), NoIPv6: !l.Addr6.IsValid()}, sys)
+			err = netsetup.AddNode(bh, n.bridges[l.Bridge], ns, netsetup.Node{PortName: l.Port, Addr: l.Addr.Addr(), Addr6: l.Addr6.Addr(), NoIPv6: !l.Addr6.IsValid(), Splice: netsetup.Splice{Port: l.Port, NodeEnd: l.NodeEnd, EngineEnd: l.EngineEnd}}, sys)
 		case plan.Tap:
 			err = netsetup.AddTapLink(bh, n.bridges[l.Bridge], ns, netsetup.TapLink{Tap: l.Inside, Port: l.Port, Peer: l.TapPeer, Bridge: l.TapBridge})
 		}

@@ -665,7 +665,9 @@ func TestFlakyLossAndRate(t *testing.T) {
 // rtts are the round trips of n ICMP echoes from node from to host
 // (probe ping: from the send to the kernel's receive timestamp, so the
 // scheduling of a busy machine adds nothing), the first few (which may
-// wait for ARP) left out.
+// wait for ARP) left out. An echo lost on the way is left out too (the
+// kernel's per-CPU input queue, which every veth of the machine shares,
+// drops when other tests flood it), but only one in ten may be.
 func (r *liveRun) rtts(t *testing.T, from, host string, n int) []time.Duration {
 	t.Helper()
 	res := r.exec(t, from, "probe", "ping", host, strconv.Itoa(n+3))
@@ -674,10 +676,14 @@ func (r *liveRun) rtts(t *testing.T, from, host string, n int) []time.Duration {
 		t.Fatalf("probe ping %s from %s: %q %q", host, from, res.Stdout, res.Stderr)
 	}
 	var out []time.Duration
+	lost := 0
 	for _, v := range f[4:] {
 		us, _ := strconv.Atoi(v)
 		if us < 0 {
-			t.Fatalf("probe ping %s from %s: an echo went unanswered: %q", host, from, res.Stdout)
+			if lost++; lost > n/10 {
+				t.Fatalf("probe ping %s from %s: %d echoes unanswered: %q", host, from, lost, res.Stdout)
+			}
+			continue
 		}
 		out = append(out, time.Duration(us)*time.Microsecond)
 	}

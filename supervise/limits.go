@@ -26,6 +26,9 @@ type limits struct {
 	// container's hostname; their names still resolve through the run's
 	// /etc/hosts.
 	keepHostname bool
+	// noResolv: there is no /etc/resolv.conf to mount the run's over, so
+	// nodes use their resolver's default (a nameserver on 127.0.0.1).
+	noResolv bool
 }
 
 // notice is the one message that says what differs, or "".
@@ -37,10 +40,13 @@ func (l limits) notice() string {
 	if l.keepHostname {
 		d = append(d, "sethostname is refused (seccomp), so nodes keep the container's hostname; node names still resolve through the run's /etc/hosts")
 	}
+	if l.noResolv {
+		d = append(d, "there is no /etc/resolv.conf to mount the run's over, so DNS in nodes uses the resolver's default (127.0.0.1); node names resolve through /etc/hosts")
+	}
 	if len(d) == 0 {
 		return ""
 	}
-	return "nsrun: in this container " + strings.Join(d, "; ") + ". Processes still end with the run and partitions still hold (nsrun doctor tells more).\n"
+	return "nsrun: here " + strings.Join(d, "; ") + ". Processes still end with the run and partitions still hold (nsrun doctor tells more).\n"
 }
 
 // mountProc mounts a /proc of the run's pid namespace over /proc, or,

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -471,6 +472,12 @@ func (s *supervisor) setUpFiles() error {
 		case plan.HostsFile:
 			content = hostsFile(p.Hosts)
 		case plan.ResolvFile:
+			if _, err := os.Stat(m.Target); errors.Is(err, fs.ErrNotExist) {
+				// Nothing to mount over (a container without a network
+				// has none): the resolver's default, said once.
+				s.limits.noResolv = true
+				continue
+			}
 			content = []byte("# written by nsrun for run " + p.Run.ID + "\nnameserver " + m.Nameserver.String() + "\n")
 		case plan.GaiFile:
 			if _, err := os.Stat(m.Target); err != nil {
@@ -498,6 +505,13 @@ func (s *supervisor) setUpFiles() error {
 // target to source.
 func (s *supervisor) mounts(n *node) map[string]string {
 	m := s.plan.NodeMounts(&n.cfg)
+	if s.limits.noResolv {
+		for _, pm := range s.plan.Mounts {
+			if pm.Kind == plan.ResolvFile {
+				delete(m, pm.Target)
+			}
+		}
+	}
 	for target, file := range m {
 		m[target] = filepath.Join(s.state.Dir, file)
 	}

@@ -19,7 +19,7 @@ const containerCheck = `#!/bin/sh
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
 nsrun --isolated -- true 2>/tmp/true.err || { cat /tmp/true.err; fail "nsrun -- true: exit $?"; }
-echo "notices: $(grep -c 'in this container' /tmp/true.err)"
+echo "notices: $(grep -c '^nsrun: here ' /tmp/true.err)"
 nsrun up --isolated -f /etc/nsrun-test/net.yaml >/tmp/up.log 2>&1 &
 up=$!
 reach() { nsrun net exec --run "$run" "$1" -- nc -w 2 "$2" 9000 2>/dev/null | grep -q hi; }
@@ -136,7 +136,7 @@ func TestRootlessPodmanContainer(t *testing.T) {
 	})
 	for _, user := range []string{"0:0", "1000:1000"} {
 		t.Run("user "+user, func(t *testing.T) {
-			r := run(t, pod(ctx, "run", "--rm", "--user", user, image, "/etc/nsrun-test/check.sh"))
+			r := run(t, pod(ctx, "run", "--rm", "--network", "none", "--user", user, image, "/etc/nsrun-test/check.sh"))
 			if r.Code != 0 || !strings.Contains(r.Stdout, "PASS") {
 				t.Fatalf("in the container: exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 			}

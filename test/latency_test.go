@@ -357,3 +357,37 @@ func TestLatencyKilled(t *testing.T) {
 		t.Errorf("the bridge namespace %s is still held: %v", nsID, held())
 	}
 }
+
+// TestLatencyBadFiles: every bad input of regions: and latency: is
+// refused by nsrun up at file:line:col, naming the field and the fix, and
+// nothing starts (no run folder).
+func TestLatencyBadFiles(t *testing.T) {
+	u := unprivileged(t)
+	head := "nodes:\n  n1: {ip: 172.18.0.1}\n  n2: {ip: 172.18.0.2}\n  n3: {ip: 172.18.0.3}\nregions:\n  us: [n1, n2]\n  eu: [n3]\n"
+	files := map[string][2]string{
+		"unknown-node.yaml": {"nodes:\n  n1: {ip: 172.18.0.1}\nregions:\n  us: [n1, n9]\n", `unknown-node.yaml:4:12: regions.us: no node named "n9"`},
+		"two-regions.yaml":  {head + "  ap: [n3]\n", "two-regions.yaml:8:8: regions.ap: node n3 is already in region eu; a node is in at most one region"},
+		"unknown.yaml":      {head + "latency:\n  us <-> mars: 40ms\n", `unknown.yaml:9:3: latency: "mars" is neither a region nor a node`},
+		"twice.yaml":        {head + "latency:\n  us <-> eu: 40ms\n  eu -> us: 50ms\n", "twice.yaml:10:3: latency: eu -> us is given twice, as 40ms (us <-> eu: 40ms) and 50ms; give each pair one value"},
+		"negative.yaml":     {head + "latency:\n  us <-> eu: -40ms\n", "negative.yaml:9:14: latency.us <-> eu: delay -40ms is negative"},
+		"absurd.yaml":       {head + "latency:\n  us <-> eu: 2m\n", "absurd.yaml:9:14: latency.us <-> eu: delay 2m0s is over 1m0s; write a shorter delay"},
+		"jitter.yaml":       {head + "latency:\n  us <-> eu: 5ms ±10ms\n", "jitter.yaml:9:14: latency.us <-> eu: jitter 10ms is larger than the delay 5ms"},
+		"malformed.yaml":    {head + "latency:\n  us <-> eu: 40 ms\n", `malformed.yaml:9:14: latency.us <-> eu: "40 ms": write a duration such as 40ms`},
+		"arrow.yaml":        {head + "latency:\n  us <- eu: 40ms\n", `arrow.yaml:9:3: latency: "us <- eu": write A <-> B (both ways) or A -> B (one way)`},
+	}
+	contents := map[string]string{}
+	for name, f := range files {
+		contents[name] = f[0]
+	}
+	dir := project(t, contents)
+	before := u.runDirs()
+	for name, f := range files {
+		r := u.up(t, dir, "-f", name)
+		if r.Code != 125 || !strings.Contains(r.Stderr, f[1]) {
+			t.Errorf("up -f %s: exit %d, stderr %q; want %q", name, r.Code, r.Stderr, f[1])
+		}
+	}
+	if after := u.runDirs(); len(after) != len(before) {
+		t.Errorf("bad files created run folders: %v", after)
+	}
+}

@@ -36,7 +36,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // (userns/launch) reads command lines by the same rule, to start a run
 // for `nsrun up` and `nsrun [flags] -- CMD` only: FuzzLaunchDecision holds
 // the two together.
-var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "faults", "ls", "gc", "help", "version"}
+var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "faults", "report", "ls", "gc", "help", "version"}
 
 // command is the command named name.
 func command(name string) (func(args []string, stdout, stderr io.Writer) int, bool) {
@@ -61,6 +61,8 @@ func command(name string) (func(args []string, stdout, stderr io.Writer) int, bo
 		return cmdAttach, true
 	case "faults":
 		return cmdFaults, true
+	case "report":
+		return cmdReport, true
 	case "ls":
 		return cmdLs, true
 	case "gc":

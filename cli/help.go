@@ -31,6 +31,8 @@ Usage:
   nsrun faults --run ID [--seed N] FILE|-
                                      run a fault schedule against a live run;
                                      Ctrl-C stops it and heals (nsrun faults --help)
+  nsrun report DIR                   draw DIR/events.jsonl (from up --report DIR or
+                                     --capture DIR) as DIR/report.html
   nsrun ls [--json]                  list your live runs
   nsrun gc                           remove what killed runs left behind
   nsrun help [COMMAND [VERB]]        this text, or a command's (as COMMAND --help)
@@ -84,6 +86,8 @@ const upFlagsHelp = `  -f FILE            the topology file (default nsrun.yaml)
                      printing the run's id (stop it with nsrun down)
   --keep-logs        keep the run's output after it ends, for nsrun logs
   --faults=false     start the file without its faults: section
+  --report DIR       at the end, write the run's events to DIR/events.jsonl
+                     and their timeline to DIR/report.html
 ` + startFlagsHelp
 
 // commandHelp is the --help text of each command but the run itself.
@@ -216,6 +220,16 @@ Flags:
                or drawn and printed)
 
 See README: "Fault schedules".
+`,
+	"report": `Usage: nsrun report DIR
+
+Draws the events of a run, DIR/events.jsonl (written by nsrun up --report
+DIR, or --capture DIR), as one self-contained page, DIR/report.html: a
+lane per node (up, ready, paused, stopped, exit codes, link faults), the
+partition in force, the fault steps and the annotations on one time axis,
+and a table of every event. The page loads nothing from anywhere.
+
+See README: "A timeline of the run".
 `,
 	"ls": `Usage: nsrun ls [--json]
 

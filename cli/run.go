@@ -175,6 +175,7 @@ type upFlags struct {
 	abortOnExit        bool
 	detach, keepLogs   bool
 	faults             bool // --faults=false: without the file's faults:
+	report             string
 	timeout            float64
 	timeoutText        string // --timeout as given; read after the launch decision (see FuzzLaunchDecision)
 }
@@ -194,6 +195,7 @@ func (f *upFlags) flagSet() *flag.FlagSet {
 	fs.BoolVar(&f.detach, "detach", false, "")
 	fs.BoolVar(&f.keepLogs, "keep-logs", false, "")
 	fs.BoolVar(&f.faults, "faults", true, "")
+	fs.StringVar(&f.report, "report", "", "")
 	f.startFlags.add(fs)
 	return fs
 }
@@ -243,6 +245,12 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("up: -f %s: %w", f.file, err))
 	}
+	report := ""
+	if f.report != "" {
+		if report, err = reportDir(f.report); err != nil {
+			return fail(stderr, err)
+		}
+	}
 	var sched *faults.Schedule
 	if top.Faults != nil && f.faults {
 		if sched, err = compileFaults(f.file, top.Faults, nodeNames(top)); err != nil {
@@ -257,6 +265,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 			Up: true, Color: colorWanted(start.IsTerminal(1), os.Getenv("NO_COLOR")),
 			ExitCodeFrom: f.exitCodeFrom, AbortOnExit: f.abortOnExit,
 			StopTimeout: time.Duration(f.timeout * float64(time.Second)),
+			Report:      report,
 		},
 		LogLevel:   f.logLevel,
 		CaptureAll: f.capture != "",

@@ -70,7 +70,10 @@ type Run struct {
 	ExitCodeFrom string        `json:"exit_code_from,omitempty"`
 	AbortOnExit  bool          `json:"abort_on_exit,omitempty"`
 	StopTimeout  time.Duration `json:"stop_timeout_ns"` // between SIGTERM and SIGKILL
-	Log          Log           `json:"log"`
+	// Report is `up --report DIR`: at the end of the run its events go to
+	// DIR/events.jsonl and their timeline to DIR/report.html.
+	Report string `json:"report,omitempty"`
+	Log    Log    `json:"log"`
 }
 
 // Log is the supervisor's step log.

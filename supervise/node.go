@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -28,7 +29,12 @@ type node struct {
 	// ns is set before the node's wired channel closes (network.waitWired),
 	// or before an attached node is listed; it is read only after that.
 	ns *os.File
-	up chan struct{} // closed once started and ready
+	// notes is the node's annotation socket (listenNotes), opened once
+	// before its first start; notesErr why it could not be.
+	notesOnce sync.Once
+	notes     net.PacketConn
+	notesErr  error
+	up        chan struct{} // closed once started and ready
 
 	ops sync.Mutex // serializes stop, start, restart, pause and resume
 

@@ -616,6 +616,10 @@ func (s *supervisor) startNode(n *node) error {
 		close(n.up)
 		return nil
 	}
+	if err := s.listenNotes(n); err != nil {
+		n.failedFirstStart()
+		return err
+	}
 	sp := s.nodeSpec(n)
 	if err := s.launch(n, sp); err != nil {
 		n.failedFirstStart()
@@ -930,6 +934,7 @@ func (s *supervisor) tearDown() {
 		}
 	}
 	s.cap.Load().Stop()
+	s.closeNotes()
 	s.nsUse.Lock() // never released: the namespaces are gone
 	if s.engine != nil {
 		s.engine.Close()
@@ -943,6 +948,7 @@ func (s *supervisor) tearDown() {
 	// The subscribers get their last events and their end, before the
 	// supervisor exits.
 	_ = s.events.Close()
+	s.saveEvents()
 	for deadline := time.Now().Add(2 * time.Second); s.subscribers.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
@@ -1072,7 +1078,8 @@ func (s *supervisor) hostEntries() []plan.HostEntry {
 
 // nodeEnv is node n's environment: nsrun's, then the node's own.
 func (s *supervisor) nodeEnv(n *node) []string {
-	return append(append([]string(nil), s.plan.Env...), n.cfg.Env...)
+	env := append(append([]string(nil), s.plan.Env...), envNotes+"="+NotesAddr)
+	return append(env, n.cfg.Env...)
 }
 
 // runFaults runs the file's fault schedule through the run's own control
@@ -1087,5 +1094,20 @@ func (s *supervisor) runFaults(sched *faults.Schedule) {
 		return
 	}
 	c := control.ForRun(s.plan.Run.Dir)
-	_ = sched.Run(ctx, c, seq, false, func(e faults.Event) { s.out.Note(e.String()) })
+	step := 0
+	_ = sched.Run(ctx, c, seq, false, func(e faults.Event) {
+		s.out.Note(e.String())
+		ev := control.Event{Kind: control.EventFaultStep, Verb: e.Do, Text: e.Kind}
+		switch e.Kind {
+		case faults.KindFault, faults.KindHeal:
+			step++
+			ev.Step = step
+			if e.Err != "" {
+				ev.Text += ": failed: " + e.Err
+			}
+		default:
+			ev.Verb, ev.Text = "", e.Kind+" "+e.Do
+		}
+		s.publish(ev)
+	})
 }

@@ -175,7 +175,7 @@ int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated)
 		{"keep-logs", 0, NULL, 0},
 		/* up -d starts the run as a child of its own (cli's upDetached) */
 		{"d", 0, NULL, 1}, {"detach", 0, NULL, 1},
-		{"faults", 0, NULL, 0},
+		{"faults", 0, NULL, 0}, {"report", 1, NULL, 0},
 		{"root", 0, root, 0}, {"isolated", 0, isolated, 0},
 		{"dry-run", 0, NULL, 1}, {"json", 0, NULL, 1},
 		{NULL, 0, NULL, 0},

@@ -1,0 +1,100 @@
+package supervise
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/nsfd"
+)
+
+// NotesAddr is where a node's program sends annotations, one UDP
+// datagram of one line each, to the supervisor: the discard port of the
+// node's own loopback, which the supervisor holds in every node's network
+// namespace. A node finds it in $NSRUN_EVENTS; in bash:
+//
+//	echo "leader=n2" > /dev/udp/${NSRUN_EVENTS/://}
+const NotesAddr = "127.0.0.1:9"
+
+// envNotes is the variable that tells a node NotesAddr.
+const envNotes = "NSRUN_EVENTS"
+
+// maxNote is the longest annotation kept; a longer one is cut.
+const maxNote = 512
+
+// listenNotes opens node n's annotation socket in its network namespace
+// (once) and publishes what arrives on it as annotations of n, until the
+// run closes it.
+func (s *supervisor) listenNotes(n *node) error {
+	n.notesOnce.Do(func() {
+		var fd int
+		n.notesErr = nsfd.Do(n.ns, func() error {
+			var err error
+			if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+				return err
+			}
+			if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				unix.Close(fd)
+				return err
+			}
+			return nil
+		})
+		if n.notesErr != nil {
+			n.notesErr = fmt.Errorf("node %s: the annotation socket %s: %w", n.cfg.Name, NotesAddr, n.notesErr)
+			return
+		}
+		f := os.NewFile(uintptr(fd), "notes-"+n.cfg.Name)
+		c, err := net.FilePacketConn(f)
+		f.Close()
+		if err != nil {
+			n.notesErr = err
+			return
+		}
+		n.notes = c
+		go s.readNotes(n, c)
+	})
+	return n.notesErr
+}
+
+// readNotes publishes each datagram of c as annotations of n, a line
+// each.
+func (s *supervisor) readNotes(n *node, c net.PacketConn) {
+	buf := make([]byte, 4096)
+	for {
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return // closed by tearDown
+		}
+		for _, line := range strings.Split(string(buf[:k]), "\n") {
+			line = strings.TrimSpace(strings.ToValidUTF8(line, "?"))
+			if line == "" {
+				continue
+			}
+			if len(line) > maxNote {
+				cut := maxNote
+				for cut > 0 && !utf8.RuneStart(line[cut]) {
+					cut--
+				}
+				line = line[:cut]
+			}
+			s.publish(control.Event{Kind: control.EventAnnotation, Node: n.cfg.Name, Text: line})
+			if s.plan.Run.Up {
+				s.out.Event(n.cfg.Name, "note: "+line)
+			}
+		}
+	}
+}
+
+// closeNotes closes every node's annotation socket.
+func (s *supervisor) closeNotes() {
+	for _, n := range s.allNodes() {
+		if n.notes != nil {
+			n.notes.Close()
+		}
+	}
+}

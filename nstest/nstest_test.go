@@ -276,13 +276,45 @@ func TestPartitionShapes(t *testing.T) {
 	if f := st.Faults["c"]; f.Loss != 0.25 || f.Rate != 2_000_000 {
 		t.Errorf("Show after Flaky: %+v", st.Faults)
 	}
-	// Delay needs the kernel's netem; without it the error names it.
-	if err := n.Flaky("c", nstest.Delay(50*time.Millisecond)); err != nil && !strings.Contains(err.Error(), "netem") {
+	// Delay is nsrun's link engine's, on every kernel.
+	if err := n.Flaky("c", nstest.Delay(50*time.Millisecond), nstest.Jitter(5*time.Millisecond), nstest.Duplicate(0.01)); err != nil {
 		t.Errorf("Flaky Delay: %v", err)
-	} else if err == nil {
-		if st, _ := n.Show(); st.Faults["c"].Delay != 50*time.Millisecond {
-			t.Errorf("Show after Flaky Delay: %+v", st.Faults)
+	} else if st, _ := n.Show(); st.Faults["c"].Delay != 50*time.Millisecond || st.Faults["c"].Jitter != 5*time.Millisecond {
+		t.Errorf("Show after Flaky Delay: %+v", st.Faults)
+	}
+	// A latency between a and b, each way: a's handshake with b waits
+	// for both directions; cleared, it does not.
+	if err := n.Heal(); err != nil { // (Halves above may have cut a from b)
+		t.Fatal(err)
+	}
+	l, err := n.Node("b").Listen("tcp", ":6001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	handshake := func() time.Duration {
+		t.Helper()
+		start := time.Now()
+		c, err := n.Node("a").Dial("tcp", "b:6001")
+		if err != nil {
+			t.Fatal(err)
 		}
+		c.Close()
+		return time.Since(start)
+	}
+	if err := n.Latency("a", "b", 20*time.Millisecond, nstest.LatencyJitter(time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	handshake() // (ARP)
+	if d := handshake(); d < 38*time.Millisecond {
+		t.Errorf("handshake a -> b with 20ms each way took %s, want 40ms", d)
+	}
+	if err := n.ClearLatency(); err != nil {
+		t.Fatal(err)
+	}
+	handshake()
+	if d := handshake(); d > 20*time.Millisecond {
+		t.Errorf("handshake a -> b after ClearLatency took %s", d)
 	}
 	if err := n.Flaky("c"); err != nil {
 		t.Fatal(err)

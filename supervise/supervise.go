@@ -16,6 +16,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -115,6 +116,7 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	go func() { _, _ = runstate.GCAll(p.Run.RuntimeDir, p.User.UID); close(s.gcDone) }()
 	s.publish(control.Event{Kind: control.EventRunUp})
 	if p.Run.Up {
+		s.reportAllStarted()
 		s.out.Note(UpNote + p.Run.ID)
 		if h.Detached != nil {
 			detached(h.Detached, p.Run.ID)
@@ -156,6 +158,7 @@ func detached(w *os.File, id string) {
 // signals go to the process groups of the nodes that run. stopped says
 // the run ended here, with code.
 func (s *supervisor) startUp(sigs chan os.Signal) (code int, stopped bool, err error) {
+	defer s.out.EndProgress()
 	started := make(chan error, 1)
 	go func() { started <- s.startNodes() }()
 	var interrupt syscall.Signal
@@ -245,7 +248,11 @@ func newSupervisor(p *plan.Plan, h Handles) *supervisor {
 		nd := newNode(n, i)
 		s.nodes = append(s.nodes, nd)
 		s.byName[n.Name] = nd
+		if len(n.Argv) > 0 {
+			s.toStart++
+		}
 	}
+	s.summarize = p.Run.Up && len(p.Nodes) > summarizeAbove
 	return s
 }
 
@@ -300,7 +307,18 @@ type supervisor struct {
 	// hidden are the folders of the user's runs, covered in every node's
 	// mount namespace (spec).
 	hidden []string
+	// summarize: `up` of more than summarizeAbove nodes prints counts
+	// (and progress on a terminal), not a line for each node's start and
+	// stop; nStarted counts the nodes started so far, of toStart.
+	summarize bool
+	nStarted  atomic.Int64
+	toStart   int
 }
+
+// summarizeAbove is the number of nodes above which `nsrun up` reports
+// the nodes' starts and their exits when stopped as counts, not a line
+// a node.
+const summarizeAbove = 50
 
 // lookup finds a node by name.
 func (s *supervisor) lookup(name string) (*node, bool) {
@@ -626,7 +644,7 @@ func (s *supervisor) startNode(n *node) error {
 		return err
 	}
 	if s.plan.Run.Up {
-		s.out.Event(n.cfg.Name, "started") // no pid: the run's own pid namespace numbers it, not the host's
+		s.reportStarted(n)
 	}
 	if n.cfg.Ready.Kind == plan.ReadyTCP {
 		if err := s.waitReady(n); err != nil {
@@ -637,6 +655,37 @@ func (s *supervisor) startNode(n *node) error {
 	s.publish(control.Event{Kind: control.EventNodeReady, Node: n.cfg.Name})
 	close(n.up)
 	return nil
+}
+
+// reportStarted prints that node n started; in a summarized run, the
+// progress on a terminal (every 1% of the nodes and the last).
+func (s *supervisor) reportStarted(n *node) {
+	if !s.summarize {
+		s.out.Event(n.cfg.Name, "started") // no pid: the run's own pid namespace numbers it, not the host's
+		return
+	}
+	k := int(s.nStarted.Add(1))
+	if k%max(1, s.toStart/100) == 0 || k == s.toStart {
+		s.out.Progress(fmt.Sprintf("starting %d/%d nodes", k, s.toStart))
+	}
+}
+
+// reportAllStarted prints, in a summarized run, how many nodes started
+// and the first few of them, once every node is up.
+func (s *supervisor) reportAllStarted() {
+	s.out.EndProgress()
+	if !s.summarize {
+		return
+	}
+	var names []string
+	for _, n := range s.allNodes() {
+		if n.pid() != 0 {
+			names = append(names, n.cfg.Name)
+		}
+	}
+	if len(names) > 0 {
+		s.out.Note(output.Count(names, "started"))
+	}
 }
 
 // launch starts n's command as sp says (in `up`, with stdin /dev/null and
@@ -780,9 +829,19 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	// With --abort-on-exit, the exit code of the node whose exit stopped
 	// the run.
 	abortCode, aborted := 0, false
+	// In a summarized run, the nodes that ran when the stop began: their
+	// exits are printed as counts by exit code once all have ended.
+	var stopping []*node
 	stopped := make(chan struct{})
 	startStop := func(reason string) {
 		s.once.Do(func() {
+			if s.summarize {
+				for _, n := range s.allNodes() {
+					if n.running() {
+						stopping = append(stopping, n)
+					}
+				}
+			}
 			s.endOfRun(reason)
 			close(s.abort)
 			go func() { s.stopAll(timeout); close(stopped) }()
@@ -811,8 +870,13 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				}
 			}
 		case e := <-s.exited:
-			s.out.Event(e.n.cfg.Name, fmt.Sprintf("exited with code %d", e.code))
-			s.updateInfo()
+			// In a summarized run, the nodes the stop ends are counted
+			// below, and info.json (every node) is not written again for
+			// each: at 1,000 nodes that is a megabyte a node.
+			if !s.summarize || !s.stopRequested() {
+				s.out.Event(e.n.cfg.Name, fmt.Sprintf("exited with code %d", e.code))
+				s.updateInfo()
+			}
 			if e.held {
 				continue // stopped on request; `nsrun node start` brings it back
 			}
@@ -833,6 +897,14 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 	default:
 	}
 	s.out.Flush()
+	// Every process has ended: each node's exit code is its last one.
+	byCode := map[int][]string{}
+	for _, n := range stopping {
+		byCode[n.exitCode()] = append(byCode[n.exitCode()], n.cfg.Name)
+	}
+	for _, code := range slices.Sorted(maps.Keys(byCode)) {
+		s.out.Note(output.Count(byCode[code], fmt.Sprintf("exited with code %d", code)))
+	}
 	if s.plan.Run.ExitCodeFrom != "" {
 		n, _ := s.lookup(s.plan.Run.ExitCodeFrom)
 		return n.exitCode()
@@ -878,6 +950,16 @@ func (s *supervisor) launcherGone() {
 	s.keepLogs()
 	_ = os.RemoveAll(s.plan.Run.Dir)
 	os.Exit(launcherGoneExit)
+}
+
+// stopRequested says whether the run is being stopped.
+func (s *supervisor) stopRequested() bool {
+	select {
+	case <-s.abort:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop marks the run as stopping (nodes not yet started never start),

@@ -354,10 +354,10 @@ rtt_row() {
   lat_yaml "$2" "probe ping server $(($3 + 3))" > "$out/lat.yaml"
   $NSRUN up --isolated -f "$out/lat.yaml" --exit-code-from client --timeout 1 2>/dev/null |
     sed -n 's/^client *| rtt_us //p' | tr ' ' '\n' | tail -n +4 | sort -g |
-    awk -v name="$1" '{ v[NR] = $1 / 1000; s += v[NR] } END {
-      m = s / NR; for (i = 1; i <= NR; i++) q += (v[i] - m) ^ 2
-      p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
-      printf "| %s | %.3f | %.3f | %.3f | %.3f |\n", name, v[int(NR / 2) + 1], v[p99], m, sqrt(q / (NR - 1)) }'
+    awk -v name="$1" '$1 < 0 { lost++; next } { n++; v[n] = $1 / 1000; s += v[n] } END {
+      m = s / n; for (i = 1; i <= n; i++) q += (v[i] - m) ^ 2
+      p99 = int(n * 0.99); if (p99 < 1) p99 = 1
+      printf "| %s | %.3f | %.3f | %.3f | %.3f | %d |\n", name, v[int(n / 2) + 1], v[p99], m, sqrt(q / (n - 1)), lost }'
 }
 tp_row() { # tp_row NAME LATENCY: Gbit/s of iperf3 -t 5, and the run's CPU seconds
   lat_yaml "$2" "iperf3 -c server -p 5201 -t 5 -w 8M -J" > "$out/lat.yaml"
@@ -386,8 +386,8 @@ hfb lat-up -n "30 nodes" "$NSRUN up --isolated -f $out/many0.yaml" -n "30 nodes,
   echo
   echo "Round trips of ICMP echoes between two nodes in two regions (probe ping, 10 ms apart, timed to the kernel's receive timestamp); D is the one-way delay each way, so a round trip should be 2D."
   echo
-  echo "| matrix | median ms | p99 ms | mean ms | sd ms |"
-  echo "|---|---:|---:|---:|---:|"
+  echo "| matrix | median ms | p99 ms | mean ms | sd ms | lost |"
+  echo "|---|---:|---:|---:|---:|---:|"
   rtt_row "none (kernel path)" "" 200
   rtt_row "D = 1ms" 1ms 200
   rtt_row "D = 10ms" 10ms 200

@@ -90,7 +90,7 @@ type Conn struct {
 }
 
 // Dial connects to the supervisor at path and sends req with files
-// attached.
+// attached, after the caller's pid namespace (see Peer.FromPIDNS).
 func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -99,6 +99,10 @@ func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
 	req.Version = Version
 	b, _ := json.Marshal(req)
 	var fds []int
+	if ns, err := os.Open("/proc/self/ns/pid"); err == nil {
+		defer ns.Close()
+		fds = append(fds, int(ns.Fd()))
+	}
 	for _, f := range files {
 		fds = append(fds, int(f.Fd()))
 	}
@@ -160,6 +164,25 @@ type Peer struct {
 	dec   *json.Decoder
 	Req   Request
 	Files []*os.File
+	// pidns is the pid namespace the client sent before its files (Dial
+	// sends its own), nil if none.
+	pidns *os.File
+}
+
+// FromPIDNS reports whether the client sent an open descriptor of the
+// pid namespace ns (Dial sends the caller's own, before the request's
+// files). A process can send only a namespace it holds open, and /proc
+// shows it only the namespaces of the processes it sees: a node, which
+// sees none but its own, cannot send the pid namespace of the user's
+// shell on the host.
+func (p *Peer) FromPIDNS(ns *os.File) bool {
+	return p.pidns != nil && ns != nil && sameFile(p.pidns, ns)
+}
+
+// sameFile reports whether a and b are one file (device and inode).
+func sameFile(a, b *os.File) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(int(a.Fd()), &sa) == nil && unix.Fstat(int(b.Fd()), &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // Serve calls handle for every request until the server is closed.
@@ -187,7 +210,7 @@ func (s *Server) Serve(handle func(*Peer)) {
 
 func readRequest(c *net.UnixConn) (*Peer, error) {
 	buf := make([]byte, 1<<16)
-	oob := make([]byte, unix.CmsgSpace(4*3))
+	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return nil, err
@@ -201,7 +224,12 @@ func readRequest(c *net.UnixConn) (*Peer, error) {
 		}
 		for _, fd := range fds {
 			unix.CloseOnExec(fd)
-			p.Files = append(p.Files, os.NewFile(uintptr(fd), "peer"))
+			f := os.NewFile(uintptr(fd), "peer")
+			if p.pidns == nil && len(p.Files) == 0 && isPIDNS(f) {
+				p.pidns = f
+				continue
+			}
+			p.Files = append(p.Files, f)
 		}
 	}
 	line := buf[:n]
@@ -279,9 +307,18 @@ func (p *Peer) Next() (Request, error) {
 	return DecodeRequest(raw)
 }
 
+// isPIDNS reports whether f is a pid namespace (nsfs).
+func isPIDNS(f *os.File) bool {
+	typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	return err == nil && typ == unix.CLONE_NEWPID
+}
+
 func (p *Peer) close() {
 	for _, f := range p.Files {
 		f.Close()
+	}
+	if p.pidns != nil {
+		p.pidns.Close()
 	}
 	p.c.Close()
 }

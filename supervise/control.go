@@ -53,22 +53,33 @@ func (s *supervisor) handle(p *control.Peer) {
 
 // authorize refuses a request from inside the run unless it comes from
 // a node with control: true, and `exec --root` from inside the run
-// whoever asks. The kernel names the caller (control.Caller): a process
-// outside the run's pid namespace (the user on the host, pid 0 here) may
-// do anything; one inside is mapped to the node whose network namespace
-// it is in, which a process without privilege over the run's user
-// namespace cannot change (setns needs it, and a namespace it creates
-// is no node's).
+// whoever asks. The kernel names the caller (control.Caller). A process
+// outside the run's pid namespace (pid 0 here) may do anything if it is
+// the user on the host: it sent an open descriptor of the launcher's pid
+// namespace (control.Peer.FromPIDNS). Pid 0 alone says nothing: a node
+// of another run of the user's is outside this run's pid namespace too,
+// and reaches this socket wherever the run's folder is not hidden from
+// it (a runtime folder made after the node started, or another
+// XDG_RUNTIME_DIR). A process inside is mapped to the node whose network
+// namespace it is in, which a process without privilege over the run's
+// user namespace cannot change (setns needs it, and a namespace it
+// creates is no node's).
 func (s *supervisor) authorize(p *control.Peer) error {
 	c, err := p.Caller()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if c.Pid == 0 || c.Pid == os.Getpid() { // outside the run, or the supervisor itself (tests call in-process)
+	what := "nsrun " + p.Req.Verb
+	if c.Pid == os.Getpid() { // the supervisor itself (its fault schedule; tests call in-process)
 		return nil
 	}
-	what := "nsrun " + p.Req.Verb
+	if c.Pid == 0 {
+		if p.FromPIDNS(s.handles.CallerPIDNS) {
+			return nil
+		}
+		return control.Errorf(control.ErrRefused, "%s is refused: the calling process is outside run %s and not in the pid namespace of the nsrun that started it (a node of another run?); call from the host where the run was started, or from a node of this run with control: true", what, s.plan.Run.ID)
+	}
 	if p.Req.Verb == control.ExecVerb && p.Req.Exec.Root {
 		return control.Errorf(control.ErrRefused, "nsrun net exec --root is refused from inside run %s: it would give every capability of the run's user namespace to a process of a node; run it from the host with --run %s", s.plan.Run.ID, s.plan.Run.ID)
 	}

@@ -68,6 +68,10 @@ type Handles struct {
 	// newline are written to it and it is closed, and the run's stderr
 	// then goes to /dev/null (that nsrun is gone). Nil otherwise.
 	Detached *os.File
+	// CallerPIDNS is the launcher's pid namespace, where the user who
+	// started the run calls from (launch.CallerPIDNS); nil refuses every
+	// client outside the run's pid namespace.
+	CallerPIDNS *os.File
 	// Faults is the file's fault schedule (nil: none): the supervisor
 	// runs it through its own control socket once the run is up (or every
 	// node ready), and heals what is in force when the run stops.

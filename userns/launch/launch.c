@@ -338,6 +338,7 @@ static void launch(int argc, char **argv)
 	int isolated, sync[2], ports[2], ufd = -1;
 	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD;
 	pid_t pid;
+	int pidns;
 
 	/*
 	 * AT_SECURE: the kernel started this process setuid, setgid or with
@@ -417,7 +418,15 @@ static void launch(int argc, char **argv)
 		return;
 	}
 
+	/* The caller's pid namespace, for the supervisor to tell the user on
+	 * the host from a node of another run: both are outside the run's
+	 * pid namespace (SO_PEERCRED names neither), but only the first can
+	 * send an open descriptor of this namespace (a node sees none of its
+	 * processes). */
+	pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
 	pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	if (pid != 0 && pidns >= 0)
+		close(pidns);
 	if (pid < 0) {
 		fail(st->joined ? "create the run's pid and mount namespaces" : "create the run's user namespace", errno);
 		close(sync[0]);
@@ -449,6 +458,7 @@ static void launch(int argc, char **argv)
 			setpgid(0, 0);
 		st->launched = 1;
 		st->port_fd = ports[1];
+		st->caller_pidns_fd = pidns;
 		/* The supervisor's network namespace becomes the run's bridge
 		 * namespace; the caller's stays with the launcher. */
 		if (unshare(CLONE_NEWNET) < 0)
@@ -499,6 +509,7 @@ static void launch(int argc, char **argv)
 static void __attribute__((constructor)) nsrun_launch_init(int argc, char **argv)
 {
 	nsrun_launch_state.port_fd = -1;
+	nsrun_launch_state.caller_pidns_fd = -1;
 	nsrun_launch_state.unpriv_port = -1;
 	launch(argc, argv);
 }

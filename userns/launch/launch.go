@@ -179,6 +179,22 @@ func BindPort(addr netip.AddrPort) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), addr.String()), nil
 }
 
+// CallerPIDNS returns the pid namespace of the launcher (the caller's,
+// on the host), opened before the run's was made; nil outside the
+// supervisor or where /proc could not give it. Each call returns a
+// descriptor of its own, which the caller closes.
+func CallerPIDNS() *os.File {
+	fd := int(C.nsrun_launch_get().caller_pidns_fd)
+	if !Get().Launched || fd < 0 {
+		return nil
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(dup), "caller's pid namespace")
+}
+
 // LauncherGone returns a channel closed when the launcher dies, even by
 // SIGKILL; nil outside the supervisor. The kernel sends the supervisor
 // NSRUN_LAUNCHER_GONE then (its parent-death signal, which ends the

@@ -17,6 +17,11 @@ struct nsrun_launch {
 	int uid, gid;  /* the caller's, on the host */
 	int nsrun_pid; /* the launcher's pid, as the caller sees it */
 	int port_fd;   /* socket to ask the launcher for published ports */
+	/* The supervisor's: the launcher's (the caller's) pid namespace,
+	 * opened before the clone, -1 if /proc could not give it. A control
+	 * client outside the run's pid namespace is the user on the host
+	 * only when it shows this one (supervise.authorize). */
+	int caller_pidns_fd;
 	/* The lowest TCP port the launcher may bind in the caller's network
 	 * namespace (net.ipv4.ip_unprivileged_port_start there; 0 for root
 	 * outside the gateway), -1 when unknown. Read for `up` only. */

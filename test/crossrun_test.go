@@ -1,0 +1,94 @@
+package test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNodeCannotControlAnotherRun attacks a run of the user's from a
+// default node of another of their runs. A node hides only the folders
+// of runs that exist when it starts, and it runs as the user, so it can
+// reach the folder of a run that lives elsewhere (another
+// XDG_RUNTIME_DIR: a login session's /run/user/UID beside a cron job's
+// ~/.cache; or a folder it renamed aside). Its pid is outside that run's
+// pid namespace, which the supervisor used to take for the user on the
+// host: it healed the other run's cut and got `net exec --root` there.
+// Both must be refused, and the cut must hold.
+func TestNodeCannotControlAnotherRun(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	// The attacker: a default node of a run in the default runtime
+	// folder.
+	a := startRun(t, u, `
+nodes:
+  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+`, "evil  | listening")
+
+	// The victim: a run of the same user in another runtime folder,
+	// started after the attacker's node, with n1 cut off.
+	xdg := userDir(t, u, "xdg")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000"}
+`})
+	victim := func(args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := u.nsrun(ctx, args...)
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
+		return run(t, cmd)
+	}
+	up := victim("up", "-d")
+	if up.Code != 0 {
+		t.Fatalf("nsrun up -d of the victim run: exit %d %s %s", up.Code, up.Stdout, up.Stderr)
+	}
+	id := strings.TrimSpace(up.Stdout)
+	t.Cleanup(func() {
+		if r := victim("down", "--run", id); r.Code != 0 {
+			t.Errorf("nsrun down of the victim run: exit %d %s", r.Code, r.Stderr)
+		}
+	})
+	ctl := filepath.Join(xdg, "nsrun-runs", "runs", id, "ctl")
+	if _, err := os.Stat(ctl); err != nil {
+		t.Fatalf("the victim run's control socket: %v", err)
+	}
+	if r := victim("net", "isolate", "--run", id, "n1"); r.Code != 0 {
+		t.Fatalf("isolate n1 in the victim run: exit %d %s", r.Code, r.Stderr)
+	}
+	reaches := func() bool {
+		r := victim("net", "exec", "--run", id, "n1", "--", "probe", "dial", "172.18.0.2:9000", dialTimeout)
+		return strings.HasPrefix(r.Stdout, "ok ")
+	}
+	if reaches() {
+		t.Fatal("isolate n1 did not cut n1 from n2")
+	}
+
+	// From the attacker's node, through the victim's socket.
+	for _, a2 := range []struct{ what, args string }{
+		{"net fullmesh", "net fullmesh"},
+		{"net exec --root", "net exec --root n1 -- true"},
+		{"events", "events --json"},
+	} {
+		res := a.exec(t, "evil", "sh", "-c", "NSRUN_CONTROL="+ctl+" timeout 5 nsrun "+a2.args)
+		if res.Code == 0 || !strings.Contains(res.Stderr, "refused") {
+			t.Errorf("%s from a node of another run: exit %d, %q %q; want it refused", a2.what, res.Code, res.Stdout, res.Stderr)
+		}
+	}
+	if reaches() {
+		t.Error("n1 reaches n2 after the attacks: a node of another run healed the cut")
+	}
+	if show := victim("net", "show", "--run", id); !strings.Contains(show.Stdout, "cut off: n1") {
+		t.Errorf("net show of the victim run after the attacks: %q, want the cut of n1", show.Stdout)
+	}
+	// The user on the host still has every verb.
+	if r := victim("net", "exec", "--run", id, "--root", "n2", "--", "true"); r.Code != 0 {
+		t.Errorf("net exec --root from the host: exit %d %s", r.Code, r.Stderr)
+	}
+}

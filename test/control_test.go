@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/install"
 )
@@ -187,48 +185,15 @@ func nodeHostPid(t *testing.T, u testUser, id, node string) int {
 }
 
 // leakInto makes the socket (or file) src of the host reachable at dst in
-// the mount namespace of process pid, as a leak would: a copy of its
-// mount (open_tree) moved to dst there, from a thread that joins that
-// namespace and then dies. Root only. The mount goes with the namespace.
+// the mount namespace of process pid, as a leak would (probe leak-mount:
+// a copy of its mount moved to dst there, from a process of its own, so
+// that no thread of the test stays in that namespace). Root only. The
+// mount goes with the namespace.
 func leakInto(t *testing.T, u testUser, pid int, src, dst string) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends in pid's mount namespace
-		done <- func() error {
-			tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-			if err != nil {
-				return fmt.Errorf("open_tree %s: %w", src, err)
-			}
-			defer unix.Close(tree)
-			ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(ns)
-			if err := unix.Unshare(unix.CLONE_FS); err != nil {
-				return fmt.Errorf("unshare CLONE_FS: %w", err)
-			}
-			if err := unix.Setns(ns, unix.CLONE_NEWNS); err != nil {
-				return fmt.Errorf("join the mount namespace of %d: %w", pid, err)
-			}
-			// The node's tmpfs belongs to the run's user namespace,
-			// which maps u only: create the mount point as u.
-			unix.Setfsgid(u.GID)
-			unix.Setfsuid(u.UID)
-			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o600)
-			if err != nil {
-				return err
-			}
-			f.Close()
-			if err := unix.MoveMount(tree, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-				return fmt.Errorf("move_mount onto %s: %w", dst, err)
-			}
-			return nil
-		}()
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("leak %s into the mount namespace of %d: %v", src, pid, err)
+	out, err := exec.Command(filepath.Join(binDir, "probe"), "leak-mount", strconv.Itoa(pid), src, dst, strconv.Itoa(u.UID), strconv.Itoa(u.GID)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("leak %s into the mount namespace of %d: %v %s", src, pid, err, out)
 	}
 }
 

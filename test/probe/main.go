@@ -13,6 +13,9 @@
 //	                                1800 s) announcing PREFIX/64 on IFACE, 3 times
 //	probe scan TIMEOUT ADDR:PORT... dials each at once; prints "ADDR ok|refused|unreachable",
 //	                                unreachable followed by the time waited and the error
+//	probe leak-mount PID SRC DST UID GID
+//	                                (root) moves a copy of SRC's mount to DST in
+//	                                the mount namespace of PID, DST made as UID:GID
 //	probe steal-fds PID             takes each descriptor of PID with pidfd_getfd;
 //	                                prints "fd N TARGET [tty]" per descriptor
 //	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
@@ -80,6 +83,19 @@ func main() {
 			os.Exit(2)
 		}
 		scan(d, os.Args[3:])
+	case "leak-mount":
+		if len(os.Args) != 7 {
+			os.Exit(2)
+		}
+		var n [3]int
+		for i, a := range []string{os.Args[2], os.Args[5], os.Args[6]} {
+			v, err := strconv.Atoi(a)
+			if err != nil {
+				os.Exit(2)
+			}
+			n[i] = v
+		}
+		os.Exit(leakMount(n[0], os.Args[3], os.Args[4], n[1], n[2]))
 	case "steal-fds":
 		pid, err := strconv.Atoi(os.Args[2])
 		if err != nil {

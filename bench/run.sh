@@ -46,7 +46,7 @@ hfb() {
     hyperfine -N --warmup 2 --runs $(((runs + blocks - 1) / blocks)) --style none "${prep[@]}" --export-json "$out/$name.$b.json" "$@" >/dev/null
   done
 }
-# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture|latency runs one section (appending
+# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture|latency|faults runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
 want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 # Joined rows need the helper installed; BENCH_JOINED=1 says it is where
@@ -404,6 +404,21 @@ hfb lat-up -n "30 nodes" "$NSRUN up --isolated -f $out/many0.yaml" -n "30 nodes,
   echo "Start-up: nsrun up of 30 nodes that exit at once, without and with a 3-region matrix (applied before any node starts)."
   echo
   go run ./bench/report -title "Start-up: 30 nodes, without and with a 3-region latency matrix" -base "30 nodes" "$out"/lat-up.*.json
+  echo
+} >> BENCHMARKS.md
+fi
+
+if want faults; then
+echo "== faults: a fault schedule's own overhead per step at 100 nodes"
+fb=$(go test -run '^$' -bench '^BenchmarkScheduleStep$' -benchtime "${runs}x" ./faults | awk '/^BenchmarkScheduleStep/ {for (i = 1; i < NF; i++) if ($(i+1) == "ns/step") print $i}')
+{
+  echo "## Fault schedules: overhead per step"
+  echo
+  echo "The schedule's own work per step at 100 nodes (\`go test -bench BenchmarkScheduleStep ./faults\`, $runs schedules of 1,000 random steps: draw the step, resolve random, parse the verb line with the command line's parser, its heal, the timer and the event), with a client that does nothing; the verb itself is measured under Partitions. The issue's bound is 5 ms."
+  echo
+  echo "| per step |"
+  echo "|---:|"
+  echo "| $(awk -v ns="$fb" 'BEGIN { printf "%.1f µs", ns / 1000 }') |"
   echo
 } >> BENCHMARKS.md
 fi

@@ -16,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/internal/jsonout"
 	"github.com/nsrun/nsrun/runstate"
 	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // version is set at build time with
@@ -99,7 +100,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, cmd s
 // to the help (exit 125).
 func flagError(err error, stdout, stderr io.Writer, cmd string) int {
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, helpText(cmd, Verb{}))
+		fmt.Fprint(stdout, helpText(cmd, verbs.Verb{}))
 		return 0
 	}
 	if cmd == "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/nsrun/nsrun/output"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/supervise"
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // liveRun finds the live run the user means by id (--run, a whole id or
@@ -133,8 +134,8 @@ func nodeAddrs(n runstate.NodeInfo) string {
 // cmdExec is `nsrun exec [--run ID] [--root] NODE -- CMD`, the same as
 // `nsrun net exec`.
 func cmdExec(args []string, stdout, stderr io.Writer) int {
-	if _, err := SplitArgs("net", append([]string{"exec"}, args...)); errors.Is(err, ErrHelp) {
-		fmt.Fprint(stdout, helpText("exec", Verb{}))
+	if _, err := verbs.SplitArgs("net", append([]string{"exec"}, args...)); errors.Is(err, verbs.ErrHelp) {
+		fmt.Fprint(stdout, helpText("exec", verbs.Verb{}))
 		return 0
 	}
 	return cmdNet(append([]string{"exec"}, args...), stdout, stderr)

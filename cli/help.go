@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // usage is nsrun --help (and nsrun help): every command and every flag;
@@ -22,7 +24,7 @@ Usage:
                                      a run's output, as up prints it
   nsrun exec [--run ID] [--root] NODE -- CMD [ARGS...]
                                      run CMD in NODE (as nsrun net exec)
-` + Usage() + `  nsrun events --run ID [--json] [--follow]
+` + verbs.Usage() + `  nsrun events --run ID [--json] [--follow]
                                      what happened in a run: nodes started, ready,
                                      exited, stopped; net verbs; the run stopping
   nsrun attach --run ID --pid PID --ip ADDR [--ip6 ADDR6] [--name NAME]
@@ -161,7 +163,7 @@ Changes or shows the network of a run: who reaches whom, and link faults.
 From the host, name the run with --run ID (see nsrun ls); a node of the run
 with control: true needs no --run. Verbs:
 
-` + UsageOf("net") + `
+` + verbs.UsageOf("net") + `
 Flags go anywhere after net; nsrun net VERB --help describes one verb.
 See README: "Breaking the network: nsrun net" and "Who controls a run".
 `,
@@ -170,7 +172,7 @@ See README: "Breaking the network: nsrun net" and "Who controls a run".
 Stops, starts and freezes nodes of a run, one after the other, in the
 order named; the run goes on. Verbs:
 
-` + UsageOf("node") + `
+` + verbs.UsageOf("node") + `
 From the host, name the run with --run ID (see nsrun ls); a node of the run
 with control: true needs no --run.
 See README: "Breaking the network: nsrun net".
@@ -275,7 +277,7 @@ var verbFlagHelp = map[string]string{
 }
 
 // verbHelp is the --help text of one net or node verb.
-func verbHelp(v Verb) string {
+func verbHelp(v verbs.Verb) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Usage: nsrun %s %s", v.Cmd, v.Name)
 	if v.Args != "" {
@@ -296,7 +298,7 @@ func verbHelp(v Verb) string {
 
 // helpText is the help of a command line's command (and verb): "" is
 // nsrun's own.
-func helpText(cmd string, verb Verb) string {
+func helpText(cmd string, verb verbs.Verb) string {
 	if verb.Name != "" {
 		return verbHelp(verb)
 	}
@@ -318,9 +320,9 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if _, ok := command(args[0]); !ok {
 		return fail(stderr, fmt.Errorf("help: unknown command %q; known: %s", args[0], strings.Join(commandNames, ", ")))
 	}
-	var verb Verb
+	var verb verbs.Verb
 	if len(args) == 2 {
-		v, ok := LookupVerb(args[0], args[1])
+		v, ok := verbs.LookupVerb(args[0], args[1])
 		if !ok {
 			return fail(stderr, fmt.Errorf("help: %s has no verb %q; see nsrun %s --help", args[0], args[1], args[0]))
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // mainOut runs the command line and returns its exit code and output.
@@ -78,7 +80,7 @@ func TestHelpOfEveryCommand(t *testing.T) {
 		"help help":        {"Usage: nsrun help"},
 		"help net isolate": {"Usage: nsrun net isolate NODE...", "--uplink", "--run ID"},
 	}
-	for _, v := range Verbs {
+	for _, v := range verbs.Verbs {
 		want := []string{"Usage: nsrun " + v.Cmd + " " + v.Name, "--run ID"}
 		for _, f := range v.Flags {
 			want = append(want, "  "+f)

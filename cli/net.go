@@ -19,6 +19,7 @@ import (
 	"github.com/nsrun/nsrun/linkengine"
 	"github.com/nsrun/nsrun/partition"
 	"github.com/nsrun/nsrun/runstate"
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // envControl is set in a node with control: true: the control socket of
@@ -26,8 +27,8 @@ import (
 const envControl = "NSRUN_CONTROL"
 
 func cmdNet(args []string, stdout, stderr io.Writer) int {
-	a, err := SplitArgs("net", args)
-	if errors.Is(err, ErrHelp) {
+	a, err := verbs.SplitArgs("net", args)
+	if errors.Is(err, verbs.ErrHelp) {
 		fmt.Fprint(stdout, helpText("net", a.Verb))
 		return 0
 	}
@@ -41,7 +42,7 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("net %s: %w", a.Verb.Name, err))
 	}
-	c, err := ParseNet(a, runNodes(path))
+	c, err := verbs.ParseNet(a, runNodes(path))
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -122,8 +123,8 @@ func showJSON(st control.NetState) any {
 
 // cmdNode sends a node life-cycle verb to the run's supervisor.
 func cmdNode(args []string, stdout, stderr io.Writer) int {
-	a, err := SplitArgs("node", args)
-	if errors.Is(err, ErrHelp) {
+	a, err := verbs.SplitArgs("node", args)
+	if errors.Is(err, verbs.ErrHelp) {
 		fmt.Fprint(stdout, helpText("node", a.Verb))
 		return 0
 	}
@@ -134,7 +135,7 @@ func cmdNode(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, fmt.Errorf("node %s: %w", a.Verb.Name, err))
 	}
-	calls, err := ParseNodes(a, runNodes(path))
+	calls, err := verbs.ParseNodes(a, runNodes(path))
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -183,7 +184,7 @@ func controlPath(id string) (string, error) {
 	return control.Path(dir), nil
 }
 
-func cmdNetExec(a Args, stdout, stderr io.Writer) int {
+func cmdNetExec(a verbs.Args, stdout, stderr io.Writer) int {
 	_, root := a.Flags["--root"]
 	rest := a.Rest
 	if len(rest) < 2 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsrun/nsrun/report"
 	"github.com/nsrun/nsrun/supervise"
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // reportDir checks --report DIR: a folder (made if missing) that nsrun
@@ -28,7 +29,7 @@ func reportDir(dir string) (string, error) {
 // --report or --capture folder) as DIR/report.html.
 func cmdReport(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
-		fmt.Fprint(stdout, helpText("report", Verb{}))
+		fmt.Fprint(stdout, helpText("report", verbs.Verb{}))
 		return 0
 	}
 	if len(args) != 1 {

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/cli"
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/faults"
 	"github.com/nsrun/nsrun/topology"
+	"github.com/nsrun/nsrun/verbs"
 )
 
 var nodes5 = []string{"n1", "n2", "n3", "n4", "n5"}
@@ -23,7 +23,7 @@ func compile(t testing.TB, yaml string, nodes []string) (*faults.Schedule, error
 	if err != nil {
 		return nil, err
 	}
-	return faults.Compile("nsrun.yaml", f, nodes, cli.ParseVerbLine)
+	return faults.Compile("nsrun.yaml", f, nodes, verbs.ParseLine)
 }
 
 const issueExample = `faults:

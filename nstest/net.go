@@ -50,6 +50,8 @@ type Net struct {
 	events   []Event         // the run's events so far, as followed
 	// cutUplink: partition verbs cut the uplink too (CutUplink).
 	cutUplink bool
+	seed      uint64 // of the last RunFaults
+
 }
 
 // Option changes how Start starts a network.

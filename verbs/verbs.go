@@ -1,4 +1,9 @@
-package cli
+// Package verbs is the one table of the verbs of `nsrun net` and `nsrun
+// node` (Verbs) and their parser: a command line split into verb, flags
+// and arguments (SplitArgs), then read into a checked typed call
+// (ParseNet, ParseNode) that package control carries. The command line,
+// its usage text, fault schedules (ParseLine) and package nstest share it.
+package verbs
 
 import (
 	"errors"

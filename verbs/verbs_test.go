@@ -1,4 +1,4 @@
-package cli
+package verbs
 
 import (
 	"encoding/json"

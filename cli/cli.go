@@ -37,7 +37,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // (userns/launch) reads command lines by the same rule, to start a run
 // for `nsrun up` and `nsrun [flags] -- CMD` only: FuzzLaunchDecision holds
 // the two together.
-var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "faults", "report", "ls", "gc", "help", "version"}
+var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "faults", "report", "ls", "gc", "doctor", "help", "version"}
 
 // command is the command named name.
 func command(name string) (func(args []string, stdout, stderr io.Writer) int, bool) {
@@ -70,6 +70,8 @@ func command(name string) (func(args []string, stdout, stderr io.Writer) int, bo
 		return cmdGC, true
 	case "help":
 		return cmdHelp, true
+	case "doctor":
+		return cmdDoctor, true
 	case "version":
 		return cmdVersion, true
 	}

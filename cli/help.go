@@ -38,6 +38,7 @@ Usage:
   nsrun ls [--json]                  list your live runs
   nsrun gc                           remove what killed runs left behind
   nsrun help [COMMAND [VERB]]        this text, or a command's (as COMMAND --help)
+  nsrun doctor                       check what runs can do here, and what to change
   nsrun version                      print nsrun's version (as --version)
 
 A word before -- that is neither a command nor a path is refused: to run a
@@ -250,6 +251,15 @@ It takes no flags or arguments.
 
 Prints nsrun's help, or the help of COMMAND (or of its VERB), as
 nsrun COMMAND [VERB] --help does.
+`,
+	"doctor": `Usage: nsrun doctor
+
+Checks what nsrun needs here, on a host or in a container: user namespaces
+(user.max_user_namespaces, AppArmor's restriction, a container's seccomp
+profile, a Kubernetes pod without a user namespace), a fresh /proc,
+sethostname, the netem and tbf qdiscs, /dev/net/tun and the helper. Prints
+what works, what differs and what to change; exits 1 when runs cannot
+start here. See docs/ci.md.
 `,
 	"version": `Usage: nsrun version
 

@@ -24,11 +24,11 @@ func mainOut(args ...string) (code int, stdout, stderr string) {
 // test with "the launcher did not start this run").
 func TestUnknownWordsRefused(t *testing.T) {
 	for line, want := range map[string]string{
-		"upp":                     `unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, help, version; to run a program, write nsrun -- upp`,
+		"upp":                     `unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, doctor, help, version; to run a program, write nsrun -- upp`,
 		"top":                     `unknown command "top"; known: up, down,`,
 		"stop":                    `to run a program, write nsrun -- stop`,
 		"log web":                 `to run a program, write nsrun -- log web`,
-		"--root pss -e":           `unknown command "pss"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, help, version; to run a program, write nsrun --root -- pss -e`,
+		"--root pss -e":           `unknown command "pss"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, doctor, help, version; to run a program, write nsrun --root -- pss -e`,
 		"--root ps":               `ps is a command, and nsrun's flags go after it`,
 		"--ip 172.18.0.7 upp":     `write nsrun --ip 172.18.0.7 -- upp`,
 		"--isolated up":           `up is a command, and nsrun's flags go after it: write nsrun up --isolated ...; to run a program named up, write nsrun --isolated -- up`,

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -134,6 +135,66 @@ func TestRootlessPodmanContainer(t *testing.T) {
 		defer cancel()
 		_ = pod(ctx, "rmi", "-f", image).Run()
 	})
+	seccomp := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	// What docker's default profile does to a container without
+	// CAP_SYS_ADMIN: no new user namespace (clone3 answers ENOSYS so
+	// that callers fall back to clone, whose flags it can see).
+	refusing := seccomp("refusing.json", `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+ {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+ {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+  "args": [{"index": 0, "value": 268435456, "valueTwo": 268435456, "op": "SCMP_CMP_MASKED_EQ"}]},
+ {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}`)
+	shipped, err := os.ReadFile("../contrib/seccomp/nsrun.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := seccomp("nsrun.json", string(shipped))
+	inPod := func(t *testing.T, opts []string, argv ...string) result {
+		t.Helper()
+		args := append([]string{"run", "--rm", "--network", "none"}, opts...)
+		return run(t, pod(ctx, append(append(args, image), argv...)...))
+	}
+	t.Run("doctor in a default container", func(t *testing.T) {
+		r := inPod(t, []string{"--user", "1000:1000"}, "nsrun", "doctor")
+		for _, want := range []string{
+			"ok    user namespaces:", "(under a seccomp filter: a container)",
+			"note  /proc: no fresh /proc can be mounted", "unmask=ALL",
+			"note  hostname: sethostname is refused", "seccomp=contrib/seccomp/nsrun.json",
+			"note  /dev/net/tun: there is no /dev/net/tun", "note  helper:", "runs work here",
+		} {
+			if r.Code != 0 || !strings.Contains(r.Stdout, want) {
+				t.Errorf("nsrun doctor: exit %d, want 0 and %q in:\n%s%s", r.Code, want, r.Stdout, r.Stderr)
+			}
+		}
+	})
+	t.Run("doctor and nsrun where seccomp refuses user namespaces", func(t *testing.T) {
+		r := inPod(t, []string{"--security-opt", "seccomp=" + refusing}, "nsrun", "doctor")
+		if r.Code != 1 || !strings.Contains(r.Stdout, "FAIL  user namespaces: the container's seccomp profile refuses user namespaces") ||
+			!strings.Contains(r.Stdout, "fix: docker run --security-opt seccomp=contrib/seccomp/nsrun.json") {
+			t.Errorf("nsrun doctor: exit %d, want 1 and the seccomp finding:\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		r = inPod(t, []string{"--security-opt", "seccomp=" + refusing}, "nsrun", "--isolated", "--", "true")
+		if r.Code != 125 || !strings.Contains(r.Stderr, "seccomp profile refuses user namespaces") || !strings.Contains(r.Stderr, "seccomp=contrib/seccomp/nsrun.json") {
+			t.Errorf("nsrun -- true: exit %d, want 125 and the seccomp fix:\n%s", r.Code, r.Stderr)
+		}
+	})
+	t.Run("the shipped seccomp profile", func(t *testing.T) {
+		// podman accepts it, and with it nodes get their hostnames.
+		r := inPod(t, []string{"--user", "1000:1000", "--security-opt", "seccomp=" + ours}, "nsrun", "--isolated", "--hostname", "web", "--", "hostname")
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "web" {
+			t.Errorf("nsrun --hostname web -- hostname: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		r = inPod(t, []string{"--security-opt", "seccomp=" + ours}, "nsrun", "doctor")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "ok    hostname:") {
+			t.Errorf("nsrun doctor: exit %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+	})
 	for _, user := range []string{"0:0", "1000:1000"} {
 		t.Run("user "+user, func(t *testing.T) {
 			r := run(t, pod(ctx, "run", "--rm", "--network", "none", "--user", user, image, "/etc/nsrun-test/check.sh"))
@@ -146,6 +207,55 @@ func TestRootlessPodmanContainer(t *testing.T) {
 				t.Errorf("nsrun -- true should say once what differs in this container:\n%s", r.Stdout)
 			}
 		})
+	}
+}
+
+// TestDoctorOnHost: on this machine, as the test user, nsrun doctor
+// finds user namespaces, /proc and sethostname working, and says how the
+// qdiscs, /dev/net/tun and the helper are (their unit tests in package
+// doctor cover each finding).
+func TestDoctorOnHost(t *testing.T) {
+	u := unprivileged(t)
+	r := run(t, u.nsrun(context.Background(), "doctor"))
+	for _, want := range []string{"ok    user namespaces: a user namespace", "ok    /proc:", "ok    hostname:", "qdisc netem:", "ok    qdisc tbf:", "/dev/net/tun:", "helper:", "runs work here"} {
+		if r.Code != 0 || !strings.Contains(r.Stdout, want) {
+			t.Errorf("nsrun doctor: exit %d, want 0 and %q in:\n%s%s", r.Code, want, r.Stdout, r.Stderr)
+		}
+	}
+}
+
+// TestProfilesParse: the shipped AppArmor profile parses with
+// apparmor_parser -Q (on AppArmor 3, which knows no userns rule, without
+// that rule), and the seccomp profile is JSON (podman accepts it:
+// TestRootlessPodmanContainer).
+func TestProfilesParse(t *testing.T) {
+	parser, err := exec.LookPath("apparmor_parser")
+	need(t, err == nil, "apparmor_parser is not installed (apt-get install apparmor)")
+	profile, err := os.ReadFile("../contrib/apparmor/nsrun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(profile)
+	out, _ := exec.Command(parser, "--version").Output()
+	if strings.Contains(string(out), "version 3.") || strings.Contains(string(out), "version 2.") {
+		t.Logf("%s: no userns rule and ABI 4.0 before AppArmor 4; parsing the rest", strings.SplitN(string(out), "\n", 2)[0])
+		text = strings.Replace(text, "abi <abi/4.0>,", "abi <abi/3.0>,", 1)
+		text = strings.Replace(text, "  userns,\n", "", 1)
+	}
+	path := filepath.Join(t.TempDir(), "nsrun")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(parser, "-Q", path).CombinedOutput(); err != nil {
+		t.Errorf("apparmor_parser -Q: %v\n%s", err, out)
+	}
+	var v any
+	b, err := os.ReadFile("../contrib/seccomp/nsrun.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Errorf("contrib/seccomp/nsrun.json: %v", err)
 	}
 }
 

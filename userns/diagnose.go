@@ -23,7 +23,13 @@ func DiagnoseUserNS() string {
 	check("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1",
 		"AppArmor restricts unprivileged user namespaces; allow them with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` or an AppArmor profile for nsrun")
 	if b.Len() == 0 {
-		b.WriteString("unprivileged user namespaces seem unavailable here (a container or seccomp policy may forbid them); run nsrun on the host or allow CLONE_NEWUSER")
+		status, _ := os.ReadFile("/proc/self/status")
+		if strings.Contains(string(status), "\nSeccomp:\t2") {
+			b.WriteString("this container's seccomp profile refuses user namespaces (docker's default does, to containers without CAP_SYS_ADMIN): run it with --security-opt seccomp=contrib/seccomp/nsrun.json from nsrun's repository (see docs/ci.md)")
+		} else {
+			b.WriteString("unprivileged user namespaces seem unavailable here (a container or seccomp policy may forbid them); run nsrun on the host or allow CLONE_NEWUSER")
+		}
 	}
+	b.WriteString("\n`nsrun doctor` checks what nsrun needs here and says what to change")
 	return strings.TrimSpace(b.String())
 }

@@ -78,6 +78,7 @@ type mark struct {
 
 type lane struct {
 	name  string
+	group bool // of GroupSize nodes
 	segs  []segment
 	marks []mark
 }
@@ -163,7 +164,7 @@ func drawSVG(b *strings.Builder, lanes []*lane, end time.Duration) {
 				sy, sh = y+laneH-8, 5
 			}
 			fmt.Fprintf(b, `<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" opacity="%s"><title>%s</title></rect>`,
-				s.class, x1, sy, max(x2-x1, 1), sh, opacity(l), html.EscapeString(s.title))
+				s.class, x1, sy, max(x2-x1, 1), sh, opacity(l, s), html.EscapeString(s.title))
 			if l := fit(s.label, x2-x1-6); l != "" {
 				fmt.Fprintf(b, `<text x="%.1f" y="%d" pointer-events="none">%s</text>`, x1+3, y+16, html.EscapeString(l))
 			}
@@ -198,9 +199,10 @@ func fit(label string, px float64) string {
 	return string(r[:n-1]) + "…"
 }
 
-// opacity lets the segments of a group's nodes add up.
-func opacity(l *lane) string {
-	if strings.Contains(l.name, "…") {
+// opacity lets the up segments of a group's nodes add up, under their
+// pauses, stops and link faults.
+func opacity(l *lane, s segment) string {
+	if l.group && s.class == "up" {
 		return "0.35"
 	}
 	return "1"
@@ -255,6 +257,10 @@ func clusters(st *control.NetState) string {
 	}
 	var parts []string
 	for _, c := range p.Clusters {
+		if len(c) > 6 { // a big run's cluster: its ends and its size
+			parts = append(parts, fmt.Sprintf("{%s … %s: %d nodes}", c[0], c[len(c)-1], len(c)))
+			continue
+		}
 		parts = append(parts, "{"+strings.Join(c, " ")+"}")
 	}
 	for _, d := range p.Drops {
@@ -368,21 +374,27 @@ func nodeLanes(events []control.Event, end time.Duration) ([]string, map[string]
 		closeSeg(flaky, n, end, "flaky", "")
 	}
 	// Up first, so that paused, stopped and link faults draw over it.
-	rank := map[string]int{"up": 0, "stopped": 1, "paused": 2, "flaky": 3}
 	for _, l := range lanes {
-		slices.SortStableFunc(l.segs, func(a, b segment) int { return rank[a.class] - rank[b.class] })
+		slices.SortStableFunc(l.segs, func(a, b segment) int { return segRank[a.class] - segRank[b.class] })
 	}
 	return order, lanes
 }
+
+// segRank orders a lane's segments for drawing: up first, so that
+// stopped, paused and link faults draw over it.
+var segRank = map[string]int{"up": 0, "stopped": 1, "paused": 2, "flaky": 3}
 
 // groupLanes folds node lanes into lanes of GroupSize nodes.
 func groupLanes(nodes []string, lanes map[string]*lane) []*lane {
 	var out []*lane
 	for i := 0; i < len(nodes); i += GroupSize {
 		j := min(i+GroupSize, len(nodes))
-		g := &lane{name: nodes[i] + " … " + nodes[j-1]}
+		g := &lane{name: nodes[i] + " … " + nodes[j-1], group: true}
 		for _, n := range nodes[i:j] {
-			g.segs = append(g.segs, lanes[n].segs...)
+			for _, s := range lanes[n].segs {
+				s.label = "" // the nodes' spans overlap: their words are in the titles
+				g.segs = append(g.segs, s)
+			}
 			for _, m := range lanes[n].marks {
 				if m.class != "ready" {
 					m.label = n + " " + m.label
@@ -390,6 +402,7 @@ func groupLanes(nodes []string, lanes map[string]*lane) []*lane {
 				}
 			}
 		}
+		slices.SortStableFunc(g.segs, func(a, b segment) int { return segRank[a.class] - segRank[b.class] })
 		out = append(out, g)
 	}
 	return out

@@ -46,7 +46,7 @@ hfb() {
     hyperfine -N --warmup 2 --runs $(((runs + blocks - 1) / blocks)) --style none "${prep[@]}" --export-json "$out/$name.$b.json" "$@" >/dev/null
   done
 }
-# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture|latency|faults runs one section (appending
+# BENCH_ONLY=startup|up|nstest|partitions|throughput|capture|latency|faults|scale runs one section (appending
 # to BENCHMARKS.md); by default all run and BENCHMARKS.md is rewritten.
 want() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 # Joined rows need the helper installed; BENCH_JOINED=1 says it is where
@@ -336,6 +336,70 @@ cost() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.0f%%", (1 - b / a
   echo
 } >> BENCHMARKS.md
 fi
+# ---- scale: nsrun up of 1,000 and 2,000 sleeping nodes (issue #24): time
+# until every node is up, the first and the last 100 nodes' share of it
+# (linear: the last 100 take no longer than 1.3× the first), the stop
+# (SIGTERM to exit) and the supervisor's memory, with the floor rows of the
+# same run (unshare -Urn true, a static Go hello, Go starting and stopping
+# N sleeps with no namespace).
+if want scale; then
+echo "== scale: nsrun up of ${BENCH_SCALE_SIZES:-1000 2000} nodes"
+sruns=${BENCH_SCALE_RUNS:-3}
+# secs FILE: the step log's timestamps of every node started, in seconds.
+secs() { sed -n 's/^time=[^T]*T\([0-9:.]*\)Z.*msg="start node… done".*/\1/p' "$1" | awk -F: '{ printf "%.3f\n", $1 * 3600 + $2 * 60 + $3 }' | sort -n; }
+med() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
+now() { date +%s.%N; }
+hyperfine -N --warmup 2 --runs 10 --style none --export-json "$out/scale-floor.json" -n floor "unshare -Urn true" -n go-hello "$FLOOR hello" >/dev/null
+floors=$(grep -o '"median": [0-9.e-]*' "$out/scale-floor.json" | awk '{ printf "%.1f ms ", $2 * 1000 }')
+scale_md=$out/scale.md
+{
+  echo "## nsrun up at 1,000 and 2,000 nodes (issue #24)"
+  echo
+  echo "\`BENCH_ONLY=scale\`, $(date -u '+%Y-%m-%d %H:%M') UTC, $sruns runs a size (medians), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
+  echo "Nodes run \`sleep\` in one /20 subnet, \`--isolated\`. \"up\" is from nsrun's start to its line \"every node is up\";"
+  echo "the first and last 100 are the spans in which the first and the last 100 nodes started (nsrun's step log);"
+  echo "stop is SIGTERM to nsrun's exit; RSS is the supervisor's once every node is up. Floor rows of this run:"
+  echo "\`unshare -Urn true\` and a static Go hello $floors(medians of 10); spawn-N is Go starting N \`sleep\`s and stopping them (bench/floor), no namespace."
+  echo
+  echo "| nodes | up | first 100 | last 100 | last / first | stop | supervisor RSS | per node | spawn-N floor |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+} > "$scale_md"
+for n in ${BENCH_SCALE_SIZES:-1000 2000}; do
+  {
+    echo "subnets: {s: 172.18.0.0/20}"
+    echo "nodes:"
+    for i in $(seq 0 $((n - 1))); do echo "  n$((i + 1)): {ip: 172.18.$((i / 250)).$((i % 250 + 1)), command: [sleep, '3600']}"; done
+  } > "$out/scale$n.yaml"
+  rm -f "$out"/scale-$n-*.row
+  for r in $(seq "$sruns"); do
+    log=$out/scale-$n-$r.log
+    t0=$(now)
+    $NSRUN up --isolated -f "$out/scale$n.yaml" --timeout 2 --log-level info >"$out/scale.out" 2>"$log" &
+    pid=$!
+    while ! grep -q "every node is up" "$out/scale.out" 2>/dev/null; do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.01
+    done
+    t1=$(now)
+    sup=$(cat /proc/"$pid"/task/*/children 2>/dev/null | awk '{ print $1; exit }')
+    rss=$(awk '/^VmRSS/ { print $2 }' /proc/"$sup"/status 2>/dev/null)
+    kill -TERM "$pid"
+    wait "$pid" || true
+    t2=$(now)
+    secs "$log" > "$out/starts"
+    first=$(awk 'NR == 1 { a = $1 } NR == 100 { print $1 - a }' "$out/starts")
+    last=$(awk -v n="$n" 'NR == n - 99 { a = $1 } NR == n { print $1 - a }' "$out/starts")
+    echo "$t0 $t1 $t2 ${rss:-0} $first $last" | awk '{ print $2 - $1, $3 - $2, $4, $5, $6 }' > "$out/scale-$n-$r.row"
+  done
+  spawn=$(hyperfine -N --runs 3 --style none --export-json "$out/spawn.json" "$FLOOR spawn $n" >/dev/null && grep -m1 '"median"' "$out/spawn.json" | tr -dc '0-9.')
+  col() { cat "$out"/scale-$n-*.row | awk -v c="$1" '{ print $c }' | med; }
+  up=$(col 1) stop=$(col 2) rss=$(col 3) first=$(col 4) last=$(col 5)
+  awk -v n="$n" -v up="$up" -v stop="$stop" -v rss="$rss" -v f="$first" -v l="$last" -v sp="$spawn" 'BEGIN {
+    printf "| %d | %.2f s | %.2f s | %.2f s | %.2f | %.2f s | %.0f MiB | %.0f KiB | %.2f s |\n", n, up, f, l, (f > 0 ? l / f : 0), stop, rss / 1024, rss / n, sp }' >> "$scale_md"
+done
+{ echo; cat "$scale_md"; echo; } >> BENCHMARKS.md
+fi
+
 # ---- latency: nsrun's link engine (delay without netem), side by side with
 # the same nodes without delay: round trips (ICMP echo, probe ping, timed to
 # the kernel's receive stamp), jitter, TCP throughput and its CPU, start-up

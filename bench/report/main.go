@@ -1,5 +1,5 @@
 // Command report turns hyperfine's JSON exports into the Markdown tables of
-// BENCHMARKS.md: the median of each command and its ratio to a baseline.
+// BENCHMARKS.md: the median, p90 and mean of each command and its ratio to a baseline.
 //
 //	report -title T -base NAME [-diff A,B] FILE.json...   prints one section to stdout
 //
@@ -36,6 +36,20 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// mean is the arithmetic mean of xs, 0 for none: back to back, a tail
+// (the kernel's teardown of the run before) shows in it, not in the
+// median.
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
 // quantile is the q-quantile of xs (nearest rank), 0 for none.
 func quantile(xs []float64, q float64) float64 {
 	s := append([]float64(nil), xs...)
@@ -58,6 +72,7 @@ func main() {
 		name   string
 		median float64
 		p90    float64
+		mean   float64
 		runs   int
 	}
 	var rows []row
@@ -85,7 +100,7 @@ func main() {
 	}
 	for _, name := range order {
 		t := times[name]
-		rows = append(rows, row{name, median(t), quantile(t, 0.9), len(t)})
+		rows = append(rows, row{name, median(t), quantile(t, 0.9), mean(t), len(t)})
 	}
 	baseline := 0.0
 	for _, r := range rows {
@@ -93,13 +108,13 @@ func main() {
 			baseline = r.median
 		}
 	}
-	fmt.Printf("## %s\n\n| command | median | p90 | runs | × %s |\n|---|---:|---:|---:|---:|\n", *title, *base)
+	fmt.Printf("## %s\n\n| command | median | p90 | mean | runs | × %s |\n|---|---:|---:|---:|---:|---:|\n", *title, *base)
 	for _, r := range rows {
 		ratio := "-"
 		if baseline > 0 {
 			ratio = fmt.Sprintf("%.2f", r.median/baseline)
 		}
-		fmt.Printf("| `%s` | %.1f ms | %.1f ms | %d | %s |\n", r.name, r.median*1000, r.p90*1000, r.runs, ratio)
+		fmt.Printf("| `%s` | %.1f ms | %.1f ms | %.1f ms | %d | %s |\n", r.name, r.median*1000, r.p90*1000, r.mean*1000, r.runs, ratio)
 	}
 	if a, b, ok := strings.Cut(*diff, ","); ok {
 		var ma, mb float64
@@ -120,7 +135,7 @@ func main() {
 		if baseline > 0 {
 			ratio = fmt.Sprintf("%.2f", (ma-mb)/baseline)
 		}
-		fmt.Printf("| `%s` less `%s` | %.1f ms | | | %s |\n", a, b, (ma-mb)*1000, ratio)
+		fmt.Printf("| `%s` less `%s` | %.1f ms | | | | %s |\n", a, b, (ma-mb)*1000, ratio)
 	}
 	if *note != "" {
 		fmt.Printf("\n%s\n", *note)

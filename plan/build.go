@@ -92,6 +92,30 @@ func checkUplinkOverlap(file string, s topology.Subnet, u *UplinkInput) error {
 	return nil
 }
 
+// MaxBridgePorts is how many links (nodes' veths and taps) one subnet's
+// bridge takes: the Linux bridge numbers its ports with 10 bits, port 0
+// reserved (BR_MAX_PORTS); the next one fails with EXFULL.
+const MaxBridgePorts = 1023
+
+// countPorts adds node tn's links to ports (by bridge) and refuses the
+// node whose link would be one more than a bridge takes, at its name.
+func countPorts(ports []int, top *topology.Topology, tn topology.Node) error {
+	bridges := []int{tn.Subnet}
+	if len(tn.Taps) > 0 {
+		bridges = bridges[:0]
+		for _, tp := range tn.Taps {
+			bridges = append(bridges, tp.Subnet)
+		}
+	}
+	for _, b := range bridges {
+		if ports[b]++; ports[b] > MaxBridgePorts {
+			return topology.ErrorAt(top.File, tn.Pos, "nodes.%s: subnet %s would have more than %d nodes (and taps), more than a Linux bridge takes; put some of them in another subnet (subnets: {a: 172.18.0.0/22, b: 172.18.4.0/22})",
+				tn.Name, top.Subnets[b].Name, MaxBridgePorts)
+		}
+	}
+	return nil
+}
+
 // Build makes the plan of in, checking every derived name for clashes.
 // Errors name the file, line and column (for a file), the field and the
 // fix.
@@ -158,7 +182,11 @@ func Build(in Input) (*Plan, error) {
 		}
 		p.Capture = &Capture{Dir: abs, Log: filepath.Join(abs, CaptureLog)}
 	}
+	ports := make([]int, len(p.Bridges)) // links on each bridge so far
 	for _, tn := range nodes {
+		if err := countPorts(ports, top, tn); err != nil {
+			return nil, err
+		}
 		n := Node{
 			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr, Addr6: tn.Addr6,
 			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},

@@ -3,6 +3,7 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -202,6 +203,33 @@ nodes:
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error\n%v\nwant one containing\n%s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestBuildBridgePorts: a subnet takes 1,023 nodes, the ports of one
+// Linux bridge; the next node is refused at its name, and two subnets
+// take 2,000.
+func TestBuildBridgePorts(t *testing.T) {
+	gen := func(n int, subnets string, ip func(i int) string) string {
+		var b strings.Builder
+		b.WriteString("subnets:\n" + subnets + "nodes:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  n%d: {ip: %s}\n", i+1, ip(i))
+		}
+		return b.String()
+	}
+	one := func(i int) string { return fmt.Sprintf("172.18.%d.%d", i/250, i%250+1) }
+	if _, err := Build(input(parse(t, gen(MaxBridgePorts, "  s: 172.18.0.0/20\n", one)))); err != nil {
+		t.Errorf("%d nodes in one subnet: %v", MaxBridgePorts, err)
+	}
+	_, err := Build(input(parse(t, gen(MaxBridgePorts+1, "  s: 172.18.0.0/20\n", one))))
+	want := fmt.Sprintf("f.yaml:%d:3: nodes.n1024: subnet s would have more than 1023 nodes (and taps), more than a Linux bridge takes; put some of them in another subnet", MaxBridgePorts+1+3)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("1024 nodes in one subnet: %v\nwant an error containing %s", err, want)
+	}
+	two := func(i int) string { return fmt.Sprintf("172.18.%d.%d", 4*(i/1000)+i%1000/250, i%250+1) }
+	if _, err := Build(input(parse(t, gen(2000, "  a: 172.18.0.0/22\n  b: 172.18.4.0/22\n", two)))); err != nil {
+		t.Errorf("2000 nodes in two subnets: %v", err)
 	}
 }
 

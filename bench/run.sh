@@ -356,7 +356,7 @@ scale_md=$out/scale.md
   echo "## nsrun up at 1,000 and 2,000 nodes (issue #24)"
   echo
   echo "\`BENCH_ONLY=scale\`, $(date -u '+%Y-%m-%d %H:%M') UTC, $sruns runs a size (medians), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
-  echo "Nodes run \`sleep\` in one /20 subnet, \`--isolated\`. \"up\" is from nsrun's start to its line \"every node is up\";"
+  echo "Nodes run \`sleep\`, \`--isolated\`, 1,000 to a /22 subnet (a Linux bridge takes at most 1,023 ports). \"up\" is from nsrun's start to its line \"every node is up\";"
   echo "the first and last 100 are the spans in which the first and the last 100 nodes started (nsrun's step log);"
   echo "stop is SIGTERM to nsrun's exit; RSS is the supervisor's once every node is up. Floor rows of this run:"
   echo "\`unshare -Urn true\` and a static Go hello $floors(medians of 10); spawn-N is Go starting N \`sleep\`s and stopping them (bench/floor), no namespace."
@@ -365,10 +365,16 @@ scale_md=$out/scale.md
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } > "$scale_md"
 for n in ${BENCH_SCALE_SIZES:-1000 2000}; do
+  # A Linux bridge takes at most 1,023 ports: a subnet (/22) every
+  # 1,000 nodes.
   {
-    echo "subnets: {s: 172.18.0.0/20}"
+    echo "subnets:"
+    for k in $(seq 0 $(((n - 1) / 1000))); do echo "  s$k: 172.18.$((4 * k)).0/22"; done
     echo "nodes:"
-    for i in $(seq 0 $((n - 1))); do echo "  n$((i + 1)): {ip: 172.18.$((i / 250)).$((i % 250 + 1)), command: [sleep, '3600']}"; done
+    for i in $(seq 0 $((n - 1))); do
+      j=$((i % 1000))
+      echo "  n$((i + 1)): {ip: 172.18.$((4 * (i / 1000) + j / 250)).$((j % 250 + 1)), command: [sleep, '3600']}"
+    done
   } > "$out/scale$n.yaml"
   rm -f "$out"/scale-$n-*.row
   for r in $(seq "$sruns"); do

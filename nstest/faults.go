@@ -134,3 +134,27 @@ func (c faultClient) Node(call control.NodeCall) error {
 	}
 	return nd.verb(call.Action)
 }
+
+// runFileFaults runs the file's faults: section, once every node is up
+// (start: at-start too: nstest's runs start it here), until it ends or
+// the run stops; its node verbs go through the nodes' methods, so that
+// the exits they cause are expected. The seed is logged and kept for
+// Seed.
+func (n *Net) runFileFaults() {
+	s := n.fileFaults
+	n.mu.Lock()
+	n.seed = s.Seed
+	n.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	n.faultsStop, n.faultsDone = cancel, make(chan struct{})
+	seq, err := s.Sequence(s.Seed)
+	if err != nil {
+		n.t.Errorf("nstest: faults: %v", err)
+		close(n.faultsDone)
+		return
+	}
+	go func() {
+		defer close(n.faultsDone)
+		_ = s.Run(ctx, faultClient{n}, seq, false, func(e faults.Event) { n.out.log("nstest: %s", e) })
+	}()
+}

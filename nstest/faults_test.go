@@ -72,3 +72,43 @@ nodes:
 		t.Errorf("after the stop: %+v %v", st, err)
 	}
 }
+
+// TestFileFaults: a file's faults: section runs once every node is up,
+// its node stop is an exit the test expected (no error), and Seed is
+// the file's seed.
+func TestFileFaults(t *testing.T) {
+	needUserNS(t)
+	t.Parallel()
+	n := nstest.Start(t, `
+nodes:
+  a: {ip: 172.18.0.11, command: "sleep 1000"}
+  b: {ip: 172.18.0.12, command: "sleep 1000"}
+faults:
+  seed: 9
+  schedule:
+    - {at: 0s, do: net isolate a}
+    - {at: 100ms, do: node stop b}
+`, nstest.StopTimeout(time.Second))
+	if n.Seed() != 9 {
+		t.Errorf("Seed() = %d, want 9", n.Seed())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := n.Show()
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _ := n.Events()
+		stopped := false
+		for _, e := range evs {
+			stopped = stopped || e.Kind == nstest.NodeStopped && e.Node == "b"
+		}
+		if st.Verb == "isolate" && stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the file's schedule did not run: %+v, events %v", st, evs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

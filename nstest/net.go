@@ -3,6 +3,7 @@ package nstest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +19,12 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/faults"
 	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/runstate"
 	"github.com/nsrun/nsrun/topology"
 	"github.com/nsrun/nsrun/userns/launch"
+	"github.com/nsrun/nsrun/verbs"
 )
 
 // Net is one running network: a run of nsrun of its own, started by Start
@@ -50,8 +53,12 @@ type Net struct {
 	events   []Event         // the run's events so far, as followed
 	// cutUplink: partition verbs cut the uplink too (CutUplink).
 	cutUplink bool
-	seed      uint64 // of the last RunFaults
-
+	seed      uint64 // of the last RunFaults, or of the file's schedule
+	// fileFaults is the file's faults: section, run from when every node
+	// is up until the run stops (faultsStop); faultsDone closes after.
+	fileFaults *faults.Schedule
+	faultsStop context.CancelFunc
+	faultsDone chan struct{}
 }
 
 // Option changes how Start starts a network.
@@ -198,8 +205,16 @@ func start(r reporter, tb testing.TB, tempDir func() string, yaml string, opts [
 	}
 	n.id = runstate.NewID()
 	n.client = control.ForRun(filepath.Join(runstate.RunsDir(rt), n.id))
+	if top.Faults != nil {
+		if n.fileFaults, err = faults.Compile(file, top.Faults, n.nodeNames(), verbs.ParseLine); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.launch(file, dir); err != nil {
 		return n, err
+	}
+	if n.fileFaults != nil {
+		n.runFileFaults()
 	}
 	return n, nil
 }
@@ -450,6 +465,10 @@ func (n *Net) stop() {
 	}
 	n.closing = true
 	n.mu.Unlock()
+	if n.faultsStop != nil {
+		n.faultsStop()
+		<-n.faultsDone
+	}
 	if n.cmd.Process != nil {
 		_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	}

@@ -3,6 +3,7 @@ package nstest
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Topology is a network written in Go rather than YAML; YAML turns it
@@ -59,9 +60,22 @@ func (tp Topology) YAML() string {
 		Subnets map[string]string `json:"subnets,omitempty"`
 		Nodes   map[string]node   `json:"nodes"`
 	}{Subnets: tp.Subnets, Nodes: map[string]node{}}
+	// The file's values are interpolated (${VAR}); a spec's are literal.
+	esc := func(s string) string { return strings.ReplaceAll(s, "$", "$$") }
 	for _, n := range tp.Nodes {
-		nd := node{IP: n.IP, IP6: n.IP6, Hostname: n.Hostname, Command: n.Command, Environment: n.Environment,
-			WorkingDir: n.WorkingDir, DependsOn: n.DependsOn, Ports: n.Ports, Capture: n.Capture, Control: n.Control}
+		var argv []string
+		for _, a := range n.Command {
+			argv = append(argv, esc(a))
+		}
+		var env map[string]string
+		if n.Environment != nil {
+			env = map[string]string{}
+			for k, v := range n.Environment {
+				env[k] = esc(v)
+			}
+		}
+		nd := node{IP: n.IP, IP6: n.IP6, Hostname: n.Hostname, Command: argv, Environment: env,
+			WorkingDir: esc(n.WorkingDir), DependsOn: n.DependsOn, Ports: n.Ports, Capture: n.Capture, Control: n.Control}
 		if n.Ready != 0 {
 			nd.Ready = fmt.Sprintf("tcp:%d", n.Ready)
 		}

@@ -190,8 +190,8 @@ func Build(in Input) (*Plan, error) {
 		n := Node{
 			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr, Addr6: tn.Addr6,
 			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},
-			DependsOn: tn.DependsOn,
-			Control:   tn.Control,
+			DependsOn: tn.DependsOn, Conditions: tn.Conditions, Health: tn.Health,
+			Control: tn.Control,
 		}
 		if n.Dir == "" && len(n.Argv) > 0 {
 			n.Dir = in.Dir

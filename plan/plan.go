@@ -274,15 +274,34 @@ type Node struct {
 	Addr6 netip.Addr `json:"addr6,omitzero"`
 	// Command is embedded: n.Argv is its command.
 	Command   `json:"command"`
-	Ready     Ready     `json:"ready"`
-	DependsOn []string  `json:"depends_on,omitempty"`
-	Links     []Link    `json:"links"`
-	Publish   []Publish `json:"publish,omitempty"`
+	Ready     Ready    `json:"ready"`
+	DependsOn []string `json:"depends_on,omitempty"`
+	// Conditions are what the node waits for of a dependency, other than
+	// its start (and ready check): topology.ServiceHealthy or
+	// topology.ServiceCompletedSuccessfully.
+	Conditions map[string]topology.Condition `json:"conditions,omitempty"`
+	// Health is the node's health check, nil without one.
+	Health  *topology.Health `json:"health,omitempty"`
+	Links   []Link           `json:"links"`
+	Publish []Publish        `json:"publish,omitempty"`
 	// Control: the node's processes may act on the run (`nsrun net`,
 	// `nsrun node`) through its control socket, which only such nodes
 	// see (`control: true`, a trusted node); the supervisor refuses every
 	// other node.
 	Control bool `json:"control,omitempty"`
+}
+
+// Completes says whether a node of the plan waits for node name to exit
+// with code 0 (depends_on's service_completed_successfully): its exit
+// with code 0 does not end the run under --abort-on-exit or
+// --exit-code-from, as in docker compose.
+func (p *Plan) Completes(name string) bool {
+	for _, n := range p.Nodes {
+		if n.Conditions[name] == topology.ServiceCompletedSuccessfully {
+			return true
+		}
+	}
+	return false
 }
 
 // MainAddr is the node's IPv4 address, or its IPv6 one when it has no

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+
+	"github.com/nsrun/nsrun/topology"
 )
 
 // Write prints the plan for people: what nsrun would create, in the order
@@ -100,8 +102,26 @@ func (p *Plan) Write(w io.Writer) error {
 		if n.Ready.Kind == ReadyTCP {
 			pf("    ready when %s accepts TCP (within %s)\n", n.Ready.Addr, n.Ready.Timeout)
 		}
+		if h := n.Health; h != nil {
+			pf("    health check %s every %s (every %s until it passes), timeout %s, unhealthy after %d failures", h, h.Interval, h.StartInterval, h.Timeout, h.Retries)
+			if h.StartPeriod > 0 {
+				pf(" (not counted in the first %s)", h.StartPeriod)
+			}
+			pf("\n")
+		}
 		if len(n.DependsOn) > 0 {
-			pf("    starts once %s up\n", strings.Join(n.DependsOn, " and ")+map[bool]string{true: " is", false: " are"}[len(n.DependsOn) == 1])
+			var waits []string
+			for _, d := range n.DependsOn {
+				switch n.Conditions[d] {
+				case topology.ServiceHealthy:
+					waits = append(waits, d+" is healthy")
+				case topology.ServiceCompletedSuccessfully:
+					waits = append(waits, d+" exited with code 0")
+				default:
+					waits = append(waits, d+" is up")
+				}
+			}
+			pf("    starts once %s\n", strings.Join(waits, " and "))
 		}
 		for _, pb := range n.Publish {
 			pf("    publishes %s -> %s\n", pb.Host, pb.Target)

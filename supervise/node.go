@@ -35,6 +35,8 @@ type node struct {
 	notes     net.PacketConn
 	notesErr  error
 	up        chan struct{} // closed once started and ready
+	// health is what the node's health check found; nil without one.
+	health *health
 
 	ops sync.Mutex // serializes stop, start, restart, pause and resume
 
@@ -58,7 +60,11 @@ type exit struct {
 }
 
 func newNode(cfg plan.Node, idx int) *node {
-	return &node{cfg: cfg, idx: idx, up: make(chan struct{}), done: make(chan struct{})}
+	n := &node{cfg: cfg, idx: idx, up: make(chan struct{}), done: make(chan struct{})}
+	if cfg.Health != nil {
+		n.health = newHealth()
+	}
+	return n
 }
 
 // begin records p as the node's process and watches it: when it ends, its

@@ -38,7 +38,7 @@ func TestNodeLife(t *testing.T) {
 	nsIno := func(pid int) string { l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); return l }
 	want, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
 
-	exited := make(chan exit, 8)
+	exited := make(chan exit, 32)
 	ready := t.TempDir() + "/ready"
 	// The node says when its shell has set its trap.
 	argv := []string{"sh", "-c", "trap 'exit 3' TERM; touch " + ready + "; sleep 30 & wait"}
@@ -152,6 +152,33 @@ func TestNodeLife(t *testing.T) {
 	n.end(time.After(5 * time.Second))
 	if n.wasKilled() || n.running() {
 		t.Errorf("a node that ended by itself: killed %v, running %v", n.wasKilled(), n.running())
+	}
+	// The run's kill (endAll at once): nodes that already ended, then
+	// one that runs; every one is waited for or killed, none blocks.
+	var all []*node
+	for i := range 8 {
+		gone := newNode(plan.Node{Name: fmt.Sprintf("g%d", i), Command: plan.Command{Argv: []string{"true"}}}, 4+i)
+		if err := launch(gone); err != nil {
+			t.Fatal(err)
+		}
+		_, done := gone.process()
+		<-done
+		all = append(all, gone)
+	}
+	live := newNode(plan.Node{Name: "live", Command: plan.Command{Argv: []string{"sleep", "30"}}}, 12)
+	if err := launch(live); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() { endAll(append(all, live), time.Now()); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		live.kill()
+		t.Fatal("endAll blocked on a node after ended ones")
+	}
+	if !live.wasKilled() || live.running() {
+		t.Errorf("endAll: the running node: killed %v, running %v", live.wasKilled(), live.running())
 	}
 	// A node whose first start failed: waiting for it never blocks.
 	never := newNode(plan.Node{Name: "d"}, 3)

@@ -633,6 +633,9 @@ func (s *supervisor) startNode(n *node) error {
 		case <-s.abort:
 			return nil
 		}
+		if err := s.waitCondition(n, dep); err != nil {
+			return err
+		}
 	}
 	if len(n.cfg.Argv) == 0 {
 		close(n.up)
@@ -716,6 +719,10 @@ func (s *supervisor) launch(n *node, sp guest.Spec) error {
 	n.begin(p, s.exited, func(code int) {
 		s.publish(control.Event{Kind: control.EventNodeExited, Node: n.cfg.Name, Code: &code})
 	})
+	if n.health != nil {
+		_, done := n.process()
+		go s.watchHealth(n, done)
+	}
 	return nil
 }
 
@@ -885,6 +892,9 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				continue // stopped on request; `nsrun node start` brings it back
 			}
 			running--
+			if e.code == 0 && s.plan.Completes(e.n.cfg.Name) {
+				continue // done, as the nodes that wait for it expect
+			}
 			if s.plan.Run.AbortOnExit || s.plan.Run.ExitCodeFrom != "" {
 				select {
 				case <-s.abort: // already stopping: this node was stopped
@@ -991,7 +1001,7 @@ const EventsFile = "events.jsonl"
 // stopAll sends SIGTERM to every process of every node (node.terminate),
 // waits up to timeout, then kills what is left.
 func (s *supervisor) stopAll(timeout time.Duration) {
-	deadline := time.After(timeout)
+	deadline := time.Now().Add(timeout)
 	nodes := s.allNodes()
 	if timeout > 0 {
 		procs := byNamespace() // one scan of /proc for every node
@@ -999,8 +1009,16 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 			n.terminate(procs)
 		}
 	}
+	endAll(nodes, deadline)
+}
+
+// endAll waits for the processes of nodes to end until deadline, then
+// kills those left. Each node waits on a timer of its own: one shared
+// timer's single tick would go to the first node that reads it, and the
+// nodes after it would wait for ever.
+func endAll(nodes []*node, deadline time.Time) {
 	for _, n := range nodes {
-		n.end(deadline)
+		n.end(time.After(time.Until(deadline)))
 	}
 }
 

@@ -64,3 +64,106 @@ nodes:
 func writeFile(dir, name, body string) error {
 	return os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
 }
+
+// TestUpHealthcheck: a health check by command, run in the node, gates a
+// node that depends on it with condition: service_healthy (the node
+// starts only once the server, which listens 3 s after it starts,
+// answers); an http:// check does the same; service_completed_successfully
+// waits for a node's exit with code 0. A dependency that turns unhealthy,
+// or completes with another code, fails the start with 125, and the node
+// that waited for it never starts.
+func TestUpHealthcheck(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "python3")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  db:
+    ip: 172.18.0.2
+    command: sh -c 'sleep 3; echo db-listens; exec probe listen 0.0.0.0:7000'
+    healthcheck:
+      test: [CMD, probe, dial, "127.0.0.1:7000"]
+      interval: 10s
+      start_interval: 300ms
+      timeout: 2s
+      retries: 100
+  web:
+    ip: 172.18.0.3
+    command: python3 -m http.server --bind 127.0.0.1 8000
+    healthcheck: {test: "http://localhost:8000/", start_interval: 300ms, retries: 100}
+  app:
+    ip: 172.18.0.4
+    depends_on:
+      db: {condition: service_healthy}
+      web: {condition: service_healthy}
+    command: probe dial db:7000
+  after:
+    ip: 172.18.0.5
+    depends_on: {app: {condition: service_completed_successfully}}
+    command: echo after-app
+`})
+	r := u.up(t, dir, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, `health check ["probe" "dial" "127.0.0.1:7000"] every 10s (every 300ms until it passes), timeout 2s, unhealthy after 100 failures`) ||
+		!strings.Contains(r.Stdout, "starts once db is healthy and web is healthy") || !strings.Contains(r.Stdout, "starts once app exited with code 0") {
+		t.Errorf("dry run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r = u.up(t, dir, "--exit-code-from", "after", "--timeout", "2")
+	out := r.Stdout
+	at := func(s string) int {
+		i := strings.Index(out, s)
+		if i < 0 {
+			t.Errorf("no %q in the output", s)
+		}
+		return i
+	}
+	if r.Code != 0 {
+		t.Errorf("exit %d\n%s\n%s", r.Code, out, r.Stderr)
+	}
+	listens, healthy, webHealthy, appStarts, appOK, afterStarts := at("| db-listens"), at(`db healthy (["probe" "dial" "127.0.0.1:7000"] passes)`),
+		at("web healthy (http://localhost:8000/ passes)"), at("app started"), at("| ok db"), at("after started")
+	if !(listens < healthy && healthy < appStarts && webHealthy < appStarts && appStarts < appOK && appOK < afterStarts) || !strings.Contains(out, "| after-app") {
+		t.Errorf("order: db listens %d, healthy %d, web healthy %d, app starts %d, app ok %d, after starts %d\n%s", listens, healthy, webHealthy, appStarts, appOK, afterStarts, out)
+	}
+
+	// A check that keeps failing: the dependent node never starts.
+	dir = project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  db:
+    ip: 172.18.0.2
+    command: sleep 600
+    healthcheck: {test: "echo no-db-here >&2; exit 3", interval: 200ms, start_interval: 200ms, retries: 2}
+  app:
+    ip: 172.18.0.3
+    depends_on: {db: {condition: service_healthy}}
+    command: echo app-ran
+`})
+	r = u.up(t, dir, "--timeout", "2")
+	if r.Code != 125 || strings.Contains(r.Stdout, "app-ran") || !strings.Contains(r.Stdout, `db unhealthy: ["/bin/sh" "-c" "echo no-db-here >&2; exit 3"] failed 2 times in a row: exit code 3: no-db-here`) ||
+		!strings.Contains(r.Stderr, `node "app" depends on db being healthy, but db is unhealthy`) {
+		t.Errorf("unhealthy: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	// A dependency that completes with code 1.
+	dir = project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  migrate: {ip: 172.18.0.2, command: sh -c 'exit 1'}
+  app:
+    ip: 172.18.0.3
+    depends_on: {migrate: {condition: service_completed_successfully}}
+    command: echo app-ran
+`})
+	r = u.up(t, dir, "--timeout", "2")
+	if r.Code != 125 || strings.Contains(r.Stdout, "app-ran") || !strings.Contains(r.Stderr, `node "app" depends on migrate completing successfully, but migrate exited with code 1`) {
+		t.Errorf("completed with 1: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	// Refused at the file: service_healthy of a node without a check.
+	dir = project(t, map[string]string{"nsrun.yaml": "nodes:\n  a: {ip: 172.18.0.2, command: sleep 1}\n  b:\n    ip: 172.18.0.3\n    depends_on: {a: {condition: service_healthy}}\n"})
+	if r := u.up(t, dir, "--dry-run"); r.Code != 125 || !strings.Contains(r.Stderr, "nsrun.yaml:3:3: nodes.b.depends_on.a: condition: service_healthy, but node a has no healthcheck:") {
+		t.Errorf("healthy without a check: exit %d, %q", r.Code, r.Stderr)
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+	if left := nsrunProcesses(u); len(left) != 0 {
+		t.Errorf("nsrun processes left: %v", left)
+	}
+}

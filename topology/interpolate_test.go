@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(vars map[string]string) Lookup {
@@ -98,5 +99,64 @@ func TestParseEnvFile(t *testing.T) {
 	_, err = ParseEnv("f.yaml", dir, []byte("nodes:\n  a:\n    ip: 172.18.0.2\n    env_file: nope.env\n"), env(nil))
 	if err == nil || !strings.HasPrefix(err.Error(), "f.yaml:4:15: nodes.a.env_file: "+filepath.Join(dir, "nope.env")+": no such file or directory") {
 		t.Errorf("missing env_file: %v", err)
+	}
+}
+
+// TestParseHealthcheck: compose's forms of healthcheck: and depends_on's
+// conditions, and their errors at file:line:col.
+func TestParseHealthcheck(t *testing.T) {
+	file := `nodes:
+  db:
+    ip: 172.18.0.2
+    command: sleep 60
+    healthcheck: {test: [CMD-SHELL, "pg_isready -q"], interval: 2s, timeout: 1s, retries: 5, start_period: 10s}
+  web:
+    ip: 172.18.0.3
+    command: sleep 60
+    healthcheck: {test: "http://localhost:8000/health"}
+  app:
+    ip: 172.18.0.4
+    command: sleep 60
+    healthcheck: {test: udp:53, start_interval: 5m}
+    depends_on:
+      db: {condition: service_healthy}
+      web:
+      init: {condition: service_completed_successfully}
+  init: {ip: 172.18.0.5, command: "true"}
+`
+	top, err := ParseEnv("f.yaml", t.TempDir(), []byte(file), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Node{}
+	for _, n := range top.Nodes {
+		by[n.Name] = n
+	}
+	db, web, app := by["db"].Health, by["web"].Health, by["app"].Health
+	if db.Kind != HealthCmd || strings.Join(db.Argv, "|") != "/bin/sh|-c|pg_isready -q" || db.Interval != 2*time.Second || db.Timeout != time.Second || db.Retries != 5 || db.StartPeriod != 10*time.Second || db.StartInterval != time.Second {
+		t.Errorf("db: %+v", db)
+	}
+	if web.Kind != HealthHTTP || web.URL != "http://localhost:8000/health" || web.Interval != 30*time.Second || web.Retries != 3 {
+		t.Errorf("web: %+v", web)
+	}
+	if app.Kind != HealthUDP || app.Port != 53 || app.StartInterval != 30*time.Second {
+		t.Errorf("app: %+v (start_interval is at most interval)", app)
+	}
+	if c := by["app"].Conditions; len(c) != 2 || c["db"] != ServiceHealthy || c["init"] != ServiceCompletedSuccessfully || strings.Join(by["app"].DependsOn, ",") != "db,web,init" {
+		t.Errorf("app depends on %v, %v", by["app"].DependsOn, c)
+	}
+	for yaml, want := range map[string]string{
+		"nodes:\n  a: {ip: 172.18.0.2, command: sleep 1, healthcheck: {test: [pg_isready]}}\n":                                 "f.yaml:2:61: nodes.a.healthcheck.test: a list starts with CMD",
+		"nodes:\n  a: {ip: 172.18.0.2, command: sleep 1, healthcheck: {test: tcp:0}}\n":                                        "f.yaml:2:61: nodes.a.healthcheck.test: \"tcp:0\": write tcp:PORT",
+		"nodes:\n  a: {ip: 172.18.0.2, command: sleep 1, healthcheck: {test: true, retries: 0}}\n":                             "f.yaml:2:76: nodes.a.healthcheck.retries: \"0\": write a number from 1 to 1000",
+		"nodes:\n  a: {ip: 172.18.0.2, command: sleep 1, healthcheck: {test: true, interval: soon}}\n":                         "f.yaml:2:77: nodes.a.healthcheck.interval: \"soon\": write a duration",
+		"nodes:\n  a: {ip: 172.18.0.2, command: sleep 1, healthcheck: {interval: 1s}}\n":                                       "f.yaml:2:54: nodes.a.healthcheck.test: missing",
+		"nodes:\n  a: {ip: 172.18.0.2, healthcheck: {test: true}}\n":                                                           "f.yaml:2:36: nodes.a.healthcheck: the node has no command",
+		"nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3, depends_on: {a: {condition: started}}}\n":                        "f.yaml:3:51: nodes.b.depends_on.a.condition: \"started\": write one of service_started, service_healthy, service_completed_successfully",
+		"nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3, depends_on: {a: {condition: service_completed_successfully}}}\n": "f.yaml:3:3: nodes.b.depends_on.a: condition: service_completed_successfully, but node a has no command",
+	} {
+		if _, err := ParseEnv("f.yaml", "/", []byte(yaml), env(nil)); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v\nwant %s", yaml, err, want)
+		}
 	}
 }

@@ -70,9 +70,14 @@ type Node struct {
 	Env       []string // KEY=VALUE, added to nsrun's environment
 	Dir       string   // absolute working directory, "" for nsrun's
 	DependsOn []string
-	Ready     *Ready
-	Ports     []Port
-	Capture   bool // write a pcap file of the node's link
+	// Conditions are depends_on's conditions other than service_started
+	// (the default), by dependency.
+	Conditions map[string]Condition
+	Ready      *Ready
+	// Health is `healthcheck:`; nil without one.
+	Health  *Health
+	Ports   []Port
+	Capture bool // write a pcap file of the node's link
 	// Control lets the node's processes run `nsrun net` and `nsrun node`
 	// on their own run (`control: true`): the node is trusted, like
 	// --root. Other nodes have no control socket and are refused.
@@ -239,7 +244,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "ports", "capture", "tap", "control"}
+var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "healthcheck", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6", "regions", "latency", "faults")
@@ -320,6 +325,19 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 		for _, d := range n.DependsOn {
 			if _, ok := byName[d]; !ok {
 				return nil, p.errAt(byName[n.Name], "nodes.%s.depends_on: no node named %q; known nodes: %s", n.Name, d, strings.Join(sortedKeys(byName), ", "))
+			}
+		}
+		for _, d := range sortedKeys(n.Conditions) {
+			dep := all[nodeIndex(all, d)]
+			switch n.Conditions[d] {
+			case ServiceHealthy:
+				if dep.Health == nil {
+					return nil, p.errAt(byName[n.Name], "nodes.%s.depends_on.%s: condition: service_healthy, but node %s has no healthcheck:; give it one, or wait for service_started", n.Name, d, d)
+				}
+			case ServiceCompletedSuccessfully:
+				if len(dep.Argv) == 0 {
+					return nil, p.errAt(byName[n.Name], "nodes.%s.depends_on.%s: condition: service_completed_successfully, but node %s has no command, so it never completes", n.Name, d, d)
+				}
 			}
 		}
 	}
@@ -416,6 +434,15 @@ func (p *parser) latency(regionsNode, rulesNode *yaml.Node, byName map[string]*y
 		return m, p.errAt(regionsNode, "%v", err)
 	}
 	return m, nil
+}
+
+func nodeIndex(nodes []Node, name string) int {
+	for i, n := range nodes {
+		if n.Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func orNone(xs []string) string {
@@ -571,7 +598,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	if err != nil {
 		return n, err
 	}
-	var ipNode, ip6Node, ipv6Node, taps, readyNode *yaml.Node
+	var ipNode, ip6Node, ipv6Node, taps, readyNode, healthNode *yaml.Node
 	var env, fileEnv []string
 	for _, kv := range pairs {
 		k, v := kv[0].Value, kv[1]
@@ -612,9 +639,14 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 				return n, p.errAt(v, "%s: %s is not a folder", f, n.Dir)
 			}
 		case "depends_on":
-			if n.DependsOn, err = p.stringList(f, v); err != nil {
+			if n.DependsOn, n.Conditions, err = p.dependsOn(f, v); err != nil {
 				return n, err
 			}
+		case "healthcheck":
+			if n.Health, err = p.health(f, v); err != nil {
+				return n, err
+			}
+			healthNode = v
 		case "ready":
 			if n.Ready, err = p.ready(f, v); err != nil {
 				return n, err
@@ -645,6 +677,9 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 		// Nothing would listen before the run is up (and a node without
 		// a command is up at once): the check could only time out.
 		return n, p.errAt(readyNode, "%s.ready: the node has no command, so nothing in it listens before the run is up (a tap node's VM is started with nsrun net exec once it is); remove ready:, or give the node a command", field)
+	}
+	if n.Health != nil && len(n.Argv) == 0 {
+		return n, p.errAt(healthNode, "%s.healthcheck: the node has no command, so there is nothing to check; remove healthcheck:, or give the node a command", field)
 	}
 	if taps != nil {
 		if n.Taps, err = p.taps(t, field+".tap", taps, n.Subnet); err != nil {

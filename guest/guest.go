@@ -412,6 +412,9 @@ func mount(mounts map[string]string, hide []string) error {
 		fds[t] = fd
 	}
 	for _, dir := range hide {
+		if err := pinAbove(dir); err != nil {
+			return err
+		}
 		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700"); err != nil {
 			return fmt.Errorf("cover %s: %w", dir, err)
 		}
@@ -424,6 +427,35 @@ func mount(mounts map[string]string, hide []string) error {
 		}
 		if err := BindReadOnly("/proc/self/fd/"+strconv.Itoa(fds[t]), t); err != nil {
 			return fmt.Errorf("%s: %w", mounts[t], err)
+		}
+	}
+	return nil
+}
+
+// pinAbove makes each folder above dir that the node could rename or
+// remove (its parent is the user's, or writable by anyone: ~/.cache
+// above the fallback runtime folder, a folder of the user's given as
+// XDG_RUNTIME_DIR) a mount point of the node's mount namespace, by a
+// recursive bind onto itself. A process cannot rename or remove a mount
+// point of its mount namespace (EBUSY), nor of one it makes from it (its
+// copy has the mount too). The covered folder itself is the tmpfs's
+// mount point. Without this a node, which runs as the user, renamed a
+// folder above its covered run folder, which moved the run's folder
+// with it on the host, and could put a folder and a control socket of
+// its own where nsrun looks for the run. A symlink above dir is not
+// pinned: the node could point it elsewhere (see the README).
+func pinAbove(dir string) error {
+	uid := uint32(os.Getuid())
+	for p := filepath.Dir(dir); p != "/" && p != "."; p = filepath.Dir(p) {
+		var parent unix.Stat_t
+		if err := unix.Stat(filepath.Dir(p), &parent); err != nil {
+			return fmt.Errorf("pin the folders above %s: %w", dir, err)
+		}
+		if parent.Uid != uid && parent.Mode&0o002 == 0 {
+			continue
+		}
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("pin %s, above %s: %w", p, dir, err)
 		}
 	}
 	return nil

@@ -92,3 +92,72 @@ nodes:
 		t.Errorf("net exec --root from the host: exit %d %s", r.Code, r.Stderr)
 	}
 }
+
+// TestNodeCannotMoveRunFolders attacks the folder of its own run from a
+// default node. The node sees that folder covered, but the folders above
+// it are the user's (~/.cache of the fallback runtime folder, a
+// folder given as XDG_RUNTIME_DIR), and the node runs as the user: it
+// used to rename one aside, which moved the run's folder with it on the
+// host, and could then put a folder of its own (with a socket of its
+// own) where `nsrun net --run ID` looks, answering the cuts meant for it
+// with a fake "applied".
+func TestNodeCannotMoveRunFolders(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	home := userDir(t, u, "home")
+	rt := filepath.Join(home, "rt")
+	if err := os.Mkdir(rt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(rt, u.UID, u.GID); err != nil {
+		t.Fatal(err)
+	}
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+`})
+	nsrun := func(args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := u.nsrun(ctx, args...)
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+rt)
+		return run(t, cmd)
+	}
+	up := nsrun("up", "-d")
+	if up.Code != 0 {
+		t.Fatalf("nsrun up -d: exit %d %s %s", up.Code, up.Stdout, up.Stderr)
+	}
+	id := strings.TrimSpace(up.Stdout)
+	moved := filepath.Join(home, "moved")
+	t.Cleanup(func() {
+		// Put back what an attack that worked moved, so the run can end.
+		if _, err := os.Stat(rt); os.IsNotExist(err) {
+			os.Rename(moved, rt)
+		}
+		if r := nsrun("down", "--run", id); r.Code != 0 {
+			t.Errorf("nsrun down: exit %d %s", r.Code, r.Stderr)
+		}
+	})
+	runDir := filepath.Join(rt, "nsrun-runs", "runs", id)
+	if _, err := os.Stat(filepath.Join(runDir, "ctl")); err != nil {
+		t.Fatalf("the run's control socket: %v", err)
+	}
+	for _, a := range []struct{ what, script string }{
+		{"rename the runtime folder", "mv " + rt + " " + moved},
+		{"rename nsrun-runs", "mv " + rt + "/nsrun-runs " + moved + "2"},
+		{"remove the runtime folder", "rm -rf " + rt},
+	} {
+		res := nsrun("net", "exec", "--run", id, "evil", "--", "sh", "-c", a.script)
+		if res.Code == 0 {
+			t.Errorf("%s from a default node: exit 0 %q; want it refused", a.what, res.Stderr)
+		}
+		if _, err := os.Stat(filepath.Join(runDir, "ctl")); err != nil {
+			t.Fatalf("after %q from a default node, the run's socket is not where it was: %v", a.script, err)
+		}
+	}
+	if r := nsrun("net", "isolate", "--run", id, "evil"); r.Code != 0 || !strings.Contains(r.Stdout, "cut off: evil") {
+		t.Errorf("isolate evil after the attacks: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}

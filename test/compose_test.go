@@ -81,7 +81,7 @@ func TestComposeDetached(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	dir := project(t, map[string]string{"nsrun.yaml": composeFile})
-	other := project(t, map[string]string{"nsrun.yaml": "nodes:\n  lone: {ip: 172.18.0.9}\n"})
+	other := project(t, map[string]string{"nsrun.yaml": "name: lonely\nnodes:\n  lone: {ip: 172.18.0.9}\n"})
 
 	// A file that does not load: up -d fails as up does, at once.
 	if r := nsrunIn(t, u, dir, "up", "-d", "-f", "missing.yaml"); r.Code != 125 || !strings.Contains(r.Stderr, "missing.yaml not found") || r.Stdout != "" {
@@ -96,6 +96,9 @@ func TestComposeDetached(t *testing.T) {
 	ls := nsrunOK(t, u, "ls")
 	if !regexp.MustCompile(id + `\s+` + filepath.Base(dir) + `\s+isolated\s+3 up\s+` + regexp.QuoteMeta(filepath.Join(dir, "nsrun.yaml"))).MatchString(ls) {
 		t.Errorf("ls lacks run %s with its project, counts and file:\n%s", id, ls)
+	}
+	if !regexp.MustCompile(otherID + `\s+lonely\s+isolated\s+1 up\s+`).MatchString(ls) {
+		t.Errorf("ls lacks run %s with its project from name:\n%s", otherID, ls)
 	}
 
 	ps := nsrunIn(t, u, dir, "ps")
@@ -229,5 +232,52 @@ nodes:
 	nsrunOK(t, u, "down", "--run", id2)
 	if r := nsrunIn(t, u, binDir, "logs", "--run", id2); r.Code != 125 || !strings.Contains(r.Stderr, "no live run with that id") {
 		t.Errorf("logs of a run without --keep-logs after it: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestCompletionLiveRun: bash completion, by the script nsrun completion
+// bash prints, completes node names of the live run a command means,
+// run ids after --run, verbs and flags.
+func TestCompletionLiveRun(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	dir := project(t, map[string]string{"nsrun.yaml": composeFile})
+	id := upDetached(t, u, dir)
+	complete := func(in string, words ...string) []string {
+		t.Helper()
+		script := `source <(nsrun completion bash) && COMP_WORDS=(nsrun "$@") && COMP_CWORD=$# && _nsrun && printf '%s\n' "${COMPREPLY[@]}"`
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := u.command(ctx, "bash", append([]string{"-c", script, "bash"}, words...)...)
+		cmd.Dir = in
+		r := run(t, cmd)
+		if r.Code != 0 {
+			t.Fatalf("complete %q: exit %d, %q", words, r.Code, r.Stderr)
+		}
+		return strings.Fields(r.Stdout)
+	}
+	for _, c := range []struct {
+		in    string
+		words []string
+		want  string
+	}{
+		{dir, []string{"node", "stop", ""}, "worker idle holder"},
+		{dir, []string{"node", "stop", "worker", "i"}, "idle"},
+		{dir, []string{"exec", "h"}, "holder"},
+		{binDir, []string{"logs", "--run", id[:3], "w"}, "worker"},
+		{binDir, []string{"ps", "--run", ""}, id},
+		{binDir, []string{"net", "iso"}, "isolate"},
+		{binDir, []string{"net", "isolate", "--up"}, "--uplink"},
+		{binDir, []string{"do"}, "down"},
+		{dir, []string{"up", "-d", "ho"}, "holder"},
+	} {
+		if got := strings.Join(complete(c.in, c.words...), " "); got != c.want {
+			t.Errorf("complete nsrun %q: %q; want %q", c.words, got, c.want)
+		}
+	}
+	for shell, want := range map[string]string{"zsh": "compdef _nsrun nsrun", "fish": "complete -c nsrun -f -a '(__nsrun_complete)'"} {
+		if out := nsrunOK(t, u, "completion", shell); !strings.Contains(out, want) || !strings.Contains(out, "nsrun completion words --") {
+			t.Errorf("completion %s:\n%s", shell, out)
+		}
 	}
 }

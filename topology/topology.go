@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,10 @@ const DefaultFile = "nsrun.yaml"
 
 // Topology is a validated file.
 type Topology struct {
-	File    string
+	File string
+	// Name is `name:`, the project's name as compose spells it ("" when
+	// the file gives none: the file's folder's name is used).
+	Name    string
 	Subnets []Subnet
 	Nodes   []Node // in start order: every node after those it depends on
 	// NoIPv6 is `ipv6: false` at the top of the file: no subnet has IPv6.
@@ -235,6 +239,18 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed ...string) ([][2]*ya
 	return out, nil
 }
 
+// projectName reads `name:`: as compose's project names, lower-case
+// letters, digits, dashes and underscores, starting with a letter or
+// digit.
+func (p *parser) projectName(v *yaml.Node) (string, error) {
+	if v.Kind != yaml.ScalarNode || !projectNameRE.MatchString(v.Value) {
+		return "", p.errAt(v, "name: %q is no project name: write lower-case letters, digits, - and _, starting with a letter or digit, such as my-cluster", v.Value)
+	}
+	return v.Value, nil
+}
+
+var projectNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
 func contains(xs []string, x string) bool {
 	for _, y := range xs {
 		if x == y {
@@ -247,7 +263,7 @@ func contains(xs []string, x string) bool {
 var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "healthcheck", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
-	pairs, err := p.mapping(root, "the file", "subnets", "nodes", "ipv6", "regions", "latency", "faults")
+	pairs, err := p.mapping(root, "the file", "name", "subnets", "nodes", "ipv6", "regions", "latency", "faults")
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +273,10 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 		switch kv[0].Value {
 		case "faults":
 			faultsNode = kv[1]
+		case "name":
+			if t.Name, err = p.projectName(kv[1]); err != nil {
+				return nil, err
+			}
 		case "regions":
 			regionsNode = kv[1]
 		case "latency":

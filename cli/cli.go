@@ -14,14 +14,11 @@ import (
 	"github.com/nsrun/nsrun/control"
 	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/internal/jsonout"
+	"github.com/nsrun/nsrun/internal/version"
 	"github.com/nsrun/nsrun/runstate"
 	_ "github.com/nsrun/nsrun/userns/launch" // starts runs before the Go runtime does
 	"github.com/nsrun/nsrun/verbs"
 )
-
-// version is set at build time with
-// -ldflags "-X github.com/nsrun/nsrun/cli.version=...".
-var version = "dev"
 
 // Main runs the nsrun command line args (without the program name) and
 // returns its exit code. A command line that starts a run must be the
@@ -37,7 +34,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // (userns/launch) reads command lines by the same rule, to start a run
 // for `nsrun up` and `nsrun [flags] -- CMD` only: FuzzLaunchDecision holds
 // the two together.
-var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "faults", "report", "ls", "gc", "doctor", "help", "version"}
+var commandNames = []string{"up", "down", "ps", "logs", "exec", "net", "node", "events", "attach", "faults", "report", "ls", "gc", "doctor", "completion", "help", "version"}
 
 // command is the command named name.
 func command(name string) (func(args []string, stdout, stderr io.Writer) int, bool) {
@@ -68,6 +65,8 @@ func command(name string) (func(args []string, stdout, stderr io.Writer) int, bo
 		return cmdLs, true
 	case "gc":
 		return cmdGC, true
+	case "completion":
+		return cmdCompletion, true
 	case "help":
 		return cmdHelp, true
 	case "doctor":
@@ -127,7 +126,7 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	if code, done := noArgs(fs, stderr, "version"); done {
 		return code
 	}
-	fmt.Fprintln(stdout, "nsrun", version)
+	fmt.Fprintln(stdout, "nsrun", version.String())
 	return 0
 }
 

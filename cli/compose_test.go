@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +54,67 @@ func TestParseSince(t *testing.T) {
 	for _, bad := range []string{"yesterday", "-5m", "12:00"} {
 		if _, err := parseSince(bad, now); err == nil || !strings.Contains(err.Error(), "--since") {
 			t.Errorf("parseSince(%q): %v; want an error naming --since", bad, err)
+		}
+	}
+}
+
+// TestCompletionFlags: completion offers every flag a command's flag set
+// defines, and nothing else, for the commands with flag sets here.
+func TestCompletionFlags(t *testing.T) {
+	var uf upFlags
+	var want []string
+	uf.flagSet().VisitAll(func(f *flag.Flag) {
+		if len(f.Name) == 1 {
+			want = append(want, "-"+f.Name)
+		} else {
+			want = append(want, "--"+f.Name)
+		}
+	})
+	want = append(want, "--help")
+	got := commandFlags["up"]
+	slices.Sort(want)
+	got = slices.Sorted(slices.Values(got))
+	if !slices.Equal(got, want) {
+		t.Errorf("up: completion offers %v; its flag set has %v", got, want)
+	}
+	for cmd := range commandFlags {
+		if _, ok := command(cmd); cmd != "" && !ok {
+			t.Errorf("completion has flags of %q, no command", cmd)
+		}
+	}
+	for _, cmd := range commandNames {
+		if _, ok := commandFlags[cmd]; !ok && cmd != "net" && cmd != "node" {
+			t.Errorf("completion knows no flags of %s", cmd)
+		}
+	}
+}
+
+// TestCompleteWords: commands, verbs, flags and (with a file) up's node
+// names; a flag's value gets nothing (the shell's files).
+func TestCompleteWords(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile(filepath.Join(dir, "nsrun.yaml"), []byte("nodes:\n  web: {ip: 172.18.0.2}\n  db: {ip: 172.18.0.3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for line, want := range map[string]string{
+		"n":               "net node",
+		"":                strings.Join(append(append([]string(nil), commandNames...), "--help", "--version"), " "),
+		"node ":           "stop start restart pause resume",
+		"net iso":         "isolate",
+		"net isolate --u": "--uplink",
+		"up ":             "web db",
+		"up -f ":          "",
+		"up --k":          "--keep-logs",
+		"logs --f":        "--follow",
+		"completion ":     "bash zsh fish",
+		"help node p":     "pause",
+		"ps --run ":       "",
+	} {
+		got := strings.Join(completeWords(strings.Split(line, " ")), " ")
+		if got != want {
+			t.Errorf("complete %q = %q; want %q", line, got, want)
 		}
 	}
 }

@@ -37,6 +37,7 @@ Usage:
                                      --capture DIR) as DIR/report.html
   nsrun ls [--json]                  list your live runs
   nsrun gc                           remove what killed runs left behind
+  nsrun completion bash|zsh|fish     a script that completes nsrun's command lines
   nsrun help [COMMAND [VERB]]        this text, or a command's (as COMMAND --help)
   nsrun doctor                       check what runs can do here, and what to change
   nsrun version                      print nsrun's version (as --version)
@@ -236,7 +237,7 @@ See README: "A timeline of the run".
 `,
 	"ls": `Usage: nsrun ls [--json]
 
-Lists your live runs: id, project (the file's folder's name), uplink, how
+Lists your live runs: id, project (the file's name:, or its folder's), uplink, how
 many nodes are in each state, and the file's absolute path.
 
 Flags:
@@ -247,10 +248,24 @@ Flags:
 Removes what killed runs left behind: their run folders and uplink leases.
 It takes no flags or arguments.
 `,
+	"completion": `Usage: nsrun completion bash|zsh|fish
+
+Prints a script that completes nsrun's command lines in that shell:
+commands, flags, net and node verbs, run ids after --run, and node names
+(of the run a command means, or, for up, of its file).
+
+  bash:  source <(nsrun completion bash)       (in ~/.bashrc)
+  zsh:   source <(nsrun completion zsh)        (in ~/.zshrc, after compinit)
+  fish:  nsrun completion fish | source        (in ~/.config/fish/config.fish)
+
+The script asks nsrun completion words -- WORD... for the candidates.
+`,
 	"help": `Usage: nsrun help [COMMAND [VERB]]
+       nsrun help --man
 
 Prints nsrun's help, or the help of COMMAND (or of its VERB), as
-nsrun COMMAND [VERB] --help does.
+nsrun COMMAND [VERB] --help does; --man prints all of it as the man
+page nsrun(1), in roff (make install installs it).
 `,
 	"doctor": `Usage: nsrun doctor
 
@@ -322,6 +337,10 @@ func helpText(cmd string, verb verbs.Verb) string {
 func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if len(args) == 1 && args[0] == "--man" {
+		fmt.Fprint(stdout, manPage())
 		return 0
 	}
 	if len(args) > 2 {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"github.com/nsrun/nsrun/internal/version"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,11 +25,11 @@ func mainOut(args ...string) (code int, stdout, stderr string) {
 // test with "the launcher did not start this run").
 func TestUnknownWordsRefused(t *testing.T) {
 	for line, want := range map[string]string{
-		"upp":                     `unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, doctor, help, version; to run a program, write nsrun -- upp`,
+		"upp":                     `unknown command "upp"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, doctor, completion, help, version; to run a program, write nsrun -- upp`,
 		"top":                     `unknown command "top"; known: up, down,`,
 		"stop":                    `to run a program, write nsrun -- stop`,
 		"log web":                 `to run a program, write nsrun -- log web`,
-		"--root pss -e":           `unknown command "pss"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, doctor, help, version; to run a program, write nsrun --root -- pss -e`,
+		"--root pss -e":           `unknown command "pss"; known: up, down, ps, logs, exec, net, node, events, attach, faults, report, ls, gc, doctor, completion, help, version; to run a program, write nsrun --root -- pss -e`,
 		"--root ps":               `ps is a command, and nsrun's flags go after it`,
 		"--ip 172.18.0.7 upp":     `write nsrun --ip 172.18.0.7 -- upp`,
 		"--isolated up":           `up is a command, and nsrun's flags go after it: write nsrun up --isolated ...; to run a program named up, write nsrun --isolated -- up`,
@@ -52,33 +53,35 @@ func TestHelpOfEveryCommand(t *testing.T) {
 	var uf upFlags
 	uf.flagSet().VisitAll(func(f *flag.Flag) { upFlagNames = append(upFlagNames, "-"+f.Name) })
 	cases := map[string][]string{
-		"--help":           append(append([]string{"nsrun up", "nsrun down", "nsrun ps", "nsrun logs", "nsrun exec", "nsrun net", "nsrun node", "nsrun attach", "nsrun ls", "nsrun gc", "nsrun help", "nsrun version"}, runFlagNames...), upFlagNames...),
-		"-h":               {"Flags of nsrun up"},
-		"help":             {"Flags of nsrun up"},
-		"--root --help":    {"Flags of nsrun up"},
-		"up --help":        append([]string{"Usage: nsrun up"}, upFlagNames...),
-		"up web --help":    {"Usage: nsrun up"},
-		"up -h":            {"Usage: nsrun up"},
-		"help up":          {"Usage: nsrun up"},
-		"net --help":       {"Usage: nsrun net VERB"},
-		"net -h":           {"Usage: nsrun net VERB"},
-		"help net":         {"Usage: nsrun net VERB"},
-		"net --run x -h":   {"Usage: nsrun net VERB"},
-		"node --help":      {"Usage: nsrun node VERB", "node stop", "node resume"},
-		"attach --help":    {"Usage: nsrun attach", "--run", "--pid", "--ip", "--ip6", "--name"},
-		"ls --help":        {"Usage: nsrun ls", "--json"},
-		"down --help":      {"Usage: nsrun down", "--run ID"},
-		"ps --help":        {"Usage: nsrun ps", "--run ID", "--json"},
-		"logs --help":      {"Usage: nsrun logs", "--run ID", "-f, --follow", "--since", "--timestamps"},
-		"logs web -h":      {"Usage: nsrun logs"},
-		"exec --help":      {"Usage: nsrun exec", "--run ID", "--root"},
-		"help exec":        {"Usage: nsrun exec"},
-		"gc --help":        {"Usage: nsrun gc"},
-		"gc -h":            {"Usage: nsrun gc"},
-		"help gc":          {"Usage: nsrun gc"},
-		"version --help":   {"Usage: nsrun version"},
-		"help help":        {"Usage: nsrun help"},
-		"help net isolate": {"Usage: nsrun net isolate NODE...", "--uplink", "--run ID"},
+		"--help":            append(append([]string{"nsrun up", "nsrun down", "nsrun ps", "nsrun logs", "nsrun exec", "nsrun completion", "nsrun net", "nsrun node", "nsrun attach", "nsrun ls", "nsrun gc", "nsrun help", "nsrun version"}, runFlagNames...), upFlagNames...),
+		"-h":                {"Flags of nsrun up"},
+		"help":              {"Flags of nsrun up"},
+		"--root --help":     {"Flags of nsrun up"},
+		"up --help":         append([]string{"Usage: nsrun up"}, upFlagNames...),
+		"up web --help":     {"Usage: nsrun up"},
+		"up -h":             {"Usage: nsrun up"},
+		"help up":           {"Usage: nsrun up"},
+		"net --help":        {"Usage: nsrun net VERB"},
+		"net -h":            {"Usage: nsrun net VERB"},
+		"help net":          {"Usage: nsrun net VERB"},
+		"net --run x -h":    {"Usage: nsrun net VERB"},
+		"node --help":       {"Usage: nsrun node VERB", "node stop", "node resume"},
+		"attach --help":     {"Usage: nsrun attach", "--run", "--pid", "--ip", "--ip6", "--name"},
+		"ls --help":         {"Usage: nsrun ls", "--json"},
+		"down --help":       {"Usage: nsrun down", "--run ID"},
+		"ps --help":         {"Usage: nsrun ps", "--run ID", "--json"},
+		"logs --help":       {"Usage: nsrun logs", "--run ID", "-f, --follow", "--since", "--timestamps"},
+		"logs web -h":       {"Usage: nsrun logs"},
+		"exec --help":       {"Usage: nsrun exec", "--run ID", "--root"},
+		"help exec":         {"Usage: nsrun exec"},
+		"completion --help": {"Usage: nsrun completion", "source <(nsrun completion bash)"},
+		"help completion":   {"Usage: nsrun completion"},
+		"gc --help":         {"Usage: nsrun gc"},
+		"gc -h":             {"Usage: nsrun gc"},
+		"help gc":           {"Usage: nsrun gc"},
+		"version --help":    {"Usage: nsrun version"},
+		"help help":         {"Usage: nsrun help"},
+		"help net isolate":  {"Usage: nsrun net isolate NODE...", "--uplink", "--run ID"},
 	}
 	for _, v := range verbs.Verbs {
 		want := []string{"Usage: nsrun " + v.Cmd + " " + v.Name, "--run ID"}
@@ -147,7 +150,7 @@ func TestFlagErrorsNameTheHelp(t *testing.T) {
 // TestVersion: nsrun version and nsrun --version print the version.
 func TestVersion(t *testing.T) {
 	for _, line := range []string{"version", "--version"} {
-		if code, stdout, _ := mainOut(strings.Fields(line)...); code != 0 || stdout != "nsrun "+version+"\n" {
+		if code, stdout, _ := mainOut(strings.Fields(line)...); code != 0 || stdout != "nsrun "+version.String()+"\n" {
 			t.Errorf("nsrun %s: exit %d, %q", line, code, stdout)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nsrun/nsrun/faults"
 	"github.com/nsrun/nsrun/internal/start"
+	"github.com/nsrun/nsrun/internal/version"
 	"github.com/nsrun/nsrun/ipam"
 	"github.com/nsrun/nsrun/plan"
 	"github.com/nsrun/nsrun/topology"
@@ -127,7 +128,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	if f.version {
-		fmt.Fprintln(stdout, "nsrun", version)
+		fmt.Fprintln(stdout, "nsrun", version.String())
 		return 0
 	}
 	if err := f.check(""); err != nil {
@@ -261,7 +262,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		Top:    top,
 		Select: nodes,
 		Run: plan.Run{
-			File: f.file, FilePath: abs, Project: filepath.Base(filepath.Dir(abs)), KeepLogs: f.keepLogs,
+			File: f.file, FilePath: abs, Project: projectName(top.Name, abs), KeepLogs: f.keepLogs,
 			Up: true, Color: colorWanted(start.IsTerminal(1), os.Getenv("NO_COLOR")),
 			ExitCodeFrom: f.exitCodeFrom, AbortOnExit: f.abortOnExit,
 			StopTimeout: time.Duration(f.timeout * float64(time.Second)),
@@ -280,4 +281,13 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 // NO_COLOR is set to anything but "" (https://no-color.org).
 func colorWanted(terminal bool, noColor string) bool {
 	return terminal && noColor == ""
+}
+
+// projectName is a run's project: the file's name:, else the name of the
+// file's folder (as docker compose names projects).
+func projectName(name, file string) string {
+	if name != "" {
+		return name
+	}
+	return filepath.Base(filepath.Dir(file))
 }

@@ -14,9 +14,8 @@ import (
 
 	"github.com/nsrun/nsrun/helper"
 	"github.com/nsrun/nsrun/internal/jsonout"
+	"github.com/nsrun/nsrun/internal/version"
 )
-
-var version = "dev"
 
 // adminConfig is the admin's root-owned config. It is fixed at build time:
 // the tests build a helper with `-ldflags -X main.adminConfig=PATH`, which
@@ -83,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "--version", "version":
-		fmt.Fprintln(stdout, "nsrun-helper", version)
+		fmt.Fprintln(stdout, "nsrun-helper", version.String())
 		return 0
 	case "install", "uninstall", "status":
 	default:

@@ -268,7 +268,8 @@ func TestCompletionLiveRun(t *testing.T) {
 		{binDir, []string{"ps", "--run", ""}, id},
 		{binDir, []string{"net", "iso"}, "isolate"},
 		{binDir, []string{"net", "isolate", "--up"}, "--uplink"},
-		{binDir, []string{"do"}, "down"},
+		{binDir, []string{"dow"}, "down"},
+		{binDir, []string{"comp"}, "completion"},
 		{dir, []string{"up", "-d", "ho"}, "holder"},
 	} {
 		if got := strings.Join(complete(c.in, c.words...), " "); got != c.want {

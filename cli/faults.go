@@ -97,7 +97,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
-	err = RunSchedule(ctx, s, control.NewClient(path), stdout)
+	err = RunSchedule(ctx, s, control.NewClient(path), stdout, stderr)
 	if errors.Is(err, context.Canceled) {
 		return 130
 	}
@@ -107,13 +107,20 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// RunSchedule runs s through c, printing each event as a line on out.
-func RunSchedule(ctx context.Context, s *faults.Schedule, c faults.Client, out io.Writer) error {
+// RunSchedule runs s through c, printing each event as a line on out and
+// adding it to the run's events (a note that fails is reported on
+// errOut; the schedule goes on).
+func RunSchedule(ctx context.Context, s *faults.Schedule, c *control.Client, out, errOut io.Writer) error {
 	seq, err := s.Sequence(s.Seed)
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx, c, seq, true, func(e faults.Event) { fmt.Fprintln(out, e) })
+	return s.Run(ctx, c, seq, true, func(e faults.Event) {
+		fmt.Fprintln(out, e)
+		if err := c.Note(e.Note()); err != nil {
+			fmt.Fprintln(errOut, "nsrun: faults: add the step to the run's events:", advise(err))
+		}
+	})
 }
 
 // nodeNames are the names of the nodes of top.

@@ -156,6 +156,7 @@ func (r Request) Check() error {
 		{AttachVerb, r.Attach != nil, r.Attach},
 		{SocketVerb, r.Socket != nil, r.Socket},
 		{EventsVerb, r.Events != nil, r.Events},
+		{NoteVerb, r.Note != nil, r.Note},
 	}
 	var want checker
 	known := false

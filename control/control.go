@@ -45,6 +45,7 @@ type Request struct {
 	Attach *AttachCall `json:"attach,omitempty"`
 	Socket *SocketCall `json:"socket,omitempty"`
 	Events *EventsCall `json:"events,omitempty"`
+	Note   *NoteCall   `json:"note,omitempty"`
 }
 
 // Response is the supervisor's answer: Started (exec), then Done with

@@ -35,6 +35,28 @@ type Event struct {
 	Do            string // the verb line, or what happened
 	Source        string // the line of the file, "schedule[1]" or "random.pick[0]"
 	Err           string // the verb failed: why
+	// Step numbers the faults and heals from 1 (0: the start, the end).
+	Step int
+}
+
+// Note is e as the run logs it: a control.EventFaultStep whose Verb is
+// the verb line and Text "fault" or "heal" (with ": failed: why"), or,
+// for the start and the end, no Verb and Text "faults seed N",
+// "faults-end done".
+func (e Event) Note() control.NoteCall {
+	n := control.NoteCall{Kind: control.EventFaultStep, Verb: e.Do, Step: e.Step, Text: e.Kind}
+	switch e.Kind {
+	case KindFault, KindHeal:
+		if e.Err != "" {
+			n.Text += ": failed: " + e.Err
+		}
+	default:
+		n.Verb, n.Text = "", e.Kind+" "+e.Do
+	}
+	if len(n.Text) > control.MaxNote {
+		n.Text = n.Text[:control.MaxNote]
+	}
+	return n
 }
 
 // String is the event as a line for people.
@@ -60,8 +82,13 @@ func (e Event) String() string {
 func (s *Schedule) Run(ctx context.Context, c Client, seq []Entry, heal bool, emit func(Event)) error {
 	start := time.Now()
 	var st state
+	step := 0
 	ev := func(kind string, planned time.Duration, do, src string, err error) {
 		e := Event{Kind: kind, Planned: planned, Mono: time.Since(start), Wall: time.Now(), Do: do, Source: src}
+		if kind == KindFault || kind == KindHeal {
+			step++
+			e.Step = step
+		}
 		if err != nil {
 			e.Err = err.Error()
 		}

@@ -102,9 +102,21 @@ func (n *Net) RunFaults(ctx context.Context, s Schedule) ([]ScheduleEvent, error
 	var out []ScheduleEvent
 	err = sched.Run(ctx, faultClient{n}, seq, true, func(e faults.Event) {
 		n.out.log("nstest: %s", e)
+		if err := n.client.Note(e.Note()); err != nil {
+			n.out.log("nstest: faults: add the step to the run's events: %v", err)
+		}
 		out = append(out, ScheduleEvent{Kind: e.Kind, Do: e.Do, At: e.Mono, Err: e.Err})
 	})
 	return out, err
+}
+
+// Annotate adds text to the run's events as an annotation (the test's
+// own, of no node): it lands in events.jsonl and in the report.
+func (n *Net) Annotate(text string) error {
+	if err := n.client.Note(control.NoteCall{Kind: control.EventAnnotation, Text: text}); err != nil {
+		return fmt.Errorf("nstest: annotate: %w", err)
+	}
+	return nil
 }
 
 // Seed is the seed of the last schedule RunFaults ran (0 before any):
@@ -155,6 +167,9 @@ func (n *Net) runFileFaults() {
 	}
 	go func() {
 		defer close(n.faultsDone)
-		_ = s.Run(ctx, faultClient{n}, seq, false, func(e faults.Event) { n.out.log("nstest: %s", e) })
+		_ = s.Run(ctx, faultClient{n}, seq, false, func(e faults.Event) {
+			n.out.log("nstest: %s", e)
+			_ = n.client.Note(e.Note()) // fails only as the run ends
+		})
 	}()
 }

@@ -89,6 +89,12 @@ faults:
     - {at: 0s, do: net isolate a}
     - {at: 100ms, do: node stop b}
 `, nstest.StopTimeout(time.Second))
+	if err := n.Annotate("checking the cut"); err != nil {
+		t.Error(err)
+	}
+	if err := n.Annotate("two\nlines"); err == nil {
+		t.Error("Annotate took a control character")
+	}
 	if n.Seed() != 9 {
 		t.Errorf("Seed() = %d, want 9", n.Seed())
 	}
@@ -99,11 +105,15 @@ faults:
 			t.Fatal(err)
 		}
 		evs, _ := n.Events()
-		stopped := false
+		stopped, noted, steps := false, false, 0
 		for _, e := range evs {
 			stopped = stopped || e.Kind == nstest.NodeStopped && e.Node == "b"
+			noted = noted || e.Kind == nstest.Annotation && e.Text == "checking the cut"
+			if e.Kind == nstest.FaultStep && e.Verb != "" {
+				steps++
+			}
 		}
-		if st.Verb == "isolate" && stopped {
+		if st.Verb == "isolate" && stopped && noted && steps == 2 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -46,6 +46,8 @@ func (s *supervisor) handle(p *control.Peer) {
 		s.socketVerb(p)
 	case control.EventsVerb:
 		s.eventsVerb(p)
+	case control.NoteVerb:
+		s.noteVerb(p)
 	default: // control.SignalVerb
 		p.Fail(control.Errorf(control.ErrBadValue, "%s: only on an exec's connection", p.Req.Verb))
 	}

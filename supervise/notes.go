@@ -90,6 +90,20 @@ func (s *supervisor) readNotes(n *node, c net.PacketConn) {
 	}
 }
 
+// noteVerb publishes the event a client adds (control.NoteVerb): a step
+// of a schedule run from outside, or an annotation.
+func (s *supervisor) noteVerb(p *control.Peer) {
+	c := p.Req.Note // checked (control.Request.Check)
+	if c.Node != "" {
+		if _, ok := s.lookup(c.Node); !ok {
+			p.Fail(control.Errorf(control.ErrUnknownNode, "note: no node %q in this run; its nodes: %s", c.Node, s.nodeNames()))
+			return
+		}
+	}
+	s.publish(control.Event{Kind: c.Kind, Node: c.Node, Verb: c.Verb, Step: c.Step, Text: c.Text})
+	p.Reply(control.Response{Done: true})
+}
+
 // closeNotes closes every node's annotation socket.
 func (s *supervisor) closeNotes() {
 	for _, n := range s.allNodes() {

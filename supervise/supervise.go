@@ -1198,20 +1198,9 @@ func (s *supervisor) runFaults(sched *faults.Schedule) {
 		return
 	}
 	c := control.ForRun(s.plan.Run.Dir)
-	step := 0
 	_ = sched.Run(ctx, c, seq, false, func(e faults.Event) {
 		s.out.Note(e.String())
-		ev := control.Event{Kind: control.EventFaultStep, Verb: e.Do, Text: e.Kind}
-		switch e.Kind {
-		case faults.KindFault, faults.KindHeal:
-			step++
-			ev.Step = step
-			if e.Err != "" {
-				ev.Text += ": failed: " + e.Err
-			}
-		default:
-			ev.Verb, ev.Text = "", e.Kind+" "+e.Do
-		}
-		s.publish(ev)
+		n := e.Note()
+		s.publish(control.Event{Kind: n.Kind, Verb: n.Verb, Step: n.Step, Text: n.Text})
 	})
 }

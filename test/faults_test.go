@@ -3,6 +3,9 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -194,6 +197,25 @@ func TestFaultsCtrlCHeals(t *testing.T) {
 	}
 	if st := procStateOf(pid2); st == "T" {
 		t.Error("n2 is still paused")
+	}
+	// The run's events hold each step, numbered, faults and heals.
+	data, err := os.ReadFile(filepath.Join(r.runDir(t), "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct {
+			Kind, Verb, Text string
+			Step             int
+		}
+		if err := json.Unmarshal([]byte(line), &e); err == nil && e.Kind == "fault-step" && e.Step > 0 {
+			steps = append(steps, fmt.Sprintf("%d %s %s", e.Step, e.Text, e.Verb))
+		}
+	}
+	wantSteps := "1 fault node pause n2,2 fault net isolate n1,3 fault net flaky n3 --loss 100%,4 fault node stop n4,5 heal node resume n2,6 heal node start n4,7 heal net fullmesh,8 heal net flaky n3"
+	if got := strings.Join(steps, ","); got != wantSteps {
+		t.Errorf("fault steps in events.jsonl:\n got %s\nwant %s", got, wantSteps)
 	}
 	var st struct {
 		Blocked [][2]string                `json:"blocked"`

@@ -1003,13 +1003,50 @@ const EventsFile = "events.jsonl"
 func (s *supervisor) stopAll(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	nodes := s.allNodes()
-	if timeout > 0 {
-		procs := byNamespace() // one scan of /proc for every node
-		for _, n := range nodes {
-			n.terminate(procs)
+	if timeout <= 0 {
+		endAll(nodes, deadline)
+		return
+	}
+	// In reverse dependency order, as compose stops its services: a node
+	// hears SIGTERM once every node that depends on it has ended (or the
+	// deadline passed), so that a client never finds its server gone.
+	// Nodes nothing depends on, most of them, share one scan of /proc.
+	dependents := map[string][]*node{}
+	for _, n := range nodes {
+		for _, d := range n.cfg.DependsOn {
+			dependents[d] = append(dependents[d], n)
 		}
 	}
-	endAll(nodes, deadline)
+	procs := byNamespace()
+	ended := map[*node]chan struct{}{}
+	for _, n := range nodes {
+		ended[n] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(ended[n])
+			own := procs
+			if deps := dependents[n.cfg.Name]; len(deps) > 0 {
+				timer := time.NewTimer(time.Until(deadline))
+				defer timer.Stop()
+			wait:
+				for _, d := range deps {
+					select {
+					case <-ended[d]:
+					case <-timer.C:
+						break wait
+					}
+				}
+				own = nil // its processes now, not at the start
+			}
+			n.terminate(own)
+			n.end(time.After(time.Until(deadline)))
+		}()
+	}
+	wg.Wait()
 }
 
 // endAll waits for the processes of nodes to end until deadline, then

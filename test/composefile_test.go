@@ -2,9 +2,11 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -165,5 +167,53 @@ nodes:
 	}
 	if left := nsrunProcesses(u); len(left) != 0 {
 		t.Errorf("nsrun processes left: %v", left)
+	}
+}
+
+// TestUpStopsInReverseOrder: on SIGTERM, a node hears it only once every
+// node that depends on it has ended, as compose stops its services: the
+// client (slowest to stop) ends first, then web, then db, though each
+// of them ends at once on its own.
+func TestUpStopsInReverseOrder(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	node := func(name, pause string) string {
+		script := "trap 'echo " + name + "-stopping; sleep " + pause + "; exit 0' TERM; echo " + name + "-up; while :; do sleep 0.1; done"
+		return fmt.Sprintf("[sh, -c, %q]", script)
+	}
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  db: {ip: 172.18.0.2, command: ` + node("db", "0") + `}
+  web: {ip: 172.18.0.3, depends_on: [db], command: ` + node("web", "0.3") + `}
+  client: {ip: 172.18.0.4, depends_on: [web], command: ` + node("client", "0.8") + `}
+  other: {ip: 172.18.0.5, command: ` + node("other", "0") + `}
+`})
+	rc, out := startUp(t, u, dir, "every node is up", "--timeout", "10")
+	if !eventually(10*time.Second, func() bool { return strings.Contains(out.all(), "client-up") }) {
+		t.Fatalf("client did not start:\n%s", out.all())
+	}
+	_ = rc.cmd.Process.Signal(syscall.SIGTERM)
+	if code := rc.wait(); code != 0 {
+		t.Errorf("exit %d\n%s", code, out.all())
+	}
+	all := out.all()
+	at := func(s string) int {
+		i := strings.Index(all, s)
+		if i < 0 {
+			t.Errorf("no %q in the output", s)
+		}
+		return i
+	}
+	clientExit, webStops, webExit, dbStops, dbExit := at("client exited with code 0"), at("web-stopping"), at("web exited with code 0"), at("db-stopping"), at("db exited with code 0")
+	if !(clientExit < webStops && webExit < dbStops && dbStops < dbExit) {
+		t.Errorf("order: client exits %d, web stopping %d, web exits %d, db stopping %d, db exits %d\n%s", clientExit, webStops, webExit, dbStops, dbExit, all)
+	}
+	// A node nothing depends on, and that depends on nothing, is not
+	// held back.
+	if other := at("other exited with code 0"); other > webStops {
+		t.Errorf("other ended at %d, after web started to stop (%d)\n%s", other, webStops, all)
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
 	}
 }

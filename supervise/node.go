@@ -225,7 +225,7 @@ func (n *node) signalAll(sig unix.Signal, withInit bool) {
 		_ = n.signal(sig)
 		return
 	}
-	ns, err := pidNamespace(init)
+	init, ns, err := initNamespace(init)
 	if err != nil {
 		_ = n.signal(sig)
 		return
@@ -255,9 +255,8 @@ func (n *node) signalAll(sig unix.Signal, withInit bool) {
 // then ends it (the init only passes signals on). procs are the run's
 // processes by pid namespace (byNamespace), nil to look them up.
 func (n *node) terminate(procs map[nsID][]int) {
-	init := n.initPid()
-	ns, err := pidNamespace(init)
-	if init == 0 || err != nil {
+	init, ns, err := initNamespace(n.initPid())
+	if n.initPid() == 0 || err != nil {
 		_ = n.signal(unix.SIGCONT)
 		_ = n.signal(unix.SIGTERM)
 		return

@@ -9,19 +9,33 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/internal/procpid"
 )
 
 // nsID identifies a namespace: the device and inode of its nsfs file.
 type nsID struct{ dev, ino uint64 }
 
-// pidNamespace identifies the pid namespace process pid is in, as the
-// supervisor's /proc (the run's pid namespace) shows it.
+// pidNamespace identifies the pid namespace process pid is in, pid as
+// the supervisor's /proc shows it (the run's pid namespace, or the
+// container's: initNamespace).
 func pidNamespace(pid int) (nsID, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", pid), &st); err != nil {
 		return nsID{}, fmt.Errorf("pid namespace of %d: %w", pid, err)
 	}
 	return nsID{st.Dev, st.Ino}, nil
+}
+
+// initNamespace is the pid namespace of a node's init (pid: as the
+// supervisor knows it) and the pid /proc shows the init by: the same pid
+// but where the run keeps a container's /proc (package procpid).
+func initNamespace(pid int) (procPid int, ns nsID, err error) {
+	if procPid, err = procpid.InProc(pid); err != nil {
+		return 0, nsID{}, err
+	}
+	ns, err = pidNamespace(procPid)
+	return procPid, ns, err
 }
 
 // procPids lists the processes of the run's pid namespace.

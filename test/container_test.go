@@ -14,8 +14,9 @@ import (
 )
 
 // containerCheck runs inside the container (busybox sh): nsrun -- true, a
-// 3-node nsrun up with an isolate and a heal checked by connectivity, and
-// a SIGKILL of nsrun up that must leave no process behind.
+// 3-node nsrun up with an isolate and a heal, a node paused and resumed,
+// stopped and started, each checked by connectivity, and a SIGKILL of
+// nsrun up that must leave no process behind.
 const containerCheck = `#!/bin/sh
 set -u
 fail() { echo "FAIL: $*"; exit 1; }
@@ -23,7 +24,7 @@ nsrun --isolated -- true 2>/tmp/true.err || { cat /tmp/true.err; fail "nsrun -- 
 echo "notices: $(grep -c '^nsrun: here ' /tmp/true.err)"
 nsrun up --isolated -f /etc/nsrun-test/net.yaml >/tmp/up.log 2>&1 &
 up=$!
-reach() { nsrun net exec --run "$run" "$1" -- nc -w 2 "$2" 9000 2>/dev/null | grep -q hi; }
+reach() { nsrun net exec --run "$run" "$1" -- timeout 3 nc -w 2 "$2" 9000 2>/dev/null | grep -q hi; }
 run=
 for i in $(seq 1 100); do
   run=$(nsrun ls 2>/dev/null | awk 'NR==2{print $1}')
@@ -40,6 +41,15 @@ reach n2 n3 || fail "n2 cannot reach n3 while n1 is isolated"
 nsrun net fullmesh --run "$run" >/dev/null || fail "fullmesh"
 reach n1 n2 || fail "n1 cannot reach n2 after heal"
 reach n3 n1 || fail "n3 cannot reach n1 after heal"
+nsrun node pause --run "$run" n3 >/dev/null || fail "node pause"
+reach n1 n3 && fail "paused n3 answers"
+nsrun node resume --run "$run" n3 >/dev/null || fail "node resume"
+reach n1 n3 || fail "n3 does not answer after resume"
+nsrun node stop --run "$run" n2 >/dev/null || fail "node stop"
+reach n1 n2 && fail "stopped n2 answers"
+nsrun node start --run "$run" n2 >/dev/null || fail "node start"
+for i in $(seq 1 50); do reach n1 n2 && break; sleep 0.1; done
+reach n1 n2 || fail "n2 does not answer after start"
 kill -KILL $up
 left=x
 for i in $(seq 1 50); do
@@ -89,7 +99,7 @@ func TestRootlessPodmanContainer(t *testing.T) {
 	_ = os.Chmod(filepath.Join(root, "tmp"), 0o1777)
 	copyFile(t, busybox, filepath.Join(root, "bin/busybox"), 0o755)
 	copyFile(t, filepath.Join(binDir, "nsrun"), filepath.Join(root, "bin/nsrun"), 0o755)
-	for _, a := range []string{"sh", "true", "ps", "grep", "awk", "seq", "sleep", "kill", "cat", "id", "nc", "echo", "hostname"} {
+	for _, a := range []string{"sh", "true", "timeout", "ps", "grep", "awk", "seq", "sleep", "kill", "cat", "id", "nc", "echo", "hostname"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -280,5 +281,24 @@ func TestCompletionLiveRun(t *testing.T) {
 		if out := nsrunOK(t, u, "completion", shell); !strings.Contains(out, want) || !strings.Contains(out, "nsrun completion words --") {
 			t.Errorf("completion %s:\n%s", shell, out)
 		}
+	}
+}
+
+// TestHelperNoteNamesPath: without the helper, the note that asks for
+// sudo nsrun-helper install names the helper's absolute path (beside
+// nsrun), which sudo's PATH may not have.
+func TestHelperNoteNamesPath(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t) // to forget that the note was shown (its marker)
+	userNamespaces(t, u)
+	if _, err := os.Stat(fmt.Sprintf("/run/user/%d/nsrun/install.json", u.UID)); err == nil {
+		t.Skip("the helper is installed for", u.Name)
+	}
+	for _, rt := range u.runtimeDirs() {
+		os.Remove(filepath.Join(rt, ".helper-note-shown"))
+	}
+	r := nsrunIn(t, u, binDir, "--", "true")
+	if want := "run once: sudo " + filepath.Join(binDir, "nsrun-helper") + " install"; r.Code != 0 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("nsrun -- true without the helper: exit %d, %q; want %q", r.Code, r.Stderr, want)
 	}
 }

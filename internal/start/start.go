@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -196,11 +197,30 @@ func noteIsolated(stderr io.Writer, runtimeDir string, why error) {
 	}
 	if errors.Is(why, install.ErrNotInstalled) {
 		fmt.Fprintf(stderr, "nsrun: note: %v, so runs are isolated (guests reach each other, not the host or beyond).\n"+
-			"nsrun: to connect them, run once: sudo nsrun-helper install   (this note is shown once)\n", why)
+			"nsrun: to connect them, run once: sudo %s install   (this note is shown once)\n", why, helperPath(os.Executable, exec.LookPath))
 	} else {
 		fmt.Fprintf(stderr, "nsrun: note: running isolated: %v\n", why)
 	}
 	_ = os.WriteFile(marker, nil, 0o600)
+}
+
+// helperPath is where nsrun-helper is, for the note that says to run
+// `sudo nsrun-helper install`: beside nsrun (make install and go install
+// put it there), else found in PATH, as an absolute path, since sudo's
+// PATH may not hold its folder; else just its name.
+func helperPath(executable func() (string, error), lookPath func(string) (string, error)) string {
+	if exe, err := executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "nsrun-helper")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if p, err := lookPath("nsrun-helper"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return "nsrun-helper"
 }
 
 // planHasIPv6 reports whether some node of p has an IPv6 address.

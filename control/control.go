@@ -97,6 +97,10 @@ func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
 	if err != nil {
 		return nil, &Error{Kind: ErrRunGone, Msg: fmt.Sprintf("reach the run's supervisor at %s: %v", path, err)}
 	}
+	if err := checkServer(c, path); err != nil {
+		c.Close()
+		return nil, err
+	}
 	req.Version = Version
 	b, _ := json.Marshal(req)
 	var fds []int
@@ -116,6 +120,49 @@ func Dial(path string, req Request, files ...*os.File) (*Conn, error) {
 		return nil, fmt.Errorf("send request: %w", err)
 	}
 	return &Conn{c: c, dec: json.NewDecoder(c)}, nil
+}
+
+// checkServer refuses a socket at path that is not a run's supervisor,
+// as far as the caller can see it: a supervisor is PID 1 of a pid
+// namespace that is a child of the caller's (the launcher made it so),
+// and a node of any run lies at least two namespaces deeper. A node
+// runs as the user and may reach the folder of a run that was not
+// hidden from it, move it aside and serve a socket of its own there,
+// answering every cut with "applied" (TestNodeCannotImpersonateARun). A
+// server this process cannot see (pid 0: the caller is inside a run, a
+// control: true node) is not checked; nor is this process itself.
+func checkServer(c *net.UnixConn, path string) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("who serves %s: %w", path, err)
+	}
+	var cred *unix.Ucred
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("who serves %s: %w", path, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("who serves %s: SO_PEERCRED: %w", path, serr)
+	}
+	if cred.Pid == 0 || int(cred.Pid) == os.Getpid() {
+		return nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid))
+	if err != nil {
+		return fmt.Errorf("who serves %s: %w", path, err)
+	}
+	var nspid []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "NSpid:" {
+			nspid = f[1:]
+		}
+	}
+	if len(nspid) != 2 || nspid[1] != "1" {
+		return &Error{Kind: ErrRefused, Msg: fmt.Sprintf("%s is not the supervisor of run %s: process %d serving it is not PID 1 of a pid namespace of the run's own (its pids: %s); a node may have put it there: check %s", path, filepath.Base(filepath.Dir(path)), cred.Pid, strings.Join(nspid, " "), filepath.Dir(path))}
+	}
+	return nil
 }
 
 // Send sends a further request on the same connection (signals to exec).

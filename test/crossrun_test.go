@@ -161,3 +161,79 @@ nodes:
 		t.Errorf("isolate evil after the attacks: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// fakeSupervisor is a control socket that answers every request with a
+// cut "applied": what a node would serve in place of its run's.
+const fakeSupervisor = `
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    req = json.loads(c.recv(65536).split(b"\n")[0])
+    net = {"partition": {"verb": "isolate", "args": ["n1"], "clusters": [["n2"]]}, "blocked": None,
+        "faults": {}, "latency": {}, "nodes": {"n1": {"addr": "172.18.0.1"}, "n2": {"addr": "172.18.0.2"}}}
+    c.sendall((json.dumps({"version": req.get("version"), "done": True, "exit_code": 0,
+        "output": "isolate applied: cut off: n1", "net": net}) + "\n").encode())
+    c.close()
+`
+
+// TestNodeCannotImpersonateARun attacks the user on the host from a
+// default node: it moves another run's folder aside (that folder was
+// not hidden from it: made later, under another XDG_RUNTIME_DIR) and
+// serves a folder of its own in its place, with a held lock, the run's
+// info.json and a control socket that answers every cut with "applied".
+// nsrun on the host must see that the socket is not the run's supervisor
+// and refuse it, rather than report a cut that never happened.
+func TestNodeCannotImpersonateARun(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	a := startRun(t, u, `
+nodes:
+  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+`, "evil  | listening")
+	xdg := userDir(t, u, "xdg")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000"}
+`})
+	victim := func(args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := u.nsrun(ctx, args...)
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
+		return run(t, cmd)
+	}
+	up := victim("up", "-d")
+	if up.Code != 0 {
+		t.Fatalf("nsrun up -d of the victim run: exit %d %s %s", up.Code, up.Stdout, up.Stderr)
+	}
+	id := strings.TrimSpace(up.Stdout)
+	runDir := filepath.Join(xdg, "nsrun-runs", "runs", id)
+	t.Cleanup(func() {
+		if _, err := os.Stat(runDir + ".real"); err == nil {
+			os.RemoveAll(runDir)
+			os.Rename(runDir+".real", runDir)
+		}
+		if r := victim("down", "--run", id); r.Code != 0 {
+			t.Errorf("nsrun down of the victim run: exit %d %s", r.Code, r.Stderr)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(xdg, "fake.py"), []byte(fakeSupervisor), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `set -e; B=` + runDir + `; mv $B $B.real; mkdir -m 700 $B; cp $B.real/info.json $B/; : > $B/lock
+setsid flock $B/lock python3 ` + filepath.Join(xdg, "fake.py") + ` $B/ctl </dev/null >/dev/null 2>&1 &
+for i in $(seq 50); do test -S $B/ctl && exit 0; sleep 0.1; done; exit 1`
+	if res := a.exec(t, "evil", "sh", "-c", script); res.Code != 0 {
+		t.Fatalf("the node's fake run folder: exit %d %s %s", res.Code, res.Stdout, res.Stderr)
+	}
+	r := victim("net", "isolate", "--run", id, "n1")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not the supervisor of run") {
+		t.Errorf("isolate n1 through the node's fake socket: exit %d %q %q; want it refused as not the run's supervisor", r.Code, r.Stdout, r.Stderr)
+	}
+}

@@ -68,15 +68,32 @@ func TestDoEnterCanEnter(t *testing.T) {
 		t.Errorf("Enter: in %s, want %s", got, want)
 	}
 
-	if err := nsfd.WriteSysctl(ns, "net/ipv4/ip_forward", "1"); err != nil {
+	// A new namespace starts with the IPv4 settings of the host's
+	// (net.core.devconf_inherit_init_net=0), so neither this namespace
+	// nor ns need have forwarding off: write ns the value it does not
+	// have, and this namespace must keep the one it has.
+	readForward := func() string {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	here4 := readForward()
+	var was string
+	if err := nsfd.Do(ns, func() error { was = readForward(); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "0" {
-		t.Errorf("WriteSysctl in another namespace changed this one's: %q", b)
+	value := map[string]string{"0": "1", "1": "0"}[was]
+	if err := nsfd.WriteSysctl(ns, "net/ipv4/ip_forward", value); err != nil {
+		t.Fatal(err)
+	}
+	if got := readForward(); got != here4 {
+		t.Errorf("WriteSysctl in another namespace changed this one's ip_forward from %q to %q", here4, got)
 	}
 	_ = nsfd.Do(ns, func() error {
-		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "1" {
-			t.Errorf("WriteSysctl: ip_forward is %q in the namespace", b)
+		if got := readForward(); got != value {
+			t.Errorf("WriteSysctl: ip_forward is %q in the namespace, want %q (was %q)", got, value, was)
 		}
 		return nil
 	})

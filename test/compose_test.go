@@ -302,3 +302,32 @@ func TestHelperNoteNamesPath(t *testing.T) {
 		t.Errorf("nsrun -- true without the helper: exit %d, %q; want %q", r.Code, r.Stderr, want)
 	}
 }
+
+// TestUpNoColor: on a terminal, up colours each name; NO_COLOR (set to
+// anything) turns it off, as no-color.org asks.
+func TestUpNoColor(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	needPrograms(t, "script")
+	dir := project(t, map[string]string{"nsrun.yaml": "nodes:\n  hello: {ip: 172.18.0.5, command: echo hi}\n"})
+	up := func(env ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// script(1) gives up a terminal of its own.
+		cmd := u.command(ctx, "script", "-qec", "nsrun up", "/dev/null")
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, env...)
+		r := run(t, cmd)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "hi") {
+			t.Fatalf("nsrun up on a terminal %v: exit %d, %q %q", env, r.Code, r.Stdout, r.Stderr)
+		}
+		return r.Stdout
+	}
+	if out := up(); !strings.Contains(out, "\x1b[") {
+		t.Errorf("up on a terminal is not coloured: %q", out)
+	}
+	if out := up("NO_COLOR=1"); strings.Contains(out, "\x1b[") {
+		t.Errorf("up with NO_COLOR=1 is coloured: %q", out)
+	}
+}

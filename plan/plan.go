@@ -281,7 +281,9 @@ type Node struct {
 	// topology.ServiceCompletedSuccessfully.
 	Conditions map[string]topology.Condition `json:"conditions,omitempty"`
 	// Health is the node's health check, nil without one.
-	Health  *topology.Health `json:"health,omitempty"`
+	Health *topology.Health `json:"health,omitempty"`
+	// Restart is when the node's command starts again after it exits.
+	Restart topology.Restart `json:"restart,omitzero"`
 	Links   []Link           `json:"links"`
 	Publish []Publish        `json:"publish,omitempty"`
 	// Control: the node's processes may act on the run (`nsrun net`,

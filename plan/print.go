@@ -109,6 +109,16 @@ func (p *Plan) Write(w io.Writer) error {
 			}
 			pf("\n")
 		}
+		switch r := n.Restart; r.Policy {
+		case topology.RestartAlways:
+			pf("    restarts whenever it exits (restart: always), with a back-off\n")
+		case topology.RestartOnFailure:
+			limit := "no limit"
+			if r.Max > 0 {
+				limit = fmt.Sprintf("at most %d times", r.Max)
+			}
+			pf("    restarts when it exits with a code other than 0 (%s), with a back-off\n", limit)
+		}
 		if len(n.DependsOn) > 0 {
 			var waits []string
 			for _, d := range n.DependsOn {

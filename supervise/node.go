@@ -50,6 +50,18 @@ type node struct {
 	// starts counts the node's processes: every start but the first is a
 	// restart (nsrun ps).
 	starts int
+	// restarts counts the restarts of its restart: policy in a row;
+	// ranFor is how long its last process ran, from began.
+	restarts int
+	ranFor   time.Duration
+	began    time.Time
+}
+
+// isHeld says whether the node was stopped on request.
+func (n *node) isHeld() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.held
 }
 
 // exit is the end of one of a node's processes.
@@ -57,6 +69,9 @@ type exit struct {
 	n    *node
 	code int
 	held bool // the node was stopped on request: the run goes on
+	// restartGone: a restart the node waited for was given up (the run
+	// stops, or the start failed); its last exit was already printed.
+	restartGone bool
 }
 
 func newNode(cfg plan.Node, idx int) *node {
@@ -79,6 +94,7 @@ func (n *node) begin(p *guest.Process, exited chan<- exit, ended func(code int))
 	}
 	n.proc, n.held, n.paused = p, false, false
 	n.starts++
+	n.began = time.Now()
 	done := n.done
 	n.mu.Unlock()
 	go func() {
@@ -86,6 +102,7 @@ func (n *node) begin(p *guest.Process, exited chan<- exit, ended func(code int))
 		ended(code)
 		n.mu.Lock()
 		n.code = code
+		n.ranFor = time.Since(n.began)
 		held := n.held
 		close(done)
 		n.mu.Unlock()

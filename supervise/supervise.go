@@ -881,6 +881,10 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 				}
 			}
 		case e := <-s.exited:
+			if e.restartGone {
+				running--
+				continue
+			}
 			// In a summarized run, the nodes the stop ends are counted
 			// below, and info.json (every node) is not written again for
 			// each: at 1,000 nodes that is a megabyte a node.
@@ -890,6 +894,9 @@ func (s *supervisor) superviseUp(sigs chan os.Signal) int {
 			}
 			if e.held {
 				continue // stopped on request; `nsrun node start` brings it back
+			}
+			if s.restartLater(e) {
+				continue // it comes back, and is still counted
 			}
 			running--
 			if e.code == 0 && s.plan.Completes(e.n.cfg.Name) {

@@ -217,3 +217,57 @@ nodes:
 		t.Errorf("run folders left: %v", left)
 	}
 }
+
+// TestUpRestart: restart: on-failure:3 starts a failing node again 3
+// times, with a growing back-off, then gives up (and the run, with no
+// node left, ends); restart: always brings back a node that exits with
+// 0, and a stop of the run ends the restarts and leaves nothing.
+func TestUpRestart(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  flaky: {ip: 172.18.0.2, command: sh -c 'echo try; exit 3', restart: "on-failure:3"}
+`})
+	r := u.up(t, dir, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "restarts when it exits with a code other than 0 (at most 3 times), with a back-off") {
+		t.Errorf("dry run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	start := time.Now()
+	r = u.up(t, dir, "--timeout", "2")
+	if got := strings.Count(r.Stdout, "| try"); got != 4 || r.Code != 0 ||
+		!strings.Contains(r.Stdout, "flaky restarting in 100ms (restart 1 of 3)") ||
+		!strings.Contains(r.Stdout, "flaky restarting in 200ms (restart 2 of 3)") ||
+		!strings.Contains(r.Stdout, "flaky restarting in 400ms (restart 3 of 3)") ||
+		!strings.Contains(r.Stdout, "flaky not restarted: it exited with code 3 after 3 restarts (restart: on-failure:3)") {
+		t.Errorf("on-failure:3: %d tries, exit %d\n%s\n%s", got, r.Code, r.Stdout, r.Stderr)
+	}
+	if took := time.Since(start); took < 700*time.Millisecond {
+		t.Errorf("4 tries in %s: no back-off", took)
+	}
+	// A node that exits 0 is not restarted on-failure; always restarts it.
+	dir = project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  once: {ip: 172.18.0.2, command: sh -c 'echo once-ran', restart: on-failure}
+  loop: {ip: 172.18.0.3, command: sh -c 'echo again; exit 0', restart: always}
+`})
+	rc, out := startUp(t, u, dir, "loop restarting in 400ms (restart 3)", "--timeout", "2")
+	_ = rc.cmd.Process.Signal(syscall.SIGTERM)
+	if code := rc.wait(); code != 0 && code != 1 {
+		t.Errorf("exit %d after SIGTERM\n%s", code, out.all())
+	}
+	if strings.Count(out.all(), "| once-ran") != 1 {
+		t.Errorf("on-failure restarted a node that exited with 0:\n%s", out.all())
+	}
+	if left := nsrunProcesses(u); len(left) != 0 {
+		t.Errorf("nsrun processes left: %v", left)
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+	// Refused at the file.
+	bad := project(t, map[string]string{"nsrun.yaml": "nodes:\n  a: {ip: 172.18.0.2, command: 'true', restart: sometimes}\n"})
+	if r := u.up(t, bad, "--dry-run"); r.Code != 125 || !strings.Contains(r.Stderr, `nsrun.yaml:2:49: nodes.a.restart: "sometimes": write no, on-failure, on-failure:N (at most N restarts) or always`) {
+		t.Errorf("bad restart: exit %d, %q", r.Code, r.Stderr)
+	}
+}

@@ -238,3 +238,46 @@ func (p *parser) dependsOn(f string, v *yaml.Node) ([]string, map[string]Conditi
 	}
 	return names, conds, nil
 }
+
+// RestartPolicy is when a node's command is started again after it
+// exits, as compose's `restart:`.
+type RestartPolicy string
+
+// The restart policies.
+const (
+	RestartNo        RestartPolicy = "no"
+	RestartOnFailure RestartPolicy = "on-failure"
+	RestartAlways    RestartPolicy = "always"
+)
+
+// Restart is a node's `restart:`: Policy, and for on-failure at most Max
+// restarts (0: no limit).
+type Restart struct {
+	Policy RestartPolicy `json:"policy"`
+	Max    int           `json:"max,omitempty"`
+}
+
+// restart reads `restart: no | on-failure[:N] | always | unless-stopped`
+// (the last as always: a node stopped with nsrun node stop stays
+// stopped either way).
+func (p *parser) restart(f string, v *yaml.Node) (Restart, error) {
+	const hint = "write no, on-failure, on-failure:N (at most N restarts) or always"
+	if v.Kind != yaml.ScalarNode {
+		return Restart{}, p.errAt(v, "%s: %s", f, hint)
+	}
+	switch s := v.Value; {
+	case s == "no" || s == "false":
+		return Restart{Policy: RestartNo}, nil
+	case s == "always" || s == "unless-stopped":
+		return Restart{Policy: RestartAlways}, nil
+	case s == "on-failure":
+		return Restart{Policy: RestartOnFailure}, nil
+	case strings.HasPrefix(s, "on-failure:"):
+		n, err := strconv.Atoi(strings.TrimPrefix(s, "on-failure:"))
+		if err != nil || n < 1 || n > 1000000 {
+			return Restart{}, p.errAt(v, "%s: %q: N is a number of restarts from 1 up; %s", f, s, hint)
+		}
+		return Restart{Policy: RestartOnFailure, Max: n}, nil
+	}
+	return Restart{}, p.errAt(v, "%s: %q: %s", f, v.Value, hint)
+}

@@ -79,7 +79,9 @@ type Node struct {
 	Conditions map[string]Condition
 	Ready      *Ready
 	// Health is `healthcheck:`; nil without one.
-	Health  *Health
+	Health *Health
+	// Restart is `restart:`; the zero value (and "no") never restarts.
+	Restart Restart
 	Ports   []Port
 	Capture bool // write a pcap file of the node's link
 	// Control lets the node's processes run `nsrun net` and `nsrun node`
@@ -260,7 +262,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "healthcheck", "ports", "capture", "tap", "control"}
+var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "healthcheck", "restart", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	pairs, err := p.mapping(root, "the file", "name", "subnets", "nodes", "ipv6", "regions", "latency", "faults")
@@ -618,7 +620,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 	if err != nil {
 		return n, err
 	}
-	var ipNode, ip6Node, ipv6Node, taps, readyNode, healthNode *yaml.Node
+	var ipNode, ip6Node, ipv6Node, taps, readyNode, healthNode, restartNode *yaml.Node
 	var env, fileEnv []string
 	for _, kv := range pairs {
 		k, v := kv[0].Value, kv[1]
@@ -662,6 +664,13 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			if n.DependsOn, n.Conditions, err = p.dependsOn(f, v); err != nil {
 				return n, err
 			}
+		case "restart":
+			if n.Restart, err = p.restart(f, v); err != nil {
+				return n, err
+			}
+			if len(n.Argv) == 0 && n.Restart.Policy != RestartNo {
+				restartNode = v
+			}
 		case "healthcheck":
 			if n.Health, err = p.health(f, v); err != nil {
 				return n, err
@@ -697,6 +706,9 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 		// Nothing would listen before the run is up (and a node without
 		// a command is up at once): the check could only time out.
 		return n, p.errAt(readyNode, "%s.ready: the node has no command, so nothing in it listens before the run is up (a tap node's VM is started with nsrun net exec once it is); remove ready:, or give the node a command", field)
+	}
+	if restartNode != nil && len(n.Argv) == 0 && n.Restart.Policy != RestartNo {
+		return n, p.errAt(restartNode, "%s.restart: the node has no command to restart; remove restart:, or give the node a command", field)
 	}
 	if n.Health != nil && len(n.Argv) == 0 {
 		return n, p.errAt(healthNode, "%s.healthcheck: the node has no command, so there is nothing to check; remove healthcheck:, or give the node a command", field)

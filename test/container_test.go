@@ -51,6 +51,10 @@ nsrun node start --run "$run" n2 >/dev/null || fail "node start"
 for i in $(seq 1 50); do reach n1 n2 && break; sleep 0.1; done
 reach n1 n2 || fail "n2 does not answer after start"
 kill -KILL $up
+# A node with control: true acts on its run: the supervisor finds the
+# caller's node by its pid, which the container's /proc shows as another.
+nsrun up --isolated -f /etc/nsrun-test/ctl.yaml --exit-code-from ctl >/tmp/ctl.log 2>&1 || { cat /tmp/ctl.log; fail "a control node could not isolate n2"; }
+grep -q "cut off: n2" /tmp/ctl.log || { cat /tmp/ctl.log; fail "no isolate from the control node"; }
 left=x
 for i in $(seq 1 50); do
   left=$(ps -o comm | grep -c -e '^nsrun' -e '^nc$')
@@ -59,6 +63,11 @@ for i in $(seq 1 50); do
 done
 [ "$left" = 0 ] || { ps -o pid,args; fail "processes left after SIGKILL of nsrun"; }
 echo "PASS uid $(id -u)"
+`
+
+const containerCtl = `nodes:
+  ctl: {ip: 172.18.0.9, control: true, command: "sh -c 'nsrun net isolate n2 && nsrun net show'"}
+  n2: {ip: 172.18.0.2, command: "sleep 30"}
 `
 
 const containerNet = `nodes:
@@ -109,6 +118,7 @@ func TestRootlessPodmanContainer(t *testing.T) {
 		"etc/group":               "root:x:0:\nu:x:1000:\n",
 		"etc/nsrun-test/check.sh": containerCheck,
 		"etc/nsrun-test/net.yaml": containerNet,
+		"etc/nsrun-test/ctl.yaml": containerCtl,
 	} {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o755); err != nil {
 			t.Fatal(err)

@@ -755,12 +755,20 @@ func TestKilledTestLeavesNothing(t *testing.T) {
 	}
 }
 
+// victimTimeout is the victim's -test.timeout in the timeout case.
+const victimTimeout = 15 * time.Second
+
 func killedTest(t *testing.T, timeout bool) {
 	marker := fmt.Sprintf("%d", 500000+time.Now().UnixNano()%100000)
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "-test.run", "^TestKilledTestLeavesNothing$", "-test.v")
 	if timeout {
-		cmd.Args = append(cmd.Args, "-test.timeout=3s")
+		// The timeout counts from the victim binary's start, its
+		// network's start included: on a busy machine (this test runs
+		// beside TestParallelNetworks' 20 networks) that took more than
+		// 3 s. It must run out after the network is up, whatever the
+		// load, so it is longer than any start the other checks allow.
+		cmd.Args = append(cmd.Args, fmt.Sprintf("-test.timeout=%s", victimTimeout))
 	}
 	cmd.Env = append(os.Environ(), "NSTEST_VICTIM="+marker)
 	out, _ := cmd.StdoutPipe()
@@ -800,7 +808,7 @@ func killedTest(t *testing.T, timeout bool) {
 	go func() { _ = cmd.Wait(); close(waited) }()
 	select {
 	case <-waited:
-	case <-time.After(20 * time.Second):
+	case <-time.After(victimTimeout + 10*time.Second):
 		_ = cmd.Process.Kill()
 		<-waited
 		t.Fatal("the victim test binary did not end")

@@ -49,7 +49,8 @@ func errorsJoin(errs ...error) error {
 // tool that merely links nstest, run by a user with NSRUN_AS_NSRUN=1,
 // became nsrun's launcher with root's effective uid: it carried out
 // `--isolated --root -- CMD` (the review went on to read /etc/shadow from
-// there). The same copy without the setuid bit does act
+// there); nstest now carries out only `up -f FILE`, whose nodes run the
+// same command. The same copy without the setuid bit does act
 // as nsrun (the attack's way in is real); the setuid-root copy (and a
 // setgid-root one) runs as itself, and CMD never runs. A setuid-root copy
 // of nsrun itself refuses to start a run.
@@ -77,17 +78,31 @@ func TestSetuidNotALauncher(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(marks) })
 	script := `id -u; if head -c1 /etc/shadow >/dev/null 2>&1; then echo READ-SHADOW; fi; touch "$1/owned" && echo WROTE`
+	// nstest's gate carries out only the run nstest.Start asks for, `up
+	// -f FILE ...` (since f3da8cd): the attack's command is a node's.
+	file := filepath.Join(marks+"-file", "nsrun.yaml")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(file)) })
+	if err := os.WriteFile(filepath.Join(filepath.Dir(file), "attack.sh"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf("nodes:\n  n: {ip: 172.18.0.1, command: \"sh %s %s\"}\n", filepath.Join(filepath.Dir(file), "attack.sh"), marks)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	attack := func(bin string) result {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		cmd := u.command(ctx, bin, "--isolated", "--root", "--", "sh", "-c", script, "sh", marks)
-		cmd.Env = append(cmd.Env, "NSRUN_AS_NSRUN=1")
+		cmd := u.command(ctx, bin, "up", "-f", file, "--timeout", "2", "--isolated")
+		cmd.Env = append(cmd.Env, "NSRUN_AS_NSRUN=1", "NSTEST_RUN_ID=5e7c0de1")
 		return run(t, cmd)
 	}
 
 	plain := setuidCopy(t, gate, "gatecheck-plain", 0o755)
-	if r := attack(plain); !strings.HasPrefix(r.Stdout, "0\n") || strings.Contains(r.Stdout, "ran as itself") {
-		t.Fatalf("the copy without setuid, with NSRUN_AS_NSRUN=1: exit %d %q %q; want a launcher running the command", r.Code, r.Stdout, r.Stderr)
+	if r := attack(plain); !strings.Contains(r.Stdout+r.Stderr, fmt.Sprintf("| %d", u.UID)) || strings.Contains(r.Stdout, "ran as itself") {
+		t.Fatalf("the copy without setuid, with NSRUN_AS_NSRUN=1: exit %d %q %q; want a launcher running the node's command", r.Code, r.Stdout, r.Stderr)
 	}
 	for _, c := range []struct {
 		name string

@@ -54,7 +54,15 @@ type UplinkInput struct {
 	// helper's record has gateway_addr6), so the run's uplink carries
 	// IPv6 too.
 	IPv6 bool
+	// Host and Host6 are the host's own addresses on the helper's host
+	// link (install.Record's host_addr and host_addr6): what nodes know
+	// as HostName and $NSRUN_HOST. Either may be invalid.
+	Host, Host6 netip.Addr
 }
+
+// HostName is the name of the host's nsrun address in every node's
+// /etc/hosts, as docker's host.docker.internal.
+const HostName = "host.nsrun.internal"
 
 // hasIPv6 reports whether some bridge of p has an IPv6 /64.
 func (p *Plan) hasIPv6() bool {
@@ -160,6 +168,15 @@ func Build(in Input) (*Plan, error) {
 			GatewayPort: GatewayPort(in.Run.ID),
 			HostDNS:     u.HostDNS,
 			IPv6:        u.IPv6 && p.hasIPv6(),
+			Host:        u.Host,
+		}
+		if p.Uplink.IPv6 {
+			p.Uplink.Host6 = u.Host6
+		}
+		for _, a := range []netip.Addr{p.Uplink.Host, p.Uplink.Host6} {
+			if a.IsValid() {
+				p.Hosts = append(p.Hosts, HostEntry{Addr: a, Names: []string{HostName}})
+			}
 		}
 		for _, b := range p.Bridges {
 			if u.HostDNS.IsValid() && !b.Prefix.IsValid() && b.Router6.IsValid() {

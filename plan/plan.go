@@ -419,6 +419,26 @@ type Uplink struct {
 	// subnets, port 53) on which the supervisor relays DNS to HostDNS:
 	// NAT cannot turn an IPv6 query into an IPv4 one.
 	DNSRelays []netip.AddrPort `json:"dns_relays,omitempty"`
+	// Host and Host6 are the host's nsrun addresses (UplinkInput.Host),
+	// listed as HostName in /etc/hosts; Host6 only with IPv6.
+	Host  netip.Addr `json:"host,omitzero"`
+	Host6 netip.Addr `json:"host6,omitzero"`
+}
+
+// HostEnv is the variable, set in every node of a run with an uplink,
+// that holds the host's nsrun address (IPv4, or IPv6 without it).
+const HostEnv = "NSRUN_HOST"
+
+// HostAddr is the host's nsrun address for HostEnv: IPv4, or IPv6
+// without it; invalid without an uplink.
+func (p *Plan) HostAddr() netip.Addr {
+	if p.Uplink == nil {
+		return netip.Addr{}
+	}
+	if p.Uplink.Host.IsValid() {
+		return p.Uplink.Host
+	}
+	return p.Uplink.Host6
 }
 
 // Capture is where pcap files go (each captured link names its file).

@@ -560,6 +560,9 @@ func (s *supervisor) spec(n *node, argv, env []string, dir string) guest.Spec {
 		UID:          s.plan.User.UID,
 		GID:          s.plan.User.GID,
 	}
+	if a := s.plan.HostAddr(); a.IsValid() {
+		sp.Env = append(sp.Env, plan.HostEnv+"="+a.String())
+	}
 	if n.cfg.Control {
 		if sp.Mounts == nil {
 			sp.Mounts = map[string]string{}

@@ -271,3 +271,37 @@ nodes:
 		t.Errorf("bad restart: exit %d, %q", r.Code, r.Stderr)
 	}
 }
+
+// TestUpHostByName: with the helper installed, every node's /etc/hosts
+// names the host's nsrun address host.nsrun.internal (both families when
+// the host link has IPv6), and $NSRUN_HOST holds it: a server the test
+// runs on that address is reached by name from a node. Without the
+// helper (--isolated) neither is there.
+func TestUpHostByName(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	rec := installFor(t, u, testResolver(t))
+	hostAddr := rec.HostAddr.Addr().String()
+	hostServer(t, "listen", hostAddr+":7040")
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  app:
+    ip: 172.18.0.2
+    command: [sh, -c, "echo host=$$NSRUN_HOST; grep -w host.nsrun.internal /etc/hosts; probe dial 4/host.nsrun.internal:7040"]
+`})
+	r := u.up(t, dir, "--exit-code-from", "app", "--timeout", "2")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "| host="+hostAddr+"\n") || !strings.Contains(r.Stdout, "| "+hostAddr+"\thost.nsrun.internal") ||
+		!strings.Contains(r.Stdout, "| ok ") {
+		t.Errorf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if rec.HostAddr6.IsValid() && rec.Gateway6.IsValid() && !strings.Contains(r.Stdout, "| "+rec.HostAddr6.Addr().String()+"\thost.nsrun.internal") {
+		t.Errorf("no IPv6 entry for the host (%s):\n%s", rec.HostAddr6, r.Stdout)
+	}
+	r = u.up(t, dir, "--exit-code-from", "app", "--timeout", "2", "--isolated")
+	if strings.Contains(r.Stdout, "\thost.nsrun.internal") || !strings.Contains(r.Stdout, "| host=\n") {
+		t.Errorf("--isolated: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if left := u.runDirs(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+}

@@ -119,6 +119,10 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 		uplinkIPv6 = rec.Gateway6.IsValid()
 		in.Uplink = &plan.UplinkInput{GatewayNS: install.NetNSPath(in.User.UID), Pool: rec.RunsCIDR, IPv6: uplinkIPv6}
 		in.Uplink.HostPool, in.Uplink.HostPool6 = rec.HostPools()
+		in.Uplink.Host = rec.HostAddr.Addr()
+		if rec.HostAddr6.IsValid() {
+			in.Uplink.Host6 = rec.HostAddr6.Addr()
+		}
 		if rec.Resolver.IsValid() {
 			in.Uplink.HostDNS = netip.AddrPortFrom(rec.HostAddr.Addr(), 53)
 		}

@@ -58,7 +58,11 @@ type Spec struct {
 	// what lies beneath by path (the runs' control sockets). Mounts
 	// whose target lies under one are made inside it, from their source
 	// as it was before it was covered.
-	Hide     []string
+	Hide []string
+	// Tmpfs are folders covered by an empty, writable tmpfs of the
+	// node's own (mode 1777), as compose's tmpfs:; gone with the node's
+	// mount namespace.
+	Tmpfs    []string
 	Argv     []string // the command and its arguments
 	Env      []string // the complete environment
 	Dir      string   // working directory ("" keeps the current one)
@@ -331,7 +335,7 @@ func prepare(s Spec, path string) (*exec.Cmd, error) {
 // (PIDNS) always gets a mount namespace of its own, for its /proc.
 func unshare(s Spec) error {
 	flags := unix.CLONE_NEWUTS
-	if len(s.Mounts) > 0 || len(s.Hide) > 0 || s.PIDNS {
+	if len(s.Mounts) > 0 || len(s.Hide) > 0 || len(s.Tmpfs) > 0 || s.PIDNS {
 		flags |= unix.CLONE_NEWNS
 	}
 	if err := unix.Unshare(flags); err != nil {
@@ -340,6 +344,11 @@ func unshare(s Spec) error {
 	if s.Hostname != "" && !s.KeepHostname {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 			return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+		}
+	}
+	for _, dir := range s.Tmpfs {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+			return fmt.Errorf("tmpfs on %s: %w", dir, err)
 		}
 	}
 	return mount(s.Mounts, s.Hide)

@@ -207,7 +207,7 @@ func Build(in Input) (*Plan, error) {
 		n := Node{
 			Name: tn.Name, Hostname: tn.Hostname, Subnet: tn.Subnet, Addr: tn.Addr, Addr6: tn.Addr6,
 			Command:   Command{Argv: tn.Argv, Env: tn.Env, Dir: tn.Dir},
-			DependsOn: tn.DependsOn, Conditions: tn.Conditions, Health: tn.Health, Restart: tn.Restart,
+			DependsOn: tn.DependsOn, Conditions: tn.Conditions, Health: tn.Health, Restart: tn.Restart, Tmpfs: tn.Tmpfs,
 			Control: tn.Control,
 		}
 		if n.Dir == "" && len(n.Argv) > 0 {

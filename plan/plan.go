@@ -282,6 +282,8 @@ type Node struct {
 	Conditions map[string]topology.Condition `json:"conditions,omitempty"`
 	// Health is the node's health check, nil without one.
 	Health *topology.Health `json:"health,omitempty"`
+	// Tmpfs are folders the node sees covered by a tmpfs of its own.
+	Tmpfs []string `json:"tmpfs,omitempty"`
 	// Restart is when the node's command starts again after it exits.
 	Restart topology.Restart `json:"restart,omitzero"`
 	Links   []Link           `json:"links"`

@@ -109,6 +109,9 @@ func (p *Plan) Write(w io.Writer) error {
 			}
 			pf("\n")
 		}
+		for _, d := range n.Tmpfs {
+			pf("    tmpfs on %s (empty, its own)\n", d)
+		}
 		switch r := n.Restart; r.Policy {
 		case topology.RestartAlways:
 			pf("    restarts whenever it exits (restart: always), with a back-off\n")

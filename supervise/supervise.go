@@ -592,6 +592,7 @@ func hiddenDirs(p *plan.Plan) []string {
 func (s *supervisor) nodeSpec(n *node) guest.Spec {
 	sp := s.spec(n, n.cfg.Argv, s.nodeEnv(n), n.cfg.Dir)
 	sp.PIDNS = true
+	sp.Tmpfs = n.cfg.Tmpfs
 	if !s.plan.Run.Up {
 		sp.Stdin, sp.Stdout, sp.Stderr, sp.Setpgid = os.Stdin, os.Stdout, os.Stderr, !s.plan.Run.Terminal
 		sp.Terminal = s.plan.Run.Terminal

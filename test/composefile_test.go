@@ -305,3 +305,39 @@ nodes:
 		t.Errorf("run folders left: %v", left)
 	}
 }
+
+// TestUpTmpfs: a node's tmpfs: covers a folder beside the file with an
+// empty one of its own, where a node that runs there (working_dir) writes
+// its files (redis's dump.rdb): the host's folder keeps what it had and
+// gets nothing, and the next run starts fresh.
+func TestUpTmpfs(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	dir := project(t, map[string]string{
+		"data/old.txt": "from the host\n",
+		"nsrun.yaml": `
+nodes:
+  db:
+    ip: 172.18.0.2
+    tmpfs: [data]
+    working_dir: data
+    command: [sh, -c, "ls -A | sed 's/^/saw /'; echo saved > dump.rdb && echo wrote"]
+`})
+	r := u.up(t, dir, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "tmpfs on "+filepath.Join(dir, "data")+" (empty, its own)") {
+		t.Errorf("dry run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for run := range 2 {
+		r = u.up(t, dir, "--exit-code-from", "db", "--timeout", "2")
+		if r.Code != 0 || strings.Contains(r.Stdout, "saw ") || !strings.Contains(r.Stdout, "| wrote") {
+			t.Errorf("run %d: exit %d\n%s\n%s", run, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "data")); len(entries) != 1 || entries[0].Name() != "old.txt" {
+		t.Errorf("the host's folder after the runs: %v", entries)
+	}
+	bad := project(t, map[string]string{"nsrun.yaml": "nodes:\n  a: {ip: 172.18.0.2, command: 'true', tmpfs: /etc}\n"})
+	if r := u.up(t, bad, "--dry-run"); r.Code != 125 || !strings.Contains(r.Stderr, "nsrun.yaml:2:47: nodes.a.tmpfs: /etc would cover /etc, which nsrun mounts into every node") {
+		t.Errorf("tmpfs on /etc: exit %d, %q", r.Code, r.Stderr)
+	}
+}

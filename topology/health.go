@@ -3,6 +3,8 @@ package topology
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -280,4 +282,38 @@ func (p *parser) restart(f string, v *yaml.Node) (Restart, error) {
 		return Restart{Policy: RestartOnFailure, Max: n}, nil
 	}
 	return Restart{}, p.errAt(v, "%s: %q: %s", f, v.Value, hint)
+}
+
+// tmpfs reads `tmpfs: FOLDER` or a list of them: absolute, or relative
+// to the file; each must exist, and may not hold the files nsrun mounts
+// into every node (/etc, /proc and what is above them).
+func (p *parser) tmpfs(f string, v *yaml.Node) ([]string, error) {
+	items := []*yaml.Node{v}
+	if v.Kind == yaml.SequenceNode {
+		items = v.Content
+	}
+	var out []string
+	for _, it := range items {
+		if it.Kind != yaml.ScalarNode || it.Value == "" {
+			return nil, p.errAt(it, "%s: write a folder, or a list of them, absolute or relative to the file", f)
+		}
+		dir := it.Value
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(p.dir, dir)
+		}
+		dir = filepath.Clean(dir)
+		for _, kept := range []string{"/etc/hosts", "/proc/x"} {
+			if kept == dir || strings.HasPrefix(kept, dir+"/") || strings.HasPrefix(dir, "/proc") {
+				return nil, p.errAt(it, "%s: %s would cover %s, which nsrun mounts into every node; pick a folder of its own, such as /tmp or /var/lib/redis", f, dir, filepath.Dir(kept))
+			}
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, p.errAt(it, "%s: %s is not a folder; a tmpfs covers a folder that exists", f, dir)
+		}
+		if contains(out, dir) {
+			return nil, p.errAt(it, "%s: %s appears twice", f, dir)
+		}
+		out = append(out, dir)
+	}
+	return out, nil
 }

@@ -82,6 +82,9 @@ type Node struct {
 	Health *Health
 	// Restart is `restart:`; the zero value (and "no") never restarts.
 	Restart Restart
+	// Tmpfs are absolute folders covered, in the node only, by an empty
+	// writable tmpfs for the life of the node's mount namespace.
+	Tmpfs   []string
 	Ports   []Port
 	Capture bool // write a pcap file of the node's link
 	// Control lets the node's processes run `nsrun net` and `nsrun node`
@@ -262,7 +265,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "healthcheck", "restart", "ports", "capture", "tap", "control"}
+var nodeKeys = []string{"ip", "ip6", "ipv6", "hostname", "command", "environment", "env_file", "working_dir", "depends_on", "ready", "healthcheck", "restart", "tmpfs", "ports", "capture", "tap", "control"}
 
 func (p *parser) top(root *yaml.Node) (*Topology, error) {
 	pairs, err := p.mapping(root, "the file", "name", "subnets", "nodes", "ipv6", "regions", "latency", "faults")
@@ -662,6 +665,10 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			}
 		case "depends_on":
 			if n.DependsOn, n.Conditions, err = p.dependsOn(f, v); err != nil {
+				return n, err
+			}
+		case "tmpfs":
+			if n.Tmpfs, err = p.tmpfs(f, v); err != nil {
 				return n, err
 			}
 		case "restart":

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -131,16 +133,21 @@ func TestRootlessPodmanContainer(t *testing.T) {
 	_ = os.Chmod(tarball, 0o644)
 
 	// Rootless podman wants a runtime folder of the user's.
-	xdg := filepath.Join(dir, "xdg")
-	if err := os.Mkdir(xdg, 0o700); err != nil {
+	// (Short: podman refuses a runroot path over 50 characters.)
+	xdg, err := os.MkdirTemp("", "nsrun-pod")
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(xdg) })
 	if err := os.Chown(xdg, u.UID, u.GID); err != nil {
 		t.Fatal(err)
 	}
 	image := fmt.Sprintf("localhost/nsrun-e2e-%d:latest", os.Getpid())
 	pod := func(ctx context.Context, args ...string) *exec.Cmd {
-		cmd := u.command(ctx, podman, append([]string{"--runtime", "runc", "--cgroup-manager", "cgroupfs"}, args...)...)
+		// Storage and state of this test's own, in its folder: nothing
+		// stays in the user's home, nothing from earlier runs is used.
+		cmd := u.command(ctx, podman, append([]string{"--runtime", "runc", "--cgroup-manager", "cgroupfs",
+			"--root", filepath.Join(xdg, "storage"), "--runroot", filepath.Join(xdg, "run"), "--tmpdir", filepath.Join(xdg, "tmp")}, args...)...)
 		cmd.Dir = dir
 		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
 		return cmd
@@ -154,6 +161,13 @@ func TestRootlessPodmanContainer(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = pod(ctx, "rmi", "-f", image).Run()
+		// Rootless podman leaves a pause process holding its user
+		// namespace; this test's runtime folder names it.
+		if b, err := os.ReadFile(filepath.Join(xdg, "tmp", "pause.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 	})
 	seccomp := func(name, content string) string {
 		path := filepath.Join(dir, name)

@@ -157,6 +157,20 @@ nodes:
 	if r.Code != 125 || strings.Contains(r.Stdout, "app-ran") || !strings.Contains(r.Stderr, `node "app" depends on migrate completing successfully, but migrate exited with code 1`) {
 		t.Errorf("completed with 1: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
+	// A udp: check: healthy once something answers the datagram,
+	// unhealthy while the port is refused.
+	dir = project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  dns: {ip: 172.18.0.2, command: probe udp-echo 0.0.0.0:5353, healthcheck: {test: "udp:5353", start_interval: 200ms, retries: 20}}
+  app: {ip: 172.18.0.3, depends_on: {dns: {condition: service_healthy}}, command: echo app-after-udp}
+  none: {ip: 172.18.0.4, command: sleep 600, healthcheck: {test: "udp:5353", interval: 200ms, start_interval: 200ms, timeout: 500ms, retries: 2}}
+  late: {ip: 172.18.0.5, depends_on: {none: {condition: service_healthy}}, command: echo never}
+`})
+	r = u.up(t, dir, "--timeout", "2")
+	if r.Code != 125 || !strings.Contains(r.Stdout, "dns healthy (udp:5353 passes)") || !strings.Contains(r.Stdout, "none unhealthy: udp:5353 failed 2 times in a row") ||
+		strings.Contains(r.Stdout, "| never") || !strings.Contains(r.Stderr, `node "late" depends on none being healthy, but none is unhealthy`) {
+		t.Errorf("udp checks: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
 	// Refused at the file: service_healthy of a node without a check.
 	dir = project(t, map[string]string{"nsrun.yaml": "nodes:\n  a: {ip: 172.18.0.2, command: sleep 1}\n  b:\n    ip: 172.18.0.3\n    depends_on: {a: {condition: service_healthy}}\n"})
 	if r := u.up(t, dir, "--dry-run"); r.Code != 125 || !strings.Contains(r.Stderr, "nsrun.yaml:3:3: nodes.b.depends_on.a: condition: service_healthy, but node a has no healthcheck:") {

@@ -21,6 +21,7 @@
 //	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
 //	probe follow ADDR:PORT          prints each line received after the time
 //	                                it was received ("RECV_MS tick N SENT_MS")
+//	probe udp-echo ADDR:PORT        sends every datagram back to its sender
 //	probe udp-burst DST:PORT N      sends N numbered datagrams, 2ms apart
 //	probe rtt ADDR:PORT N           N TCP handshakes, 10ms apart; prints
 //	                                "rtt_us" and each handshake's time (one
@@ -67,6 +68,8 @@ func main() {
 		udpListen(os.Args[2], false)
 	case "udp-from":
 		udpListen(os.Args[2], true)
+	case "udp-echo":
+		udpEcho(os.Args[2])
 	case "ra":
 		if len(os.Args) < 4 {
 			os.Exit(2)
@@ -291,6 +294,24 @@ func udpListen(addr string, withPort bool) {
 		} else {
 			fmt.Printf("from %s: %s\n", from.(*net.UDPAddr).IP, buf[:n])
 		}
+	}
+}
+
+// udpEcho sends every datagram that comes to addr back to its sender.
+func udpEcho(addr string) {
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening")
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			os.Exit(1)
+		}
+		_, _ = c.WriteTo(buf[:n], from)
 	}
 }
 

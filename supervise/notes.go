@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,42 @@ const envNotes = "NSRUN_EVENTS"
 
 // maxNote is the longest annotation kept; a longer one is cut.
 const maxNote = 512
+
+// A node's program is untrusted, and each annotation becomes a line of
+// events.jsonl on the user's runtime folder and a message to every
+// subscriber: a node may add notesPerSecond a second on average, in
+// bursts of notesBurst, and maxNotes in all; the rest are dropped, and
+// the timeline says how many.
+const (
+	notesPerSecond = 20
+	notesBurst     = 100
+	maxNotes       = 10000
+)
+
+// noteLimiter is a token bucket with a total: allow says whether one more
+// annotation may be kept at now.
+type noteLimiter struct {
+	tokens  float64
+	last    time.Time
+	kept    int
+	dropped int // since the last kept one
+}
+
+func (l *noteLimiter) allow(now time.Time) bool {
+	if l.last.IsZero() {
+		l.tokens = notesBurst
+	} else {
+		l.tokens = min(notesBurst, l.tokens+now.Sub(l.last).Seconds()*notesPerSecond)
+	}
+	l.last = now
+	if l.tokens < 1 || l.kept >= maxNotes {
+		l.dropped++
+		return false
+	}
+	l.tokens--
+	l.kept++
+	return true
+}
 
 // listenNotes opens node n's annotation socket in its network namespace
 // (once) and publishes what arrives on it as annotations of n, until the
@@ -65,6 +102,7 @@ func (s *supervisor) listenNotes(n *node) error {
 // each.
 func (s *supervisor) readNotes(n *node, c net.PacketConn) {
 	buf := make([]byte, 4096)
+	var limit noteLimiter
 	for {
 		k, _, err := c.ReadFrom(buf)
 		if err != nil {
@@ -74,6 +112,12 @@ func (s *supervisor) readNotes(n *node, c net.PacketConn) {
 			line = strings.TrimSpace(strings.ToValidUTF8(line, "?"))
 			if line == "" {
 				continue
+			}
+			if dropped := limit.dropped; !limit.allow(time.Now()) {
+				continue
+			} else if dropped > 0 {
+				s.publish(control.Event{Kind: control.EventAnnotation, Node: n.cfg.Name, Text: fmt.Sprintf("(%d annotations dropped: more than %d a second, or %d in all)", dropped, notesPerSecond, maxNotes)})
+				limit.dropped = 0
 			}
 			if len(line) > maxNote {
 				cut := maxNote

@@ -46,6 +46,7 @@ e2e-race:
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/docpointers/    # every doc pointer and link resolves
 	@for m in examples/*/go.mod; do (cd $$(dirname $$m) && $(GO) vet ./...) || exit 1; done
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; \
 	  elif [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then "$$($(GO) env GOPATH)/bin/staticcheck" ./...; \

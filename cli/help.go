@@ -105,7 +105,7 @@ or after node names; after -- every word is a node name.
 
 Flags:
 ` + upFlagsHelp + `
-See README: "A cluster from a file: nsrun up".
+See docs/file.md: "A cluster from a file: nsrun up".
 `,
 	"down": `Usage: nsrun down [--run ID]
 
@@ -116,7 +116,7 @@ SIGKILL after up's --timeout. It returns once the run has ended. Without
 Flags:
   --run ID   the run (see nsrun ls; a unique start of the id will do)
 
-See README: "In the background: up -d, ps, logs, exec, down".
+See docs/file.md: "In the background: up -d, ps, logs, exec, down".
 `,
 	"ps": `Usage: nsrun ps [--run ID] [--json]
 
@@ -129,7 +129,7 @@ Flags:
   --json     the nodes as a JSON array: name, addr, addr6, state,
              exit_code, restarts
 
-See README: "In the background: up -d, ps, logs, exec, down".
+See docs/file.md: "In the background: up -d, ps, logs, exec, down".
 `,
 	"logs": `Usage: nsrun logs [--run ID] [-f] [--since WHEN] [--timestamps] [NODE...]
 
@@ -146,7 +146,7 @@ Flags:
                    or a time (2026-12-07T13:20:00Z)
   --timestamps     print each line after the time it was written
 
-See README: "In the background: up -d, ps, logs, exec, down".
+See docs/file.md: "In the background: up -d, ps, logs, exec, down".
 `,
 	"exec": `Usage: nsrun exec [--run ID] [--root] NODE -- CMD [ARGS...]
 
@@ -157,7 +157,7 @@ Flags:
   --run ID   the run (see nsrun ls; a unique start of the id will do)
   --root     as uid 0 of the run's user namespace
 
-See README: "In the background: up -d, ps, logs, exec, down".
+See docs/file.md: "In the background: up -d, ps, logs, exec, down".
 `,
 	"net": `Usage: nsrun net VERB [--run ID] [ARGS...]
 
@@ -167,7 +167,7 @@ with control: true needs no --run. Verbs:
 
 ` + verbs.UsageOf("net") + `
 Flags go anywhere after net; nsrun net VERB --help describes one verb.
-See README: "Breaking the network: nsrun net" and "Who controls a run".
+See docs/verbs.md: "Breaking the network: nsrun net" and "Who controls a run".
 `,
 	"node": `Usage: nsrun node VERB [--run ID] NODE...
 
@@ -177,7 +177,7 @@ order named; the run goes on. Verbs:
 ` + verbs.UsageOf("node") + `
 From the host, name the run with --run ID (see nsrun ls); a node of the run
 with control: true needs no --run.
-See README: "Breaking the network: nsrun net".
+See docs/verbs.md: "Breaking the network: nsrun net".
 `,
 	"events": `Usage: nsrun events [--run ID] [--json] [--follow]
 
@@ -206,7 +206,7 @@ Flags:
   --ip6 ADDR6    its IPv6 address (default: the one ADDR maps to)
   --name NAME    its node name (default pidPID)
 
-See README: "Plugging in a process: nsrun attach".
+See docs/verbs.md: "Plugging in a process: nsrun attach".
 `,
 	"faults": `Usage: nsrun faults --run ID [--seed N] FILE|-
 
@@ -223,7 +223,7 @@ Flags:
   --seed N     the generator's seed, over the file's (default: the file's,
                or drawn and printed)
 
-See README: "Fault schedules".
+See docs/verbs.md: "Fault schedules".
 `,
 	"report": `Usage: nsrun report DIR
 
@@ -233,7 +233,7 @@ lane per node (up, ready, paused, stopped, exit codes, link faults), the
 partition in force, the fault steps and the annotations on one time axis,
 and a table of every event. The page loads nothing from anywhere.
 
-See README: "A timeline of the run".
+See docs/verbs.md: "A timeline of the run".
 `,
 	"ls": `Usage: nsrun ls [--json]
 

@@ -1,6 +1,6 @@
 // Package helper is the privileged side of nsrun: what `sudo nsrun-helper
 // install` does as root, once per user and boot, and what uninstall undoes.
-// README.md ("What install does as root", "The helper's threat model")
+// docs/helper.md ("What install does as root", "The helper's threat model")
 // lists every change and what each rule defends.
 //
 // Trusted: root and the admin's root-owned config. Not trusted: the user

@@ -74,6 +74,6 @@
 // New is Start outside a test (TestMain, to share one network between the
 // tests of a package; benchmarks; programs), stopped by Close.
 //
-// With nsrun-helper installed (see nsrun's README), networks get their
+// With nsrun-helper installed (see nsrun's docs/helper.md), networks get their
 // uplink to the host, unless Isolated.
 package nstest

@@ -13,7 +13,7 @@ import (
 )
 
 // Schedule is a fault schedule, the typed form of a file's `faults:`
-// section (README: "Fault schedules"): the same checks, the same verbs,
+// section (docs/verbs.md: "Fault schedules"): the same checks, the same verbs,
 // the same sequence for the same seed.
 type Schedule struct {
 	// Seed seeds the generator; 0 draws one (Seed tells which).

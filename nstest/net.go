@@ -105,7 +105,7 @@ func OnExit(fn func(node string, code int)) Option { return func(o *options) { o
 func LogLines(n int) Option { return func(o *options) { o.maxLogLines = n } }
 
 // Start starts the network described by yaml, the text of an nsrun.yaml
-// (see nsrun's README), as a run of its own, waits until every node is up
+// (see nsrun's docs/file.md), as a run of its own, waits until every node is up
 // (its `ready` check passed), and stops it when the test ends (t.Cleanup).
 // A network that cannot start fails the test (t.Fatal) with nsrun's own
 // message; an error in the YAML names its line and column.

@@ -230,7 +230,7 @@ func ParseFaults(name string, data []byte) (*Faults, error) {
 		return nil, p.yamlError(err)
 	}
 	if len(doc.Content) == 0 {
-		return nil, &Error{File: name, Msg: "empty: write a faults: section (see README: \"Fault schedules\")"}
+		return nil, &Error{File: name, Msg: "empty: write a faults: section (see docs/verbs.md: \"Fault schedules\")"}
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.MappingNode {

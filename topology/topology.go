@@ -154,7 +154,7 @@ func Load(path string) (*Topology, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s not found: write one (see README: \"A cluster from a file: nsrun up\") or name another with -f FILE", path)
+			return nil, fmt.Errorf("%s not found: write one (see docs/file.md: \"A cluster from a file: nsrun up\") or name another with -f FILE", path)
 		}
 		return nil, err
 	}

@@ -14,8 +14,11 @@ const root = "../.."
 
 var (
 	// readmeRef is README: "Section" (quotes escaped or not), or
-	// README.md ("Section", "Other"), or README: "Section" and "Other".
-	readmeRef = regexp.MustCompile(`README(?:\.md)?[:\s]\s*\(?((?:\\?"[^"\\\n]+\\?"(?:,\s*|\s+and\s+)?)+)`)
+	// README.md ("Section", "Other"), or README: "Section" and "Other";
+	// or the same with a page under docs/ for README: docs/file.md: "Section".
+	// The first group is the file (README or a docs/ path), the second the
+	// quoted sections.
+	readmeRef = regexp.MustCompile(`\b(README|docs/[A-Za-z0-9_.-]+\.md)(?:\.md)?[:\s]\s*\(?((?:\\?"[^"\\\n]+\\?"(?:,\s*|\s+and\s+)?)+)`)
 	quoted    = regexp.MustCompile(`\\?"([^"\\\n]+)\\?"`)
 	// docsRef is a path under docs/ (or a top-level Markdown file).
 	docsRef = regexp.MustCompile(`\b(docs/[A-Za-z0-9_.-]+\.md|[A-Z]+\.md)\b`)
@@ -90,21 +93,42 @@ func sources(t *testing.T, ext string, fn func(path, text string)) {
 // lineOf is the line of offset i in text.
 func lineOf(text string, i int) int { return strings.Count(text[:i], "\n") + 1 }
 
-// TestGoPointersResolve: every README section and documentation file that
-// a Go source names (messages, help texts, comments) exists.
+// TestGoPointersResolve: every section of the README or of a page under
+// docs/, and every documentation file, that a Go source names (messages,
+// help texts, comments) exists.
 func TestGoPointersResolve(t *testing.T) {
-	titles, _ := headings(t, filepath.Join(root, "README.md"))
+	titles := map[string]map[string]bool{}
+	titlesOf := func(doc string) (map[string]bool, error) {
+		if doc == "README" {
+			doc = "README.md"
+		}
+		if ts, ok := titles[doc]; ok {
+			return ts, nil
+		}
+		if _, err := os.Stat(filepath.Join(root, doc)); err != nil {
+			return nil, err
+		}
+		ts, _ := headings(t, filepath.Join(root, doc))
+		titles[doc] = ts
+		return ts, nil
+	}
 	n := 0
 	sources(t, ".go", func(path, text string) {
 		if filepath.Base(filepath.Dir(path)) == "docpointers" {
 			return // this package: its examples point nowhere
 		}
 		for _, m := range readmeRef.FindAllStringSubmatchIndex(text, -1) {
-			for _, q := range quoted.FindAllStringSubmatch(text[m[2]:m[3]], -1) {
+			doc := text[m[2]:m[3]]
+			ts, err := titlesOf(doc)
+			if err != nil {
+				t.Errorf("%s:%d: %s does not exist", path, lineOf(text, m[0]), doc)
+				continue
+			}
+			for _, q := range quoted.FindAllStringSubmatch(text[m[4]:m[5]], -1) {
 				n++
 				section := strings.ReplaceAll(q[1], "`", "")
-				if !titles[section] {
-					t.Errorf("%s:%d: README has no section %q", path, lineOf(text, m[0]), q[1])
+				if !ts[section] {
+					t.Errorf("%s:%d: %s has no section %q", path, lineOf(text, m[0]), doc, q[1])
 				}
 			}
 		}
@@ -163,11 +187,19 @@ func TestPointerPatterns(t *testing.T) {
 		{`map[string]string{"README": "captures\n"}`, nil},
 		{`See README: "Speed" and "How it works".`, []string{"Speed", "How it works"}},
 		{`// README.md ("What install does as root", "The helper's threat model")`, []string{"What install does as root", "The helper's threat model"}},
+		{`See docs/file.md: "A cluster from a file: nsrun up".`, []string{"docs/file.md:A cluster from a file: nsrun up"}},
+		{`(see docs/verbs.md: \"Fault schedules\")`, []string{"docs/verbs.md:Fault schedules"}},
+		{`// docs/helper.md ("What install does as root", "The helper's threat model")`, []string{"docs/helper.md:What install does as root", "docs/helper.md:The helper's threat model"}},
+		{`see mydocs/file.md: "x"`, nil},
 	} {
 		var got []string
 		for _, m := range readmeRef.FindAllStringSubmatch(c.text, -1) {
-			for _, q := range quoted.FindAllStringSubmatch(m[1], -1) {
-				got = append(got, q[1])
+			for _, q := range quoted.FindAllStringSubmatch(m[2], -1) {
+				if m[1] == "README" {
+					got = append(got, q[1])
+				} else {
+					got = append(got, m[1]+":"+q[1])
+				}
 			}
 		}
 		if strings.Join(got, "|") != strings.Join(c.want, "|") {

@@ -208,7 +208,7 @@ func (s *supervisor) eventsVerb(p *control.Peer) {
 	}()
 	after := c.After
 	for {
-		evs, changed, closed := s.events.After(after)
+		evs, changed, closed := s.events.Load().After(after)
 		for _, e := range evs {
 			p.Reply(control.Response{Event: &e})
 			after = e.Seq

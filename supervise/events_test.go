@@ -20,10 +20,11 @@ import (
 // their end.
 func TestNetVerbEvents(t *testing.T) {
 	s := testRun(t, "nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n")
-	var err error
-	if s.events, err = eventlog.Open(filepath.Join(t.TempDir(), EventsFile), time.Now()); err != nil {
+	events0, err := eventlog.Open(filepath.Join(t.TempDir(), EventsFile), time.Now())
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.events.Store(events0)
 	client := control.NewClient(control.Path(s.plan.Run.Dir))
 	events := func() []control.Event {
 		t.Helper()
@@ -75,7 +76,7 @@ func TestNetVerbEvents(t *testing.T) {
 	if e, err := sub.Next(); err != nil || e.Seq != 2 {
 		t.Fatalf("follower: %+v, %v", e, err)
 	}
-	_ = s.events.Close()
+	_ = s.events.Load().Close()
 	if _, err := sub.Next(); !errors.Is(err, control.ErrEventsEnded) {
 		t.Errorf("follower after the log closed: %v, want its end", err)
 	}

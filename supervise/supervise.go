@@ -280,10 +280,11 @@ type supervisor struct {
 	gcDone  chan struct{} // closed when the removal of dead runs is done
 	once    sync.Once
 	// started is when the run started (with the monotonic clock); events
-	// is its event log (nil until the run folder exists), and stopping
-	// publishes its end once.
+	// is its event log (nil until the run folder exists: atomic, as the
+	// launcher's death, on a goroutine of its own from the start,
+	// publishes that the run stops), and stopping publishes its end once.
 	started  time.Time
-	events   *eventlog.Log
+	events   atomic.Pointer[eventlog.Log]
 	stopping sync.Once
 	// subscribers counts the events requests being served: tear-down
 	// lets them send their last events and their end.
@@ -481,9 +482,11 @@ func (s *supervisor) setUpFiles() error {
 	if s.state, err = runstate.Create(p.Run.Dir, p.Run.ID); err != nil {
 		return err
 	}
-	if s.events, err = eventlog.Open(filepath.Join(p.Run.Dir, EventsFile), s.started); err != nil {
+	events, err := eventlog.Open(filepath.Join(p.Run.Dir, EventsFile), s.started)
+	if err != nil {
 		return err
 	}
+	s.events.Store(events)
 	s.hidden = hiddenDirs(p)
 	// Files for every node and for the first subnet's are mounted in the
 	// supervisor's mount namespace, which its nodes share; nodes of other
@@ -1003,7 +1006,7 @@ func (s *supervisor) endOfRun(reason string) {
 }
 
 // publish adds e to the run's events.
-func (s *supervisor) publish(e control.Event) { s.events.Publish(e) }
+func (s *supervisor) publish(e control.Event) { s.events.Load().Publish(e) }
 
 // EventsFile is the file in the run folder to which the run appends
 // every event, one JSON object (control.Event) a line.
@@ -1099,7 +1102,7 @@ func (s *supervisor) tearDown() {
 	s.net.Close()
 	// The subscribers get their last events and their end, before the
 	// supervisor exits.
-	_ = s.events.Close()
+	_ = s.events.Load().Close()
 	s.saveEvents()
 	for deadline := time.Now().Add(2 * time.Second); s.subscribers.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)

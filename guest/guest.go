@@ -452,8 +452,8 @@ func mount(mounts map[string]string, hide []string) error {
 // folder above its covered run folder, which moved the run's folder
 // with it on the host, and could put a folder and a control socket of
 // its own where nsrun looks for the run. A symlink above dir is not
-// pinned: the node could point it elsewhere (see docs/verbs.md: "Who
-// controls a run").
+// pinned: the node could point it elsewhere
+// (see docs/verbs.md: "Who controls a run").
 func pinAbove(dir string) error {
 	uid := uint32(os.Getuid())
 	for p := filepath.Dir(dir); p != "/" && p != "."; p = filepath.Dir(p) {

@@ -74,6 +74,8 @@ hfb startup "${cmds[@]}"
 {
   echo "# Benchmarks"
   echo
+  echo "What each section measures and how: [docs/speed.md](docs/speed.md)."
+  echo
   echo "Written by \`make bench\` on $(date -u +%Y-%m-%d) ($(nproc) cores, kernel $(uname -r)); hyperfine -N, $runs runs each."
   echo "Numbers from one machine, one run: compare the ratios, not the milliseconds."
   echo

@@ -482,7 +482,7 @@ fi
 
 if want faults; then
 echo "== faults: a fault schedule's own overhead per step at 100 nodes"
-fb=$(go test -run '^$' -bench '^BenchmarkScheduleStep$' -benchtime "${runs}x" ./faults | awk '/^BenchmarkScheduleStep/ {for (i = 1; i < NF; i++) if ($(i+1) == "ns/step") print $i}')
+fb=$(go test -run '^$' -bench '^BenchmarkScheduleStep$' -benchtime "${runs}x" ./internal/faults | awk '/^BenchmarkScheduleStep/ {for (i = 1; i < NF; i++) if ($(i+1) == "ns/step") print $i}')
 {
   echo "## Fault schedules: overhead per step"
   echo

@@ -7,8 +7,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/nsrun/nsrun/install"
-	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/internal/install"
+	"github.com/nsrun/nsrun/internal/netsetup"
 )
 
 // chooseAddresses fills in the record: the user's host /30 is the earlier

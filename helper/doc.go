@@ -17,4 +17,8 @@
 // prints exactly these), Done only looks whether it is already so (install
 // twice changes nothing), Apply does it. Signals are held during a step;
 // an install stopped half-way is undone.
+//
+// It is not a stable API: it is importable only because the project keeps
+// it at the top of the module, and it may change in any release. Go users
+// import nstest (see docs/nstest.md).
 package helper

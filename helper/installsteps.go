@@ -13,10 +13,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/install"
-	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/internal/install"
+	"github.com/nsrun/nsrun/internal/netsetup"
+	"github.com/nsrun/nsrun/internal/nsfd"
 	"github.com/nsrun/nsrun/nft"
-	"github.com/nsrun/nsrun/nsfd"
 )
 
 // plan is the install, step by step, in an order that never leaves a

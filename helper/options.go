@@ -12,8 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/nsrun/nsrun/install"
-	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/internal/install"
+	"github.com/nsrun/nsrun/internal/netsetup"
 )
 
 // Options are install's validated settings.

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/install"
 )
 
 // attacker is the user, uid nobody, who owns the folder root makes a

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/install"
 )
 
 // TestInNS: a record with a cookie is in the namespace of that cookie

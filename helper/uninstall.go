@@ -11,8 +11,8 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/install"
-	"github.com/nsrun/nsrun/netsetup"
+	"github.com/nsrun/nsrun/internal/install"
+	"github.com/nsrun/nsrun/internal/netsetup"
 	"github.com/nsrun/nsrun/nft"
 )
 

@@ -1,6 +1,10 @@
 // Package ipam validates and allocates the addresses of a run: guest
 // addresses inside a subnet, interface names derived from node names, and
 // uplink /30 leases shared by all runs of one user.
+//
+// It is not a stable API: it is importable only because the project keeps
+// it at the top of the module, and it may change in any release. Go users
+// import nstest (see docs/nstest.md).
 package ipam
 
 import (

@@ -4,6 +4,10 @@
 // builder here notes the line `nft --debug=netlink` prints for it, and the
 // tests compare built expressions without root. Applying a table is one
 // netlink transaction.
+//
+// It is not a stable API: it is importable only because the project keeps
+// it at the top of the module, and it may change in any release. Go users
+// import nstest (see docs/nstest.md).
 package nft
 
 import (

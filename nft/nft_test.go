@@ -14,7 +14,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/internal/nsfd"
 )
 
 var host = HostConfig{

@@ -12,7 +12,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/internal/nsfd"
 )
 
 // Rule is one rule: its expressions and the same rule in nft syntax, for

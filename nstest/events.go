@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/control"
 )
 
 // EventKind is what happened in the network (see nsrun's

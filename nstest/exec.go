@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/control"
 )
 
 // Exec runs argv in the node's namespaces (network, hostname, the run's

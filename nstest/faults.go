@@ -6,10 +6,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
-	"github.com/nsrun/nsrun/faults"
-	"github.com/nsrun/nsrun/topology"
-	"github.com/nsrun/nsrun/verbs"
+	"github.com/nsrun/nsrun/internal/control"
+	"github.com/nsrun/nsrun/internal/faults"
+	"github.com/nsrun/nsrun/internal/topology"
+	"github.com/nsrun/nsrun/internal/verbs"
 )
 
 // Schedule is a fault schedule, the typed form of a file's `faults:`

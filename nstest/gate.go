@@ -19,8 +19,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/nsrun/nsrun/guest"
 	"github.com/nsrun/nsrun/internal/exitcode"
+	"github.com/nsrun/nsrun/internal/guest"
 	runstart "github.com/nsrun/nsrun/internal/start"
 	"github.com/nsrun/nsrun/userns/launch"
 )

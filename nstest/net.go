@@ -18,13 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
-	"github.com/nsrun/nsrun/faults"
+	"github.com/nsrun/nsrun/internal/control"
 	"github.com/nsrun/nsrun/internal/exitcode"
-	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/topology"
+	"github.com/nsrun/nsrun/internal/faults"
+	"github.com/nsrun/nsrun/internal/runstate"
+	"github.com/nsrun/nsrun/internal/topology"
+	"github.com/nsrun/nsrun/internal/verbs"
 	"github.com/nsrun/nsrun/userns/launch"
-	"github.com/nsrun/nsrun/verbs"
 )
 
 // Net is one running network: a run of nsrun of its own, started by Start

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/control"
 )
 
 // Node is one node of a Net.

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/runstate"
 	"github.com/nsrun/nsrun/nstest"
-	"github.com/nsrun/nsrun/runstate"
 )
 
 const three = `

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
-	"github.com/nsrun/nsrun/latency"
-	"github.com/nsrun/nsrun/partition"
+	"github.com/nsrun/nsrun/internal/control"
+	"github.com/nsrun/nsrun/internal/latency"
+	"github.com/nsrun/nsrun/internal/partition"
 )
 
 // Each of these replaces the network's whole partition, as `nsrun net`

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/install"
 )
 
 // controlYAML has two nodes under test and ctl, a test driver with

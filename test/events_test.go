@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/control"
 )
 
 // eventsYAML is three nodes started one after the other (depends_on), so

@@ -25,8 +25,8 @@ import (
 	"time"
 
 	nshelper "github.com/nsrun/nsrun/helper"
-	"github.com/nsrun/nsrun/install"
-	"github.com/nsrun/nsrun/runstate"
+	"github.com/nsrun/nsrun/internal/install"
+	"github.com/nsrun/nsrun/internal/runstate"
 )
 
 var simCount atomic.Int32

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/install"
 )
 
 // mountsOf lists the mounts (mount point, root, type) whose mount point

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/install"
 )
 
 // nsInode is the inode of the network namespace at path.

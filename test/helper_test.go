@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/install"
+	"github.com/nsrun/nsrun/internal/install"
 )
 
 // helper runs nsrun-helper as root (the test process) without SUDO_UID.

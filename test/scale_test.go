@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/partition"
+	"github.com/nsrun/nsrun/internal/partition"
 )
 
 // scaleRun is a run of n nodes over two subnets (so that cuts are both

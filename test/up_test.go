@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/plan"
+	"github.com/nsrun/nsrun/internal/plan"
 )
 
 // project writes files into a folder the test user can read and returns it.

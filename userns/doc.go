@@ -84,4 +84,8 @@
 // node gracefully, a second one kills them. (rootlesskit's pkg/sigproxy
 // catches every signal, the job control ones included, and forwards
 // terminal signals twice; hence this small forwarder of our own.)
+//
+// It is not a stable API: it is importable only because the project keeps
+// it at the top of the module, and it may change in any release. Go users
+// import nstest (see docs/nstest.md).
 package userns

@@ -5,8 +5,8 @@ package main
 import (
 	"os"
 
-	"github.com/nsrun/nsrun/cli"
-	"github.com/nsrun/nsrun/guest"
+	"github.com/nsrun/nsrun/internal/cli"
+	"github.com/nsrun/nsrun/internal/guest"
 )
 
 func main() {

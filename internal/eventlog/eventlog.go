@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/control"
 )
 
 // Log is the events of one run. Its methods may be called from any

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/control"
+	"github.com/nsrun/nsrun/internal/control"
 )
 
 // TestPublishAfterClose: events are numbered from 1 without gaps, stamped

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/plan"
-	"github.com/nsrun/nsrun/topology"
+	"github.com/nsrun/nsrun/internal/plan"
+	"github.com/nsrun/nsrun/internal/topology"
 )
 
 // unprivilegedPortStartPath is the sysctl net.ipv4.ip_unprivileged_port_start

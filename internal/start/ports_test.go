@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/plan"
-	"github.com/nsrun/nsrun/topology"
+	"github.com/nsrun/nsrun/internal/plan"
+	"github.com/nsrun/nsrun/internal/topology"
 )
 
 // portsPlan is a plan whose node web publishes host ports, each written at

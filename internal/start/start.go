@@ -19,14 +19,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/faults"
-	"github.com/nsrun/nsrun/install"
 	"github.com/nsrun/nsrun/internal/exitcode"
+	"github.com/nsrun/nsrun/internal/faults"
+	"github.com/nsrun/nsrun/internal/install"
 	"github.com/nsrun/nsrun/internal/jsonout"
-	"github.com/nsrun/nsrun/plan"
-	"github.com/nsrun/nsrun/runstate"
-	"github.com/nsrun/nsrun/supervise"
-	"github.com/nsrun/nsrun/topology"
+	"github.com/nsrun/nsrun/internal/plan"
+	"github.com/nsrun/nsrun/internal/runstate"
+	"github.com/nsrun/nsrun/internal/supervise"
+	"github.com/nsrun/nsrun/internal/topology"
 	"github.com/nsrun/nsrun/userns"
 	"github.com/nsrun/nsrun/userns/launch"
 )

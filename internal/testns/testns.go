@@ -27,7 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nsrun/nsrun/nsfd"
+	"github.com/nsrun/nsrun/internal/nsfd"
 )
 
 // insideEnv marks the copy of the test binary that runs in the

@@ -132,8 +132,11 @@ func TestRootlessPodmanContainer(t *testing.T) {
 	}
 	_ = os.Chmod(tarball, 0o644)
 
-	// Rootless podman wants a runtime folder of the user's.
-	// (Short: podman refuses a runroot path over 50 characters.)
+	// Rootless podman wants a runtime folder of the user's. Short: podman
+	// refuses a --runroot over 50 characters, and one it takes from a
+	// longer XDG_RUNTIME_DIR unchecked (a t.TempDir's: 61) makes every
+	// podman run --rm wait 20 s after the container ends, which once
+	// starved the subtests of a shared deadline.
 	xdg, err := os.MkdirTemp("", "nsrun-pod")
 	if err != nil {
 		t.Fatal(err)
@@ -152,9 +155,14 @@ func TestRootlessPodmanContainer(t *testing.T) {
 		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
 		return cmd
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if r := run(t, pod(ctx, "import", tarball, image)); r.Code != 0 {
+	// Each podman call below has a deadline of its own (the import, and
+	// every subtest), so that one slow call cannot starve the others.
+	deadline := func(t *testing.T, d time.Duration) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if r := run(t, pod(deadline(t, 2*time.Minute), "import", tarball, image)); r.Code != 0 {
 		t.Fatalf("podman import: exit %d: %s", r.Code, r.Stderr)
 	}
 	t.Cleanup(func() {
@@ -189,13 +197,16 @@ func TestRootlessPodmanContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ours := seccomp("nsrun.json", string(shipped))
-	inPod := func(t *testing.T, opts []string, argv ...string) result {
+	// inPod runs argv in a fresh container of the image, within the
+	// calling subtest's deadline.
+	inPod := func(t *testing.T, ctx context.Context, opts []string, argv ...string) result {
 		t.Helper()
 		args := append([]string{"run", "--rm", "--network", "none"}, opts...)
 		return run(t, pod(ctx, append(append(args, image), argv...)...))
 	}
 	t.Run("doctor in a default container", func(t *testing.T) {
-		r := inPod(t, []string{"--user", "1000:1000"}, "nsrun", "doctor")
+		ctx := deadline(t, time.Minute)
+		r := inPod(t, ctx, []string{"--user", "1000:1000"}, "nsrun", "doctor")
 		for _, want := range []string{
 			"ok    user namespaces:", "(under a seccomp filter: a container)",
 			"note  /proc: no fresh /proc can be mounted", "unmask=ALL",
@@ -208,30 +219,32 @@ func TestRootlessPodmanContainer(t *testing.T) {
 		}
 	})
 	t.Run("doctor and nsrun where seccomp refuses user namespaces", func(t *testing.T) {
-		r := inPod(t, []string{"--security-opt", "seccomp=" + refusing}, "nsrun", "doctor")
+		ctx := deadline(t, time.Minute)
+		r := inPod(t, ctx, []string{"--security-opt", "seccomp=" + refusing}, "nsrun", "doctor")
 		if r.Code != 1 || !strings.Contains(r.Stdout, "FAIL  user namespaces: the container's seccomp profile refuses user namespaces") ||
 			!strings.Contains(r.Stdout, "fix: docker run --security-opt seccomp=contrib/seccomp/nsrun.json") {
 			t.Errorf("nsrun doctor: exit %d, want 1 and the seccomp finding:\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
-		r = inPod(t, []string{"--security-opt", "seccomp=" + refusing}, "nsrun", "--isolated", "--", "true")
+		r = inPod(t, ctx, []string{"--security-opt", "seccomp=" + refusing}, "nsrun", "--isolated", "--", "true")
 		if r.Code != 125 || !strings.Contains(r.Stderr, "seccomp profile refuses user namespaces") || !strings.Contains(r.Stderr, "seccomp=contrib/seccomp/nsrun.json") {
 			t.Errorf("nsrun -- true: exit %d, want 125 and the seccomp fix:\n%s", r.Code, r.Stderr)
 		}
 	})
 	t.Run("the shipped seccomp profile", func(t *testing.T) {
 		// podman accepts it, and with it nodes get their hostnames.
-		r := inPod(t, []string{"--user", "1000:1000", "--security-opt", "seccomp=" + ours}, "nsrun", "--isolated", "--hostname", "web", "--", "hostname")
+		ctx := deadline(t, time.Minute)
+		r := inPod(t, ctx, []string{"--user", "1000:1000", "--security-opt", "seccomp=" + ours}, "nsrun", "--isolated", "--hostname", "web", "--", "hostname")
 		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "web" {
 			t.Errorf("nsrun --hostname web -- hostname: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
-		r = inPod(t, []string{"--security-opt", "seccomp=" + ours}, "nsrun", "doctor")
+		r = inPod(t, ctx, []string{"--security-opt", "seccomp=" + ours}, "nsrun", "doctor")
 		if r.Code != 0 || !strings.Contains(r.Stdout, "ok    hostname:") {
 			t.Errorf("nsrun doctor: exit %d:\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 	for _, user := range []string{"0:0", "1000:1000"} {
 		t.Run("user "+user, func(t *testing.T) {
-			r := run(t, pod(ctx, "run", "--rm", "--network", "none", "--user", user, image, "/etc/nsrun-test/check.sh"))
+			r := inPod(t, deadline(t, time.Minute), []string{"--user", user}, "/etc/nsrun-test/check.sh")
 			if r.Code != 0 || !strings.Contains(r.Stdout, "PASS") {
 				t.Fatalf("in the container: exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 			}

@@ -110,6 +110,17 @@ func TestRootlessPodmanContainer(t *testing.T) {
 	_ = os.Chmod(filepath.Join(root, "tmp"), 0o1777)
 	copyFile(t, busybox, filepath.Join(root, "bin/busybox"), 0o755)
 	copyFile(t, filepath.Join(binDir, "nsrun"), filepath.Join(root, "bin/nsrun"), 0o755)
+	// Under make e2e-race, nsrun is built with -race, which links it
+	// dynamically: the image then also holds its loader and libraries,
+	// at the paths the binary names.
+	if !static(filepath.Join(binDir, "nsrun")) {
+		for _, lib := range sharedLibs(t, filepath.Join(binDir, "nsrun")) {
+			if err := os.MkdirAll(filepath.Join(root, filepath.Dir(lib)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			copyFile(t, lib, filepath.Join(root, lib), 0o755)
+		}
+	}
 	for _, a := range []string{"sh", "true", "timeout", "ps", "grep", "awk", "seq", "sleep", "kill", "cat", "id", "nc", "echo", "hostname"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
 			t.Fatal(err)
@@ -322,6 +333,28 @@ func static(path string) bool {
 }
 
 // copyFile copies src to dst with mode.
+// sharedLibs lists the loader and the libraries a dynamically linked
+// binary loads, as absolute paths (from ldd).
+func sharedLibs(t *testing.T, bin string) []string {
+	t.Helper()
+	out, err := exec.Command("ldd", bin).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", bin, err)
+	}
+	var libs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		for _, f := range strings.Fields(line) {
+			if strings.HasPrefix(f, "/") {
+				libs = append(libs, f)
+			}
+		}
+	}
+	if len(libs) == 0 {
+		t.Fatalf("ldd %s names no library:\n%s", bin, out)
+	}
+	return libs
+}
+
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	t.Helper()
 	b, err := os.ReadFile(src)

@@ -165,6 +165,7 @@ func countAfter(ts []tickLine, sentAfter int64) int {
 // TestNoDelayNoEngine: a run without delay starts no engine: no link is
 // spliced and the bridge namespace has no engine ends.
 func TestNoDelayNoEngine(t *testing.T) {
+	requireRoot(t) // reads the supervisor's fds for its bridge namespace
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	r := startFive(t, u, fiveYAML)
@@ -323,6 +324,7 @@ nodes:
 // engine leaves nothing behind: no process of the run, no state folder,
 // no bridge namespace (the engine's ends went with it).
 func TestLatencyKilled(t *testing.T) {
+	requireRoot(t) // reads the supervisor's fds for its bridge namespace
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	r := startFive(t, u, regionsYAML)

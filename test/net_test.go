@@ -524,6 +524,7 @@ func TestPartitionRulesBounded(t *testing.T) {
 // supervisor that holds a network namespace with the bridge br0.
 func (r *liveRun) bridgeNamespace(t *testing.T) string {
 	t.Helper()
+	requireRoot(t)
 	sup := childOf(r.rc.cmd.Process.Pid)
 	if sup == 0 {
 		t.Fatal("no supervisor process found")

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/internal/guest"
 	"github.com/nsrun/nsrun/internal/plan"
 	"github.com/nsrun/nsrun/internal/runstate"
@@ -299,7 +300,9 @@ func (n *node) kill() {
 }
 
 // end waits for the node's process to end until deadline, then kills it
-// (and marks it killed) and waits for it.
+// and waits for it. The node is marked killed only when SIGKILL is what
+// ended it: a process that exited by itself just as the deadline passed
+// (its exit not yet reaped, or both channels ready at once) was not.
 func (n *node) end(deadline <-chan time.Time) {
 	p, done := n.process()
 	if p == nil {
@@ -308,11 +311,11 @@ func (n *node) end(deadline <-chan time.Time) {
 	select {
 	case <-done:
 	case <-deadline:
-		n.mu.Lock()
-		n.killed = true
-		n.mu.Unlock()
 		n.kill()
 		<-done
+		n.mu.Lock()
+		n.killed = n.code == exitcode.SignalBase+int(unix.SIGKILL)
+		n.mu.Unlock()
 	}
 }
 

@@ -180,6 +180,14 @@ func TestNodeLife(t *testing.T) {
 	if !live.wasKilled() || live.running() {
 		t.Errorf("endAll: the running node: killed %v, running %v", live.wasKilled(), live.running())
 	}
+	// The deadline had passed, but the nodes that ended by themselves
+	// were not killed: nsrun up's exit code (1 when a node had to be
+	// killed) must not depend on which ready channel select picked.
+	for _, gone := range all {
+		if gone.wasKilled() {
+			t.Errorf("endAll: node %s ended by itself, but is marked killed", gone.cfg.Name)
+		}
+	}
 	// A node whose first start failed: waiting for it never blocks.
 	never := newNode(plan.Node{Name: "d"}, 3)
 	never.failedFirstStart()

@@ -398,11 +398,12 @@ func TestUpStop1000(t *testing.T) {
 	// The wiring's sysctls reach every node's own namespace (in a large
 	// run, through procfs instances of the wiring workers' own): the
 	// first and the last node have no router advertisements, SLAAC or
-	// duplicate address detection on eth0.
+	// duplicate address detection on eth0, and every port is open to
+	// unprivileged programs.
 	for _, node := range []string{"n1", fmt.Sprintf("n%d", n)} {
-		res := r.exec(t, node, "sh", "-c", "cd /proc/sys/net && cat ipv6/conf/eth0/accept_ra ipv6/conf/eth0/autoconf ipv6/conf/eth0/accept_dad ipv4/ping_group_range")
-		if got := strings.Fields(res.Stdout); res.Code != 0 || len(got) != 5 || strings.Join(got[:3], " ") != "0 0 0" {
-			t.Errorf("%s: accept_ra, autoconf, accept_dad, ping_group_range: %q, want 0 0 0 and a group range (exit %d %s)", node, res.Stdout, res.Code, res.Stderr)
+		res := r.exec(t, node, "sh", "-c", "cd /proc/sys/net && cat ipv6/conf/eth0/accept_ra ipv6/conf/eth0/autoconf ipv6/conf/eth0/accept_dad ipv4/ip_unprivileged_port_start ipv4/ping_group_range")
+		if got := strings.Fields(res.Stdout); res.Code != 0 || len(got) != 6 || strings.Join(got[:4], " ") != "0 0 0 0" {
+			t.Errorf("%s: accept_ra, autoconf, accept_dad, ip_unprivileged_port_start, ping_group_range: %q, want 0 0 0 0 and a group range (exit %d %s)", node, res.Stdout, res.Code, res.Stderr)
 		}
 	}
 	stop := time.Now()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,6 +172,97 @@ nodes:
 	if os.Getenv("NSRUN_TEST_USER2") != "" {
 		if out := dial(secondUser(t), fmt.Sprintf("[::1]:%d", p6)); !strings.HasPrefix(out, "ok n1 ") {
 			t.Errorf("another user -> [::1]:%d: %q; the README says any local user reaches a published port", p6, out)
+		}
+	}
+}
+
+// TestUpUDPPort: "HOST:53/udp" publishes a node's UDP port on the host's
+// 127.0.0.1, beside a TCP port of the same number: the datagrams of two
+// clients cross both ways, each client gets its own answers, from the
+// address it wrote to; the dry run names the protocol; `isolate --uplink`
+// of the node stops the port's datagrams (as it stops its TCP
+// connections), and fullmesh lets them through again.
+func TestUpUDPPort(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	port := freePort(t)
+	yaml := fmt.Sprintf(`
+nodes:
+  dns: {ip: 172.18.0.2, command: "sh -c 'probe listen 0.0.0.0:53 & exec probe udp-echo 0.0.0.0:53'", ports: ["%d:53/udp", "%d:53"]}
+`, port, port)
+	dry := u.up(t, project(t, map[string]string{"nsrun.yaml": yaml}), "--dry-run")
+	if want := fmt.Sprintf("publishes 127.0.0.1:%d/udp -> 172.18.0.2:53/udp\n", port); dry.Code != 0 || !strings.Contains(dry.Stdout, want) ||
+		!strings.Contains(dry.Stdout, fmt.Sprintf("publishes 127.0.0.1:%d -> 172.18.0.2:53\n", port)) {
+		t.Errorf("dry run: exit %d, want %q in\n%s%s", dry.Code, want, dry.Stdout, dry.Stderr)
+	}
+	r := startRun(t, u, yaml, "dns   | listening")
+	published := fmt.Sprintf("127.0.0.1:%d", port)
+	var clients []*net.UDPConn
+	for range 2 {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	// ask sends msg from client i and returns the answer ("" for none
+	// within wait), failing when it came from anywhere but the port.
+	ask := func(i int, msg string, wait time.Duration) string {
+		t.Helper()
+		c := clients[i]
+		if _, err := c.WriteToUDPAddrPort([]byte(msg), netip.MustParseAddrPort(published)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 100)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(wait))
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return ""
+			}
+			if from.String() != published {
+				t.Errorf("client %d: an answer from %s, not %s", i, from, published)
+			}
+			if string(buf[:n]) == msg {
+				return msg
+			}
+			// an answer to an earlier datagram, sent during a cut: read on
+		}
+	}
+	if !eventually(10*time.Second, func() bool { return ask(0, "first", 500*time.Millisecond) != "" }) {
+		t.Fatalf("no answer through the published UDP port %s:\n%s", published, r.out.all())
+	}
+	for j := range 5 {
+		for i := range clients {
+			if msg := fmt.Sprintf("client %d datagram %d", i, j); ask(i, msg, 5*time.Second) != msg {
+				t.Errorf("%s: no answer through %s", msg, published)
+			}
+		}
+	}
+	// The TCP port of the same number goes to the node's TCP listener.
+	if c, err := net.DialTimeout("tcp", published, 5*time.Second); err != nil {
+		t.Errorf("the TCP port beside the UDP one: %v", err)
+	} else {
+		buf := make([]byte, 100)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := c.Read(buf)
+		c.Close()
+		if !strings.HasPrefix(string(buf[:n]), "dns ") {
+			t.Errorf("the TCP port beside the UDP one answered %q", buf[:n])
+		}
+	}
+	r.netOK(t, "isolate", "--uplink", "dns")
+	for i := range clients {
+		if got := ask(i, fmt.Sprintf("cut %d", i), time.Second); got != "" {
+			t.Errorf("isolate --uplink dns: client %d still gets answers through the published UDP port: %q", i, got)
+		}
+	}
+	r.netOK(t, "fullmesh")
+	for i := range clients {
+		msg := fmt.Sprintf("healed %d", i)
+		if !eventually(5*time.Second, func() bool { return ask(i, msg, 500*time.Millisecond) == msg }) {
+			t.Errorf("after fullmesh, client %d gets no answer through the published UDP port", i)
 		}
 	}
 }

@@ -224,8 +224,9 @@ func waitOperUp(h *netlink.Handle, name string) error {
 // PrepareNamespace sets the default interface settings of the namespace
 // held by ns before nsrun creates interfaces in it: no router
 // advertisements, no SLAAC, no duplicate address detection, and, when
-// ipv6 is false, IPv6 off (no addresses at all, link-local included).
-// Interfaces created afterwards inherit them.
+// ipv6 is false, IPv6 off (no addresses at all, link-local included);
+// ping and every port open to unprivileged programs. Interfaces created
+// afterwards inherit them.
 func PrepareNamespace(ns *os.File, ipv6 bool) error {
 	return nsfd.Do(ns, func() error { return writeDefaults(nil, ipv6) })
 }
@@ -240,7 +241,7 @@ func NoIPv6ForNewLinks(ns *os.File) error {
 	return nil
 }
 
-// writeDefaults writes the IPv6 defaults of the current thread's network
+// writeDefaults writes the defaults of the current thread's network
 // namespace (see PrepareNamespace) through sys.
 func writeDefaults(sys *nsfd.Sysctls, ipv6 bool) error {
 	settings := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_dad", "0"}}
@@ -255,8 +256,19 @@ func writeDefaults(sys *nsfd.Sysctls, ipv6 bool) error {
 	if err := allowPing(sys); err != nil && !readOnlySysctls(err) {
 		return err
 	}
+	if err := sys.Write(unprivilegedPortStart, "0"); err != nil && !readOnlySysctls(err) {
+		return err
+	}
 	return nil
 }
+
+// unprivilegedPortStart is the sysctl (under /proc/sys) below which
+// binding a port takes CAP_NET_BIND_SERVICE. nsrun sets it to 0 in each
+// of its namespaces, as docker does in each container: a node's program
+// runs as the user, without capabilities, and a DNS server on 53 or a
+// web server on 80 must still start. It is the node's own namespace; the
+// host's ports are another matter (start.checkPrivilegedPorts).
+const unprivilegedPortStart = "net/ipv4/ip_unprivileged_port_start"
 
 // readOnlySysctls says whether err is a write refused because /proc/sys
 // is read-only, as a container mounts it (and no fresh /proc can be

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -62,7 +63,8 @@ func echo() error {
 }
 
 // TestPrepareNamespaceAllowsPing: a fresh namespace refuses ICMP echo
-// sockets to every group; once prepared, an echo goes and comes back.
+// sockets to every group; once prepared, an echo goes and comes back,
+// and every port is open to unprivileged programs.
 func TestPrepareNamespaceAllowsPing(t *testing.T) {
 	ns, err := nsfd.NewNet()
 	if err != nil {
@@ -80,10 +82,26 @@ func TestPrepareNamespaceAllowsPing(t *testing.T) {
 	if err := nsfd.Do(ns, echo); !errors.Is(err, unix.EACCES) {
 		t.Fatalf("ping in a fresh namespace: %v, want EACCES", err)
 	}
+	portStart := func() string {
+		var b []byte
+		_ = nsfd.Do(ns, func() error {
+			var err error
+			b, err = os.ReadFile("/proc/sys/" + unprivilegedPortStart)
+			return err
+		})
+		return strings.TrimSpace(string(b))
+	}
+	if got := portStart(); got != "1024" {
+		t.Fatalf("ip_unprivileged_port_start in a fresh namespace: %q, want the kernel's 1024", got)
+	}
 	if err := PrepareNamespace(ns, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := nsfd.Do(ns, echo); err != nil {
 		t.Errorf("ping in a prepared namespace: %v", err)
+	}
+	// A node's unprivileged program may listen on 53 or 80 there.
+	if got := portStart(); got != "0" {
+		t.Errorf("ip_unprivileged_port_start in a prepared namespace: %q, want 0", got)
 	}
 }

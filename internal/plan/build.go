@@ -246,7 +246,7 @@ func Build(in Input) (*Plan, error) {
 			n.Links = append(n.Links, l)
 		}
 		for _, pt := range tn.Ports {
-			n.Publish = append(n.Publish, Publish{Host: pt.HostAddrPort(), Target: netip.AddrPortFrom(n.MainAddr(), pt.Node), Pos: pt.Pos})
+			n.Publish = append(n.Publish, Publish{Proto: pt.Proto, Host: pt.HostAddrPort(), Target: netip.AddrPortFrom(n.MainAddr(), pt.Node), Pos: pt.Pos})
 		}
 		p.Nodes = append(p.Nodes, n)
 		names := []string{n.Hostname}

@@ -254,14 +254,23 @@ type Ready struct {
 
 // Publish is a published port: the host's Host (127.0.0.1 unless the
 // file names an address) is forwarded to Target, dialled from the bridge
-// namespace.
+// namespace, over Proto. A Publish is comparable: it keys the sockets
+// bound for it.
 type Publish struct {
+	Proto  topology.Proto `json:"proto"`
 	Host   netip.AddrPort `json:"host"`
 	Target netip.AddrPort `json:"target"`
 	// Pos is where the port is written in the run's file (Run.File),
 	// for errors found when it is bound.
 	Pos topology.Pos `json:"-"`
 }
+
+// HostString is where the port is published, for messages:
+// 127.0.0.1:8080, or 127.0.0.1:5353/udp.
+func (p Publish) HostString() string { return topology.ProtoAddrPort(p.Proto, p.Host) }
+
+// TargetString is the node's end, written as HostString.
+func (p Publish) TargetString() string { return topology.ProtoAddrPort(p.Proto, p.Target) }
 
 // Node is one node.
 type Node struct {

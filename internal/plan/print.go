@@ -137,7 +137,7 @@ func (p *Plan) Write(w io.Writer) error {
 			pf("    starts once %s\n", strings.Join(waits, " and "))
 		}
 		for _, pb := range n.Publish {
-			pf("    publishes %s -> %s\n", pb.Host, pb.Target)
+			pf("    publishes %s -> %s\n", pb.HostString(), pb.TargetString())
 		}
 		if n.Control {
 			pf("    controls the run (control: true): sees its control socket, trusted like --root\n")

@@ -1,9 +1,10 @@
-// Package portproxy publishes a node's TCP port on the host without
-// root, the way rootlesskit's builtin port driver does: the listening
-// socket belongs to the host's network namespace (the launcher bound it
-// on 127.0.0.1 before the run started), and each connection accepted on
-// it is joined to one dialled from inside the run (the bridge namespace)
-// to the node, bytes copied both ways, half-closes passed on.
+// Package portproxy publishes a node's TCP or UDP port on the host
+// without root, the way rootlesskit's builtin port driver does: the
+// listening socket belongs to the host's network namespace (the launcher
+// bound it on 127.0.0.1 before the run started), and each connection
+// accepted on it is joined to one dialled from inside the run (the bridge
+// namespace) to the node, bytes copied both ways, half-closes passed on.
+// A UDP port has a flow per client address instead (StartUDP).
 package portproxy
 
 import (
@@ -13,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,21 +64,7 @@ func serve(l net.Listener, ns *os.File, target netip.AddrPort, mark uint32) {
 func join(c net.Conn, ns *os.File, target netip.AddrPort, mark uint32) {
 	defer c.Close()
 	var up net.Conn
-	d := net.Dialer{Timeout: DialTimeout}
-	if mark != 0 {
-		d.Control = func(_, _ string, raw syscall.RawConn) error {
-			var serr error
-			if err := raw.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
-			}); err != nil {
-				return err
-			}
-			if serr != nil {
-				return fmt.Errorf("mark the socket to %s: %w", target, serr)
-			}
-			return nil
-		}
-	}
+	d := markedDialer(mark, target)
 	// The socket is made in ns, and stays there.
 	err := nsfd.Do(ns, func() error {
 		var err error

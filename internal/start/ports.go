@@ -3,7 +3,6 @@ package start
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/internal/plan"
 	"github.com/nsrun/nsrun/internal/topology"
+	"github.com/nsrun/nsrun/userns/launch"
 )
 
 // unprivilegedPortStartPath is the sysctl net.ipv4.ip_unprivileged_port_start
@@ -62,28 +62,30 @@ func privilegedPort(file, node string, pb plan.Publish, limit int) error {
 	for suggest < max(limit, defaultUnprivilegedPortStart) {
 		suggest += 8000 // 80 -> 8080, 443 -> 8443
 	}
-	below, above := "", "1024 or above"
+	below, above, proto := "", "1024 or above", ""
 	if limit > 0 {
 		below, above = fmt.Sprintf(", %d here", limit), fmt.Sprintf("%d or above", limit)
 	}
+	if pb.Proto == topology.UDP {
+		proto = "/udp"
+	}
 	return topology.ErrorAt(file, pb.Pos, "nodes.%s.ports: cannot publish %s: port %d is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start%s); "+
-		"publish a port of %s, such as \"%d:%d\", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=%d",
-		node, pb.Host, port, below, above, suggest, pb.Target.Port(), port)
+		"publish a port of %s, such as \"%d:%d%s\", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=%d",
+		node, pb.HostString(), port, below, above, suggest, pb.Target.Port(), proto, port)
 }
 
 // bindPorts binds every published port (on the caller's 127.0.0.1 unless
-// the file names an address) with
-// bind (launch.BindPort: through the launcher, as this process is already
-// in the run's bridge namespace). An error names the port's place in the
-// file and its cause: a privileged port, one in use, or an address the
-// host does not have.
-func bindPorts(p *plan.Plan, bind func(addr netip.AddrPort) (*os.File, error)) (map[netip.AddrPort]*os.File, error) {
-	out := map[netip.AddrPort]*os.File{}
+// the file names an address) with bind (launcherBind: through the
+// launcher, as this process is already in the run's bridge namespace).
+// An error names the port's place in the file and its cause: a
+// privileged port, one in use, or an address the host does not have.
+func bindPorts(p *plan.Plan, bind func(pb plan.Publish) (*os.File, error)) (map[plan.Publish]*os.File, error) {
+	out := map[plan.Publish]*os.File{}
 	for _, n := range p.Nodes {
 		for _, pb := range n.Publish {
-			f, err := bind(pb.Host)
+			f, err := bind(pb)
 			if err == nil {
-				out[pb.Host] = f
+				out[pb] = f
 				continue
 			}
 			for _, f := range out {
@@ -93,14 +95,23 @@ func bindPorts(p *plan.Plan, bind func(addr netip.AddrPort) (*os.File, error)) (
 			case errors.Is(err, unix.EACCES) && int(pb.Host.Port()) < defaultUnprivilegedPortStart:
 				err = privilegedPort(p.Run.File, n.Name, pb, 0)
 			case errors.Is(err, unix.EADDRNOTAVAIL):
-				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: no interface of this host has that address; use 127.0.0.1, ::1 or one of the host's own addresses", n.Name, pb.Host)
+				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: no interface of this host has that address; use 127.0.0.1, ::1 or one of the host's own addresses", n.Name, pb.HostString())
 			case errors.Is(err, unix.EADDRINUSE):
-				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: it is in use, by another run of this file or another program; change the host port, or end the other (nsrun ls)", n.Name, pb.Host)
+				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: it is in use, by another run of this file or another program; change the host port, or end the other (nsrun ls)", n.Name, pb.HostString())
 			default:
-				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: %v", n.Name, pb.Host, err)
+				err = topology.ErrorAt(p.Run.File, pb.Pos, "nodes.%s.ports: cannot publish %s: %v", n.Name, pb.HostString(), err)
 			}
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// launcherBind binds pb's host socket through the launcher: a listening
+// TCP socket, or a bound UDP one.
+func launcherBind(pb plan.Publish) (*os.File, error) {
+	if pb.Proto == topology.UDP {
+		return launch.BindUDPPort(pb.Host)
+	}
+	return launch.BindPort(pb.Host)
 }

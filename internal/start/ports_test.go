@@ -37,6 +37,13 @@ func TestPrivilegedPortsRefused(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
+	udp := portsPlan(53)
+	udp.Nodes[0].Publish[0].Proto = topology.UDP
+	want = `f.yaml:5:13: nodes.web.ports: cannot publish 127.0.0.1:53/udp: port 53 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start, 1024 here); ` +
+		`publish a port of 1024 or above, such as "8053:8000/udp", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=53`
+	if err := checkPrivilegedPorts(udp, 1000, 1024); err == nil || err.Error() != want {
+		t.Errorf("a UDP port: got  %v\nwant %s", err, want)
+	}
 	for _, c := range []struct{ uid, start int }{{0, 1024}, {1000, 80}, {1000, 0}} {
 		if err := checkPrivilegedPorts(p, c.uid, c.start); err != nil {
 			t.Errorf("uid %d, limit %d: %v", c.uid, c.start, err)
@@ -58,8 +65,8 @@ func TestBindPortsErrors(t *testing.T) {
 		{unix.EMFILE, 9000, `f.yaml:6:13: nodes.web.ports: cannot publish 127.0.0.1:9000: too many open files`},
 	} {
 		var opened []*os.File
-		bind := func(addr netip.AddrPort) (*os.File, error) {
-			if addr.Port() == c.port {
+		bind := func(pb plan.Publish) (*os.File, error) {
+			if pb.Host.Port() == c.port {
 				return nil, c.errno
 			}
 			f, err := os.Open(os.DevNull)
@@ -76,7 +83,7 @@ func TestBindPortsErrors(t *testing.T) {
 			}
 		}
 	}
-	got, err := bindPorts(portsPlan(8080, 8081), func(netip.AddrPort) (*os.File, error) { return os.Open(os.DevNull) })
+	got, err := bindPorts(portsPlan(8080, 8081), func(plan.Publish) (*os.File, error) { return os.Open(os.DevNull) })
 	if err != nil || len(got) != 2 {
 		t.Errorf("two free ports: %v, %v", got, err)
 	}

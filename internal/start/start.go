@@ -162,7 +162,7 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 			return fail(stderr, err)
 		}
 	}
-	listeners, err := bindPorts(p, launch.BindPort)
+	listeners, err := bindPorts(p, launcherBind)
 	if err != nil {
 		return fail(stderr, err)
 	}

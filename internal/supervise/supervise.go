@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -51,11 +50,11 @@ type Handles struct {
 	// LauncherGone is closed when the launcher (the nsrun process the
 	// caller started) has died, even by SIGKILL: the run must end now.
 	LauncherGone <-chan struct{}
-	// Listeners are the published ports' sockets, by Publish.Host,
-	// bound on the host's loopback by the launcher, which stays in the
-	// caller's network namespace (launch.BindPort). The supervisor closes
-	// them.
-	Listeners map[netip.AddrPort]*os.File
+	// Listeners are the published ports' sockets, by Publish, bound on
+	// the host's loopback by the launcher, which stays in the caller's
+	// network namespace (launch.BindPort, launch.BindUDPPort). The
+	// supervisor closes them.
+	Listeners map[plan.Publish]*os.File
 	// Detached, for `nsrun up -d`, is the pipe to the nsrun process that
 	// waits for the run: once every node is up, the run's id and a
 	// newline are written to it and it is closed, and the run's stderr

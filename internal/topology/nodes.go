@@ -405,10 +405,21 @@ func (p *parser) ports(f string, v *yaml.Node) ([]Port, error) {
 }
 
 // parsePort reads "HOST:NODE", "ADDR:HOST:NODE" (IPv4) or
-// "[ADDR]:HOST:NODE" (IPv6), docker compose's short syntax.
+// "[ADDR]:HOST:NODE" (IPv6), docker compose's short syntax, each with
+// an optional "/tcp" or "/udp" at the end.
 func parsePort(s string) (Port, error) {
-	const form = `write "HOST:NODE", such as "8080:8000" (the host's 127.0.0.1:8080 to the node's port 8000), or "ADDR:HOST:NODE" with the host address to listen on, such as "127.0.0.1:8080:8000" or "[::1]:8080:8000"`
+	const form = `write "HOST:NODE", such as "8080:8000" (the host's 127.0.0.1:8080 to the node's port 8000), or "ADDR:HOST:NODE" with the host address to listen on, such as "127.0.0.1:8080:8000" or "[::1]:8080:8000"; end it in /udp for a UDP port, such as "5353:53/udp"`
 	pt := Port{Addr: netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		switch proto := s[i+1:]; proto {
+		case "tcp":
+		case "udp":
+			pt.Proto = UDP
+		default:
+			return pt, fmt.Errorf("protocol %q: nsrun publishes tcp and udp ports; write \"HOST:NODE/udp\" for UDP, nothing or /tcp for TCP", proto)
+		}
+		s = s[:i]
+	}
 	rest := s
 	if strings.HasPrefix(s, "[") {
 		a, r, ok := strings.Cut(s[1:], "]:")
@@ -449,9 +460,9 @@ func (p *parser) checkPorts(nodes []Node) error {
 	for _, n := range nodes {
 		for _, pt := range n.Ports {
 			for _, u := range used {
-				if u.pt.Host == pt.Host && u.pt.Addr.Is4() == pt.Addr.Is4() &&
+				if u.pt.Host == pt.Host && u.pt.Proto == pt.Proto && u.pt.Addr.Is4() == pt.Addr.Is4() &&
 					(u.pt.Addr == pt.Addr || u.pt.Addr.IsUnspecified() || pt.Addr.IsUnspecified()) {
-					return ErrorAt(p.file, pt.Pos, "nodes.%s.ports: host %s is also published by node %s (%s); pick another host port", n.Name, pt.HostAddrPort(), u.node, u.pt.HostAddrPort())
+					return ErrorAt(p.file, pt.Pos, "nodes.%s.ports: host %s is also published by node %s (%s); pick another host port", n.Name, pt.HostString(), u.node, u.pt.HostString())
 				}
 			}
 			used = append(used, use{n.Name, pt})

@@ -6,6 +6,7 @@
 package topology
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -106,12 +107,62 @@ type Ready struct {
 const MaxReadyTimeout = 24 * time.Hour
 
 // Port publishes a node port on the host: Addr:Host (Addr is 127.0.0.1
-// unless the file names one) is forwarded to the node's port Node.
+// unless the file names one) is forwarded to the node's port Node, over
+// Proto (TCP unless the entry ends in /udp).
 type Port struct {
 	Pos        Pos // of the port's entry
+	Proto      Proto
 	Addr       netip.Addr
 	Host, Node uint16
 }
 
+// Proto is a published port's transport protocol.
+type Proto uint8
+
+const (
+	// TCP is a published port's default protocol.
+	TCP Proto = iota
+	// UDP is written "HOST:NODE/udp".
+	UDP
+)
+
+// String is the protocol as the file and compose write it: tcp or udp.
+func (p Proto) String() string {
+	if p == UDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// MarshalText writes the protocol by name in JSON (a plan's
+// `"proto": "udp"`).
+func (p Proto) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads tcp or udp.
+func (p *Proto) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "tcp":
+		*p = TCP
+	case "udp":
+		*p = UDP
+	default:
+		return fmt.Errorf("protocol %q: want tcp or udp", b)
+	}
+	return nil
+}
+
 // HostAddrPort is where the port is published on the host.
 func (pt Port) HostAddrPort() netip.AddrPort { return netip.AddrPortFrom(pt.Addr, pt.Host) }
+
+// HostString is where the port is published, for messages:
+// 127.0.0.1:8080, or 127.0.0.1:5353/udp for a UDP port.
+func (pt Port) HostString() string { return ProtoAddrPort(pt.Proto, pt.HostAddrPort()) }
+
+// ProtoAddrPort writes ap, with "/udp" after it for a UDP port (TCP, the
+// default, goes unsaid as in the file).
+func ProtoAddrPort(proto Proto, ap netip.AddrPort) string {
+	if proto == UDP {
+		return ap.String() + "/udp"
+	}
+	return ap.String()
+}

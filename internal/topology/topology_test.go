@@ -72,6 +72,36 @@ func TestParsePorts(t *testing.T) {
 	}
 }
 
+// TestParsePortProtocols: "/udp" publishes a UDP port, "/tcp" or nothing
+// a TCP one; one host port may be published once per protocol, so DNS's
+// 53/udp and 53/tcp go side by side.
+func TestParsePortProtocols(t *testing.T) {
+	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1, ports: [\"5353:53/udp\", \"5353:53/tcp\", \"[::1]:5353:53/udp\", \"127.0.0.1:8080:80\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pt := range top.Nodes[0].Ports {
+		got = append(got, fmt.Sprintf("%s->%d/%s", pt.HostString(), pt.Node, pt.Proto))
+	}
+	want := "127.0.0.1:5353/udp->53/udp 127.0.0.1:5353->53/tcp [::1]:5353/udp->53/udp 127.0.0.1:8080->80/tcp"
+	if strings.Join(got, " ") != want {
+		t.Errorf("ports %s\nwant  %s", strings.Join(got, " "), want)
+	}
+	for _, c := range []struct{ file, want string }{
+		{"nodes:\n  a: {ip: 172.18.0.1, ports: [\"5353:53/udp\"]}\n  b: {ip: 172.18.0.2, ports: [\"0.0.0.0:5353:53/udp\"]}\n",
+			"f.yaml:3:31: nodes.b.ports: host 0.0.0.0:5353/udp is also published by node a (127.0.0.1:5353/udp); pick another host port"},
+		{"nodes:\n  a: {ip: 172.18.0.1, ports: [\"5353:53/sctp\"]}\n",
+			`f.yaml:2:31: nodes.a.ports: "5353:53/sctp": protocol "sctp": nsrun publishes tcp and udp ports; write "HOST:NODE/udp" for UDP, nothing or /tcp for TCP`},
+		{"nodes:\n  a: {ip: 172.18.0.1, ports: [\"5353/udp\"]}\n",
+			`f.yaml:2:31: nodes.a.ports: "5353/udp": write "HOST:NODE"`},
+	} {
+		if _, err := Parse("f.yaml", "/", []byte(c.file)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v\nwant %s", c.file, err, c.want)
+		}
+	}
+}
+
 func TestParseDefaultSubnet(t *testing.T) {
 	top, err := Parse("f.yaml", "/", []byte("nodes:\n  a: {ip: 172.18.0.1}\n  b: {ip: 172.18.0.2, command: [sleep, '1']}\n"))
 	if err != nil {

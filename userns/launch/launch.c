@@ -229,11 +229,13 @@ static void wake(int sig) { (void)sig; }
 
 /*
  * bind_port answers one request of the supervisor, which lives in a network
- * namespace of its own: a struct nsrun_port_req, the address and TCP port
- * to listen on in the caller's network namespace (an IPv6 socket is
- * IPv6-only: [::] does not take IPv4's port too). The reply is an int, 0
- * or an errno; with 0 comes the listening socket (SCM_RIGHTS). It returns
- * -1 once the supervisor has closed its end.
+ * namespace of its own: a struct nsrun_port_req, the address and TCP or
+ * UDP port to listen on in the caller's network namespace (an IPv6 socket
+ * is IPv6-only: [::] does not take IPv4's port too). The reply is an int,
+ * 0 or an errno; with 0 comes the listening (TCP) or bound (UDP) socket
+ * (SCM_RIGHTS). A UDP socket gets no SO_REUSEADDR: on UDP that would let
+ * another socket with it bind the same port and share its datagrams. It
+ * returns -1 once the supervisor has closed its end.
  */
 static int bind_port(int sock)
 {
@@ -265,10 +267,10 @@ static int bind_port(int sock)
 		sa.sin_port = htons(req.port);
 		memcpy(&sa.sin_addr, req.addr, 4);
 	}
-	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	fd = socket(addr->sa_family, (req.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (!req.udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) ||
 	    (req.family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-	    bind(fd, addr, addrlen) < 0 || listen(fd, SOMAXCONN) < 0)
+	    bind(fd, addr, addrlen) < 0 || (!req.udp && listen(fd, SOMAXCONN) < 0))
 		err = errno;
 	if (err == 0) {
 		struct cmsghdr *c;

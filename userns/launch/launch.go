@@ -140,12 +140,20 @@ func Decide(args []string) (kind Kind, root, isolated bool) {
 // IPv6-only). Only the supervisor may call it, one call at a time. The
 // error is the errno of socket, bind or listen (EADDRINUSE, EACCES,
 // EADDRNOTAVAIL) where one failed.
-func BindPort(addr netip.AddrPort) (*os.File, error) {
+func BindPort(addr netip.AddrPort) (*os.File, error) { return bindPort(addr, false) }
+
+// BindUDPPort is BindPort for a UDP socket bound on addr.
+func BindUDPPort(addr netip.AddrPort) (*os.File, error) { return bindPort(addr, true) }
+
+func bindPort(addr netip.AddrPort, udp bool) (*os.File, error) {
 	fd := int(C.nsrun_launch_get().port_fd)
 	if fd < 0 {
 		return nil, errors.New("no launcher to bind published ports")
 	}
 	var req C.struct_nsrun_port_req
+	if udp {
+		req.udp = 1
+	}
 	req.family = 4
 	if addr.Addr().Is6() {
 		req.family = 6

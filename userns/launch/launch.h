@@ -41,10 +41,11 @@ extern int nsrun_launch_on_request;
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
 
 /* A request of the supervisor to the launcher for a published port: a
- * TCP socket listening on addr:port in the caller's network namespace. */
+ * TCP socket listening on addr:port in the caller's network namespace,
+ * or a UDP socket bound there. */
 struct nsrun_port_req {
 	unsigned char family; /* 4 or 6 */
-	unsigned char pad;
+	unsigned char udp;    /* 1: UDP, 0: TCP */
 	unsigned short port;       /* host order */
 	unsigned char addr[16];    /* 4 bytes for IPv4 */
 };

@@ -98,15 +98,7 @@ func showJSON(st control.NetState) any {
 	}{Partition: st.Partition, Blocked: st.Blocked, Faults: map[string]faults{}, Nodes: st.Nodes}
 	for name, f := range st.Faults {
 		out := faults{Loss: f.Loss() * 100, Reorder: f.ReorderPercent, Duplicate: f.DuplicatePercent, Corrupt: f.CorruptPercent, LossPPM: f.LossPPM}
-		if f.Rate > 0 {
-			out.Rate = fmt.Sprintf("%dbit", f.Rate)
-		}
-		if f.Delay > 0 {
-			out.Delay = f.Delay.String()
-		}
-		if f.Jitter > 0 {
-			out.Jitter = f.Jitter.String()
-		}
+		out.Rate, out.Delay, out.Jitter = f.Words()
 		v.Faults[name] = out
 	}
 	v.Latency.Matrix = st.Latency

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -46,6 +47,21 @@ type PairDelay struct {
 	To     string        `json:"to"`
 	Delay  time.Duration `json:"delay"`
 	Jitter time.Duration `json:"jitter,omitempty"`
+}
+
+// Words are f's rate, delay and jitter as people read them
+// ("1000000bit", "100ms"), each "" where f has none.
+func (f Faults) Words() (rate, delay, jitter string) {
+	if f.Rate > 0 {
+		rate = fmt.Sprintf("%dbit", f.Rate)
+	}
+	if f.Delay > 0 {
+		delay = f.Delay.String()
+	}
+	if f.Jitter > 0 {
+		jitter = f.Jitter.String()
+	}
+	return rate, delay, jitter
 }
 
 // Loss is the share of packets f loses, as a fraction (0.3 is 30%).

@@ -51,23 +51,22 @@ type Node struct {
 // its node receives), as runnet.Network.Shape does.
 type Shaper func(port string, sh netsetup.Shaping) error
 
-// faults are a node's link faults (`nsrun net flaky`), as show reports
-// them.
+// faults are a node's link faults (`nsrun net flaky`), as asked and as
+// show reports them; the rate qdisc and the link engine's share are
+// derived from them (shaping, engine).
 type faults struct {
-	Loss   float64 `json:"loss_percent,omitempty"` // exact to 0.0001 (LossPPM)
-	Rate   string  `json:"rate,omitempty"`
-	Delay  string  `json:"delay,omitempty"`
-	Jitter string  `json:"jitter,omitempty"`
-	// Percentages of frames reordered, duplicated, corrupted.
-	Reorder   float64 `json:"reorder_percent,omitempty"`
-	Duplicate float64 `json:"duplicate_percent,omitempty"`
-	Corrupt   float64 `json:"corrupt_percent,omitempty"`
-	// LossPPM is the loss in parts per million, what the rules use.
-	LossPPM uint32 `json:"loss_ppm,omitempty"`
-	// shaping is what the node's port is shaped with (its rate).
-	shaping netsetup.Shaping
-	// engine is what the link engine does to what the node receives.
-	engine linkengine.Faults
+	control.Faults
+}
+
+// shaping is what the node's port is shaped with (its rate).
+func (f faults) shaping() netsetup.Shaping { return netsetup.Shaping{Rate: f.Rate} }
+
+// engine is what the link engine does to what the node receives.
+func (f faults) engine() linkengine.Faults {
+	return linkengine.Faults{
+		Delay: f.Delay, Jitter: f.Jitter,
+		Reorder: f.ReorderPercent / 100, Duplicate: f.DuplicatePercent / 100, Corrupt: f.CorruptPercent / 100,
+	}
 }
 
 // Controller is what `nsrun net` has set in one run. Its methods may be
@@ -155,10 +154,7 @@ func (ctl *Controller) state(nodes []Node, withPairs bool) control.NetState {
 		out.Spliced, out.Stats = ctl.engine.Spliced(), ctl.engine.Stats()
 	}
 	for name, f := range ctl.faults {
-		out.Faults[name] = control.Faults{
-			LossPPM: f.LossPPM, Rate: f.shaping.Rate, Delay: f.engine.Delay, Jitter: f.engine.Jitter,
-			ReorderPercent: f.Reorder, DuplicatePercent: f.Duplicate, CorruptPercent: f.Corrupt,
-		}
+		out.Faults[name] = f.Faults
 	}
 	for _, n := range nodes {
 		var a control.NodeAddrs
@@ -359,11 +355,12 @@ func or(s string) string {
 
 // String says a node's faults in words.
 func (f faults) String(node string) string {
-	out := fmt.Sprintf("%s: loss %s, rate %s, delay %s, jitter %s", node, control.PercentPPM(f.LossPPM), or(f.Rate), or(f.Delay), or(f.Jitter))
+	rate, delay, jitter := f.Words()
+	out := fmt.Sprintf("%s: loss %s, rate %s, delay %s, jitter %s", node, control.PercentPPM(f.LossPPM), or(rate), or(delay), or(jitter))
 	for _, p := range []struct {
 		what string
 		v    float64
-	}{{"reorder", f.Reorder}, {"duplicate", f.Duplicate}, {"corrupt", f.Corrupt}} {
+	}{{"reorder", f.ReorderPercent}, {"duplicate", f.DuplicatePercent}, {"corrupt", f.CorruptPercent}} {
 		if p.v > 0 {
 			out += fmt.Sprintf(", %s %g%%", p.what, p.v)
 		}
@@ -380,31 +377,21 @@ func (f faults) merged(fl control.Flaky) faults {
 	ff := fl.Faults
 	if fl.Set&control.FaultLoss != 0 {
 		f.LossPPM = ff.LossPPM
-		f.Loss = float64(ff.LossPPM) / control.LossScale * 100
 	}
 	if fl.Set&control.FaultRate != 0 {
-		f.Rate, f.shaping.Rate = "", ff.Rate
-		if ff.Rate > 0 {
-			f.Rate = fmt.Sprintf("%dbit", ff.Rate)
-		}
+		f.Rate = ff.Rate
 	}
 	if fl.Set&control.FaultDelay != 0 {
-		f.Delay, f.Jitter, f.engine.Delay, f.engine.Jitter = "", "", ff.Delay, ff.Jitter
-		if ff.Delay > 0 {
-			f.Delay = ff.Delay.String()
-		}
-		if ff.Jitter > 0 {
-			f.Jitter = ff.Jitter.String()
-		}
+		f.Delay, f.Jitter = ff.Delay, ff.Jitter
 	}
 	if fl.Set&control.FaultReorder != 0 {
-		f.Reorder, f.engine.Reorder = ff.ReorderPercent, ff.ReorderPercent/100
+		f.ReorderPercent = ff.ReorderPercent
 	}
 	if fl.Set&control.FaultDuplicate != 0 {
-		f.Duplicate, f.engine.Duplicate = ff.DuplicatePercent, ff.DuplicatePercent/100
+		f.DuplicatePercent = ff.DuplicatePercent
 	}
 	if fl.Set&control.FaultCorrupt != 0 {
-		f.Corrupt, f.engine.Corrupt = ff.CorruptPercent, ff.CorruptPercent/100
+		f.CorruptPercent = ff.CorruptPercent
 	}
 	return f
 }
@@ -414,8 +401,8 @@ func (f faults) merged(fl control.Flaky) faults {
 func engineConfig(fs map[string]faults, m latency.Matrix, nodes []Node) linkengine.Config {
 	cfg := linkengine.Config{Receive: map[string]linkengine.Faults{}, Pairs: map[linkengine.Pair]linkengine.Faults{}}
 	for name, f := range fs {
-		if !f.engine.IsZero() {
-			cfg.Receive[name] = f.engine
+		if e := f.engine(); !e.IsZero() {
+			cfg.Receive[name] = e
 		}
 	}
 	for p, v := range m.Resolve(names(nodes)) {
@@ -491,7 +478,7 @@ func (ctl *Controller) setEngine(fs map[string]faults, nodes []Node) error {
 	need := cfg.Needs()
 	var moved []Node
 	for _, n := range nodes {
-		if was[n.Name] != need[n.Name] && ctl.faults[n.Name].shaping != (netsetup.Shaping{}) {
+		if was[n.Name] != need[n.Name] && ctl.faults[n.Name].shaping() != (netsetup.Shaping{}) {
 			moved = append(moved, n)
 			if err := ctl.shape(n.VethPort, netsetup.Shaping{}); err != nil {
 				return fmt.Errorf("bridge port of %w", err)
@@ -509,7 +496,7 @@ func (ctl *Controller) setEngine(fs map[string]faults, nodes []Node) error {
 	}
 	err := ctl.engine.Set(cfg, en)
 	for _, n := range moved {
-		if sh := fs[n.Name].shaping; sh != (netsetup.Shaping{}) {
+		if sh := fs[n.Name].shaping(); sh != (netsetup.Shaping{}) {
 			err = errors.Join(err, ctl.shape(n.VethPort, sh))
 		}
 	}
@@ -528,7 +515,7 @@ func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	}
 	prev := ctl.faults[n.Name]
 	f := prev.merged(fl)
-	if f.engine.Reorder > 0 && f.engine.Delay == 0 {
+	if f.ReorderPercent > 0 && f.Delay == 0 {
 		return "", control.Errorf(control.ErrBadValue, "flaky: --reorder needs a delay (reordered frames are those sent without it); add --delay")
 	}
 	next := map[string]faults{}
@@ -540,22 +527,22 @@ func (ctl *Controller) flaky(fl control.Flaky, nodes []Node) (string, error) {
 	} else {
 		next[n.Name] = f
 	}
-	if f.engine != prev.engine {
+	if f.engine() != prev.engine() {
 		if err := ctl.setEngine(next, nodes); err != nil {
 			return "", fmt.Errorf("flaky: %w", err)
 		}
 	}
-	if f.shaping != prev.shaping {
-		if err := ctl.shape(n.VethPort, f.shaping); err != nil {
+	if f.shaping() != prev.shaping() {
+		if err := ctl.shape(n.VethPort, f.shaping()); err != nil {
 			return "", fmt.Errorf("flaky: bridge port of %w", err)
 		}
 	}
 	if f.LossPPM != prev.LossPPM {
 		if _, err := ctl.apply(ctl.part, next, nodes); err != nil {
-			if f.shaping != prev.shaping {
-				_ = ctl.shape(n.VethPort, prev.shaping) // as it was, as far as it goes
+			if f.shaping() != prev.shaping() {
+				_ = ctl.shape(n.VethPort, prev.shaping()) // as it was, as far as it goes
 			}
-			if f.engine != prev.engine {
+			if f.engine() != prev.engine() {
 				_ = ctl.setEngine(ctl.faults, nodes)
 			}
 			return "", err

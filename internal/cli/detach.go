@@ -42,7 +42,7 @@ func upDetached(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, fmt.Errorf("up -d: %w", err))
 	}
 	cmd := exec.Command(exe, append([]string{"up"}, child...)...)
-	cmd.Env = append(withoutEnv(os.Environ(), start.EnvDetachFD), start.EnvDetachFD+"=3")
+	cmd.Env = start.DetachedEnv(os.Environ())
 	cmd.ExtraFiles = []*os.File{idW}
 	cmd.Stderr = errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -126,15 +126,4 @@ func stripDetach(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// withoutEnv returns env without the variable name.
-func withoutEnv(env []string, name string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, name+"=") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }

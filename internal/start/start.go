@@ -259,6 +259,13 @@ func IsTerminal(fd int) bool {
 // (supervise.Handles.Detached). It is no part of the nodes' environment.
 const EnvDetachFD = "NSRUN_DETACH_FD"
 
+// DetachedEnv is the environment of the `nsrun up` that `nsrun up -d`
+// starts: env with EnvDetachFD naming fd 3, the first of the command's
+// ExtraFiles, where the caller passes the pipe it waits on.
+func DetachedEnv(env []string) []string {
+	return append(withoutEnv(env, EnvDetachFD), EnvDetachFD+"=3")
+}
+
 // detachedPipe is the pipe to the nsrun that waits for this detached
 // run (EnvDetachFD), or nil.
 func detachedPipe() *os.File {

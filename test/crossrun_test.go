@@ -9,6 +9,50 @@ import (
 	"time"
 )
 
+// evilYAML is a run of one default node, evil, the attacker.
+const evilYAML = `
+nodes:
+  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+`
+
+// victimYAML is the run that evil attacks: n1 and n2.
+const victimYAML = `
+nodes:
+  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
+  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000"}
+`
+
+// runElsewhere starts `nsrun up -d` of yaml as u, in a project folder of
+// its own and under the runtime folder rt (XDG_RUNTIME_DIR), and returns
+// the run's id and nsrun, which runs nsrun as u in that folder under rt.
+// t's cleanup takes the run down, after the cleanups the test registers
+// later (which put back what an attack moved). what names the run in
+// failures.
+func runElsewhere(t *testing.T, u testUser, rt, yaml, what string) (string, func(args ...string) result) {
+	t.Helper()
+	dir := project(t, map[string]string{"nsrun.yaml": yaml})
+	nsrun := func(args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := u.nsrun(ctx, args...)
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+rt)
+		return run(t, cmd)
+	}
+	up := nsrun("up", "-d")
+	if up.Code != 0 {
+		t.Fatalf("nsrun up -d of %s: exit %d %s %s", what, up.Code, up.Stdout, up.Stderr)
+	}
+	id := strings.TrimSpace(up.Stdout)
+	t.Cleanup(func() {
+		if r := nsrun("down", "--run", id); r.Code != 0 {
+			t.Errorf("nsrun down of %s: exit %d %s", what, r.Code, r.Stderr)
+		}
+	})
+	return id, nsrun
+}
+
 // TestNodeCannotControlAnotherRun attacks a run of the user's from a
 // default node of another of their runs. A node hides only the folders
 // of runs that exist when it starts, and it runs as the user, so it can
@@ -23,38 +67,12 @@ func TestNodeCannotControlAnotherRun(t *testing.T) {
 	userNamespaces(t, u)
 	// The attacker: a default node of a run in the default runtime
 	// folder.
-	a := startRun(t, u, `
-nodes:
-  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
-`, "evil  | listening")
+	a := startRun(t, u, evilYAML, "evil  | listening")
 
 	// The victim: a run of the same user in another runtime folder,
 	// started after the attacker's node, with n1 cut off.
 	xdg := userDir(t, u, "xdg")
-	dir := project(t, map[string]string{"nsrun.yaml": `
-nodes:
-  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
-  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000"}
-`})
-	victim := func(args ...string) result {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := u.nsrun(ctx, args...)
-		cmd.Dir = dir
-		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
-		return run(t, cmd)
-	}
-	up := victim("up", "-d")
-	if up.Code != 0 {
-		t.Fatalf("nsrun up -d of the victim run: exit %d %s %s", up.Code, up.Stdout, up.Stderr)
-	}
-	id := strings.TrimSpace(up.Stdout)
-	t.Cleanup(func() {
-		if r := victim("down", "--run", id); r.Code != 0 {
-			t.Errorf("nsrun down of the victim run: exit %d %s", r.Code, r.Stderr)
-		}
-	})
+	id, victim := runElsewhere(t, u, xdg, victimYAML, "the victim run")
 	ctl := filepath.Join(xdg, "nsrun-runs", "runs", id, "ctl")
 	if _, err := os.Stat(ctl); err != nil {
 		t.Fatalf("the victim run's control socket: %v", err)
@@ -112,32 +130,12 @@ func TestNodeCannotMoveRunFolders(t *testing.T) {
 	if err := os.Chown(rt, u.UID, u.GID); err != nil {
 		t.Fatal(err)
 	}
-	dir := project(t, map[string]string{"nsrun.yaml": `
-nodes:
-  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
-`})
-	nsrun := func(args ...string) result {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := u.nsrun(ctx, args...)
-		cmd.Dir = dir
-		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+rt)
-		return run(t, cmd)
-	}
-	up := nsrun("up", "-d")
-	if up.Code != 0 {
-		t.Fatalf("nsrun up -d: exit %d %s %s", up.Code, up.Stdout, up.Stderr)
-	}
-	id := strings.TrimSpace(up.Stdout)
+	id, nsrun := runElsewhere(t, u, rt, evilYAML, "the run")
 	moved := filepath.Join(home, "moved")
 	t.Cleanup(func() {
 		// Put back what an attack that worked moved, so the run can end.
 		if _, err := os.Stat(rt); os.IsNotExist(err) {
 			os.Rename(moved, rt)
-		}
-		if r := nsrun("down", "--run", id); r.Code != 0 {
-			t.Errorf("nsrun down: exit %d %s", r.Code, r.Stderr)
 		}
 	})
 	runDir := filepath.Join(rt, "nsrun-runs", "runs", id)
@@ -189,38 +187,14 @@ while True:
 func TestNodeCannotImpersonateARun(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
-	a := startRun(t, u, `
-nodes:
-  evil: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
-`, "evil  | listening")
+	a := startRun(t, u, evilYAML, "evil  | listening")
 	xdg := userDir(t, u, "xdg")
-	dir := project(t, map[string]string{"nsrun.yaml": `
-nodes:
-  n1: {ip: 172.18.0.1, command: "probe listen 0.0.0.0:9000"}
-  n2: {ip: 172.18.0.2, command: "probe listen 0.0.0.0:9000"}
-`})
-	victim := func(args ...string) result {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := u.nsrun(ctx, args...)
-		cmd.Dir = dir
-		cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
-		return run(t, cmd)
-	}
-	up := victim("up", "-d")
-	if up.Code != 0 {
-		t.Fatalf("nsrun up -d of the victim run: exit %d %s %s", up.Code, up.Stdout, up.Stderr)
-	}
-	id := strings.TrimSpace(up.Stdout)
+	id, victim := runElsewhere(t, u, xdg, victimYAML, "the victim run")
 	runDir := filepath.Join(xdg, "nsrun-runs", "runs", id)
 	t.Cleanup(func() {
 		if _, err := os.Stat(runDir + ".real"); err == nil {
 			os.RemoveAll(runDir)
 			os.Rename(runDir+".real", runDir)
-		}
-		if r := victim("down", "--run", id); r.Code != 0 {
-			t.Errorf("nsrun down of the victim run: exit %d %s", r.Code, r.Stderr)
 		}
 	})
 	if err := os.WriteFile(filepath.Join(xdg, "fake.py"), []byte(fakeSupervisor), 0o644); err != nil {

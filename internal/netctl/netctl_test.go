@@ -23,13 +23,13 @@ import (
 	"github.com/nsrun/nsrun/internal/topology"
 )
 
-// TestDoAgainstKernel applies net verbs to a run's network built against
-// the kernel (package runnet): isolate cuts a node from the others both
-// ways and leaves the rest connected, drop cuts one way, fullmesh heals,
-// show reports the state (also as JSON), flaky shapes a node's port and
-// clears it, and a verb over an unknown node changes nothing.
-func TestDoAgainstKernel(t *testing.T) {
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n"))
+// kernelRun builds the network of a run of the file yaml against the
+// kernel (package runnet, in a fresh bridge namespace; t's cleanup
+// closes it) and waits until every node is wired. It returns the plan,
+// the network, the nodes' namespaces and the nodes as the verbs see them.
+func kernelRun(t *testing.T, yaml string) (*plan.Plan, *runnet.Network, []*os.File, []Node) {
+	t.Helper()
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,10 +53,20 @@ func TestDoAgainstKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	var nodes []Node
-	for _, nd := range p.Nodes {
+	for i, nd := range p.Nodes {
 		nodeEnd, engineEnd := plan.EngineEnds(nd.Name)
-		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort(), EngineEnds: netsetup.Splice{NodeEnd: nodeEnd, EngineEnd: engineEnd}, NS: nodeNS[len(nodes)]})
+		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort(), EngineEnds: netsetup.Splice{NodeEnd: nodeEnd, EngineEnd: engineEnd}, NS: nodeNS[i]})
 	}
+	return p, n, nodeNS, nodes
+}
+
+// TestDoAgainstKernel applies net verbs to a run's network built against
+// the kernel (package runnet): isolate cuts a node from the others both
+// ways and leaves the rest connected, drop cuts one way, fullmesh heals,
+// show reports the state (also as JSON), flaky shapes a node's port and
+// clears it, and a verb over an unknown node changes nothing.
+func TestDoAgainstKernel(t *testing.T) {
+	p, n, nodeNS, nodes := kernelRun(t, "nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n")
 	// A listener in every node; reach says whether from dials to's.
 	listeners := map[string]net.Listener{}
 	for i, nd := range p.Nodes {
@@ -331,33 +341,7 @@ func TestDescribeAtScale(t *testing.T) {
 // had no room for are counted apart (UDP RcvbufErrors of the node's
 // namespace), so that only the rule's drops count.
 func TestLossIsExact(t *testing.T) {
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{Top: top})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeNS := make([]*os.File, len(p.Nodes))
-	var n *runnet.Network
-	if err := testns.InNewNet(func() error {
-		n, err = runnet.Build(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { nodeNS[i] = ns })
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WaitAllWired(); err != nil {
-		t.Fatal(err)
-	}
-	var nodes []Node
-	for i, nd := range p.Nodes {
-		nodes = append(nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Ports: []string{nd.VethPort()}, VethPort: nd.VethPort(), NS: nodeNS[i]})
-	}
+	p, n, nodeNS, nodes := kernelRun(t, "nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n")
 	ctl := New(n.BridgeNS(), "", func(string, netsetup.Shaping) error { return nil }, nil)
 	// rcvbufErrors reads UDP RcvbufErrors of the namespace of a.
 	rcvbufErrors := func() int {

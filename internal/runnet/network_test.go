@@ -33,6 +33,37 @@ func buildFresh(p *plan.Plan, onWired func(i int, ns *os.File)) (n *Network, err
 	return n, err
 }
 
+// buildWired builds p's network with buildFresh (t's cleanup closes it,
+// also after an error: Build returns what it made), waits until every
+// node is wired and returns the network and the nodes' namespaces.
+func buildWired(t *testing.T, p *plan.Plan) (*Network, []*os.File) {
+	t.Helper()
+	nodeNS := make([]*os.File, len(p.Nodes))
+	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
+	t.Cleanup(n.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitAllWired(); err != nil {
+		t.Fatal(err)
+	}
+	return n, nodeNS
+}
+
+// planOf is the plan of the file yaml, without uplink.
+func planOf(t *testing.T, yaml string) *plan.Plan {
+	t.Helper()
+	top, err := topology.Parse("t.yaml", t.TempDir(), []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(plan.Input{Top: top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestBuildAppliesPlan applies the network part of a plan against
 // the kernel: bridges, veth links with their addresses and routes, a tap
 // link, forwarding between subnets; then a TCP connection crosses from a
@@ -52,23 +83,8 @@ nodes:
 		tapOK = true
 		yaml += "  vm: {ip: 172.18.0.9, tap: {link0: back}}\n"
 	}
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{Top: top})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeNS := make([]*os.File, len(p.Nodes))
-	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
-	t.Cleanup(n.Close) // also after an error: Build returns what it made
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WaitAllWired(); err != nil {
-		t.Fatal(err)
-	}
+	p := planOf(t, yaml)
+	n, nodeNS := buildWired(t, p)
 
 	// The bridge namespace: a bridge per subnet with its router address,
 	// and each link's port on its bridge.
@@ -190,14 +206,7 @@ func hasAddr(t *testing.T, h *netlink.Handle, name string, want netip.Prefix) {
 // refuses) fails that node's wiring, naming the node, and the other node
 // is still wired.
 func TestBuildWiringFailure(t *testing.T) {
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{Top: top})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := planOf(t, "nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n")
 	p.Nodes[1].Links[0].Port = p.Nodes[0].Links[0].Port
 	n, err := buildFresh(p, func(int, *os.File) {})
 	t.Cleanup(n.Close) // also after an error: Build returns what it made

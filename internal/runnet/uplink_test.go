@@ -42,15 +42,7 @@ func testBuildUplink(t *testing.T, v6 bool) {
 	pool := netip.MustParsePrefix("172.18.192.0/30")
 	gwAddr, brAddr := netip.MustParseAddr("172.18.192.1"), netip.MustParseAddr("172.18.192.2")
 	p := uplinkPlan(t, gw, "nodes:\n  a: {ip: 172.18.0.2}\n", pool, v6)
-	nodeNS := make([]*os.File, len(p.Nodes))
-	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
-	t.Cleanup(n.Close) // also after an error: Build returns what it made
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WaitAllWired(); err != nil {
-		t.Fatal(err)
-	}
+	n, nodeNS := buildWired(t, p)
 
 	// The lease: the pool's only /30, recorded for the run.
 	block, ok := n.UplinkBlock()
@@ -103,42 +95,10 @@ func testBuildUplink(t *testing.T, v6 bool) {
 
 	// DNS asked of the bridge goes to the host's resolver, and its answer
 	// comes back.
-	var dns net.PacketConn
-	if err := nsfd.Do(gw, func() error {
-		var err error
-		dns, err = net.ListenPacket("udp", p.Uplink.HostDNS.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer dns.Close()
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			k, from, err := dns.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = dns.WriteTo([]byte("answer to "+string(buf[:k])+" from "+from.(*net.UDPAddr).IP.String()), from)
-		}
-	}()
-	var answer string
+	fakeResolver(t, gw, p.Uplink.HostDNS, func(q string, from net.IP) string { return "answer to " + q + " from " + from.String() })
 	router := netip.AddrPortFrom(p.Bridges[0].Router, 53)
-	if err := nsfd.Do(nodeNS[0], func() error {
-		c, err := net.Dial("udp", router.String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("query")); err != nil {
-			return err
-		}
-		buf := make([]byte, 512)
-		k, err := c.Read(buf)
-		answer = string(buf[:k])
-		return err
-	}); err != nil {
+	answer, err := askDNS(nodeNS[0], router, "query")
+	if err != nil {
 		t.Fatalf("a asks %s for DNS: %v", router, err)
 	}
 	if want := "answer to query from " + brAddr.String(); answer != want {
@@ -214,24 +174,30 @@ func TestBuildUplinkDNSRelay(t *testing.T) {
 	if len(p.Uplink.DNSRelays) != 1 || p.Uplink.DNSRelays[0].String() != "[fd00:6::fe]:53" {
 		t.Fatalf("plan's DNS relays: %v, want [fd00:6::fe]:53 (the IPv6-only subnet's router) only", p.Uplink.DNSRelays)
 	}
-	nodeNS := make([]*os.File, len(p.Nodes))
-	n, err := buildFresh(p, func(i int, ns *os.File) { nodeNS[i] = ns })
-	t.Cleanup(n.Close)
+	_, nodeNS := buildWired(t, p)
+	fakeResolver(t, gw, p.Uplink.HostDNS, func(q string, _ net.IP) string { return "answer to " + q })
+	answer, err := askDNS(nodeNS[1], netip.MustParseAddrPort("[fd00:6::fe]:53"), "query6")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("b asks [fd00:6::fe]:53: %v", err)
 	}
-	if err := n.WaitAllWired(); err != nil {
-		t.Fatal(err)
+	if answer != "answer to query6" {
+		t.Errorf("DNS relayed from the IPv6-only bridge: %q", answer)
 	}
+}
+
+// fakeResolver is the host's resolver, at addr in the namespace gw until
+// t ends: it answers each datagram with answer(its text, its sender).
+func fakeResolver(t *testing.T, gw *os.File, addr netip.AddrPort, answer func(q string, from net.IP) string) {
+	t.Helper()
 	var dns net.PacketConn
 	if err := nsfd.Do(gw, func() error {
 		var err error
-		dns, err = net.ListenPacket("udp", p.Uplink.HostDNS.String())
+		dns, err = net.ListenPacket("udp", addr.String())
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer dns.Close()
+	t.Cleanup(func() { dns.Close() })
 	go func() {
 		buf := make([]byte, 512)
 		for {
@@ -239,30 +205,31 @@ func TestBuildUplinkDNSRelay(t *testing.T) {
 			if err != nil {
 				return
 			}
-			_, _ = dns.WriteTo([]byte("answer to "+string(buf[:k])), from)
+			_, _ = dns.WriteTo([]byte(answer(string(buf[:k]), from.(*net.UDPAddr).IP)), from)
 		}
 	}()
+}
+
+// askDNS sends query from the namespace ns to server over UDP and
+// returns the answer (within 5 seconds).
+func askDNS(ns *os.File, server netip.AddrPort, query string) (string, error) {
 	var answer string
-	if err := nsfd.Do(nodeNS[1], func() error {
-		c, err := net.Dial("udp", "[fd00:6::fe]:53")
+	err := nsfd.Do(ns, func() error {
+		c, err := net.Dial("udp", server.String())
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("query6")); err != nil {
+		if _, err := c.Write([]byte(query)); err != nil {
 			return err
 		}
 		buf := make([]byte, 512)
 		k, err := c.Read(buf)
 		answer = string(buf[:k])
 		return err
-	}); err != nil {
-		t.Fatalf("b asks [fd00:6::fe]:53: %v", err)
-	}
-	if answer != "answer to query6" {
-		t.Errorf("DNS relayed from the IPv6-only bridge: %q", answer)
-	}
+	})
+	return answer, err
 }
 
 // uplinkPlan builds the plan of the file text with an uplink through the

@@ -15,17 +15,25 @@ import (
 	"github.com/nsrun/nsrun/internal/partition"
 )
 
-// TestRoundTrip sends a request with stdio-like files attached and checks
-// that the server gets them, answers, and receives a later signal.
-func TestRoundTrip(t *testing.T) {
+// serve listens on a control socket in a folder of t's and serves handle
+// there until t ends; it returns the socket's path.
+func serve(t *testing.T, handle func(*Peer)) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), SocketName)
 	srv, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	go srv.Serve(handle)
+	return path
+}
+
+// TestRoundTrip sends a request with stdio-like files attached and checks
+// that the server gets them, answers, and receives a later signal.
+func TestRoundTrip(t *testing.T) {
 	got := make(chan Request, 2)
-	go srv.Serve(func(p *Peer) {
+	path := serve(t, func(p *Peer) {
 		got <- p.Req
 		if len(p.Files) != 1 {
 			p.Reply(Response{Error: "want one file"})
@@ -86,14 +94,8 @@ func TestDialNoRun(t *testing.T) {
 // TestNextRefusesBadRequest: a further request that fails its check is
 // ErrBadRequest, and the one after it is still read.
 func TestNextRefusesBadRequest(t *testing.T) {
-	path := filepath.Join(t.TempDir(), SocketName)
-	srv, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	errs := make(chan error, 3)
-	go srv.Serve(func(p *Peer) {
+	path := serve(t, func(p *Peer) {
 		p.Reply(Response{Started: true})
 		for range 2 {
 			next, err := p.Next()
@@ -132,13 +134,7 @@ func TestNextRefusesBadRequest(t *testing.T) {
 // TestServeRefusesBadRequest: a first request that fails its check gets
 // an error answer, and the handler never sees it.
 func TestServeRefusesBadRequest(t *testing.T) {
-	path := filepath.Join(t.TempDir(), SocketName)
-	srv, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	go srv.Serve(func(p *Peer) { p.Reply(Response{Done: true, Output: "handled"}) })
+	path := serve(t, func(p *Peer) { p.Reply(Response{Done: true, Output: "handled"}) })
 	c, err := Dial(path, Request{Verb: SocketVerb, Node: &NodeCall{Action: "stop", Node: "db"}})
 	if err != nil {
 		t.Fatal(err)
@@ -179,13 +175,7 @@ func TestVersionMismatch(t *testing.T) {
 	}
 
 	// Over the socket: a client of version 3 sends its request raw.
-	path := filepath.Join(t.TempDir(), SocketName)
-	srv, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	go srv.Serve(func(p *Peer) { p.Reply(Response{Done: true, Output: "handled"}) })
+	path := serve(t, func(p *Peer) { p.Reply(Response{Done: true, Output: "handled"}) })
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -217,12 +207,6 @@ func TestVersionMismatch(t *testing.T) {
 // TestTypedErrors: the run's errors keep their kind across the socket,
 // and Go callers find it with errors.Is; the kinds do not mix.
 func TestTypedErrors(t *testing.T) {
-	path := filepath.Join(t.TempDir(), SocketName)
-	srv, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	_, partErr := partition.Isolate{Nodes: []string{"zz"}}.State([]string{"a", "b"})
 	fails := map[string]error{
 		"a": Errorf(ErrUnknownNode, "no node %q", "zz"),
@@ -231,7 +215,7 @@ func TestTypedErrors(t *testing.T) {
 		"d": errors.New("netlink: operation not permitted"),
 		"e": Errorf(ErrRefused, "node a has no control of its run"),
 	}
-	go srv.Serve(func(p *Peer) { p.Fail(fails[p.Req.Node.Node]) })
+	path := serve(t, func(p *Peer) { p.Fail(fails[p.Req.Node.Node]) })
 	for node, want := range map[string]Kind{"a": ErrUnknownNode, "b": ErrBadValue, "c": ErrUnknownNode, "d": "", "e": ErrRefused} {
 		c, err := Dial(path, Request{Verb: NodeVerb, Node: &NodeCall{Action: "stop", Node: node}})
 		if err != nil {
@@ -257,14 +241,8 @@ func TestTypedErrors(t *testing.T) {
 // TestEventsSubscription: a subscription reads the run's events in order
 // and ends at the run's last answer; a run gone mid-stream is ErrRunGone.
 func TestEventsSubscription(t *testing.T) {
-	path := filepath.Join(t.TempDir(), SocketName)
-	srv, err := Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	code := 3
-	go srv.Serve(func(p *Peer) {
+	path := serve(t, func(p *Peer) {
 		if p.Req.Events == nil || !p.Req.Events.Follow || p.Req.Events.After != 1 {
 			p.Fail(Errorf(ErrBadValue, "want a following subscription after 1, got %+v", p.Req.Events))
 			return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +16,37 @@ import (
 	"github.com/nsrun/nsrun/internal/nsfd"
 )
 
-// TestRoutesAndLinks: what the helper asks of a namespace (links, their
-// addresses, routes, default gateways) reads back what was made, and
-// DefaultRoute replaces the default route rather than failing on it.
-func TestRoutesAndLinks(t *testing.T) {
+// nsWithVeth makes a network namespace and a peer namespace, both
+// closed when t ends, and a veth pair between them: a in the first, b in
+// the peer. It returns the first namespace and a handle on it.
+func nsWithVeth(t *testing.T, a, b string) (*os.File, *netlink.Handle) {
+	t.Helper()
 	ns, err := nsfd.NewNet()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Close()
+	t.Cleanup(func() { ns.Close() })
 	peer, err := nsfd.NewNet()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer peer.Close()
+	t.Cleanup(func() { peer.Close() })
 	h, err := Handle(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	if err := AddVethPair(h, "q0", "q1", peer); err != nil {
+	t.Cleanup(h.Close)
+	if err := AddVethPair(h, a, b, peer); err != nil {
 		t.Fatal(err)
 	}
+	return ns, h
+}
+
+// TestRoutesAndLinks: what the helper asks of a namespace (links, their
+// addresses, routes, default gateways) reads back what was made, and
+// DefaultRoute replaces the default route rather than failing on it.
+func TestRoutesAndLinks(t *testing.T) {
+	_, h := nsWithVeth(t, "q0", "q1")
 	for _, p := range []string{"10.7.0.1/29", "fd00:7::1/64"} {
 		if err := AddrUp(h, "q0", netip.MustParsePrefix(p)); err != nil {
 			t.Fatal(err)
@@ -134,24 +144,7 @@ func TestRetryDump(t *testing.T) {
 // it read every error as "not there", and the helper's install then
 // deleted and re-created the user's veth.
 func TestHasAddrUnderChurn(t *testing.T) {
-	ns, err := nsfd.NewNet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	peer, err := nsfd.NewNet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	h, err := Handle(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := AddVethPair(h, "c0", "c1", peer); err != nil {
-		t.Fatal(err)
-	}
+	ns, h := nsWithVeth(t, "c0", "c1")
 	want := netip.MustParsePrefix("10.8.0.1/30")
 	if err := AddrUp(h, "c0", want); err != nil {
 		t.Fatal(err)

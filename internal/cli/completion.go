@@ -185,7 +185,10 @@ func completeArgs(cmd string, args []string, cur string) []string {
 		if strings.HasPrefix(cur, "-") {
 			return commandFlags[cmd]
 		}
-		if cmd == "exec" && (slices.Contains(args, "--") || firstWord(args) != "") {
+		if cmd == "exec" && slices.Contains(args, "--") {
+			return nil // the command: the shell's files
+		}
+		if cmd == "exec" && firstWord(args) != "" {
 			return []string{"--"}
 		}
 		return runNodeNames(runID)

@@ -99,18 +99,21 @@ func TestCompleteWords(t *testing.T) {
 		t.Fatal(err)
 	}
 	for line, want := range map[string]string{
-		"n":               "net node",
-		"":                strings.Join(append(append([]string(nil), commandNames...), "--help", "--version"), " "),
-		"node ":           "stop start restart pause resume",
-		"net iso":         "isolate",
-		"net isolate --u": "--uplink",
-		"up ":             "web db",
-		"up -f ":          "",
-		"up --k":          "--keep-logs",
-		"logs --f":        "--follow",
-		"completion ":     "bash zsh fish",
-		"help node p":     "pause",
-		"ps --run ":       "",
+		"n":                "net node",
+		"":                 strings.Join(append(append([]string(nil), commandNames...), "--help", "--version"), " "),
+		"node ":            "stop start restart pause resume",
+		"net iso":          "isolate",
+		"net isolate --u":  "--uplink",
+		"up ":              "web db",
+		"up -f ":           "",
+		"up --k":           "--keep-logs",
+		"logs --f":         "--follow",
+		"completion ":      "bash zsh fish",
+		"help node p":      "pause",
+		"ps --run ":        "",
+		"exec web ":        "--",
+		"exec web -- ":     "",
+		"net exec web -- ": "",
 	} {
 		got := strings.Join(completeWords(strings.Split(line, " ")), " ")
 		if got != want {

@@ -48,7 +48,8 @@ _nsrun() {
 complete -o default -F _nsrun nsrun
 `,
 	"zsh": `#compdef nsrun
-# nsrun completion for zsh: source <(nsrun completion zsh), after compinit
+# nsrun completion for zsh: source <(nsrun completion zsh), after compinit;
+# or save it as _nsrun in a folder of $fpath, before compinit.
 _nsrun() {
 	local -a c
 	c=("${(@f)$(command nsrun completion words -- "${(@)words[2,CURRENT]}" 2>/dev/null)}")
@@ -58,13 +59,24 @@ _nsrun() {
 		_files
 	fi
 }
-compdef _nsrun nsrun
+# Autoloaded from $fpath, this file is the body of _nsrun: complete now.
+if [[ ${funcstack[1]} == _nsrun ]]; then
+	_nsrun "$@"
+else
+	compdef _nsrun nsrun
+fi
 `,
 	"fish": `# nsrun completion for fish: nsrun completion fish | source
 function __nsrun_complete
 	set -l words (commandline -opc)
 	set -l cur (commandline -ct)
-	command nsrun completion words -- $words[2..-1] "$cur" 2>/dev/null
+	set -l c (command nsrun completion words -- $words[2..-1] "$cur" 2>/dev/null)
+	if set -q c[1]
+		printf '%s\n' $c
+	else
+		# Nothing of nsrun's (a flag's value, a command after --): files.
+		__fish_complete_path "$cur"
+	end
 end
 complete -c nsrun -f -a '(__nsrun_complete)'
 `,

@@ -258,6 +258,9 @@ commands, flags, net and node verbs, run ids after --run, and node names
   zsh:   source <(nsrun completion zsh)        (in ~/.zshrc, after compinit)
   fish:  nsrun completion fish | source        (in ~/.config/fish/config.fish)
 
+zsh also loads it from $fpath: nsrun completion zsh > DIR/_nsrun, with DIR
+in $fpath before compinit runs. Where nsrun has nothing to offer (a flag's
+value, the command after exec's --), each shell completes file names.
 The script asks nsrun completion words -- WORD... for the candidates.
 `,
 	"help": `Usage: nsrun help [COMMAND [VERB]]

@@ -277,28 +277,24 @@ func ping(host string, n int) int {
 }
 
 func udpListen(addr string, withPort bool) {
-	c, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("listening")
-	buf := make([]byte, 2048)
-	for {
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			os.Exit(1)
-		}
+	udpServe(addr, func(_ net.PacketConn, b []byte, from net.Addr) {
 		if withPort {
-			fmt.Printf("from %s: %s\n", from, buf[:n])
+			fmt.Printf("from %s: %s\n", from, b)
 		} else {
-			fmt.Printf("from %s: %s\n", from.(*net.UDPAddr).IP, buf[:n])
+			fmt.Printf("from %s: %s\n", from.(*net.UDPAddr).IP, b)
 		}
-	}
+	})
 }
 
 // udpEcho sends every datagram that comes to addr back to its sender.
 func udpEcho(addr string) {
+	udpServe(addr, func(c net.PacketConn, b []byte, from net.Addr) { _, _ = c.WriteTo(b, from) })
+}
+
+// udpServe listens on UDP addr, says "listening" and hands every
+// datagram to handle, one after the other; it exits 1 when it cannot
+// listen or read.
+func udpServe(addr string, handle func(c net.PacketConn, b []byte, from net.Addr)) {
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -311,7 +307,7 @@ func udpEcho(addr string) {
 		if err != nil {
 			os.Exit(1)
 		}
-		_, _ = c.WriteTo(buf[:n], from)
+		handle(c, buf[:n], from)
 	}
 }
 

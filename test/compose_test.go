@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nsrun/nsrun/internal/completiontest"
 )
 
 // composeFile has a node that writes a numbered line every 200 ms ($$:
@@ -236,51 +239,54 @@ nodes:
 	}
 }
 
-// TestCompletionLiveRun: bash completion, by the script nsrun completion
-// bash prints, completes node names of the live run a command means,
-// run ids after --run, verbs and flags.
+// TestCompletionLiveRun: completion in bash, zsh (the script sourced, or
+// autoloaded from $fpath) and fish, each run as a TAB runs it
+// (internal/completiontest), completes node names of the live run a
+// command means, run ids after --run, verbs and flags, the same in each.
 func TestCompletionLiveRun(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	dir := project(t, map[string]string{"nsrun.yaml": composeFile})
 	id := upDetached(t, u, dir)
-	complete := func(in string, words ...string) []string {
-		t.Helper()
-		script := `source <(nsrun completion bash) && COMP_WORDS=(nsrun "$@") && COMP_CWORD=$# && _nsrun && printf '%s\n' "${COMPREPLY[@]}"`
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := u.command(ctx, "bash", append([]string{"-c", script, "bash"}, words...)...)
-		cmd.Dir = in
-		r := run(t, cmd)
-		if r.Code != 0 {
-			t.Fatalf("complete %q: exit %d, %q", words, r.Code, r.Stderr)
-		}
-		return strings.Fields(r.Stdout)
-	}
-	for _, c := range []struct {
+	cases := []struct {
 		in    string
 		words []string
 		want  string
 	}{
 		{dir, []string{"node", "stop", ""}, "worker idle holder"},
 		{dir, []string{"node", "stop", "worker", "i"}, "idle"},
+		{dir, []string{"net", "exec", "w"}, "worker"},
 		{dir, []string{"exec", "h"}, "holder"},
+		{dir, []string{"exec", "holder", ""}, "--"},
 		{binDir, []string{"logs", "--run", id[:3], "w"}, "worker"},
 		{binDir, []string{"ps", "--run", ""}, id},
+		{binDir, []string{"down", "--run", id[:2]}, id},
 		{binDir, []string{"net", "iso"}, "isolate"},
 		{binDir, []string{"net", "isolate", "--up"}, "--uplink"},
 		{binDir, []string{"dow"}, "down"},
 		{binDir, []string{"comp"}, "completion"},
 		{dir, []string{"up", "-d", "ho"}, "holder"},
-	} {
-		if got := strings.Join(complete(c.in, c.words...), " "); got != c.want {
-			t.Errorf("complete nsrun %q: %q; want %q", c.words, got, c.want)
-		}
 	}
-	for shell, want := range map[string]string{"zsh": "compdef _nsrun nsrun", "fish": "complete -c nsrun -f -a '(__nsrun_complete)'"} {
-		if out := nsrunOK(t, u, "completion", shell); !strings.Contains(out, want) || !strings.Contains(out, "nsrun completion words --") {
-			t.Errorf("completion %s:\n%s", shell, out)
-		}
+	for _, shell := range completiontest.Shells {
+		t.Run(shell, func(t *testing.T) {
+			completiontest.Need(t, shell)
+			for _, c := range cases {
+				args, err := completiontest.Command(shell, c.words)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				cmd := u.command(ctx, args[0], args[1:]...)
+				cmd.Dir = c.in
+				r := run(t, cmd)
+				cancel()
+				want := strings.Fields(c.want)
+				slices.Sort(want)
+				if got := completiontest.Candidates(r.Stdout); r.Code != 0 || !slices.Equal(got, want) {
+					t.Errorf("complete nsrun %q in %s: exit %d, %q (stderr %q); want %q", c.words, shell, r.Code, got, r.Stderr, want)
+				}
+			}
+		})
 	}
 }
 

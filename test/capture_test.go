@@ -11,15 +11,16 @@ import (
 	"time"
 )
 
-// tshark counts the frames of file matching a display filter.
-func tshark(t *testing.T, file, filter string) (int, string) {
+// tshark counts the frames of file matching a display filter, read with
+// tshark's options opts; -1 and what tshark said when it fails.
+func tshark(t *testing.T, file, filter string, opts ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command("tshark", "-n", "-r", file, "-Y", filter)
+	cmd := exec.Command("tshark", append(append([]string{"-n", "-r", file}, opts...), "-Y", filter)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return -1, string(out) + stderr.String()
+		return -1, fmt.Sprintf("%v\n%s%s", err, out, stderr.String())
 	}
 	n := 0
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -47,11 +48,7 @@ nodes:
     depends_on: [srv]
     command: sh -c 'probe udp-burst srv:9002 7 && probe dial srv:9000 && echo client-done; exec sleep 300'
 `})
-	capDir := filepath.Join(dir, "cap")
-	if err := os.Mkdir(capDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chown(capDir, u.UID, u.GID)
+	capDir := ownedDir(t, u, filepath.Join(dir, "cap"))
 	rc, _ := startUp(t, u, dir, "cli   | client-done", "--capture", capDir, "--log-level", "info", "--timeout", "1")
 	time.Sleep(300 * time.Millisecond)
 	check := func(when string) {
@@ -112,9 +109,7 @@ nodes:
     command: sh -c 'echo sending; exec iperf3 -c server -p 5201 -t 60'
 `})
 	for round := range 3 {
-		capDir := filepath.Join(dir, fmt.Sprintf("cap%d", round))
-		_ = os.Mkdir(capDir, 0o755)
-		_ = os.Chown(capDir, u.UID, u.GID)
+		capDir := ownedDir(t, u, filepath.Join(dir, fmt.Sprintf("cap%d", round)))
 		rc, _ := startUp(t, u, dir, "client | sending", "--capture", capDir)
 		procs := followRun(t, rc.cmd.Process.Pid)
 		// Killed once both captures are being written at full speed, not
@@ -228,12 +223,24 @@ kill $q; wait $q; exit $rc`)
 	}
 }
 
+// ownedDir makes the folder path and gives it to u: a folder nsrun,
+// run as u, writes into (--capture, --report).
+func ownedDir(t *testing.T, u testUser, path string) string {
+	t.Helper()
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, u.UID, u.GID); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // upCapturing starts `nsrun up --capture capDir` in dir as u (capDir made
 // and given to u), waits for waitFor, and returns the live run.
 func upCapturing(t *testing.T, u testUser, dir, capDir, waitFor string) (*liveRun, *runningCmd) {
 	t.Helper()
-	_ = os.Mkdir(capDir, 0o755)
-	_ = os.Chown(capDir, u.UID, u.GID)
+	ownedDir(t, u, capDir)
 	r := &liveRun{u: u}
 	rc, out := startUp(t, u, dir, waitFor, "--capture", capDir)
 	r.rc, r.out = rc, out

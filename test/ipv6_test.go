@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -310,11 +309,7 @@ nodes:
     depends_on: [srv]
     command: sh -c 'probe udp-burst 6/srv:9002 7 && probe dial 6/srv:9000 && echo client-done; exec sleep 300'
 `})
-	capDir := filepath.Join(dir, "cap")
-	if err := os.Mkdir(capDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chown(capDir, u.UID, u.GID)
+	capDir := ownedDir(t, u, filepath.Join(dir, "cap"))
 	rc, _ := startUp(t, u, dir, "cli   | client-done", "--capture", capDir, "--timeout", "1")
 	defer rc.kill()
 	time.Sleep(300 * time.Millisecond)

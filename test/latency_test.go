@@ -232,20 +232,11 @@ func burstOrder(t *testing.T, file string, port int) []int {
 // whose IPv4 header checksum is wrong.
 func badChecksums(t *testing.T, file, filter string) (int, string) {
 	t.Helper()
-	cmd := exec.Command("tshark", "-n", "-r", file, "-o", "ip.check_checksum:TRUE", "-Y", `ip.checksum.status == "Bad" && (`+filter+")")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s%s", err, out, stderr.String())
+	n, out := tshark(t, file, `ip.checksum.status == "Bad" && (`+filter+")", "-o", "ip.check_checksum:TRUE")
+	if n < 0 {
+		t.Fatalf("tshark: %s", out)
 	}
-	n := 0
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if strings.TrimSpace(l) != "" {
-			n++
-		}
-	}
-	return n, string(out)
+	return n, out
 }
 
 // TestFlakyReorderDuplicateCorrupt: each of flaky's --reorder,
@@ -255,11 +246,7 @@ func TestFlakyReorderDuplicateCorrupt(t *testing.T) {
 	u := unprivileged(t)
 	userNamespaces(t, u)
 	needPrograms(t, "tshark")
-	capDir := filepath.Join(project(t, map[string]string{"README": "captures\n"}), "cap")
-	if err := os.Mkdir(capDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chown(capDir, u.UID, u.GID)
+	capDir := ownedDir(t, u, filepath.Join(project(t, map[string]string{"README": "captures\n"}), "cap"))
 	r := startRun(t, u, `
 nodes:
   srv:

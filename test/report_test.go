@@ -45,13 +45,7 @@ func TestReportAnnotationChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	need(t, err == nil, "chromium is not installed (.ci/run installs it from Debian's packages)")
 	dir := project(t, map[string]string{"nsrun.yaml": reportYAML})
-	rep := filepath.Join(dir, "rep")
-	if err := os.Mkdir(rep, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(rep, u.UID, u.GID); err != nil {
-		t.Fatal(err)
-	}
+	rep := ownedDir(t, u, filepath.Join(dir, "rep"))
 	r := u.up(t, dir, "--timeout", "1", "--report", rep)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "report: "+filepath.Join(rep, "report.html")) {
 		t.Fatalf("up --report: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)

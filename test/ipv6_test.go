@@ -213,10 +213,7 @@ func TestIPv6BadAddresses(t *testing.T) {
 		"overlap.yaml":   "subnets.y.ipv6: IPv6 prefix fd00:ac12::/64 overlaps subnets.x",
 		"ipv6false.yaml": "nodes.a.ip6: the node says ipv6: false",
 	} {
-		r := u.up(t, dir, "-f", file)
-		if r.Code != 125 || !strings.Contains(r.Stderr, want) {
-			t.Errorf("up -f %s: exit %d, stderr %q; want %q", file, r.Code, r.Stderr, want)
-		}
+		u.upRefused(t, dir, want, "-f", file)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

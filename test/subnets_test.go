@@ -33,12 +33,8 @@ func TestUpRefusesSpecialSubnets(t *testing.T) {
 	dir := project(t, files)
 	before := u.runDirs()
 	for file, w := range want {
-		for _, args := range [][]string{{"-f", file}, {"--dry-run", "-f", file}} {
-			r := u.up(t, dir, args...)
-			if r.Code != 125 || !strings.Contains(r.Stderr, w) {
-				t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(args, " "), r.Code, r.Stderr, w)
-			}
-		}
+		u.upRefused(t, dir, w, "-f", file)
+		u.upRefused(t, dir, w, "--dry-run", "-f", file)
 	}
 	if after := u.runDirs(); len(after) != len(before) {
 		t.Errorf("refused files made runs: %v", after)
@@ -77,12 +73,8 @@ func TestUpRefusesHelperHostPool(t *testing.T) {
 	dir := project(t, files)
 	before := u.runDirs()
 	for file, w := range want {
-		for _, args := range [][]string{{"-f", file}, {"--dry-run", "-f", file}} {
-			r := u.up(t, dir, args...)
-			if r.Code != 125 || !strings.Contains(r.Stderr, w) {
-				t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(args, " "), r.Code, r.Stderr, w)
-			}
-		}
+		u.upRefused(t, dir, w, "-f", file)
+		u.upRefused(t, dir, w, "--dry-run", "-f", file)
 		if r := u.up(t, dir, "--isolated", "-f", file); r.Code != 0 {
 			t.Errorf("up --isolated -f %s: exit %d, stderr %q; an isolated run has no host link to collide with", file, r.Code, r.Stderr)
 		}
@@ -114,10 +106,7 @@ func TestUpPrivilegedPort(t *testing.T) {
 		{[]string{"-f", "priv.yaml"}, fmt.Sprintf(`priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start, %d here); publish a port of %d or above, such as "8080:8000", or let users listen on it: sudo sysctl net.ipv4.ip_unprivileged_port_start=80`, start, start)},
 		{[]string{"--dry-run", "-f", "priv.yaml"}, fmt.Sprintf(`priv.yaml:5:26: nodes.a.ports: cannot publish 127.0.0.1:80: port 80 is privileged (only root may listen below net.ipv4.ip_unprivileged_port_start, %d here)`, start)},
 	} {
-		r := u.up(t, dir, c.args...)
-		if r.Code != 125 || !strings.Contains(r.Stderr, c.want) {
-			t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(c.args, " "), r.Code, r.Stderr, c.want)
-		}
+		u.upRefused(t, dir, c.want, c.args...)
 	}
 	if after := u.runDirs(); len(after) != len(before) {
 		t.Errorf("runs left: %v", after)

@@ -61,6 +61,15 @@ func (u testUser) up(t *testing.T, dir string, args ...string) result {
 	return run(t, cmd)
 }
 
+// upRefused runs nsrun up args in dir as u and checks that it is refused
+// (exit 125) with want in its error.
+func (u testUser) upRefused(t *testing.T, dir, want string, args ...string) {
+	t.Helper()
+	if r := u.up(t, dir, args...); r.Code != 125 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("up %s: exit %d, stderr %q; want 125 and %q", strings.Join(args, " "), r.Code, r.Stderr, want)
+	}
+}
+
 const threeNodes = `
 nodes:
   db:
@@ -307,10 +316,7 @@ func TestUpBadFiles(t *testing.T) {
 		"syntax.yaml":  "syntax.yaml:",
 		"missing.yaml": "missing.yaml not found",
 	} {
-		r := u.up(t, dir, "-f", file)
-		if r.Code != 125 || !strings.Contains(r.Stderr, want) {
-			t.Errorf("up -f %s: exit %d, stderr %q; want %q", file, r.Code, r.Stderr, want)
-		}
+		u.upRefused(t, dir, want, "-f", file)
 	}
 	if r := u.up(t, dir, "-f", "dup.yaml", "--exit-code-from", "zz"); r.Code != 125 {
 		t.Errorf("bad --exit-code-from: %d", r.Code)
@@ -500,10 +506,7 @@ nodes:
 	dirsBefore := len(u.runDirs())
 	want := `nsrun.yaml:4:29: nodes.a.tap.b.c: the bridge port of tap b.c of node a gets the interface name "ta.b.c" in the bridge namespace, which is already the bridge port of tap c of node a.b (nodes.a.b.tap.c at line 3); rename one of the nodes or taps`
 	for _, args := range [][]string{{"--dry-run"}, {"--isolated"}} {
-		r := u.up(t, dir, args...)
-		if r.Code != 125 || !strings.Contains(r.Stderr, want) {
-			t.Errorf("up %v: exit %d, stderr %q; want 125 and %q", args, r.Code, r.Stderr, want)
-		}
+		u.upRefused(t, dir, want, args...)
 	}
 	if dirs := u.runDirs(); len(dirs) > dirsBefore {
 		t.Errorf("run folders after a refused file: %v (%d before)", dirs, dirsBefore)

@@ -37,7 +37,7 @@ var (
 // user's home (fish makes its folders there when it starts).
 const fishWrapper = `d=$(mktemp -d) || exit 2
 trap 'rm -rf -- "$d"' EXIT
-XDG_CONFIG_HOME=$d/config XDG_DATA_HOME=$d/data XDG_CACHE_HOME=$d/cache fish -N -c "$0" "$@"`
+XDG_CONFIG_HOME=$d/config XDG_DATA_HOME=$d/data XDG_CACHE_HOME=$d/cache fish -N -c "$0" -- "$@"`
 
 // Program is the shell program that shell (one of Shells) runs.
 func Program(shell string) string {

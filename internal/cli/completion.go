@@ -107,10 +107,10 @@ func cmdCompletion(args []string, stdout, stderr io.Writer) int {
 
 // completeWords returns the candidates for the last of words, the words
 // of a command line after nsrun (the last one being typed, maybe ""):
-// commands, their flags, net and node verbs, run ids after --run, and
-// node names: of the run the line names (or would, without --run: the
-// one of this folder's file, or the user's only run), or for up of its
-// file.
+// commands, their flags (and those of nsrun [flags] -- CMD), net and node
+// verbs, run ids after --run, and node names: of the run the line names
+// (or would, without --run: the one of this folder's file, or the user's
+// only run), or for up of its file.
 func completeWords(words []string) []string {
 	if len(words) == 0 {
 		words = []string{""}
@@ -118,14 +118,24 @@ func completeWords(words []string) []string {
 	cur, before := words[len(words)-1], words[:len(words)-1]
 	var cands []string
 	switch {
+	case len(before) == 0 && strings.HasPrefix(cur, "-"):
+		cands = commandFlags[""]
 	case len(before) == 0:
-		cands = append(commandNames, "--help", "--version")
-	case before[len(before)-1] == "--run":
-		cands = runIDs()
-	case slices.Contains(valueFlagsOf(before[0]), before[len(before)-1]):
-		return nil // a flag's value: the shell's files, or nothing
+		cands = slices.Concat(commandNames, []string{"--help", "--version"})
 	default:
-		cands = completeArgs(before[0], before[1:], cur)
+		// nsrun CMD ARGS..., or nsrun FLAGS... -- CMD (cmd "").
+		cmd, args := before[0], before[1:]
+		if strings.HasPrefix(cmd, "-") {
+			cmd, args = "", before
+		}
+		switch last := before[len(before)-1]; {
+		case last == "--run":
+			cands = runIDs()
+		case slices.Contains(valueFlagsOf(cmd), last):
+			return nil // a flag's value: the shell's files, or nothing
+		default:
+			cands = completeArgs(cmd, args, cur)
+		}
 	}
 	var out []string
 	for _, c := range cands {
@@ -139,6 +149,8 @@ func completeWords(words []string) []string {
 // valueFlagsOf are the flags of cmd that take a value.
 func valueFlagsOf(cmd string) []string {
 	switch cmd {
+	case "":
+		return []string{"--ip", "--ip6", "--hostname", "--log-level"}
 	case "up":
 		return []string{"-f", "--exit-code-from", "--timeout", "--capture", "--report", "--log-level"}
 	case "faults":
@@ -153,7 +165,8 @@ func valueFlagsOf(cmd string) []string {
 	return nil
 }
 
-// completeArgs are the candidates for cur after `nsrun CMD ARGS...`.
+// completeArgs are the candidates for cur after `nsrun CMD ARGS...`, or
+// after `nsrun ARGS...` (flags, --, a command) for cmd "".
 func completeArgs(cmd string, args []string, cur string) []string {
 	runID := flagValue(args, "--run")
 	switch cmd {
@@ -217,6 +230,11 @@ func completeArgs(cmd string, args []string, cur string) []string {
 		return out
 	case "completion":
 		return []string{"bash", "zsh", "fish"}
+	case "":
+		// nsrun FLAGS... -- CMD: more flags, or the command (files).
+		if slices.Contains(args, "--") || !strings.HasPrefix(cur, "-") {
+			return nil
+		}
 	}
 	return commandFlags[cmd]
 }

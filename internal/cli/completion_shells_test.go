@@ -68,6 +68,9 @@ func TestCompletionShells(t *testing.T) {
 		{"", strings.Join(append(append([]string(nil), commandNames...), "--help", "--version"), " ")},
 		{"n", "net node"},
 		{"dow", "down"},
+		{"--is", "--isolated"},
+		{"--root --ip ", files}, // an address
+		{"--root -- ", files},   // the command
 		{"net ", verbsOf("net")},
 		{"node ", verbsOf("node")},
 		{"net iso", "isolate"},

@@ -62,20 +62,23 @@ func TestParseSince(t *testing.T) {
 // defines, and nothing else, for the commands with flag sets here.
 func TestCompletionFlags(t *testing.T) {
 	var uf upFlags
-	var want []string
-	uf.flagSet().VisitAll(func(f *flag.Flag) {
-		if len(f.Name) == 1 {
-			want = append(want, "-"+f.Name)
-		} else {
-			want = append(want, "--"+f.Name)
+	var rf runFlags
+	for cmd, fs := range map[string]*flag.FlagSet{"up": uf.flagSet(), "": rf.flagSet()} {
+		var want []string
+		fs.VisitAll(func(f *flag.Flag) {
+			if len(f.Name) == 1 {
+				want = append(want, "-"+f.Name)
+			} else {
+				want = append(want, "--"+f.Name)
+			}
+		})
+		want = append(want, "--help")
+		got := commandFlags[cmd]
+		slices.Sort(want)
+		got = slices.Sorted(slices.Values(got))
+		if !slices.Equal(got, want) {
+			t.Errorf("%q: completion offers %v; its flag set has %v", cmd, got, want)
 		}
-	})
-	want = append(want, "--help")
-	got := commandFlags["up"]
-	slices.Sort(want)
-	got = slices.Sorted(slices.Values(got))
-	if !slices.Equal(got, want) {
-		t.Errorf("up: completion offers %v; its flag set has %v", got, want)
 	}
 	for cmd := range commandFlags {
 		if _, ok := command(cmd); cmd != "" && !ok {
@@ -114,6 +117,14 @@ func TestCompleteWords(t *testing.T) {
 		"exec web ":        "--",
 		"exec web -- ":     "",
 		"net exec web -- ": "",
+		"--is":             "--isolated",
+		"-":                strings.Join(commandFlags[""], " "),
+		"--root --ip":      "--ip --ip6 --ipv6",
+		"--root --ip ":     "",
+		"--hostname h --r": "--root",
+		"--root ":          "",
+		"--root -- ":       "",
+		"--root -- --r":    "",
 	} {
 		got := strings.Join(completeWords(strings.Split(line, " ")), " ")
 		if got != want {

@@ -203,48 +203,33 @@ func metaInSet(key expr.MetaKey) []expr.Any {
 	}
 }
 
-// ctEstablished matches packets of known connections.
+// ctState matches packets whose connection tracking state has one of
+// bits (op CmpOpNeq), or none of them (op CmpOpEq).
 //
 //	[ ct load state => reg 1 ]
-//	[ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]
+//	[ bitwise reg 1 = ( reg 1 & bits ) ^ 0x00000000 ]
 //	[ cmp neq reg 1 0x00000000 ]
-func ctEstablished() []expr.Any {
+func ctState(op expr.CmpOp, bits uint32) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)},
 	}
+}
+
+// ctEstablished matches packets of known connections (ct state
+// established,related).
+func ctEstablished() []expr.Any {
+	return ctState(expr.CmpOpNeq, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
 }
 
 // ctNotRelated matches packets that connection tracking does not relate
 // to a connection it knows (an ICMP error about nothing it saw).
-//
-//	[ ct load state => reg 1 ]
-//	[ bitwise reg 1 = ( reg 1 & 0x00000004 ) ^ 0x00000000 ]
-//	[ cmp eq reg 1 0x00000000 ]
-func ctNotRelated() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitRELATED), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
-	}
-}
+func ctNotRelated() []expr.Any { return ctState(expr.CmpOpEq, expr.CtStateBitRELATED) }
 
 // ctInvalid matches packets connection tracking could not follow.
-//
-//	[ ct load state => reg 1 ]
-//	[ bitwise reg 1 = ( reg 1 & 0x00000001 ) ^ 0x00000000 ]
-//	[ cmp neq reg 1 0x00000000 ]
-func ctInvalid() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitINVALID), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-	}
-}
+func ctInvalid() []expr.Any { return ctState(expr.CmpOpNeq, expr.CtStateBitINVALID) }
 
 // l4protoNoneOf matches a layer-4 protocol that is none of protos.
 //
@@ -274,18 +259,7 @@ func skuidNoneOf(uids ...uint32) []expr.Any {
 }
 
 // ctNew matches the first packet of a connection.
-//
-//	[ ct load state => reg 1 ]
-//	[ bitwise reg 1 = ( reg 1 & 0x00000008 ) ^ 0x00000000 ]
-//	[ cmp neq reg 1 0x00000000 ]
-func ctNew() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-	}
-}
+func ctNew() []expr.Any { return ctState(expr.CmpOpNeq, expr.CtStateBitNEW) }
 
 // daddr6 matches the IPv6 destination address.
 //

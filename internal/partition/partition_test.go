@@ -72,24 +72,21 @@ func TestJepsenShapes(t *testing.T) {
 	if again := mustParse(t, "halves"); strings.Join(again.Clusters[0], ",") != strings.Join(h.Clusters[0], ",") {
 		t.Error("the same seed gave another cut")
 	}
-	b := mustParse(t, "bridge")
-	bridges := 0
-	for _, n := range five {
-		if reach(b, n) == 4 {
-			bridges++
+	// seeing counts the nodes that reach k others both ways.
+	seeing := func(s State, k int) int {
+		c := 0
+		for _, n := range five {
+			if reach(s, n) == k {
+				c++
+			}
 		}
+		return c
 	}
-	if bridges != 1 {
+	b := mustParse(t, "bridge")
+	if bridges := seeing(b, 4); bridges != 1 {
 		t.Errorf("bridge: %d nodes see everyone, want exactly 1\n%s", bridges, matrix(b, five))
 	}
-	rn := mustParse(t, "random-node")
-	alone := 0
-	for _, n := range five {
-		if reach(rn, n) == 0 {
-			alone++
-		}
-	}
-	if alone != 1 {
+	if alone := seeing(mustParse(t, "random-node"), 0); alone != 1 {
 		t.Errorf("random-node: %d isolated nodes", alone)
 	}
 	mr := mustParse(t, "majorities-ring")

@@ -19,8 +19,7 @@ import (
 	"github.com/nsrun/nsrun/internal/nsfd"
 	"github.com/nsrun/nsrun/internal/plan"
 	"github.com/nsrun/nsrun/internal/runnet"
-	"github.com/nsrun/nsrun/internal/testns"
-	"github.com/nsrun/nsrun/internal/topology"
+	"github.com/nsrun/nsrun/internal/runnet/runnettest"
 )
 
 // testRun is a run's network of nodes a, b, c built against the kernel.
@@ -34,34 +33,11 @@ type testRun struct {
 
 func newTestRun(t *testing.T) *testRun {
 	t.Helper()
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte("nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{Top: top})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &testRun{plan: p, nodeNS: make([]*os.File, len(p.Nodes))}
-	if err := testns.InNewNet(func() error {
-		r.net, err = runnet.Build(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { r.nodeNS[i] = ns })
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.net.Close)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.net.WaitAllWired(); err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range p.Nodes {
+	r := &testRun{}
+	r.plan, r.net, r.nodeNS = runnettest.Build(t, "nodes:\n  a: {ip: 172.18.0.2}\n  b: {ip: 172.18.0.3}\n  c: {ip: 172.18.0.4}\n")
+	for i, nd := range r.plan.Nodes {
 		nodeEnd, engEnd := plan.EngineEnds(nd.Name)
-		r.nodes = append(r.nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Splice: netsetup.Splice{Port: nd.VethPort(), NodeEnd: nodeEnd, EngineEnd: engEnd}})
-	}
-	for i := range r.nodes {
-		r.nodes[i].NS = r.nodeNS[i]
+		r.nodes = append(r.nodes, Node{Name: nd.Name, Addrs: []netip.Addr{nd.Addr, nd.Addr6}, Splice: netsetup.Splice{Port: nd.VethPort(), NodeEnd: nodeEnd, EngineEnd: engEnd}, NS: r.nodeNS[i]})
 	}
 	return r
 }

@@ -19,39 +19,15 @@ import (
 	"github.com/nsrun/nsrun/internal/partition"
 	"github.com/nsrun/nsrun/internal/plan"
 	"github.com/nsrun/nsrun/internal/runnet"
-	"github.com/nsrun/nsrun/internal/testns"
-	"github.com/nsrun/nsrun/internal/topology"
+	"github.com/nsrun/nsrun/internal/runnet/runnettest"
 )
 
 // kernelRun builds the network of a run of the file yaml against the
-// kernel (package runnet, in a fresh bridge namespace; t's cleanup
-// closes it) and waits until every node is wired. It returns the plan,
+// kernel (runnettest.Build). It returns the plan,
 // the network, the nodes' namespaces and the nodes as the verbs see them.
 func kernelRun(t *testing.T, yaml string) (*plan.Plan, *runnet.Network, []*os.File, []Node) {
 	t.Helper()
-	top, err := topology.Parse("t.yaml", t.TempDir(), []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(plan.Input{Top: top})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeNS := make([]*os.File, len(p.Nodes))
-	var n *runnet.Network
-	if err := testns.InNewNet(func() error {
-		n, err = runnet.Build(p, slog.New(slog.DiscardHandler), func(i int, ns *os.File) { nodeNS[i] = ns })
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WaitAllWired(); err != nil {
-		t.Fatal(err)
-	}
+	p, n, nodeNS := runnettest.Build(t, yaml)
 	var nodes []Node
 	for i, nd := range p.Nodes {
 		nodeEnd, engineEnd := plan.EngineEnds(nd.Name)

@@ -267,23 +267,39 @@ func TestCompletionLiveRun(t *testing.T) {
 		{binDir, []string{"comp"}, "completion"},
 		{dir, []string{"up", "-d", "ho"}, "holder"},
 	}
+	// By folder: one shell's run completes the lines of one folder.
 	for _, shell := range completiontest.Shells {
 		t.Run(shell, func(t *testing.T) {
 			completiontest.Need(t, shell)
-			for _, c := range cases {
-				args, err := completiontest.Command(shell, c.words)
+			for _, in := range []string{dir, binDir} {
+				var lines []string
+				var want [][]string
+				for _, c := range cases {
+					if c.in == in {
+						lines = append(lines, strings.Join(c.words, " "))
+						want = append(want, slices.Sorted(slices.Values(strings.Fields(c.want))))
+					}
+				}
+				args, err := completiontest.Command(shell, lines)
 				if err != nil {
 					t.Fatal(err)
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				cmd := u.command(ctx, args[0], args[1:]...)
-				cmd.Dir = c.in
+				cmd.Dir = in
 				r := run(t, cmd)
 				cancel()
-				want := strings.Fields(c.want)
-				slices.Sort(want)
-				if got := completiontest.Candidates(r.Stdout); r.Code != 0 || !slices.Equal(got, want) {
-					t.Errorf("complete nsrun %q in %s: exit %d, %q (stderr %q); want %q", c.words, shell, r.Code, got, r.Stderr, want)
+				if r.Code != 0 {
+					t.Fatalf("complete in %s: exit %d, %q", shell, r.Code, r.Stderr)
+				}
+				got, err := completiontest.Results(r.Stdout, len(lines))
+				if err != nil {
+					t.Fatalf("complete in %s: %v", shell, err)
+				}
+				for i, line := range lines {
+					if !slices.Equal(got[i], want[i]) {
+						t.Errorf("complete %q in %s: %q; want %q", "nsrun "+line, shell, got[i], want[i])
+					}
 				}
 			}
 		})

@@ -100,31 +100,37 @@ func TestCompletionShells(t *testing.T) {
 			t.Errorf("the shells left files in HOME: %v", entries)
 		}
 	})
+	lines := make([]string, len(cases))
+	for i, c := range cases {
+		lines[i] = c.line
+	}
 	for _, shell := range completiontest.Shells {
 		t.Run(shell, func(t *testing.T) {
 			completiontest.Need(t, shell)
 			t.Parallel()
-			for _, c := range cases {
-				words := strings.Split(c.line, " ")
-				args, err := completiontest.Command(shell, words)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-				cmd.Dir, cmd.Env = dir, env
-				var stderr strings.Builder
-				cmd.Stderr = &stderr
-				out, err := cmd.Output()
-				cancel()
-				if err != nil {
-					t.Errorf("complete %q in %s: %v\n%s", "nsrun "+c.line, shell, err, stderr.String())
-					continue
-				}
+			args, err := completiontest.Command(shell, lines)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+			cmd.Dir, cmd.Env = dir, env
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("complete in %s: %v\n%s", shell, err, stderr.String())
+			}
+			results, err := completiontest.Results(string(out), len(cases))
+			if err != nil {
+				t.Fatalf("complete in %s: %v", shell, err)
+			}
+			for i, c := range cases {
 				want := strings.Fields(c.want)
 				slices.Sort(want)
-				if got := completiontest.Candidates(string(out)); !slices.Equal(got, want) {
-					t.Errorf("complete %q in %s: %q; want %q", "nsrun "+c.line, shell, got, want)
+				if !slices.Equal(results[i], want) {
+					t.Errorf("complete %q in %s: %q; want %q", "nsrun "+c.line, shell, results[i], want)
 				}
 			}
 		})

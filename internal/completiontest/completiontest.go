@@ -34,10 +34,15 @@ var (
 
 // fishWrapper runs the fish driver with fish's configuration and data
 // folders in a temporary folder, so that the test leaves nothing in the
-// user's home (fish makes its folders there when it starts).
+// user's home (fish makes its folders there when it starts). fish takes
+// the arguments after -- as $argv (before it, - starts its options).
 const fishWrapper = `d=$(mktemp -d) || exit 2
 trap 'rm -rf -- "$d"' EXIT
 XDG_CONFIG_HOME=$d/config XDG_DATA_HOME=$d/data XDG_CACHE_HOME=$d/cache fish -N -c "$0" -- "$@"`
+
+// end is the line the drivers print after each command line's
+// candidates.
+const end = "<end of candidates>"
 
 // Program is the shell program that shell (one of Shells) runs.
 func Program(shell string) string {
@@ -45,48 +50,62 @@ func Program(shell string) string {
 	return prog
 }
 
-// Command is the command line (program first) that prints, one a line,
-// what shell (one of Shells) completes for `nsrun WORDS...`, the last word
-// being the one under the cursor (maybe ""). It loads nothing of the
-// user's shell configuration and leaves no file behind; it exits non-zero
-// when the shell could not load the script or did not complete.
-func Command(shell string, words []string) ([]string, error) {
-	if len(words) == 0 {
-		return nil, fmt.Errorf("complete in %s: no words; the last one is the word being completed", shell)
+// Command is the command line (program first) that prints what shell
+// (one of Shells) completes for each of lines, a line being what follows
+// "nsrun " with the cursor at its end: words separated by single spaces,
+// the last one the word being completed (after a trailing space, an
+// empty one). Words must need no quoting (no blanks, quotes, backslashes
+// or dollars). The shell loads the script of the nsrun on its PATH, and
+// nothing of the user's shell configuration; the command leaves no file
+// behind and exits non-zero when the shell could not load the script or
+// did not complete. Results reads its output.
+func Command(shell string, lines []string) ([]string, error) {
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("complete in %s: no command lines", shell)
 	}
-	for _, w := range words {
-		if strings.ContainsAny(w, " \t\n'\"\\$`") {
-			return nil, fmt.Errorf("complete in %s: word %q needs quoting, which the drivers do not do", shell, w)
+	for _, line := range lines {
+		if strings.ContainsAny(line, "\t\n'\"\\$`") || strings.Contains(line, "  ") || strings.HasPrefix(line, " ") {
+			return nil, fmt.Errorf("complete in %s: line %q needs quoting or has empty words, which the drivers do not do", shell, line)
 		}
 	}
 	switch shell {
 	case "bash":
-		return append([]string{"bash", "--norc", "--noprofile", "-c", bashDriver, "bash"}, words...), nil
+		return slices.Concat([]string{"bash", "--norc", "--noprofile", "-c", bashDriver, "bash", end}, lines), nil
 	case "zsh", "zsh-fpath":
 		mode := "source"
 		if shell == "zsh-fpath" {
 			mode = "fpath"
 		}
-		return append([]string{"zsh", "-f", "-c", zshDriver, "zsh", mode}, words...), nil
+		return slices.Concat([]string{"zsh", "-f", "-c", zshDriver, "zsh", mode, end}, lines), nil
 	case "fish":
-		return append([]string{"sh", "-c", fishWrapper, fishDriver}, words...), nil
+		return slices.Concat([]string{"sh", "-c", fishWrapper, fishDriver, end}, lines), nil
 	}
 	return nil, fmt.Errorf("complete in %q: no such shell; known: %s", shell, strings.Join(Shells, ", "))
 }
 
-// Candidates are the candidates in the output of a Command: sorted,
-// without duplicates, without fish's descriptions (after a tab) or the /
-// after a folder's name that fish and zsh show.
-func Candidates(out string) []string {
+// Results are the candidates of each of n command lines in the output
+// of a Command: each sorted, without duplicates, without fish's
+// descriptions (after a tab) or the / after a folder's name that fish and
+// zsh show.
+func Results(out string, n int) ([][]string, error) {
+	var results [][]string
 	var cands []string
-	for _, line := range strings.Split(out, "\n") {
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if line == end {
+			slices.Sort(cands)
+			results = append(results, slices.Compact(cands))
+			cands = nil
+			continue
+		}
 		line, _, _ = strings.Cut(line, "\t")
 		if line = strings.TrimSuffix(line, "/"); line != "" {
 			cands = append(cands, line)
 		}
 	}
-	slices.Sort(cands)
-	return slices.Compact(cands)
+	if len(results) != n || len(cands) > 0 {
+		return nil, fmt.Errorf("completion output has the candidates of %d lines (and %d after the last), not %d:\n%s", len(results), len(cands), n, out)
+	}
+	return results, nil
 }
 
 // Need fails t when CI=true and shell's program is missing, and skips it

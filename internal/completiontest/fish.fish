@@ -1,6 +1,11 @@
-# fish completion of "nsrun WORD..." (the last word under the cursor): the
-# script of `nsrun completion fish` is sourced as its help says, and
-# complete -C asks fish what it completes for that command line. Prints
-# the candidates, one a line (descriptions after a tab).
+# fish completion of nsrun command lines: the script of `nsrun completion
+# fish` is sourced as its help says, and for each LINE (the words after
+# "nsrun ", the cursor at its end) complete -C asks fish what it completes.
+# Prints each line's candidates, one a line (descriptions after a tab),
+# then END.
+# Usage: fish -c SCRIPT -- END LINE...
 command nsrun completion fish | source; or exit 2
-complete -C (string join -- ' ' nsrun $argv)
+for line in $argv[2..-1]
+	complete -C "nsrun $line"
+	printf '%s\n' $argv[1]
+end

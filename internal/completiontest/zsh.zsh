@@ -1,19 +1,19 @@
-# zsh completion of "nsrun WORD..." (the last word under the cursor), by
-# zsh's own completion system: an interactive zsh -f on a pseudo-terminal
-# (zsh/zpty), ZDOTDIR a fresh folder, loads compinit and the script of
-# `nsrun completion zsh` (MODE source: sourced after compinit; MODE fpath:
-# saved as _nsrun in a folder of $fpath before compinit), the line is
-# typed and TAB pressed. compadd is wrapped to record what zsh matched of
-# what it was given (compadd -A). Prints the candidates, one a line.
-# Usage: zsh -f -c SCRIPT zsh MODE WORD...
+# zsh completion of nsrun command lines, by zsh's own completion system:
+# an interactive zsh -f on a pseudo-terminal (zsh/zpty), ZDOTDIR a fresh
+# folder, loads compinit and the script of `nsrun completion zsh` (MODE
+# source: sourced after compinit; MODE fpath: saved as _nsrun in a folder
+# of $fpath before compinit); then for each LINE (the words after
+# "nsrun ") "nsrun LINE" is typed and TAB pressed. compadd is wrapped to
+# record what zsh matched of what it was given (compadd -A); after each
+# completion the line is left as typed (nothing inserted or listed) and
+# then killed. Prints each line's candidates, one a line, then END.
+# Usage: zsh -f -c SCRIPT zsh MODE END LINE...
 zmodload zsh/zpty zsh/zselect || exit 2
-mode=$1
-shift
+mode=$1 end=$2
+shift 2
 d=$(mktemp -d) || exit 2
-mkdir "$d/functions"
-export ZDOTDIR=$d NSRUN_COMP_DIR=$d NSRUN_COMP_MODE=$mode
-: >"$d/out"
-cat >"$d/setup.zsh" <<'SETUP'
+export ZDOTDIR=$d NSRUN_COMP_DIR=$d NSRUN_COMP_MODE=$mode NSRUN_COMP_END=$end
+if ! { mkdir "$d/functions" && : >"$d/out" && cat >"$d/setup.zsh"; } <<'SETUP'
 PS1= PROMPT= RPROMPT= PS2=
 d=$NSRUN_COMP_DIR
 case $NSRUN_COMP_MODE in
@@ -40,17 +40,24 @@ compadd() {
 	builtin compadd "$@"
 }
 __nsrun_comp_done() {
-	print -r -- ${(U):-end-of-completion}
-	exit
+	comppostfuncs=(__nsrun_comp_done) # _main_complete empties it
+	compstate[insert]=
+	compstate[list]=
+	print -r -- $NSRUN_COMP_END >>$NSRUN_COMP_DIR/out
+	print -r -- ${(U):-completion-done}
 }
 comppostfuncs=(__nsrun_comp_done)
+bindkey -e
 bindkey '^I' complete-word
 print -r -- ${(U):-setup-done}
 SETUP
+then
+	rm -rf -- "$d"
+	exit 2
+fi
 zpty nsrun_comp zsh -f -i || { rm -rf -- "$d"; exit 2; }
 # (Not before: the shell zpty forks would inherit the trap.)
 trap 'zpty -d nsrun_comp 2>/dev/null; rm -rf -- "$d"' EXIT
-zpty -w nsrun_comp "source ${(q)d}/setup.zsh"
 # await: read the pty until a line matches $1, for at most 30 s.
 await() {
 	local line
@@ -67,7 +74,12 @@ await() {
 	return 1
 }
 transcript=
+zpty -w nsrun_comp "source ${(q)d}/setup.zsh"
 await SETUP-DONE || exit 2
-zpty -w -n nsrun_comp "nsrun ${(j: :)@}"$'\t'
-await END-OF-COMPLETION || exit 2
+for line; do
+	transcript=
+	zpty -w -n nsrun_comp "nsrun $line"$'\t'
+	await COMPLETION-DONE || exit 2
+	zpty -w -n nsrun_comp $'\C-u'
+done
 cat -- "$d/out"

@@ -110,8 +110,12 @@ func flagError(err error, stdout, stderr io.Writer, cmd string) int {
 	return fail(stderr, fmt.Errorf("%s: %w; see nsrun %s --help", cmd, err, cmd))
 }
 
-// noArgs refuses the arguments of a command that takes none.
-func noArgs(fs *flag.FlagSet, stderr io.Writer, cmd string) (code int, done bool) {
+// parseNoArgs is parseFlags for a command that takes no arguments, only
+// flags: it also refuses the first argument left.
+func parseNoArgs(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, cmd string) (code int, done bool) {
+	if code, done := parseFlags(fs, args, stdout, stderr, cmd); done {
+		return code, true
+	}
 	if fs.NArg() > 0 {
 		return fail(stderr, fmt.Errorf("%s: unexpected argument %q: it takes none; see nsrun %s --help", cmd, fs.Arg(0), cmd)), true
 	}
@@ -120,10 +124,7 @@ func noArgs(fs *flag.FlagSet, stderr io.Writer, cmd string) (code int, done bool
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun version", flag.ContinueOnError)
-	if code, done := parseFlags(fs, args, stdout, stderr, "version"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "version"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "version"); done {
 		return code
 	}
 	fmt.Fprintln(stdout, "nsrun", version.String())
@@ -132,10 +133,7 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 
 func cmdGC(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun gc", flag.ContinueOnError)
-	if code, done := parseFlags(fs, args, stdout, stderr, "gc"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "gc"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "gc"); done {
 		return code
 	}
 	rt, err := runstate.RuntimeDir(os.Getuid())
@@ -164,10 +162,7 @@ func cmdGC(args []string, stdout, stderr io.Writer) int {
 func cmdLs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun ls", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "")
-	if code, done := parseFlags(fs, args, stdout, stderr, "ls"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "ls"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "ls"); done {
 		return code
 	}
 	rt, err := runstate.RuntimeDir(os.Getuid())

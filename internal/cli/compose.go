@@ -51,10 +51,7 @@ func runFlag(fs *flag.FlagSet) *string { return fs.String("run", "", "") }
 func cmdDown(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun down", flag.ContinueOnError)
 	id := runFlag(fs)
-	if code, done := parseFlags(fs, args, stdout, stderr, "down"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "down"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "down"); done {
 		return code
 	}
 	info, dir, err := liveRun(*id)
@@ -81,10 +78,7 @@ func cmdPs(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nsrun ps", flag.ContinueOnError)
 	id := runFlag(fs)
 	asJSON := fs.Bool("json", false, "")
-	if code, done := parseFlags(fs, args, stdout, stderr, "ps"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "ps"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "ps"); done {
 		return code
 	}
 	info, _, err := liveRun(*id)

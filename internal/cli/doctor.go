@@ -17,10 +17,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fs := flag.NewFlagSet("nsrun doctor", flag.ContinueOnError)
-	if code, done := parseFlags(fs, args, stdout, stderr, "doctor"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "doctor"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "doctor"); done {
 		return code
 	}
 	self, err := os.Executable()

@@ -18,10 +18,7 @@ func cmdEvents(args []string, stdout, stderr io.Writer) int {
 	runID := fs.String("run", "", "")
 	asJSON := fs.Bool("json", false, "")
 	follow := fs.Bool("follow", false, "")
-	if code, done := parseFlags(fs, args, stdout, stderr, "events"); done {
-		return code
-	}
-	if code, done := noArgs(fs, stderr, "events"); done {
+	if code, done := parseNoArgs(fs, args, stdout, stderr, "events"); done {
 		return code
 	}
 	path, err := controlPath(*runID)

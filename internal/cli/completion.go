@@ -131,6 +131,8 @@ func completeWords(words []string) []string {
 		switch last := before[len(before)-1]; {
 		case last == "--run":
 			cands = runIDs()
+		case last == "--log-level" && slices.Contains(valueFlagsOf(cmd), last):
+			cands = logLevels
 		case slices.Contains(valueFlagsOf(cmd), last):
 			return nil // a flag's value: the shell's files, or nothing
 		default:
@@ -145,6 +147,9 @@ func completeWords(words []string) []string {
 	}
 	return out
 }
+
+// logLevels are the values of --log-level (slog's level names).
+var logLevels = []string{"debug", "info", "warn", "error"}
 
 // valueFlagsOf are the flags of cmd that take a value.
 func valueFlagsOf(cmd string) []string {

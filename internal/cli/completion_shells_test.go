@@ -79,6 +79,7 @@ func TestCompletionShells(t *testing.T) {
 		{"up -d w", "web"},
 		{"up -", strings.Join(commandFlags["up"], " ")},
 		{"up --k", "--keep-logs"},
+		{"up --log-level ", "debug info warn error"},
 		{"up -f ", files},
 		{"up -f o", "other.yaml"},
 		{"up -f other.yaml ", files}, // no nodes in it

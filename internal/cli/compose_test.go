@@ -125,6 +125,9 @@ func TestCompleteWords(t *testing.T) {
 		"--root ":          "",
 		"--root -- ":       "",
 		"--root -- --r":    "",
+		"--log-level ":     "debug info warn error",
+		"up --log-level w": "warn",
+		"logs --since ":    "",
 	} {
 		got := strings.Join(completeWords(strings.Split(line, " ")), " ")
 		if got != want {

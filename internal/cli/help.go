@@ -251,8 +251,9 @@ It takes no flags or arguments.
 	"completion": `Usage: nsrun completion bash|zsh|fish
 
 Prints a script that completes nsrun's command lines in that shell:
-commands, flags, net and node verbs, run ids after --run, and node names
-(of the run a command means, or, for up, of its file).
+commands, flags, net and node verbs, run ids after --run, levels after
+--log-level, and node names (of the run a command means, or, for up, of
+its file).
 
   bash:  source <(nsrun completion bash)       (in ~/.bashrc)
   zsh:   source <(nsrun completion zsh)        (in ~/.zshrc, after compinit)

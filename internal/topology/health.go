@@ -288,20 +288,12 @@ func (p *parser) restart(f string, v *yaml.Node) (Restart, error) {
 // to the file; each must exist, and may not hold the files nsrun mounts
 // into every node (/etc, /proc and what is above them).
 func (p *parser) tmpfs(f string, v *yaml.Node) ([]string, error) {
-	items := []*yaml.Node{v}
-	if v.Kind == yaml.SequenceNode {
-		items = v.Content
-	}
 	var out []string
-	for _, it := range items {
+	for _, it := range oneOrList(v) {
 		if it.Kind != yaml.ScalarNode || it.Value == "" {
 			return nil, p.errAt(it, "%s: write a folder, or a list of them, absolute or relative to the file", f)
 		}
-		dir := it.Value
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(p.dir, dir)
-		}
-		dir = filepath.Clean(dir)
+		dir := filepath.Clean(p.path(it.Value))
 		for _, kept := range []string{"/etc/hosts", "/proc/x"} {
 			if kept == dir || strings.HasPrefix(kept, dir+"/") || strings.HasPrefix(dir, "/proc") {
 				return nil, p.errAt(it, "%s: %s would cover %s, which nsrun mounts into every node; pick a folder of its own, such as /tmp or /var/lib/redis", f, dir, filepath.Dir(kept))

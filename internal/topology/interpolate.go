@@ -295,24 +295,15 @@ func readDotEnv(dir string, env Lookup) (Lookup, error) {
 // to the file): their KEY=VALUE lines, later files overriding earlier
 // ones. Their values are taken as written, without ${VAR}.
 func (p *parser) envFiles(f string, v *yaml.Node) ([]string, error) {
-	var items []*yaml.Node
-	switch v.Kind {
-	case yaml.ScalarNode:
-		items = []*yaml.Node{v}
-	case yaml.SequenceNode:
-		items = v.Content
-	default:
+	if v.Kind != yaml.ScalarNode && v.Kind != yaml.SequenceNode {
 		return nil, p.errAt(v, "%s: write a file name, or a list of them, relative to the file", f)
 	}
 	var out []string
-	for _, it := range items {
+	for _, it := range oneOrList(v) {
 		if it.Kind != yaml.ScalarNode || it.Value == "" {
 			return nil, p.errAt(it, "%s: write a file name, relative to the file", f)
 		}
-		path := it.Value
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(p.dir, path)
-		}
+		path := p.path(it.Value)
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, p.errAt(it, "%s: %s: %v; create it or fix the name", f, path, unwrapPath(err))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -63,10 +62,7 @@ func (p *parser) node(t *Topology, key, val *yaml.Node) (Node, error) {
 			if v.Kind != yaml.ScalarNode || v.Value == "" {
 				return n, p.errAt(v, "%s: write a folder, absolute or relative to the file", f)
 			}
-			n.Dir = v.Value
-			if !filepath.IsAbs(n.Dir) {
-				n.Dir = filepath.Join(p.dir, n.Dir)
-			}
+			n.Dir = p.path(v.Value)
 			if fi, err := os.Stat(n.Dir); err != nil || !fi.IsDir() {
 				return n, p.errAt(v, "%s: %s is not a folder", f, n.Dir)
 			}

@@ -71,6 +71,24 @@ type parser struct {
 	lookup    Lookup // variables for ${VAR}
 }
 
+// path is the path s of the file: s if absolute, else relative to the
+// file's folder.
+func (p *parser) path(s string) string {
+	if filepath.IsAbs(s) {
+		return s
+	}
+	return filepath.Join(p.dir, s)
+}
+
+// oneOrList is the items of v, a value or a list of them: the list's
+// items, or v itself.
+func oneOrList(v *yaml.Node) []*yaml.Node {
+	if v.Kind == yaml.SequenceNode {
+		return v.Content
+	}
+	return []*yaml.Node{v}
+}
+
 // mapping returns the key/value pairs of a mapping node, refusing
 // duplicates and keys outside allowed (when given).
 func (p *parser) mapping(n *yaml.Node, what string, allowed ...string) ([][2]*yaml.Node, error) {

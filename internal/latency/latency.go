@@ -8,7 +8,8 @@ package latency
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -141,7 +142,7 @@ func (m Matrix) Check(nodes []string) error {
 		isNode[n] = true
 	}
 	region := map[string]string{}
-	for _, name := range sortedKeys(m.Regions) {
+	for _, name := range slices.Sorted(maps.Keys(m.Regions)) {
 		if isNode[name] {
 			return fmt.Errorf("regions: %q is also a node's name; name the region differently", name)
 		}
@@ -160,7 +161,7 @@ func (m Matrix) Check(nodes []string) error {
 		r := m.Rules[d.rule]
 		for _, name := range []string{d.From, d.To} {
 			if _, ok := m.Regions[name]; !ok && !isNode[name] {
-				return &RuleError{Rule: d.rule, Msg: fmt.Sprintf("latency: %q is neither a region nor a node; regions: %s; nodes: %s", name, orNone(sortedKeys(m.Regions)), strings.Join(nodes, ", "))}
+				return &RuleError{Rule: d.rule, Msg: fmt.Sprintf("latency: %q is neither a region nor a node; regions: %s; nodes: %s", name, orNone(slices.Sorted(maps.Keys(m.Regions))), strings.Join(nodes, ", "))}
 			}
 		}
 		if err := r.Value.Check(); err != nil {
@@ -247,14 +248,5 @@ func (m Matrix) With(r Rule) Matrix {
 		out.Rules = append(out.Rules, old)
 	}
 	out.Rules = append(out.Rules, r)
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

@@ -34,10 +34,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,7 +150,7 @@ func (e *Engine) Set(cfg Config, nodes []Node) error {
 	}
 	e.cur.Store(st)
 	var add []Node
-	for _, name := range sortedNames(need) {
+	for _, name := range slices.Sorted(maps.Keys(need)) {
 		if e.links[name] == nil {
 			add = append(add, byName[name])
 		}
@@ -204,25 +204,11 @@ func parallel(n int, fn func(i int)) {
 	wg.Wait()
 }
 
-func sortedNames(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Spliced are the nodes whose links pass through the engine now.
 func (e *Engine) Spliced() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]string, 0, len(e.links))
-	for name := range e.links {
-		out = append(out, name)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(e.links))
 }
 
 // LinkStats are the counters of one spliced link.

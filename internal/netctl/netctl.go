@@ -17,8 +17,10 @@ package netctl
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -211,7 +213,7 @@ func (ctl *Controller) apply(st partition.State, fs map[string]faults, nodes []N
 			ns.UplinkCut = append(ns.UplinkCut, n.Addrs...)
 		}
 	}
-	for _, name := range sortedKeys(fs) {
+	for _, name := range slices.Sorted(maps.Keys(fs)) {
 		if f := fs[name]; f.LossPPM > 0 {
 			if n, ok := find(nodes, name); ok {
 				ns.Loss = append(ns.Loss, nft.Lossy{Port: n.VethPort, PPM: f.LossPPM})
@@ -219,15 +221,6 @@ func (ctl *Controller) apply(st partition.State, fs map[string]faults, nodes []N
 		}
 	}
 	return ctl.tables.Apply(nft.PartitionTables(ns)...)
-}
-
-func sortedKeys(fs map[string]faults) []string {
-	out := make([]string, 0, len(fs))
-	for name := range fs {
-		out = append(out, name)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // describe says in words who reaches whom: which nodes a verb cut off,
@@ -333,7 +326,7 @@ func (ctl *Controller) show(nodes []Node) string {
 		st = partition.Fullmesh()
 	}
 	out := describe(st, names(nodes))
-	for _, name := range sortedKeys(ctl.faults) {
+	for _, name := range slices.Sorted(maps.Keys(ctl.faults)) {
 		f := ctl.faults[name]
 		out += "\n" + f.String(name)
 	}

@@ -3,11 +3,12 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -214,10 +215,10 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 		}
 		for _, d := range n.DependsOn {
 			if _, ok := byName[d]; !ok {
-				return nil, p.errAt(byName[n.Name], "nodes.%s.depends_on: no node named %q; known nodes: %s", n.Name, d, strings.Join(sortedKeys(byName), ", "))
+				return nil, p.errAt(byName[n.Name], "nodes.%s.depends_on: no node named %q; known nodes: %s", n.Name, d, strings.Join(slices.Sorted(maps.Keys(byName)), ", "))
 			}
 		}
-		for _, d := range sortedKeys(n.Conditions) {
+		for _, d := range slices.Sorted(maps.Keys(n.Conditions)) {
 			dep := all[nodeIndex(all, d)]
 			switch n.Conditions[d] {
 			case ServiceHealthy:
@@ -254,7 +255,7 @@ func (p *parser) top(root *yaml.Node) (*Topology, error) {
 // them against the nodes byName.
 func (p *parser) latency(regionsNode, rulesNode *yaml.Node, byName map[string]*yaml.Node) (latency.Matrix, error) {
 	var m latency.Matrix
-	nodeNames := sortedKeys(byName)
+	nodeNames := slices.Sorted(maps.Keys(byName))
 	regionAt := map[string]*yaml.Node{}
 	if regionsNode != nil {
 		regions, err := p.mapping(regionsNode, "regions")
@@ -303,7 +304,7 @@ func (p *parser) latency(regionsNode, rulesNode *yaml.Node, byName map[string]*y
 		}
 		for _, name := range []string{from, to} {
 			if _, ok := byName[name]; !ok && regionAt[name] == nil {
-				return m, p.errAt(kv[0], "latency: %q is neither a region nor a node; regions: %s; nodes: %s", name, orNone(sortedKeys(regionAt)), strings.Join(nodeNames, ", "))
+				return m, p.errAt(kv[0], "latency: %q is neither a region nor a node; regions: %s; nodes: %s", name, orNone(slices.Sorted(maps.Keys(regionAt))), strings.Join(nodeNames, ", "))
 			}
 		}
 		if kv[1].Kind != yaml.ScalarNode {
@@ -333,15 +334,6 @@ func nodeIndex(nodes []Node, name string) int {
 		}
 	}
 	return -1
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // subnets reads `NAME: CIDR` (an IPv4 prefix, paired with its default

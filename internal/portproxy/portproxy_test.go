@@ -30,11 +30,10 @@ func loUp() error {
 	return h.LinkSetUp(lo)
 }
 
-// TestStart publishes a port of a server in another network namespace
-// on this one's loopback: bytes cross both ways, the client's half-close
-// reaches the server (which answers only then), and the proxy keeps its
-// own hold on the namespace, so closing the caller's fd changes nothing.
-func TestStart(t *testing.T) {
+// loopbackNS brings this namespace's loopback up and makes a network
+// namespace (closed when t ends) whose loopback is up too.
+func loopbackNS(t *testing.T) *os.File {
+	t.Helper()
 	if err := loUp(); err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +41,22 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ns.Close() })
+	if err := nsfd.Do(ns, loUp); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// TestStart publishes a port of a server in another network namespace
+// on this one's loopback: bytes cross both ways, the client's half-close
+// reaches the server (which answers only then), and the proxy keeps its
+// own hold on the namespace, so closing the caller's fd changes nothing.
+func TestStart(t *testing.T) {
+	ns := loopbackNS(t)
 	var srv net.Listener
 	if err := nsfd.Do(ns, func() error {
-		if err := loUp(); err != nil {
-			return err
-		}
+		var err error
 		srv, err = net.Listen("tcp", "127.0.0.1:0")
 		return err
 	}); err != nil {
@@ -113,19 +123,10 @@ func TestStartBadNamespace(t *testing.T) {
 // and a client the node does not answer gets nothing; a flow idle for
 // the timeout ends, and the client's next datagram opens another.
 func TestStartUDP(t *testing.T) {
-	if err := loUp(); err != nil {
-		t.Fatal(err)
-	}
-	ns, err := nsfd.NewNet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := loopbackNS(t)
 	var srv *net.UDPConn
 	if err := nsfd.Do(ns, func() error {
-		if err := loUp(); err != nil {
-			return err
-		}
+		var err error
 		srv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 		return err
 	}); err != nil {

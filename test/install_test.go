@@ -193,14 +193,21 @@ func TestInstallFromClone(t *testing.T) {
 		t.Errorf("go install's nsrun -- CMD: %q", out)
 	}
 
-	// nstest from the clone, by a replace line...
-	mine := filepath.Join(tmp, "mine")
-	for name, content := range map[string]string{"go.mod": "module example.com/mine\n\ngo 1.26\n", "mine_test.go": nstestUse} {
-		if err := os.WriteFile(filepath.Join(mine, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
+	// userModule writes module example.com/NAME, a test that uses
+	// nstest, into the folder tmp/NAME and gives it to the user.
+	userModule := func(name string) string {
+		t.Helper()
+		dir := filepath.Join(tmp, name)
+		for file, content := range map[string]string{"go.mod": "module example.com/" + name + "\n\ngo 1.26\n", "mine_test.go": nstestUse} {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
+		mustRoot(tmp, os.Environ(), "chown", "-R", fmt.Sprintf("%d:%d", u.UID, u.GID), dir)
+		return dir
 	}
-	mustRoot(tmp, os.Environ(), "chown", "-R", fmt.Sprintf("%d:%d", u.UID, u.GID), mine)
+	// nstest from the clone, by a replace line...
+	mine := userModule("mine")
 	mustUser(mine, nil, "go", "mod", "edit", "-require", "github.com/nsrun/nsrun@v0.0.0", "-replace", "github.com/nsrun/nsrun="+clone)
 	// -e: the tests of nsrun's own dependencies need modules that are in
 	// no local cache (with the network, go mod tidy fetches them).
@@ -209,13 +216,7 @@ func TestInstallFromClone(t *testing.T) {
 		t.Errorf("nstest by replace: %s", out)
 	}
 	// ... and by a workspace.
-	mine2 := filepath.Join(tmp, "mine2")
-	for name, content := range map[string]string{"go.mod": "module example.com/mine2\n\ngo 1.26\n", "mine_test.go": nstestUse} {
-		if err := os.WriteFile(filepath.Join(mine2, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustRoot(tmp, os.Environ(), "chown", "-R", fmt.Sprintf("%d:%d", u.UID, u.GID), mine2)
+	mine2 := userModule("mine2")
 	mustUser(mine2, nil, "go", "work", "init", ".", clone)
 	if out := mustUser(mine2, []string{"CI=true"}, "go", "test", "-count=1", "-v", ".").Stdout; !strings.Contains(out, `a read "hi from b"`) {
 		t.Errorf("nstest by go work: %s", out)

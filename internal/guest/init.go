@@ -135,12 +135,35 @@ func runInit() int {
 		report(initStatus{Error: err.Error()})
 		return exitInitFailed
 	}
+	// The signals that came before the command started: it would have had
+	// them, from the terminal or from here, had it run; it gets them once
+	// it runs. (Dropped, a Ctrl-C at the start was lost: the command ran
+	// on.)
+	var missed []syscall.Signal
+drain:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig != syscall.SIGCHLD {
+				missed = append(missed, sig.(syscall.Signal))
+			}
+		default:
+			break drain
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		report(initStatus{Error: err.Error()})
 		return exitInitFailed
 	}
 	pid := cmd.Process.Pid
 	report(initStatus{Pid: pid})
+	for _, sig := range missed {
+		target := pid
+		if cfg.Setpgid {
+			target = -pid
+		}
+		_ = unix.Kill(target, sig)
+	}
 	for sig := range sigs {
 		if sig != syscall.SIGCHLD {
 			if forward[sig] {

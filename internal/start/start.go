@@ -166,7 +166,7 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), CallerPIDNS: launch.CallerPIDNS(), Listeners: listeners, Detached: detachedPipe(), Faults: f.Faults})
+	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), CallerPIDNS: launch.CallerPIDNS(), Listeners: listeners, Detached: detachedPipe(), Signals: launch.Signals(), Faults: f.Faults})
 	if err != nil {
 		fmt.Fprintln(stderr, "nsrun:", err)
 	}

@@ -64,6 +64,9 @@ type Handles struct {
 	// started the run calls from (launch.CallerPIDNS); nil refuses every
 	// client outside the run's pid namespace.
 	CallerPIDNS *os.File
+	// Signals is the channel that has heard the stop signals since the
+	// supervisor started (launch.Signals); nil: Run makes one.
+	Signals chan os.Signal
 	// Faults is the file's fault schedule (nil: none): the supervisor
 	// runs it through its own control socket once the run is up (or every
 	// node ready), and heals what is in force when the run stops.
@@ -77,8 +80,12 @@ type Handles struct {
 // an error, with 125, or 126/127 for a command that cannot run.
 func Run(p *plan.Plan, h Handles) (int, error) {
 	// Catch signals from the start, so none is lost or kills us before the
-	// nodes run.
-	sigs := make(chan os.Signal, 16)
+	// nodes run: the stop signals have been caught since before the Go
+	// runtime started (launch.Signals).
+	sigs := h.Signals
+	if sigs == nil {
+		sigs = make(chan os.Signal, 16)
+	}
 	signal.Notify(sigs, userns.ForwardedSignals(p.Run.Terminal)...)
 	signal.Notify(sigs, userns.TerminalSignals...)
 
@@ -101,9 +108,18 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 		if code, stopped, err := s.startUp(sigs); err != nil || stopped {
 			return code, err
 		}
-	} else if err := s.startNodes(); err != nil {
-		s.stopAll(0)
-		return exitCodeFor(err), err
+	} else {
+		// A stop signal that came before the command started reached
+		// nobody who acts on it: with a terminal, the supervisor drops
+		// the terminal's signals, which the command gets itself once it
+		// runs. The run ends without starting it, as by that signal.
+		if sig := takeStopSignal(sigs); sig != 0 {
+			return exitcode.SignalBase + int(sig), nil
+		}
+		if err := s.startNodes(); err != nil {
+			s.stopAll(0)
+			return exitCodeFor(err), err
+		}
 	}
 	// What dead runs left is removed once this one runs, off its start-up
 	// path, also in the fallback folder. (Leases of dead runs are
@@ -127,6 +143,28 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	code := s.superviseOne(sigs)
 	s.endOfRun("the command exited")
 	return code, nil
+}
+
+// takeStopSignal returns the first stop signal (stopSignal) waiting on
+// sigs, 0 if none; the other signals waiting stay, in their order.
+func takeStopSignal(sigs chan os.Signal) syscall.Signal {
+	var others []os.Signal
+	defer func() {
+		for _, o := range others {
+			sigs <- o
+		}
+	}()
+	for {
+		select {
+		case sig := <-sigs:
+			if ss := sig.(syscall.Signal); stopSignal(ss) {
+				return ss
+			}
+			others = append(others, sig)
+		default:
+			return 0
+		}
+	}
 }
 
 // UpNote starts the line `nsrun up` prints (after "nsrun |") once every

@@ -217,8 +217,71 @@ static int write_file(pid_t pid, const char *name, const char *data)
 static volatile pid_t supervisor_pid;
 static volatile int forward_terminal;
 
+/*
+ * Signals that come before the supervisor can act on them. The supervisor
+ * is PID 1 of the run's pid namespace, and the kernel drops a signal to
+ * such a process while the signal's action is the default; from the Go
+ * runtime's start until the first signal.Notify, Go's own default ends
+ * the process. Either way a Ctrl-C in a run's first milliseconds was lost
+ * (the run came up and kept running) or ended the supervisor with 2. So
+ * from just before the clone, record() keeps the last signal that came:
+ * in the launcher, which holds it until the supervisor says that Go
+ * listens (a port request of family 0, which package launch's init sends
+ * once it has called signal.Notify) and then forwards it; and, inherited,
+ * in the supervisor until Go's handlers take over, where Go reads it
+ * (nsrun_launch_early_signal).
+ */
+static const int early_sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+#define N_EARLY_SIGS (sizeof early_sigs / sizeof early_sigs[0])
+static struct sigaction saved_early_sigs[N_EARLY_SIGS];
+static volatile sig_atomic_t early_signal;
+static volatile sig_atomic_t supervisor_listens;
+
+static void record(int sig) { early_signal = sig; }
+
+/* early_set is early_sigs as a set. */
+static sigset_t early_set(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < N_EARLY_SIGS; i++)
+		sigaddset(&set, early_sigs[i]);
+	return set;
+}
+
+/* catch_early starts recording the signals, keeping the caller's actions
+ * for release_early. */
+static void catch_early(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = record;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < N_EARLY_SIGS; i++)
+		sigaction(early_sigs[i], &sa, &saved_early_sigs[i]);
+}
+
+/* release_early gives the signals their caller's actions back, when no
+ * run was started after all, and raises one that came meanwhile. */
+static void release_early(void)
+{
+	for (size_t i = 0; i < N_EARLY_SIGS; i++)
+		sigaction(early_sigs[i], &saved_early_sigs[i], NULL);
+	if (early_signal)
+		raise(early_signal);
+}
+
+int nsrun_launch_early_signal(void) { return early_signal; }
+
 static void forward(int sig)
 {
+	if (!supervisor_listens) {
+		early_signal = sig; /* forwarded once Go listens */
+		return;
+	}
 	if ((sig == SIGINT || sig == SIGQUIT) && !forward_terminal)
 		return; /* the terminal delivered it to the whole group already */
 	if (supervisor_pid > 0)
@@ -228,12 +291,32 @@ static void forward(int sig)
 static void wake(int sig) { (void)sig; }
 
 /*
+ * supervisor_listening is the launcher's answer to the supervisor's word
+ * that its Go code listens for signals: the signals that came meanwhile
+ * go to it now (the last of them), the later ones as they come.
+ */
+static int supervisor_listening(void)
+{
+	sigset_t block = early_set(), old;
+
+	sigprocmask(SIG_BLOCK, &block, &old);
+	supervisor_listens = 1;
+	if (early_signal)
+		kill(supervisor_pid, early_signal);
+	early_signal = 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return 0;
+}
+
+/*
  * bind_port answers one request of the supervisor, which lives in a network
  * namespace of its own: a struct nsrun_port_req, the address and TCP or
  * UDP port to listen on in the caller's network namespace (an IPv6 socket
  * is IPv6-only: [::] does not take IPv4's port too). The reply is an int,
  * 0 or an errno; with 0 comes the listening (TCP) or bound (UDP) socket
- * (SCM_RIGHTS). A UDP socket gets no SO_REUSEADDR: on UDP that would let
+ * (SCM_RIGHTS). A request of family 0 is no port but the supervisor's
+ * word that Go listens for signals (supervisor_listening), and gets no
+ * reply. A UDP socket gets no SO_REUSEADDR: on UDP that would let
  * another socket with it bind the same port and share its datagrams. It
  * returns -1 once the supervisor has closed its end.
  */
@@ -254,6 +337,8 @@ static int bind_port(int sock)
 		return 0;
 	if (n != sizeof req)
 		return -1;
+	if (req.family == 0)
+		return supervisor_listening();
 	memset(&sa, 0, sizeof sa);
 	memset(&sa6, 0, sizeof sa6);
 	if (req.family == 6) {
@@ -296,7 +381,6 @@ static int bind_port(int sock)
  */
 static void wait_supervisor(pid_t pid, int forward_all, int ports)
 {
-	static const int sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
 	struct sigaction sa;
 	sigset_t chld, unblocked;
 	int status;
@@ -307,8 +391,8 @@ static void wait_supervisor(pid_t pid, int forward_all, int ports)
 	sa.sa_handler = forward;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaction(sigs[i], &sa, NULL);
+	for (size_t i = 0; i < N_EARLY_SIGS; i++)
+		sigaction(early_sigs[i], &sa, NULL);
 	/* SIGCHLD stays blocked except inside ppoll, so none is missed. */
 	sa.sa_handler = wake;
 	sigaction(SIGCHLD, &sa, NULL);
@@ -320,6 +404,11 @@ static void wait_supervisor(pid_t pid, int forward_all, int ports)
 		struct pollfd p = {.fd = ports, .events = POLLIN};
 		pid_t w = waitpid(pid, &status, WNOHANG);
 
+		/* Gone before its Go code listened, while a signal waited here:
+		 * the signal ended it (a group's signal reached it too, and Go's
+		 * default for it exits with 2), so nsrun ends as by that signal. */
+		if (w == pid && !supervisor_listens && early_signal)
+			_exit(128 + early_signal);
 		if (w == pid && WIFEXITED(status))
 			_exit(WEXITSTATUS(status));
 		if (w == pid && WIFSIGNALED(status))
@@ -338,6 +427,7 @@ static void launch(int argc, char **argv)
 	struct nsrun_launch *st = &nsrun_launch_state;
 	char path[96], map[64];
 	int isolated, sync[2], ports[2], ufd = -1;
+	sigset_t early, unblocked;
 	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD;
 	pid_t pid;
 	int pidns;
@@ -426,11 +516,22 @@ static void launch(int argc, char **argv)
 	 * send an open descriptor of this namespace (a node sees none of its
 	 * processes). */
 	pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	/* The supervisor inherits record(). Across the clone the signals
+	 * wait, blocked: one that came before is the launcher's (it goes to
+	 * the supervisor once Go listens), one that comes after is each
+	 * process's that gets it. */
+	catch_early();
+	early = early_set();
+	sigprocmask(SIG_BLOCK, &early, &unblocked);
 	pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
 	if (pid != 0 && pidns >= 0)
 		close(pidns);
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &unblocked, NULL);
 	if (pid < 0) {
-		fail(st->joined ? "create the run's pid and mount namespaces" : "create the run's user namespace", errno);
+		int err = errno;
+		release_early();
+		fail(st->joined ? "create the run's pid and mount namespaces" : "create the run's user namespace", err);
 		close(sync[0]);
 		close(sync[1]);
 		close(ports[0]);
@@ -441,6 +542,11 @@ static void launch(int argc, char **argv)
 		/* The supervisor: wait for the go-ahead, then start Go. */
 		char go;
 		struct pollfd p = {.fd = sync[0], .events = POLLIN};
+
+		/* What the launcher got before the clone is its to forward;
+		 * record() keeps catching until Go's handlers take over. */
+		early_signal = 0;
+		sigprocmask(SIG_SETMASK, &unblocked, NULL);
 
 		close(sync[1]);
 		close(ports[0]);
@@ -493,6 +599,7 @@ static void launch(int argc, char **argv)
 			close(ports[0]);
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
+			release_early();
 			return;
 		}
 	}
@@ -502,6 +609,7 @@ static void launch(int argc, char **argv)
 		close(ports[0]);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		release_early();
 		return;
 	}
 	/* sync[1] stays open: the supervisor sees POLLHUP if we die early. */

@@ -203,6 +203,47 @@ func CallerPIDNS() *os.File {
 	return os.NewFile(uintptr(dup), "caller's pid namespace")
 }
 
+// earlySignals are the signals the launcher forwards (userns.ForwardedSignals
+// and userns.TerminalSignals).
+var earlySignals = []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// early hears earlySignals in the supervisor from this package's init on;
+// nil elsewhere. It is state of the process, as its signals are.
+var early chan os.Signal
+
+func init() {
+	s := C.nsrun_launch_get()
+	if s.launched == 0 {
+		return
+	}
+	early = make(chan os.Signal, 16)
+	signal.Notify(early, earlySignals...)
+	// One the C code caught before the Go runtime did (the kernel drops a
+	// signal to PID 1 of a pid namespace while its action is the default).
+	if sig := C.nsrun_launch_early_signal(); sig != 0 {
+		early <- syscall.Signal(sig)
+	}
+	// The launcher holds what it gets until it hears that Go listens: a
+	// port request of family 0, which it does not answer.
+	if s.port_fd >= 0 {
+		var req C.struct_nsrun_port_req
+		_, _ = unix.Write(int(s.port_fd), C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req))))
+	}
+}
+
+// Signals returns, in the supervisor, the channel on which it has heard
+// the signals the launcher forwards (SIGINT, SIGQUIT, SIGTERM, SIGHUP,
+// SIGUSR1, SIGUSR2) since before the Go runtime started, so that a Ctrl-C
+// in a run's first milliseconds stops it: the caller adds the other
+// signals it wants with signal.Notify on the same channel. Outside the
+// supervisor, a new channel that has heard nothing.
+func Signals() chan os.Signal {
+	if early == nil {
+		return make(chan os.Signal, 16)
+	}
+	return early
+}
+
 // LauncherGone returns a channel closed when the launcher dies, even by
 // SIGKILL; nil outside the supervisor. The kernel sends the supervisor
 // NSRUN_LAUNCHER_GONE then (its parent-death signal, which ends the

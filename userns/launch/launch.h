@@ -40,11 +40,17 @@ extern int nsrun_launch_on_request;
 
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
 
+/* The last signal the launcher forwards (SIGINT, SIGQUIT, SIGTERM, SIGHUP,
+ * SIGUSR1, SIGUSR2) that the supervisor got before the Go runtime caught
+ * signals itself; 0 if none. */
+int nsrun_launch_early_signal(void);
+
 /* A request of the supervisor to the launcher for a published port: a
  * TCP socket listening on addr:port in the caller's network namespace,
- * or a UDP socket bound there. */
+ * or a UDP socket bound there. Family 0 is no port: the supervisor's word
+ * that its Go code listens for signals now (no reply). */
 struct nsrun_port_req {
-	unsigned char family; /* 4 or 6 */
+	unsigned char family; /* 4 or 6; 0: Go listens for signals */
 	unsigned char udp;    /* 1: UDP, 0: TCP */
 	unsigned short port;       /* host order */
 	unsigned char addr[16];    /* 4 bytes for IPv4 */

@@ -3,10 +3,12 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -335,14 +337,16 @@ func procStateOf(pid int) string {
 }
 
 // TestEarlySignal: a signal in a run's first milliseconds ends it, as at
-// any later moment. The supervisor is PID 1 of the run's pid namespace,
-// and the kernel drops a signal to such a process while the signal's
-// action is the default; from the Go runtime's start until os/signal
-// listens, Go's default ends the process with 2. So a Ctrl-C there was
-// lost (the run came up and kept running: seen by hand, at 0 to 6 ms,
-// in about one try in three) or ended nsrun with 2. Each case sends the
-// signal to nsrun's process group, as a terminal's Ctrl-C or
-// `kill -- -PGID` does, 0, 1, 2, ... 8 ms after the start, for
+// any later moment. The supervisor is PID 1 of the run's pid namespace
+// (and a node's init of the node's), and the kernel drops a signal to
+// such a process while the signal's action is the default; from the Go
+// runtime's start until os/signal listens, Go's default ends the process
+// with 2; and at a terminal the supervisor drops Ctrl-C, which the
+// command gets itself, but only once it runs. So a Ctrl-C there was lost
+// (the run came up and kept running: seen by hand, at 0 to 10 ms, in
+// about one try in three) or ended nsrun with 2. Each case sends the
+// signal to nsrun's process group, as `kill -- -PGID` does, or types
+// Ctrl-C at nsrun's terminal, 0, 1, 2, ... ms after the start, for
 // `nsrun up` and `nsrun -- CMD`: nsrun exits within seconds with 128+N
 // (up: 0 when every node was up first, as after a later Ctrl-C), and
 // leaves no process or run folder behind.
@@ -357,6 +361,11 @@ nodes:
   c: {ip: 172.18.0.3, command: [sleep, '%[1]s']}
 `, marker)})
 	dirsBefore := len(u.runDirs())
+	type how struct {
+		name     string
+		sig      syscall.Signal
+		terminal bool // Ctrl-C typed at nsrun's terminal, not sent with kill
+	}
 	for _, c := range []struct {
 		name string
 		args []string
@@ -364,19 +373,32 @@ nodes:
 		{"up", []string{"up", "-f", dir + "/nsrun.yaml"}},
 		{"command", []string{"--", "sleep", marker}},
 	} {
-		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-			for d := range 9 {
+		for _, h := range []how{{"SIGINT", syscall.SIGINT, false}, {"SIGTERM", syscall.SIGTERM, false}, {"Ctrl-C at a terminal", syscall.SIGINT, true}} {
+			for d := range 12 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				cmd := u.nsrun(ctx, c.args...)
-				cmd.SysProcAttr.Setpgid = true
-				var out strings.Builder
-				cmd.Stdout, cmd.Stderr = &out, &out
+				out := &lockedBuffer{}
+				var tty *os.File
+				if h.terminal {
+					master, slave, _ := openPty(t)
+					tty = master
+					cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+					cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty = true, true
+					go func() { _, _ = io.Copy(out, master) }()
+				} else {
+					cmd.SysProcAttr.Setpgid = true
+					cmd.Stdout, cmd.Stderr = out, out
+				}
 				if err := cmd.Start(); err != nil {
 					cancel()
 					t.Fatal(err)
 				}
 				time.Sleep(time.Duration(d) * time.Millisecond)
-				_ = syscall.Kill(-cmd.Process.Pid, sig)
+				if h.terminal {
+					_, _ = tty.Write([]byte{3}) // ^C: SIGINT to the terminal's foreground group
+				} else {
+					_ = syscall.Kill(-cmd.Process.Pid, h.sig)
+				}
 				done := make(chan error, 1)
 				go func() { done <- cmd.Wait() }()
 				select {
@@ -384,15 +406,16 @@ nodes:
 				case <-time.After(20 * time.Second):
 					_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 					<-done
-					t.Errorf("%s, %s after %d ms: nsrun still ran 20 s later; it printed:\n%s", c.name, sig, d, out.String())
+					t.Errorf("%s, %s after %d ms: nsrun still ran 20 s later", c.name, h.name, d)
 				}
 				cancel()
-				want := 128 + int(sig)
-				if c.name == "up" && strings.Contains(out.String(), "every node is up") {
+				want := 128 + int(h.sig)
+				printed := out.String()
+				if c.name == "up" && strings.Contains(printed, "every node is up") {
 					want = 0
 				}
 				if got := exitCode(cmd.ProcessState); got != want {
-					t.Errorf("%s, %s after %d ms: exit %d, want %d; it printed:\n%s", c.name, sig, d, got, want, out.String())
+					t.Errorf("%s, %s after %d ms: exit %d, want %d; it printed:\n%s", c.name, h.name, d, got, want, printed)
 				}
 			}
 		}
@@ -403,4 +426,23 @@ nodes:
 	if !eventually(10*time.Second, func() bool { return len(u.runDirs()) <= dirsBefore }) {
 		t.Errorf("run folders left: %v", u.runDirs())
 	}
+}
+
+// lockedBuffer is a buffer that two copiers may write and the test read
+// at the same time.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -14,13 +14,15 @@ import (
 
 	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/userns"
+	"github.com/nsrun/nsrun/userns/launch"
 )
 
 // InitMarker is argv[1] of a node's init: nsrun run again (/proc/self/exe)
 // as PID 1 of the node's own pid namespace (Spec.PIDNS), or as the
 // starter of a command run in a node's namespaces (Spec.Join). No command
-// line of nsrun's starts with it; the C launcher starts no run for it.
-const InitMarker = "__nsrun_node_init"
+// line of nsrun's starts with it; the C launcher starts no run for it,
+// but catches its signals until Go listens (launch.Signals).
+var InitMarker = launch.NodeInitMarker
 
 // Fds of a node's init, after stdin, stdout and stderr.
 const (
@@ -115,7 +117,7 @@ func runInit() int {
 			forward[sig] = true
 		}
 	}
-	sigs := make(chan os.Signal, 32)
+	sigs := launch.Signals()
 	signal.Notify(sigs, append(caught, syscall.SIGCHLD)...)
 	if !cfg.AllCaps {
 		// The init was given every capability of the run's user namespace

@@ -108,18 +108,8 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 		if code, stopped, err := s.startUp(sigs); err != nil || stopped {
 			return code, err
 		}
-	} else {
-		// A stop signal that came before the command started reached
-		// nobody who acts on it: with a terminal, the supervisor drops
-		// the terminal's signals, which the command gets itself once it
-		// runs. The run ends without starting it, as by that signal.
-		if sig := takeStopSignal(sigs); sig != 0 {
-			return exitcode.SignalBase + int(sig), nil
-		}
-		if err := s.startNodes(); err != nil {
-			s.stopAll(0)
-			return exitCodeFor(err), err
-		}
+	} else if code, stopped, err := s.startOne(sigs); err != nil || stopped {
+		return code, err
 	}
 	// What dead runs left is removed once this one runs, off its start-up
 	// path, also in the fallback folder. (Leases of dead runs are
@@ -143,28 +133,6 @@ func Run(p *plan.Plan, h Handles) (int, error) {
 	code := s.superviseOne(sigs)
 	s.endOfRun("the command exited")
 	return code, nil
-}
-
-// takeStopSignal returns the first stop signal (stopSignal) waiting on
-// sigs, 0 if none; the other signals waiting stay, in their order.
-func takeStopSignal(sigs chan os.Signal) syscall.Signal {
-	var others []os.Signal
-	defer func() {
-		for _, o := range others {
-			sigs <- o
-		}
-	}()
-	for {
-		select {
-		case sig := <-sigs:
-			if ss := sig.(syscall.Signal); stopSignal(ss) {
-				return ss
-			}
-			others = append(others, sig)
-		default:
-			return 0
-		}
-	}
 }
 
 // UpNote starts the line `nsrun up` prints (after "nsrun |") once every
@@ -217,6 +185,44 @@ func (s *supervisor) startUp(sigs chan os.Signal) (code int, stopped bool, err e
 				interrupt = ss
 				s.out.Note(fmt.Sprintf("%s while nodes start: stopping every node", sig))
 				s.stop(fmt.Sprintf("%s while nodes start", sig))
+			}
+		}
+	}
+}
+
+// startOne starts the node of `nsrun -- CMD` while it watches the
+// caller's signals. A stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
+// before the command has started ends the start and the run, with
+// 128+N: it would reach nobody otherwise (with a terminal, the supervisor
+// drops the terminal's signals, which the command gets itself once it
+// runs, and the command ran on). The other signals are passed on once
+// the command runs. stopped says the run ended here, with code.
+func (s *supervisor) startOne(sigs chan os.Signal) (code int, stopped bool, err error) {
+	started := make(chan error, 1)
+	go func() { started <- s.startNodes() }()
+	var interrupt syscall.Signal
+	var later []os.Signal
+	for {
+		select {
+		case err := <-started:
+			if err != nil {
+				s.stopAll(0)
+				return exitCodeFor(err), true, err
+			}
+			if interrupt != 0 {
+				return s.stopStarted(sigs, interrupt), true, nil
+			}
+			for _, sig := range later {
+				sigs <- sig
+			}
+			return 0, false, nil
+		case sig := <-sigs:
+			ss := sig.(syscall.Signal)
+			if !stopSignal(ss) {
+				later = append(later, sig)
+			} else if interrupt == 0 {
+				interrupt = ss
+				s.stop(fmt.Sprintf("%s while the command starts", sig))
 			}
 		}
 	}

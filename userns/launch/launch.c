@@ -443,6 +443,15 @@ static void launch(int argc, char **argv)
 	 */
 	int secure = getauxval(AT_SECURE) != 0;
 
+	/* A node's init is PID 1 of the node's pid namespace: a signal that
+	 * came before its Go code listens would be lost too (with a terminal,
+	 * a Ctrl-C as the command starts). It launches nothing. */
+	if (argc > 1 && strcmp(argv[1], NSRUN_NODE_INIT_MARKER) == 0) {
+		catch_early();
+		st->node_init = 1;
+		return;
+	}
+
 	if (nsrun_launch_on_request && (secure || getenv(NSRUN_AS_NSRUN) == NULL))
 		return; /* a test binary, run as itself */
 	st->kind = nsrun_launch_decide(argc, argv, &st->root, &isolated);

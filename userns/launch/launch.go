@@ -37,6 +37,7 @@ package launch
 #include "launch.h"
 
 static struct nsrun_launch *nsrun_launch_get(void) { return &nsrun_launch_state; }
+static const char *nsrun_node_init_marker(void) { return NSRUN_NODE_INIT_MARKER; }
 */
 import "C"
 
@@ -207,16 +208,22 @@ func CallerPIDNS() *os.File {
 // and userns.TerminalSignals).
 var earlySignals = []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
 
-// early hears earlySignals in the supervisor from this package's init on;
-// nil elsewhere. It is state of the process, as its signals are.
+// NodeInitMarker is argv[1] of a node's init (package guest): nsrun run
+// again, which the C code starts no run for, but whose signals it catches
+// from the start, as the supervisor's.
+var NodeInitMarker = C.GoString(C.nsrun_node_init_marker())
+
+// early hears earlySignals in the supervisor and in a node's init from
+// this package's init on; nil elsewhere. It is state of the process, as
+// its signals are.
 var early chan os.Signal
 
 func init() {
 	s := C.nsrun_launch_get()
-	if s.launched == 0 {
+	if s.launched == 0 && s.node_init == 0 {
 		return
 	}
-	early = make(chan os.Signal, 16)
+	early = make(chan os.Signal, 32)
 	signal.Notify(early, earlySignals...)
 	// One the C code caught before the Go runtime did (the kernel drops a
 	// signal to PID 1 of a pid namespace while its action is the default).
@@ -225,21 +232,21 @@ func init() {
 	}
 	// The launcher holds what it gets until it hears that Go listens: a
 	// port request of family 0, which it does not answer.
-	if s.port_fd >= 0 {
+	if s.launched != 0 && s.port_fd >= 0 {
 		var req C.struct_nsrun_port_req
 		_, _ = unix.Write(int(s.port_fd), C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req))))
 	}
 }
 
-// Signals returns, in the supervisor, the channel on which it has heard
-// the signals the launcher forwards (SIGINT, SIGQUIT, SIGTERM, SIGHUP,
-// SIGUSR1, SIGUSR2) since before the Go runtime started, so that a Ctrl-C
-// in a run's first milliseconds stops it: the caller adds the other
-// signals it wants with signal.Notify on the same channel. Outside the
-// supervisor, a new channel that has heard nothing.
+// Signals returns, in the supervisor and in a node's init, the channel on
+// which it has heard the signals the launcher forwards (SIGINT, SIGQUIT,
+// SIGTERM, SIGHUP, SIGUSR1, SIGUSR2) since before the Go runtime started,
+// so that a Ctrl-C in a run's first milliseconds stops it: the caller
+// adds the other signals it wants with signal.Notify on the same channel.
+// Elsewhere, a new channel that has heard nothing.
 func Signals() chan os.Signal {
 	if early == nil {
-		return make(chan os.Signal, 16)
+		return make(chan os.Signal, 32)
 	}
 	return early
 }

@@ -28,6 +28,9 @@ struct nsrun_launch {
 	int unpriv_port;
 	const char *err_step; /* launching failed at this step ... */
 	int err_errno;        /* ... with this errno */
+	/* This process is a node's init (argv[1] is NSRUN_NODE_INIT_MARKER):
+	 * it catches signals early, as the supervisor does. */
+	int node_init;
 };
 
 extern struct nsrun_launch nsrun_launch_state;
@@ -37,6 +40,8 @@ extern struct nsrun_launch nsrun_launch_state;
  * launcher then acts only when NSRUN_AS_NSRUN is set in the environment. */
 extern int nsrun_launch_on_request;
 #define NSRUN_AS_NSRUN "NSRUN_AS_NSRUN"
+/* argv[1] of a node's init: nsrun run again (package guest). */
+#define NSRUN_NODE_INIT_MARKER "__nsrun_node_init"
 
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
 

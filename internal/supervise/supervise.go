@@ -161,33 +161,7 @@ func detached(w *os.File, id string) {
 // the run ended here, with code.
 func (s *supervisor) startUp(sigs chan os.Signal) (code int, stopped bool, err error) {
 	defer s.out.EndProgress()
-	started := make(chan error, 1)
-	go func() { started <- s.startNodes() }()
-	var interrupt syscall.Signal
-	for {
-		select {
-		case err := <-started:
-			if err != nil {
-				s.stopAll(0)
-				return exitCodeFor(err), true, err
-			}
-			if interrupt == 0 {
-				return 0, false, nil
-			}
-			return s.stopStarted(sigs, interrupt), true, nil
-		case sig := <-sigs:
-			ss := sig.(syscall.Signal)
-			if !stopSignal(ss) {
-				s.signalNodes(ss)
-				continue
-			}
-			if interrupt == 0 {
-				interrupt = ss
-				s.out.Note(fmt.Sprintf("%s while nodes start: stopping every node", sig))
-				s.stop(fmt.Sprintf("%s while nodes start", sig))
-			}
-		}
-	}
+	return s.startWatching(sigs, "nodes start", true, func(sig os.Signal) { s.signalNodes(sig.(syscall.Signal)) })
 }
 
 // startOne starts the node of `nsrun -- CMD` while it watches the
@@ -198,32 +172,70 @@ func (s *supervisor) startUp(sigs chan os.Signal) (code int, stopped bool, err e
 // runs, and the command ran on). The other signals are passed on once
 // the command runs. stopped says the run ended here, with code.
 func (s *supervisor) startOne(sigs chan os.Signal) (code int, stopped bool, err error) {
+	var later []os.Signal
+	code, stopped, err = s.startWatching(sigs, "the command starts", false, func(sig os.Signal) { later = append(later, sig) })
+	if !stopped {
+		for _, sig := range later {
+			sigs <- sig
+		}
+	}
+	return code, stopped, err
+}
+
+// startWatching starts the nodes while it watches sigs: the first stop
+// signal stops the start (with a note that says so, if note) and then
+// the nodes already started, and gives 128+N; other gets every other
+// signal. stopped says the run ended here, with code.
+func (s *supervisor) startWatching(sigs chan os.Signal, while string, note bool, other func(os.Signal)) (code int, stopped bool, err error) {
 	started := make(chan error, 1)
 	go func() { started <- s.startNodes() }()
 	var interrupt syscall.Signal
-	var later []os.Signal
 	for {
 		select {
 		case err := <-started:
-			if err != nil {
+			if err != nil && interrupt == 0 {
+				// A stop signal that came with the failure caused it:
+				// at a terminal, a node's init that gets Ctrl-C before
+				// its Go code listens ends with 2, and its start fails.
+				interrupt = pendingStop(sigs, other)
+			}
+			if err != nil && interrupt == 0 {
 				s.stopAll(0)
 				return exitCodeFor(err), true, err
 			}
-			if interrupt != 0 {
-				return s.stopStarted(sigs, interrupt), true, nil
+			if interrupt == 0 {
+				return 0, false, nil
 			}
-			for _, sig := range later {
-				sigs <- sig
-			}
-			return 0, false, nil
+			return s.stopStarted(sigs, interrupt), true, nil
 		case sig := <-sigs:
 			ss := sig.(syscall.Signal)
 			if !stopSignal(ss) {
-				later = append(later, sig)
-			} else if interrupt == 0 {
-				interrupt = ss
-				s.stop(fmt.Sprintf("%s while the command starts", sig))
+				other(sig)
+				continue
 			}
+			if interrupt == 0 {
+				interrupt = ss
+				if note {
+					s.out.Note(fmt.Sprintf("%s while %s: stopping every node", sig, while))
+				}
+				s.stop(fmt.Sprintf("%s while %s", sig, while))
+			}
+		}
+	}
+}
+
+// pendingStop returns the first stop signal waiting on sigs, 0 if none;
+// other gets the other signals it takes off sigs on the way.
+func pendingStop(sigs chan os.Signal, other func(os.Signal)) syscall.Signal {
+	for {
+		select {
+		case sig := <-sigs:
+			if ss := sig.(syscall.Signal); stopSignal(ss) {
+				return ss
+			}
+			other(sig)
+		default:
+			return 0
 		}
 	}
 }

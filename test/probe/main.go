@@ -493,8 +493,18 @@ func tapARP(tap, src, dst string) int {
 		return 1
 	}
 	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNSETIFF, ifr); err != nil {
-		fmt.Fprintln(os.Stderr, "attach to", tap, err)
+	// Through SyscallConn, not f.Fd(): Fd puts the descriptor in blocking
+	// mode, and a read deadline then no longer ends a read: a lost
+	// request was never sent again, and the probe waited for whatever
+	// frame came next, however late.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlIfreq(int(fd), unix.TUNSETIFF, ifr) }); err != nil || ierr != nil {
+		fmt.Fprintln(os.Stderr, "attach to", tap, cmp.Or(err, ierr))
 		return 1
 	}
 	const vnetHdr = 10 // virtio-net header (IFF_VNET_HDR), all zero

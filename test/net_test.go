@@ -671,6 +671,7 @@ func TestFlakyLossAndRate(t *testing.T) {
 // drops when other tests flood it), but only one in ten may be.
 func (r *liveRun) rtts(t *testing.T, from, host string, n int) []time.Duration {
 	t.Helper()
+	drops := backlogDrops()
 	res := r.exec(t, from, "probe", "ping", host, strconv.Itoa(n+3))
 	f := strings.Fields(res.Stdout)
 	if len(f) != n+4 || f[0] != "rtt_us" {
@@ -682,13 +683,29 @@ func (r *liveRun) rtts(t *testing.T, from, host string, n int) []time.Duration {
 		us, _ := strconv.Atoi(v)
 		if us < 0 {
 			if lost++; lost > n/10 {
-				t.Fatalf("probe ping %s from %s: %d echoes unanswered: %q", host, from, lost, res.Stdout)
+				t.Fatalf("probe ping %s from %s: %d echoes unanswered: %q (meanwhile the kernel's receive backlogs, shared by the whole machine, dropped %d frames: /proc/net/softnet_stat)", host, from, lost, res.Stdout, backlogDrops()-drops)
 			}
 			continue
 		}
 		out = append(out, time.Duration(us)*time.Microsecond)
 	}
 	return out
+}
+
+// backlogDrops is how many frames the kernel's per-CPU receive backlogs
+// (netdev_max_backlog) have dropped since boot, on every CPU: a frame
+// that crosses a veth waits there, and a saturated machine loses it
+// there (the second column of /proc/net/softnet_stat, in hex).
+func backlogDrops() int64 {
+	b, _ := os.ReadFile("/proc/net/softnet_stat")
+	var sum int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			v, _ := strconv.ParseInt(f[1], 16, 64)
+			sum += v
+		}
+	}
+	return sum
 }
 
 // rttStats are the median, 99th percentile, mean and standard deviation.

@@ -176,7 +176,10 @@ func (s *supervisor) startOne(sigs chan os.Signal) (code int, stopped bool, err 
 	code, stopped, err = s.startWatching(sigs, "the command starts", false, func(sig os.Signal) { later = append(later, sig) })
 	if !stopped {
 		for _, sig := range later {
-			sigs <- sig
+			select {
+			case sigs <- sig: // superviseOne passes it on
+			default: // the channel is full: dropped, as signal.Notify drops
+			}
 		}
 	}
 	return code, stopped, err

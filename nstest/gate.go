@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/internal/exitcode"
-	"github.com/nsrun/nsrun/internal/guest"
 	runstart "github.com/nsrun/nsrun/internal/start"
 	"github.com/nsrun/nsrun/userns/launch"
 )
@@ -33,8 +32,6 @@ func init() {
 	if secure() {
 		return
 	}
-	// A node's init, which the supervisor starts as this binary again.
-	guest.InitMain()
 	if os.Getenv(launch.EnvAsNsrun) == "" {
 		return
 	}

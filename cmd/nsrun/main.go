@@ -6,10 +6,10 @@ import (
 	"os"
 
 	"github.com/nsrun/nsrun/internal/cli"
-	"github.com/nsrun/nsrun/internal/guest"
 )
 
+// main runs the command line. A node's init (package guest) never gets
+// here: it is C that runs before the Go runtime (package launch).
 func main() {
-	guest.InitMain() // a node's init never returns from it
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

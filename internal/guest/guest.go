@@ -18,14 +18,15 @@
 // SysProcAttr has no setns, so the fork cannot do it instead.
 //
 // A node's own command (Spec.PIDNS) is not forked directly: the thread
-// forks nsrun's init (InitMain, this binary run again as
-// /proc/self/exe) as PID 1 of a new pid namespace, in a mount namespace
-// of the node's own where it mounts the node's /proc; the init starts
-// the command, reaps, passes signals on and exits with the command's
-// code, and the kernel ends the node's every other process with it. A
-// command run in a live node (Spec.Join, `nsrun net exec`) is started
-// the same way from inside the node's namespaces, by the init's code
-// in a starter that is not PID 1.
+// forks nsrun's init (this binary run again as /proc/self/exe, with
+// InitMarker; C code of package launch that runs before the Go runtime
+// would, so a node costs no start of Go) as PID 1 of a new pid
+// namespace, in a mount namespace of the node's own where it mounts the
+// node's /proc; the init starts the command, reaps, passes signals on
+// and exits with the command's code, and the kernel ends the node's
+// every other process with it. A command run in a live node (Spec.Join,
+// `nsrun net exec`) is started the same way from inside the node's
+// namespaces, by the init's code in a starter that is not PID 1.
 package guest
 
 import (
@@ -46,6 +47,7 @@ import (
 	"github.com/nsrun/nsrun/internal/exitcode"
 	"github.com/nsrun/nsrun/internal/nsfd"
 	"github.com/nsrun/nsrun/internal/procpid"
+	"github.com/nsrun/nsrun/userns/launch"
 )
 
 // Spec is what to start and where.
@@ -74,7 +76,7 @@ type Spec struct {
 	Stdout, Stderr *os.File
 	Setpgid        bool // put the process in a process group of its own
 
-	// PIDNS starts the command under an init of nsrun's (InitMain) as
+	// PIDNS starts the command under an init of nsrun's (InitMarker) as
 	// PID 1 of a pid namespace of its own, with its own /proc: every
 	// process the command starts, whatever it does with sessions and
 	// process groups, stays in that namespace, and ends with the init.
@@ -94,7 +96,7 @@ type Spec struct {
 	// namespaces (pid, mount and UTS; NetNS is still the network one)
 	// instead of UTS and mount namespaces of its own: `nsrun net exec`.
 	// Hostname, Mounts and Hide are then not used. A starter of nsrun's
-	// (the init's code, InitMain) starts it there and passes signals on:
+	// (the init's code, InitMarker) starts it there and passes signals on:
 	// Process.Pid is the starter's. (The supervisor cannot fork the
 	// command there itself: a nested user namespace's id maps are
 	// written through /proc/PID, and the node's /proc has the node's
@@ -203,17 +205,21 @@ func Start(s Spec) (*Process, error) {
 
 // initPipes are the supervisor's ends of a node init's pipes.
 type initPipes struct {
-	cfg    initConfig
-	config *os.File // write end of the init's fd 3
+	argv0  string
+	config []byte   // launch.InitConfig
+	cw     *os.File // write end of the init's fd 3
 	status *os.File // read end of the init's fd 4
 	ends   []*os.File
 }
 
 // asInit turns cmd, prepared to run s's command at path, into one that
-// runs nsrun's init as PID 1 of a new pid namespace, which then starts
-// the command (initConfig); the init gets every capability of the run's
-// user namespace to mount the node's /proc.
+// runs nsrun's init (launch.InitArgs) as PID 1 of a new pid namespace,
+// which then starts the command; the init gets every capability of the
+// run's user namespace to mount the node's /proc.
 func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
+	if s.MapUser && s.AllCaps {
+		return nil, errors.New("node init: a mapped user with every capability is not supported")
+	}
 	cr, cw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("node init: %w", err)
@@ -224,28 +230,18 @@ func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
 		cw.Close()
 		return nil, fmt.Errorf("node init: %w", err)
 	}
-	ip := &initPipes{
-		cfg: initConfig{Path: path, Argv: s.Argv, Env: s.Env, Dir: s.Dir, MapUser: s.MapUser, UID: s.UID, GID: s.GID,
-			AllCaps: s.AllCaps, Setpgid: s.Setpgid, Terminal: s.Terminal, Exec: s.Join != nil, SharedProc: s.SharedProc},
-		config: cw, status: sr, ends: []*os.File{cr, sw},
-	}
+	ip := &initPipes{argv0: s.Argv[0], config: launch.InitConfig(path, s.Dir, s.UID, s.GID, s.Argv),
+		cw: cw, status: sr, ends: []*os.File{cr, sw}}
 	// The init starts in / of the node's mount namespace; the command in
-	// its own folder.
-	cmd.Path, cmd.Args, cmd.Dir = "/proc/self/exe", []string{"nsrun", InitMarker}, "/"
-	// One init per node, hundreds in a run: one P keeps its threads few.
-	// (The command gets s.Env, through initConfig.)
-	cmd.Env = append(append([]string(nil), s.Env...), "GOMAXPROCS=1")
+	// its own folder. Its environment is the command's.
+	cmd.Path, cmd.Args, cmd.Dir = "/proc/self/exe", launch.InitArgs(initFlags(s)), "/"
 	cmd.ExtraFiles = []*os.File{cr, sw} // fds 3 and 4
-	// Pdeathsig: the init dies with this thread. (Go's child then finds
-	// getppid() = 0, its parent being outside its pid namespace, takes
-	// it for a dead parent and sends itself SIGKILL, which the kernel
-	// ignores: a namespace's init cannot be killed from inside it.)
+	// Pdeathsig: the init dies with this thread.
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Setpgid, Cloneflags: syscall.CLONE_NEWPID}
 	if s.Join != nil {
-		// An exec's starter: in the node's pid namespace already (join),
-		// where it is not PID 1 and Go's child would kill itself for a
-		// parent-death signal (its parent is outside: getppid() = 0). It
-		// ends with the node's init, which ends with the supervisor.
+		// An exec's starter: in the node's pid namespace already
+		// (join). It ends with the node's init, which ends with the
+		// supervisor.
 		attr = &syscall.SysProcAttr{Setpgid: s.Setpgid}
 	}
 	if err := credentials(attr, false, 0, 0, os.Getuid() != 0); err != nil {
@@ -264,8 +260,8 @@ func (ip *initPipes) handOver() error {
 		f.Close() // the init's ends
 	}
 	ip.ends = nil
-	err := json.NewEncoder(ip.config).Encode(ip.cfg)
-	ip.config.Close()
+	_, err := ip.cw.Write(ip.config)
+	ip.cw.Close()
 	if err != nil {
 		return fmt.Errorf("node init: send its configuration: %w", err)
 	}
@@ -274,13 +270,13 @@ func (ip *initPipes) handOver() error {
 		return fmt.Errorf("node init: no report from it: %w", err)
 	}
 	if st.Error != "" {
-		return fmt.Errorf("%s: %w", ip.cfg.Argv[0], errors.New(st.Error))
+		return fmt.Errorf("%s: %w", ip.argv0, errors.New(st.Error))
 	}
 	return nil
 }
 
 func (ip *initPipes) close() {
-	for _, f := range append(ip.ends, ip.config, ip.status) {
+	for _, f := range append(ip.ends, ip.cw, ip.status) {
 		f.Close()
 	}
 }

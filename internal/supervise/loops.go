@@ -238,7 +238,8 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 			dependents[d] = append(dependents[d], n)
 		}
 	}
-	procs := byNamespace()
+	scans := newScans(byNamespace)
+	procs := scans.fresh()
 	ended := map[*node]chan struct{}{}
 	for _, n := range nodes {
 		ended[n] = make(chan struct{})
@@ -261,7 +262,7 @@ func (s *supervisor) stopAll(timeout time.Duration) {
 						break wait
 					}
 				}
-				own = nil // its processes now, not at the start
+				own = scans.fresh() // its processes now, not at the start
 			}
 			n.terminate(own)
 			n.end(time.After(time.Until(deadline)))

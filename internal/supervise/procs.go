@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,6 +64,50 @@ func byNamespace() map[nsID][]int {
 		}
 	}
 	return out
+}
+
+// scans shares scans of /proc (byNamespace) among callers that each
+// need one taken after they asked: nodes whose dependents ended at about
+// the same time (in a stop, every node a last one depends on) take one
+// or two scans between them, not one each, which at 1,000 nodes made the
+// stop quadratic.
+type scans struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	started uint64 // scans begun
+	done    uint64 // the scan that result is from
+	running bool
+	result  map[nsID][]int
+	scan    func() map[nsID][]int // byNamespace
+}
+
+func newScans(scan func() map[nsID][]int) *scans {
+	s := &scans{scan: scan}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// fresh returns the processes of the run's pid namespace by pid
+// namespace, from a scan begun after the call.
+func (s *scans) fresh() map[nsID][]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := s.started + 1
+	for s.done < want {
+		if s.running {
+			s.cond.Wait()
+			continue
+		}
+		s.running = true
+		s.started++
+		n := s.started
+		s.mu.Unlock()
+		r := s.scan()
+		s.mu.Lock()
+		s.running, s.done, s.result = false, n, r
+		s.cond.Broadcast()
+	}
+	return s.result
 }
 
 // signalIn sends sig to process pid if it is in the pid namespace ns,

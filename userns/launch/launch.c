@@ -27,6 +27,8 @@
 
 #include "launch.h"
 
+extern char **environ;
+
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #define MADV_POPULATE_WRITE 23
@@ -443,14 +445,9 @@ static void launch(int argc, char **argv)
 	 */
 	int secure = getauxval(AT_SECURE) != 0;
 
-	/* A node's init is PID 1 of the node's pid namespace: a signal that
-	 * came before its Go code listens would be lost too (with a terminal,
-	 * a Ctrl-C as the command starts). It launches nothing. */
-	if (argc > 1 && strcmp(argv[1], NSRUN_NODE_INIT_MARKER) == 0) {
-		catch_early();
-		st->node_init = 1;
-		return;
-	}
+	/* A node's init: all of it is C (nodeinit.c); it never returns. */
+	if (argc > 1 && strcmp(argv[1], NSRUN_NODE_INIT_MARKER) == 0)
+		nsrun_node_init(argc, argv, environ);
 
 	if (nsrun_launch_on_request && (secure || getenv(NSRUN_AS_NSRUN) == NULL))
 		return; /* a test binary, run as itself */

@@ -48,6 +48,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -209,18 +210,67 @@ func CallerPIDNS() *os.File {
 var earlySignals = []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // NodeInitMarker is argv[1] of a node's init (package guest): nsrun run
-// again, which the C code starts no run for, but whose signals it catches
-// from the start, as the supervisor's.
+// again, which runs the node's init in C from the launcher's constructor
+// (nodeinit.c) and never starts the Go runtime. Its arguments are
+// InitArgs.
 var NodeInitMarker = C.GoString(C.nsrun_node_init_marker())
 
-// early hears earlySignals in the supervisor and in a node's init from
-// this package's init on; nil elsewhere. It is state of the process, as
+// InitFlags say how a node's init starts its command.
+type InitFlags int
+
+// The flags of a node's init (launch.h).
+const (
+	// InitMapUser: the command runs in a user namespace of its own that
+	// maps the given uid and gid to uid and gid 0 of the run's.
+	InitMapUser InitFlags = C.NSRUN_INIT_MAP_USER
+	// InitAllCaps: the command keeps every capability of the run's user
+	// namespace (ambient); otherwise none unless it runs as uid 0.
+	InitAllCaps InitFlags = C.NSRUN_INIT_ALL_CAPS
+	// InitSetpgid: the command runs in a process group of its own, to
+	// which signals are passed on.
+	InitSetpgid InitFlags = C.NSRUN_INIT_SETPGID
+	// InitTerminal: SIGINT and SIGQUIT reach the command from the
+	// terminal, and the init does not pass them on.
+	InitTerminal InitFlags = C.NSRUN_INIT_TERMINAL
+	// InitExec: not a node's init but the starter of a command run in a
+	// running node (`nsrun net exec`): it mounts nothing and passes every
+	// signal it gets on.
+	InitExec InitFlags = C.NSRUN_INIT_EXEC
+	// InitSharedProc: keep the run's /proc rather than mount the node's.
+	InitSharedProc InitFlags = C.NSRUN_INIT_SHARED_PROC
+)
+
+// InitArgs is the argv of a node's init with flags.
+func InitArgs(flags InitFlags) []string {
+	name := "nsrun-init"
+	if flags&InitExec != 0 {
+		name = "nsrun-exec"
+	}
+	return []string{name, NodeInitMarker, strconv.Itoa(int(flags))}
+}
+
+// InitConfig is what a node's init reads on its fd 3 to its end: it
+// starts the command argv at path, in dir ("" keeps the init's, /), as
+// uid and gid with InitMapUser. (Not in its argv, where ps and pkill -f
+// would find the command's words twice.) The init's environment is the
+// command's; its fd 4 is the write end of a pipe on which it reports
+// {"pid":N} once the command runs, or {"error":"..."}.
+func InitConfig(path, dir string, uid, gid int, argv []string) []byte {
+	var b []byte
+	for _, f := range append([]string{path, dir, strconv.Itoa(uid), strconv.Itoa(gid)}, argv...) {
+		b = append(append(b, f...), 0)
+	}
+	return b
+}
+
+// early hears earlySignals in the supervisor from this package's init on;
+// nil elsewhere. It is state of the process, as
 // its signals are.
 var early chan os.Signal
 
 func init() {
 	s := C.nsrun_launch_get()
-	if s.launched == 0 && s.node_init == 0 {
+	if s.launched == 0 {
 		return
 	}
 	early = make(chan os.Signal, 32)
@@ -238,7 +288,7 @@ func init() {
 	}
 }
 
-// Signals returns, in the supervisor and in a node's init, the channel on
+// Signals returns, in the supervisor, the channel on
 // which it has heard the signals the launcher forwards (SIGINT, SIGQUIT,
 // SIGTERM, SIGHUP, SIGUSR1, SIGUSR2) since before the Go runtime started,
 // so that a Ctrl-C in a run's first milliseconds stops it: the caller

@@ -28,9 +28,6 @@ struct nsrun_launch {
 	int unpriv_port;
 	const char *err_step; /* launching failed at this step ... */
 	int err_errno;        /* ... with this errno */
-	/* This process is a node's init (argv[1] is NSRUN_NODE_INIT_MARKER):
-	 * it catches signals early, as the supervisor does. */
-	int node_init;
 };
 
 extern struct nsrun_launch nsrun_launch_state;
@@ -40,8 +37,25 @@ extern struct nsrun_launch nsrun_launch_state;
  * launcher then acts only when NSRUN_AS_NSRUN is set in the environment. */
 extern int nsrun_launch_on_request;
 #define NSRUN_AS_NSRUN "NSRUN_AS_NSRUN"
-/* argv[1] of a node's init: nsrun run again (package guest). */
+/* argv[1] of a node's init: nsrun run again (package guest), which runs
+ * nsrun_node_init (nodeinit.c) and no Go. */
 #define NSRUN_NODE_INIT_MARKER "__nsrun_node_init"
+
+/* argv[2] of a node's init: these flags, in decimal. */
+enum {
+	NSRUN_INIT_MAP_USER = 1,    /* the command in a user namespace mapping uid, gid to 0 */
+	NSRUN_INIT_ALL_CAPS = 2,    /* the command keeps every capability (ambient) */
+	NSRUN_INIT_SETPGID = 4,     /* the command in a process group of its own */
+	NSRUN_INIT_TERMINAL = 8,    /* SIGINT, SIGQUIT reach the command from a terminal */
+	NSRUN_INIT_EXEC = 16,       /* an exec's starter: no /proc, passes every signal on */
+	NSRUN_INIT_SHARED_PROC = 32 /* keep the run's /proc */
+};
+
+/* The exit code of a run, or a node's init, that could not be set up
+ * (exitcode.SetupFailed). */
+#define NSRUN_EXIT_SETUP_FAILED 125
+
+void nsrun_node_init(int argc, char **argv, char **envp) __attribute__((noreturn));
 
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
 

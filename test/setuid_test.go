@@ -45,6 +45,20 @@ func errorsJoin(errs ...error) error {
 	return nil
 }
 
+// gatecheck builds ./gatecheck, a program that links nstest, once.
+func gatecheck(t *testing.T) string {
+	t.Helper()
+	gate := filepath.Join(binDir, "gatecheck")
+	if _, err := os.Stat(gate); err != nil {
+		cmd := exec.Command("go", "build", "-o", gate, "./gatecheck")
+		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOSUMDB=off")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./gatecheck: %v\n%s", err, b)
+		}
+	}
+	return gate
+}
+
 // TestSetuidNotALauncher: the attack of issue 20 item 3. A setuid-root
 // tool that merely links nstest, run by a user with NSRUN_AS_NSRUN=1,
 // became nsrun's launcher with root's effective uid: it carried out
@@ -63,14 +77,7 @@ func TestSetuidNotALauncher(t *testing.T) {
 		t.Fatal(err)
 	}
 	need(t, fs.Flags&unix.ST_NOSUID == 0, binDir+" is on a nosuid filesystem: a setuid copy cannot be tried there")
-	gate := filepath.Join(binDir, "gatecheck")
-	if _, err := os.Stat(gate); err != nil {
-		cmd := exec.Command("go", "build", "-o", gate, "./gatecheck")
-		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOSUMDB=off")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./gatecheck: %v\n%s", err, b)
-		}
-	}
+	gate := gatecheck(t)
 	// Where the command would leave its mark: a folder only root may write.
 	marks := filepath.Join(binDir, fmt.Sprintf("rootonly-%d", os.Getpid()))
 	if err := os.Mkdir(marks, 0o755); err != nil {
@@ -126,5 +133,65 @@ func TestSetuidNotALauncher(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(marks, "owned")); err == nil {
 		t.Error("setuid-root nsrun: the command wrote into a folder of root's")
+	}
+}
+
+// TestSetuidNotANodeInit: a node's init is nsrun (or a test binary that
+// links nstest) run with a marker as argv[1]; it reads a path and an argv
+// from fd 3 and execs them, before any Go runs. A user who runs a
+// setuid-root copy that way, as the starter of an exec (no PID 1 needed),
+// would get the path exec'd as root. Without the setuid bit the attack's
+// way in is real: the program runs, as the user. Setuid or setgid copies
+// of nsrun and of the test binary refuse (AT_SECURE), start nothing and
+// write nothing.
+func TestSetuidNotANodeInit(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t)
+	var fs unix.Statfs_t
+	if err := unix.Statfs(binDir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	need(t, fs.Flags&unix.ST_NOSUID == 0, binDir+" is on a nosuid filesystem: a setuid copy cannot be tried there")
+	gate := gatecheck(t)
+	marks := filepath.Join(binDir, fmt.Sprintf("rootonly-init-%d", os.Getpid()))
+	if err := os.Mkdir(marks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(marks) })
+	// What the init reads on fd 3: path, folder, uid, gid, argv.
+	config := filepath.Join(binDir, fmt.Sprintf("init-config-%d", os.Getpid()))
+	t.Cleanup(func() { os.Remove(config) })
+	// touch, not a shell: a shell drops a setuid's privileges itself.
+	fields := []string{"/usr/bin/touch", "", "0", "0", "touch", filepath.Join(marks, "owned")}
+	if err := os.WriteFile(config, []byte(strings.Join(fields, "\x00")+"\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const execStarter = "16" // launch.InitExec: no PID 1 needed, no /proc mount
+	attack := func(bin string) result {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := u.command(ctx, "sh", "-c", `exec "$0" __nsrun_node_init `+execStarter+` 3<"$1" 4>&2`, bin, config)
+		return run(t, cmd)
+	}
+	plain := setuidCopy(t, filepath.Join(binDir, "nsrun"), "nsrun-plain-init", 0o755)
+	if r := attack(plain); r.Code != 1 || !strings.Contains(r.Stderr, `{"pid":`) || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Fatalf("nsrun without setuid as a node's init: exit %d %q %q; want touch run as the user, and refused (1)", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, c := range []struct {
+		src, name string
+		mode      os.FileMode
+	}{
+		{filepath.Join(binDir, "nsrun"), "nsrun-setuid-init", 0o755 | os.ModeSetuid},
+		{filepath.Join(binDir, "nsrun"), "nsrun-setgid-init", 0o755 | os.ModeSetgid},
+		{gate, "gatecheck-setuid-init", 0o755 | os.ModeSetuid},
+	} {
+		r := attack(setuidCopy(t, c.src, c.name, c.mode))
+		if r.Code != 125 || r.Stdout != "" || !strings.Contains(r.Stderr, "setuid") {
+			t.Errorf("%s as a node's init: exit %d %q %q; want 125, nothing run, a refusal naming setuid", c.name, r.Code, r.Stdout, r.Stderr)
+		}
+		if _, err := os.Stat(filepath.Join(marks, "owned")); err == nil {
+			t.Errorf("%s: the command wrote into a folder of root's", c.name)
+			os.Remove(filepath.Join(marks, "owned"))
+		}
 	}
 }

@@ -338,6 +338,9 @@ func TestApplyInNamespace(t *testing.T) {
 	if err := Apply(ns, UplinkNAT("uplink", []netip.Addr{netip.MustParseAddr("172.18.0.254")}, netip.MustParseAddrPort("172.18.255.1:53"))); err != nil {
 		t.Fatal(err)
 	}
+	if err := Apply(ns, QuietMLD()); err != nil {
+		t.Fatal(err)
+	}
 	got := list()
 	for _, want := range []string{
 		`iifname "nsrun1000" meta nfproto ipv6 drop`,
@@ -357,6 +360,8 @@ func TestApplyInNamespace(t *testing.T) {
 		`oifname @gateways ct state established,related accept`,
 		`ip daddr 172.18.0.254 tcp dport 53 dnat ip to 172.18.255.1:53`,
 		`oifname "uplink" masquerade`,
+		"table bridge nsrun-mld",
+		QuietMLD().Chains[0].Rules[0].Text,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got)

@@ -27,6 +27,7 @@ import (
 	"github.com/nsrun/nsrun/internal/plan"
 	"github.com/nsrun/nsrun/internal/runlog"
 	"github.com/nsrun/nsrun/ipam"
+	"github.com/nsrun/nsrun/nft"
 )
 
 // wireWorkers bounds how many nodes are wired at once.
@@ -111,6 +112,17 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 			return n, err
 		}
 		n.bridges = append(n.bridges, br)
+	}
+	// Nodes' MLD reports, flooded to every port, cost a run of n nodes
+	// n² frame copies at its start (nft.QuietMLD); one node has no one
+	// to flood them to.
+	if len(p.Nodes) > 1 {
+		done := runlog.Step(log, "drop MLD reports on the bridges", "table", nft.QuietMLDTable)
+		err = nft.Apply(n.bridgeNS, nft.QuietMLD())
+		done(err)
+		if err != nil {
+			return n, err
+		}
 	}
 	// The bridges' ports (and the uplink) need no IPv6 of their own.
 	if err = netsetup.NoIPv6ForNewLinks(n.bridgeNS); err != nil {

@@ -31,6 +31,9 @@
 //	                                the send to the kernel's receive timestamp (so a
 //	                                busy machine's scheduling does not add to it);
 //	                                -1 for one unanswered within 3s
+//	probe mcast-join GROUP IFACE    joins the IPv6 multicast GROUP on IFACE (the
+//	                                kernel sends an MLD report), prints "joined",
+//	                                then "got MSG" for each datagram to port 9, 5s
 //	probe tap-arp TAP SRCIP DSTIP   as a VM on tap device TAP with address SRCIP,
 //	                                asks ARP who has DSTIP; prints the reply's MAC
 //	probe udp-arp LOCAL PEER SRCIP DSTIP
@@ -113,6 +116,15 @@ func main() {
 		var n int
 		fmt.Sscan(os.Args[3], &n)
 		os.Exit(udpBurst(os.Args[2], n))
+	case "mcast-join":
+		if len(os.Args) < 4 {
+			fmt.Fprintln(os.Stderr, "usage: probe mcast-join GROUP IFACE")
+			os.Exit(2)
+		}
+		if err := mcastJoin(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	case "tap-arp":
 		if len(os.Args) < 5 {
 			os.Exit(2)
@@ -606,4 +618,29 @@ func routerAdvert(ifname, prefix string) int {
 	}
 	fmt.Println("sent")
 	return 0
+}
+
+// mcastJoin joins the IPv6 multicast group on the interface, which makes
+// the kernel send an MLD report, and prints each datagram sent to the
+// group's port 9 for 5 seconds.
+func mcastJoin(group, ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return err
+	}
+	c, err := net.ListenMulticastUDP("udp6", ifi, &net.UDPAddr{IP: net.ParseIP(group), Port: 9})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Println("joined")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return nil // the deadline
+		}
+		fmt.Printf("got %s\n", buf[:n])
+	}
 }

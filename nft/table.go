@@ -180,11 +180,40 @@ func ApplyAll(nsFd *os.File, tables ...*Table) error {
 	return nil
 }
 
+// Create adds tables to the network namespace of nsFd, one that has none
+// of them (a namespace nsrun has just made), in one netlink transaction.
+// It skips Apply's reset: a table deleted in a transaction makes its
+// commit wait for the kernel (6-14 ms here, against 0.3 ms without).
+func Create(nsFd *os.File, tables ...*Table) error {
+	c, err := conn(nsFd)
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	var names []string
+	for _, t := range tables {
+		if err := queueAdd(c, t, false); err != nil {
+			return err
+		}
+		names = append(names, familyName(t.Family)+" "+t.Name)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("create nftables table %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
 // queue adds the messages that reset t to c's batch.
-func queue(c *nftables.Conn, t *Table) error {
+func queue(c *nftables.Conn, t *Table) error { return queueAdd(c, t, true) }
+
+// queueAdd adds the messages that add t to c's batch; with reset, they
+// first add and delete it, which replaces a table of that name.
+func queueAdd(c *nftables.Conn, t *Table, reset bool) error {
 	nt := &nftables.Table{Family: t.Family, Name: t.Name}
-	c.AddTable(nt)
-	c.DelTable(nt)
+	if reset {
+		c.AddTable(nt)
+		c.DelTable(nt)
+	}
 	c.AddTable(nt)
 	named := map[string]*nftables.Set{}
 	for _, ns := range t.Sets {

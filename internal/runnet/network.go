@@ -52,6 +52,9 @@ type Network struct {
 	wireErr  []error
 	allWired chan struct{}
 	wiring   sync.WaitGroup
+	// quiet is closed once the MLD table is in place (or failed to be,
+	// or none is needed): no node is reported wired before it.
+	quiet chan struct{}
 
 	closeOnce sync.Once
 }
@@ -70,6 +73,7 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 		wired:    make([]chan struct{}, len(p.Nodes)),
 		wireErr:  make([]error, len(p.Nodes)),
 		allWired: make(chan struct{}),
+		quiet:    make(chan struct{}),
 	}
 	for i := range n.wired {
 		n.wired[i] = make(chan struct{})
@@ -103,6 +107,7 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 	if err = netsetup.PrepareNamespace(n.bridgeNS, true); err != nil {
 		return n, err
 	}
+	n.quietMLD(len(p.Nodes))
 	for _, b := range p.Bridges {
 		done := runlog.Step(log, "create bridge", "name", b.Name, "addr", b.Prefix, "router", b.Router, "addr6", b.Prefix6, "router6", b.Router6)
 		var br *netsetup.Bridge
@@ -112,17 +117,6 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 			return n, err
 		}
 		n.bridges = append(n.bridges, br)
-	}
-	// Nodes' MLD reports, flooded to every port, cost a run of n nodes
-	// n² frame copies at its start (nft.QuietMLD); one node has no one
-	// to flood them to.
-	if len(p.Nodes) > 1 {
-		done := runlog.Step(log, "drop MLD reports on the bridges", "table", nft.QuietMLDTable)
-		err = nft.Apply(n.bridgeNS, nft.QuietMLD())
-		done(err)
-		if err != nil {
-			return n, err
-		}
 	}
 	// The bridges' ports (and the uplink) need no IPv6 of their own.
 	if err = netsetup.NoIPv6ForNewLinks(n.bridgeNS); err != nil {
@@ -145,6 +139,26 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 		}
 	}
 	return n, nil
+}
+
+// quietMLD puts the table that drops the nodes' MLD reports
+// (nft.QuietMLD) into the bridge namespace, in the background, in a run
+// of more than one node (one has no one to flood them to), and closes
+// quiet when it is done. Each report, flooded to every port, costs a run
+// of n nodes n² frame copies at its start; the table's transaction, the
+// first in the namespace, takes milliseconds, so it is written while the
+// bridges and the first links are made, and a node counts as wired only
+// once it is in place. A failure only costs the floods: it is logged.
+func (n *Network) quietMLD(nodes int) {
+	if nodes < 2 {
+		close(n.quiet)
+		return
+	}
+	go func() {
+		defer close(n.quiet)
+		done := runlog.Step(n.log, "drop MLD reports on the bridges", "table", nft.QuietMLDTable)
+		done(nft.Create(n.bridgeNS, nft.QuietMLD()))
+	}()
 }
 
 // failWiring marks every node as failed to wire, when wiring never began.
@@ -245,6 +259,7 @@ func (n *Network) wireNodes(nodes []plan.Node, nodeNS <-chan nsResult, onWired f
 				if err != nil {
 					n.wireErr[r.i] = fmt.Errorf("node %q: %w", node.Name, err)
 				}
+				<-n.quiet
 				onWired(r.i, r.ns)
 				close(n.wired[r.i])
 			}
@@ -286,6 +301,7 @@ func (n *Network) Close() {
 
 func (n *Network) close() {
 	<-n.allWired
+	<-n.quiet // it uses bridgeNS
 	n.uplink.release()
 	for _, ns := range n.nodeNS {
 		if ns != nil {

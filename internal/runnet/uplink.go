@@ -115,7 +115,8 @@ func addUplink(p *plan.Plan, bridgeNS *os.File) (*uplink, error) {
 			routers = append(routers, br.Router)
 		}
 	}
-	if err := nft.Apply(bridgeNS, nft.UplinkNAT(u.Port, routers, u.HostDNS)); err != nil {
+	// The bridge namespace is the run's own, new: no table to replace.
+	if err := nft.Create(bridgeNS, nft.UplinkNAT(u.Port, routers, u.HostDNS)); err != nil {
 		return up, err
 	}
 	for _, listen := range u.DNSRelays {

@@ -56,11 +56,111 @@ func Handle(ns *os.File) (*netlink.Handle, error) {
 	return h, nil
 }
 
-// Bridge is a Linux bridge of one subnet inside a bridge namespace.
+// Bridge is a Linux bridge of one subnet inside a bridge namespace, or,
+// while Direct, the place of one: the subnet's only node is wired to a
+// port that holds the router addresses itself (AddNode), until MakeBridge
+// makes the bridge.
 type Bridge struct {
 	Name   string
-	Index  int
+	Index  int // 0 while Direct
 	Subnet ipam.Subnet
+	// Direct: no bridge device yet. NS is then the bridge namespace,
+	// for the sysctls of the port and of the bridge to come.
+	Direct bool
+	NS     *os.File
+}
+
+// DeferBridge is the place of the bridge name of subnet in the namespace
+// ns (of h), where no bridge is made yet: AddNode wires the subnet's one
+// node directly, MakeBridge makes the bridge when it is needed. It brings
+// lo up, as AddBridge does.
+func DeferBridge(h *netlink.Handle, ns *os.File, name string, subnet ipam.Subnet) (*Bridge, error) {
+	if err := loUp(h); err != nil {
+		return nil, err
+	}
+	return &Bridge{Name: name, Subnet: subnet, Direct: true, NS: ns}, nil
+}
+
+// routerAddrs adds the subnet's router addresses (IPv4, IPv6 or both)
+// to link.
+func routerAddrs(h *netlink.Handle, link netlink.Link, subnet ipam.Subnet) error {
+	if subnet.HasIPv4() {
+		if err := addAddr(h, link, subnet.Bridge, subnet.Prefix.Bits()); err != nil {
+			return err
+		}
+	}
+	if subnet.HasIPv6() {
+		if err := addAddr(h, link, subnet.Bridge6, subnet.Prefix6.Bits()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setIPv6 turns IPv6 on or off on the interface ifname of the namespace
+// ns (the bridge namespace turns it off for new links:
+// NoIPv6ForNewLinks).
+func setIPv6(ns *os.File, ifname string, on bool) error {
+	v := "1"
+	if on {
+		v = "0"
+	}
+	if err := nsfd.WriteSysctl(ns, "net/ipv6/conf/"+ifname+"/disable_ipv6", v); err != nil && !readOnlySysctls(err) {
+		return fmt.Errorf("%s: IPv6 %s: %w", ifname, map[bool]string{true: "on", false: "off"}[on], err)
+	}
+	return nil
+}
+
+// MakeBridge makes the bridge of br, a Direct one whose only port is
+// port: the bridge takes the port's MAC address (so the node's neighbour
+// entry for its router stays right), the router addresses move from the
+// port to it, and the port joins it. Traffic between the node and the
+// bridge namespace pauses for the moment the addresses move; established
+// connections survive. br is then a bridge like AddBridge's.
+func MakeBridge(h *netlink.Handle, br *Bridge, port string) error {
+	if !br.Direct {
+		return nil
+	}
+	p, err := h.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("make bridge %q: find port %s: %w", br.Name, port, err)
+	}
+	b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name, Flags: net.FlagUp, HardwareAddr: p.Attrs().HardwareAddr}}
+	if err := h.LinkAdd(b); err != nil {
+		return fmt.Errorf("create bridge %q: %w", br.Name, err)
+	}
+	if br.Subnet.HasIPv6() {
+		if err := setIPv6(br.NS, br.Name, true); err != nil {
+			return fmt.Errorf("bridge %q: %w", br.Name, err)
+		}
+	}
+	for _, a := range []netip.Prefix{br.Subnet.Prefix, br.Subnet.Prefix6} {
+		if !a.IsValid() {
+			continue
+		}
+		router := br.Subnet.Bridge
+		if a.Addr().Is6() {
+			router = br.Subnet.Bridge6
+		}
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(router.AsSlice()), Mask: net.CIDRMask(a.Bits(), router.BitLen())}}
+		if err := h.AddrDel(p, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("make bridge %q: take %s off %s: %w", br.Name, router, port, err)
+		}
+	}
+	if err := routerAddrs(h, b, br.Subnet); err != nil {
+		return fmt.Errorf("bridge %q: %w", br.Name, err)
+	}
+	if err := h.LinkSetMasterByIndex(p, b.Index); err != nil {
+		return fmt.Errorf("make bridge %q: add port %s: %w", br.Name, port, err)
+	}
+	if br.Subnet.HasIPv6() {
+		// A bridge port needs no IPv6 of its own (its link-local goes).
+		if err := setIPv6(br.NS, port, false); err != nil {
+			return err
+		}
+	}
+	br.Index, br.Direct = b.Index, false
+	return nil
 }
 
 // AddBridge creates a bridge named name in the namespace of h, up, with
@@ -71,15 +171,8 @@ func AddBridge(h *netlink.Handle, name string, subnet ipam.Subnet) (*Bridge, err
 	if err := h.LinkAdd(br); err != nil {
 		return nil, fmt.Errorf("create bridge %q: %w", name, err)
 	}
-	if subnet.HasIPv4() {
-		if err := addAddr(h, br, subnet.Bridge, subnet.Prefix.Bits()); err != nil {
-			return nil, fmt.Errorf("bridge %q: %w", name, err)
-		}
-	}
-	if subnet.HasIPv6() {
-		if err := addAddr(h, br, subnet.Bridge6, subnet.Prefix6.Bits()); err != nil {
-			return nil, fmt.Errorf("bridge %q: %w", name, err)
-		}
+	if err := routerAddrs(h, br, subnet); err != nil {
+		return nil, fmt.Errorf("bridge %q: %w", name, err)
 	}
 	if err := loUp(h); err != nil {
 		return nil, err
@@ -135,6 +228,9 @@ func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node, sys *nsfd.S
 		return fmt.Errorf("guest namespace: %w", err)
 	}
 	defer gh.Close()
+	if br.Direct && n.Splice.NodeEnd != "" {
+		return fmt.Errorf("wire %s: a link spliced into the link engine needs a bridge", n)
+	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: n.PortName, Flags: net.FlagUp, MasterIndex: br.Index},
 		PeerName:      GuestIfName,
@@ -149,6 +245,21 @@ func AddNode(bh *netlink.Handle, br *Bridge, guest *os.File, n Node, sys *nsfd.S
 	if n.Splice.NodeEnd != "" {
 		if err := addEngineEnds(bh, br, n); err != nil {
 			return err
+		}
+	}
+	if br.Direct {
+		// No bridge: the port is the node's router.
+		port, err := bh.LinkByName(n.PortName)
+		if err != nil {
+			return fmt.Errorf("find %s: %w", n.PortName, err)
+		}
+		if br.Subnet.HasIPv6() {
+			if err := setIPv6(br.NS, n.PortName, true); err != nil {
+				return err
+			}
+		}
+		if err := routerAddrs(bh, port, br.Subnet); err != nil {
+			return fmt.Errorf("port %s: %w", n.PortName, err)
 		}
 	}
 	if err := loUp(gh); err != nil {

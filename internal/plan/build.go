@@ -273,7 +273,23 @@ func Build(in Input) (*Plan, error) {
 		return nil, err
 	}
 	markEngineLinks(p)
+	deferBridges(p)
 	return p, nil
+}
+
+// deferBridges marks Deferred each bridge whose subnet has one link, a
+// veth not spliced into the link engine.
+func deferBridges(p *Plan) {
+	links := make([][]*Link, len(p.Bridges))
+	for i := range p.Nodes {
+		for j := range p.Nodes[i].Links {
+			l := &p.Nodes[i].Links[j]
+			links[l.Bridge] = append(links[l.Bridge], l)
+		}
+	}
+	for i, ls := range links {
+		p.Bridges[i].Deferred = len(ls) == 1 && ls[0].Kind == Veth && ls[0].NodeEnd == ""
+	}
 }
 
 // markEngineLinks wires already spliced into the link engine the eth0

@@ -145,6 +145,13 @@ type Bridge struct {
 	// IPv6-only subnet has only these.
 	Prefix6 netip.Prefix `json:"prefix6,omitzero"`
 	Router6 netip.Addr   `json:"router6,omitzero"`
+	// Deferred: the subnet's only link is a veth, whose end in the
+	// bridge namespace holds the router addresses itself; the bridge
+	// device is made (runnet.Network.EnsureBridges) only when a second
+	// link joins (attach) or a net verb needs it. A namespace that held
+	// a bridge takes the kernel tens of milliseconds to tear down, in
+	// the background, and the next run waits for it (issue 24).
+	Deferred bool `json:"deferred,omitempty"`
 }
 
 // MainRouter is the bridge's IPv4 address, or its IPv6 one in an

@@ -35,6 +35,9 @@ func (p *Plan) Write(w io.Writer) error {
 		default:
 			pf("  bridge %-6s subnet %-10s %-18s router %s (IPv6 only)\n", br.Name, br.Subnet, br.Prefix6, br.Router6)
 		}
+		if br.Deferred {
+			pf("    made only once a second link or a net verb needs it; until then its one port holds the router addresses\n")
+		}
 	}
 	if u := p.Uplink; u != nil {
 		pf("  uplink %s <-> %s in the gateway %s: a /30 of %s, default route and NAT", u.Port, u.GatewayPort, u.GatewayNS, u.Pool)

@@ -55,6 +55,10 @@ type Network struct {
 	// quiet is closed once the MLD table is in place (or failed to be,
 	// or none is needed): no node is reported wired before it.
 	quiet chan struct{}
+	// bridgeMu guards making deferred bridges (EnsureBridges); ports
+	// names the one port of each deferred bridge, by index.
+	bridgeMu sync.Mutex
+	ports    map[int]string
 
 	closeOnce sync.Once
 }
@@ -69,6 +73,7 @@ type Network struct {
 func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*Network, error) {
 	n := &Network{
 		nodeNS:   make([]*os.File, len(p.Nodes)),
+		ports:    make(map[int]string),
 		log:      log,
 		wired:    make([]chan struct{}, len(p.Nodes)),
 		wireErr:  make([]error, len(p.Nodes)),
@@ -77,6 +82,13 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 	}
 	for i := range n.wired {
 		n.wired[i] = make(chan struct{})
+	}
+	for _, node := range p.Nodes {
+		for _, l := range node.Links {
+			if p.Bridges[l.Bridge].Deferred {
+				n.ports[l.Bridge] = l.Port
+			}
+		}
 	}
 	var err error
 	// The launcher gave the supervisor a network namespace of its own: it
@@ -109,9 +121,20 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 	}
 	n.quietMLD(len(p.Nodes))
 	for _, b := range p.Bridges {
-		done := runlog.Step(log, "create bridge", "name", b.Name, "addr", b.Prefix, "router", b.Router, "addr6", b.Prefix6, "router6", b.Router6)
+		sub := ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router, Prefix6: b.Prefix6, Bridge6: b.Router6}
 		var br *netsetup.Bridge
-		br, err = netsetup.AddBridge(bh, b.Name, ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router, Prefix6: b.Prefix6, Bridge6: b.Router6})
+		if b.Deferred {
+			// Its one node's port holds the router addresses
+			// (EnsureBridges makes the bridge when it is needed).
+			br, err = netsetup.DeferBridge(bh, n.bridgeNS, b.Name, sub)
+			n.bridges = append(n.bridges, br)
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		done := runlog.Step(log, "create bridge", "name", b.Name, "addr", b.Prefix, "router", b.Router, "addr6", b.Prefix6, "router6", b.Router6)
+		br, err = netsetup.AddBridge(bh, b.Name, sub)
 		done(err)
 		if err != nil {
 			return n, err
@@ -332,12 +355,51 @@ func (n *Network) UplinkBlock() (netip.Prefix, bool) {
 // Wire creates node's links (a node plugged in after Build, as `nsrun
 // attach` does) in its namespace ns, which stays the caller's.
 func (n *Network) Wire(node *plan.Node, ns *os.File) error {
+	if err := n.EnsureBridges(); err != nil {
+		return err
+	}
 	bh, err := netsetup.Handle(n.bridgeNS)
 	if err != nil {
 		return err
 	}
 	defer bh.Close()
 	return n.wireNode(bh, node, ns, nil)
+}
+
+// EnsureBridges makes the bridges the plan deferred (plan.Bridge's
+// Deferred: a subnet with one link), once the wiring has ended: before a
+// second link joins, or a net verb writes rules, splices a link or
+// shapes it, all of which expect a bridge. The node's port joins its new
+// bridge, which takes over the router addresses; nothing else changes for
+// the node. It does nothing the second time.
+func (n *Network) EnsureBridges() error {
+	<-n.allWired
+	n.bridgeMu.Lock()
+	defer n.bridgeMu.Unlock()
+	var bh *netlink.Handle
+	defer func() {
+		if bh != nil {
+			bh.Close()
+		}
+	}()
+	for i, br := range n.bridges {
+		if !br.Direct {
+			continue
+		}
+		if bh == nil {
+			var err error
+			if bh, err = netsetup.Handle(n.bridgeNS); err != nil {
+				return err
+			}
+		}
+		done := runlog.Step(n.log, "create bridge", "name", br.Name, "port", n.ports[i], "deferred", true)
+		err := netsetup.MakeBridge(bh, br, n.ports[i])
+		done(err)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Shape sets the shaping (rate, delay, jitter) of what leaves the bridge

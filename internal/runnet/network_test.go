@@ -87,14 +87,22 @@ nodes:
 	n, nodeNS := buildWired(t, p)
 
 	// The bridge namespace: a bridge per subnet with its router address,
-	// and each link's port on its bridge.
+	// and each link's port on its bridge; a subnet of one link has no
+	// bridge, and its port holds the router address.
 	bh, err := netsetup.Handle(n.bridgeNS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bh.Close()
+	// front has one link (a's; vm has none but its tap's, on back).
+	wantDeferred := map[string]bool{"front": true, "back": !tapOK}
 	for _, b := range p.Bridges {
-		hasAddr(t, bh, b.Name, netip.PrefixFrom(b.Router, b.Prefix.Bits()))
+		if b.Deferred != wantDeferred[b.Subnet] {
+			t.Errorf("bridge %s (subnet %s) deferred %v, want %v", b.Name, b.Subnet, b.Deferred, wantDeferred[b.Subnet])
+		}
+		if !b.Deferred {
+			hasAddr(t, bh, b.Name, netip.PrefixFrom(b.Router, b.Prefix.Bits()))
+		}
 	}
 	for _, nd := range p.Nodes {
 		for _, l := range nd.Links {
@@ -102,9 +110,17 @@ nodes:
 			if err != nil {
 				t.Fatalf("node %s: bridge port %s: %v", nd.Name, l.Port, err)
 			}
-			br, _ := bh.LinkByName(p.Bridges[l.Bridge].Name)
+			b := p.Bridges[l.Bridge]
+			if b.Deferred {
+				hasAddr(t, bh, l.Port, netip.PrefixFrom(b.Router, b.Prefix.Bits()))
+				if port.Attrs().MasterIndex != 0 {
+					t.Errorf("node %s: port %s of a deferred bridge is on a bridge", nd.Name, l.Port)
+				}
+				continue
+			}
+			br, _ := bh.LinkByName(b.Name)
 			if port.Attrs().MasterIndex != br.Attrs().Index {
-				t.Errorf("node %s: port %s is not on %s", nd.Name, l.Port, p.Bridges[l.Bridge].Name)
+				t.Errorf("node %s: port %s is not on %s", nd.Name, l.Port, b.Name)
 			}
 		}
 	}
@@ -226,4 +242,145 @@ func TestBuildWiringFailure(t *testing.T) {
 	if err := n.WaitAllWired(); err == nil {
 		t.Error("waitAllWired reports no failure")
 	}
+}
+
+// TestDeferredBridge: the one node of a subnet is wired without a bridge,
+// its port holding the router addresses (both families reach the router);
+// EnsureBridges then makes the bridge, with the port's MAC, moves the
+// addresses onto it and puts the port on it, while a TCP connection from
+// the node to the router goes on; a second node wired afterwards (as
+// attach does) reaches the first; a second EnsureBridges changes nothing.
+func TestDeferredBridge(t *testing.T) {
+	p := planOf(t, "nodes:\n  a: {ip: 172.18.0.2}\n")
+	br := p.Bridges[0]
+	if !br.Deferred {
+		t.Fatalf("a subnet of one node: bridge not deferred: %+v", br)
+	}
+	n, nodeNS := buildWired(t, p)
+	bh, err := netsetup.Handle(n.bridgeNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bh.Close()
+	if _, err := bh.LinkByName(br.Name); err == nil {
+		t.Fatalf("%s exists before anything needs it", br.Name)
+	}
+	port := p.Nodes[0].Links[0].Port
+	hasAddr(t, bh, port, netip.PrefixFrom(br.Router, br.Prefix.Bits()))
+	hasAddr(t, bh, port, netip.PrefixFrom(br.Router6, br.Prefix6.Bits()))
+	portLink, err := bh.LinkByName(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A connection from the node to the router, open across the change.
+	var ln net.Listener
+	if err := nsfd.Do(n.bridgeNS, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(br.Router, 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	echoed := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			echoed <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.Copy(c, c)
+		echoed <- err
+	}()
+	var conn net.Conn
+	for _, to := range []netip.Addr{br.Router6, br.Router} {
+		if err := nsfd.Do(nodeNS[0], func() error {
+			var err error
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(to, uint16(ln.Addr().(*net.TCPAddr).Port)).String(), 5*time.Second)
+			if err != nil || to.Is4() {
+				conn = c
+				return err
+			}
+			return c.Close() // IPv6 reaches the router too; no one accepts it
+		}); err != nil && to.Is4() {
+			t.Fatalf("node -> router %s before the bridge: %v", to, err)
+		}
+	}
+	defer conn.Close()
+	roundTrip := func(msg string) {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatalf("write %q: %v", msg, err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != msg {
+			t.Fatalf("echo of %q: %q, %v", msg, got, err)
+		}
+	}
+	roundTrip("before")
+
+	if err := n.EnsureBridges(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bh.LinkByName(br.Name)
+	if err != nil {
+		t.Fatalf("no %s after EnsureBridges: %v", br.Name, err)
+	}
+	if b.Attrs().HardwareAddr.String() != portLink.Attrs().HardwareAddr.String() {
+		t.Errorf("%s has MAC %s, not its port's %s: the node's neighbour entry for its router went stale", br.Name, b.Attrs().HardwareAddr, portLink.Attrs().HardwareAddr)
+	}
+	hasAddr(t, bh, br.Name, netip.PrefixFrom(br.Router, br.Prefix.Bits()))
+	hasAddr(t, bh, br.Name, netip.PrefixFrom(br.Router6, br.Prefix6.Bits()))
+	if pl, _ := bh.LinkByName(port); pl == nil || pl.Attrs().MasterIndex != b.Attrs().Index {
+		t.Errorf("port %s is not on %s", port, br.Name)
+	}
+	if addrs, _ := bh.AddrList(portLink, netlink.FAMILY_ALL); len(addrs) != 0 {
+		t.Errorf("port %s still has addresses: %v", port, addrs)
+	}
+	roundTrip("after")
+	if err := n.EnsureBridges(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second node joins the bridge and reaches the first.
+	second := plan.Node{Name: "b", Addr: netip.MustParseAddr("172.18.0.3"), Links: []plan.Link{{
+		Kind: plan.Veth, Node: "b", Bridge: 0, Port: plan.VethPort("b"), Inside: plan.GuestIfName,
+		Addr: netip.MustParsePrefix("172.18.0.3/24"), Gateway: br.Router,
+	}}}
+	ns2, err := nsfd.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns2.Close()
+	if err := n.Wire(&second, ns2); err != nil {
+		t.Fatal(err)
+	}
+	var ln2 net.Listener
+	if err := nsfd.Do(nodeNS[0], func() error {
+		var err error
+		ln2, err = net.Listen("tcp", "172.18.0.2:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	go func() {
+		if c, err := ln2.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	if err := nsfd.Do(ns2, func() error {
+		c, err := net.DialTimeout("tcp", ln2.Addr().String(), 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("second node -> first over the new bridge: %v", err)
+	}
+	conn.Close()
+	<-echoed
 }

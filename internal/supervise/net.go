@@ -15,6 +15,14 @@ import (
 // are now.
 func (s *supervisor) netVerb(p *control.Peer) {
 	c := p.Req.Net // checked (control.Request.Check)
+	if c.Show == nil {
+		// Rules, shaping and the link engine work on bridge ports: a
+		// one-link subnet gets its bridge now (plan.Bridge's Deferred).
+		if err := s.net.EnsureBridges(); err != nil {
+			p.Fail(err)
+			return
+		}
+	}
 	s.netMu.Lock()
 	out, st, err := s.netc.Do(c, s.netNodes())
 	if err == nil {

@@ -458,6 +458,9 @@ func (s *supervisor) applyLatency() error {
 	if err := s.net.WaitAllWired(); err != nil {
 		return err
 	}
+	if err := s.net.EnsureBridges(); err != nil {
+		return err
+	}
 	done := runlog.Step(s.log, "apply the latency matrix (link engine, user space)", "regions", len(m.Regions), "rules", len(m.Rules))
 	out, err := s.netc.SetLatency(m, s.netNodes())
 	done(err)

@@ -138,6 +138,13 @@ print(socket.inet_ntop(socket.AF_INET6, a[-16:]))`
 	if !udp("a") || !tcp("a") {
 		t.Error("after fullmesh, a does not resolve through the relay")
 	}
+	// A subnet of one node has no bridge (plan.Bridge.Deferred): its
+	// router address comes on the node's link as the link is wired, and
+	// the relay, started meanwhile, listens on it all the same.
+	solo := startRun(t, u, "subnets:\n  v6: \"fd00:6::/64\"\nnodes:\n  solo: {ip6: \"fd00:6::7\", command: \"probe listen [::]:9000\"}\n", "solo  | listening")
+	if out := solo.exec(t, "solo", "getent", "ahostsv6", "upstream.test").Stdout; !strings.HasPrefix(out, "fd99:4::2 ") {
+		t.Errorf("a run of one IPv6-only node does not resolve through the relay: %q", out)
+	}
 }
 
 // TestUpPortBindAddress: `ports:` takes the host address to listen on

@@ -13,13 +13,17 @@
 package dnsrelay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/internal/nsfd"
 	"github.com/nsrun/nsrun/internal/portproxy"
@@ -46,15 +50,19 @@ type Relay struct {
 }
 
 // Start listens on listen (UDP and TCP) in the network namespace ns and
-// relays every query to upstream, dialled from ns too.
+// relays every query to upstream, dialled from ns too. The address need
+// not be there yet (IP_FREEBIND): a subnet of one node gets its router
+// address on the node's link as that link is wired, and later on its
+// bridge (runnet.EnsureBridges); the sockets serve it wherever it is.
 func Start(ns *os.File, listen, upstream netip.AddrPort) (*Relay, error) {
 	r := &Relay{ns: ns, upstream: upstream, slots: make(chan struct{}, maxInFlight), conns: map[net.Conn]bool{}}
+	lc := net.ListenConfig{Control: freebind}
 	err := nsfd.Do(ns, func() error {
 		var err error
-		if r.udp, err = net.ListenPacket("udp", listen.String()); err != nil {
+		if r.udp, err = lc.ListenPacket(context.Background(), "udp", listen.String()); err != nil {
 			return err
 		}
-		r.tcp, err = net.Listen("tcp", listen.String())
+		r.tcp, err = lc.Listen(context.Background(), "tcp", listen.String())
 		return err
 	})
 	if err == nil {
@@ -167,4 +175,16 @@ func (r *Relay) relayUDP(query []byte, from net.Addr) {
 		return
 	}
 	_, _ = r.udp.WriteTo(answer[:n], from)
+}
+
+// freebind lets a socket bind an address its namespace does not have yet.
+func freebind(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }

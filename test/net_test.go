@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -532,6 +533,13 @@ func TestPartitionRulesBounded(t *testing.T) {
 // supervisor that holds a network namespace with the bridge br0.
 func (r *liveRun) bridgeNamespace(t *testing.T) string {
 	t.Helper()
+	return r.namespaceWith(t, "br0")
+}
+
+// namespaceWith finds, as root, the network namespace of the run's
+// supervisor (an fd of it) that holds the link name.
+func (r *liveRun) namespaceWith(t *testing.T, name string) string {
+	t.Helper()
 	requireRoot(t)
 	sup := childOf(r.rc.cmd.Process.Pid)
 	if sup == 0 {
@@ -543,12 +551,93 @@ func (r *liveRun) bridgeNamespace(t *testing.T) string {
 		if l, _ := os.Readlink(p); !strings.HasPrefix(l, "net:") {
 			continue
 		}
-		if exec.Command("nsenter", "--net="+p, "ip", "link", "show", "br0").Run() == nil {
+		if exec.Command("nsenter", "--net="+p, "ip", "link", "show", name).Run() == nil {
 			return p
 		}
 	}
-	t.Fatal("no bridge namespace among the supervisor's fds")
+	t.Fatalf("no network namespace with %s among the supervisor's fds", name)
 	return ""
+}
+
+// TestOneNodeBridgeWhenNeeded: a run of one node has no bridge (it would
+// slow the kernel's teardown of the run, and the next run with it): the
+// node's port in the bridge namespace holds the router address, and the
+// host reaches the node's published ports through it. The first net verb
+// makes the bridge: it has the port, and the router address, and a
+// connection through a published port, open across the change, goes on
+// (ticks keep coming every 50 ms); a new one connects.
+func TestOneNodeBridgeWhenNeeded(t *testing.T) {
+	u := unprivileged(t)
+	requireRoot(t)
+	userNamespaces(t, u)
+	pListen, pTick := freePort(t), freePort(t)
+	r := startRun(t, u, fmt.Sprintf(`
+nodes:
+  n1: {ip: 172.18.0.1, command: "sh -c 'probe tick 0.0.0.0:9001 & exec probe listen 0.0.0.0:9000'", ports: ["%d:9000", "%d:9001"]}
+`, pListen, pTick), "n1    | listening")
+	ns := r.namespaceWith(t, "vn1")
+	ip := func(args ...string) (string, error) {
+		out, err := exec.Command("nsenter", append([]string{"--net=" + ns, "ip"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := ip("link", "show", "br0"); err == nil {
+		t.Fatalf("a run of one node has a bridge before anything needs it:\n%s", out)
+	}
+	if out, _ := ip("addr", "show", "vn1"); !strings.Contains(out, "172.18.0.254/24") || !strings.Contains(out, "fd00:ac12::fe/64") {
+		t.Fatalf("n1's port does not hold the router addresses:\n%s", out)
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", pTick))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var got []time.Time // when each tick arrived
+	go func() {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			mu.Lock()
+			got = append(got, time.Now())
+			mu.Unlock()
+		}
+	}()
+	ticks := func(from time.Time) (n int, gap time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		last := from
+		for _, at := range got {
+			if at.After(from) {
+				n++
+				gap = max(gap, at.Sub(last))
+				last = at
+			}
+		}
+		return n, gap
+	}
+	if !eventually(5*time.Second, func() bool { n, _ := ticks(time.Time{}); return n >= 3 }) {
+		t.Fatal("no ticks through the published port before the bridge")
+	}
+	switched := time.Now()
+	r.netOK(t, "isolate", "n1")
+	r.netOK(t, "fullmesh")
+	if out, err := ip("link", "show", "br0"); err != nil {
+		t.Fatalf("no bridge after a net verb: %v\n%s", err, out)
+	}
+	if out, _ := ip("link", "show", "vn1"); !strings.Contains(out, "master br0") {
+		t.Errorf("n1's port is not on br0:\n%s", out)
+	}
+	if out, _ := ip("addr", "show", "br0"); !strings.Contains(out, "172.18.0.254/24") || !strings.Contains(out, "fd00:ac12::fe/64") {
+		t.Errorf("br0 does not hold the router addresses:\n%s", out)
+	}
+	time.Sleep(time.Second)
+	if n, gap := ticks(switched); n < 10 || gap > 500*time.Millisecond {
+		t.Errorf("the connection open across the change: %d ticks in the second after it, longest gap %s", n, gap)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out := run(t, u.command(ctx, filepath.Join(binDir, "probe"), "dial", fmt.Sprintf("127.0.0.1:%d", pListen), dialTimeout)).Stdout; !strings.HasPrefix(out, "ok n1 ") {
+		t.Errorf("a new connection to n1's published port after the bridge was made: %q", out)
+	}
 }
 
 func childOf(ppid int) int {

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,5 +353,43 @@ func TestUpNoColor(t *testing.T) {
 	}
 	if out := up("NO_COLOR=1"); strings.Contains(out, "\x1b[") {
 		t.Errorf("up with NO_COLOR=1 is coloured: %q", out)
+	}
+}
+
+// TestDetachedNodeSignalDefaults: a detached run's supervisor ignores
+// SIGPIPE (its launcher is gone), but a node's command starts with every
+// signal's default action but SIGHUP's and SIGINT's, as before nodes had
+// an init of C: `yes | head -1` ends quietly rather than with "Broken
+// pipe" errors.
+func TestDetachedNodeSignalDefaults(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	dir := project(t, map[string]string{"nsrun.yaml": `
+nodes:
+  n1:
+    ip: 172.18.0.2
+    command: [sh, -c, 'grep SigIgn /proc/self/status; yes | head -1; echo piped; exec sleep 300']
+`})
+	id := upDetached(t, u, dir)
+	var logs string
+	if !eventually(10*time.Second, func() bool {
+		logs = nsrunIn(t, u, dir, "logs", "--run", id).Stdout
+		return strings.Contains(logs, "piped")
+	}) {
+		t.Fatalf("the node's output did not come:\n%s", logs)
+	}
+	m := regexp.MustCompile(`SigIgn:\s*([0-9a-f]+)`).FindStringSubmatch(logs)
+	if m == nil {
+		t.Fatalf("no SigIgn line in the node's output:\n%s", logs)
+	}
+	ign, err := strconv.ParseUint(m[1], 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ign&(1<<(int(syscall.SIGPIPE)-1)) != 0 {
+		t.Errorf("the node's command starts with SIGPIPE ignored (SigIgn %s)", m[1])
+	}
+	if strings.Contains(logs, "Broken pipe") {
+		t.Errorf("yes | head -1 in a node wrote errors:\n%s", logs)
 	}
 }

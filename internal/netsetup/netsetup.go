@@ -116,58 +116,83 @@ func setIPv6(ns *os.File, ifname string, on bool) error {
 // entry for its router stays right), the router addresses move from the
 // port to it, and the port joins it. Traffic between the node and the
 // bridge namespace pauses for the moment the addresses move; established
-// connections survive. br is then a bridge like AddBridge's.
+// connections survive. br is then a bridge like AddBridge's. Each step
+// can be taken again, so a call after a failure half-way finishes the
+// job; a port that is gone (its node deleted its eth0) leaves a bridge
+// with the router addresses and no port.
 func MakeBridge(h *netlink.Handle, br *Bridge, port string) error {
 	if !br.Direct {
 		return nil
 	}
 	p, err := h.LinkByName(port)
-	if err != nil {
+	var notFound netlink.LinkNotFoundError
+	if err != nil && !errors.As(err, &notFound) {
 		return fmt.Errorf("make bridge %q: find port %s: %w", br.Name, port, err)
 	}
-	b := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name, Flags: net.FlagUp, HardwareAddr: p.Attrs().HardwareAddr}}
-	if err := h.LinkAdd(b); err != nil {
-		return fmt.Errorf("create bridge %q: %w", br.Name, err)
+	b, err := h.LinkByName(br.Name)
+	if err != nil {
+		attrs := netlink.LinkAttrs{Name: br.Name, Flags: net.FlagUp}
+		if p != nil {
+			attrs.HardwareAddr = p.Attrs().HardwareAddr
+		}
+		nb := &netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: &noSnooping}
+		if err := h.LinkAdd(nb); err != nil {
+			return fmt.Errorf("create bridge %q: %w", br.Name, err)
+		}
+		b = nb
 	}
 	if br.Subnet.HasIPv6() {
 		if err := setIPv6(br.NS, br.Name, true); err != nil {
 			return fmt.Errorf("bridge %q: %w", br.Name, err)
 		}
 	}
-	for _, a := range []netip.Prefix{br.Subnet.Prefix, br.Subnet.Prefix6} {
-		if !a.IsValid() {
-			continue
-		}
-		router := br.Subnet.Bridge
-		if a.Addr().Is6() {
-			router = br.Subnet.Bridge6
-		}
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(router.AsSlice()), Mask: net.CIDRMask(a.Bits(), router.BitLen())}}
-		if err := h.AddrDel(p, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("make bridge %q: take %s off %s: %w", br.Name, router, port, err)
+	if p != nil {
+		for _, a := range []netip.Prefix{br.Subnet.Prefix, br.Subnet.Prefix6} {
+			if !a.IsValid() {
+				continue
+			}
+			router := br.Subnet.Bridge
+			if a.Addr().Is6() {
+				router = br.Subnet.Bridge6
+			}
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(router.AsSlice()), Mask: net.CIDRMask(a.Bits(), router.BitLen())}}
+			if err := h.AddrDel(p, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return fmt.Errorf("make bridge %q: take %s off %s: %w", br.Name, router, port, err)
+			}
 		}
 	}
 	if err := routerAddrs(h, b, br.Subnet); err != nil {
 		return fmt.Errorf("bridge %q: %w", br.Name, err)
 	}
-	if err := h.LinkSetMasterByIndex(p, b.Index); err != nil {
-		return fmt.Errorf("make bridge %q: add port %s: %w", br.Name, port, err)
-	}
-	if br.Subnet.HasIPv6() {
-		// A bridge port needs no IPv6 of its own (its link-local goes).
-		if err := setIPv6(br.NS, port, false); err != nil {
-			return err
+	if p != nil {
+		if err := h.LinkSetMasterByIndex(p, b.Attrs().Index); err != nil {
+			return fmt.Errorf("make bridge %q: add port %s: %w", br.Name, port, err)
+		}
+		if br.Subnet.HasIPv6() {
+			// A bridge port needs no IPv6 of its own (its link-local goes).
+			if err := setIPv6(br.NS, port, false); err != nil {
+				return err
+			}
 		}
 	}
-	br.Index, br.Direct = b.Index, false
+	br.Index, br.Direct = b.Attrs().Index, false
 	return nil
 }
+
+// noSnooping turns a bridge's multicast snooping off: it floods every
+// multicast frame to every port, as a bridge without a querier does. A
+// run drops the nodes' MLD reports before the bridge (nft.QuietMLD); a
+// snooping bridge that met a querier (a node running a multicast router,
+// a VM on a tap) would then send IPv6 multicast, neighbour solicitations
+// included, to the querier's port only, and neighbour discovery between
+// the other nodes would fail.
+var noSnooping = false
 
 // AddBridge creates a bridge named name in the namespace of h, up, with
 // the subnet's bridge addresses (IPv4, IPv6 or both), and brings lo up.
 // Call PrepareNamespace on the namespace first.
 func AddBridge(h *netlink.Handle, name string, subnet ipam.Subnet) (*Bridge, error) {
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, Flags: net.FlagUp}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, Flags: net.FlagUp}, MulticastSnooping: &noSnooping}
 	if err := h.LinkAdd(br); err != nil {
 		return nil, fmt.Errorf("create bridge %q: %w", name, err)
 	}

@@ -376,6 +376,7 @@ func (n *Network) EnsureBridges() error {
 	<-n.allWired
 	n.bridgeMu.Lock()
 	defer n.bridgeMu.Unlock()
+	var errs []error
 	var bh *netlink.Handle
 	defer func() {
 		if bh != nil {
@@ -395,11 +396,9 @@ func (n *Network) EnsureBridges() error {
 		done := runlog.Step(n.log, "create bridge", "name", br.Name, "port", n.ports[i], "deferred", true)
 		err := netsetup.MakeBridge(bh, br, n.ports[i])
 		done(err)
-		if err != nil {
-			return err
-		}
+		errs = append(errs, err) // each bridge on its own; a later call finishes a failed one
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Shape sets the shaping (rate, delay, jitter) of what leaves the bridge

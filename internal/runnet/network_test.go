@@ -102,6 +102,7 @@ nodes:
 		}
 		if !b.Deferred {
 			hasAddr(t, bh, b.Name, netip.PrefixFrom(b.Router, b.Prefix.Bits()))
+			noSnooping(t, bh, b.Name)
 		}
 	}
 	for _, nd := range p.Nodes {
@@ -334,6 +335,7 @@ func TestDeferredBridge(t *testing.T) {
 	}
 	hasAddr(t, bh, br.Name, netip.PrefixFrom(br.Router, br.Prefix.Bits()))
 	hasAddr(t, bh, br.Name, netip.PrefixFrom(br.Router6, br.Prefix6.Bits()))
+	noSnooping(t, bh, br.Name)
 	if pl, _ := bh.LinkByName(port); pl == nil || pl.Attrs().MasterIndex != b.Attrs().Index {
 		t.Errorf("port %s is not on %s", port, br.Name)
 	}
@@ -383,4 +385,48 @@ func TestDeferredBridge(t *testing.T) {
 	}
 	conn.Close()
 	<-echoed
+}
+
+// noSnooping checks that the bridge name floods multicast: with
+// snooping, a querier among the nodes would confine IPv6 multicast
+// (neighbour solicitations included) to its port, the nodes' MLD reports
+// being dropped (nft.QuietMLD).
+func noSnooping(t *testing.T, h *netlink.Handle, name string) {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok || br.MulticastSnooping == nil || *br.MulticastSnooping {
+		t.Errorf("bridge %s snoops multicast (%+v)", name, l)
+	}
+}
+
+// TestDeferredBridgePortGone: a deferred bridge whose one port is gone
+// (a node with root in the run deleted its eth0, and the peer went with
+// it) is still made, with the router addresses, so that verbs and attach
+// work on; a second call changes nothing.
+func TestDeferredBridgePortGone(t *testing.T) {
+	p := planOf(t, "nodes:\n  a: {ip: 172.18.0.2}\n")
+	n, _ := buildWired(t, p)
+	bh, err := netsetup.Handle(n.bridgeNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bh.Close()
+	port, err := bh.LinkByName(p.Nodes[0].Links[0].Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bh.LinkDel(port); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := n.EnsureBridges(); err != nil {
+			t.Fatalf("EnsureBridges (call %d) with the port gone: %v", i+1, err)
+		}
+	}
+	br := p.Bridges[0]
+	hasAddr(t, bh, br.Name, netip.PrefixFrom(br.Router, br.Prefix.Bits()))
 }

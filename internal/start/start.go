@@ -67,8 +67,10 @@ func Up(id, file string, stopTimeout time.Duration, captureDir string, f Flags, 
 
 // Run completes in with what the launcher did (or, for a dry run, would
 // do), builds the plan, and carries it out or prints it (f.DryRun, as
-// JSON with f.JSON); it returns nsrun's exit code.
-func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
+// JSON with f.JSON); it returns nsrun's exit code, which, in the
+// supervisor, it announces to the launcher first (launch.Exiting).
+func Run(in plan.Input, f Flags, stdout, stderr io.Writer) (code int) {
+	defer func() { launch.Exiting(code) }()
 	root, isolated := f.Root, f.Isolated
 	var joined bool
 	unprivPort := -1 // the launcher's net.ipv4.ip_unprivileged_port_start
@@ -166,7 +168,7 @@ func Run(in plan.Input, f Flags, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	code, err := supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), CallerPIDNS: launch.CallerPIDNS(), Listeners: listeners, Detached: detachedPipe(), Signals: launch.Signals(), Faults: f.Faults})
+	code, err = supervise.Run(p, supervise.Handles{LauncherGone: launch.LauncherGone(), CallerPIDNS: launch.CallerPIDNS(), Listeners: listeners, Detached: detachedPipe(), Signals: launch.Signals(), Faults: f.Faults})
 	if err != nil {
 		fmt.Fprintln(stderr, "nsrun:", err)
 	}

@@ -238,6 +238,10 @@ static const int early_sigs[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGU
 static struct sigaction saved_early_sigs[N_EARLY_SIGS];
 static volatile sig_atomic_t early_signal;
 static volatile sig_atomic_t supervisor_listens;
+/* The stop signal handed to the supervisor when it said it listens, and
+ * whether it has said that it exits (see wait_supervisor). */
+static volatile sig_atomic_t handed_signal;
+static volatile sig_atomic_t supervisor_exiting;
 
 static void record(int sig) { early_signal = sig; }
 
@@ -305,6 +309,7 @@ static int supervisor_listening(void)
 	supervisor_listens = 1;
 	if (early_signal)
 		kill(supervisor_pid, early_signal);
+	handed_signal = early_signal;
 	early_signal = 0;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return 0;
@@ -339,6 +344,10 @@ static int bind_port(int sock)
 		return 0;
 	if (n != sizeof req)
 		return -1;
+	if (req.family == 0 && req.port == NSRUN_WORD_EXITING) {
+		supervisor_exiting = 1;
+		return 0;
+	}
 	if (req.family == 0)
 		return supervisor_listening();
 	memset(&sa, 0, sizeof sa);
@@ -411,6 +420,15 @@ static void wait_supervisor(pid_t pid, int forward_all, int ports)
 		 * default for it exits with 2), so nsrun ends as by that signal. */
 		if (w == pid && !supervisor_listens && early_signal)
 			_exit(128 + early_signal);
+		/* The same, when the signal reached the supervisor between the
+		 * Go runtime's start and signal.Notify, while another of its
+		 * threads went on to say that Go listens: Go's default then
+		 * ends it, and as PID 1 of its pid namespace it cannot die by
+		 * the signal, so Go exits with 2, unannounced. (A 2 the run
+		 * gives, its command's, the supervisor announces first.) */
+		if (w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 2 && handed_signal &&
+		    !supervisor_exiting)
+			_exit(128 + handed_signal);
 		if (w == pid && WIFEXITED(status))
 			_exit(WEXITSTATUS(status));
 		if (w == pid && WIFSIGNALED(status))

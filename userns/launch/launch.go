@@ -282,11 +282,28 @@ func init() {
 	}
 	// The launcher holds what it gets until it hears that Go listens: a
 	// port request of family 0, which it does not answer.
-	if s.launched != 0 && s.port_fd >= 0 {
-		var req C.struct_nsrun_port_req
-		_, _ = unix.Write(int(s.port_fd), C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req))))
-	}
+	word(C.NSRUN_WORD_LISTENING, 0)
 }
+
+// word sends the launcher a word of the supervisor's (launch.h's
+// NSRUN_WORD_*), in the supervisor only.
+func word(kind C.ushort, arg byte) {
+	s := C.nsrun_launch_get()
+	if s.launched == 0 || s.port_fd < 0 {
+		return
+	}
+	var req C.struct_nsrun_port_req
+	req.port = kind
+	req.addr[0] = C.uchar(arg)
+	_, _ = unix.Write(int(s.port_fd), C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req))))
+}
+
+// Exiting tells the launcher, in the supervisor, that it is about to exit
+// with code. An exit of 2 the supervisor did not announce, after a stop
+// signal, is Go's (its default action for a signal heard before
+// signal.Notify, in PID 1 of a pid namespace, which cannot die by it),
+// and the launcher reports the signal instead. Elsewhere it does nothing.
+func Exiting(code int) { word(C.NSRUN_WORD_EXITING, byte(code)) }
 
 // Signals returns, in the supervisor, the channel on
 // which it has heard the signals the launcher forwards (SIGINT, SIGQUIT,

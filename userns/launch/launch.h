@@ -66,10 +66,14 @@ int nsrun_launch_early_signal(void);
 
 /* A request of the supervisor to the launcher for a published port: a
  * TCP socket listening on addr:port in the caller's network namespace,
- * or a UDP socket bound there. Family 0 is no port: the supervisor's word
- * that its Go code listens for signals now (no reply). */
+ * or a UDP socket bound there. Family 0 is no port but a word of the
+ * supervisor's (no reply), its kind in port: NSRUN_WORD_LISTENING, its Go
+ * code listens for signals now; NSRUN_WORD_EXITING, it is about to exit
+ * with the code in addr[0] (see wait_supervisor). */
+enum { NSRUN_WORD_LISTENING = 0, NSRUN_WORD_EXITING = 1 };
+
 struct nsrun_port_req {
-	unsigned char family; /* 4 or 6; 0: Go listens for signals */
+	unsigned char family; /* 4 or 6; 0: a word (port says which) */
 	unsigned char udp;    /* 1: UDP, 0: TCP */
 	unsigned short port;       /* host order */
 	unsigned char addr[16];    /* 4 bytes for IPv4 */

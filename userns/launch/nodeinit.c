@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "launch.h"
@@ -109,6 +110,20 @@ static int drop_inherited_caps(void)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
+/*
+ * default_actions gives the command every signal's default action but
+ * SIGHUP's and SIGINT's, which it keeps ignored if they were (nohup, a
+ * shell's background job), as a Go program's children get them: the
+ * supervisor ignores SIGPIPE in a detached run, and the init inherits
+ * that, but `yes | head -1` in a node must end quietly.
+ */
+static void default_actions(void)
+{
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP && sig != SIGHUP && sig != SIGINT)
+			signal(sig, SIG_DFL);
+}
+
 /* The command's side of the start: a failed step is written to the error
  * pipe as two ints, the step and the errno. */
 enum { STEP_SYNC = 1, STEP_SETGID, STEP_SETUID, STEP_CHDIR, STEP_EXEC };
@@ -170,6 +185,7 @@ static pid_t start(const struct command *c, const sigset_t *mask)
 		}
 		if (c->dir[0] && chdir(c->dir) < 0)
 			child_fail(errp[1], STEP_CHDIR);
+		default_actions();
 		sigprocmask(SIG_SETMASK, mask, NULL);
 		execve(c->path, c->argv, c->envp);
 		child_fail(errp[1], STEP_EXEC);
@@ -300,6 +316,8 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 	sigset_t caught, old;
 	struct command c;
 	int terminal, code = NSRUN_EXIT_SETUP_FAILED;
+	int missed[16];
+	size_t nmissed = 0;
 	pid_t pid;
 
 	sigemptyset(&caught);
@@ -337,8 +355,23 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 	prctl(PR_SET_NAME, (c.flags & NSRUN_INIT_EXEC) ? "nsrun-exec" : "nsrun-init", 0, 0, 0);
 	if (!(c.flags & NSRUN_INIT_ALL_CAPS) && drop_inherited_caps() < 0)
 		failf("node init: drop the inherited capabilities", NULL, errno);
+	/* Signals that came before the command: it would have had them, from
+	 * the terminal or from here, had it run; it gets them once it runs
+	 * (taken off the queue, or the terminal case below would drop them). */
+	{
+		sigset_t early = caught;
+		struct timespec now = {0, 0};
+		int sig;
+
+		sigdelset(&early, SIGCHLD);
+		while (nmissed < sizeof missed / sizeof missed[0] &&
+		       (sig = sigtimedwait(&early, NULL, &now)) > 0)
+			missed[nmissed++] = sig;
+	}
 	pid = start(&c, &old);
 	report(pid, NULL);
+	for (size_t i = 0; i < nmissed; i++)
+		kill((c.flags & NSRUN_INIT_SETPGID) ? -pid : pid, missed[i]);
 	/* SIGINT and SIGQUIT at a terminal: the command has them already. */
 	terminal = (c.flags & NSRUN_INIT_TERMINAL) && !(c.flags & NSRUN_INIT_EXEC);
 	for (;;) {

@@ -586,34 +586,7 @@ nodes:
 	if out, _ := ip("addr", "show", "vn1"); !strings.Contains(out, "172.18.0.254/24") || !strings.Contains(out, "fd00:ac12::fe/64") {
 		t.Fatalf("n1's port does not hold the router addresses:\n%s", out)
 	}
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", pTick))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var mu sync.Mutex
-	var got []time.Time // when each tick arrived
-	go func() {
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			mu.Lock()
-			got = append(got, time.Now())
-			mu.Unlock()
-		}
-	}()
-	ticks := func(from time.Time) (n int, gap time.Duration) {
-		mu.Lock()
-		defer mu.Unlock()
-		last := from
-		for _, at := range got {
-			if at.After(from) {
-				n++
-				gap = max(gap, at.Sub(last))
-				last = at
-			}
-		}
-		return n, gap
-	}
+	ticks := followTicks(t, fmt.Sprintf("127.0.0.1:%d", pTick))
 	if !eventually(5*time.Second, func() bool { n, _ := ticks(time.Time{}); return n >= 3 }) {
 		t.Fatal("no ticks through the published port before the bridge")
 	}
@@ -969,5 +942,41 @@ func TestRedisReplicaUnderPartition(t *testing.T) {
 	r.netOK(t, "fullmesh")
 	if !eventually(60*time.Second, func() bool { return get("replica1", "k2") == "two" }) {
 		t.Errorf("replica1 did not catch up after fullmesh")
+	}
+}
+
+// followTicks connects to addr, where `probe tick` serves a line every
+// 50 ms, and records when each arrives, until the test ends. The function
+// it returns counts the ticks that arrived after from, and the longest
+// gap between them (from from on).
+func followTicks(t *testing.T, addr string) func(from time.Time) (n int, gap time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var mu sync.Mutex
+	var got []time.Time // when each tick arrived
+	go func() {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			mu.Lock()
+			got = append(got, time.Now())
+			mu.Unlock()
+		}
+	}()
+	return func(from time.Time) (n int, gap time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		last := from
+		for _, at := range got {
+			if at.After(from) {
+				n++
+				gap = max(gap, at.Sub(last))
+				last = at
+			}
+		}
+		return n, gap
 	}
 }

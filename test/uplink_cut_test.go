@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -40,32 +38,8 @@ nodes:
 		t.Errorf("isolate without --uplink cut n1's published port: %q", out)
 	}
 	// An established connection through the port: n1 ticks every 50 ms.
-	c, err := net.Dial("tcp", "127.0.0.1:18483")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var mu sync.Mutex
-	var got []time.Time // when each tick arrived
-	go func() {
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			mu.Lock()
-			got = append(got, time.Now())
-			mu.Unlock()
-		}
-	}()
-	ticksSince := func(from time.Time) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, at := range got {
-			if at.After(from) {
-				n++
-			}
-		}
-		return n
-	}
+	ticks := followTicks(t, "127.0.0.1:18483")
+	ticksSince := func(from time.Time) int { n, _ := ticks(from); return n }
 	start := time.Now()
 	if !eventually(5*time.Second, func() bool { return ticksSince(start) >= 3 }) {
 		t.Fatal("no ticks through the published port before the cut")

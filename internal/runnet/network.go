@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -119,7 +120,7 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 	if err = netsetup.PrepareNamespace(n.bridgeNS, true); err != nil {
 		return n, err
 	}
-	n.quietMLD(len(p.Nodes))
+	n.quietMLD(!slices.ContainsFunc(p.Bridges, func(b plan.Bridge) bool { return !b.Deferred }))
 	for _, b := range p.Bridges {
 		sub := ipam.Subnet{Prefix: b.Prefix, Bridge: b.Router, Prefix6: b.Prefix6, Bridge6: b.Router6}
 		var br *netsetup.Bridge
@@ -165,15 +166,15 @@ func Build(p *plan.Plan, log *slog.Logger, onWired func(i int, ns *os.File)) (*N
 }
 
 // quietMLD puts the table that drops the nodes' MLD reports
-// (nft.QuietMLD) into the bridge namespace, in the background, in a run
-// of more than one node (one has no one to flood them to), and closes
-// quiet when it is done. Each report, flooded to every port, costs a run
+// (nft.QuietMLD) into the bridge namespace, in the background, unless
+// none is needed (every subnet has one link and no bridge: no one to
+// flood them to), and closes quiet when it is done. Each report, flooded to every port, costs a run
 // of n nodes n² frame copies at its start; the table's transaction, the
 // first in the namespace, takes milliseconds, so it is written while the
 // bridges and the first links are made, and a node counts as wired only
 // once it is in place. A failure only costs the floods: it is logged.
-func (n *Network) quietMLD(nodes int) {
-	if nodes < 2 {
+func (n *Network) quietMLD(none bool) {
+	if none {
 		close(n.quiet)
 		return
 	}

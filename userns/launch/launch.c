@@ -215,6 +215,21 @@ static int write_file(pid_t pid, const char *name, const char *data)
 	return ok ? 0 : -1;
 }
 
+const char *nsrun_write_id_maps(pid_t pid, int in_uid, int out_uid, int in_gid, int out_gid)
+{
+	char map[64];
+
+	snprintf(map, sizeof map, "%d %d 1\n", in_uid, out_uid);
+	if (write_file(pid, "uid_map", map) < 0)
+		return "uid_map";
+	if (write_file(pid, "setgroups", "deny") < 0)
+		return "setgroups";
+	snprintf(map, sizeof map, "%d %d 1\n", in_gid, out_gid);
+	if (write_file(pid, "gid_map", map) < 0)
+		return "gid_map";
+	return NULL;
+}
+
 /* The launcher parent's view: the supervisor's pid and what to forward. */
 static volatile pid_t supervisor_pid;
 static volatile int forward_terminal;
@@ -445,7 +460,7 @@ static void wait_supervisor(pid_t pid, int forward_all, int ports)
 static void launch(int argc, char **argv)
 {
 	struct nsrun_launch *st = &nsrun_launch_state;
-	char path[96], map[64];
+	char path[96];
 	int isolated, sync[2], ports[2], ufd = -1;
 	sigset_t early, unblocked;
 	unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD;
@@ -603,22 +618,13 @@ static void launch(int argc, char **argv)
 		/* Map the caller's own ids: as uid 0 for --root, else as
 		 * themselves, so that CMD needs no user namespace of its own. */
 		int in_uid = st->root ? 0 : st->uid, in_gid = st->root ? 0 : st->gid;
-		const char *step = "write the run's uid_map";
-		int ok;
+		const char *bad = nsrun_write_id_maps(pid, in_uid, st->uid, in_gid, st->gid);
 
-		snprintf(map, sizeof map, "%d %d 1\n", in_uid, st->uid);
-		ok = write_file(pid, "uid_map", map) == 0;
-		if (ok) {
-			step = "deny setgroups in the run's user namespace";
-			ok = write_file(pid, "setgroups", "deny") == 0;
-		}
-		if (ok) {
-			step = "write the run's gid_map";
-			snprintf(map, sizeof map, "%d %d 1\n", in_gid, st->gid);
-			ok = write_file(pid, "gid_map", map) == 0;
-		}
-		if (!ok) {
-			fail(step, errno);
+		if (bad) {
+			fail(strcmp(bad, "uid_map") == 0 ? "write the run's uid_map"
+			     : strcmp(bad, "setgroups") == 0 ? "deny setgroups in the run's user namespace"
+							     : "write the run's gid_map",
+			     errno);
 			close(sync[1]);
 			close(ports[0]);
 			kill(pid, SIGKILL);

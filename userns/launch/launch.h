@@ -57,6 +57,11 @@ enum {
 
 void nsrun_node_init(int argc, char **argv, char **envp) __attribute__((noreturn));
 
+/* nsrun_write_id_maps maps in_uid to out_uid and in_gid to out_gid (one
+ * id each) in the user namespace of pid, setgroups denied; it returns
+ * NULL, or the file of /proc/PID it could not write (errno says why). */
+const char *nsrun_write_id_maps(pid_t pid, int in_uid, int out_uid, int in_gid, int out_gid);
+
 int nsrun_launch_decide(int argc, char **argv, int *root, int *isolated);
 
 /* The last signal the launcher forwards (SIGINT, SIGQUIT, SIGTERM, SIGHUP,

@@ -77,23 +77,6 @@ static void failf(const char *what, const char *arg, int err)
 	_exit(NSRUN_EXIT_SETUP_FAILED);
 }
 
-static int write_proc(pid_t pid, const char *name, const char *data)
-{
-	char path[64];
-	int fd, ok;
-	size_t len = strlen(data);
-
-	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ok = write(fd, data, len) == (ssize_t)len;
-	if (!ok && errno == 0)
-		errno = EIO;
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /* drop_inherited_caps clears the ambient and inheritable capabilities, so
  * the command keeps none unless it runs as uid 0 (as when the supervisor
  * forked it before nodes had an init). */
@@ -192,20 +175,16 @@ static pid_t start(const struct command *c, const sigset_t *mask)
 	}
 	close(errp[1]);
 	if (map_user) {
-		char map[64];
-		int ok;
+		const char *bad;
 
 		close(syncp[0]);
-		snprintf(map, sizeof map, "%d 0 1\n", c->uid);
-		ok = write_proc(pid, "uid_map", map) == 0 && write_proc(pid, "setgroups", "deny") == 0;
-		snprintf(map, sizeof map, "%d 0 1\n", c->gid);
-		ok = ok && write_proc(pid, "gid_map", map) == 0;
-		if (!ok || write(syncp[1], "1", 1) != 1) {
+		bad = nsrun_write_id_maps(pid, c->uid, 0, c->gid, 0);
+		if (bad || write(syncp[1], "1", 1) != 1) {
 			int err = errno;
 
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
-			failf("node init: write the command's id maps", NULL, err);
+			failf("node init: write the command's", bad ? bad : "id maps", err);
 		}
 		close(syncp[1]);
 	}

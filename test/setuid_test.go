@@ -158,11 +158,12 @@ func TestSetuidNotANodeInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(marks) })
-	// What the init reads on fd 3: path, folder, uid, gid, argv.
+	// What the init reads on fd 3: path, folder, uid, gid, the number of
+	// argv's words, argv, the environment (none).
 	config := filepath.Join(binDir, fmt.Sprintf("init-config-%d", os.Getpid()))
 	t.Cleanup(func() { os.Remove(config) })
 	// touch, not a shell: a shell drops a setuid's privileges itself.
-	fields := []string{"/usr/bin/touch", "", "0", "0", "touch", filepath.Join(marks, "owned")}
+	fields := []string{"/usr/bin/touch", "", "0", "0", "2", "touch", filepath.Join(marks, "owned")}
 	if err := os.WriteFile(config, []byte(strings.Join(fields, "\x00")+"\x00"), 0o644); err != nil {
 		t.Fatal(err)
 	}

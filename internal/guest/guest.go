@@ -6,27 +6,26 @@
 // gid to the supervisor's uid 0, so the program sees its usual identity.
 //
 // All of it happens on one locked OS thread that joins or unshares the
-// namespaces and then forks the process, which inherits them. The same
-// thread waits for the process (PR_SET_PDEATHSIG fires when the forking
-// thread exits) and then dies with its goroutine, never unlocked, so the
-// namespaces never leak into other goroutines.
+// namespaces (which a thread cannot leave again: it is never unlocked,
+// and dies with its goroutine, so the namespaces never leak into other
+// goroutines).
 //
-// The network namespace is joined with nsfd.Enter, not nsfd.Do: the
-// thread does not come back. It goes on to unshare a UTS namespace (and
-// a mount namespace) of its own, which a thread cannot leave again, and
-// it must live as long as the process for the parent-death signal; Go's
-// SysProcAttr has no setns, so the fork cannot do it instead.
-//
-// A node's own command (Spec.PIDNS) is not forked directly: the thread
-// forks nsrun's init (this binary run again as /proc/self/exe, with
-// InitMarker; C code of package launch that runs before the Go runtime
-// would, so a node costs no start of Go) as PID 1 of a new pid
-// namespace, in a mount namespace of the node's own where it mounts the
-// node's /proc; the init starts the command, reaps, passes signals on
-// and exits with the command's code, and the kernel ends the node's
-// every other process with it. A command run in a live node (Spec.Join,
-// `nsrun net exec`) is started the same way from inside the node's
-// namespaces, by the init's code in a starter that is not PID 1.
+// A node's own command (Spec.PIDNS) is not forked directly: it runs
+// under nsrun's init (C code of package launch, nodeinit.c), PID 1 of a
+// new pid namespace, in a mount namespace of the node's own where it
+// mounts the node's /proc; the init starts the command, reaps, passes
+// signals on and exits with the command's code, and the kernel ends the
+// node's every other process with it. In a supervisor, the run's spawner
+// (launch.SpawnInit) forks the init: the thread unshares the node's UTS
+// and mount namespaces and hands them over with the network namespace,
+// the standard files and the init's pipes; the init is a child of the
+// supervisor's, and nothing is exec'd but the command. Elsewhere (no
+// spawner), the thread joins the network namespace and forks nsrun again
+// (/proc/self/exe with InitMarker), whose C constructor runs the same
+// init; PR_SET_PDEATHSIG ties it to that thread, which waits for it. A
+// command run in a live node (Spec.Join, `nsrun net exec`) is started
+// that way from inside the node's namespaces, by the init's code in a
+// starter that is not PID 1.
 package guest
 
 import (
@@ -148,7 +147,6 @@ type Process struct {
 	// node's own pid namespace.
 	Init bool
 	done chan struct{}
-	err  error
 	st   *os.ProcessState
 }
 
@@ -171,36 +169,126 @@ func Start(s Spec) (*Process, error) {
 	}
 	p := &Process{done: make(chan struct{}), Init: s.PIDNS}
 	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Deliberately never unlocked: this thread's namespaces are the node's.
-		cmd, err := prepare(s, path)
-		var init *initPipes
-		if err == nil && (s.PIDNS || s.Join != nil) {
-			init, err = asInit(cmd, s, path)
-		}
-		if err == nil {
-			err = cmd.Start()
-		}
-		if err == nil && init != nil {
-			if err = init.handOver(); err != nil {
-				_ = cmd.Wait() // the init exits once it has said why
-			}
-		}
-		if err != nil {
-			started <- err
-			return
-		}
-		p.Pid = cmd.Process.Pid
-		started <- nil
-		p.err = cmd.Wait()
-		p.st = cmd.ProcessState
-		close(p.done)
-	}()
+	if s.PIDNS && s.Join == nil && launch.HasSpawner() {
+		go p.spawn(s, path, started)
+	} else {
+		go p.fork(s, path, started)
+	}
 	if err := <-started; err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// fork starts s's command (or its init) as a child of a locked thread
+// that has joined and unshared the node's namespaces, and waits for it;
+// it says on started whether it runs.
+func (p *Process) fork(s Spec, path string, started chan<- error) {
+	runtime.LockOSThread()
+	// Deliberately never unlocked: this thread's namespaces are the node's.
+	cmd, err := prepare(s, path)
+	var init *initPipes
+	if err == nil && (s.PIDNS || s.Join != nil) {
+		init, err = asInit(cmd, s, path)
+	}
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err == nil && init != nil {
+		if err = init.handOver(); err != nil {
+			_ = cmd.Wait() // the init exits once it has said why
+		}
+	}
+	if err != nil {
+		started <- err
+		return
+	}
+	p.Pid = cmd.Process.Pid
+	started <- nil
+	_ = cmd.Wait() // its state is in ProcessState
+	p.st = cmd.ProcessState
+	close(p.done)
+}
+
+// spawn starts s's command under an init that the run's spawner forks
+// (launch.SpawnInit): a locked thread makes the node's UTS and mount
+// namespaces, which the init joins with its network one; the thread then
+// ends with its goroutine, and the init, a child of the supervisor's,
+// lives on. It says on started whether the command runs, then waits for
+// the init.
+func (p *Process) spawn(s Spec, path string, started chan<- error) {
+	proc, err := spawnInit(s, path)
+	if err != nil {
+		started <- err
+		return
+	}
+	p.Pid = proc.Pid
+	started <- nil
+	p.st, _ = proc.Wait() // a child of this process: Wait gives its state
+	close(p.done)
+}
+
+// spawnInit has the spawner fork s's init in namespaces this goroutine's
+// thread makes (and never leaves: it ends with the goroutine), hands the
+// init its configuration and waits for its report.
+func spawnInit(s Spec, path string) (*os.Process, error) {
+	runtime.LockOSThread() // never unlocked: the thread's namespaces are the node's
+	if err := unshare(s); err != nil {
+		return nil, err
+	}
+	var opened []*os.File
+	defer func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}()
+	open := func(name string, flag int) (*os.File, error) {
+		f, err := os.OpenFile(name, flag|unix.O_CLOEXEC, 0)
+		if err == nil {
+			opened = append(opened, f)
+		}
+		return f, err
+	}
+	uts, err := open("/proc/thread-self/ns/uts", os.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("node init: %w", err)
+	}
+	mnt, err := open("/proc/thread-self/ns/mnt", os.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("node init: %w", err)
+	}
+	files := launch.SpawnFiles{NetNS: s.NetNS, UTSNS: uts, MountNS: mnt, Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr}
+	// As exec.Cmd: a missing standard file is /dev/null.
+	for _, std := range []struct {
+		f    **os.File
+		flag int
+	}{{&files.Stdin, os.O_RDONLY}, {&files.Stdout, os.O_WRONLY}, {&files.Stderr, os.O_WRONLY}} {
+		if *std.f == nil {
+			if *std.f, err = open(os.DevNull, std.flag); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ip, err := newInitPipes(s, path)
+	if err != nil {
+		return nil, err
+	}
+	files.ConfigRead, files.StatusWrite = ip.ends[0], ip.ends[1]
+	pid, err := launch.SpawnInit(initFlags(s), s.Setpgid, files)
+	if err != nil {
+		ip.close()
+		return nil, err
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil { // never on Linux
+		ip.close()
+		return nil, err
+	}
+	if err := ip.handOver(); err != nil {
+		_, _ = proc.Wait() // the init exits once it has said why
+		return nil, err
+	}
+	return proc, nil
 }
 
 // initPipes are the supervisor's ends of a node init's pipes.
@@ -220,22 +308,14 @@ func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
 	if s.MapUser && s.AllCaps {
 		return nil, errors.New("node init: a mapped user with every capability is not supported")
 	}
-	cr, cw, err := os.Pipe()
+	ip, err := newInitPipes(s, path)
 	if err != nil {
-		return nil, fmt.Errorf("node init: %w", err)
+		return nil, err
 	}
-	sr, sw, err := os.Pipe()
-	if err != nil {
-		cr.Close()
-		cw.Close()
-		return nil, fmt.Errorf("node init: %w", err)
-	}
-	ip := &initPipes{argv0: s.Argv[0], config: launch.InitConfig(path, s.Dir, s.UID, s.GID, s.Argv),
-		cw: cw, status: sr, ends: []*os.File{cr, sw}}
 	// The init starts in / of the node's mount namespace; the command in
 	// its own folder. Its environment is the command's.
 	cmd.Path, cmd.Args, cmd.Dir = "/proc/self/exe", launch.InitArgs(initFlags(s)), "/"
-	cmd.ExtraFiles = []*os.File{cr, sw} // fds 3 and 4
+	cmd.ExtraFiles = ip.ends // fds 3 and 4
 	// Pdeathsig: the init dies with this thread.
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Setpgid, Cloneflags: syscall.CLONE_NEWPID}
 	if s.Join != nil {
@@ -250,6 +330,23 @@ func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
 	}
 	cmd.SysProcAttr = attr
 	return ip, nil
+}
+
+// newInitPipes makes the pipes of the init that starts s's command at
+// path: its configuration (fd 3) and its report (fd 4).
+func newInitPipes(s Spec, path string) (*initPipes, error) {
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("node init: %w", err)
+	}
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		cr.Close()
+		cw.Close()
+		return nil, fmt.Errorf("node init: %w", err)
+	}
+	return &initPipes{argv0: s.Argv[0], config: launch.InitConfig(path, s.Dir, s.UID, s.GID, s.Argv, s.Env),
+		cw: cw, status: sr, ends: []*os.File{cr, sw}}, nil
 }
 
 // handOver, once the init runs, sends it its configuration and waits for

@@ -608,8 +608,13 @@ static void launch(int argc, char **argv)
 		st->caller_pidns_fd = pidns;
 		/* The supervisor's network namespace becomes the run's bridge
 		 * namespace; the caller's stays with the launcher. */
-		if (unshare(CLONE_NEWNET) < 0)
+		if (unshare(CLONE_NEWNET) < 0) {
 			fail("create the run's bridge network namespace", errno);
+			return;
+		}
+		/* Forked now, while this process is small and single-threaded
+		 * and holds a handful of descriptors (spawner.c). */
+		st->spawner_fd = nsrun_spawner_start(argc, argv);
 		return;
 	}
 	close(sync[0]);
@@ -651,5 +656,6 @@ static void __attribute__((constructor)) nsrun_launch_init(int argc, char **argv
 	nsrun_launch_state.port_fd = -1;
 	nsrun_launch_state.caller_pidns_fd = -1;
 	nsrun_launch_state.unpriv_port = -1;
+	nsrun_launch_state.spawner_fd = -1;
 	launch(argc, argv);
 }

@@ -45,9 +45,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -250,17 +252,90 @@ func InitArgs(flags InitFlags) []string {
 }
 
 // InitConfig is what a node's init reads on its fd 3 to its end: it
-// starts the command argv at path, in dir ("" keeps the init's, /), as
-// uid and gid with InitMapUser. (Not in its argv, where ps and pkill -f
-// would find the command's words twice.) The init's environment is the
-// command's; its fd 4 is the write end of a pipe on which it reports
-// {"pid":N} once the command runs, or {"error":"..."}.
-func InitConfig(path, dir string, uid, gid int, argv []string) []byte {
+// starts the command argv at path with environment env, in dir ("" keeps
+// the init's, /), as uid and gid with InitMapUser. (Not in its argv, where
+// ps and pkill -f would find the command's words twice.) Its fd 4 is the
+// write end of a pipe on which it reports {"pid":N} once the command runs,
+// or {"error":"..."}.
+func InitConfig(path, dir string, uid, gid int, argv, env []string) []byte {
 	var b []byte
-	for _, f := range append([]string{path, dir, strconv.Itoa(uid), strconv.Itoa(gid)}, argv...) {
-		b = append(append(b, f...), 0)
+	head := []string{path, dir, strconv.Itoa(uid), strconv.Itoa(gid), strconv.Itoa(len(argv))}
+	for _, list := range [][]string{head, argv, env} {
+		for _, f := range list {
+			b = append(append(b, f...), 0)
+		}
 	}
 	return b
+}
+
+// HasSpawner says whether this process is a supervisor with a spawner
+// (SpawnInit).
+func HasSpawner() bool { return C.nsrun_launch_get().spawner_fd >= 0 }
+
+// ErrNoSpawner is SpawnInit's error where the supervisor has no spawner
+// (not a launched supervisor, or its fork failed): the caller starts the
+// init itself.
+var ErrNoSpawner = errors.New("no spawner")
+
+// SpawnFiles are the descriptors a node's init forked by the spawner gets:
+// the node's namespaces to join, its fds 0-2, and the init's ends of its
+// configuration pipe (fd 3) and status pipe (fd 4). SpawnInit does not
+// close them.
+type SpawnFiles struct {
+	NetNS, UTSNS, MountNS   *os.File
+	Stdin, Stdout, Stderr   *os.File
+	ConfigRead, StatusWrite *os.File
+}
+
+// SpawnInit has the spawner (spawner.c), a small C process the supervisor
+// forked before Go started, fork a node's init with flags, in a process
+// group of its own with setpgid: PID 1 of a new pid namespace, a child of
+// the supervisor, in the namespaces of f. It returns the init's pid in the
+// run's pid namespace. The init then reads its configuration (InitConfig)
+// as an exec'd one does. Any goroutine may call it.
+func SpawnInit(flags InitFlags, setpgid bool, f SpawnFiles) (int, error) {
+	sock := int(C.nsrun_launch_get().spawner_fd)
+	if sock < 0 {
+		return 0, ErrNoSpawner
+	}
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("spawn a node's init: %w", err)
+	}
+	defer rr.Close()
+	fds := make([]int, C.NSRUN_SPAWN_NFDS)
+	for i, file := range map[int]*os.File{
+		C.NSRUN_SPAWN_REPLY: rw, C.NSRUN_SPAWN_NET: f.NetNS, C.NSRUN_SPAWN_UTS: f.UTSNS, C.NSRUN_SPAWN_MNT: f.MountNS,
+		C.NSRUN_SPAWN_STDIN: f.Stdin, C.NSRUN_SPAWN_STDOUT: f.Stdout, C.NSRUN_SPAWN_STDERR: f.Stderr,
+		C.NSRUN_SPAWN_CONFIG: f.ConfigRead, C.NSRUN_SPAWN_STATUS: f.StatusWrite,
+	} {
+		if file == nil {
+			rw.Close()
+			return 0, fmt.Errorf("spawn a node's init: descriptor %d missing", i)
+		}
+		fds[i] = int(file.Fd())
+	}
+	var req C.struct_nsrun_spawn_req
+	req.flags = C.int(flags)
+	if setpgid {
+		req.setpgid = 1
+	}
+	head := C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req)))
+	err = unix.Sendmsg(sock, head, unix.UnixRights(fds...), nil, 0)
+	runtime.KeepAlive(f)
+	rw.Close()
+	if err != nil {
+		return 0, fmt.Errorf("spawn a node's init: send the request: %w", err)
+	}
+	var reply [4]byte
+	if _, err := io.ReadFull(rr, reply[:]); err != nil {
+		return 0, fmt.Errorf("spawn a node's init: no reply from the spawner: %w", err)
+	}
+	pid := int(int32(binary.NativeEndian.Uint32(reply[:])))
+	if pid <= 0 {
+		return 0, fmt.Errorf("spawn a node's init: clone: %w", syscall.Errno(-pid))
+	}
+	return pid, nil
 }
 
 // early hears earlySignals in the supervisor from this package's init on;

@@ -2,6 +2,8 @@
 #ifndef NSRUN_LAUNCH_H
 #define NSRUN_LAUNCH_H
 
+#include <signal.h>
+
 enum { NSRUN_KIND_NONE, NSRUN_KIND_RUN, NSRUN_KIND_UP };
 
 /* The supervisor's parent-death signal: a real-time signal (SIGRTMIN+4 in
@@ -26,6 +28,9 @@ struct nsrun_launch {
 	 * namespace (net.ipv4.ip_unprivileged_port_start there; 0 for root
 	 * outside the gateway), -1 when unknown. Read for `up` only. */
 	int unpriv_port;
+	/* The supervisor's end of the spawner's socket (spawner.c), -1 if
+	 * there is no spawner: package guest then execs each node's init. */
+	int spawner_fd;
 	const char *err_step; /* launching failed at this step ... */
 	int err_errno;        /* ... with this errno */
 };
@@ -56,6 +61,47 @@ enum {
 #define NSRUN_EXIT_SETUP_FAILED 125
 
 void nsrun_node_init(int argc, char **argv, char **envp) __attribute__((noreturn));
+
+/* nsrun_node_init_forked is a node's init forked by the spawner, not
+ * exec'd: flags as in argv[2], its configuration on fd 3 and its status
+ * pipe on fd 4 as for nsrun_node_init; the command starts with signal
+ * mask cmd_mask. The caller has blocked the signals the init takes. */
+void nsrun_node_init_forked(int flags, const sigset_t *cmd_mask) __attribute__((noreturn));
+
+/* nsrun_node_init_fail reports on fd 4 that a node's init could not be
+ * set up (what, and errno err) and exits with NSRUN_EXIT_SETUP_FAILED. */
+void nsrun_node_init_fail(const char *what, int err) __attribute__((noreturn));
+
+/*
+ * The spawner forks each node's init (spawner.c). A request is one
+ * message on its socket: this header, and SCM_RIGHTS with the
+ * NSRUN_SPAWN_NFDS descriptors in the order of enum nsrun_spawn_fd. The
+ * spawner writes the init's pid (an int, in the run's pid namespace) or
+ * -errno on the reply descriptor, and closes it.
+ */
+struct nsrun_spawn_req {
+	int flags;   /* NSRUN_INIT_*: the init's flags */
+	int setpgid; /* the init in a process group of its own */
+};
+
+enum nsrun_spawn_fd {
+	NSRUN_SPAWN_REPLY,  /* write end of the reply pipe */
+	NSRUN_SPAWN_NET,    /* the node's network namespace */
+	NSRUN_SPAWN_UTS,    /* its UTS namespace */
+	NSRUN_SPAWN_MNT,    /* its mount namespace */
+	NSRUN_SPAWN_STDIN,  /* the init's fds 0, 1, 2 */
+	NSRUN_SPAWN_STDOUT,
+	NSRUN_SPAWN_STDERR,
+	NSRUN_SPAWN_CONFIG, /* read end of the configuration pipe (fd 3) */
+	NSRUN_SPAWN_STATUS, /* write end of the status pipe (fd 4) */
+	NSRUN_SPAWN_NFDS
+};
+
+/* nsrun_spawner_start forks the spawner, in the supervisor before the Go
+ * runtime starts (argv is the process's, whose words the spawner and the
+ * inits it forks overwrite with their names for ps); it returns the
+ * supervisor's end of its socket, or -1. */
+int nsrun_spawner_start(int argc, char **argv);
 
 /* nsrun_write_id_maps maps in_uid to out_uid and in_gid to out_gid (one
  * id each) in the user namespace of pid, setgroups denied; it returns

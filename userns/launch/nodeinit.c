@@ -67,7 +67,7 @@ static const char *errstr(int err, char *buf, size_t size)
 }
 
 /* failf reports why the command did not start and exits. */
-static void failf(const char *what, const char *arg, int err)
+static void __attribute__((noreturn)) failf(const char *what, const char *arg, int err)
 {
 	char msg[512], e[128];
 
@@ -230,12 +230,13 @@ static int reap(pid_t pid, int *code)
 
 /*
  * read_config reads the configuration from CONFIG_FD to its end: NUL-ended
- * fields, path, dir, uid, gid, then the command's argv. The fields
- * point into one buffer that lives as long as the process.
+ * fields, path, dir, uid, gid, the number of the command's words, the
+ * words, then the command's environment. The fields point into one buffer
+ * that lives as long as the process.
  */
 static int read_config(struct command *c)
 {
-	size_t size = 4096, len = 0, nf = 0;
+	size_t size = 4096, len = 0, nf = 0, f = 0, argc;
 	char *buf = malloc(size), **fields;
 
 	if (buf == NULL)
@@ -261,52 +262,69 @@ static int read_config(struct command *c)
 	close(CONFIG_FD);
 	for (size_t i = 0; i < len; i++)
 		nf += buf[i] == '\0';
-	if (len == 0 || buf[len - 1] != '\0' || nf < 5 || (fields = calloc(nf + 1, sizeof *fields)) == NULL) {
-		errno = EINVAL;
+	errno = EINVAL;
+	if (len == 0 || buf[len - 1] != '\0' || nf < 6)
 		return -1;
-	}
-	for (size_t i = 0, f = 0; i < len; i += strlen(buf + i) + 1)
+	/* Two NULL-ended lists: argv, then envp. */
+	if ((fields = calloc(nf + 2, sizeof *fields)) == NULL)
+		return -1;
+	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
 		fields[f++] = buf + i;
+	argc = strtoul(fields[4], NULL, 10);
+	if (argc < 1 || argc > nf - 5)
+		return -1;
 	c->path = fields[0];
 	c->dir = fields[1];
 	c->uid = atoi(fields[2]);
 	c->gid = atoi(fields[3]);
-	c->argv = fields + 4; /* NULL-ended by calloc */
+	/* fields: 5 header fields, argc words, the environment, NULL, NULL:
+	 * the environment moves up by one, after argv's NULL. */
+	memmove(fields + 5 + argc + 1, fields + 5 + argc, (nf - 5 - argc) * sizeof *fields);
+	fields[5 + argc] = NULL;
+	c->argv = fields + 5;
+	c->envp = fields + 5 + argc + 1;
 	return 0;
 }
 
-/*
- * nsrun_node_init is the whole life of a node's init. argv: [name, marker,
- * flags] (NSRUN_INIT_*, in decimal); fd 3 holds the rest of its
- * configuration (read_config), fd 4 is
- * the status pipe; the environment is the command's. It mounts the node's /proc (unless
- * NSRUN_INIT_EXEC or NSRUN_INIT_SHARED_PROC), starts the command, reports
- * its pid, passes signals on, reaps every process of the node that ends
- * (orphans are re-parented to it), and exits with the command's exit code
- * once the command has ended. As PID 1 of the node's pid namespace, its
- * exit kills every other process of the node: a node is its command.
- * Signals are blocked from its first instruction and taken with
- * sigwaitinfo: one that comes before the command runs waits, and reaches
- * the command once it does. (The kernel drops a signal to PID 1 of a pid
- * namespace while its action is the default, but never a blocked one.)
- */
-void nsrun_node_init(int argc, char **argv, char **envp)
+/* caught_set is the set of signals an init with flags takes. */
+static sigset_t caught_set(int flags)
 {
-	sigset_t caught, old;
-	struct command c;
-	int terminal, code = NSRUN_EXIT_SETUP_FAILED;
-	int missed[16];
-	size_t nmissed = 0;
-	pid_t pid;
+	sigset_t caught;
 
 	sigemptyset(&caught);
 	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
 		sigaddset(&caught, forwarded[i]);
 	sigaddset(&caught, SIGCHLD);
-	c.flags = argc > 2 ? atoi(argv[2]) : 0;
-	if (c.flags & NSRUN_INIT_EXEC)
+	if (flags & NSRUN_INIT_EXEC)
 		for (size_t i = 0; i < sizeof exec_forwarded / sizeof exec_forwarded[0]; i++)
 			sigaddset(&caught, exec_forwarded[i]);
+	return caught;
+}
+
+static void run_init(int flags, const sigset_t *caught, const sigset_t *cmd_mask) __attribute__((noreturn));
+
+/*
+ * nsrun_node_init is the whole life of an exec'd node's init. argv: [name,
+ * marker, flags] (NSRUN_INIT_*, in decimal); fd 3 holds the rest of its
+ * configuration (read_config), fd 4 is the status pipe. It mounts the
+ * node's /proc (unless NSRUN_INIT_EXEC or NSRUN_INIT_SHARED_PROC), starts
+ * the command, reports its pid, passes signals on, reaps every process of
+ * the node that ends (orphans are re-parented to it), and exits with the
+ * command's exit code once the command has ended. As PID 1 of the node's
+ * pid namespace, its exit kills every other process of the node: a node
+ * is its command. Signals are blocked from its first instruction and
+ * taken with sigwaitinfo: one that comes before the command runs waits,
+ * and reaches the command once it does. (The kernel drops a signal to
+ * PID 1 of a pid namespace while its action is the default, but never a
+ * blocked one.) envp is unused: the command's environment is in the
+ * configuration, as for an init the spawner forks.
+ */
+void nsrun_node_init(int argc, char **argv, char **envp)
+{
+	int flags = argc > 2 ? atoi(argv[2]) : 0;
+	sigset_t caught = caught_set(flags), old;
+
+	(void)envp;
 	sigprocmask(SIG_BLOCK, &caught, &old);
 	/* Where the kernel started this binary setuid, setgid or with file
 	 * capabilities, its argv and fds are the caller's, not nsrun's. */
@@ -316,11 +334,34 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 		}
 		_exit(NSRUN_EXIT_SETUP_FAILED);
 	}
+	run_init(flags, &caught, &old);
+}
+
+void nsrun_node_init_forked(int flags, const sigset_t *cmd_mask)
+{
+	sigset_t caught = caught_set(flags);
+
+	sigprocmask(SIG_SETMASK, &caught, NULL);
+	run_init(flags, &caught, cmd_mask);
+}
+
+void nsrun_node_init_fail(const char *what, int err) { failf(what, NULL, err); }
+
+/* run_init is an init's life from its configuration on: the signals in
+ * caught are blocked; the command starts with cmd_mask. */
+static void run_init(int flags, const sigset_t *caught, const sigset_t *cmd_mask)
+{
+	struct command c;
+	int terminal, code = NSRUN_EXIT_SETUP_FAILED;
+	int missed[16];
+	size_t nmissed = 0;
+	pid_t pid;
+
 	if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0 || fcntl(CONFIG_FD, F_SETFD, FD_CLOEXEC) < 0)
 		_exit(NSRUN_EXIT_SETUP_FAILED);
 	if (read_config(&c) < 0)
 		failf("node init: read its configuration", NULL, errno);
-	c.envp = envp;
+	c.flags = flags;
 	/* A node's init is PID 1 of the node's own pid and mount namespaces;
 	 * anywhere else its /proc mount would cover the caller's. */
 	if (!(c.flags & NSRUN_INIT_EXEC) && getpid() != 1) {
@@ -330,7 +371,8 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 	if (!(c.flags & (NSRUN_INIT_EXEC | NSRUN_INIT_SHARED_PROC)) &&
 	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		failf("node init: mount /proc of the node's pid namespace", NULL, errno);
-	/* ps shows it by this name (it was started as /proc/self/exe). */
+	/* ps shows it by this name (it was started as /proc/self/exe, or
+	 * forked from the supervisor). */
 	prctl(PR_SET_NAME, (c.flags & NSRUN_INIT_EXEC) ? "nsrun-exec" : "nsrun-init", 0, 0, 0);
 	if (!(c.flags & NSRUN_INIT_ALL_CAPS) && drop_inherited_caps() < 0)
 		failf("node init: drop the inherited capabilities", NULL, errno);
@@ -338,7 +380,7 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 	 * the terminal or from here, had it run; it gets them once it runs
 	 * (taken off the queue, or the terminal case below would drop them). */
 	{
-		sigset_t early = caught;
+		sigset_t early = *caught;
 		struct timespec now = {0, 0};
 		int sig;
 
@@ -347,7 +389,7 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 		       (sig = sigtimedwait(&early, NULL, &now)) > 0)
 			missed[nmissed++] = sig;
 	}
-	pid = start(&c, &old);
+	pid = start(&c, cmd_mask);
 	report(pid, NULL);
 	for (size_t i = 0; i < nmissed; i++)
 		kill((c.flags & NSRUN_INIT_SETPGID) ? -pid : pid, missed[i]);
@@ -355,7 +397,7 @@ void nsrun_node_init(int argc, char **argv, char **envp)
 	terminal = (c.flags & NSRUN_INIT_TERMINAL) && !(c.flags & NSRUN_INIT_EXEC);
 	for (;;) {
 		siginfo_t si;
-		int sig = sigwaitinfo(&caught, &si);
+		int sig = sigwaitinfo(caught, &si);
 
 		if (sig < 0)
 			continue; /* EINTR */

@@ -3,9 +3,11 @@ package test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -153,4 +155,74 @@ func fdTargets(t *testing.T, pid int) map[int]string {
 		}
 	}
 	return out
+}
+
+// TestSpawnerFallback: the spawner can be made to refuse, and a node
+// start must not fail for it. A node of the user's can fill the kernel's
+// count of the user's descriptors in flight (SCM_RIGHTS messages nobody
+// reads; the kernel caps them per user, not per process), after which
+// every request to the spawner is refused (ETOOMANYREFS); and a process
+// of the run's user may kill the spawner. In both cases a node that
+// restarts is started as before the spawner (fork and exec of the init),
+// and the dead spawner is reaped, not left a zombie.
+func TestSpawnerFallback(t *testing.T) {
+	u := unprivileged(t)
+	userNamespaces(t, u)
+	trigger := filepath.Join(binDir, fmt.Sprintf("spawner-hold-%d", os.Getpid()))
+	t.Cleanup(func() { os.Remove(trigger) })
+	yaml := `nodes:
+  hold:
+    ip: 172.18.0.2
+    command: [sh, -c, 'echo waiting; while [ ! -e ` + trigger + ` ]; do sleep 0.05; done; exec probe hold-inflight']
+  flap:
+    ip: 172.18.0.3
+    restart: always
+    command: [sh, -c, 'echo up; sleep 0.3; exit 1']
+`
+	r := startRun(t, u, yaml, "hold  | waiting", "--isolated")
+	defer func() { r.rc.cancel(); r.rc.wait() }()
+	restartsAfter := func(mark int) bool {
+		lines := r.out.snapshot()
+		for _, l := range lines[min(mark, len(lines)):] {
+			if strings.Contains(l, "restart failed") {
+				t.Fatalf("a node failed to restart:\n%s", r.out.all())
+			}
+			if strings.HasPrefix(l, "nsrun | flap restarted") {
+				return true
+			}
+		}
+		return false
+	}
+	// 1. The user's descriptors in flight are used up.
+	if err := os.WriteFile(trigger, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(20*time.Second, func() bool {
+		return slices.ContainsFunc(r.out.snapshot(), func(l string) bool { return strings.HasPrefix(l, "hold  | holding ") })
+	}) {
+		t.Fatalf("the node did not fill the descriptors in flight:\n%s", r.out.all())
+	}
+	if mark := len(r.out.snapshot()); !eventually(10*time.Second, func() bool { return restartsAfter(mark) }) {
+		t.Fatalf("flap did not restart while the spawner was refused:\n%s", r.out.all())
+	}
+	// 2. The spawner is killed.
+	sup := firstChild(r.rc.cmd.Process.Pid)
+	spawner := 0
+	for _, pid := range childrenOf(sup) {
+		if procField(t, pid, "Name") == "nsrun-spawner" {
+			spawner = pid
+		}
+	}
+	if spawner == 0 {
+		t.Fatalf("the supervisor %d has no spawner", sup)
+	}
+	if err := syscall.Kill(spawner, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if mark := len(r.out.snapshot()); !eventually(10*time.Second, func() bool { return restartsAfter(mark) }) {
+		t.Fatalf("flap did not restart once the spawner was gone:\n%s", r.out.all())
+	}
+	if !eventually(5*time.Second, func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d", spawner)); return err != nil }) {
+		t.Errorf("the dead spawner %d was not reaped (state %s)", spawner, procField(t, spawner, "State"))
+	}
 }

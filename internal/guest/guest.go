@@ -218,6 +218,14 @@ func (p *Process) fork(s Spec, path string, started chan<- error) {
 // the init.
 func (p *Process) spawn(s Spec, path string, started chan<- error) {
 	proc, err := spawnInit(s, path)
+	if errors.Is(err, launch.ErrSpawnerUnavailable) {
+		// The spawner is gone, or the kernel refused the descriptors
+		// (a user's descriptors in flight are capped, and a node runs
+		// as the user): fork and exec the init instead, from a fresh
+		// thread (this one's namespaces are made already).
+		go p.fork(s, path, started)
+		return
+	}
 	if err != nil {
 		started <- err
 		return
@@ -305,9 +313,6 @@ type initPipes struct {
 // which then starts the command; the init gets every capability of the
 // run's user namespace to mount the node's /proc.
 func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
-	if s.MapUser && s.AllCaps {
-		return nil, errors.New("node init: a mapped user with every capability is not supported")
-	}
 	ip, err := newInitPipes(s, path)
 	if err != nil {
 		return nil, err
@@ -335,6 +340,13 @@ func asInit(cmd *exec.Cmd, s Spec, path string) (*initPipes, error) {
 // newInitPipes makes the pipes of the init that starts s's command at
 // path: its configuration (fd 3) and its report (fd 4).
 func newInitPipes(s Spec, path string) (*initPipes, error) {
+	if s.MapUser && s.AllCaps {
+		return nil, errors.New("node init: a mapped user with every capability is not supported")
+	}
+	config, err := launch.InitConfig(path, s.Dir, s.UID, s.GID, s.Argv, s.Env)
+	if err != nil {
+		return nil, err
+	}
 	cr, cw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("node init: %w", err)
@@ -345,8 +357,7 @@ func newInitPipes(s Spec, path string) (*initPipes, error) {
 		cw.Close()
 		return nil, fmt.Errorf("node init: %w", err)
 	}
-	return &initPipes{argv0: s.Argv[0], config: launch.InitConfig(path, s.Dir, s.UID, s.GID, s.Argv, s.Env),
-		cw: cw, status: sr, ends: []*os.File{cr, sw}}, nil
+	return &initPipes{argv0: s.Argv[0], config: config, cw: cw, status: sr, ends: []*os.File{cr, sw}}, nil
 }
 
 // handOver, once the init runs, sends it its configuration and waits for
@@ -357,13 +368,15 @@ func (ip *initPipes) handOver() error {
 		f.Close() // the init's ends
 	}
 	ip.ends = nil
-	_, err := ip.cw.Write(ip.config)
+	_, werr := ip.cw.Write(ip.config)
 	ip.cw.Close()
-	if err != nil {
-		return fmt.Errorf("node init: send its configuration: %w", err)
-	}
+	// An init that failed before it read its configuration (it could
+	// not join a namespace) has said why: its report comes first.
 	var st initStatus
 	if err := json.NewDecoder(ip.status).Decode(&st); err != nil {
+		if werr != nil {
+			return fmt.Errorf("node init: send its configuration: %w", werr)
+		}
 		return fmt.Errorf("node init: no report from it: %w", err)
 	}
 	if st.Error != "" {

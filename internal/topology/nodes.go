@@ -268,9 +268,22 @@ func (p *parser) taps(t *Topology, f string, v *yaml.Node, subnet int) ([]Tap, e
 	return out, nil
 }
 
+// noNUL refuses a NUL byte in the value of field f: no program can
+// receive one in its arguments or environment (exec ends the string
+// there).
+func noNUL(f, value string) error {
+	if strings.IndexByte(value, 0) >= 0 {
+		return fmt.Errorf("%s: %q contains a NUL byte (\\0), which no program can receive in its arguments or environment; remove it", f, value)
+	}
+	return nil
+}
+
 func (p *parser) command(f string, v *yaml.Node) ([]string, error) {
 	switch v.Kind {
 	case yaml.ScalarNode:
+		if err := noNUL(f, v.Value); err != nil {
+			return nil, p.errAt(v, "%v", err)
+		}
 		argv, err := SplitWords(v.Value)
 		if err != nil {
 			return nil, p.errAt(v, "%s: %v", f, err)
@@ -298,6 +311,9 @@ func (p *parser) stringList(f string, v *yaml.Node) ([]string, error) {
 		if e.Kind != yaml.ScalarNode {
 			return nil, p.errAt(e, "%s: every item must be a plain value", f)
 		}
+		if err := noNUL(f, e.Value); err != nil {
+			return nil, p.errAt(e, "%v", err)
+		}
 		out = append(out, e.Value)
 	}
 	return out, nil
@@ -314,6 +330,11 @@ func (p *parser) environment(f string, v *yaml.Node) ([]string, error) {
 		for _, kv := range pairs {
 			if kv[1].Kind != yaml.ScalarNode {
 				return nil, p.errAt(kv[1], "%s.%s: write a plain value", f, kv[0].Value)
+			}
+			for _, part := range kv {
+				if err := noNUL(f+"."+kv[0].Value, part.Value); err != nil {
+					return nil, p.errAt(part, "%v", err)
+				}
 			}
 			out = append(out, kv[0].Value+"="+kv[1].Value)
 		}

@@ -16,6 +16,9 @@
 //	probe leak-mount PID SRC DST UID GID
 //	                                (root) moves a copy of SRC's mount to DST in
 //	                                the mount namespace of PID, DST made as UID:GID
+//	probe hold-inflight             puts descriptors in flight (SCM_RIGHTS, unread)
+//	                                until its user may have no more; prints
+//	                                "holding N" and holds them
 //	probe steal-fds PID             takes each descriptor of PID with pidfd_getfd;
 //	                                prints "fd N TARGET [tty]" per descriptor
 //	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
@@ -58,6 +61,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "hold-inflight" {
+		os.Exit(holdInflight())
+	}
 	if len(os.Args) < 3 {
 		fmt.Fprintln(os.Stderr, "usage: probe listen|dial ADDR:PORT [TIMEOUT]")
 		os.Exit(2)

@@ -614,7 +614,7 @@ static void launch(int argc, char **argv)
 		}
 		/* Forked now, while this process is small and single-threaded
 		 * and holds a handful of descriptors (spawner.c). */
-		st->spawner_fd = nsrun_spawner_start(argc, argv);
+		st->spawner_fd = nsrun_spawner_start(argc, argv, &st->spawner_pid);
 		return;
 	}
 	close(sync[0]);

@@ -51,6 +51,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -257,25 +258,44 @@ func InitArgs(flags InitFlags) []string {
 // ps and pkill -f would find the command's words twice.) Its fd 4 is the
 // write end of a pipe on which it reports {"pid":N} once the command runs,
 // or {"error":"..."}.
-func InitConfig(path, dir string, uid, gid int, argv, env []string) []byte {
+// A NUL byte in a field is refused, as exec refuses it: it would end the
+// field there and shift the rest.
+func InitConfig(path, dir string, uid, gid int, argv, env []string) ([]byte, error) {
 	var b []byte
 	head := []string{path, dir, strconv.Itoa(uid), strconv.Itoa(gid), strconv.Itoa(len(argv))}
-	for _, list := range [][]string{head, argv, env} {
-		for _, f := range list {
+	for _, list := range []struct {
+		what   string
+		fields []string
+	}{{"path or folder", head[:2]}, {"", head[2:]}, {"argument", argv}, {"environment variable", env}} {
+		for _, f := range list.fields {
+			if strings.IndexByte(f, 0) >= 0 {
+				return nil, fmt.Errorf("%s %q contains a NUL byte", list.what, f)
+			}
 			b = append(append(b, f...), 0)
 		}
 	}
-	return b
+	return b, nil
+}
+
+// reapSpawner collects the spawner's exit status if it has ended (killed
+// by a process of the run's user, or out of memory), so that it does not
+// stay a zombie under the supervisor.
+func reapSpawner() {
+	if pid := int(C.nsrun_launch_get().spawner_pid); pid > 0 {
+		_, _ = unix.Wait4(pid, nil, unix.WNOHANG, nil)
+	}
 }
 
 // HasSpawner says whether this process is a supervisor with a spawner
 // (SpawnInit).
 func HasSpawner() bool { return C.nsrun_launch_get().spawner_fd >= 0 }
 
-// ErrNoSpawner is SpawnInit's error where the supervisor has no spawner
-// (not a launched supervisor, or its fork failed): the caller starts the
+// ErrSpawnerUnavailable wraps SpawnInit's errors where the spawner
+// cannot take the request (there is none, it is gone, or the kernel
+// refused the descriptors: a user's descriptors in flight are capped at
+// RLIMIT_NOFILE, and a node runs as the user): the caller starts the
 // init itself.
-var ErrNoSpawner = errors.New("no spawner")
+var ErrSpawnerUnavailable = errors.New("the spawner is unavailable")
 
 // SpawnFiles are the descriptors a node's init forked by the spawner gets:
 // the node's namespaces to join, its fds 0-2, and the init's ends of its
@@ -296,7 +316,7 @@ type SpawnFiles struct {
 func SpawnInit(flags InitFlags, setpgid bool, f SpawnFiles) (int, error) {
 	sock := int(C.nsrun_launch_get().spawner_fd)
 	if sock < 0 {
-		return 0, ErrNoSpawner
+		return 0, ErrSpawnerUnavailable
 	}
 	rr, rw, err := os.Pipe()
 	if err != nil {
@@ -325,15 +345,19 @@ func SpawnInit(flags InitFlags, setpgid bool, f SpawnFiles) (int, error) {
 	runtime.KeepAlive(f)
 	rw.Close()
 	if err != nil {
-		return 0, fmt.Errorf("spawn a node's init: send the request: %w", err)
+		reapSpawner()
+		return 0, fmt.Errorf("%w: send the request: %w", ErrSpawnerUnavailable, err)
 	}
 	var reply [4]byte
 	if _, err := io.ReadFull(rr, reply[:]); err != nil {
-		return 0, fmt.Errorf("spawn a node's init: no reply from the spawner: %w", err)
+		// It died with the request: if it had forked the init, the
+		// init reads no configuration and exits.
+		reapSpawner()
+		return 0, fmt.Errorf("%w: no reply: %w", ErrSpawnerUnavailable, err)
 	}
 	pid := int(int32(binary.NativeEndian.Uint32(reply[:])))
 	if pid <= 0 {
-		return 0, fmt.Errorf("spawn a node's init: clone: %w", syscall.Errno(-pid))
+		return 0, fmt.Errorf("%w: clone: %w", ErrSpawnerUnavailable, syscall.Errno(-pid))
 	}
 	return pid, nil
 }

@@ -31,6 +31,7 @@ struct nsrun_launch {
 	/* The supervisor's end of the spawner's socket (spawner.c), -1 if
 	 * there is no spawner: package guest then execs each node's init. */
 	int spawner_fd;
+	int spawner_pid; /* its pid, 0 if none */
 	const char *err_step; /* launching failed at this step ... */
 	int err_errno;        /* ... with this errno */
 };
@@ -100,8 +101,8 @@ enum nsrun_spawn_fd {
 /* nsrun_spawner_start forks the spawner, in the supervisor before the Go
  * runtime starts (argv is the process's, whose words the spawner and the
  * inits it forks overwrite with their names for ps); it returns the
- * supervisor's end of its socket, or -1. */
-int nsrun_spawner_start(int argc, char **argv);
+ * supervisor's end of its socket, or -1, and sets *pid to the spawner's. */
+int nsrun_spawner_start(int argc, char **argv, int *pid);
 
 /* nsrun_write_id_maps maps in_uid to out_uid and in_gid to out_gid (one
  * id each) in the user namespace of pid, setgroups denied; it returns

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "launch.h"
@@ -27,6 +28,10 @@
  * with their names: /proc/PID/cmdline shows them, as after an exec. */
 static char *args_start;
 static size_t args_len;
+
+/* The signal mask the supervisor started with (the caller's): each
+ * command starts with it, as it did when Go forked the init. */
+static sigset_t start_mask;
 
 static void set_cmdline(const char *name)
 {
@@ -74,7 +79,6 @@ static void become_init(const struct nsrun_spawn_req *req, int fds[NSRUN_SPAWN_N
 	} ns[] = {{NSRUN_SPAWN_NET, CLONE_NEWNET, "node init: join the node's network namespace"},
 		  {NSRUN_SPAWN_UTS, CLONE_NEWUTS, "node init: join the node's UTS namespace"},
 		  {NSRUN_SPAWN_MNT, CLONE_NEWNS, "node init: join the node's mount namespace"}};
-	sigset_t empty;
 	int high[NSRUN_SPAWN_NFDS];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -99,8 +103,7 @@ static void become_init(const struct nsrun_spawn_req *req, int fds[NSRUN_SPAWN_N
 	if ((req->flags & NSRUN_INIT_ALL_CAPS) && getuid() != 0 && raise_ambient() < 0)
 		nsrun_node_init_fail("node init: keep every capability", errno);
 	set_cmdline("nsrun-init");
-	sigemptyset(&empty);
-	nsrun_node_init_forked(req->flags, &empty);
+	nsrun_node_init_forked(req->flags, &start_mask);
 }
 
 /* serve forks one init for the request on sock, or drops a malformed
@@ -118,8 +121,17 @@ static int serve(int sock)
 	ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	pid_t pid;
 
-	if (n < 0)
-		return errno == EINTR;
+	if (n < 0) {
+		/* A passing shortage (ENOMEM, ENOBUFS) must not end it: only
+		 * a socket that is no more does. */
+		if (errno == EBADF || errno == ENOTSOCK || errno == ENOTCONN)
+			return 0;
+		if (errno != EINTR) {
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+		}
+		return 1;
+	}
 	if (n == 0)
 		return 0; /* the supervisor is gone */
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
@@ -171,7 +183,7 @@ static void spawner(int sock)
 	 * action (the launcher's record) becomes the default, as across an
 	 * exec; an ignored one stays ignored. */
 	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	sigprocmask(SIG_SETMASK, &all, &start_mask);
 	memset(&dfl, 0, sizeof dfl);
 	dfl.sa_handler = SIG_DFL;
 	for (int sig = 1; sig < NSIG; sig++) {
@@ -202,11 +214,12 @@ static void spawner(int sock)
 	_exit(0);
 }
 
-int nsrun_spawner_start(int argc, char **argv)
+int nsrun_spawner_start(int argc, char **argv, int *spawner_pid)
 {
 	int sv[2];
 	pid_t pid;
 
+	*spawner_pid = 0;
 	if (argc > 0) {
 		args_start = argv[0];
 		args_len = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) + 1 - argv[0]);
@@ -224,5 +237,6 @@ int nsrun_spawner_start(int argc, char **argv)
 		spawner(sv[1]);
 	}
 	close(sv[1]);
+	*spawner_pid = (int)pid;
 	return sv[0];
 }

@@ -108,8 +108,16 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 		copies = 2
 		l.duplicated.Add(1)
 	}
-	if f.Corrupt > 0 && l.rng.Float64() < f.Corrupt && corrupt(data, l.rng) {
-		l.corrupted.Add(1)
+	frames := [][]byte{data}
+	if f.Corrupt > 0 && l.rng.Float64() < f.Corrupt {
+		// A TCP segmentation frame is cut into the segments a device
+		// would send, and one of them gets the bit, as netem does.
+		if segs := segmentTCP(data); segs != nil && corrupt(segs[l.rng.IntN(len(segs))], l.rng) {
+			frames = segs
+			l.corrupted.Add(1)
+		} else if segs == nil && corrupt(data, l.rng) {
+			l.corrupted.Add(1)
+		}
 	}
 	at := now
 	if f.Delay > 0 {
@@ -144,14 +152,18 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 		// less for the links of a matrix, whose frames to nodes
 		// without a delay pass straight through).
 		l.mu.Unlock()
-		_ = l.out.write(data)
+		for _, fr := range frames {
+			_ = l.out.write(fr)
+		}
 		return
 	}
 	before := l.seq
 	for range copies {
-		l.seq++
-		heap.Push(&l.q, frame{at: at, seq: l.seq, data: data})
-		l.bytes += len(data)
+		for _, fr := range frames {
+			l.seq++
+			heap.Push(&l.q, frame{at: at, seq: l.seq, data: fr})
+			l.bytes += len(fr)
+		}
 	}
 	head := l.q[0].seq > before // a new frame leaves first: wake the sender
 	l.mu.Unlock()
@@ -166,7 +178,8 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 // corrupt flips one random bit of the frame past its Ethernet header,
 // after completing a checksum left to the device (which would otherwise
 // be computed over the flipped bit and hide it). A segmentation frame
-// is left alone (false).
+// is left alone (false): put cuts a TCP one into segments first
+// (segmentTCP).
 func corrupt(data []byte, rng *rand.Rand) bool {
 	const eth = 14
 	if len(data) <= vnetHdrLen+eth || !checksumPartial(data) {

@@ -19,6 +19,9 @@
 //	probe hold-inflight             puts descriptors in flight (SCM_RIGHTS, unread)
 //	                                until its user may have no more; prints
 //	                                "holding N" and holds them
+//	probe sink ADDR:PORT            reads each TCP connection to its end and
+//	                                answers "received N"
+//	probe send ADDR:PORT N          writes N bytes to a sink; prints its answer
 //	probe steal-fds PID             takes each descriptor of PID with pidfd_getfd;
 //	                                prints "fd N TARGET [tty]" per descriptor
 //	probe tick ADDR:PORT            serves "tick N SENT_MS" every 50ms to each client
@@ -108,6 +111,13 @@ func main() {
 			n[i] = v
 		}
 		os.Exit(leakMount(n[0], os.Args[3], os.Args[4], n[1], n[2]))
+	case "sink":
+		sink(os.Args[2])
+	case "send":
+		if len(os.Args) < 4 {
+			os.Exit(2)
+		}
+		os.Exit(send(os.Args[2], os.Args[3]))
 	case "steal-fds":
 		pid, err := strconv.Atoi(os.Args[2])
 		if err != nil {

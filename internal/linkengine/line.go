@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,15 +109,35 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 		copies = 2
 		l.duplicated.Add(1)
 	}
-	frames := [][]byte{data}
+	// frames go out copies times; a duplicate of a corrupted frame goes
+	// out intact (dup), as netem duplicates before it corrupts.
+	frames, dup := [][]byte{data}, [][]byte(nil)
 	if f.Corrupt > 0 && l.rng.Float64() < f.Corrupt {
 		// A TCP segmentation frame is cut into the segments a device
-		// would send, and one of them gets the bit, as netem does.
-		if segs := segmentTCP(data); segs != nil && corrupt(segs[l.rng.IntN(len(segs))], l.rng) {
+		// would send, and one of them gets the bit (netem flips it in
+		// the first).
+		if segs := segmentTCP(data); segs != nil {
+			if len(l.q)+len(segs)*copies > maxQueuedFrames || l.bytes+len(data)*2*copies > maxQueuedBytes {
+				l.mu.Unlock()
+				l.dropped.Add(1)
+				return
+			}
+			corrupt(segs[l.rng.IntN(len(segs))], l.rng)
 			frames = segs
 			l.corrupted.Add(1)
-		} else if segs == nil && corrupt(data, l.rng) {
-			l.corrupted.Add(1)
+		} else {
+			intact := data
+			if copies > 1 {
+				intact = slices.Clone(data)
+			}
+			if corrupt(data, l.rng) {
+				l.corrupted.Add(1)
+			}
+			data = intact
+		}
+		if copies > 1 {
+			dup = [][]byte{data}
+			copies = 1
 		}
 	}
 	at := now
@@ -146,7 +167,7 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 		}
 		l.last[flow] = at
 	}
-	if at.Equal(now) && copies == 1 && len(l.q) == 0 && !l.writing {
+	if at.Equal(now) && copies == 1 && dup == nil && len(l.q) == 0 && !l.writing {
 		// Nothing waits and nothing is being written: the frame leaves
 		// at once from here, without waking the sender (one hand-off
 		// less for the links of a matrix, whose frames to nodes
@@ -159,11 +180,12 @@ func (l *line) put(now time.Time, flow uint64, data []byte, f Faults) {
 	}
 	before := l.seq
 	for range copies {
-		for _, fr := range frames {
-			l.seq++
-			heap.Push(&l.q, frame{at: at, seq: l.seq, data: fr})
-			l.bytes += len(fr)
-		}
+		dup = append(dup, frames...)
+	}
+	for _, fr := range dup {
+		l.seq++
+		heap.Push(&l.q, frame{at: at, seq: l.seq, data: fr})
+		l.bytes += len(fr)
 	}
 	head := l.q[0].seq > before // a new frame leaves first: wake the sender
 	l.mu.Unlock()

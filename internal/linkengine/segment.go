@@ -11,8 +11,12 @@ const (
 	vnetGSOECN   = 0x80 // VIRTIO_NET_HDR_GSO_ECN
 )
 
-// TCP flags that only the first (CWR) or the last (FIN, PSH) segment of
-// a segmentation frame keeps, as the kernel's tcp_gso_segment does.
+// minMSS is the kernel's smallest TCP segment size (tcp_min_snd_mss).
+const minMSS = 48
+
+// TCP flags that only the first (CWR, with classic ECN) or the last
+// (FIN, PSH) segment of a segmentation frame keeps, as the kernel's
+// tcp_gso_segment does.
 const (
 	tcpFIN = 0x01
 	tcpPSH = 0x08
@@ -24,8 +28,10 @@ const (
 // virtio_net_hdr of no segmentation and no checksum left to do, its IP
 // length (and IPv4 id and header checksum), TCP sequence number, flags
 // and checksum set as the kernel sets them (tcp_gso_segment). It returns
-// nil for any other frame, and for one it does not know how to cut
-// (VLAN tags, IPv6 extension headers, IPv4 options are kept as they are).
+// nil for any other frame, and for one it does not know how to cut:
+// VLAN tags, IPv6 extension headers, a segment size below the kernel's
+// smallest or too large for IP's length field. (IPv4 options are kept
+// as they are.)
 func segmentTCP(frame []byte) [][]byte {
 	const eth = 14
 	if len(frame) < vnetHdrLen+eth {
@@ -36,21 +42,23 @@ func segmentTCP(frame []byte) [][]byte {
 	pkt := frame[vnetHdrLen:]
 	var ipLen, proto int
 	switch {
-	case typ == vnetGSOTCPv4 && binary.BigEndian.Uint16(pkt[12:]) == 0x0800 && len(pkt) >= eth+20:
+	case typ == vnetGSOTCPv4 && binary.BigEndian.Uint16(pkt[12:]) == 0x0800 && len(pkt) >= eth+20 && pkt[eth]>>4 == 4:
 		ipLen = int(pkt[eth]&0x0f) * 4
 		proto = int(pkt[eth+9])
-	case typ == vnetGSOTCPv6 && binary.BigEndian.Uint16(pkt[12:]) == 0x86dd && len(pkt) >= eth+40:
+	case typ == vnetGSOTCPv6 && binary.BigEndian.Uint16(pkt[12:]) == 0x86dd && len(pkt) >= eth+40 && pkt[eth]>>4 == 6:
 		ipLen = 40
 		proto = int(pkt[eth+6])
 	default:
 		return nil
 	}
 	tcp := eth + ipLen
-	if proto != 6 || mss == 0 || len(pkt) < tcp+20 {
+	// The kernel's smallest MSS (tcp_min_snd_mss) bounds the number of
+	// segments; a segment must fit IP's 16-bit length.
+	if proto != 6 || ipLen < 20 || mss < minMSS || len(pkt) < tcp+20 {
 		return nil
 	}
 	hdr := tcp + int(pkt[tcp+12]>>4)*4
-	if hdr > len(pkt) || hdr < tcp+20 {
+	if hdr > len(pkt) || hdr < tcp+20 || hdr-eth+mss > 0xffff {
 		return nil
 	}
 	payload := pkt[hdr:]
@@ -77,7 +85,10 @@ func segmentTCP(frame []byte) [][]byte {
 		if i != n-1 {
 			f &^= tcpFIN | tcpPSH
 		}
-		if i != 0 {
+		if i != 0 && frame[1]&vnetGSOECN != 0 {
+			// Classic ECN: CWR on the first segment only. (Without
+			// the ECN bit, CWR is part of AccECN's counter, which
+			// every segment keeps.)
 			f &^= tcpCWR
 		}
 		p[tcp+13] = f

@@ -12,23 +12,10 @@ import (
 // sink accepts TCP connections on addr; from each it reads to the end and
 // answers "received N" with the number of bytes.
 func sink(addr string) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("listening")
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			continue
-		}
-		go func() {
-			defer c.Close()
-			n, _ := io.Copy(io.Discard, c)
-			fmt.Fprintf(c, "received %d\n", n)
-		}()
-	}
+	serveTCP(addr, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "received %d\n", n)
+	})
 }
 
 // send writes n bytes to a sink at addr, ends its side of the connection

@@ -197,13 +197,19 @@ func family(network string, addr *string) string {
 }
 
 func listen(addr string) {
+	host, _ := os.Hostname()
+	serveTCP(addr, func(c net.Conn) { fmt.Fprintf(c, "%s %s\n", host, c.RemoteAddr()) })
+}
+
+// serveTCP listens on addr, prints "listening", and hands each
+// connection to handle on a goroutine of its own, closing it after.
+func serveTCP(addr string, handle func(net.Conn)) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	fmt.Println("listening")
-	host, _ := os.Hostname()
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -211,7 +217,7 @@ func listen(addr string) {
 		}
 		go func() {
 			defer c.Close()
-			fmt.Fprintf(c, "%s %s\n", host, c.RemoteAddr())
+			handle(c)
 		}()
 	}
 }
@@ -398,29 +404,16 @@ func scan(timeout time.Duration, addrs []string) {
 }
 
 func tick(addr string) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("listening")
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			continue
-		}
-		go func() {
-			defer c.Close()
-			for i := 0; ; i++ {
-				// The time of sending: a tick sent after a cut took
-				// effect must not arrive before the heal.
-				if _, err := fmt.Fprintf(c, "tick %d %d\n", i, time.Now().UnixMilli()); err != nil {
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
+	serveTCP(addr, func(c net.Conn) {
+		for i := 0; ; i++ {
+			// The time of sending: a tick sent after a cut took
+			// effect must not arrive before the heal.
+			if _, err := fmt.Fprintf(c, "tick %d %d\n", i, time.Now().UnixMilli()); err != nil {
+				return
 			}
-		}()
-	}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }
 
 func follow(addr string) {

@@ -52,6 +52,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -277,18 +279,31 @@ func InitConfig(path, dir string, uid, gid int, argv, env []string) ([]byte, err
 	return b, nil
 }
 
+// The spawner's end, once known: reaped once (its pid may be another
+// process's after that, a node's init among them), and no longer asked.
+var (
+	spawnerReap sync.Mutex
+	spawnerGone atomic.Bool
+)
+
 // reapSpawner collects the spawner's exit status if it has ended (killed
 // by a process of the run's user, or out of memory), so that it does not
-// stay a zombie under the supervisor.
+// stay a zombie under the supervisor, and marks it gone.
 func reapSpawner() {
-	if pid := int(C.nsrun_launch_get().spawner_pid); pid > 0 {
-		_, _ = unix.Wait4(pid, nil, unix.WNOHANG, nil)
+	spawnerReap.Lock()
+	defer spawnerReap.Unlock()
+	pid := int(C.nsrun_launch_get().spawner_pid)
+	if pid <= 0 || spawnerGone.Load() {
+		return
+	}
+	if w, err := unix.Wait4(pid, nil, unix.WNOHANG, nil); err == nil && w == pid {
+		spawnerGone.Store(true)
 	}
 }
 
 // HasSpawner says whether this process is a supervisor with a spawner
-// (SpawnInit).
-func HasSpawner() bool { return C.nsrun_launch_get().spawner_fd >= 0 }
+// (SpawnInit) that has not been found dead.
+func HasSpawner() bool { return C.nsrun_launch_get().spawner_fd >= 0 && !spawnerGone.Load() }
 
 // ErrSpawnerUnavailable wraps SpawnInit's errors where the spawner
 // cannot take the request (there is none, it is gone, or the kernel
@@ -315,7 +330,7 @@ type SpawnFiles struct {
 // as an exec'd one does. Any goroutine may call it.
 func SpawnInit(flags InitFlags, setpgid bool, f SpawnFiles) (int, error) {
 	sock := int(C.nsrun_launch_get().spawner_fd)
-	if sock < 0 {
+	if !HasSpawner() {
 		return 0, ErrSpawnerUnavailable
 	}
 	rr, rw, err := os.Pipe()
@@ -323,12 +338,13 @@ func SpawnInit(flags InitFlags, setpgid bool, f SpawnFiles) (int, error) {
 		return 0, fmt.Errorf("spawn a node's init: %w", err)
 	}
 	defer rr.Close()
-	fds := make([]int, C.NSRUN_SPAWN_NFDS)
-	for i, file := range map[int]*os.File{
+	files := [C.NSRUN_SPAWN_NFDS]*os.File{ // in enum nsrun_spawn_fd's order
 		C.NSRUN_SPAWN_REPLY: rw, C.NSRUN_SPAWN_NET: f.NetNS, C.NSRUN_SPAWN_UTS: f.UTSNS, C.NSRUN_SPAWN_MNT: f.MountNS,
 		C.NSRUN_SPAWN_STDIN: f.Stdin, C.NSRUN_SPAWN_STDOUT: f.Stdout, C.NSRUN_SPAWN_STDERR: f.Stderr,
 		C.NSRUN_SPAWN_CONFIG: f.ConfigRead, C.NSRUN_SPAWN_STATUS: f.StatusWrite,
-	} {
+	}
+	var fds [C.NSRUN_SPAWN_NFDS]int
+	for i, file := range files {
 		if file == nil {
 			rw.Close()
 			return 0, fmt.Errorf("spawn a node's init: descriptor %d missing", i)
@@ -341,7 +357,7 @@ func SpawnInit(flags InitFlags, setpgid bool, f SpawnFiles) (int, error) {
 		req.setpgid = 1
 	}
 	head := C.GoBytes(unsafe.Pointer(&req), C.int(unsafe.Sizeof(req)))
-	err = unix.Sendmsg(sock, head, unix.UnixRights(fds...), nil, 0)
+	err = unix.Sendmsg(sock, head, unix.UnixRights(fds[:]...), nil, 0)
 	runtime.KeepAlive(f)
 	rw.Close()
 	if err != nil {
